@@ -1,0 +1,46 @@
+# Set-up is two commands: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+SWIFT ?= swift
+DEBIAN_PACKAGES := pkg-config openssl libsqlite3-dev libgnutls28-dev libngtcp2-dev \
+	libngtcp2-crypto-gnutls-dev libnghttp3-dev libmosquitto-dev mosquitto iperf3 nats-server \
+	libjemalloc-dev
+PYTHON_PACKAGES := websockets
+TEST_TIMEOUT ?= 2400
+
+.PHONY: deps build test bench run clean
+
+## deps: install the Debian packages and Python peers that are missing (a no-op when all are present)
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@for p in $(PYTHON_PACKAGES); do \
+	  python3 -c "import $$p" 2>/dev/null || { echo "deps: installing Python package $$p"; python3 -m pip install -q $$p; }; \
+	done
+
+## build: debug build of the product and its tests
+build:
+	$(SWIFT) build --build-tests
+
+## test: install, build, run every test (bounded soak variants included)
+test: deps
+	$(SWIFT) build --build-tests
+	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build --parallel --num-workers 2
+
+## bench: micro-benchmarks (package-benchmark) and the channel throughput benchmark with its iperf3 baseline
+bench: deps
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress
+	$(SWIFT) run -c release channel-bench --all
+
+## run: install, build, and start the channel on its embedded defaults (WebSocket+TLS on 127.0.0.1:10000)
+run: deps
+	$(SWIFT) build -c release --product channel-demo
+	$(SWIFT) run -c release --skip-build channel-demo
+
+clean:
+	rm -rf .build Benchmarks/.build

@@ -1,0 +1,68 @@
+// swift-tools-version: 6.1
+// The product package: the cloud-edge channel and, as later issues land, the hubs and modules.
+// Benchmarks/ and tools/ are nested packages so that building the product never builds them.
+import PackageDescription
+
+let strictSwift6: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "swift-kubeedge",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Transport", targets: ["Transport"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // System C libraries (Debian packages; `make deps` installs them).
+        .systemLibrary(
+            name: "CNGTCP2", path: "Sources/C/CNGTCP2", pkgConfig: "libngtcp2_crypto_gnutls",
+            providers: [.apt(["libngtcp2-dev", "libngtcp2-crypto-gnutls-dev", "libgnutls28-dev"])]),
+        .systemLibrary(
+            name: "CNGHTTP3", path: "Sources/C/CNGHTTP3", pkgConfig: "libnghttp3",
+            providers: [.apt(["libnghttp3-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", path: "Sources/C/CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CMosquitto", path: "Sources/C/CMosquitto", pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]),
+
+        // The channel: messages, frames, lanes, outbox, in-process bus, WebSocket backend.
+        .target(
+            name: "Transport",
+            dependencies: [
+                "CSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6),
+
+        .testTarget(
+            name: "TransportTests",
+            dependencies: [
+                "Transport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Peers")],
+            swiftSettings: strictSwift6),
+        .testTarget(
+            name: "SystemLibrariesTests",
+            dependencies: ["CNGTCP2", "CNGHTTP3", "CSQLite", "CMosquitto"],
+            swiftSettings: strictSwift6),
+    ]
+)

@@ -1,0 +1,209 @@
+import NIOCore
+
+/// Encodes and decodes frames: `type u8 · lane u8 · length varint · body[length]`.
+///
+/// Decoding checks the type, the lane and the declared length against ``FrameLimits`` as soon as
+/// the frame header is readable, before any body byte is awaited or allocated, and returns
+/// message content as a slice of the input.
+public enum FrameCodec {
+    /// Bytes reserved for the body length of frames whose length is patched in after the body is
+    /// written: a 4-byte varint (non-minimal encodings are valid, see `docs/protocol.md`).
+    static let patchedLengthBytes = 4
+
+    // MARK: encoding
+
+    /// Appends `frame` to `buffer`.
+    public static func encode(_ frame: Frame, into buffer: inout ByteBuffer) {
+        switch frame {
+        case .message(let body):
+            encodeMessage(body, into: &buffer)
+        case .hello(let hello):
+            writeFrame(.hello, lane: .control, into: &buffer) { body in
+                body.writeVarint(hello.version)
+                body.writeLengthPrefixedString(hello.nodeID)
+                writeID(hello.sessionID, into: &body)
+                writeID(hello.peerSessionID, into: &body)
+                body.writeVarint(UInt64(hello.resumePoints.count))
+                for point in hello.resumePoints {
+                    body.writeInteger(point.lane.rawValue)
+                    body.writeVarint(point.delivered)
+                }
+                body.writeVarint(UInt64(hello.capabilities.count))
+                for capability in hello.capabilities { body.writeLengthPrefixedString(capability) }
+            }
+        case .ack(let lane, let sequence):
+            writeFrame(.ack, lane: lane, into: &buffer) { $0.writeVarint(sequence) }
+        case .credit(let lane, let bytes):
+            writeFrame(.credit, lane: lane, into: &buffer) { $0.writeVarint(bytes) }
+        case .ping(let value):
+            writeFrame(.ping, lane: .control, into: &buffer) { $0.writeInteger(value) }
+        case .pong(let value):
+            writeFrame(.pong, lane: .control, into: &buffer) { $0.writeInteger(value) }
+        case .goAway(let goAway):
+            writeFrame(.goAway, lane: .control, into: &buffer) { body in
+                body.writeVarint(goAway.code.rawValue)
+                body.writeLengthPrefixedString(goAway.reason)
+            }
+        }
+    }
+
+    /// Appends a MESSAGE frame, content included.
+    public static func encodeMessage(_ body: MessageFrame, into buffer: inout ByteBuffer) {
+        encodeMessageHead(body, into: &buffer)
+        var content = body.message.content
+        buffer.writeBuffer(&content)
+    }
+
+    /// Appends a MESSAGE frame up to (not including) the content bytes, with the frame length
+    /// covering the content: the caller writes `body.message.content` next, as its own buffer
+    /// in a gathered write, so large payloads are never copied into the frame buffer.
+    public static func encodeMessageHead(_ body: MessageFrame, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(FrameType.message.rawValue)
+        buffer.writeInteger(body.lane.rawValue)
+        let lengthIndex = buffer.writerIndex
+        buffer.writeInteger(UInt32(0))
+        let bodyStart = buffer.writerIndex
+        buffer.writeVarint(body.sequence)
+        buffer.writeInteger(body.delivery.wireCode)
+        if let key = body.delivery.stateKey { buffer.writeLengthPrefixedString(key) }
+        MessageCodec.encodeHeader(of: body.message, into: &buffer)
+        let length = buffer.writerIndex - bodyStart + body.message.content.readableBytes
+        buffer.setInteger(UInt32(length) | 0x8000_0000, at: lengthIndex)
+    }
+
+    private static func writeFrame(
+        _ type: FrameType, lane: Lane, into buffer: inout ByteBuffer, body: (inout ByteBuffer) -> Void
+    ) {
+        buffer.writeInteger(type.rawValue)
+        buffer.writeInteger(lane.rawValue)
+        let lengthIndex = buffer.writerIndex
+        buffer.writeInteger(UInt32(0))
+        let bodyStart = buffer.writerIndex
+        body(&buffer)
+        buffer.setInteger(UInt32(buffer.writerIndex - bodyStart) | 0x8000_0000, at: lengthIndex)
+    }
+
+    private static func writeID(_ id: MessageID, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(id.high)
+        buffer.writeInteger(id.low)
+    }
+
+    // MARK: decoding
+
+    /// Decodes the next frame from `buffer`.
+    ///
+    /// - Returns: the frame, consuming its bytes; or `nil` when the frame is not complete yet, in
+    ///   which case `buffer` is untouched. A frame header that breaks a limit throws at once,
+    ///   without waiting for the body.
+    public static func decode(from buffer: inout ByteBuffer, limits: FrameLimits) throws(WireError) -> Frame? {
+        var peek = buffer
+        guard let typeByte = peek.readInteger(as: UInt8.self) else { return nil }
+        guard let type = FrameType(rawValue: typeByte) else { throw .unknownFrameType(typeByte) }
+        guard let laneByte = peek.readInteger(as: UInt8.self) else { return nil }
+        guard Int(laneByte) < limits.laneCount else {
+            throw .limitExceeded(field: "frame.lane", value: UInt64(laneByte), limit: limits.laneCount, limitName: "laneCount")
+        }
+        let length: UInt64
+        do {
+            length = try peek.readVarint()
+        } catch {
+            return nil
+        }
+        guard length <= UInt64(limits.maxFrameLength) else {
+            throw .limitExceeded(field: "frame.length", value: length, limit: limits.maxFrameLength, limitName: "maxFrameLength")
+        }
+        guard var body = peek.readSlice(length: Int(length)) else { return nil }
+        buffer = peek
+        let lane = Lane(rawValue: laneByte)
+        let frame = try decodeBody(type, lane: lane, body: &body, limits: limits)
+        if body.readableBytes > 0 {
+            throw .trailingBytes(frame: "\(type)", count: body.readableBytes)
+        }
+        return frame
+    }
+
+    private static func decodeBody(
+        _ type: FrameType, lane: Lane, body: inout ByteBuffer, limits: FrameLimits
+    ) throws(WireError) -> Frame {
+        switch type {
+        case .message:
+            let sequence = try MessageCodec.readVarint(&body, field: "message.sequence")
+            let classCode = try MessageCodec.readByte(&body, field: "message.deliveryClass")
+            let delivery: Delivery
+            switch classCode {
+            case 0: delivery = .bestEffort
+            case 1: delivery = .reliable
+            case 2:
+                delivery = .state(key: try MessageCodec.readString(
+                    &body, field: "message.stateKey", maxLength: limits.maxStateKeyLength, limitName: "maxStateKeyLength"))
+            default: throw .unknownDeliveryClass(classCode)
+            }
+            if delivery.isReliable, sequence == 0 {
+                throw .invalidValue(field: "message.sequence", reason: "reliable messages are numbered from 1")
+            }
+            if !delivery.isReliable, sequence != 0 {
+                throw .invalidValue(field: "message.sequence", reason: "best-effort messages carry sequence 0")
+            }
+            let message = try MessageCodec.decode(from: &body, limits: limits.message)
+            return .message(MessageFrame(lane: lane, sequence: sequence, delivery: delivery, message: message))
+        case .hello:
+            try requireControlLane(lane, frame: "HELLO")
+            let version = try MessageCodec.readVarint(&body, field: "hello.version")
+            let nodeID = try MessageCodec.readString(
+                &body, field: "hello.nodeID", maxLength: limits.maxNodeIDLength, limitName: "maxNodeIDLength")
+            let sessionID = try MessageCodec.readID(&body, field: "hello.sessionID")
+            let peerSessionID = try MessageCodec.readID(&body, field: "hello.peerSessionID")
+            let pointCount = try MessageCodec.readVarint(&body, field: "hello.resumePointCount")
+            guard pointCount <= UInt64(limits.maxResumePoints) else {
+                throw .limitExceeded(
+                    field: "hello.resumePointCount", value: pointCount, limit: limits.maxResumePoints,
+                    limitName: "maxResumePoints")
+            }
+            var points: [Hello.ResumePoint] = []
+            points.reserveCapacity(Int(pointCount))
+            for _ in 0..<pointCount {
+                let laneByte = try MessageCodec.readByte(&body, field: "hello.resumePoint.lane")
+                guard Int(laneByte) < limits.laneCount else {
+                    throw .limitExceeded(
+                        field: "hello.resumePoint.lane", value: UInt64(laneByte), limit: limits.laneCount, limitName: "laneCount")
+                }
+                let delivered = try MessageCodec.readVarint(&body, field: "hello.resumePoint.delivered")
+                points.append(Hello.ResumePoint(lane: Lane(rawValue: laneByte), delivered: delivered))
+            }
+            let capabilityCount = try MessageCodec.readVarint(&body, field: "hello.capabilityCount")
+            guard capabilityCount <= UInt64(limits.maxCapabilities) else {
+                throw .limitExceeded(
+                    field: "hello.capabilityCount", value: capabilityCount, limit: limits.maxCapabilities,
+                    limitName: "maxCapabilities")
+            }
+            var capabilities: [String] = []
+            for _ in 0..<capabilityCount {
+                capabilities.append(try MessageCodec.readString(
+                    &body, field: "hello.capability", maxLength: limits.maxCapabilityLength, limitName: "maxCapabilityLength"))
+            }
+            return .hello(Hello(
+                version: version, nodeID: nodeID, sessionID: sessionID, peerSessionID: peerSessionID,
+                resumePoints: points, capabilities: capabilities))
+        case .ack:
+            return .ack(lane: lane, sequence: try MessageCodec.readVarint(&body, field: "ack.sequence"))
+        case .credit:
+            return .credit(lane: lane, bytes: try MessageCodec.readVarint(&body, field: "credit.bytes"))
+        case .ping, .pong:
+            try requireControlLane(lane, frame: "\(type)")
+            guard let value = body.readInteger(as: UInt64.self) else { throw .truncated(field: "\(type).opaque") }
+            return type == .ping ? .ping(value) : .pong(value)
+        case .goAway:
+            try requireControlLane(lane, frame: "GOAWAY")
+            let code = try MessageCodec.readVarint(&body, field: "goAway.code")
+            let reason = try MessageCodec.readString(
+                &body, field: "goAway.reason", maxLength: limits.maxGoAwayReasonLength, limitName: "maxGoAwayReasonLength")
+            return .goAway(GoAway(code: GoAway.Code(rawValue: code), reason: reason))
+        }
+    }
+
+    private static func requireControlLane(_ lane: Lane, frame: String) throws(WireError) {
+        guard lane == .control else {
+            throw .invalidValue(field: "\(frame).lane", reason: "must be the control lane (0), was \(lane.rawValue)")
+        }
+    }
+}
