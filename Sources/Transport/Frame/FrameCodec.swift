@@ -48,16 +48,21 @@ public enum FrameCodec {
     }
 
     /// Appends a MESSAGE frame, content included.
-    public static func encodeMessage(_ body: MessageFrame, into buffer: inout ByteBuffer) {
-        encodeMessageHead(body, into: &buffer)
+    /// - Returns: the frame's body length.
+    @discardableResult
+    public static func encodeMessage(_ body: MessageFrame, into buffer: inout ByteBuffer) -> Int {
+        let length = encodeMessageHead(body, into: &buffer)
         var content = body.message.content
         buffer.writeBuffer(&content)
+        return length
     }
 
     /// Appends a MESSAGE frame up to (not including) the content bytes, with the frame length
     /// covering the content: the caller writes `body.message.content` next, as its own buffer
     /// in a gathered write, so large payloads are never copied into the frame buffer.
-    public static func encodeMessageHead(_ body: MessageFrame, into buffer: inout ByteBuffer) {
+    /// - Returns: the frame's body length (what the frame costs in lane credit).
+    @discardableResult
+    public static func encodeMessageHead(_ body: MessageFrame, into buffer: inout ByteBuffer) -> Int {
         buffer.writeInteger(FrameType.message.rawValue)
         buffer.writeInteger(body.lane.rawValue)
         let lengthIndex = buffer.writerIndex
@@ -69,6 +74,7 @@ public enum FrameCodec {
         MessageCodec.encodeHeader(of: body.message, into: &buffer)
         let length = buffer.writerIndex - bodyStart + body.message.content.readableBytes
         buffer.setInteger(UInt32(length) | 0x8000_0000, at: lengthIndex)
+        return length
     }
 
     private static func writeFrame(

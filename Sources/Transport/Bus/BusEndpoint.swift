@@ -1,0 +1,157 @@
+import NIOCore
+import Synchronization
+
+/// A module's end of the ``MessageBus``.
+public final class BusEndpoint: ChannelEndpoint, LaneSource {
+    /// The module name.
+    public let name: String
+    /// The module group.
+    public let group: String
+    private unowned let bus: MessageBus
+    private let state: Mutex<State>
+
+    private struct State {
+        var lanes: [Queue]
+        var requests: [MessageID: UnsafeContinuation<Message, any Error>] = [:]
+        var closed = false
+    }
+
+    private struct Queue {
+        var messages = CircularBuffer<Message>()
+        var bytes = 0
+        var consumer: UnsafeContinuation<Message?, Never>?
+        var senders: [UnsafeContinuation<Bool, Never>] = []
+    }
+
+    init(name: String, group: String, bus: MessageBus) {
+        self.name = name
+        self.group = group
+        self.bus = bus
+        state = Mutex(State(lanes: Array(repeating: Queue(), count: bus.configuration.laneCount)))
+    }
+
+    public func send(_ message: Message, on lane: Lane, delivery: Delivery) async throws {
+        let targets = try targets(for: message, lane: lane)
+        for target in targets {
+            while true {
+                let accepted = await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+                    switch target.offer(message, lane: lane, waiter: continuation) {
+                    case .accepted, .dropped: continuation.resume(returning: true)
+                    case .wouldBlock: break  // parked; resumed with `false` when the consumer drains
+                    }
+                }
+                if accepted { break }
+            }
+        }
+    }
+
+    public func trySend(_ message: Message, on lane: Lane, delivery: Delivery) throws -> TrySendResult {
+        let targets = try targets(for: message, lane: lane)
+        var result = TrySendResult.accepted
+        for target in targets where target.offer(message, lane: lane, waiter: nil) == .wouldBlock { result = .wouldBlock }
+        return result
+    }
+
+    public func messages(on lane: Lane) -> LaneMessages { LaneMessages(source: self, lane: lane) }
+
+    public func request(_ message: Message, on lane: Lane = .request, timeout: Duration? = nil) async throws -> Message {
+        var message = message
+        message.header.sync = true
+        if message.router.source.isEmpty { message.router.source = name }
+        let id = message.header.id
+        let timeout = timeout ?? bus.configuration.requestTimeout
+        let timer = NIOSingletons.posixEventLoopGroup.any().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [self] in
+            state.withLock { $0.requests.removeValue(forKey: id) }?.resume(throwing: ChannelError.requestTimedOut(id, timeout))
+        }
+        defer { timer.cancel() }
+        let outgoing = message
+        return try await withUnsafeThrowingContinuation { continuation in
+            state.withLock { $0.requests[id] = continuation }
+            Task {
+                do {
+                    try await self.send(outgoing, on: lane, delivery: .reliable)
+                } catch {
+                    self.state.withLock { $0.requests.removeValue(forKey: id) }?.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    func nextMessage(on lane: Lane) async -> Message? {
+        let index = Int(lane.rawValue)
+        guard index < state.withLock({ $0.lanes.count }) else { return nil }
+        return await withUnsafeContinuation { (continuation: UnsafeContinuation<Message?, Never>) in
+            let (result, senders): (Message??, [UnsafeContinuation<Bool, Never>]) = state.withLock { state in
+                if let message = state.lanes[index].messages.popFirst() {
+                    state.lanes[index].bytes -= message.content.readableBytes
+                    defer { state.lanes[index].senders = [] }
+                    return (.some(message), state.lanes[index].senders)
+                }
+                if state.closed { return (.some(nil), []) }
+                state.lanes[index].consumer = continuation
+                return (.none, [])
+            }
+            for sender in senders { sender.resume(returning: false) }
+            if let result { continuation.resume(returning: result) }
+        }
+    }
+
+    private func targets(for message: Message, lane: Lane) throws -> [BusEndpoint] {
+        guard Int(lane.rawValue) < bus.configuration.laneCount else { throw ChannelError.unknownLane(lane) }
+        if let parent = message.header.parentID, message.router.operation == MessageRouter.Operation.response,
+           let endpoint = try? bus.route(message).first, endpoint.resolveRequest(parent, with: message) {
+            return []
+        }
+        return try bus.route(message)
+    }
+
+    /// Completes a pending request of this endpoint; `false` if none is waiting for `id`.
+    private func resolveRequest(_ id: MessageID, with message: Message) -> Bool {
+        guard let continuation = state.withLock({ $0.requests.removeValue(forKey: id) }) else { return false }
+        continuation.resume(returning: message)
+        return true
+    }
+
+    /// Queues `message` unless the lane is full; then a given `waiter` is parked until the
+    /// consumer drains (and resumed with `false`, to try again).
+    fileprivate func offer(_ message: Message, lane: Lane, waiter: UnsafeContinuation<Bool, Never>?) -> TrySendResult {
+        let index = Int(lane.rawValue)
+        let consumer: UnsafeContinuation<Message?, Never>?? = state.withLock { state in
+            if state.closed { return .some(nil) }
+            if let consumer = state.lanes[index].consumer {
+                state.lanes[index].consumer = nil
+                return .some(consumer)
+            }
+            guard state.lanes[index].bytes < bus.configuration.laneCapacityBytes else {
+                if let waiter { state.lanes[index].senders.append(waiter) }
+                return .none
+            }
+            state.lanes[index].messages.append(message)
+            state.lanes[index].bytes += message.content.readableBytes
+            return .some(nil)
+        }
+        switch consumer {
+        case .none: return .wouldBlock
+        case .some(let waiting):
+            waiting?.resume(returning: message)
+            return .accepted
+        }
+    }
+
+    func shutdown() {
+        let (consumers, requests) = state.withLock { state in
+            state.closed = true
+            let consumers = state.lanes.compactMap(\.consumer)
+            let senders = state.lanes.flatMap(\.senders)
+            for index in state.lanes.indices {
+                state.lanes[index].consumer = nil
+                state.lanes[index].senders = []
+            }
+            defer { state.requests = [:] }
+            return ((consumers, senders), Array(state.requests.values))
+        }
+        for consumer in consumers.0 { consumer.resume(returning: nil) }
+        for sender in consumers.1 { sender.resume(returning: true) }
+        for request in requests { request.resume(throwing: ChannelError.closed) }
+    }
+}

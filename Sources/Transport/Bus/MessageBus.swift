@@ -1,0 +1,73 @@
+import NIOCore
+import Synchronization
+
+/// The in-process message bus between the modules of one process (KubeEdge's beehive role).
+///
+/// Each module registers a name and a group and gets a ``BusEndpoint``, which implements the
+/// same ``ChannelEndpoint`` contract as a network channel: a message goes to the module named in
+/// `router.destination`, or, when that is empty, to every module of `router.group`. Each
+/// module's lanes are bounded queues: `send` suspends while the receiver's lane is full.
+public final class MessageBus: Sendable {
+    /// Bounds of every module's lanes.
+    public struct Configuration: Sendable {
+        /// Bytes a module's lane may hold before senders to it suspend. Default 4 MiB.
+        public var laneCapacityBytes: Int
+        /// Lane numbers must be below this. Default 16.
+        public var laneCount: Int
+        /// Default timeout of ``BusEndpoint/request(_:on:timeout:)``. Default 30 s.
+        public var requestTimeout: Duration
+
+        public init(laneCapacityBytes: Int = 4 << 20, laneCount: Int = 16, requestTimeout: Duration = .seconds(30)) {
+            self.laneCapacityBytes = laneCapacityBytes
+            self.laneCount = laneCount
+            self.requestTimeout = requestTimeout
+        }
+    }
+
+    /// The bus configuration.
+    public let configuration: Configuration
+    private let modules = Mutex<[String: BusEndpoint]>([:])
+
+    /// Creates an empty bus.
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+    }
+
+    /// Registers a module; a second registration of the same name replaces the first (whose
+    /// lane iterators end).
+    public func register(module name: String, group: String) -> BusEndpoint {
+        let endpoint = BusEndpoint(name: name, group: group, bus: self)
+        let old = modules.withLock { modules in
+            defer { modules[name] = endpoint }
+            return modules[name]
+        }
+        old?.shutdown()
+        return endpoint
+    }
+
+    /// Removes a module; its lane iterators end and messages to it fail with ``BusError/unknownDestination(_:)``.
+    public func unregister(module name: String) {
+        modules.withLock { $0.removeValue(forKey: name) }?.shutdown()
+    }
+
+    /// The endpoints a message is routed to.
+    func route(_ message: Message) throws -> [BusEndpoint] {
+        try modules.withLock { modules in
+            if !message.router.destination.isEmpty {
+                guard let endpoint = modules[message.router.destination] else {
+                    throw BusError.unknownDestination(message.router.destination)
+                }
+                return [endpoint]
+            }
+            let members = modules.values.filter { $0.group == message.router.group }
+            guard !members.isEmpty else { throw BusError.unknownDestination("group \(message.router.group)") }
+            return members.sorted { $0.name < $1.name }
+        }
+    }
+}
+
+/// Why the bus refused a message.
+public enum BusError: Error, Sendable, Hashable {
+    /// No module of that name or group is registered.
+    case unknownDestination(String)
+}

@@ -1,0 +1,142 @@
+import NIOCore
+import NIOPosix
+
+extension MessageChannel {
+    /// Carries out what was decided under the lock.
+    func perform(_ actions: ChannelActions) {
+        for timer in actions.cancelTimers { timer.cancel() }
+        if let (link, goAway) = actions.close {
+            link.eventLoop.execute { link.close(sending: goAway) }
+        }
+        if let link = actions.flush {
+            if link.eventLoop.inEventLoop {
+                link.eventLoop.execute { self.flush(link) }
+            } else {
+                link.eventLoop.execute { self.flush(link) }
+            }
+        }
+        if let link = actions.startAckTimer {
+            link.eventLoop.scheduleTask(in: .nanoseconds(configuration.ackDelay.nanoseconds)) { [self] in
+                var actions = ChannelActions()
+                state.withLock { state in
+                    state.ackTimerScheduled = false
+                    collectDeliveryMarks(state: &state, actions: &actions)
+                }
+                perform(actions)
+            }
+        }
+        if actions.persist { startPersistIfNeeded() }
+        for (continuation, message) in actions.consumers { continuation.resume(returning: message) }
+        for (continuation, result) in actions.senders { continuation.resume(with: result) }
+        for (continuation, result) in actions.requests { continuation.resume(with: result) }
+    }
+
+    /// Moves delivered-but-unacknowledged marks towards the peer: through the outbox (persist,
+    /// then ACK) or, without an outbox, straight into ACK frames.
+    func collectDeliveryMarks(state: inout ChannelState, actions: inout ChannelActions) {
+        for index in state.receive.indices {
+            let lane = state.receive[index]
+            guard lane.deliveredUpTo > lane.acknowledgedUpTo, lane.deliveredUpTo > (state.pending.delivered[Lane(rawValue: UInt8(index))] ?? 0) else { continue }
+            state.receive[index].deliveredSinceAck = 0
+            if outbox != nil {
+                state.pending.delivered[Lane(rawValue: UInt8(index))] = lane.deliveredUpTo
+                actions.persist = true
+            } else {
+                state.receive[index].persistedUpTo = lane.deliveredUpTo
+                state.receive[index].acknowledgedUpTo = lane.deliveredUpTo
+                if state.established {
+                    state.control.append(.ack(lane: Lane(rawValue: UInt8(index)), sequence: lane.deliveredUpTo))
+                    requestFlush(state: &state, actions: &actions)
+                }
+            }
+        }
+    }
+
+    /// Hands the pending outbox batch to a background thread unless a write is in flight (the
+    /// writer picks up what accumulated meanwhile: group commit).
+    func startPersistIfNeeded() {
+        guard let outbox else { return }
+        let batch: OutboxBatch? = state.withLock { state in
+            guard !state.persisting, !state.pending.isEmpty else { return nil }
+            state.persisting = true
+            defer { state.pending = OutboxBatch() }
+            return state.pending
+        }
+        guard let batch else { return }
+        NIOThreadPool.singleton.submit { [self] _ in
+            var next: OutboxBatch? = batch
+            while let batch = next {
+                let result: Result<Void, SQLiteError>
+                do throws(SQLiteError) {
+                    try outbox.commit(batch, peer: configuration.peerNodeID)
+                    result = .success(())
+                } catch {
+                    result = .failure(error)
+                }
+                var actions = ChannelActions()
+                next = state.withLock { state in
+                    persisted(batch, result: result, state: &state, actions: &actions)
+                    guard case .success = result, !state.pending.isEmpty else {
+                        state.persisting = false
+                        return nil
+                    }
+                    defer { state.pending = OutboxBatch() }
+                    return state.pending
+                }
+                perform(actions)
+            }
+        }
+    }
+
+    private func persisted(_ batch: OutboxBatch, result: Result<Void, SQLiteError>, state: inout ChannelState, actions: inout ChannelActions) {
+        switch result {
+        case .success:
+            for append in batch.appends {
+                let index = Int(append.lane.rawValue)
+                state.send[index].persistedUpTo = max(state.send[index].persistedUpTo, append.sequence)
+            }
+            var stillWaiting: [ChannelState.PersistWaiter] = []
+            for waiter in state.persistWaiters {
+                if waiter.sequence <= state.send[Int(waiter.lane.rawValue)].persistedUpTo {
+                    actions.senders.append((waiter.continuation, .success(true)))
+                } else {
+                    stillWaiting.append(waiter)
+                }
+            }
+            state.persistWaiters = stillWaiting
+            for index in state.send.indices { scheduleFlushIfSendable(lane: index, state: &state, actions: &actions) }
+            for (lane, sequence) in batch.delivered {
+                let index = Int(lane.rawValue)
+                guard sequence > state.receive[index].persistedUpTo else { continue }
+                state.receive[index].persistedUpTo = sequence
+                if state.established, sequence > state.receive[index].acknowledgedUpTo {
+                    state.receive[index].acknowledgedUpTo = sequence
+                    state.control.append(.ack(lane: lane, sequence: sequence))
+                    requestFlush(state: &state, actions: &actions)
+                }
+            }
+        case .failure(let error):
+            logger.error("outbox write failed", metadata: ["error": "\(error)"])
+            var failed: [Int: Set<UInt64>] = [:]
+            for append in batch.appends { failed[Int(append.lane.rawValue), default: []].insert(append.sequence) }
+            for (index, sequences) in failed { state.send[index].removeFailed(sequences) }
+            var stillWaiting: [ChannelState.PersistWaiter] = []
+            for waiter in state.persistWaiters {
+                if failed[Int(waiter.lane.rawValue)]?.contains(waiter.sequence) == true {
+                    actions.senders.append((waiter.continuation, .failure(ChannelError.outboxWriteFailed(error))))
+                } else {
+                    stillWaiting.append(waiter)
+                }
+            }
+            state.persistWaiters = stillWaiting
+            // Marks and acknowledgements are retried with the next batch.
+            for (lane, sequence) in batch.delivered where state.pending.delivered[lane] == nil {
+                state.pending.delivered[lane] = sequence
+            }
+            for (lane, sequence) in batch.acknowledged {
+                state.pending.acknowledged[lane] = max(state.pending.acknowledged[lane] ?? 0, sequence)
+            }
+            if let epoch = batch.remoteEpoch, state.pending.remoteEpoch == nil { state.pending.remoteEpoch = epoch }
+        }
+    }
+}

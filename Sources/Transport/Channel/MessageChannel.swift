@@ -1,0 +1,319 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A session with one peer over any backend: lanes, delivery classes, credit-based backpressure,
+/// acknowledgements, the SQLite outbox and resume across reconnects and restarts.
+///
+/// The channel outlives its connections: a backend attaches a ``ChannelLink`` when a connection
+/// is up and the channel replays what the peer has not acknowledged. Sending and receiving work
+/// whether or not a link is attached (best-effort messages are dropped while it is not).
+public final class MessageChannel: ChannelEndpoint, LaneSource {
+    /// The configuration the channel was created with.
+    public let configuration: ChannelConfiguration
+    let outbox: Outbox?
+    let logger: Logger
+    let state: Mutex<ChannelState>
+
+    /// Creates a channel, loading what `outbox` holds for ``ChannelConfiguration/peerNodeID``.
+    ///
+    /// - Parameter outbox: where reliable messages and receive marks persist; `nil` keeps them in
+    ///   memory only (they still survive reconnects, not restarts).
+    public init(configuration: ChannelConfiguration, outbox: Outbox? = nil, logger: Logger = Logger(label: "transport.channel")) throws {
+        self.configuration = configuration
+        self.outbox = outbox
+        var logger = logger
+        logger[metadataKey: "peer"] = "\(configuration.peerNodeID)"
+        self.logger = logger
+        let laneCount = configuration.limits.laneCount
+        var initial = ChannelState(
+            send: Array(repeating: SendLane(), count: laneCount),
+            receive: Array(repeating: ReceiveLane(), count: laneCount),
+            localEpoch: MessageID(high: .random(in: 1 ... .max), low: .random(in: 1 ... .max)),
+            remoteEpoch: .zero)
+        if let outbox {
+            let stored = try outbox.loadSession(peer: configuration.peerNodeID, limits: configuration.limits.message)
+            initial.localEpoch = stored.localEpoch
+            initial.remoteEpoch = stored.remoteEpoch
+            for (lane, next) in stored.nextSequence where Int(lane.rawValue) < laneCount {
+                initial.send[Int(lane.rawValue)].nextSequence = next
+            }
+            for (lane, delivered) in stored.delivered where Int(lane.rawValue) < laneCount {
+                let index = Int(lane.rawValue)
+                initial.receive[index].receivedUpTo = delivered
+                initial.receive[index].deliveredUpTo = delivered
+                initial.receive[index].persistedUpTo = delivered
+                initial.receive[index].acknowledgedUpTo = delivered
+            }
+            for entry in stored.entries where Int(entry.lane.rawValue) < laneCount {
+                let index = Int(entry.lane.rawValue)
+                initial.send[index].append(OutgoingEntry(
+                    sequence: entry.sequence, delivery: entry.delivery, message: entry.message,
+                    size: Self.estimatedSize(of: entry.message)))
+                initial.send[index].persistedUpTo = entry.sequence
+            }
+        }
+        state = Mutex(initial)
+    }
+
+    // MARK: sending
+
+    public func send(_ message: Message, on lane: Lane, delivery: Delivery) async throws {
+        try validate(message, on: lane)
+        let size = Self.estimatedSize(of: message)
+        while true {
+            let done = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
+                var actions = ChannelActions()
+                let outcome = state.withLock { state in
+                    enqueue(message, on: lane, delivery: delivery, size: size, waiter: continuation, state: &state, actions: &actions)
+                }
+                perform(actions)
+                switch outcome {
+                case .accepted, .dropped: continuation.resume(returning: true)
+                case .closed: continuation.resume(throwing: ChannelError.closed)
+                case .waiting, .full: break
+                }
+            }
+            if done { return }
+        }
+    }
+
+    public func trySend(_ message: Message, on lane: Lane, delivery: Delivery) throws -> TrySendResult {
+        try validate(message, on: lane)
+        var actions = ChannelActions()
+        let outcome = state.withLock { state in
+            enqueue(message, on: lane, delivery: delivery, size: Self.estimatedSize(of: message), waiter: nil, state: &state, actions: &actions)
+        }
+        perform(actions)
+        switch outcome {
+        case .accepted, .waiting: return .accepted
+        case .dropped: return .dropped
+        case .closed: throw ChannelError.closed
+        case .full: return .wouldBlock
+        }
+    }
+
+    enum EnqueueOutcome { case accepted, dropped, closed, full, waiting }
+
+    /// Queues a message. With a `waiter`, a full lane parks it as a space waiter and a reliable
+    /// message parks it until its outbox row is committed (`.waiting`).
+    private func enqueue(
+        _ message: Message, on lane: Lane, delivery: Delivery, size: Int,
+        waiter: UnsafeContinuation<Bool, any Error>?, state: inout ChannelState, actions: inout ChannelActions
+    ) -> EnqueueOutcome {
+        if state.closed { return .closed }
+        let index = Int(lane.rawValue)
+        if !delivery.isReliable {
+            guard state.established else {
+                state.counters.bestEffortDropped += 1
+                return .dropped
+            }
+            guard state.send[index].unsentBytes < configuration.maxQueuedBytesPerLane else {
+                guard let waiter else { return .full }
+                state.send[index].spaceWaiters.append(waiter)
+                return .waiting
+            }
+            state.send[index].append(OutgoingEntry(sequence: 0, delivery: delivery, message: message, size: size))
+            scheduleFlushIfSendable(lane: index, state: &state, actions: &actions)
+            return .accepted
+        }
+        guard state.totalReliableCount < configuration.maxOutboxMessages,
+              state.totalReliableBytes < configuration.maxOutboxBytes
+        else {
+            guard let waiter else { return .full }
+            state.send[index].spaceWaiters.append(waiter)
+            return .waiting
+        }
+        let sequence = state.send[index].nextSequence
+        state.send[index].nextSequence += 1
+        state.send[index].append(OutgoingEntry(sequence: sequence, delivery: delivery, message: message, size: size))
+        if outbox != nil {
+            state.pending.appends.append(StoredEntry(lane: lane, sequence: sequence, delivery: delivery, message: message))
+            actions.persist = true
+            guard let waiter else { return .accepted }
+            state.persistWaiters.append(.init(lane: lane, sequence: sequence, continuation: waiter))
+            return .waiting
+        }
+        state.send[index].persistedUpTo = sequence
+        scheduleFlushIfSendable(lane: index, state: &state, actions: &actions)
+        return .accepted
+    }
+
+    private func validate(_ message: Message, on lane: Lane) throws {
+        guard Int(lane.rawValue) < configuration.limits.laneCount, lane != .control else { throw ChannelError.unknownLane(lane) }
+        let limit = configuration.limits.message.maxContentLength
+        guard message.content.readableBytes <= limit else {
+            throw ChannelError.messageTooLarge(size: message.content.readableBytes, limit: limit)
+        }
+    }
+
+    static func estimatedSize(of message: Message) -> Int {
+        MessageCodec.encodedHeaderLength(of: message) + message.content.readableBytes + 12
+    }
+
+    // MARK: requests
+
+    public func request(_ message: Message, on lane: Lane = .request, timeout: Duration? = nil) async throws -> Message {
+        var message = message
+        message.header.sync = true
+        let id = message.header.id
+        let timeout = timeout ?? configuration.requestTimeout
+        let timer = NIOSingletons.posixEventLoopGroup.any().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [self] in
+            requestTimedOut(id, after: timeout)
+        }
+        state.withLock { $0.requests[id] = .waiting(nil, timer) }
+        do {
+            try await send(message, on: lane, delivery: .reliable)
+        } catch {
+            timer.cancel()
+            _ = state.withLock { $0.requests.removeValue(forKey: id) }
+            throw error
+        }
+        return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Message, any Error>) in
+            let early: Result<Message, any Error>? = state.withLock { state in
+                switch state.requests[id] {
+                case .arrived(let result):
+                    state.requests[id] = nil
+                    return result
+                case .waiting(_, let timer):
+                    state.requests[id] = .waiting(continuation, timer)
+                    return nil
+                case nil:
+                    return .failure(ChannelError.closed)
+                }
+            }
+            if let early { continuation.resume(with: early) }
+        }
+    }
+
+    private func requestTimedOut(_ id: MessageID, after timeout: Duration) {
+        let waiter: UnsafeContinuation<Message, any Error>? = state.withLock { state in
+            guard case .waiting(let continuation, _) = state.requests[id] else { return nil }
+            if let continuation {
+                state.requests[id] = nil
+                return continuation
+            }
+            state.requests[id] = .arrived(.failure(ChannelError.requestTimedOut(id, timeout)))
+            return nil
+        }
+        waiter?.resume(throwing: ChannelError.requestTimedOut(id, timeout))
+    }
+
+    // MARK: receiving
+
+    public func messages(on lane: Lane) -> LaneMessages { LaneMessages(source: self, lane: lane) }
+
+    func nextMessage(on lane: Lane) async -> Message? {
+        let index = Int(lane.rawValue)
+        guard index < configuration.limits.laneCount else { return nil }
+        return await withUnsafeContinuation { (continuation: UnsafeContinuation<Message?, Never>) in
+            var actions = ChannelActions()
+            let immediate: Message?? = state.withLock { state in
+                if let entry = state.receive[index].buffer.popFirst() {
+                    state.receive[index].bufferedBytes -= entry.size
+                    consumed(entry, lane: index, state: &state, actions: &actions)
+                    return .some(entry.message)
+                }
+                if state.closed { return .some(nil) }
+                state.receive[index].waiter = continuation
+                return .none
+            }
+            perform(actions)
+            if let immediate { continuation.resume(returning: immediate) }
+        }
+    }
+
+    /// Book-keeping once the application has taken `entry`: credit back, delivery mark, ACK timer.
+    func consumed(_ entry: IncomingEntry, lane index: Int, state: inout ChannelState, actions: inout ChannelActions) {
+        state.receive[index].consumedSinceGrant += entry.size
+        if state.established, state.receive[index].consumedSinceGrant >= configuration.initialWindow / 2 {
+            state.control.append(.credit(lane: Lane(rawValue: UInt8(index)), bytes: UInt64(state.receive[index].consumedSinceGrant)))
+            state.receive[index].consumedSinceGrant = 0
+            requestFlush(state: &state, actions: &actions)
+        }
+        guard entry.sequence > 0 else { return }
+        state.receive[index].deliveredUpTo = max(state.receive[index].deliveredUpTo, entry.sequence)
+        state.receive[index].deliveredSinceAck += 1
+        if state.receive[index].deliveredSinceAck >= configuration.ackBatch {
+            collectDeliveryMarks(state: &state, actions: &actions)
+        } else if !state.ackTimerScheduled, let link = state.link {
+            state.ackTimerScheduled = true
+            actions.startAckTimer = link
+        }
+    }
+
+    // MARK: state
+
+    /// Whether a connection is attached and its HELLO exchange completed.
+    public var isConnected: Bool { state.withLock { $0.established } }
+
+    /// Counts of what the channel did so far.
+    public var counters: ChannelCounters { state.withLock { $0.counters } }
+
+    /// This side's outbox epoch (the HELLO session id).
+    public var sessionID: MessageID { state.withLock { $0.localEpoch } }
+
+    /// A snapshot of `lane`'s queues.
+    public func statistics(for lane: Lane) -> LaneStatistics {
+        state.withLock { state in
+            let send = state.send[Int(lane.rawValue)]
+            let receive = state.receive[Int(lane.rawValue)]
+            return LaneStatistics(
+                unsentBytes: send.unsentBytes, unacknowledged: send.reliableCount, bufferedBytes: receive.bufferedBytes,
+                credit: send.credit, delivered: receive.deliveredUpTo)
+        }
+    }
+
+    /// Waits until a connection has completed its handshake.
+    public func waitUntilConnected(timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !isConnected {
+            if state.withLock({ $0.closed }) { throw ChannelError.closed }
+            guard ContinuousClock.now < deadline else { throw ChannelError.notConnected }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    /// Closes the channel: GOAWAY to the peer, pending receive marks persisted, every waiter
+    /// released (`send` throws ``ChannelError/closed``, lane iterators end).
+    public func close() async {
+        var actions = ChannelActions()
+        state.withLock { state in
+            guard !state.closed else { return }
+            state.closed = true
+            if let link = state.link {
+                actions.close = (link, GoAway(code: .normal, reason: "channel closed"))
+            }
+            state.link = nil
+            state.established = false
+            state.keepalive?.cancel()
+            for index in state.receive.indices {
+                if let waiter = state.receive[index].waiter {
+                    actions.consumers.append((waiter, nil))
+                    state.receive[index].waiter = nil
+                }
+                if state.receive[index].deliveredUpTo > state.receive[index].persistedUpTo {
+                    state.pending.delivered[Lane(rawValue: UInt8(index))] = state.receive[index].deliveredUpTo
+                }
+            }
+            for index in state.send.indices {
+                for waiter in state.send[index].takeSpaceWaiters() { actions.senders.append((waiter, .failure(ChannelError.closed))) }
+            }
+            for (id, slot) in state.requests {
+                if case .waiting(let continuation, let timer) = slot {
+                    if let continuation { actions.requests.append((continuation, .failure(ChannelError.closed))) }
+                    if let timer { actions.cancelTimers.append(timer) }
+                }
+                state.requests[id] = nil
+            }
+        }
+        perform(actions)
+        // Let an in-flight outbox write finish, then write what is left (persist waiters resume).
+        if outbox != nil {
+            while state.withLock({ $0.persisting }) { try? await Task.sleep(for: .milliseconds(1)) }
+            startPersistIfNeeded()
+            while state.withLock({ $0.persisting }) { try? await Task.sleep(for: .milliseconds(1)) }
+        }
+    }
+}
