@@ -1,0 +1,134 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOWebSocket
+import Synchronization
+
+/// The server side of the WebSocket backend: TLS 1.3 with client certificates, an HTTP/1.1
+/// upgrade on ``Configuration/path``, then binary WebSocket messages of channel frames.
+public final class WebSocketServer: Sendable {
+    /// Listener settings with documented defaults.
+    public struct Configuration: Sendable {
+        /// Address to bind. Default `127.0.0.1`.
+        public var host: String
+        /// Port to bind; 0 picks a free one. Default 10000 (KubeEdge's cloudHub WebSocket port).
+        public var port: Int
+        /// The upgrade path. Default `/channel`.
+        public var path: String
+        /// Certificates and the CA that signs clients.
+        public var tls: TLSFiles
+        /// Frame limits for every connection (the WebSocket message limit derives from them).
+        public var limits: FrameLimits
+        /// Connections held at once; more are closed on accept. Default 10,000.
+        public var maxConnections: Int
+        /// Time a connection has to send its HELLO after the upgrade. Default 10 s.
+        public var helloTimeout: Duration
+
+        /// Creates a configuration.
+        public init(
+            host: String = "127.0.0.1", port: Int = 10000, path: String = "/channel", tls: TLSFiles,
+            limits: FrameLimits = FrameLimits(), maxConnections: Int = 10_000, helloTimeout: Duration = .seconds(10)
+        ) {
+            self.host = host
+            self.port = port
+            self.path = path
+            self.tls = tls
+            self.limits = limits
+            self.maxConnections = maxConnections
+            self.helloTimeout = helloTimeout
+        }
+    }
+
+    private let configuration: Configuration
+    private let group: any EventLoopGroup
+    private let resolver: SessionResolver
+    private let logger: Logger
+    private let listener = Mutex<(any Channel)?>(nil)
+    private let connections = Atomic<Int>(0)
+
+    /// Creates a server; `resolver` maps each connection's HELLO to its channel.
+    public init(
+        configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "transport.websocket.server"), resolver: @escaping SessionResolver
+    ) {
+        self.configuration = configuration
+        self.group = group
+        self.resolver = resolver
+        var logger = logger
+        logger[metadataKey: "backend"] = "websocket"
+        self.logger = logger
+    }
+
+    /// The number of open connections.
+    public var connectionCount: Int { connections.load(ordering: .relaxed) }
+
+    /// Binds and starts accepting; returns the bound port.
+    @discardableResult
+    public func start() async throws -> Int {
+        let context = try configuration.tls.makeServerContext()
+        let configuration = configuration
+        let resolver = resolver
+        let logger = logger
+        let maxMessage = configuration.limits.maxFrameLength + 1024
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
+            .childChannelInitializer { [self] channel in
+                let open = connections.wrappingAdd(1, ordering: .relaxed).newValue
+                channel.closeFuture.whenComplete { _ in self.connections.wrappingSubtract(1, ordering: .relaxed) }
+                guard open <= configuration.maxConnections else {
+                    logger.warning("refusing connection: maxConnections reached", metadata: ["limit": "\(configuration.maxConnections)"])
+                    return channel.close()
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                }.flatMap {
+                    let upgrader = NIOWebSocketServerUpgrader(
+                        maxFrameSize: maxMessage, automaticErrorHandling: false,
+                        shouldUpgrade: { channel, head in
+                            channel.eventLoop.makeSucceededFuture(head.uri == configuration.path ? HTTPHeaders() : nil)
+                        },
+                        upgradePipelineHandler: { channel, _ in
+                            channel.eventLoop.makeCompletedFuture {
+                                try WebSocketPipeline.replaceEncoder(
+                                    in: channel,
+                                    with: WebSocketLinkHandler(server: resolver, limits: configuration.limits, helloTimeout: configuration.helloTimeout, logger: logger))
+                            }
+                        })
+                    return channel.pipeline.configureHTTPServerPipeline(
+                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        listener.withLock { $0 = channel }
+        logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        return channel.localAddress?.port ?? configuration.port
+    }
+
+    /// Stops accepting; open connections stay until their channels close them.
+    public func stop() async {
+        let channel = listener.withLock { channel in
+            defer { channel = nil }
+            return channel
+        }
+        try? await channel?.close()
+    }
+}
+
+/// Pipeline surgery shared by both sides of the WebSocket backend.
+enum WebSocketPipeline {
+    /// NIO's upgrader installs a `WebSocketFrameEncoder`; our link writes whole frames itself
+    /// (heads in the batch's headroom, gathered payloads), so the encoder is replaced by `handler`.
+    static func replaceEncoder(in channel: any Channel, with handler: WebSocketLinkHandler) throws {
+        let operations = channel.pipeline.syncOperations
+        let encoder = try operations.handler(type: WebSocketFrameEncoder.self)
+        let context = try operations.context(handler: encoder)
+        operations.removeHandler(context: context, promise: nil)
+        try operations.addHandler(handler)
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import NIOCore
+import NIOPosix
+@testable import Transport
+
+/// The backends the channel suite runs over.
+enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case local
+    case webSocket
+
+    var testDescription: String { rawValue }
+}
+
+/// A cloud-side and an edge-side channel joined by a backend, with optional SQLite outboxes,
+/// that a test can disconnect, reconnect and restart.
+final class ChannelPair: @unchecked Sendable {
+    let backend: Backend
+    let directory: String
+    let useOutbox: Bool
+    var cloudConfiguration: ChannelConfiguration
+    var edgeConfiguration: ChannelConfiguration
+    private(set) var cloud: MessageChannel
+    private(set) var edge: MessageChannel
+    private var localLink: LocalLink?
+    private var webSocket: WebSocketFixture?
+
+    init(backend: Backend, useOutbox: Bool = true, configure: (inout ChannelConfiguration) -> Void = { _ in }) async throws {
+        self.backend = backend
+        self.useOutbox = useOutbox
+        directory = makeTemporaryDirectory()
+        var cloudConfiguration = ChannelConfiguration(localNodeID: "cloud", peerNodeID: "edge-1")
+        var edgeConfiguration = ChannelConfiguration(localNodeID: "edge-1", peerNodeID: "cloud")
+        configure(&cloudConfiguration)
+        configure(&edgeConfiguration)
+        cloudConfiguration.localNodeID = "cloud"; cloudConfiguration.peerNodeID = "edge-1"
+        edgeConfiguration.localNodeID = "edge-1"; edgeConfiguration.peerNodeID = "cloud"
+        self.cloudConfiguration = cloudConfiguration
+        self.edgeConfiguration = edgeConfiguration
+        cloud = try MessageChannel(configuration: cloudConfiguration, outbox: useOutbox ? try Outbox(configuration: .init(path: directory + "/cloud.sqlite")) : nil)
+        edge = try MessageChannel(configuration: edgeConfiguration, outbox: useOutbox ? try Outbox(configuration: .init(path: directory + "/edge.sqlite")) : nil)
+        if backend == .webSocket {
+            webSocket = try await WebSocketFixture(directory: directory) { [unowned self] in self.cloud }
+        }
+    }
+
+    /// Connects the edge to the cloud and waits for the handshake on both sides.
+    func connect() async throws {
+        switch backend {
+        case .local:
+            localLink = LocalLink.connect(client: edge, server: cloud, clientLoop: testGroup.next(), serverLoop: testGroup.next())
+        case .webSocket:
+            try await webSocket!.connect(edge)
+        }
+        try await edge.waitUntilConnected()
+        try await cloud.waitUntilConnected()
+    }
+
+    /// Breaks the connection abruptly (no GOAWAY).
+    func disconnect() async {
+        switch backend {
+        case .local:
+            localLink?.close(sending: nil)
+        case .webSocket:
+            await webSocket!.dropConnection()
+        }
+        _ = await eventually { !self.edge.isConnected && !self.cloud.isConnected }
+    }
+
+    /// Closes the edge channel and opens a new one on the same outbox file (a process restart).
+    func restartEdge() async throws {
+        await edge.close()
+        await disconnect()
+        edge = try MessageChannel(configuration: edgeConfiguration, outbox: try Outbox(configuration: .init(path: directory + "/edge.sqlite")))
+    }
+
+    /// Closes the cloud channel and opens a new one on the same outbox file.
+    func restartCloud() async throws {
+        await cloud.close()
+        await disconnect()
+        cloud = try MessageChannel(configuration: cloudConfiguration, outbox: try Outbox(configuration: .init(path: directory + "/cloud.sqlite")))
+    }
+
+    func shutdown() async {
+        await edge.close()
+        await cloud.close()
+        await webSocket?.stop()
+        removeTemporaryDirectory(directory)
+    }
+}
