@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import NIOCore
 import NIOPosix
 @testable import Transport

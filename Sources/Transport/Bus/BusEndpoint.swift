@@ -61,7 +61,7 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         let id = message.header.id
         let timeout = timeout ?? bus.configuration.requestTimeout
         let timer = NIOSingletons.posixEventLoopGroup.any().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [self] in
-            state.withLock { $0.requests.removeValue(forKey: id) }?.resume(throwing: ChannelError.requestTimedOut(id, timeout))
+            state.withLock { $0.requests.removeValue(forKey: id) }?.resume(throwing: TransportError.requestTimedOut(id, timeout))
         }
         defer { timer.cancel() }
         let outgoing = message
@@ -97,7 +97,7 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
     }
 
     private func targets(for message: Message, lane: Lane) throws -> [BusEndpoint] {
-        guard Int(lane.rawValue) < bus.configuration.laneCount else { throw ChannelError.unknownLane(lane) }
+        guard Int(lane.rawValue) < bus.configuration.laneCount else { throw TransportError.unknownLane(lane) }
         if let parent = message.header.parentID, message.router.operation == MessageRouter.Operation.response,
            let endpoint = try? bus.route(message).first, endpoint.resolveRequest(parent, with: message) {
             return []
@@ -152,6 +152,6 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         }
         for consumer in consumers.0 { consumer.resume(returning: nil) }
         for sender in consumers.1 { sender.resume(returning: true) }
-        for request in requests { request.resume(throwing: ChannelError.closed) }
+        for request in requests { request.resume(throwing: TransportError.closed) }
     }
 }

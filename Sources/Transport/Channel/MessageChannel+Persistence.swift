@@ -123,7 +123,7 @@ extension MessageChannel {
             var stillWaiting: [ChannelState.PersistWaiter] = []
             for waiter in state.persistWaiters {
                 if failed[Int(waiter.lane.rawValue)]?.contains(waiter.sequence) == true {
-                    actions.senders.append((waiter.continuation, .failure(ChannelError.outboxWriteFailed(error))))
+                    actions.senders.append((waiter.continuation, .failure(TransportError.outboxWriteFailed(error))))
                 } else {
                     stillWaiting.append(waiter)
                 }

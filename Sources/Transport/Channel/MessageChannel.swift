@@ -71,7 +71,7 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
                 perform(actions)
                 switch outcome {
                 case .accepted, .dropped: continuation.resume(returning: true)
-                case .closed: continuation.resume(throwing: ChannelError.closed)
+                case .closed: continuation.resume(throwing: TransportError.closed)
                 case .waiting, .full: break
                 }
             }
@@ -89,7 +89,7 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
         switch outcome {
         case .accepted, .waiting: return .accepted
         case .dropped: return .dropped
-        case .closed: throw ChannelError.closed
+        case .closed: throw TransportError.closed
         case .full: return .wouldBlock
         }
     }
@@ -141,10 +141,10 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
     }
 
     private func validate(_ message: Message, on lane: Lane) throws {
-        guard Int(lane.rawValue) < configuration.limits.laneCount, lane != .control else { throw ChannelError.unknownLane(lane) }
+        guard Int(lane.rawValue) < configuration.limits.laneCount, lane != .control else { throw TransportError.unknownLane(lane) }
         let limit = configuration.limits.message.maxContentLength
         guard message.content.readableBytes <= limit else {
-            throw ChannelError.messageTooLarge(size: message.content.readableBytes, limit: limit)
+            throw TransportError.messageTooLarge(size: message.content.readableBytes, limit: limit)
         }
     }
 
@@ -180,7 +180,7 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
                     state.requests[id] = .waiting(continuation, timer)
                     return nil
                 case nil:
-                    return .failure(ChannelError.closed)
+                    return .failure(TransportError.closed)
                 }
             }
             if let early { continuation.resume(with: early) }
@@ -194,10 +194,10 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
                 state.requests[id] = nil
                 return continuation
             }
-            state.requests[id] = .arrived(.failure(ChannelError.requestTimedOut(id, timeout)))
+            state.requests[id] = .arrived(.failure(TransportError.requestTimedOut(id, timeout)))
             return nil
         }
-        waiter?.resume(throwing: ChannelError.requestTimedOut(id, timeout))
+        waiter?.resume(throwing: TransportError.requestTimedOut(id, timeout))
     }
 
     // MARK: receiving
@@ -269,14 +269,14 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
     public func waitUntilConnected(timeout: Duration = .seconds(10)) async throws {
         let deadline = ContinuousClock.now + timeout
         while !isConnected {
-            if state.withLock({ $0.closed }) { throw ChannelError.closed }
-            guard ContinuousClock.now < deadline else { throw ChannelError.notConnected }
+            if state.withLock({ $0.closed }) { throw TransportError.closed }
+            guard ContinuousClock.now < deadline else { throw TransportError.notConnected }
             try await Task.sleep(for: .milliseconds(2))
         }
     }
 
     /// Closes the channel: GOAWAY to the peer, pending receive marks persisted, every waiter
-    /// released (`send` throws ``ChannelError/closed``, lane iterators end).
+    /// released (`send` throws ``TransportError/closed``, lane iterators end).
     public func close() async {
         var actions = ChannelActions()
         state.withLock { state in
@@ -298,11 +298,11 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
                 }
             }
             for index in state.send.indices {
-                for waiter in state.send[index].takeSpaceWaiters() { actions.senders.append((waiter, .failure(ChannelError.closed))) }
+                for waiter in state.send[index].takeSpaceWaiters() { actions.senders.append((waiter, .failure(TransportError.closed))) }
             }
             for (id, slot) in state.requests {
                 if case .waiting(let continuation, let timer) = slot {
-                    if let continuation { actions.requests.append((continuation, .failure(ChannelError.closed))) }
+                    if let continuation { actions.requests.append((continuation, .failure(TransportError.closed))) }
                     if let timer { actions.cancelTimers.append(timer) }
                 }
                 state.requests[id] = nil

@@ -78,8 +78,8 @@ public final class WebSocketConnector: Sendable {
                     maxFrameSize: maxMessage, automaticErrorHandling: false,
                     upgradePipelineHandler: { nioChannel, _ in
                         nioChannel.eventLoop.makeCompletedFuture {
-                            try WebSocketPipeline.replaceEncoder(
-                                in: nioChannel, with: WebSocketLinkHandler(client: channel, masking: configuration.masking, logger: logger))
+                            try WebSocketPipeline.install(
+                                WebSocketLinkHandler(client: channel, masking: configuration.masking, logger: logger), in: nioChannel)
                         }
                     })
                 return nioChannel.eventLoop.makeCompletedFuture {

@@ -5,12 +5,15 @@ import NIOWebSocket
 /// A ``ChannelLink`` over one upgraded WebSocket connection. Used only on its event loop.
 final class WebSocketLink: ChannelLink, @unchecked Sendable {
     let nioChannel: any Channel
+    /// The context writes start from: in front of NIO's frame encoder.
+    let writer: ChannelHandlerContext
     let isClient: Bool
     let masking: WebSocketMasking
     private var closing = false
 
-    init(nioChannel: any Channel, isClient: Bool, masking: WebSocketMasking) {
+    init(nioChannel: any Channel, writer: ChannelHandlerContext, isClient: Bool, masking: WebSocketMasking) {
         self.nioChannel = nioChannel
+        self.writer = writer
         self.isClient = isClient
         self.masking = masking
     }
@@ -40,7 +43,7 @@ final class WebSocketLink: ChannelLink, @unchecked Sendable {
             for var part in parts { joined.writeBuffer(&part) }
             WebSocketFrameHead.write(opcode: WebSocketFrameHead.opcodeBinary, payloadLength: total, maskingKey: key, into: &joined, at: 0)
             WebSocketFrameHead.mask(&joined, from: headLength, key: key)
-            nioChannel.writeAndFlush(joined, promise: nil)
+            writer.writeAndFlush(NIOAny(joined), promise: nil)
             return
         }
         var head = parts[0]
@@ -48,9 +51,9 @@ final class WebSocketLink: ChannelLink, @unchecked Sendable {
         precondition(head.readerIndex >= headLength, "the channel reserves headroom for the WebSocket head")
         head.moveReaderIndex(to: head.readerIndex - headLength)
         WebSocketFrameHead.write(opcode: WebSocketFrameHead.opcodeBinary, payloadLength: total, maskingKey: key, into: &head, at: head.readerIndex)
-        nioChannel.write(head, promise: nil)
-        for part in parts.dropFirst() { nioChannel.write(part, promise: nil) }
-        nioChannel.flush()
+        writer.write(NIOAny(head), promise: nil)
+        for part in parts.dropFirst() { writer.write(NIOAny(part), promise: nil) }
+        writer.flush()
     }
 
     func close(sending goAway: GoAway?) {
@@ -61,17 +64,18 @@ final class WebSocketLink: ChannelLink, @unchecked Sendable {
         if let goAway {
             var frame = ByteBuffer()
             FrameCodec.encode(.goAway(goAway), into: &frame)
-            channel.write(WebSocketFrameHead.frame(opcode: WebSocketFrameHead.opcodeBinary, payload: frame, maskingKey: maskingKey), promise: nil)
+            writer.write(NIOAny(WebSocketFrameHead.frame(opcode: WebSocketFrameHead.opcodeBinary, payload: frame, maskingKey: maskingKey)), promise: nil)
         }
         var status = ByteBuffer()
         status.writeInteger(UInt16(goAway.map { $0.code == .normal ? 1000 : 1008 } ?? 1000))
-        channel.writeAndFlush(WebSocketFrameHead.frame(opcode: WebSocketFrameHead.opcodeClose, payload: status, maskingKey: maskingKey))
-            .whenComplete { _ in channel.close(promise: nil) }
+        let closed = channel.eventLoop.makePromise(of: Void.self)
+        closed.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        writer.writeAndFlush(NIOAny(WebSocketFrameHead.frame(opcode: WebSocketFrameHead.opcodeClose, payload: status, maskingKey: maskingKey)), promise: closed)
     }
 
     /// Writes a raw control frame (pong, close) outside the channel's batching.
     func writeControl(opcode: UInt8, payload: ByteBuffer) {
-        nioChannel.writeAndFlush(WebSocketFrameHead.frame(opcode: opcode, payload: payload, maskingKey: maskingKey), promise: nil)
+        writer.writeAndFlush(NIOAny(WebSocketFrameHead.frame(opcode: opcode, payload: payload, maskingKey: maskingKey)), promise: nil)
     }
 }
 
@@ -89,6 +93,8 @@ final class WebSocketLinkHandler: ChannelInboundHandler, RemovableChannelHandler
     private let logger: Logger
     private let helloTimeout: Duration
     private var link: WebSocketLink?
+    /// Set by ``WebSocketPipeline/install(_:in:)`` before the handler is added.
+    var rawWriter: ChannelHandlerContext?
     private var fragments: ByteBuffer?
     private var helloTimer: Scheduled<Void>?
 
@@ -113,7 +119,7 @@ final class WebSocketLinkHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        let link = WebSocketLink(nioChannel: context.channel, isClient: resolver == nil, masking: masking)
+        let link = WebSocketLink(nioChannel: context.channel, writer: rawWriter ?? context, isClient: resolver == nil, masking: masking)
         self.link = link
         if let channel, resolver == nil {
             channel.attachAsClient(link)

@@ -94,9 +94,9 @@ public final class WebSocketServer: Sendable {
                         },
                         upgradePipelineHandler: { channel, _ in
                             channel.eventLoop.makeCompletedFuture {
-                                try WebSocketPipeline.replaceEncoder(
-                                    in: channel,
-                                    with: WebSocketLinkHandler(server: resolver, limits: configuration.limits, helloTimeout: configuration.helloTimeout, logger: logger))
+                                try WebSocketPipeline.install(
+                                    WebSocketLinkHandler(server: resolver, limits: configuration.limits, helloTimeout: configuration.helloTimeout, logger: logger),
+                                    in: channel)
                             }
                         })
                     return channel.pipeline.configureHTTPServerPipeline(
@@ -120,15 +120,23 @@ public final class WebSocketServer: Sendable {
     }
 }
 
-/// Pipeline surgery shared by both sides of the WebSocket backend.
+/// Pipeline set-up shared by both sides of the WebSocket backend.
 enum WebSocketPipeline {
-    /// NIO's upgrader installs a `WebSocketFrameEncoder`; our link writes whole frames itself
-    /// (heads in the batch's headroom, gathered payloads), so the encoder is replaced by `handler`.
-    static func replaceEncoder(in channel: any Channel, with handler: WebSocketLinkHandler) throws {
+    /// NIO's upgrader installs a `WebSocketFrameEncoder` (which cannot be removed); our link writes
+    /// whole frames itself (heads in the batch's headroom, gathered payloads), so it writes through
+    /// a pass-through handler placed in front of the encoder, and `handler` joins at the end.
+    static func install(_ handler: WebSocketLinkHandler, in channel: any Channel) throws {
         let operations = channel.pipeline.syncOperations
         let encoder = try operations.handler(type: WebSocketFrameEncoder.self)
-        let context = try operations.context(handler: encoder)
-        operations.removeHandler(context: context, promise: nil)
+        let writer = WebSocketRawWriter()
+        try operations.addHandler(writer, position: .before(encoder))
+        handler.rawWriter = try operations.context(handler: writer)
         try operations.addHandler(handler)
     }
+}
+
+/// Marks the place in the pipeline from which raw WebSocket bytes are written.
+final class WebSocketRawWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 }

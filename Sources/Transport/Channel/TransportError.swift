@@ -1,5 +1,5 @@
 /// Why a channel operation failed.
-public enum ChannelError: Error, Sendable, CustomStringConvertible {
+public enum TransportError: Error, Sendable, CustomStringConvertible {
     /// The channel was closed.
     case closed
     /// The lane number is not below ``FrameLimits/laneCount``.

@@ -1,0 +1,227 @@
+import NIOCore
+import Testing
+@testable import Transport
+
+/// The channel contract, run over every backend.
+@Suite(.serialized) struct ChannelSemanticsTests {
+    @Test(arguments: Backend.allCases)
+    func ordersMessagesWithinEachLane(backend: Backend) async throws {
+        let pair = try await ChannelPair(backend: backend)
+        try await pair.connect()
+        let count = 2000
+        async let state = collect(count, from: pair.cloud, lane: .state)
+        async let events = collect(count, from: pair.cloud, lane: .events)
+        for index in 0..<count {
+            try await pair.edge.send(makeMessage(index), on: .state, delivery: .reliable)
+            try await pair.edge.send(makeMessage(index, size: 300), on: .events, delivery: .bestEffort)
+        }
+        #expect(try await state.map { index(of: $0) } == Array(0..<count))
+        #expect(try await events.map { index(of: $0) } == Array(0..<count))
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aStalledLaneDoesNotBlockAnother(backend: Backend) async throws {
+        let pair = try await ChannelPair(backend: backend) { $0.initialWindow = 64 * 1024; $0.maxQueuedBytesPerLane = 128 * 1024 }
+        try await pair.connect()
+        // Nobody reads the bulk lane: fill its credit and queue until trySend refuses.
+        var refused = false
+        for index in 0..<10_000 where !refused {
+            refused = try pair.edge.trySend(makeMessage(index, size: 8 * 1024), on: .bulk, delivery: .bestEffort) == .wouldBlock
+        }
+        #expect(refused, "the bulk lane never ran out of room")
+        async let events = collect(500, from: pair.cloud, lane: .events)
+        for index in 0..<500 { try await pair.edge.send(makeMessage(index), on: .events, delivery: .reliable) }
+        #expect(try await events.count == 500)
+        #expect(pair.edge.statistics(for: .bulk).unsentBytes > 0)
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func backpressureBoundsMemoryForASlowConsumer(backend: Backend) async throws {
+        let window = 32 * 1024
+        let pair = try await ChannelPair(backend: backend) {
+            $0.initialWindow = window; $0.maxQueuedBytesPerLane = 64 * 1024; $0.maxOutboxMessages = 100
+        }
+        try await pair.connect()
+        let count = 400
+        let consumer = Task {
+            var received = 0
+            var maxBuffered = 0
+            for await _ in pair.cloud.messages(on: .state) {
+                maxBuffered = max(maxBuffered, pair.cloud.statistics(for: .state).bufferedBytes)
+                received += 1
+                try? await Task.sleep(for: .milliseconds(2))  // far slower than the producer
+                if received == count { break }
+            }
+            return maxBuffered
+        }
+        var maxUnacknowledged = 0
+        let start = ContinuousClock.now
+        for index in 0..<count {
+            try await pair.edge.send(makeMessage(index, size: 1024), on: .state, delivery: .reliable)
+            maxUnacknowledged = max(maxUnacknowledged, pair.edge.statistics(for: .state).unacknowledged)
+        }
+        let producerTime = ContinuousClock.now - start
+        let maxBuffered = await consumer.value
+        #expect(maxUnacknowledged <= 100, "sender held \(maxUnacknowledged) unacknowledged messages, bound is 100")
+        #expect(maxBuffered <= window + 2048, "receiver buffered \(maxBuffered) bytes, window is \(window)")
+        // The producer was held back: it could not finish far ahead of the consumer (400 × 2 ms).
+        #expect(producerTime > .milliseconds(400), "producer finished in \(producerTime): not held back")
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func stateMessagesCoalesceToTheLatestPerKey(backend: Backend) async throws {
+        let pair = try await ChannelPair(backend: backend)
+        // Offline: 100 updates of 5 keys.
+        for index in 0..<100 {
+            try await pair.edge.send(makeMessage(index, resource: "key\(index % 5)"), on: .state, delivery: .state(key: "key\(index % 5)"))
+        }
+        #expect(pair.edge.statistics(for: .state).unacknowledged == 5)
+        try await pair.connect()
+        let received = try await collect(5, from: pair.cloud, lane: .state)
+        #expect(received.map { index(of: $0)! }.sorted() == [95, 96, 97, 98, 99])
+        // Nothing else arrives.
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(pair.cloud.statistics(for: .state).bufferedBytes == 0)
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func noLossNoDuplicatesAcrossForcedDisconnects(backend: Backend) async throws {
+        let pair = try await ChannelPair(backend: backend)
+        try await pair.connect()
+        let count = 3000
+        let receiver = Task { try await collect(count, from: pair.cloud, lane: .state, timeout: .seconds(60)) }
+        for index in 0..<count {
+            try await pair.edge.send(makeMessage(index), on: .state, delivery: .reliable)
+            if index % 1000 == 500 {
+                await pair.disconnect()
+                try await pair.connect()
+            }
+        }
+        let received = try await receiver.value
+        #expect(received.map { index(of: $0)! } == Array(0..<count))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(pair.cloud.statistics(for: .state).bufferedBytes == 0, "a duplicate was buffered")
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func senderRestartReplaysOnlyUnacknowledgedFromSQLite(backend: Backend) async throws {
+        let pair = try await ChannelPair(backend: backend)
+        try await pair.connect()
+        let first = try await { () async throws -> [Message] in
+            async let received = collect(100, from: pair.cloud, lane: .state)
+            for index in 0..<100 { try await pair.edge.send(makeMessage(index), on: .state, delivery: .reliable) }
+            return try await received
+        }()
+        #expect(first.count == 100)
+        _ = await eventually { pair.edge.statistics(for: .state).unacknowledged == 0 }
+        await pair.disconnect()
+        // Offline: 50 more, then the edge process "restarts" (closes and reopens its SQLite file).
+        for index in 100..<150 { try await pair.edge.send(makeMessage(index), on: .state, delivery: .reliable) }
+        try await pair.restartEdge()
+        #expect(pair.edge.statistics(for: .state).unacknowledged == 50)
+        try await pair.connect()
+        let rest = try await collect(50, from: pair.cloud, lane: .state)
+        #expect(rest.map { index(of: $0)! } == Array(100..<150))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(pair.cloud.counters.duplicatesDropped == 0)
+        #expect(pair.cloud.statistics(for: .state).bufferedBytes == 0)
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func receiverRestartDropsDuplicatesByItsPersistedMark(backend: Backend) async throws {
+        let pair = try await ChannelPair(backend: backend) { $0.initialWindow = 16 * 1024 }
+        try await pair.connect()
+        for index in 0..<200 { try await pair.edge.send(makeMessage(index, size: 200), on: .state, delivery: .reliable) }
+        let first = try await collect(80, from: pair.cloud, lane: .state)
+        #expect(first.map { index(of: $0)! } == Array(0..<80))
+        // The cloud process restarts: its mark (80) is persisted on close; what it buffered but
+        // did not hand out is replayed by the edge.
+        try await pair.restartCloud()
+        try await pair.connect()
+        let rest = try await collect(120, from: pair.cloud, lane: .state)
+        #expect(rest.map { index(of: $0)! } == Array(80..<200))
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func requestsGetTheirResponsesAndTimeOut(backend: Backend) async throws {
+        let pair = try await ChannelPair(backend: backend)
+        try await pair.connect()
+        let responder = Task {
+            for await request in pair.cloud.messages(on: .request) {
+                var reply = ByteBuffer()
+                reply.writeString("re:\(String(buffer: request.content))")
+                try await pair.cloud.respond(to: request, content: reply)
+            }
+        }
+        let response = try await pair.edge.request(makeMessage(42), on: .request, timeout: .seconds(5))
+        #expect(String(buffer: response.content) == "re:m42")
+        responder.cancel()
+        await pair.cloud.close()
+        await #expect(throws: TransportError.self) { () async throws in
+            _ = try await pair.edge.request(makeMessage(1), on: .request, timeout: .milliseconds(200))
+        }
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func bestEffortIsDroppedAndCountedWhileDisconnected(backend: Backend) async throws {
+        let pair = try await ChannelPair(backend: backend)
+        #expect(try pair.edge.trySend(makeMessage(1), on: .events, delivery: .bestEffort) == .dropped)
+        try await pair.edge.send(makeMessage(2), on: .events, delivery: .bestEffort)
+        #expect(pair.edge.counters.bestEffortDropped == 2)
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deadPeerIsDetectedAndKeepaliveKeepsALiveOneOpen(backend: Backend) async throws {
+        // Both sides ping every 50 ms and give up after 300 ms of silence.
+        let pair = try await ChannelPair(backend: backend) { $0.keepaliveInterval = .milliseconds(50); $0.deadPeerTimeout = .milliseconds(300) }
+        try await pair.connect()
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(pair.edge.isConnected && pair.cloud.isConnected, "an idle but live connection was dropped")
+        await pair.shutdown()
+
+        // The edge never pings; the cloud declares it dead.
+        let silent = try await ChannelPair(backend: backend) { $0.keepaliveInterval = .seconds(60); $0.deadPeerTimeout = .milliseconds(300) }
+        silent.edgeConfiguration.deadPeerTimeout = .seconds(60)
+        try await silent.restartEdge()
+        try await silent.connect()
+        #expect(await eventually(timeout: .seconds(5)) { !silent.cloud.isConnected })
+        await silent.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aFullOutboxRefusesWithAClearErrorAndLosesNothingStored(backend: Backend) async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let outbox = try Outbox(configuration: .init(path: directory + "/small.sqlite", maxSizeBytes: 256 * 1024))
+        let edge = try MessageChannel(configuration: ChannelConfiguration(localNodeID: "edge-1", peerNodeID: "cloud"), outbox: outbox)
+        var stored = 0
+        var failure: (any Error)?
+        for index in 0..<1000 {
+            do {
+                try await edge.send(makeMessage(index, size: 8 * 1024), on: .bulk, delivery: .reliable)
+                stored += 1
+            } catch {
+                failure = error
+                break
+            }
+        }
+        guard case .outboxWriteFailed(let sqliteError)? = failure as? TransportError else {
+            Issue.record("expected outboxWriteFailed, got \(String(describing: failure))"); return
+        }
+        #expect(sqliteError.isFull)
+        #expect(stored > 5)
+        #expect(try outbox.pendingCount(peer: "cloud") == stored)
+        #expect(edge.statistics(for: .bulk).unacknowledged == stored)
+        await edge.close()
+        _ = backend
+    }
+}
