@@ -59,7 +59,7 @@ extension MessageChannel {
             return more
         }
         perform(actions)
-        if parts.count > 1 || parts[0].readableBytes > 0 { link.writeBatch(parts) }
+        if parts.contains(where: { $0.readableBytes > 0 }) { link.writeBatch(parts) }
         if more { link.eventLoop.execute { self.flush(link) } }
     }
 
