@@ -24,6 +24,7 @@ final class ChannelPair: @unchecked Sendable {
     private(set) var edge: MessageChannel
     private var localLink: LocalLink?
     private var webSocket: WebSocketFixture?
+    var webSocketFixture: WebSocketFixture? { webSocket }
 
     init(backend: Backend, useOutbox: Bool = true, configure: (inout ChannelConfiguration) -> Void = { _ in }) async throws {
         self.backend = backend

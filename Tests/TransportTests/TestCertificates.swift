@@ -12,6 +12,7 @@ struct TestCertificates {
 
     init(directory: String) throws {
         self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let script = """
             set -e
             cd '\(directory)'

@@ -61,12 +61,14 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         let id = message.header.id
         let timeout = timeout ?? bus.configuration.requestTimeout
         let timer = NIOSingletons.posixEventLoopGroup.any().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [self] in
+            bus.forgetRequest(id)
             state.withLock { $0.requests.removeValue(forKey: id) }?.resume(throwing: TransportError.requestTimedOut(id, timeout))
         }
         defer { timer.cancel() }
         let outgoing = message
         return try await withUnsafeThrowingContinuation { continuation in
             state.withLock { $0.requests[id] = continuation }
+            bus.awaitResponse(to: id, at: self)
             Task {
                 do {
                     try await self.send(outgoing, on: lane, delivery: .reliable)
@@ -98,8 +100,8 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
 
     private func targets(for message: Message, lane: Lane) throws -> [BusEndpoint] {
         guard Int(lane.rawValue) < bus.configuration.laneCount else { throw TransportError.unknownLane(lane) }
-        if let parent = message.header.parentID, message.router.operation == MessageRouter.Operation.response,
-           let endpoint = try? bus.route(message).first, endpoint.resolveRequest(parent, with: message) {
+        if let parent = message.header.parentID, let requester = bus.takeRequester(of: parent),
+           requester.resolveRequest(parent, with: message) {
             return []
         }
         return try bus.route(message)

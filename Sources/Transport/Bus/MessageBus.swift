@@ -27,6 +27,21 @@ public final class MessageBus: Sendable {
     /// The bus configuration.
     public let configuration: Configuration
     private let modules = Mutex<[String: BusEndpoint]>([:])
+    /// Which endpoint waits for the response to each outstanding request.
+    private let pendingRequests = Mutex<[MessageID: BusEndpoint]>([:])
+
+    func awaitResponse(to id: MessageID, at endpoint: BusEndpoint) {
+        pendingRequests.withLock { $0[id] = endpoint }
+    }
+
+    func forgetRequest(_ id: MessageID) {
+        _ = pendingRequests.withLock { $0.removeValue(forKey: id) }
+    }
+
+    /// The endpoint waiting for a response to `id`, removed from the table.
+    func takeRequester(of id: MessageID) -> BusEndpoint? {
+        pendingRequests.withLock { $0.removeValue(forKey: id) }
+    }
 
     /// Creates an empty bus.
     public init(configuration: Configuration = Configuration()) {

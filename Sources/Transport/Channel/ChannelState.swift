@@ -26,6 +26,8 @@ struct ChannelState {
     var nextLaneToServe = 0
     var keepalive: RepeatedTask?
     var counters = ChannelCounters()
+    /// The last GOAWAY the peer sent.
+    var lastGoAway: GoAway?
 
     struct PersistWaiter {
         var lane: Lane

@@ -126,6 +126,7 @@ extension MessageChannel {
             break
         case .goAway(let goAway):
             logger.info("peer went away", metadata: ["code": "\(goAway.code)", "reason": "\(goAway.reason)"])
+            state.lastGoAway = goAway
             if let link = state.link { actions.close = (link, nil) }
             connectionEnded(state: &state, actions: &actions)
         case .hello(let hello):

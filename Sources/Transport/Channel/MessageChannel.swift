@@ -251,6 +251,9 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
     /// Counts of what the channel did so far.
     public var counters: ChannelCounters { state.withLock { $0.counters } }
 
+    /// The last GOAWAY the peer sent, if any.
+    public var lastGoAway: GoAway? { state.withLock { $0.lastGoAway } }
+
     /// This side's outbox epoch (the HELLO session id).
     public var sessionID: MessageID { state.withLock { $0.localEpoch } }
 

@@ -193,6 +193,12 @@ final class WebSocketLinkHandler: ChannelInboundHandler, RemovableChannelHandler
         channel.receive(&payload, from: link, wholeFrames: true)
     }
 
+    /// Writes `payload` as one binary WebSocket message, bypassing the channel (tests and tools
+    /// use it to send hostile input).
+    func testingWriteRaw(_ payload: ByteBuffer) {
+        link?.writeControl(opcode: WebSocketFrameHead.opcodeBinary, payload: payload)
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable, let link { channel?.linkBecameWritable(link) }
         context.fireChannelWritabilityChanged()
