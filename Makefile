@@ -32,15 +32,16 @@ test: deps
 	$(SWIFT) build --build-tests
 	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build --parallel --num-workers 2
 
-## bench: micro-benchmarks (package-benchmark) and the channel throughput benchmark with its iperf3 baseline
+## bench: channel throughput over WebSocket+TLS on loopback, with iperf3 TCP loopback in the same run
 bench: deps
-	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress
-	$(SWIFT) run -c release channel-bench --all
+	$(SWIFT) build -c release --product channel-bench
+	$(SWIFT) run -c release --skip-build channel-bench
 
-## run: install, build, and start the channel on its embedded defaults (WebSocket+TLS on 127.0.0.1:10000)
+## run: install, build, and start a cloud and an edge joined by the channel (WebSocket+TLS on 127.0.0.1)
+## until cloudcore and edgecore land (later issues); Ctrl-C stops it
 run: deps
-	$(SWIFT) build -c release --product channel-demo
-	$(SWIFT) run -c release --skip-build channel-demo
+	$(SWIFT) build --product channel-bench
+	$(SWIFT) run --skip-build channel-bench --demo
 
 clean:
 	rm -rf .build Benchmarks/.build

@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Transport", targets: ["Transport"]),
+        .executable(name: "channel-bench", targets: ["channel-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -46,6 +47,12 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSwift6),
+
+        // Channel throughput over WebSocket+TLS with an iperf3 baseline; `--demo` for `make run`.
+        .executableTarget(
+            name: "channel-bench",
+            dependencies: ["Transport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strictSwift6),
 
         .testTarget(

@@ -2,7 +2,7 @@ import Foundation
 @testable import Transport
 
 /// A CA, a server certificate for localhost/127.0.0.1, a client certificate, and a client
-/// certificate from an unrelated CA, made with the `openssl` command at test run time.
+/// certificate from an unrelated CA, made by `scripts/dev-certs.sh` (openssl) at test run time.
 struct TestCertificates {
     let directory: String
 
@@ -13,26 +13,11 @@ struct TestCertificates {
     init(directory: String) throws {
         self.directory = directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let script = """
-            set -e
-            cd '\(directory)'
-            cat > ext.cnf <<'CNF'
-            [server]
-            subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
-            extendedKeyUsage=serverAuth
-            [client]
-            extendedKeyUsage=clientAuth
-            CNF
-            gen() { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -subj "$2" -out "$1.csr" 2>/dev/null; }
-            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>/dev/null
-            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout rogue-ca.key -out rogue-ca.pem -days 2 -subj /CN=rogue-ca 2>/dev/null
-            gen server /CN=cloudcore; openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf -extensions server 2>/dev/null
-            gen client "/CN=system:node:edge-1/O=system:nodes"; openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile ext.cnf -extensions client 2>/dev/null
-            gen rogue "/CN=system:node:edge-1/O=system:nodes"; openssl x509 -req -in rogue.csr -CA rogue-ca.pem -CAkey rogue-ca.key -CAcreateserial -out rogue.pem -days 2 -extfile ext.cnf -extensions client 2>/dev/null
-            """
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../scripts/dev-certs.sh").standardized.path
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", script]
+        process.arguments = [script, directory]
         try process.run()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { throw TestTimeout(description: "openssl failed to make test certificates") }

@@ -1,0 +1,150 @@
+// channel-bench: end-to-end channel throughput over WebSocket+TLS on 127.0.0.1, with iperf3 TCP
+// loopback measured in the same run as the physical baseline. `--demo` instead keeps a cloud and
+// an edge exchanging messages until interrupted (what `make run` starts).
+import Foundation
+import NIOCore
+import NIOPosix
+import Transport
+
+struct Scenario {
+    var name: String
+    var lane: Lane
+    var delivery: Delivery
+    var payload: Int
+    var count: Int
+    var outbox: Bool
+}
+
+func shell(_ command: String) -> (Int32, String) {
+    let process = Process()
+    let pipe = Pipe()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = ["-c", command]
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try? process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+func makeCertificates() throws -> String {
+    let directory = NSTemporaryDirectory() + "channel-bench-" + UUID().uuidString
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/dev-certs.sh").standardized.path
+    let (status, _) = shell("'\(script)' '\(directory)'")
+    guard status == 0 else { throw BenchError(description: "scripts/dev-certs.sh failed") }
+    return directory
+}
+
+struct BenchError: Error, CustomStringConvertible { var description: String }
+
+/// A cloud channel behind a WebSocket server and an edge channel connected to it.
+func connectPair(directory: String, outbox: Bool, tag: String) async throws -> (edge: MessageChannel, cloud: MessageChannel, server: WebSocketServer) {
+    let cloud = try MessageChannel(
+        configuration: ChannelConfiguration(localNodeID: "cloud", peerNodeID: "edge-1"),
+        outbox: outbox ? try Outbox(configuration: .init(path: "\(directory)/cloud-\(tag).sqlite")) : nil)
+    let edge = try MessageChannel(
+        configuration: ChannelConfiguration(localNodeID: "edge-1", peerNodeID: "cloud"),
+        outbox: outbox ? try Outbox(configuration: .init(path: "\(directory)/edge-\(tag).sqlite")) : nil)
+    let server = WebSocketServer(
+        configuration: .init(port: 0, tls: TLSFiles(certificateChain: "\(directory)/server.pem", privateKey: "\(directory)/server.key", trustRoots: "\(directory)/ca.pem"))
+    ) { hello in hello.nodeID == "edge-1" ? cloud : nil }
+    let port = try await server.start()
+    let connector = try WebSocketConnector(configuration: .init(
+        port: port, tls: TLSFiles(certificateChain: "\(directory)/client.pem", privateKey: "\(directory)/client.key", trustRoots: "\(directory)/ca.pem")))
+    try await connector.connect(edge)
+    try await edge.waitUntilConnected()
+    try await cloud.waitUntilConnected()
+    return (edge, cloud, server)
+}
+
+func run(_ scenario: Scenario, directory: String) async throws -> (messagesPerSecond: Double, bytesPerSecond: Double) {
+    let (edge, cloud, server) = try await connectPair(directory: directory, outbox: scenario.outbox, tag: scenario.name)
+    var payload = ByteBuffer()
+    payload.writeRepeatingByte(0x61, count: scenario.payload)
+    let message = Message(router: MessageRouter(source: "bench", destination: "cloud", group: "user", operation: "publish", resource: "node/edge-1/bench"), content: payload)
+    let count = scenario.count
+    let start = ContinuousClock.now
+    let consumer = Task {
+        var received = 0
+        for await _ in cloud.messages(on: scenario.lane) {
+            received += 1
+            if received == count { break }
+        }
+        return ContinuousClock.now
+    }
+    for _ in 0..<count {
+        // The fast path never suspends; a full lane or outbox falls back to the awaiting send.
+        if try edge.trySend(message, on: scenario.lane, delivery: scenario.delivery) == .wouldBlock {
+            try await edge.send(message, on: scenario.lane, delivery: scenario.delivery)
+        }
+    }
+    let end = await consumer.value
+    let seconds = Double((end - start).components.attoseconds) / 1e18 + Double((end - start).components.seconds)
+    await edge.close()
+    await cloud.close()
+    await server.stop()
+    return (Double(count) / seconds, Double(count * scenario.payload) / seconds)
+}
+
+func iperf3Baseline() -> Double? {
+    let port = Int.random(in: 20_000..<30_000)
+    let (status, output) = shell("iperf3 -s -1 -B 127.0.0.1 -p \(port) >/dev/null 2>&1 & sleep 0.5; iperf3 -c 127.0.0.1 -p \(port) -t 5 -J; wait")
+    guard status == 0, let data = output.data(using: .utf8),
+          let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+          let end = json["end"] as? [String: Any], let received = end["sum_received"] as? [String: Any],
+          let bits = received["bits_per_second"] as? Double
+    else { return nil }
+    return bits / 8
+}
+
+func demo(directory: String) async throws {
+    let (edge, cloud, _) = try await connectPair(directory: directory, outbox: true, tag: "demo")
+    print("cloud and edge-1 connected over WebSocket+TLS on 127.0.0.1 (certificates in \(directory)); Ctrl-C stops")
+    Task {
+        for await message in cloud.messages(on: .events) {
+            print("cloud received \(message.router.operation) \(message.router.resource): \(String(buffer: message.content))")
+        }
+    }
+    var tick = 0
+    while true {
+        tick += 1
+        let message = Message(
+            router: MessageRouter(source: "edge-1", destination: "cloud", group: "user", operation: "publish", resource: "node/edge-1/heartbeat"),
+            content: ByteBuffer(string: "tick \(tick)"))
+        try await edge.send(message, on: .events, delivery: .reliable)
+        try await Task.sleep(for: .seconds(1))
+    }
+}
+
+let arguments = CommandLine.arguments.dropFirst()
+let directory = try makeCertificates()
+if arguments.contains("--demo") {
+    try await demo(directory: directory)
+} else {
+    let scale = arguments.contains("--quick") ? 10 : 1
+    let scenarios = [
+        Scenario(name: "best-effort 256 B", lane: .events, delivery: .bestEffort, payload: 256, count: 2_000_000 / scale, outbox: false),
+        Scenario(name: "reliable 256 B (SQLite outbox)", lane: .state, delivery: .reliable, payload: 256, count: 500_000 / scale, outbox: true),
+        Scenario(name: "bulk 1 MiB best-effort", lane: .bulk, delivery: .bestEffort, payload: 1 << 20, count: 2000 / scale, outbox: false),
+    ]
+    var results: [[String: Any]] = []
+    print("scenario                          messages/s     MB/s")
+    for scenario in scenarios {
+        let (rate, bytes) = try await run(scenario, directory: directory)
+        print(String(format: "%-32@ %11.0f %8.1f", scenario.name as NSString, rate, bytes / 1e6))
+        results.append(["scenario": scenario.name, "messages_per_second": rate, "bytes_per_second": bytes])
+    }
+    if let baseline = iperf3Baseline() {
+        print(String(format: "iperf3 TCP loopback (same run)               %8.1f MB/s", baseline / 1e6))
+        results.append(["scenario": "iperf3 TCP loopback", "bytes_per_second": baseline])
+        if let bulk = results.first(where: { ($0["scenario"] as? String)?.hasPrefix("bulk") == true })?["bytes_per_second"] as? Double {
+            print(String(format: "bulk / iperf3: %.0f %%", bulk / baseline * 100))
+        }
+    } else {
+        print("iperf3 baseline unavailable (is iperf3 installed?)")
+    }
+    if let json = try? JSONSerialization.data(withJSONObject: results, options: [.sortedKeys]) {
+        print(String(decoding: json, as: UTF8.self))
+    }
+}
