@@ -65,7 +65,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            resources: [.copy("Peers")],
+            exclude: ["Peers"],
             swiftSettings: strictSwift6),
         .testTarget(
             name: "SystemLibrariesTests",
