@@ -72,6 +72,27 @@ import Testing
     }
 
     @Test(arguments: Backend.allCases)
+    func creditIsReturnedExactlyByteForByte(backend: Backend) async throws {
+        let window = 64 * 1024
+        let pair = try await ChannelPair(backend: backend) { $0.initialWindow = window }
+        try await pair.connect()
+        // Mixed sizes, so bodies cross the 1-, 2- and 4-byte varint widths.
+        let count = 600
+        async let received = collect(count, from: pair.cloud, lane: .state)
+        for index in 0..<count {
+            try await pair.edge.send(makeMessage(index, size: [10, 100, 5000, 20_000][index % 4]), on: .state, delivery: .reliable)
+        }
+        #expect(try await received.count == count)
+        // Everything is consumed: what the sender may still send plus what the receiver has not
+        // yet credited back is exactly one window, no byte more or less.
+        let balanced = await eventually {
+            pair.edge.statistics(for: .state).credit + pair.cloud.statistics(for: .state).uncreditedBytes == window
+        }
+        #expect(balanced, "credit \(pair.edge.statistics(for: .state).credit) + uncredited \(pair.cloud.statistics(for: .state).uncreditedBytes) != \(window)")
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
     func stateMessagesCoalesceToTheLatestPerKey(backend: Backend) async throws {
         let pair = try await ChannelPair(backend: backend)
         // Offline: 100 updates of 5 keys.

@@ -32,4 +32,6 @@ public struct LaneStatistics: Sendable, Hashable {
     public var credit: Int
     /// Highest reliable sequence delivered to the consumer.
     public var delivered: UInt64
+    /// Bytes consumed on this side and not yet credited back to the peer.
+    public var uncreditedBytes: Int
 }

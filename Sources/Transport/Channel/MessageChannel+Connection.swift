@@ -56,11 +56,14 @@ extension MessageChannel {
         do {
             while buffer.readableBytes > 0 {
                 let start = buffer.readerIndex
+                // Credit counts the body `length` as sent, whatever width its varint had.
+                let lengthByte = buffer.getInteger(at: start + 2, as: UInt8.self) ?? 0
                 guard let frame = try FrameCodec.decode(from: &buffer, limits: configuration.limits) else {
                     if wholeFrames { failure = .truncated(field: "frame") }
                     break
                 }
-                frames.append((frame, buffer.readerIndex - start))
+                let lengthWidth = 1 << Int(lengthByte >> 6)
+                frames.append((frame, buffer.readerIndex - start - 2 - lengthWidth))
             }
         } catch {
             failure = error
@@ -70,7 +73,7 @@ extension MessageChannel {
             guard let current = state.link, current === link else { return }
             state.lastReceived = .now()
             for (frame, length) in frames {
-                handle(frame, wireLength: length, state: &state, actions: &actions)
+                handle(frame, bodyLength: length, state: &state, actions: &actions)
                 if state.link == nil { return }
             }
             if let failure {
@@ -92,14 +95,13 @@ extension MessageChannel {
 
     // MARK: frame handling (under the lock)
 
-    private func handle(_ frame: Frame, wireLength: Int, state: inout ChannelState, actions: inout ChannelActions) {
+    private func handle(_ frame: Frame, bodyLength: Int, state: inout ChannelState, actions: inout ChannelActions) {
         switch frame {
         case .message(let body):
             guard state.established else {
                 return protocolViolation("MESSAGE before HELLO", state: &state, actions: &actions)
             }
-            let headerLength = 2 + Varint.encodedLength(UInt64(wireLength))
-            receiveMessage(body, size: max(0, wireLength - headerLength), state: &state, actions: &actions)
+            receiveMessage(body, size: bodyLength, state: &state, actions: &actions)
         case .ack(let lane, let sequence):
             let index = Int(lane.rawValue)
             guard sequence < state.send[index].nextSequence else {

@@ -264,7 +264,7 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
             let receive = state.receive[Int(lane.rawValue)]
             return LaneStatistics(
                 unsentBytes: send.unsentBytes, unacknowledged: send.reliableCount, bufferedBytes: receive.bufferedBytes,
-                credit: send.credit, delivered: receive.deliveredUpTo)
+                credit: send.credit, delivered: receive.deliveredUpTo, uncreditedBytes: receive.consumedSinceGrant)
         }
     }
 
