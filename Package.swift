@@ -52,7 +52,10 @@ let package = Package(
         // Channel throughput over WebSocket+TLS with an iperf3 baseline; `--demo` for `make run`.
         .executableTarget(
             name: "channel-bench",
-            dependencies: ["Transport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: [
+                "Transport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift6),
 
         .testTarget(

@@ -2,6 +2,7 @@
 // loopback measured in the same run as the physical baseline. `--demo` instead keeps a cloud and
 // an edge exchanging messages until interrupted (what `make run` starts).
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 import Transport
@@ -117,6 +118,11 @@ func demo(directory: String) async throws {
     }
 }
 
+LoggingSystem.bootstrap { label in
+    var handler = StreamLogHandler.standardError(label: label)
+    handler.logLevel = .warning
+    return handler
+}
 let arguments = CommandLine.arguments.dropFirst()
 let directory = try makeCertificates()
 if arguments.contains("--demo") {
@@ -129,14 +135,15 @@ if arguments.contains("--demo") {
         Scenario(name: "bulk 1 MiB best-effort", lane: .bulk, delivery: .bestEffort, payload: 1 << 20, count: 2000 / scale, outbox: false),
     ]
     var results: [[String: Any]] = []
-    print("scenario                          messages/s     MB/s")
+    func column(_ text: String) -> String { text.padding(toLength: 34, withPad: " ", startingAt: 0) }
+    print(column("scenario") + "   messages/s       MB/s")
     for scenario in scenarios {
         let (rate, bytes) = try await run(scenario, directory: directory)
-        print(String(format: "%-32@ %11.0f %8.1f", scenario.name as NSString, rate, bytes / 1e6))
+        print(column(scenario.name) + String(format: " %12.0f %10.1f", rate, bytes / 1e6))
         results.append(["scenario": scenario.name, "messages_per_second": rate, "bytes_per_second": bytes])
     }
     if let baseline = iperf3Baseline() {
-        print(String(format: "iperf3 TCP loopback (same run)               %8.1f MB/s", baseline / 1e6))
+        print(column("iperf3 TCP loopback (same run)") + String(format: " %12@ %10.1f", "-" as NSString, baseline / 1e6))
         results.append(["scenario": "iperf3 TCP loopback", "bytes_per_second": baseline])
         if let bulk = results.first(where: { ($0["scenario"] as? String)?.hasPrefix("bulk") == true })?["bytes_per_second"] as? Double {
             print(String(format: "bulk / iperf3: %.0f %%", bulk / baseline * 100))

@@ -18,16 +18,17 @@ public enum MessageCodec {
     /// including the content length prefix.
     public static func encodedHeaderLength(of message: Message) -> Int {
         var length = 1 + 16 + (message.header.parentID == nil ? 0 : 16)
-        length += Varint.encodedLength(UInt64(bitPattern: message.header.timestamp))
-        for string in [
-            message.header.resourceVersion, message.header.type, message.router.source,
-            message.router.destination, message.router.group, message.router.operation,
-            message.router.resource,
-        ] {
-            let count = string.utf8.count
-            length += Varint.encodedLength(UInt64(count)) + count
-        }
+        length += Varint.encodedLength(UInt64(bitPattern: message.header.timestamp) & Varint.maxValue)
+        length += stringLength(message.header.resourceVersion) + stringLength(message.header.type)
+        length += stringLength(message.router.source) + stringLength(message.router.destination)
+        length += stringLength(message.router.group) + stringLength(message.router.operation)
+        length += stringLength(message.router.resource)
         return length + Varint.encodedLength(UInt64(message.content.readableBytes))
+    }
+
+    private static func stringLength(_ string: String) -> Int {
+        let count = string.utf8.count
+        return Varint.encodedLength(UInt64(count)) + count
     }
 
     /// Appends the encoding of `message` to `buffer`, content included.
