@@ -32,8 +32,10 @@ test: deps
 	$(SWIFT) build --build-tests
 	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build --parallel --num-workers 2
 
-## bench: channel throughput over WebSocket+TLS on loopback, with iperf3 TCP loopback in the same run
+## bench: micro-benchmarks (time, instructions and mallocs per message, Benchmarks/), then channel
+## throughput over WebSocket+TLS on loopback with iperf3 TCP loopback measured in the same run
 bench: deps
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress
 	$(SWIFT) build -c release --product channel-bench
 	$(SWIFT) run -c release --skip-build channel-bench
 
