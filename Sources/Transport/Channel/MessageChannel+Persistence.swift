@@ -9,10 +9,11 @@ extension MessageChannel {
             link.eventLoop.execute { link.close(sending: goAway) }
         }
         if let link = actions.flush {
-            if link.eventLoop.inEventLoop {
+            let delay = configuration.flushCoalescingDelay
+            if link.eventLoop.inEventLoop || delay <= .zero {
                 link.eventLoop.execute { self.flush(link) }
             } else {
-                link.eventLoop.execute { self.flush(link) }
+                link.eventLoop.scheduleTask(in: .nanoseconds(delay.nanoseconds)) { self.flush(link) }
             }
         }
         if let link = actions.startAckTimer {
