@@ -21,6 +21,19 @@ import Testing
     }
 
     @Test(arguments: Backend.allCases)
+    func batchSendsPersistDeliverInOrderAndWaitForRoom(backend: Backend) async throws {
+        // The batch is ten times the outbox bound: the call must suspend and continue, not fail.
+        let pair = try await ChannelPair(backend: backend) { $0.maxOutboxMessages = 100 }
+        try await pair.connect()
+        let count = 1000
+        async let received = collect(count, from: pair.cloud, lane: .state)
+        try await pair.edge.send(contentsOf: (0..<count).map { makeMessage($0) }, on: .state, delivery: .reliable)
+        #expect(try await received.map { index(of: $0)! } == Array(0..<count))
+        #expect(await eventually { pair.edge.statistics(for: .state).unacknowledged == 0 })
+        await pair.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
     func aStalledLaneDoesNotBlockAnother(backend: Backend) async throws {
         let pair = try await ChannelPair(backend: backend) { $0.initialWindow = 64 * 1024; $0.maxQueuedBytesPerLane = 128 * 1024 }
         try await pair.connect()

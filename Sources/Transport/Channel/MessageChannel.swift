@@ -79,6 +79,50 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
         }
     }
 
+    /// Sends `messages` in order on `lane`: one lock per batch and, for reliable classes, one wait
+    /// for the outbox commit that holds the whole batch. Suspends while the lane or the outbox is
+    /// full and continues with the rest; when it returns, every reliable message is in the outbox.
+    public func send(contentsOf messages: [Message], on lane: Lane, delivery: Delivery) async throws {
+        for message in messages { try validate(message, on: lane) }
+        let index = Int(lane.rawValue)
+        var next = 0
+        while next < messages.count {
+            var accepted = 0
+            let start = next
+            _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
+                var actions = ChannelActions()
+                let outcome: EnqueueOutcome = state.withLock { state in
+                    var full = false
+                    while start + accepted < messages.count {
+                        let message = messages[start + accepted]
+                        switch enqueue(message, on: lane, delivery: delivery, size: Self.estimatedSize(of: message), waiter: nil, state: &state, actions: &actions) {
+                        case .closed: return .closed
+                        case .full: full = true
+                        case .accepted, .dropped, .waiting: accepted += 1
+                        }
+                        if full { break }
+                    }
+                    if delivery.isReliable, outbox != nil, accepted > 0 {
+                        state.persistWaiters.append(.init(lane: lane, sequence: state.send[index].nextSequence - 1, continuation: continuation))
+                        return .waiting
+                    }
+                    if accepted == 0, full {
+                        state.send[index].spaceWaiters.append(continuation)
+                        return .waiting
+                    }
+                    return .accepted
+                }
+                perform(actions)
+                switch outcome {
+                case .closed: continuation.resume(throwing: TransportError.closed)
+                case .waiting: break
+                default: continuation.resume(returning: true)
+                }
+            }
+            next += accepted
+        }
+    }
+
     public func trySend(_ message: Message, on lane: Lane, delivery: Delivery) throws -> TrySendResult {
         try validate(message, on: lane)
         var actions = ChannelActions()
