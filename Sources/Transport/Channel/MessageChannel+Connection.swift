@@ -6,11 +6,7 @@ extension MessageChannel {
     public func attachAsClient(_ link: any ChannelLink) {
         var actions = ChannelActions()
         state.withLock { state in
-            guard !state.closed else {
-                actions.close = (link, GoAway(code: .shuttingDown, reason: "channel closed"))
-                return
-            }
-            replaceLink(with: link, state: &state, actions: &actions)
+            guard beginAttach(link, state: &state, actions: &actions) else { return }
             state.control = [.hello(state.makeHello(nodeID: configuration.localNodeID))]
             requestFlush(state: &state, actions: &actions)
         }
@@ -23,11 +19,7 @@ extension MessageChannel {
     public func attachAsServer(_ link: any ChannelLink, hello: Hello) {
         var actions = ChannelActions()
         state.withLock { state in
-            guard !state.closed else {
-                actions.close = (link, GoAway(code: .shuttingDown, reason: "channel closed"))
-                return
-            }
-            replaceLink(with: link, state: &state, actions: &actions)
+            guard beginAttach(link, state: &state, actions: &actions) else { return }
             guard accept(hello, state: &state, actions: &actions) else { return }
             state.control.insert(.hello(state.makeHello(nodeID: configuration.localNodeID)), at: 0)
             requestFlush(state: &state, actions: &actions)
@@ -230,6 +222,17 @@ extension MessageChannel {
         }
         state.established = true
         state.counters.handshakes += 1
+        return true
+    }
+
+    /// Makes `link` the current connection (closing an older one as replaced); on a closed
+    /// channel refuses it instead and returns `false`.
+    private func beginAttach(_ link: any ChannelLink, state: inout ChannelState, actions: inout ChannelActions) -> Bool {
+        guard !state.closed else {
+            actions.close = (link, GoAway(code: .shuttingDown, reason: "channel closed"))
+            return false
+        }
+        replaceLink(with: link, state: &state, actions: &actions)
         return true
     }
 

@@ -6,10 +6,6 @@ import NIOCore
 /// the frame header is readable, before any body byte is awaited or allocated, and returns
 /// message content as a slice of the input.
 public enum FrameCodec {
-    /// Bytes reserved for the body length of frames whose length is patched in after the body is
-    /// written: a 4-byte varint (non-minimal encodings are valid, see `docs/protocol.md`).
-    static let patchedLengthBytes = 4
-
     // MARK: encoding
 
     /// Appends `frame` to `buffer`.

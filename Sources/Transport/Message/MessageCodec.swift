@@ -71,12 +71,11 @@ public enum MessageCodec {
         let id = try readID(&buffer, field: "message.id")
         let parentID = flags & flagParent != 0 ? try readID(&buffer, field: "message.parentID") : nil
         let timestamp = try readVarint(&buffer, field: "message.timestamp")
-        var header = MessageHeader(
+        let header = MessageHeader(
             id: id, parentID: parentID, timestamp: Int64(timestamp),
             resourceVersion: try readString(&buffer, field: "message.resourceVersion", limits: limits),
             sync: flags & flagSync != 0,
             type: try readString(&buffer, field: "message.type", limits: limits))
-        header.sync = flags & flagSync != 0
         let router = MessageRouter(
             source: try readString(&buffer, field: "message.source", limits: limits),
             destination: try readString(&buffer, field: "message.destination", limits: limits),

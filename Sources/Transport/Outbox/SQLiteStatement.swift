@@ -60,15 +60,6 @@ final class SQLiteStatement {
         return String(cString: text)
     }
 
-    func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
-
-    /// Copies the blob in `column` into `buffer` (appending).
-    func blob(at column: Int32, appendingTo buffer: inout [UInt8]) {
-        let count = Int(sqlite3_column_bytes(handle, column))
-        guard count > 0, let bytes = sqlite3_column_blob(handle, column) else { return }
-        buffer.append(contentsOf: UnsafeRawBufferPointer(start: bytes, count: count))
-    }
-
     func blobBytes(at column: Int32) -> UnsafeRawBufferPointer {
         let count = Int(sqlite3_column_bytes(handle, column))
         guard count > 0, let bytes = sqlite3_column_blob(handle, column) else { return UnsafeRawBufferPointer(start: nil, count: 0) }

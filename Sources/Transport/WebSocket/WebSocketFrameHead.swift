@@ -51,11 +51,11 @@ enum WebSocketFrameHead {
         return buffer
     }
 
-    /// XORs the bytes of `buffer` from `start` with `key` (RFC 6455 §5.3).
+    /// XORs the readable bytes of `buffer` from absolute index `start` with `key` (RFC 6455 §5.3).
     static func mask(_ buffer: inout ByteBuffer, from start: Int, key: (UInt8, UInt8, UInt8, UInt8)) {
         let keyBytes = [key.0, key.1, key.2, key.3]
+        let offset = start - buffer.readerIndex
         buffer.withUnsafeMutableReadableBytes { bytes in
-            let offset = start - 0
             for index in offset..<bytes.count { bytes[index] ^= keyBytes[(index - offset) % 4] }
         }
     }
