@@ -39,13 +39,29 @@ func makeCertificates() throws -> String {
 
 struct BenchError: Error, CustomStringConvertible { var description: String }
 
+/// The value of `--name=VALUE` on the command line, if given.
+func option(_ name: String) -> Int? {
+    CommandLine.arguments.first { $0.hasPrefix("--\(name)=") }.flatMap { Int($0.dropFirst(name.count + 3)) }
+}
+
+/// The channel configuration, with tuning overrides from the command line (for experiments):
+/// `--window=BYTES --queue=BYTES --max-flush=BYTES --coalesce-us=MICROSECONDS`.
+func configuration(local: String, peer: String) -> ChannelConfiguration {
+    var configuration = ChannelConfiguration(localNodeID: local, peerNodeID: peer)
+    if let window = option("window") { configuration.initialWindow = window }
+    if let queue = option("queue") { configuration.maxQueuedBytesPerLane = queue }
+    if let flush = option("max-flush") { configuration.maxBytesPerFlush = flush }
+    if let delay = option("coalesce-us") { configuration.flushCoalescingDelay = .microseconds(delay) }
+    return configuration
+}
+
 /// A cloud channel behind a WebSocket server and an edge channel connected to it.
 func connectPair(directory: String, outbox: Bool, tag: String) async throws -> (edge: MessageChannel, cloud: MessageChannel, server: WebSocketServer) {
     let cloud = try MessageChannel(
-        configuration: ChannelConfiguration(localNodeID: "cloud", peerNodeID: "edge-1"),
+        configuration: configuration(local: "cloud", peer: "edge-1"),
         outbox: outbox ? try Outbox(configuration: .init(path: "\(directory)/cloud-\(tag).sqlite")) : nil)
     let edge = try MessageChannel(
-        configuration: ChannelConfiguration(localNodeID: "edge-1", peerNodeID: "cloud"),
+        configuration: configuration(local: "edge-1", peer: "cloud"),
         outbox: outbox ? try Outbox(configuration: .init(path: "\(directory)/edge-\(tag).sqlite")) : nil)
     let server = WebSocketServer(
         configuration: .init(port: 0, tls: TLSFiles(certificateChain: "\(directory)/server.pem", privateKey: "\(directory)/server.key", trustRoots: "\(directory)/ca.pem"))
@@ -134,15 +150,19 @@ if arguments.contains("--demo") {
         Scenario(name: "reliable 256 B (SQLite outbox)", lane: .state, delivery: .reliable, payload: 256, count: 500_000 / scale, outbox: true),
         Scenario(name: "bulk 1 MiB best-effort", lane: .bulk, delivery: .bestEffort, payload: 1 << 20, count: 2000 / scale, outbox: false),
     ]
+    // `--only PREFIX` runs the scenarios whose name starts with PREFIX (for profiling one path).
+    let only = arguments.firstIndex(of: "--only").flatMap { arguments.index(after: $0) < arguments.endIndex ? arguments[arguments.index(after: $0)] : nil }
     var results: [[String: Any]] = []
     func column(_ text: String) -> String { text.padding(toLength: 34, withPad: " ", startingAt: 0) }
     print(column("scenario") + "   messages/s       MB/s")
-    for scenario in scenarios {
+    for scenario in scenarios where only.map({ scenario.name.hasPrefix($0) }) ?? true {
         let (rate, bytes) = try await run(scenario, directory: directory)
         print(column(scenario.name) + String(format: " %12.0f %10.1f", rate, bytes / 1e6))
         results.append(["scenario": scenario.name, "messages_per_second": rate, "bytes_per_second": bytes])
     }
-    if let baseline = iperf3Baseline() {
+    if only != nil {
+        // A partial run has no bulk figure to compare.
+    } else if let baseline = iperf3Baseline() {
         print(column("iperf3 TCP loopback (same run)") + String(format: " %12@ %10.1f", "-" as NSString, baseline / 1e6))
         results.append(["scenario": "iperf3 TCP loopback", "bytes_per_second": baseline])
         if let bulk = results.first(where: { ($0["scenario"] as? String)?.hasPrefix("bulk") == true })?["bytes_per_second"] as? Double {

@@ -35,8 +35,13 @@ import Testing
 
     @Test(arguments: Backend.allCases)
     func aStalledLaneDoesNotBlockAnother(backend: Backend) async throws {
-        let pair = try await ChannelPair(backend: backend) { $0.initialWindow = 64 * 1024; $0.maxQueuedBytesPerLane = 128 * 1024 }
+        let pair = try await ChannelPair(backend: backend) {
+            $0.initialWindow = 64 * 1024; $0.bulkWindow = 96 * 1024; $0.maxQueuedBytesPerLane = 128 * 1024
+        }
         try await pair.connect()
+        // The bulk lane has its own window; the others share initialWindow.
+        #expect(await eventually { pair.edge.statistics(for: .bulk).credit == 96 * 1024 })
+        #expect(pair.edge.statistics(for: .events).credit == 64 * 1024)
         // Nobody reads the bulk lane: fill its credit and queue until trySend refuses.
         var refused = false
         for index in 0..<10_000 where !refused {

@@ -18,6 +18,38 @@ import Testing
         #expect(buffer.readableBytes == 0)
     }
 
+    @Test func nonASCIIStringsRoundTripAndInvalidUTF8IsFoundAnywhereInALongString() throws {
+        let message = Message(
+            router: MessageRouter(source: "ü", destination: "édge-名前-noeud-Ωμέγα", group: "user", operation: "publish", resource: "default/pod/nginx-ünïcødé-1234567"),
+            content: ByteBuffer())
+        var buffer = ByteBuffer()
+        MessageCodec.encode(message, into: &buffer)
+        #expect(try MessageCodec.decode(from: &buffer, limits: MessageLimits()) == message)
+        // A lone continuation byte at every position of a 20-byte string (word and tail paths).
+        for position in 0..<20 {
+            var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 20)
+            bytes[position] = 0x80
+            var bad = ByteBuffer()
+            bad.writeInteger(UInt8(0)); bad.writeInteger(UInt64(1)); bad.writeInteger(UInt64(2)); bad.writeVarint(1)
+            bad.writeVarint(UInt64(bytes.count)); bad.writeBytes(bytes)
+            #expect(throws: WireError.invalidUTF8(field: "message.resourceVersion")) {
+                try MessageCodec.decode(from: &bad, limits: MessageLimits())
+            }
+        }
+    }
+
+    @Test func asciiCheckSeesTheHighBitAtEveryPosition() {
+        for count in 0..<20 {
+            let clean = [UInt8](repeating: 0x7F, count: count)
+            #expect(clean.withUnsafeBytes { WireReader.isASCII($0) })
+            for position in 0..<count {
+                var bytes = clean
+                bytes[position] = 0x80
+                #expect(!bytes.withUnsafeBytes { WireReader.isASCII($0) }, "high bit at \(position) of \(count)")
+            }
+        }
+    }
+
     @Test func contentIsASliceOfTheInputNotACopy() throws {
         var buffer = ByteBuffer()
         MessageCodec.encode(makeMessage(7, size: 1000), into: &buffer)

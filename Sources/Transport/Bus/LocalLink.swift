@@ -35,7 +35,8 @@ public final class LocalLink: ChannelLink, Sendable {
         return clientLink
     }
 
-    public func writeBatch(_ parts: [ByteBuffer]) {
+    public func writeBatch(_ parts: inout [ByteBuffer]) {
+        defer { parts = [] }
         guard !closed.load(ordering: .acquiring), let peer = peerLink.withLock({ $0 }) else { return }
         var joined: ByteBuffer
         if parts.count == 1 {

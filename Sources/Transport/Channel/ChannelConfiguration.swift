@@ -8,6 +8,10 @@ public struct ChannelConfiguration: Sendable {
     public var limits: FrameLimits
     /// Receive window per lane in bytes of MESSAGE frame bodies. Default 1 MiB.
     public var initialWindow: Int
+    /// Receive window of the bulk lane, sized so that several large messages are in flight
+    /// while the consumer drains one (a window of one message serialises sender and
+    /// receiver). Default 4 MiB.
+    public var bulkWindow: Int
     /// Bytes of not-yet-written messages a lane may queue before `send` suspends. Default 4 MiB.
     public var maxQueuedBytesPerLane: Int
     /// Unacknowledged reliable messages the channel holds before `send` suspends. Default 100,000.
@@ -37,7 +41,7 @@ public struct ChannelConfiguration: Sendable {
     /// Creates a configuration with the documented defaults.
     public init(
         localNodeID: String, peerNodeID: String, limits: FrameLimits = FrameLimits(),
-        initialWindow: Int = 1 << 20, maxQueuedBytesPerLane: Int = 4 << 20, maxOutboxMessages: Int = 100_000,
+        initialWindow: Int = 1 << 20, bulkWindow: Int = 4 << 20, maxQueuedBytesPerLane: Int = 4 << 20, maxOutboxMessages: Int = 100_000,
         maxOutboxBytes: Int = 256 << 20, ackDelay: Duration = .milliseconds(5), ackBatch: Int = 1024,
         keepaliveInterval: Duration = .seconds(15), deadPeerTimeout: Duration = .seconds(45),
         inlineContentThreshold: Int = 4096, maxBytesPerFlush: Int = 1 << 20, requestTimeout: Duration = .seconds(30),
@@ -47,6 +51,7 @@ public struct ChannelConfiguration: Sendable {
         self.peerNodeID = peerNodeID
         self.limits = limits
         self.initialWindow = initialWindow
+        self.bulkWindow = bulkWindow
         self.maxQueuedBytesPerLane = maxQueuedBytesPerLane
         self.maxOutboxMessages = maxOutboxMessages
         self.maxOutboxBytes = maxOutboxBytes
@@ -58,5 +63,12 @@ public struct ChannelConfiguration: Sendable {
         self.maxBytesPerFlush = maxBytesPerFlush
         self.requestTimeout = requestTimeout
         self.flushCoalescingDelay = flushCoalescingDelay
+    }
+}
+
+extension ChannelConfiguration {
+    /// The receive window of the lane at `index`.
+    func window(forLane index: Int) -> Int {
+        index == Int(Lane.bulk.rawValue) ? bulkWindow : initialWindow
     }
 }

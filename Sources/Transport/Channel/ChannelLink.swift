@@ -13,8 +13,10 @@ public protocol ChannelLink: AnyObject, Sendable {
     /// Whether the connection accepts more writes without exceeding its buffer watermarks.
     var isWritable: Bool { get }
     /// Writes one batch of whole frames: `parts` concatenated, the first with ``headroom``
-    /// free bytes before its reader index; flushes.
-    func writeBatch(_ parts: [ByteBuffer])
+    /// free bytes before its reader index; flushes. The link takes the buffers out of `parts`
+    /// (leaving it empty) so that it holds the only reference and can write its framing into
+    /// the headroom without a copy.
+    func writeBatch(_ parts: inout [ByteBuffer])
     /// Closes the connection, after writing `goAway` if given.
     func close(sending goAway: GoAway?)
 }

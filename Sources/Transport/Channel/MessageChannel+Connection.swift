@@ -44,6 +44,8 @@ extension MessageChannel {
     /// in `buffer` and calls again with more. A malformed frame closes the link with GOAWAY.
     public func receive(_ buffer: inout ByteBuffer, from link: any ChannelLink, wholeFrames: Bool) {
         var frames: [(Frame, Int)] = []
+        // Small messages are a few hundred bytes: one allocation for the whole read.
+        frames.reserveCapacity(min(buffer.readableBytes / 128 + 1, 4096))
         var failure: WireError?
         do {
             while buffer.readableBytes > 0 {
@@ -135,11 +137,12 @@ extension MessageChannel {
     private func receiveMessage(_ body: MessageFrame, size: Int, state: inout ChannelState, actions: inout ChannelActions) {
         let index = Int(body.lane.rawValue)
         state.counters.messagesReceived += 1
-        if state.receive[index].bufferedBytes > configuration.initialWindow * 2 + configuration.limits.maxFrameLength {
+        let window = configuration.window(forLane: index)
+        if state.receive[index].bufferedBytes > window * 2 + configuration.limits.maxFrameLength {
             return refuse(
                 .limitExceeded(
                     field: "lane \(body.lane) receive buffer", value: UInt64(state.receive[index].bufferedBytes),
-                    limit: configuration.initialWindow, limitName: "initialWindow"),
+                    limit: window, limitName: index == Int(Lane.bulk.rawValue) ? "bulkWindow" : "initialWindow"),
                 state: &state, actions: &actions)
         }
         if body.sequence > 0 {
@@ -218,7 +221,7 @@ extension MessageChannel {
         }
         for index in 1..<state.receive.count {
             state.receive[index].consumedSinceGrant = 0
-            state.control.append(.credit(lane: Lane(rawValue: UInt8(index)), bytes: UInt64(configuration.initialWindow)))
+            state.control.append(.credit(lane: Lane(rawValue: UInt8(index)), bytes: UInt64(configuration.window(forLane: index))))
         }
         state.established = true
         state.counters.handshakes += 1

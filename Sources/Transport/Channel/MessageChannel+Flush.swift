@@ -24,7 +24,7 @@ extension MessageChannel {
         let more: Bool = state.withLock { state in
             state.flushScheduled = false
             guard let current = state.link, current === link, link.isWritable else { return false }
-            var buffer = link.allocator.buffer(capacity: 16 * 1024)
+            var buffer = link.allocator.buffer(capacity: Self.batchSegmentCapacity)
             buffer.moveWriterIndex(forwardBy: link.headroom)
             buffer.moveReaderIndex(forwardBy: link.headroom)
             for frame in state.control { FrameCodec.encode(frame, into: &buffer) }
@@ -59,7 +59,7 @@ extension MessageChannel {
             return more
         }
         perform(actions)
-        if parts.contains(where: { $0.readableBytes > 0 }) { link.writeBatch(parts) }
+        if parts.contains(where: { $0.readableBytes > 0 }) { link.writeBatch(&parts) }
         if more { link.eventLoop.execute { self.flush(link) } }
     }
 
@@ -94,6 +94,12 @@ extension MessageChannel {
                 parts.append(entry.message.content)
                 buffer = link(allocatorFrom: state).buffer(capacity: 4096)
             } else {
+                if buffer.readableBytes + entry.size > Self.batchSegmentCapacity, buffer.readableBytes > 0 {
+                    // A new segment instead of growing this one: no reallocation copies, and
+                    // segments stay small enough for the allocator to reuse.
+                    parts.append(buffer)
+                    buffer = link(allocatorFrom: state).buffer(capacity: Self.batchSegmentCapacity)
+                }
                 length = FrameCodec.encodeMessage(frame, into: &buffer)
             }
             state.send[index].credit -= length
@@ -105,6 +111,9 @@ extension MessageChannel {
         state.send[index].trimFront()
         return wrote
     }
+
+    /// The size of one buffer of a batch; a batch larger than this is written as several.
+    static let batchSegmentCapacity = 64 * 1024
 
     private func link(allocatorFrom state: ChannelState) -> ByteBufferAllocator {
         state.link?.allocator ?? ByteBufferAllocator()

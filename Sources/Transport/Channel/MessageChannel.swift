@@ -271,7 +271,7 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
     /// Book-keeping once the application has taken `entry`: credit back, delivery mark, ACK timer.
     func consumed(_ entry: IncomingEntry, lane index: Int, state: inout ChannelState, actions: inout ChannelActions) {
         state.receive[index].consumedSinceGrant += entry.size
-        if state.established, state.receive[index].consumedSinceGrant >= configuration.initialWindow / 2 {
+        if state.established, state.receive[index].consumedSinceGrant >= configuration.window(forLane: index) / 2 {
             state.control.append(.credit(lane: Lane(rawValue: UInt8(index)), bytes: UInt64(state.receive[index].consumedSinceGrant)))
             state.receive[index].consumedSinceGrant = 0
             requestFlush(state: &state, actions: &actions)

@@ -59,17 +59,23 @@ public enum FrameCodec {
     /// - Returns: the frame's body length (what the frame costs in lane credit).
     @discardableResult
     public static func encodeMessageHead(_ body: MessageFrame, into buffer: inout ByteBuffer) -> Int {
-        buffer.writeInteger(FrameType.message.rawValue)
-        buffer.writeInteger(body.lane.rawValue)
-        let lengthIndex = buffer.writerIndex
-        buffer.writeInteger(UInt32(0))
-        let bodyStart = buffer.writerIndex
-        buffer.writeVarint(body.sequence)
-        buffer.writeInteger(body.delivery.wireCode)
-        if let key = body.delivery.stateKey { buffer.writeLengthPrefixedString(key) }
-        MessageCodec.encodeHeader(of: body.message, into: &buffer)
-        let length = buffer.writerIndex - bodyStart + body.message.content.readableBytes
-        buffer.setInteger(UInt32(length) | 0x8000_0000, at: lengthIndex)
+        var stateKeyLength = 0
+        if let key = body.delivery.stateKey {
+            stateKeyLength = Varint.encodedLength(UInt64(key.utf8.count)) + key.utf8.count
+        }
+        let bodyHeadLength = Varint.encodedLength(body.sequence) + 1 + stateKeyLength
+            + MessageCodec.encodedHeaderLength(of: body.message)
+        let length = bodyHeadLength + body.message.content.readableBytes
+        // type · lane · 4-byte length varint, so the head's size never depends on the content.
+        buffer.writeWire(length: 6 + bodyHeadLength) { writer in
+            writer.writeByte(FrameType.message.rawValue)
+            writer.writeByte(body.lane.rawValue)
+            writer.writeUInt32(UInt32(length) | 0x8000_0000)
+            writer.writeVarint(body.sequence)
+            writer.writeByte(body.delivery.wireCode)
+            if let key = body.delivery.stateKey { writer.writeLengthPrefixedString(key) }
+            MessageCodec.encodeHeader(of: body.message, into: &writer)
+        }
         return length
     }
 
@@ -129,25 +135,7 @@ public enum FrameCodec {
     ) throws(WireError) -> Frame {
         switch type {
         case .message:
-            let sequence = try MessageCodec.readVarint(&body, field: "message.sequence")
-            let classCode = try MessageCodec.readByte(&body, field: "message.deliveryClass")
-            let delivery: Delivery
-            switch classCode {
-            case 0: delivery = .bestEffort
-            case 1: delivery = .reliable
-            case 2:
-                delivery = .state(key: try MessageCodec.readString(
-                    &body, field: "message.stateKey", maxLength: limits.maxStateKeyLength, limitName: "maxStateKeyLength"))
-            default: throw .unknownDeliveryClass(classCode)
-            }
-            if delivery.isReliable, sequence == 0 {
-                throw .invalidValue(field: "message.sequence", reason: "reliable messages are numbered from 1")
-            }
-            if !delivery.isReliable, sequence != 0 {
-                throw .invalidValue(field: "message.sequence", reason: "best-effort messages carry sequence 0")
-            }
-            let message = try MessageCodec.decode(from: &body, limits: limits.message)
-            return .message(MessageFrame(lane: lane, sequence: sequence, delivery: delivery, message: message))
+            return .message(try decodeMessageBody(lane: lane, body: &body, limits: limits))
         case .hello:
             try requireControlLane(lane, frame: "HELLO")
             let version = try MessageCodec.readVarint(&body, field: "hello.version")
@@ -201,6 +189,40 @@ public enum FrameCodec {
                 &body, field: "goAway.reason", maxLength: limits.maxGoAwayReasonLength, limitName: "maxGoAwayReasonLength")
             return .goAway(GoAway(code: GoAway.Code(rawValue: code), reason: reason))
         }
+    }
+
+    /// Reads a MESSAGE body in one pass over its bytes; the content stays a slice of `body`.
+    private static func decodeMessageBody(lane: Lane, body: inout ByteBuffer, limits: FrameLimits) throws(WireError) -> MessageFrame {
+        let parsed = body.withUnsafeReadableBytes { bytes -> Result<(UInt64, Delivery, MessageCodec.MessageHead, Int), WireError> in
+            var reader = WireReader(bytes)
+            do throws(WireError) {
+                let sequence = try reader.readVarint(field: "message.sequence")
+                let classCode = try reader.readByte(field: "message.deliveryClass")
+                let delivery: Delivery
+                switch classCode {
+                case 0: delivery = .bestEffort
+                case 1: delivery = .reliable
+                case 2:
+                    delivery = .state(key: try reader.readString(
+                        field: "message.stateKey", maxLength: limits.maxStateKeyLength, limitName: "maxStateKeyLength"))
+                default: throw WireError.unknownDeliveryClass(classCode)
+                }
+                if delivery.isReliable, sequence == 0 {
+                    throw WireError.invalidValue(field: "message.sequence", reason: "reliable messages are numbered from 1")
+                }
+                if !delivery.isReliable, sequence != 0 {
+                    throw WireError.invalidValue(field: "message.sequence", reason: "best-effort messages carry sequence 0")
+                }
+                let head = try MessageCodec.decodeHead(&reader, limits: limits.message)
+                return .success((sequence, delivery, head, reader.offset))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let (sequence, delivery, head, consumed) = try parsed.get()
+        body.moveReaderIndex(forwardBy: consumed)
+        let message = Message(header: head.header, router: head.router, content: body.readSlice(length: head.contentLength)!)
+        return MessageFrame(lane: lane, sequence: sequence, delivery: delivery, message: message)
     }
 
     private static func requireControlLane(_ lane: Lane, frame: String) throws(WireError) {

@@ -41,57 +41,87 @@ public enum MessageCodec {
     /// Appends everything but the content bytes (ending with the content length), so that the
     /// content can follow as a separate buffer in a gathered write.
     public static func encodeHeader(of message: Message, into buffer: inout ByteBuffer) {
+        buffer.writeWire(length: encodedHeaderLength(of: message)) { encodeHeader(of: message, into: &$0) }
+    }
+
+    /// Writes exactly ``encodedHeaderLength(of:)`` bytes.
+    static func encodeHeader(of message: Message, into writer: inout WireWriter) {
         var flags: UInt8 = 0
         if message.header.sync { flags |= flagSync }
         if message.header.parentID != nil { flags |= flagParent }
-        buffer.writeInteger(flags)
-        buffer.writeInteger(message.header.id.high)
-        buffer.writeInteger(message.header.id.low)
+        writer.writeByte(flags)
+        writer.writeUInt64(message.header.id.high)
+        writer.writeUInt64(message.header.id.low)
         if let parent = message.header.parentID {
-            buffer.writeInteger(parent.high)
-            buffer.writeInteger(parent.low)
+            writer.writeUInt64(parent.high)
+            writer.writeUInt64(parent.low)
         }
-        buffer.writeVarint(UInt64(bitPattern: message.header.timestamp) & Varint.maxValue)
-        buffer.writeLengthPrefixedString(message.header.resourceVersion)
-        buffer.writeLengthPrefixedString(message.header.type)
-        buffer.writeLengthPrefixedString(message.router.source)
-        buffer.writeLengthPrefixedString(message.router.destination)
-        buffer.writeLengthPrefixedString(message.router.group)
-        buffer.writeLengthPrefixedString(message.router.operation)
-        buffer.writeLengthPrefixedString(message.router.resource)
-        buffer.writeVarint(UInt64(message.content.readableBytes))
+        writer.writeVarint(UInt64(bitPattern: message.header.timestamp) & Varint.maxValue)
+        writer.writeLengthPrefixedString(message.header.resourceVersion)
+        writer.writeLengthPrefixedString(message.header.type)
+        writer.writeLengthPrefixedString(message.router.source)
+        writer.writeLengthPrefixedString(message.router.destination)
+        writer.writeLengthPrefixedString(message.router.group)
+        writer.writeLengthPrefixedString(message.router.operation)
+        writer.writeLengthPrefixedString(message.router.resource)
+        writer.writeVarint(UInt64(message.content.readableBytes))
     }
 
     /// Decodes one message from the readable bytes of `buffer`, consuming exactly its encoding.
     public static func decode(from buffer: inout ByteBuffer, limits: MessageLimits) throws(WireError) -> Message {
-        let flags = try readByte(&buffer, field: "message.flags")
+        let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<(MessageHead, Int), WireError> in
+            var reader = WireReader(bytes)
+            do throws(WireError) {
+                let head = try decodeHead(&reader, limits: limits)
+                return .success((head, reader.offset))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let (head, consumed) = try parsed.get()
+        buffer.moveReaderIndex(forwardBy: consumed)
+        return Message(header: head.header, router: head.router, content: buffer.readSlice(length: head.contentLength)!)
+    }
+
+    /// Everything of a message but its content bytes.
+    struct MessageHead {
+        var header: MessageHeader
+        var router: MessageRouter
+        /// The content length, already checked against the limit and the bytes that remain.
+        var contentLength: Int
+    }
+
+    /// Reads a message up to its content, which must follow in full in `reader`.
+    static func decodeHead(_ reader: inout WireReader, limits: MessageLimits) throws(WireError) -> MessageHead {
+        let flags = try reader.readByte(field: "message.flags")
         guard flags & ~knownFlags == 0 else {
             throw .invalidValue(field: "message.flags", reason: "unknown flag bits 0x\(String(flags & ~knownFlags, radix: 16))")
         }
-        let id = try readID(&buffer, field: "message.id")
-        let parentID = flags & flagParent != 0 ? try readID(&buffer, field: "message.parentID") : nil
-        let timestamp = try readVarint(&buffer, field: "message.timestamp")
+        let id = MessageID(high: try reader.readUInt64(field: "message.id"), low: try reader.readUInt64(field: "message.id"))
+        let parentID = flags & flagParent != 0
+            ? MessageID(high: try reader.readUInt64(field: "message.parentID"), low: try reader.readUInt64(field: "message.parentID"))
+            : nil
+        let timestamp = try reader.readVarint(field: "message.timestamp")
+        let maxLength = limits.maxStringLength
         let header = MessageHeader(
             id: id, parentID: parentID, timestamp: Int64(timestamp),
-            resourceVersion: try readString(&buffer, field: "message.resourceVersion", limits: limits),
+            resourceVersion: try reader.readString(field: "message.resourceVersion", maxLength: maxLength, limitName: "maxStringLength"),
             sync: flags & flagSync != 0,
-            type: try readString(&buffer, field: "message.type", limits: limits))
+            type: try reader.readString(field: "message.type", maxLength: maxLength, limitName: "maxStringLength"))
         let router = MessageRouter(
-            source: try readString(&buffer, field: "message.source", limits: limits),
-            destination: try readString(&buffer, field: "message.destination", limits: limits),
-            group: try readString(&buffer, field: "message.group", limits: limits),
-            operation: try readString(&buffer, field: "message.operation", limits: limits),
-            resource: try readString(&buffer, field: "message.resource", limits: limits))
-        let contentLength = try readVarint(&buffer, field: "message.contentLength")
+            source: try reader.readString(field: "message.source", maxLength: maxLength, limitName: "maxStringLength"),
+            destination: try reader.readString(field: "message.destination", maxLength: maxLength, limitName: "maxStringLength"),
+            group: try reader.readString(field: "message.group", maxLength: maxLength, limitName: "maxStringLength"),
+            operation: try reader.readString(field: "message.operation", maxLength: maxLength, limitName: "maxStringLength"),
+            resource: try reader.readString(field: "message.resource", maxLength: maxLength, limitName: "maxStringLength"))
+        let contentLength = try reader.readVarint(field: "message.contentLength")
         guard contentLength <= UInt64(limits.maxContentLength) else {
             throw .limitExceeded(
                 field: "message.contentLength", value: contentLength, limit: limits.maxContentLength,
                 limitName: "maxContentLength")
         }
-        guard let content = buffer.readSlice(length: Int(contentLength)) else {
-            throw .truncated(field: "message.content")
-        }
-        return Message(header: header, router: router, content: content)
+        guard contentLength <= UInt64(reader.remaining) else { throw .truncated(field: "message.content") }
+        return MessageHead(header: header, router: router, contentLength: Int(contentLength))
     }
 
     // MARK: primitives with field names for errors

@@ -31,8 +31,9 @@ final class WebSocketLink: ChannelLink, @unchecked Sendable {
         }
     }
 
-    func writeBatch(_ parts: [ByteBuffer]) {
-        guard !closing else { return }
+    func writeBatch(_ parts: inout [ByteBuffer]) {
+        defer { parts = [] }
+        guard !closing, !parts.isEmpty else { return }
         let total = parts.reduce(0) { $0 + $1.readableBytes }
         let key = maskingKey
         if let key, key != (0, 0, 0, 0) {
@@ -46,13 +47,13 @@ final class WebSocketLink: ChannelLink, @unchecked Sendable {
             writer.writeAndFlush(NIOAny(joined), promise: nil)
             return
         }
-        var head = parts[0]
+        var head = parts.removeFirst()
         let headLength = WebSocketFrameHead.length(payloadLength: total, masked: key != nil)
         precondition(head.readerIndex >= headLength, "the channel reserves headroom for the WebSocket head")
         head.moveReaderIndex(to: head.readerIndex - headLength)
         WebSocketFrameHead.write(opcode: WebSocketFrameHead.opcodeBinary, payloadLength: total, maskingKey: key, into: &head, at: head.readerIndex)
         writer.write(NIOAny(head), promise: nil)
-        for part in parts.dropFirst() { writer.write(NIOAny(part), promise: nil) }
+        for part in parts { writer.write(NIOAny(part), promise: nil) }
         writer.flush()
     }
 
