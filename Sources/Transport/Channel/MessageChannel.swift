@@ -33,7 +33,7 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
             localEpoch: MessageID(high: .random(in: 1 ... .max), low: .random(in: 1 ... .max)),
             remoteEpoch: .zero)
         if let outbox {
-            let stored = try outbox.loadSession(peer: configuration.peerNodeID, limits: configuration.limits.message)
+            let stored = try outbox.loadSession(peer: configuration.peerNodeID, limits: configuration.limits)
             initial.localEpoch = stored.localEpoch
             initial.remoteEpoch = stored.remoteEpoch
             for (lane, next) in stored.nextSequence where Int(lane.rawValue) < laneCount {

@@ -5,7 +5,10 @@ import Synchronization
 /// sequence number per lane, the receive high-water mark per lane, and the epochs of both sides.
 ///
 /// One file serves any number of peers (a cloud holds all its nodes in one outbox). Writes come
-/// in batches, one transaction each; the file is in WAL mode. All methods are thread-safe and
+/// in batches, one transaction each; the file is in WAL mode. Messages are stored as segments:
+/// the messages one batch appends to one lane become one row of concatenated MESSAGE frames
+/// (`docs/protocol.md`), deleted once the peer acknowledged its last sequence. A row per message
+/// costs SQLite about 8 µs here; a row per segment makes the outbox cost what its bytes cost. All methods are thread-safe and
 /// blocking: channels call them from a background thread, never from an event loop.
 public final class Outbox: Sendable {
     /// How the outbox file is opened.
@@ -18,12 +21,17 @@ public final class Outbox: Sendable {
         /// Upper bound on the file size in bytes; a write that would exceed it fails with a
         /// "database or disk is full" error and loses nothing already stored. `nil`: no bound.
         public var maxSizeBytes: Int?
+        /// Bytes of frames one segment row holds at most; a batch larger than this is stored as
+        /// several rows (a row is deleted only once all its messages are acknowledged).
+        /// Default 4 MiB.
+        public var maxSegmentBytes: Int
 
         /// Creates a configuration.
-        public init(path: String, synchronousFull: Bool = false, maxSizeBytes: Int? = nil) {
+        public init(path: String, synchronousFull: Bool = false, maxSizeBytes: Int? = nil, maxSegmentBytes: Int = 4 << 20) {
             self.path = path
             self.synchronousFull = synchronousFull
             self.maxSizeBytes = maxSizeBytes
+            self.maxSegmentBytes = maxSegmentBytes
         }
     }
 
@@ -42,24 +50,46 @@ public final class Outbox: Sendable {
             try db.execute("PRAGMA max_page_count=\(max(8, maxSize / 4096))")
             try db.execute("PRAGMA page_size=4096")
         }
-        try db.execute("""
-            CREATE TABLE IF NOT EXISTS sessions(
-                peer TEXT PRIMARY KEY, local_hi INTEGER NOT NULL, local_lo INTEGER NOT NULL,
-                remote_hi INTEGER NOT NULL DEFAULT 0, remote_lo INTEGER NOT NULL DEFAULT 0);
-            CREATE TABLE IF NOT EXISTS send_lanes(
-                peer TEXT NOT NULL, lane INTEGER NOT NULL, next_seq INTEGER NOT NULL, PRIMARY KEY(peer, lane));
-            CREATE TABLE IF NOT EXISTS outbox(
-                peer TEXT NOT NULL, lane INTEGER NOT NULL, seq INTEGER NOT NULL, class INTEGER NOT NULL,
-                key TEXT, message BLOB NOT NULL, PRIMARY KEY(peer, lane, seq));
-            CREATE INDEX IF NOT EXISTS outbox_state_key ON outbox(peer, lane, key) WHERE key IS NOT NULL;
-            CREATE TABLE IF NOT EXISTS receive_marks(
-                peer TEXT NOT NULL, lane INTEGER NOT NULL, delivered INTEGER NOT NULL, PRIMARY KEY(peer, lane));
-            """)
+        try Self.createSchema(db)
         connection = Mutex(Storage(db: db))
     }
 
     /// Loads (creating on first use) everything stored for `peer`.
-    func loadSession(peer: String, limits: MessageLimits) throws(SQLiteError) -> StoredSession {
+    /// The layout this build reads and writes (`PRAGMA user_version`).
+    static let schemaVersion: Int64 = 2
+
+    private static func createSchema(_ db: SQLiteConnection) throws(SQLiteError) {
+        let version = try db.statement("PRAGMA user_version")
+        _ = try version.step()
+        let found = version.int64(at: 0)
+        version.reset()
+        let tables = try db.statement("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+        _ = try tables.step()
+        let tableCount = tables.int64(at: 0)
+        tables.reset()
+        if found == schemaVersion { return }
+        guard found == 0, tableCount == 0 else {
+            throw SQLiteError(
+                code: 1, message: "outbox file has layout \(found) (\(tableCount) tables); this build reads layout \(schemaVersion) only",
+                sql: nil)
+        }
+        try db.execute("""
+            CREATE TABLE sessions(
+                peer TEXT PRIMARY KEY, local_hi INTEGER NOT NULL, local_lo INTEGER NOT NULL,
+                remote_hi INTEGER NOT NULL DEFAULT 0, remote_lo INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE send_lanes(
+                peer TEXT NOT NULL, lane INTEGER NOT NULL, next_seq INTEGER NOT NULL,
+                acknowledged INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(peer, lane));
+            CREATE TABLE segments(
+                peer TEXT NOT NULL, lane INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+                frames BLOB NOT NULL, PRIMARY KEY(peer, lane, first_seq));
+            CREATE TABLE receive_marks(
+                peer TEXT NOT NULL, lane INTEGER NOT NULL, delivered INTEGER NOT NULL, PRIMARY KEY(peer, lane));
+            PRAGMA user_version = \(schemaVersion);
+            """)
+    }
+
+    func loadSession(peer: String, limits: FrameLimits) throws(SQLiteError) -> StoredSession {
         try connection.withLock { (storage: inout Storage) throws(SQLiteError) -> StoredSession in
             let db = storage.db
             var session = StoredSession()
@@ -76,34 +106,62 @@ public final class Outbox: Sendable {
                 insert.bind(Int64(bitPattern: session.localEpoch.low), at: 3)
                 try insert.run()
             }
-            let lanes = try db.statement("SELECT lane, next_seq FROM send_lanes WHERE peer = ?")
+            var acknowledged: [Lane: UInt64] = [:]
+            let lanes = try db.statement("SELECT lane, next_seq, acknowledged FROM send_lanes WHERE peer = ?")
             lanes.bind(peer, at: 1)
             while try lanes.step() {
-                session.nextSequence[Lane(rawValue: UInt8(truncatingIfNeeded: lanes.int64(at: 0)))] = UInt64(lanes.int64(at: 1))
+                let lane = Lane(rawValue: UInt8(truncatingIfNeeded: lanes.int64(at: 0)))
+                session.nextSequence[lane] = UInt64(lanes.int64(at: 1))
+                acknowledged[lane] = UInt64(lanes.int64(at: 2))
             }
             let marks = try db.statement("SELECT lane, delivered FROM receive_marks WHERE peer = ?")
             marks.bind(peer, at: 1)
             while try marks.step() {
                 session.delivered[Lane(rawValue: UInt8(truncatingIfNeeded: marks.int64(at: 0)))] = UInt64(marks.int64(at: 1))
             }
-            let entries = try db.statement("SELECT lane, seq, class, key, message FROM outbox WHERE peer = ? ORDER BY lane, seq")
-            entries.bind(peer, at: 1)
-            while try entries.step() {
-                let lane = Lane(rawValue: UInt8(truncatingIfNeeded: entries.int64(at: 0)))
-                let sequence = UInt64(entries.int64(at: 1))
-                let delivery: Delivery = entries.int64(at: 2) == 2 ? .state(key: entries.string(at: 3) ?? "") : .reliable
-                var bytes = ByteBuffer(bytes: entries.blobBytes(at: 4))
-                guard let message = try? MessageCodec.decode(from: &bytes, limits: limits) else {
-                    throw SQLiteError(code: 11, message: "outbox row \(lane)/\(sequence) of \(peer) does not decode", sql: nil)
+            let segments = try db.statement("SELECT lane, first_seq, frames FROM segments WHERE peer = ? ORDER BY lane, first_seq")
+            segments.bind(peer, at: 1)
+            var frameLimits = limits
+            frameLimits.maxFrameLength = Int.max >> 2
+            while try segments.step() {
+                let lane = Lane(rawValue: UInt8(truncatingIfNeeded: segments.int64(at: 0)))
+                var frames = ByteBuffer(bytes: segments.blobBytes(at: 2))
+                while frames.readableBytes > 0 {
+                    let decoded: Frame?
+                    do {
+                        decoded = try FrameCodec.decode(from: &frames, limits: frameLimits)
+                    } catch {
+                        throw SQLiteError(code: 11, message: "outbox segment \(lane)/\(segments.int64(at: 1)) of \(peer) does not decode: \(error)", sql: nil)
+                    }
+                    guard case .message(let body)? = decoded, body.lane == lane, body.sequence > 0 else {
+                        throw SQLiteError(code: 11, message: "outbox segment \(lane)/\(segments.int64(at: 1)) of \(peer) holds a frame that is not a reliable message of its lane", sql: nil)
+                    }
+                    session.nextSequence[lane] = max(session.nextSequence[lane] ?? 1, body.sequence + 1)
+                    guard body.sequence > acknowledged[lane] ?? 0 else { continue }
+                    session.entries.append(StoredEntry(lane: lane, sequence: body.sequence, delivery: body.delivery, message: body.message))
                 }
-                session.entries.append(StoredEntry(lane: lane, sequence: sequence, delivery: delivery, message: message))
-                session.nextSequence[lane] = max(session.nextSequence[lane] ?? 1, sequence + 1)
             }
+            session.entries = Self.droppingSuperseded(session.entries)
             return session
         }
     }
 
     /// Writes `batch` for `peer` in one transaction.
+    /// Keeps, of the state messages of one key on one lane, only the newest.
+    private static func droppingSuperseded(_ entries: [StoredEntry]) -> [StoredEntry] {
+        struct StateKey: Hashable { var lane: Lane; var key: String }
+        var newest: [StateKey: UInt64] = [:]
+        for entry in entries {
+            guard let key = entry.delivery.stateKey else { continue }
+            newest[StateKey(lane: entry.lane, key: key), default: 0] = max(newest[StateKey(lane: entry.lane, key: key)] ?? 0, entry.sequence)
+        }
+        guard !newest.isEmpty else { return entries }
+        return entries.filter { entry in
+            guard let key = entry.delivery.stateKey else { return true }
+            return newest[StateKey(lane: entry.lane, key: key)] == entry.sequence
+        }
+    }
+
     func commit(_ batch: OutboxBatch, peer: String) throws(SQLiteError) {
         try connection.withLock { (storage: inout Storage) throws(SQLiteError) in
             let db = storage.db
@@ -119,49 +177,23 @@ public final class Outbox: Sendable {
                     try clear.run()
                 }
                 if !batch.appends.isEmpty {
-                    let insert = try db.statement("INSERT OR REPLACE INTO outbox(peer, lane, seq, class, key, message) VALUES (?, ?, ?, ?, ?, ?)")
-                    let supersede = try db.statement("DELETE FROM outbox WHERE peer = ? AND lane = ? AND key = ? AND seq < ?")
-                    var highest: [Lane: UInt64] = [:]
-                    for append in batch.appends {
-                        storage.scratch.clear()
-                        MessageCodec.encode(append.message, into: &storage.scratch)
-                        insert.reset()
-                        insert.bind(peer, at: 1)
-                        insert.bind(Int64(append.lane.rawValue), at: 2)
-                        insert.bind(Int64(append.sequence), at: 3)
-                        insert.bind(Int64(append.delivery.wireCode), at: 4)
-                        insert.bind(append.delivery.stateKey, at: 5)
-                        try storage.scratch.withUnsafeReadableBytes { (bytes) throws(SQLiteError) in
-                            insert.bindBlob(bytes, at: 6)
-                            try insert.run()
-                        }
-                        if let key = append.delivery.stateKey {
-                            supersede.reset()
-                            supersede.bind(peer, at: 1)
-                            supersede.bind(Int64(append.lane.rawValue), at: 2)
-                            supersede.bind(key, at: 3)
-                            supersede.bind(Int64(append.sequence), at: 4)
-                            try supersede.run()
-                        }
-                        highest[append.lane] = max(highest[append.lane] ?? 0, append.sequence)
-                    }
-                    let next = try db.statement("INSERT INTO send_lanes(peer, lane, next_seq) VALUES (?, ?, ?) ON CONFLICT(peer, lane) DO UPDATE SET next_seq = max(next_seq, excluded.next_seq)")
-                    for (lane, sequence) in highest {
-                        next.reset()
-                        next.bind(peer, at: 1)
-                        next.bind(Int64(lane.rawValue), at: 2)
-                        next.bind(Int64(sequence + 1), at: 3)
-                        try next.run()
-                    }
+                    try writeSegments(batch.appends, peer: peer, storage: &storage)
                 }
                 if !batch.acknowledged.isEmpty {
-                    let delete = try db.statement("DELETE FROM outbox WHERE peer = ? AND lane = ? AND seq <= ?")
+                    let delete = try db.statement("DELETE FROM segments WHERE peer = ? AND lane = ? AND last_seq <= ?")
+                    let mark = try db.statement("INSERT INTO send_lanes(peer, lane, next_seq, acknowledged) VALUES (?, ?, ?, ?) ON CONFLICT(peer, lane) DO UPDATE SET acknowledged = max(acknowledged, excluded.acknowledged)")
                     for (lane, sequence) in batch.acknowledged {
                         delete.reset()
                         delete.bind(peer, at: 1)
                         delete.bind(Int64(lane.rawValue), at: 2)
                         delete.bind(Int64(sequence), at: 3)
                         try delete.run()
+                        mark.reset()
+                        mark.bind(peer, at: 1)
+                        mark.bind(Int64(lane.rawValue), at: 2)
+                        mark.bind(Int64(sequence + 1), at: 3)
+                        mark.bind(Int64(sequence), at: 4)
+                        try mark.run()
                     }
                 }
                 if !batch.delivered.isEmpty {
@@ -179,9 +211,60 @@ public final class Outbox: Sendable {
     }
 
     /// The number of stored, unacknowledged messages for `peer` (for tests and metrics).
+    /// Appends each lane's entries as segment rows of at most ``maxSegmentBytes`` and advances
+    /// the lanes' next sequence numbers. Runs inside the commit transaction.
+    private func writeSegments(_ appends: [StoredEntry], peer: String, storage: inout Storage) throws(SQLiteError) {
+        let db = storage.db
+        let insert = try db.statement("INSERT INTO segments(peer, lane, first_seq, last_seq, frames) VALUES (?, ?, ?, ?, ?)")
+        let next = try db.statement("INSERT INTO send_lanes(peer, lane, next_seq) VALUES (?, ?, ?) ON CONFLICT(peer, lane) DO UPDATE SET next_seq = max(next_seq, excluded.next_seq)")
+        var lanes: [Lane] = []
+        var byLane: [Lane: [StoredEntry]] = [:]
+        for append in appends {
+            if byLane[append.lane] == nil { lanes.append(append.lane) }
+            byLane[append.lane, default: []].append(append)
+        }
+        for lane in lanes {
+            let entries = byLane[lane]!
+            var start = 0
+            while start < entries.count {
+                storage.scratch.clear()
+                var end = start
+                while end < entries.count, end == start || storage.scratch.readableBytes < configuration.maxSegmentBytes {
+                    let entry = entries[end]
+                    FrameCodec.encodeMessage(
+                        MessageFrame(lane: lane, sequence: entry.sequence, delivery: entry.delivery, message: entry.message),
+                        into: &storage.scratch)
+                    end += 1
+                }
+                insert.reset()
+                insert.bind(peer, at: 1)
+                insert.bind(Int64(lane.rawValue), at: 2)
+                insert.bind(Int64(entries[start].sequence), at: 3)
+                insert.bind(Int64(entries[end - 1].sequence), at: 4)
+                try storage.scratch.withUnsafeReadableBytes { (bytes) throws(SQLiteError) in
+                    insert.bindBlob(bytes, at: 5)
+                    try insert.run()
+                }
+                start = end
+            }
+            next.reset()
+            next.bind(peer, at: 1)
+            next.bind(Int64(lane.rawValue), at: 2)
+            next.bind(Int64(entries[entries.count - 1].sequence + 1), at: 3)
+            try next.run()
+        }
+    }
+
+    /// The number of messages held for `peer` that it has not acknowledged (superseded state
+    /// messages excluded): what a restart would replay.
     public func pendingCount(peer: String) throws(SQLiteError) -> Int {
+        try loadSession(peer: peer, limits: FrameLimits()).entries.count
+    }
+
+    /// The number of segment rows stored for `peer`.
+    func segmentCount(peer: String) throws(SQLiteError) -> Int {
         try connection.withLock { (storage: inout Storage) throws(SQLiteError) -> Int in
-            let count = try storage.db.statement("SELECT count(*) FROM outbox WHERE peer = ?")
+            let count = try storage.db.statement("SELECT count(*) FROM segments WHERE peer = ?")
             count.bind(peer, at: 1)
             _ = try count.step()
             return Int(count.int64(at: 0))
