@@ -58,6 +58,16 @@ func collect(_ count: Int, from endpoint: some ChannelEndpoint, lane: Lane, time
 struct TestTimeout: Error, CustomStringConvertible { var description: String }
 
 /// Polls `condition` until it holds or `timeout` passes.
+/// Polls an asynchronous `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return await condition()
+}
+
 func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {

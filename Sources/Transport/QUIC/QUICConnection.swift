@@ -1,0 +1,381 @@
+import CNGTCP2
+import NIOCore
+
+/// One QUIC connection: an `ngtcp2_conn` and its GnuTLS session, owned together and used from
+/// one thread (the endpoint's event loop). Datagrams go in through ``receive(_:from:now:)``;
+/// packets come out of ``writePackets(now:maxPackets:emit:)``; stream data handed to
+/// ``send(_:on:fin:)`` is retained as `ByteBuffer`s until the peer acknowledges it (ngtcp2 reads
+/// it in place, never copies it into a buffer of ours).
+///
+/// C callbacks reach this object through `Unmanaged` trampolines: ngtcp2's `user_data` and the
+/// crypto layer's `ngtcp2_crypto_conn_ref` point at it, unretained, and both die with it.
+final class QUICConnection {
+    enum Role { case client, server }
+
+    /// Settings of a connection that are not TLS.
+    struct Options {
+        /// Largest UDP payload written (packets are at most this long). Default 1452.
+        var maxUDPPayloadSize = 1452
+        /// Idle timeout. Default 60 s.
+        var idleTimeout: Duration = .seconds(60)
+        /// Connection-level flow-control window. Default 16 MiB.
+        var maxData: UInt64 = 16 << 20
+        /// Per-stream flow-control window. Default 4 MiB.
+        var maxStreamData: UInt64 = 4 << 20
+        /// Unidirectional streams the peer may open. Default 16.
+        var maxStreamsUni: UInt64 = 16
+        /// Bidirectional streams the peer may open. Default 16.
+        var maxStreamsBidi: UInt64 = 16
+        /// ngtcp2's internal logging to standard error (debugging only).
+        var debugLog = false
+    }
+
+    let role: Role
+    let tls: QUICTLSSession
+    let path: QUICPath
+    private(set) var conn: OpaquePointer!
+    private let connRef: UnsafeMutablePointer<ngtcp2_crypto_conn_ref>
+    private let options: Options
+    private var streams: [Int64: OutgoingStream] = [:]
+    private var streamOrder: [Int64] = []
+    private var nextStreamToServe = 0
+    /// An error raised inside a callback, reported by the call that triggered it.
+    private var callbackFailure: QUICError?
+    private var packetInfo = ngtcp2_pkt_info()
+
+    /// The handshake completed (TLS done, 1-RTT keys installed).
+    var onHandshakeCompleted: (() -> Void)?
+    /// Stream data arrived in order: stream id, bytes (valid during the call), whether it ends the stream.
+    var onStreamData: ((Int64, UnsafeRawBufferPointer, Bool) -> Void)?
+    /// This side issued a new connection ID (the server registers it for demultiplexing).
+    var onNewConnectionID: ((QUICConnectionID) -> Void)?
+    /// A connection ID of this side was retired.
+    var onRetiredConnectionID: ((QUICConnectionID) -> Void)?
+
+    private init(role: Role, tls: QUICTLSSession, path: QUICPath, options: Options) {
+        self.role = role
+        self.tls = tls
+        self.path = path
+        self.options = options
+        connRef = .allocate(capacity: 1)
+        connRef.initialize(to: ngtcp2_crypto_conn_ref())
+    }
+
+    deinit {
+        if let conn { ngtcp2_conn_del(conn) }
+        connRef.deallocate()
+    }
+
+    /// Opens a client connection to `remote`. Nothing is sent until ``writePackets(now:maxPackets:emit:)``.
+    static func client(
+        local: SocketAddress, remote: SocketAddress, credentials: QUICCredentials, alpn: String, serverName: String,
+        options: Options = Options()
+    ) throws(QUICError) -> QUICConnection {
+        let tls = try QUICTLSSession(isServer: false, credentials: credentials, alpn: alpn, serverName: serverName)
+        let connection = QUICConnection(role: .client, tls: tls, path: QUICPath(local: local, remote: remote), options: options)
+        var dcid = QUICConnectionID.random(length: 18).ngtcp2
+        var scid = QUICConnectionID.random(length: 18).ngtcp2
+        var settings = connection.makeSettings()
+        var params = connection.makeTransportParameters()
+        var callbacks = makeCallbacks(role: .client)
+        var conn: OpaquePointer?
+        let result = cngtcp2_conn_client_new(
+            &conn, &dcid, &scid, connection.path.path, NGTCP2_PROTO_VER_V1, &callbacks, &settings, &params,
+            Unmanaged.passUnretained(connection).toOpaque())
+        guard result == 0, let conn else { throw QUICError.ngtcp2("ngtcp2_conn_client_new", result) }
+        connection.attach(conn)
+        return connection
+    }
+
+    /// Accepts a client's first Initial packet, whose decoded header is `header`.
+    static func server(
+        header: ngtcp2_pkt_hd, local: SocketAddress, remote: SocketAddress, credentials: QUICCredentials, alpn: String,
+        options: Options = Options()
+    ) throws(QUICError) -> (QUICConnection, QUICConnectionID) {
+        var header = header
+        let tls = try QUICTLSSession(isServer: true, credentials: credentials, alpn: alpn, serverName: nil)
+        let connection = QUICConnection(role: .server, tls: tls, path: QUICPath(local: local, remote: remote), options: options)
+        let id = QUICConnectionID.random(length: 18)
+        var scid = id.ngtcp2
+        var settings = connection.makeSettings()
+        var params = connection.makeTransportParameters()
+        params.original_dcid = header.dcid
+        var callbacks = makeCallbacks(role: .server)
+        var conn: OpaquePointer?
+        let result = cngtcp2_conn_server_new(
+            &conn, &header.scid, &scid, connection.path.path, header.version, &callbacks, &settings, &params,
+            Unmanaged.passUnretained(connection).toOpaque())
+        guard result == 0, let conn else { throw QUICError.ngtcp2("ngtcp2_conn_server_new", result) }
+        connection.attach(conn)
+        return (connection, id)
+    }
+
+    private func attach(_ conn: OpaquePointer) {
+        self.conn = conn
+        connRef.pointee.user_data = Unmanaged.passUnretained(self).toOpaque()
+        connRef.pointee.get_conn = { reference in
+            Unmanaged<QUICConnection>.fromOpaque(reference!.pointee.user_data).takeUnretainedValue().conn
+        }
+        gnutls_session_set_ptr(tls.handle, connRef)
+        ngtcp2_conn_set_tls_native_handle(conn, UnsafeMutableRawPointer(tls.handle))
+    }
+
+    private func makeSettings() -> ngtcp2_settings {
+        var settings = ngtcp2_settings()
+        cngtcp2_settings_default(&settings)
+        settings.initial_ts = cngtcp2_timestamp()
+        settings.max_tx_udp_payload_size = options.maxUDPPayloadSize
+        settings.max_window = options.maxData * 2
+        settings.max_stream_window = options.maxStreamData * 2
+        if options.debugLog { cngtcp2_settings_log_to_stderr(&settings) }
+        return settings
+    }
+
+    private func makeTransportParameters() -> ngtcp2_transport_params {
+        var params = ngtcp2_transport_params()
+        cngtcp2_transport_params_default(&params)
+        params.initial_max_data = options.maxData
+        params.initial_max_stream_data_bidi_local = options.maxStreamData
+        params.initial_max_stream_data_bidi_remote = options.maxStreamData
+        params.initial_max_stream_data_uni = options.maxStreamData
+        params.initial_max_streams_uni = options.maxStreamsUni
+        params.initial_max_streams_bidi = options.maxStreamsBidi
+        params.max_idle_timeout = UInt64(options.idleTimeout.nanoseconds)
+        params.active_connection_id_limit = 8
+        return params
+    }
+
+    // MARK: state
+
+    var isHandshakeCompleted: Bool { ngtcp2_conn_get_handshake_completed(conn) != 0 }
+    var isClosingOrDraining: Bool { ngtcp2_conn_is_in_closing_period(conn) != 0 || ngtcp2_conn_is_in_draining_period(conn) != 0 }
+    /// When ``handleExpiry(now:)`` must next run (ngtcp2 timestamp, nanoseconds).
+    var expiry: UInt64 { ngtcp2_conn_get_expiry(conn) }
+
+    /// The ID the peer's packets carry right now (the server's first source ID).
+    var sourceConnectionIDs: [QUICConnectionID] {
+        let count = ngtcp2_conn_get_num_scid(conn)
+        var ids = [ngtcp2_cid](repeating: ngtcp2_cid(), count: count)
+        _ = ids.withUnsafeMutableBufferPointer { ngtcp2_conn_get_scid(conn, $0.baseAddress) }
+        return ids.map { id in withUnsafePointer(to: id) { QUICConnectionID($0) } }
+    }
+
+    // MARK: input
+
+    /// Processes one received datagram.
+    func receive(_ datagram: ByteBuffer, from remote: SocketAddress, now: UInt64) throws(QUICError) {
+        path.set(remote: remote)
+        let result = datagram.withUnsafeReadableBytes { bytes in
+            cngtcp2_conn_read_pkt(conn, path.path, &packetInfo, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, now)
+        }
+        if let failure = callbackFailure { callbackFailure = nil; throw failure }
+        guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_read_pkt", result) }
+    }
+
+    /// Runs ngtcp2's timers (loss detection, idle timeout, ACK delay).
+    func handleExpiry(now: UInt64) throws(QUICError) {
+        let result = ngtcp2_conn_handle_expiry(conn, now)
+        guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_handle_expiry", result) }
+    }
+
+    // MARK: streams
+
+    /// Opens a unidirectional stream of this side.
+    func openUniStream() throws(QUICError) -> Int64 {
+        var id: Int64 = -1
+        let result = ngtcp2_conn_open_uni_stream(conn, &id, nil)
+        guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_open_uni_stream", result) }
+        return id
+    }
+
+    /// Opens a bidirectional stream of this side.
+    func openBidiStream() throws(QUICError) -> Int64 {
+        var id: Int64 = -1
+        let result = ngtcp2_conn_open_bidi_stream(conn, &id, nil)
+        guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_open_bidi_stream", result) }
+        return id
+    }
+
+    /// Queues `data` on `stream`; it is retained until acknowledged.
+    func send(_ data: ByteBuffer, on stream: Int64, fin: Bool = false) {
+        if streams[stream] == nil {
+            streams[stream] = OutgoingStream()
+            streamOrder.append(stream)
+        }
+        streams[stream]!.append(data, fin: fin)
+    }
+
+    /// Bytes queued on `stream` and not yet acknowledged.
+    func unacknowledgedBytes(on stream: Int64) -> Int { streams[stream]?.retainedBytes ?? 0 }
+
+    // MARK: output
+
+    /// Writes up to `maxPackets` packets (stream data, ACKs, handshake, retransmissions) through
+    /// `emit`, each in a buffer of its own.
+    func writePackets(now: UInt64, maxPackets: Int = 64, allocator: ByteBufferAllocator = ByteBufferAllocator(), emit: (ByteBuffer) -> Void) throws(QUICError) {
+        var written = 0
+        var blocked = Set<Int64>()
+        var packet = allocator.buffer(capacity: options.maxUDPPayloadSize)
+        while written < maxPackets {
+            let stream = nextSendableStream(excluding: blocked)
+            var consumed: Int = -1
+            var result: Int = 0
+            packet.clear()
+            if let stream {
+                var flags = UInt32(NGTCP2_WRITE_STREAM_FLAG_MORE)
+                if streams[stream]!.finPending { flags |= UInt32(NGTCP2_WRITE_STREAM_FLAG_FIN) }
+                let vectors = streams[stream]!.unsentVectors()
+                result = vectors.withUnsafeBufferPointer { vectors in
+                    packet.withUnsafeMutableWritableBytes { destination in
+                        cngtcp2_conn_writev_stream(
+                            conn, path.path, &packetInfo, destination.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                            options.maxUDPPayloadSize, &consumed, flags, stream, vectors.baseAddress, vectors.count, now)
+                    }
+                }
+                if consumed >= 0 { streams[stream]!.didSend(consumed) }
+            } else {
+                result = packet.withUnsafeMutableWritableBytes { destination in
+                    cngtcp2_conn_writev_stream(
+                        conn, path.path, &packetInfo, destination.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                        options.maxUDPPayloadSize, nil, 0, -1, nil, 0, now)
+                }
+            }
+            if let failure = callbackFailure { callbackFailure = nil; throw failure }
+            if result < 0 {
+                switch Int32(result) {
+                case NGTCP2_ERR_WRITE_MORE:
+                    continue
+                case NGTCP2_ERR_STREAM_DATA_BLOCKED, NGTCP2_ERR_STREAM_SHUT_WR, NGTCP2_ERR_STREAM_NOT_FOUND:
+                    if let stream { blocked.insert(stream) }
+                    continue
+                default:
+                    throw QUICError.ngtcp2("ngtcp2_conn_writev_stream", Int32(result))
+                }
+            }
+            if result == 0 { break }
+            packet.moveWriterIndex(forwardBy: result)
+            emit(packet)
+            written += 1
+            packet = allocator.buffer(capacity: options.maxUDPPayloadSize)
+        }
+        ngtcp2_conn_update_pkt_tx_time(conn, now)
+    }
+
+    private func nextSendableStream(excluding blocked: Set<Int64>) -> Int64? {
+        guard !streamOrder.isEmpty else { return nil }
+        for offset in 0..<streamOrder.count {
+            let stream = streamOrder[(nextStreamToServe + offset) % streamOrder.count]
+            if !blocked.contains(stream), streams[stream]!.hasUnsent {
+                nextStreamToServe = (nextStreamToServe + offset + 1) % streamOrder.count
+                return stream
+            }
+        }
+        return nil
+    }
+
+    /// A CONNECTION_CLOSE packet carrying an application error, and the connection enters its
+    /// closing period.
+    func close(applicationError code: UInt64, reason: String, now: UInt64) -> ByteBuffer? {
+        var error = ngtcp2_connection_close_error()
+        let reasonBytes = Array(reason.utf8.prefix(256))
+        reasonBytes.withUnsafeBufferPointer { ngtcp2_connection_close_error_set_application_error(&error, code, $0.baseAddress, $0.count) }
+        return writeClose(&error, now: now)
+    }
+
+    /// The CONNECTION_CLOSE packet that reports `failure` (a failed `ngtcp2_conn_read_pkt` or
+    /// expiry) to the peer: a TLS alert for a handshake failure, else the transport error; nil
+    /// when the connection is already closing or draining, or the error needs no packet.
+    func close(after failure: QUICError, now: UInt64) -> ByteBuffer? {
+        guard case .ngtcp2(_, let code, _) = failure, !isClosingOrDraining,
+              code != NGTCP2_ERR_DRAINING, code != NGTCP2_ERR_CLOSING, code != NGTCP2_ERR_IDLE_CLOSE, code != NGTCP2_ERR_DROP_CONN
+        else { return nil }
+        var error = ngtcp2_connection_close_error()
+        if code == NGTCP2_ERR_CRYPTO {
+            ngtcp2_connection_close_error_set_transport_error_tls_alert(&error, ngtcp2_conn_get_tls_alert(conn), nil, 0)
+        } else {
+            ngtcp2_connection_close_error_set_transport_error_liberr(&error, code, nil, 0)
+        }
+        return writeClose(&error, now: now)
+    }
+
+    private func writeClose(_ error: inout ngtcp2_connection_close_error, now: UInt64) -> ByteBuffer? {
+        var packet = ByteBuffer()
+        packet.reserveCapacity(options.maxUDPPayloadSize)
+        let result = packet.withUnsafeMutableWritableBytes { destination in
+            cngtcp2_conn_write_connection_close(
+                conn, path.path, &packetInfo, destination.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                options.maxUDPPayloadSize, &error, now)
+        }
+        guard result > 0 else { return nil }
+        packet.moveWriterIndex(forwardBy: result)
+        return packet
+    }
+
+    // MARK: callbacks (called by ngtcp2 during read and write)
+
+    fileprivate func didReceive(stream: Int64, bytes: UnsafeRawBufferPointer, fin: Bool) {
+        onStreamData?(stream, bytes, fin)
+        // The channel bounds what it buffers with its own credit: hand the window straight back.
+        ngtcp2_conn_extend_max_stream_offset(conn, stream, UInt64(bytes.count))
+        ngtcp2_conn_extend_max_offset(conn, UInt64(bytes.count))
+    }
+
+    fileprivate func didAcknowledge(stream: Int64, upTo offset: UInt64) {
+        streams[stream]?.acknowledge(upTo: offset)
+    }
+
+    fileprivate func didIssue(_ id: QUICConnectionID) { onNewConnectionID?(id) }
+    fileprivate func didRetire(_ id: QUICConnectionID) { onRetiredConnectionID?(id) }
+    fileprivate func didCompleteHandshake() { onHandshakeCompleted?() }
+
+    fileprivate static func connection(_ userData: UnsafeMutableRawPointer?) -> QUICConnection {
+        Unmanaged<QUICConnection>.fromOpaque(userData!).takeUnretainedValue()
+    }
+
+    private static func makeCallbacks(role: Role) -> ngtcp2_callbacks {
+        var callbacks = ngtcp2_callbacks()
+        if role == .client {
+            callbacks.client_initial = ngtcp2_crypto_client_initial_cb
+            callbacks.recv_retry = ngtcp2_crypto_recv_retry_cb
+        } else {
+            callbacks.recv_client_initial = ngtcp2_crypto_recv_client_initial_cb
+        }
+        callbacks.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb
+        callbacks.encrypt = ngtcp2_crypto_encrypt_cb
+        callbacks.decrypt = ngtcp2_crypto_decrypt_cb
+        callbacks.hp_mask = ngtcp2_crypto_hp_mask_cb
+        callbacks.update_key = ngtcp2_crypto_update_key_cb
+        callbacks.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb
+        callbacks.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb
+        callbacks.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb
+        callbacks.version_negotiation = ngtcp2_crypto_version_negotiation_cb
+        callbacks.rand = { destination, length, _ in
+            _ = gnutls_rnd(GNUTLS_RND_RANDOM, destination, length)
+        }
+        callbacks.get_new_connection_id = { _, cid, token, length, userData in
+            let id = QUICConnectionID.random(length: length)
+            id.bytes.withUnsafeBufferPointer { ngtcp2_cid_init(cid, $0.baseAddress, $0.count) }
+            guard gnutls_rnd(GNUTLS_RND_RANDOM, token, Int(NGTCP2_STATELESS_RESET_TOKENLEN)) == 0 else { return NGTCP2_ERR_CALLBACK_FAILURE }
+            QUICConnection.connection(userData).didIssue(id)
+            return 0
+        }
+        callbacks.remove_connection_id = { _, cid, userData in
+            QUICConnection.connection(userData).didRetire(QUICConnectionID(cid!))
+            return 0
+        }
+        callbacks.handshake_completed = { _, userData in
+            QUICConnection.connection(userData).didCompleteHandshake()
+            return 0
+        }
+        callbacks.recv_stream_data = { _, flags, stream, _, data, length, userData, _ in
+            let fin = flags & UInt32(NGTCP2_STREAM_DATA_FLAG_FIN) != 0
+            QUICConnection.connection(userData).didReceive(stream: stream, bytes: UnsafeRawBufferPointer(start: data, count: length), fin: fin)
+            return 0
+        }
+        callbacks.acked_stream_data_offset = { _, stream, offset, length, userData, _ in
+            QUICConnection.connection(userData).didAcknowledge(stream: stream, upTo: offset + length)
+            return 0
+        }
+        return callbacks
+    }
+}

@@ -1,0 +1,90 @@
+import CNGTCP2
+import NIOCore
+
+/// Runs one ``QUICConnection`` on the event loop of its UDP socket: feeds it datagrams, writes
+/// the packets it produces, and re-arms its timer from `ngtcp2_conn_get_expiry`. Used only on
+/// that event loop.
+final class QUICConnectionDriver: @unchecked Sendable {
+    let connection: QUICConnection
+    let socket: any Channel
+    private(set) var remote: SocketAddress
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: UInt64 = .max
+    private(set) var closed = false
+    /// Called once when the connection ends, with the error that ended it (nil: closed by us).
+    var onClosed: ((QUICError?) -> Void)?
+
+    init(connection: QUICConnection, socket: any Channel, remote: SocketAddress) {
+        self.connection = connection
+        self.socket = socket
+        self.remote = remote
+    }
+
+    /// A datagram for this connection arrived from `address`.
+    func receive(_ datagram: ByteBuffer, from address: SocketAddress) {
+        guard !closed else { return }
+        do {
+            try connection.receive(datagram, from: address, now: cngtcp2_timestamp())
+            remote = address
+            flush()
+        } catch {
+            finish(error)
+        }
+    }
+
+    /// Writes every packet the connection has ready and re-arms the timer.
+    func flush() {
+        guard !closed else { return }
+        do {
+            var wrote = false
+            let now = cngtcp2_timestamp()
+            try connection.writePackets(now: now, allocator: socket.allocator) { packet in
+                socket.write(AddressedEnvelope(remoteAddress: remote, data: packet), promise: nil)
+                wrote = true
+            }
+            if wrote { socket.flush() }
+            armTimer()
+        } catch {
+            finish(error)
+        }
+    }
+
+    private func armTimer() {
+        let expiry = connection.expiry
+        guard expiry != timerDeadline else { return }
+        timer?.cancel()
+        timerDeadline = expiry
+        guard expiry != .max else { return }
+        let now = cngtcp2_timestamp()
+        let delay = expiry > now ? Int64(expiry - now) : 0
+        timer = socket.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay)) { [self] in
+            timerDeadline = .max
+            guard !closed else { return }
+            do throws(QUICError) {
+                try connection.handleExpiry(now: cngtcp2_timestamp())
+                flush()
+            } catch {
+                finish(error)
+            }
+        }
+    }
+
+    /// Closes with an application error code and reason (sent in CONNECTION_CLOSE).
+    func close(code: UInt64 = 0, reason: String = "") {
+        guard !closed else { return }
+        if let packet = connection.close(applicationError: code, reason: reason, now: cngtcp2_timestamp()) {
+            socket.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: packet), promise: nil)
+        }
+        finish(nil)
+    }
+
+    private func finish(_ error: QUICError?) {
+        guard !closed else { return }
+        if let error, let packet = connection.close(after: error, now: cngtcp2_timestamp()) {
+            socket.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: packet), promise: nil)
+        }
+        closed = true
+        timer?.cancel()
+        onClosed?(error)
+    }
+}

@@ -1,0 +1,60 @@
+import CNGTCP2
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One GnuTLS session configured for QUIC by ngtcp2_crypto_gnutls: TLS 1.3 only, mutual
+/// certificate authentication, the channel's ALPN. Owned by its ``QUICConnection``.
+final class QUICTLSSession {
+    let handle: gnutls_session_t
+    /// Kept alive for GnuTLS, which holds the pointer given to `gnutls_session_set_verify_cert`.
+    private let verifyHostname: UnsafeMutablePointer<CChar>?
+    private let credentials: QUICCredentials
+
+    /// TLS 1.3 with the AEADs QUIC defines; no middlebox compatibility mode (RFC 9001 §8.4).
+    static let priority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:%DISABLE_TLS13_COMPAT_MODE"
+
+    /// - Parameters:
+    ///   - serverName: the client's SNI and the name the server certificate must carry; `nil` on
+    ///     the server, which instead requires and verifies a client certificate.
+    init(isServer: Bool, credentials: QUICCredentials, alpn: String, serverName: String?) throws(QUICError) {
+        self.credentials = credentials
+        var session: gnutls_session_t?
+        let flags = (isServer ? GNUTLS_SERVER.rawValue : GNUTLS_CLIENT.rawValue)
+            | GNUTLS_ENABLE_EARLY_DATA.rawValue | GNUTLS_NO_END_OF_EARLY_DATA.rawValue
+        try checkGnuTLS(gnutls_init(&session, flags), "gnutls_init")
+        guard let session else { throw QUICError.gnutls("gnutls_init", GNUTLS_E_MEMORY_ERROR) }
+        handle = session
+        verifyHostname = serverName.map { strdup($0) }
+        let configured = isServer
+            ? ngtcp2_crypto_gnutls_configure_server_session(session)
+            : ngtcp2_crypto_gnutls_configure_client_session(session)
+        guard configured == 0 else { throw QUICError.gnutls("ngtcp2_crypto_gnutls_configure_session", GNUTLS_E_INTERNAL_ERROR) }
+        try checkGnuTLS(gnutls_priority_set_direct(session, Self.priority, nil), "gnutls_priority_set_direct")
+        try checkGnuTLS(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(credentials.handle)), "gnutls_credentials_set")
+        var protocolName = Array(alpn.utf8)
+        try protocolName.withUnsafeMutableBufferPointer { (bytes) throws(QUICError) in
+            var datum = gnutls_datum_t(data: bytes.baseAddress, size: UInt32(bytes.count))
+            try checkGnuTLS(gnutls_alpn_set_protocols(session, &datum, 1, UInt32(GNUTLS_ALPN_MANDATORY.rawValue)), "gnutls_alpn_set_protocols")
+        }
+        if isServer {
+            gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
+            gnutls_session_set_verify_cert(session, nil, 0)
+        } else if let verifyHostname, let serverName {
+            try checkGnuTLS(gnutls_server_name_set(session, GNUTLS_NAME_DNS, verifyHostname, serverName.utf8.count), "gnutls_server_name_set")
+            gnutls_session_set_verify_cert(session, verifyHostname, 0)
+        }
+    }
+
+    deinit {
+        gnutls_deinit(handle)
+        free(verifyHostname)
+    }
+
+    /// The ALPN protocol both sides agreed on, if any.
+    var negotiatedALPN: String? {
+        var datum = gnutls_datum_t()
+        guard gnutls_alpn_get_selected_protocol(handle, &datum) == 0, let data = datum.data else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: data, count: Int(datum.size)), as: UTF8.self)
+    }
+}
