@@ -43,8 +43,7 @@ import Testing
         let client = try await QUICEndpoint.bind(isServer: false, configuration: .init(credentials: try QUICCredentials(certificates.client)))
         let echoed = NIOLockedValueBox(ByteBuffer())
         let handshake = NIOLockedValueBox(false)
-        let driver = try await client.connect(to: server.localAddress)
-        try await client.onEventLoop {
+        let driver = try await client.connect(to: server.localAddress) { driver in
             driver.connection.onHandshakeCompleted = { handshake.withLockedValue { $0 = true } }
             driver.connection.onStreamData = { _, bytes, _ in echoed.withLockedValue { _ = $0.writeBytes(bytes) } }
         }
@@ -84,9 +83,8 @@ import Testing
         let server = try await Self.startServer(certificates, log: log, echo: false)
         let client = try await QUICEndpoint.bind(isServer: false, configuration: .init(credentials: try QUICCredentials(certificates.rogueClient)))
         let failure = NIOLockedValueBox<QUICError?>(nil)
-        let driver = try await client.connect(to: server.localAddress)
-        try await client.onEventLoop {
-            // (The client may finish its side of TLS 1.3 before the server checks its certificate.)
+        // (The client may finish its side of TLS 1.3 before the server checks its certificate.)
+        _ = try await client.connect(to: server.localAddress) { driver in
             driver.onClosed = { error in failure.withLockedValue { $0 = error ?? .closed(reason: "closed") } }
         }
         #expect(await eventually { failure.withLockedValue { $0 } != nil })

@@ -47,12 +47,16 @@ final class QUICEndpoint: @unchecked Sendable {
         return QUICEndpoint(socket: socket, handler: handler)
     }
 
-    /// Dials `remote` (client endpoints): the connection's first flight is written at once.
-    func connect(to remote: SocketAddress, serverName: String = "localhost") async throws -> QUICConnectionDriver {
+    /// Dials `remote` (client endpoints). `prepare` runs on the event loop before the first
+    /// flight is written, so callbacks it installs see every event of the connection.
+    func connect(
+        to remote: SocketAddress, serverName: String = "localhost",
+        prepare: @escaping @Sendable (QUICConnectionDriver) -> Void = { _ in }
+    ) async throws -> QUICConnectionDriver {
         let handler = handler
         let socket = socket
         return try await socket.eventLoop.submit {
-            try handler.dial(remote, serverName: serverName, socket: socket)
+            try handler.dial(remote, serverName: serverName, socket: socket, prepare: prepare)
         }.get()
     }
 
@@ -112,12 +116,15 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     /// Creates, registers and starts a client connection.
-    func dial(_ remote: SocketAddress, serverName: String, socket: any Channel) throws -> QUICConnectionDriver {
+    func dial(
+        _ remote: SocketAddress, serverName: String, socket: any Channel, prepare: (QUICConnectionDriver) -> Void
+    ) throws -> QUICConnectionDriver {
         guard let local = socket.localAddress else { throw QUICError.closed(reason: "the socket is not bound") }
         let connection = try QUICConnection.client(
             local: local, remote: remote, credentials: configuration.credentials, alpn: configuration.alpn,
             serverName: serverName, options: configuration.options)
         let driver = QUICConnectionDriver(connection: connection, socket: socket, remote: remote)
+        prepare(driver)
         register(driver, ids: connection.sourceConnectionIDs)
         driver.flush()
         return driver
