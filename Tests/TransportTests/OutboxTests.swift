@@ -46,6 +46,9 @@ import Testing
             try await pair.edge.send(makeMessage(index, resource: "key\(index % 5)"), on: .state, delivery: .state(key: "key\(index % 5)"))
         }
         try await pair.restartEdge()
+        // The file itself loads only the newest per key (not just the channel's in-memory supersede).
+        let stored = try Outbox(configuration: .init(path: pair.directory + "/edge.sqlite"))
+        #expect(try stored.pendingCount(peer: "cloud") == 5)
         #expect(pair.edge.statistics(for: .state).unacknowledged == 5)
         try await pair.connect()
         let received = try await collect(5, from: pair.cloud, lane: .state)
@@ -62,6 +65,31 @@ import Testing
         try Self.createForeignFile(at: path)
         let error = #expect(throws: SQLiteError.self) { try Outbox(configuration: .init(path: path)) }
         #expect(error?.message.contains("layout 0") == true, "\(String(describing: error))")
+    }
+
+    @Test func aCorruptSegmentIsAClearErrorNotACrash() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let path = directory + "/edge.sqlite"
+        let outbox = try Outbox(configuration: .init(path: path))
+        let edge = try MessageChannel(configuration: ChannelConfiguration(localNodeID: "edge-1", peerNodeID: "cloud"), outbox: outbox)
+        try await edge.send(makeMessage(1), on: .state, delivery: .reliable)
+        await edge.close()
+        try Self.overwriteSegments(at: path, with: [0x01, 0x02, 0xFF, 0xFF])
+        let error = #expect(throws: SQLiteError.self) {
+            try MessageChannel(configuration: ChannelConfiguration(localNodeID: "edge-1", peerNodeID: "cloud"), outbox: try Outbox(configuration: .init(path: path)))
+        }
+        #expect(error?.message.contains("does not decode") == true, "\(String(describing: error))")
+    }
+
+    private static func overwriteSegments(at path: String, with bytes: [UInt8]) throws {
+        let db = try SQLiteConnection(path: path)
+        let update = try db.statement("UPDATE segments SET frames = ?")
+        let failure = bytes.withUnsafeBytes { raw -> SQLiteError? in
+            update.bindBlob(raw, at: 1)
+            do throws(SQLiteError) { try update.run(); return nil } catch { return error }
+        }
+        if let failure { throw failure }
     }
 
     /// A SQLite file with a table of its own and no layout version.

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import Testing
 @testable import Transport
 
@@ -90,6 +91,37 @@ import Testing
         #expect(await eventually { failure.withLockedValue { $0 } != nil })
         #expect(log.accepted.withLockedValue { $0 } == 1)
         #expect(log.handshakes.withLockedValue { $0 } == 0)
+        await client.close()
+        await server.close()
+    }
+
+    @Test func malformedDatagramsAreDroppedAndTheServerStillAccepts() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let certificates = try TestCertificates(directory: directory)
+        let log = ServerLog()
+        let server = try await Self.startServer(certificates, log: log, echo: false)
+        let sender = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        var garbage: [ByteBuffer] = []
+        garbage.append(ByteBuffer(bytes: (0..<200).map { _ in UInt8.random(in: 0 ... 255) } + [0]))  // random (short header to an unknown ID, or invalid)
+        garbage.append(ByteBuffer(bytes: [0xC0, 0x00]))  // a long header cut off after one byte of version
+        var wrongVersion = ByteBuffer(bytes: [0xC0, 0x0A, 0x0A, 0x0A, 0x0A, 8] + [UInt8](repeating: 1, count: 8) + [0])
+        wrongVersion.writeRepeatingByte(0, count: 1200 - wrongVersion.readableBytes)  // an Initial-sized datagram of an unknown version
+        garbage.append(wrongVersion)
+        var shortInitial = ByteBuffer(bytes: [0xC0, 0x00, 0x00, 0x00, 0x01, 8] + [UInt8](repeating: 2, count: 8) + [0])
+        shortInitial.writeRepeatingByte(0, count: 100)  // a v1 Initial below the 1200-byte minimum
+        garbage.append(shortInitial)
+        for datagram in garbage {
+            try await sender.writeAndFlush(AddressedEnvelope(remoteAddress: server.localAddress, data: datagram)).get()
+        }
+        #expect(await eventually { (try? await server.droppedDatagrams()) == garbage.count })
+        #expect(try await server.connectionCount() == 0)
+        #expect(log.accepted.withLockedValue { $0 } == 0)
+        // A real client still gets through.
+        let client = try await QUICEndpoint.bind(isServer: false, configuration: .init(credentials: try QUICCredentials(certificates.client)))
+        _ = try await client.connect(to: server.localAddress)
+        #expect(await eventually { log.handshakes.withLockedValue { $0 } == 1 })
+        try await sender.close()
         await client.close()
         await server.close()
     }

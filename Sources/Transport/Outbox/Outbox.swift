@@ -134,7 +134,8 @@ public final class Outbox: Sendable {
                         throw SQLiteError(code: 11, message: "outbox segment \(lane)/\(segments.int64(at: 1)) of \(peer) does not decode: \(error)", sql: nil)
                     }
                     guard case .message(let body)? = decoded, body.lane == lane, body.sequence > 0 else {
-                        throw SQLiteError(code: 11, message: "outbox segment \(lane)/\(segments.int64(at: 1)) of \(peer) holds a frame that is not a reliable message of its lane", sql: nil)
+                        let why = decoded == nil ? "it ends inside a frame" : "it holds a frame that is not a reliable message of its lane"
+                        throw SQLiteError(code: 11, message: "outbox segment \(lane)/\(segments.int64(at: 1)) of \(peer) does not decode: \(why)", sql: nil)
                     }
                     session.nextSequence[lane] = max(session.nextSequence[lane] ?? 1, body.sequence + 1)
                     guard body.sequence > acknowledged[lane] ?? 0 else { continue }

@@ -152,7 +152,7 @@ final class QUICConnection {
     /// When ``handleExpiry(now:)`` must next run (ngtcp2 timestamp, nanoseconds).
     var expiry: UInt64 { ngtcp2_conn_get_expiry(conn) }
 
-    /// The ID the peer's packets carry right now (the server's first source ID).
+    /// The connection IDs this side issued that are in use (the peer addresses packets to them).
     var sourceConnectionIDs: [QUICConnectionID] {
         let count = ngtcp2_conn_get_num_scid(conn)
         var ids = [ngtcp2_cid](repeating: ngtcp2_cid(), count: count)

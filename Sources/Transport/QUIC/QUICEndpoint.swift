@@ -65,6 +65,18 @@ final class QUICEndpoint: @unchecked Sendable {
         try await socket.eventLoop.submit(body).get()
     }
 
+    /// Datagrams dropped so far: malformed, for no known connection, or refused.
+    func droppedDatagrams() async throws -> Int {
+        let handler = handler
+        return try await onEventLoop { handler.dropped }
+    }
+
+    /// Connections the endpoint holds.
+    func connectionCount() async throws -> Int {
+        let handler = handler
+        return try await onEventLoop { handler.openConnections }
+    }
+
     /// Closes the socket (connections are dropped without CONNECTION_CLOSE).
     func close() async {
         try? await socket.close()
@@ -82,6 +94,7 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
     private var connectionCount = 0
     /// Datagrams dropped: malformed, unknown connection, or refused.
     private(set) var dropped = 0
+    var openConnections: Int { connectionCount }
 
     init(isServer: Bool, configuration: QUICEndpoint.Configuration, onAccepted: ((QUICConnectionDriver) -> Void)?) {
         self.isServer = isServer
