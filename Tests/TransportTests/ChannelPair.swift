@@ -8,6 +8,7 @@ import NIOPosix
 enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case local
     case webSocket
+    case quic
 
     var testDescription: String { rawValue }
 }
@@ -25,6 +26,7 @@ final class ChannelPair: @unchecked Sendable {
     private var localLink: LocalLink?
     private var webSocket: WebSocketFixture?
     var webSocketFixture: WebSocketFixture? { webSocket }
+    private var quic: QUICFixture?
 
     init(backend: Backend, useOutbox: Bool = true, configure: (inout ChannelConfiguration) -> Void = { _ in }) async throws {
         self.backend = backend
@@ -43,6 +45,11 @@ final class ChannelPair: @unchecked Sendable {
         if backend == .webSocket {
             webSocket = try await WebSocketFixture(directory: directory) { [unowned self] in self.cloud }
         }
+        if backend == .quic {
+            // The server announces its stream window before it knows the channel: at most the smallest lane window.
+            let streamWindow = min(64 << 10, cloudConfiguration.initialWindow, cloudConfiguration.bulkWindow)
+            quic = try await QUICFixture(directory: directory, streamWindow: streamWindow) { [unowned self] in self.cloud }
+        }
     }
 
     /// Connects the edge to the cloud and waits for the handshake on both sides.
@@ -52,9 +59,21 @@ final class ChannelPair: @unchecked Sendable {
             localLink = LocalLink.connect(client: edge, server: cloud, clientLoop: testGroup.next(), serverLoop: testGroup.next())
         case .webSocket:
             try await webSocket!.connect(edge)
+        case .quic:
+            try await quic!.connect(edge)
         }
         try await edge.waitUntilConnected()
         try await cloud.waitUntilConnected()
+    }
+
+    /// The cloud side's QUIC link while connected over QUIC.
+    var cloudQUICLink: QUICLink? { cloud.currentLink as? QUICLink }
+    /// The edge side's QUIC link while connected over QUIC.
+    var edgeQUICLink: QUICLink? { edge.currentLink as? QUICLink }
+
+    /// Runs `body` on `link`'s event loop.
+    func onLoop<T: Sendable>(_ link: QUICLink, _ body: @escaping @Sendable (QUICLink) -> T) async throws -> T {
+        try await link.eventLoop.submit { body(link) }.get()
     }
 
     /// Breaks the connection abruptly (no GOAWAY).
@@ -64,6 +83,8 @@ final class ChannelPair: @unchecked Sendable {
             localLink?.close(sending: nil)
         case .webSocket:
             await webSocket!.dropConnection()
+        case .quic:
+            await quic!.dropConnection()
         }
         _ = await eventually { !self.edge.isConnected && !self.cloud.isConnected }
     }
@@ -86,6 +107,7 @@ final class ChannelPair: @unchecked Sendable {
         await edge.close()
         await cloud.close()
         await webSocket?.stop()
+        await quic?.stop()
         removeTemporaryDirectory(directory)
     }
 }

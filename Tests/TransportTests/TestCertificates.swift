@@ -58,3 +58,41 @@ final class WebSocketFixture: @unchecked Sendable {
         await server.stop()
     }
 }
+
+/// A QUIC server on a free loopback UDP port whose resolver hands out the pair's cloud channel.
+final class QUICFixture: @unchecked Sendable {
+    let certificates: TestCertificates
+    let server: QUICServer
+    let port: Int
+    private var connection: QUICChannelConnection?
+
+    init(
+        directory: String, limits: FrameLimits = FrameLimits(), streamWindow: Int = 64 << 10,
+        cloud: @escaping @Sendable () -> MessageChannel
+    ) async throws {
+        certificates = try TestCertificates(directory: directory)
+        server = QUICServer(
+            configuration: .init(port: 0, tls: certificates.server, limits: limits, helloTimeout: .seconds(5), streamWindow: streamWindow),
+            group: testGroup) { hello in
+                hello.nodeID == "edge-1" ? cloud() : nil
+            }
+        port = try await server.start()
+    }
+
+    func connector(tls: TLSFiles? = nil, port: Int? = nil) throws -> QUICConnector {
+        try QUICConnector(configuration: .init(port: port ?? self.port, tls: tls ?? certificates.client), group: testGroup)
+    }
+
+    func connect(_ channel: MessageChannel) async throws {
+        connection = try await connector().connect(channel)
+    }
+
+    func dropConnection() async {
+        await connection?.drop()
+    }
+
+    func stop() async {
+        await connection?.drop()
+        await server.stop()
+    }
+}

@@ -65,4 +65,6 @@ struct ChannelActions {
     var requests: [(UnsafeContinuation<Message, any Error>, Result<Message, any Error>)] = []
     var close: (link: any ChannelLink, goAway: GoAway?)?
     var cancelTimers: [Scheduled<Void>] = []
+    /// Received bytes the consumer took, to hand back to a link that provides flow control.
+    var grants: (link: any ChannelLink, bytes: [(Lane, Int)])?
 }

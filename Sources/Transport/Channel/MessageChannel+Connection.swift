@@ -47,17 +47,19 @@ extension MessageChannel {
         // Small messages are a few hundred bytes: one allocation for the whole read.
         frames.reserveCapacity(min(buffer.readableBytes / 128 + 1, 4096))
         var failure: WireError?
+        // CREDIT counts a frame's body `length`, whatever width its varint had; a transport
+        // with its own flow control counts every byte of the frame.
+        let countsWholeFrames = link.providesFlowControl
         do {
             while buffer.readableBytes > 0 {
                 let start = buffer.readerIndex
-                // Credit counts the body `length` as sent, whatever width its varint had.
                 let lengthByte = buffer.getInteger(at: start + 2, as: UInt8.self) ?? 0
                 guard let frame = try FrameCodec.decode(from: &buffer, limits: configuration.limits) else {
                     if wholeFrames { failure = .truncated(field: "frame") }
                     break
                 }
                 let lengthWidth = 1 << Int(lengthByte >> 6)
-                frames.append((frame, buffer.readerIndex - start - 2 - lengthWidth))
+                frames.append((frame, buffer.readerIndex - start - (countsWholeFrames ? 0 : 2 + lengthWidth)))
             }
         } catch {
             failure = error
@@ -108,6 +110,9 @@ extension MessageChannel {
             }
             for waiter in state.send[index].takeSpaceWaiters() { actions.senders.append((waiter, .success(false))) }
         case .credit(let lane, let bytes):
+            if let link = state.link, link.providesFlowControl {
+                return protocolViolation("CREDIT on a transport that has its own flow control", state: &state, actions: &actions)
+            }
             let index = Int(lane.rawValue)
             let (sum, overflow) = state.send[index].credit.addingReportingOverflow(Int(clamping: bytes))
             guard !overflow, sum <= Int(UInt32.max) * 16 else {
@@ -221,7 +226,15 @@ extension MessageChannel {
         }
         for index in 1..<state.receive.count {
             state.receive[index].consumedSinceGrant = 0
-            state.control.append(.credit(lane: Lane(rawValue: UInt8(index)), bytes: UInt64(configuration.window(forLane: index))))
+        }
+        if let link = state.link, link.providesFlowControl {
+            // The transport's stream windows bound what may be sent; the link's send allowance
+            // applies them.
+            for index in state.send.indices { state.send[index].credit = Self.unlimitedCredit }
+        } else {
+            for index in 1..<state.receive.count {
+                state.control.append(.credit(lane: Lane(rawValue: UInt8(index)), bytes: UInt64(configuration.window(forLane: index))))
+            }
         }
         state.established = true
         state.counters.handshakes += 1
@@ -262,6 +275,9 @@ extension MessageChannel {
             for waiter in state.send[index].takeSpaceWaiters() { actions.senders.append((waiter, .success(false))) }
         }
     }
+
+    /// Send credit on a link whose transport does the flow control: never the limit.
+    static let unlimitedCredit = Int(UInt32.max) * 8
 
     private func protocolViolation(_ reason: String, state: inout ChannelState, actions: inout ChannelActions) {
         refuse(GoAway(code: .protocolError, reason: reason), state: &state, actions: &actions)

@@ -33,12 +33,16 @@ extension MessageChannel {
             var more = false
             if state.established {
                 let laneCount = state.send.count
+                var allowance = [Int](repeating: .max, count: laneCount)
+                if link.providesFlowControl {
+                    for index in 0..<laneCount { allowance[index] = link.sendAllowance(for: Lane(rawValue: UInt8(index))) }
+                }
                 var progress = true
                 while progress, budget > 0 {
                     progress = false
                     for offset in 0..<laneCount {
                         let index = (state.nextLaneToServe + offset) % laneCount
-                        if write(lane: index, budget: &budget, buffer: &buffer, parts: &parts, state: &state) {
+                        if write(lane: index, budget: &budget, allowance: &allowance[index], buffer: &buffer, parts: &parts, state: &state) {
                             progress = true
                         }
                         if budget <= 0 { break }
@@ -50,7 +54,7 @@ extension MessageChannel {
                     if lane.unsentBytes < configuration.maxQueuedBytesPerLane, !lane.spaceWaiters.isEmpty {
                         for waiter in state.send[index].takeSpaceWaiters() { actions.senders.append((waiter, .success(false))) }
                     }
-                    if budget <= 0, hasSendable(lane) { more = true }
+                    if budget <= 0, allowance[index] > 0, hasSendable(lane) { more = true }
                 }
             }
             if buffer.readableBytes > 0 || parts.isEmpty { parts.append(buffer) }
@@ -71,12 +75,12 @@ extension MessageChannel {
 
     /// Writes up to one quantum of `lane`'s queue; returns whether anything was written.
     private func write(
-        lane index: Int, budget: inout Int, buffer: inout ByteBuffer, parts: inout [ByteBuffer], state: inout ChannelState
+        lane index: Int, budget: inout Int, allowance: inout Int, buffer: inout ByteBuffer, parts: inout [ByteBuffer], state: inout ChannelState
     ) -> Bool {
         var quantum = 64 * 1024
         var wrote = false
         let lane = Lane(rawValue: UInt8(index))
-        while quantum > 0, budget > 0, state.send[index].credit > 0, state.send[index].sentCount < state.send[index].queue.count {
+        while quantum > 0, budget > 0, allowance > 0, state.send[index].credit > 0, state.send[index].sentCount < state.send[index].queue.count {
             let position = state.send[index].queue.index(state.send[index].queue.startIndex, offsetBy: state.send[index].sentCount)
             let entry = state.send[index].queue[position]
             if entry.sequence > state.send[index].persistedUpTo { break }
@@ -103,6 +107,7 @@ extension MessageChannel {
                 length = FrameCodec.encodeMessage(frame, into: &buffer)
             }
             state.send[index].credit -= length
+            if allowance != .max { allowance -= length }
             state.counters.messagesSent += 1
             budget -= length
             quantum -= length

@@ -26,6 +26,13 @@ extension MessageChannel {
                 perform(actions)
             }
         }
+        if let (link, grants) = actions.grants {
+            if link.eventLoop.inEventLoop {
+                for (lane, bytes) in grants { link.grant(bytes, on: lane) }
+            } else {
+                link.eventLoop.execute { for (lane, bytes) in grants { link.grant(bytes, on: lane) } }
+            }
+        }
         if actions.persist { startPersistIfNeeded() }
         for (continuation, message) in actions.consumers { continuation.resume(returning: message) }
         for (continuation, result) in actions.senders { continuation.resume(with: result) }

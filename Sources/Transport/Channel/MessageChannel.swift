@@ -271,7 +271,16 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
     /// Book-keeping once the application has taken `entry`: credit back, delivery mark, ACK timer.
     func consumed(_ entry: IncomingEntry, lane index: Int, state: inout ChannelState, actions: inout ChannelActions) {
         state.receive[index].consumedSinceGrant += entry.size
-        if state.established, state.receive[index].consumedSinceGrant >= configuration.window(forLane: index) / 2 {
+        if state.established, let link = state.link, link.providesFlowControl {
+            // The transport's window moves in small steps: it only raises a limit the transport
+            // advertises when it sees fit, and a sender starved for a round trip costs more.
+            if state.receive[index].consumedSinceGrant >= configuration.window(forLane: index) / 8 {
+                let bytes = state.receive[index].consumedSinceGrant
+                state.receive[index].consumedSinceGrant = 0
+                if actions.grants == nil { actions.grants = (link, []) }
+                actions.grants!.bytes.append((Lane(rawValue: UInt8(index)), bytes))
+            }
+        } else if state.established, state.receive[index].consumedSinceGrant >= configuration.window(forLane: index) / 2 {
             state.control.append(.credit(lane: Lane(rawValue: UInt8(index)), bytes: UInt64(state.receive[index].consumedSinceGrant)))
             state.receive[index].consumedSinceGrant = 0
             requestFlush(state: &state, actions: &actions)
@@ -291,6 +300,9 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
 
     /// Whether a connection is attached and its HELLO exchange completed.
     public var isConnected: Bool { state.withLock { $0.established } }
+
+    /// The attached connection, if any (tests and tools).
+    var currentLink: (any ChannelLink)? { state.withLock { $0.link } }
 
     /// Counts of what the channel did so far.
     public var counters: ChannelCounters { state.withLock { $0.counters } }

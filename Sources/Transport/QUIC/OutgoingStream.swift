@@ -21,6 +21,7 @@ struct OutgoingStream {
     static let maxBytesPerWrite = 256 * 1024
 
     var retainedBytes: Int { Int(endOffset - retainedFrom) }
+    var unsentBytes: Int { Int(endOffset - sentOffset) }
     var hasUnsent: Bool { sentOffset < endOffset || (fin && !finSent) }
     var finPending: Bool { fin && !finSent }
 

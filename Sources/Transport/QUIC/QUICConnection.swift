@@ -28,6 +28,22 @@ final class QUICConnection {
         var maxStreamsBidi: UInt64 = 16
         /// ngtcp2's internal logging to standard error (debugging only).
         var debugLog = false
+
+        /// The defaults.
+        init() {}
+
+        /// Settings for a channel connection: `channelStreams` unidirectional streams (one per
+        /// lane), no bidirectional ones, `streamWindow` per stream and room for every stream's
+        /// window, and more, at the connection level.
+        init(channelStreams: Int, streamWindow: Int, idleTimeout: Duration) {
+            maxStreamsUni = UInt64(channelStreams)
+            maxStreamsBidi = 0
+            maxStreamData = UInt64(streamWindow)
+            // The connection window is handed back as data arrives (the stream windows bound
+            // what is buffered), so it only caps the bytes in flight.
+            maxData = max(16 << 20, UInt64(streamWindow) * UInt64(channelStreams))
+            self.idleTimeout = idleTimeout
+        }
     }
 
     let role: Role
@@ -47,6 +63,9 @@ final class QUICConnection {
     var onHandshakeCompleted: (() -> Void)?
     /// Stream data arrived in order: stream id, bytes (valid during the call), whether it ends the stream.
     var onStreamData: ((Int64, UnsafeRawBufferPointer, Bool) -> Void)?
+    /// Whether the flow-control window of a stream the peer sends on is handed back by
+    /// ``extendStreamWindow(_:by:)`` (true) or as soon as data arrives (false, the default).
+    var holdsStreamWindow: (Int64) -> Bool = { _ in false }
     /// This side issued a new connection ID (the server registers it for demultiplexing).
     var onNewConnectionID: ((QUICConnectionID) -> Void)?
     /// A connection ID of this side was retired.
@@ -160,6 +179,14 @@ final class QUICConnection {
         return ids.map { id in withUnsafePointer(to: id) { QUICConnectionID($0) } }
     }
 
+    /// Congestion and timer state, for diagnostics.
+    var debugDescription: String {
+        let now = cngtcp2_timestamp()
+        let expiry = self.expiry
+        let streamsUnsent = streams.map { "\($0.key):\($0.value.unsentBytes)/\($0.value.retainedBytes)" }.joined(separator: " ")
+        return "cwndLeft=\(ngtcp2_conn_get_cwnd_left(conn)) expiryIn=\(expiry == .max ? -1 : Int64(expiry) - Int64(now)) streams[\(streamsUnsent)]"
+    }
+
     // MARK: input
 
     /// Processes one received datagram.
@@ -208,11 +235,33 @@ final class QUICConnection {
     /// Bytes queued on `stream` and not yet acknowledged.
     func unacknowledgedBytes(on stream: Int64) -> Int { streams[stream]?.retainedBytes ?? 0 }
 
+    /// Bytes queued on `stream` that ngtcp2 has not taken yet (held back by flow control,
+    /// congestion control or pacing).
+    func unsentBytes(on stream: Int64) -> Int { streams[stream]?.unsentBytes ?? 0 }
+
+    /// Lets the peer send `bytes` more on `stream` (a stream whose window this side holds).
+    func extendStreamWindow(_ stream: Int64, by bytes: Int) {
+        guard bytes > 0 else { return }
+        ngtcp2_conn_extend_max_stream_offset(conn, stream, UInt64(bytes))
+    }
+
+    /// The CONNECTION_CLOSE the peer sent, if it sent one: whether it was an application
+    /// close, its code and its reason phrase.
+    var peerCloseError: (isApplication: Bool, code: UInt64, reason: String)? {
+        var error = ngtcp2_connection_close_error()
+        ngtcp2_conn_get_connection_close_error(conn, &error)
+        let isApplication = error.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION
+        guard isApplication || error.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT else { return nil }
+        let reason = error.reason.map { String(decoding: UnsafeBufferPointer(start: $0, count: error.reasonlen), as: UTF8.self) } ?? ""
+        return (isApplication, error.error_code, reason)
+    }
+
     // MARK: output
 
     /// Writes up to `maxPackets` packets (stream data, ACKs, handshake, retransmissions) through
-    /// `emit`, each in a buffer of its own.
-    func writePackets(now: UInt64, maxPackets: Int = 64, allocator: ByteBufferAllocator = ByteBufferAllocator(), emit: (ByteBuffer) -> Void) throws(QUICError) {
+    /// `emit`, each in a buffer of its own; returns how many it wrote.
+    @discardableResult
+    func writePackets(now: UInt64, maxPackets: Int = 64, allocator: ByteBufferAllocator = ByteBufferAllocator(), emit: (ByteBuffer) -> Void) throws(QUICError) -> Int {
         var written = 0
         var blocked = Set<Int64>()
         var packet = allocator.buffer(capacity: options.maxUDPPayloadSize)
@@ -259,6 +308,7 @@ final class QUICConnection {
             packet = allocator.buffer(capacity: options.maxUDPPayloadSize)
         }
         ngtcp2_conn_update_pkt_tx_time(conn, now)
+        return written
     }
 
     private func nextSendableStream(excluding blocked: Set<Int64>) -> Int64? {
@@ -315,8 +365,9 @@ final class QUICConnection {
 
     fileprivate func didReceive(stream: Int64, bytes: UnsafeRawBufferPointer, fin: Bool) {
         onStreamData?(stream, bytes, fin)
-        // The channel bounds what it buffers with its own credit: hand the window straight back.
-        ngtcp2_conn_extend_max_stream_offset(conn, stream, UInt64(bytes.count))
+        // Stream windows bound what the peer may have outstanding; the connection window only
+        // sums them, so it is handed back at once.
+        if !holdsStreamWindow(stream) { ngtcp2_conn_extend_max_stream_offset(conn, stream, UInt64(bytes.count)) }
         ngtcp2_conn_extend_max_offset(conn, UInt64(bytes.count))
     }
 

@@ -10,15 +10,25 @@ final class QUICConnectionDriver: @unchecked Sendable {
     private(set) var remote: SocketAddress
     private var timer: Scheduled<Void>?
     private var timerDeadline: UInt64 = .max
+    private var flushScheduled = false
     private(set) var closed = false
     /// Called once when the connection ends, with the error that ended it (nil: closed by us).
     var onClosed: ((QUICError?) -> Void)?
+    /// Called after packets were written (stream data may have left the send buffers).
+    var onWrote: (() -> Void)?
+    /// An object that lives as long as the connection (the channel link over it).
+    var attachment: AnyObject?
+
+    /// Packets written per event-loop turn before the loop is given back.
+    static let packetsPerTurn = 256
 
     init(connection: QUICConnection, socket: any Channel, remote: SocketAddress) {
         self.connection = connection
         self.socket = socket
         self.remote = remote
     }
+
+    var eventLoop: any EventLoop { socket.eventLoop }
 
     /// A datagram for this connection arrived from `address`.
     func receive(_ datagram: ByteBuffer, from address: SocketAddress) {
@@ -32,17 +42,36 @@ final class QUICConnectionDriver: @unchecked Sendable {
         }
     }
 
-    /// Writes every packet the connection has ready and re-arms the timer.
+    /// Writes the packets the connection has ready on the next event-loop turn (many requests
+    /// in one turn make one write).
+    func scheduleFlush() {
+        guard !flushScheduled, !closed else { return }
+        flushScheduled = true
+        eventLoop.assumeIsolated().execute { [self] in
+            flushScheduled = false
+            flush()
+        }
+    }
+
+    /// Writes every packet the connection has ready (up to ``packetsPerTurn``, then again on
+    /// the next turn) and re-arms the timer.
     func flush() {
         guard !closed else { return }
         do {
-            var wrote = false
+            var written = 0
             let now = cngtcp2_timestamp()
-            try connection.writePackets(now: now, allocator: socket.allocator) { packet in
-                socket.write(AddressedEnvelope(remoteAddress: remote, data: packet), promise: nil)
-                wrote = true
+            while written < Self.packetsPerTurn {
+                let batch = try connection.writePackets(now: now, maxPackets: 64, allocator: socket.allocator) { packet in
+                    socket.write(AddressedEnvelope(remoteAddress: remote, data: packet), promise: nil)
+                }
+                written += batch
+                if batch < 64 { break }
             }
-            if wrote { socket.flush() }
+            if written > 0 {
+                socket.flush()
+                onWrote?()
+            }
+            if written >= Self.packetsPerTurn { scheduleFlush() }
             armTimer()
         } catch {
             finish(error)
@@ -78,6 +107,11 @@ final class QUICConnectionDriver: @unchecked Sendable {
         finish(nil)
     }
 
+    /// Ends the connection without a packet (the socket is going away).
+    func abandon() {
+        finish(.closed(reason: "abandoned"))
+    }
+
     private func finish(_ error: QUICError?) {
         guard !closed else { return }
         if let error, let packet = connection.close(after: error, now: cngtcp2_timestamp()) {
@@ -86,5 +120,8 @@ final class QUICConnectionDriver: @unchecked Sendable {
         closed = true
         timer?.cancel()
         onClosed?(error)
+        onClosed = nil
+        onWrote = nil
+        attachment = nil
     }
 }

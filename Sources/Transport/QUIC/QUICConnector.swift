@@ -1,0 +1,148 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The client side of the QUIC backend: connects a ``MessageChannel`` to a ``QUICServer``
+/// from a UDP socket of its own.
+public final class QUICConnector: Sendable {
+    /// Connection settings with documented defaults.
+    public struct Configuration: Sendable {
+        /// Server address. Default `127.0.0.1`.
+        public var host: String
+        /// Server UDP port. Default 10001.
+        public var port: Int
+        /// The name the server certificate must carry. Default `localhost`.
+        public var serverName: String
+        /// This side's certificate and the CA that signs the server.
+        public var tls: TLSFiles
+        /// Time the handshake may take. Default 10 s.
+        public var connectTimeout: Duration
+        /// QUIC idle timeout. Default 60 s.
+        public var idleTimeout: Duration
+        /// Unsent bytes a lane may queue in its stream before the channel holds further
+        /// messages back. Default 256 KiB.
+        public var sendBufferPerLane: Int
+
+        /// Creates a configuration.
+        public init(
+            host: String = "127.0.0.1", port: Int = 10001, serverName: String = "localhost", tls: TLSFiles,
+            connectTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60), sendBufferPerLane: Int = 256 << 10
+        ) {
+            self.host = host
+            self.port = port
+            self.serverName = serverName
+            self.tls = tls
+            self.connectTimeout = connectTimeout
+            self.idleTimeout = idleTimeout
+            self.sendBufferPerLane = sendBufferPerLane
+        }
+    }
+
+    private let configuration: Configuration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let credentials: QUICCredentials
+
+    /// Creates a connector (loads the TLS files once).
+    public init(
+        configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "transport.quic.client")
+    ) throws {
+        self.configuration = configuration
+        self.group = group
+        var logger = logger
+        logger[metadataKey: "backend"] = "quic"
+        self.logger = logger
+        credentials = try QUICCredentials(configuration.tls)
+    }
+
+    /// Opens a connection for `channel` and attaches it once the QUIC handshake completes. The
+    /// HELLO exchange follows; use ``MessageChannel/waitUntilConnected(timeout:)`` to wait for it.
+    /// Throws if the handshake fails or takes longer than ``Configuration/connectTimeout``.
+    @discardableResult
+    public func connect(_ channel: MessageChannel) async throws -> QUICChannelConnection {
+        let configuration = configuration
+        let logger = logger
+        // This side knows its channel before the handshake: its lanes' streams start with the
+        // smallest lane window and larger lanes get the rest on their first data.
+        let streamWindow = min(channel.configuration.initialWindow, channel.configuration.bulkWindow)
+        var endpointConfiguration = QUICEndpoint.Configuration(credentials: credentials)
+        endpointConfiguration.options = QUICConnection.Options(
+            channelStreams: channel.configuration.limits.laneCount, streamWindow: streamWindow, idleTimeout: configuration.idleTimeout)
+        let remote = try SocketAddress.makeAddressResolvingHost(configuration.host, port: configuration.port)
+        let endpoint = try await QUICEndpoint.bind(
+            host: remote.protocol == .inet6 ? "::" : "0.0.0.0", port: 0, isServer: false, configuration: endpointConfiguration, group: group)
+        let handshake = HandshakeOutcome(endpoint.socket.eventLoop.makePromise(of: Void.self))
+        let options = QUICLink.Options(sendBufferPerLane: configuration.sendBufferPerLane, initialStreamWindow: streamWindow)
+        let driver: QUICConnectionDriver
+        do {
+            driver = try await endpoint.connect(to: remote, serverName: configuration.serverName) { driver in
+                driver.connection.onHandshakeCompleted = { [unowned driver] in
+                    _ = QUICLink.client(driver: driver, channel: channel, options: options, logger: logger)
+                    handshake.succeed()
+                }
+                driver.onClosed = { error in
+                    handshake.fail(error ?? QUICError.closed(reason: "closed during the handshake"))
+                    Task { await endpoint.close() }
+                }
+            }
+        } catch {
+            await endpoint.close()
+            throw error
+        }
+        let timeout = endpoint.socket.eventLoop.scheduleTask(in: .nanoseconds(configuration.connectTimeout.nanoseconds)) {
+            handshake.fail(QUICError.closed(reason: "the handshake did not complete within \(configuration.connectTimeout)"))
+        }
+        do {
+            try await handshake.promise.futureResult.get()
+            timeout.cancel()
+        } catch {
+            timeout.cancel()
+            _ = try? await endpoint.onEventLoop { driver.close(code: GoAway.Code.normal.rawValue, reason: "handshake timed out") }
+            await endpoint.close()
+            throw error
+        }
+        return QUICChannelConnection(endpoint: endpoint, driver: driver)
+    }
+}
+
+/// An open client connection of the QUIC backend.
+public struct QUICChannelConnection: Sendable {
+    let endpoint: QUICEndpoint
+    let driver: QUICConnectionDriver
+
+    /// Ends the connection at once, without GOAWAY (a bare CONNECTION_CLOSE, what a TCP reset
+    /// is to the WebSocket backend), and closes its socket.
+    public func drop() async {
+        let driver = driver
+        _ = try? await endpoint.onEventLoop { driver.close() }
+        await endpoint.close()
+    }
+
+    /// Completes when the connection has closed.
+    public func closed() async {
+        try? await endpoint.socket.closeFuture.get()
+    }
+}
+
+/// Settles a connect's handshake promise once: the first outcome wins.
+private final class HandshakeOutcome: @unchecked Sendable {
+    let promise: EventLoopPromise<Void>
+    private var settled = false
+
+    init(_ promise: EventLoopPromise<Void>) { self.promise = promise }
+
+    /// Called on the promise's event loop.
+    func succeed() {
+        guard !settled else { return }
+        settled = true
+        promise.succeed()
+    }
+
+    /// Called on the promise's event loop.
+    func fail(_ error: any Error) {
+        guard !settled else { return }
+        settled = true
+        promise.fail(error)
+    }
+}

@@ -1,0 +1,110 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The server side of the QUIC backend: one UDP socket for every edge connection, TLS 1.3
+/// with client certificates through GnuTLS, ALPN `kubeedge-channel/1`, and channel frames on
+/// one unidirectional stream per lane (see ``QUICLink``).
+public final class QUICServer: Sendable {
+    /// Listener settings with documented defaults.
+    public struct Configuration: Sendable {
+        /// Address to bind. Default `127.0.0.1`.
+        public var host: String
+        /// UDP port to bind; 0 picks a free one. Default 10001 (KubeEdge's cloudHub QUIC port).
+        public var port: Int
+        /// Certificates and the CA that signs clients (the same files as the WebSocket server).
+        public var tls: TLSFiles
+        /// Frame limits for every connection; ``FrameLimits/laneCount`` also bounds the streams a
+        /// peer may open.
+        public var limits: FrameLimits
+        /// Connections held at once; Initial packets beyond are dropped. Default 10,000.
+        public var maxConnections: Int
+        /// Time a connection has after its first packet to complete the handshake and send HELLO. Default 10 s.
+        public var helloTimeout: Duration
+        /// QUIC idle timeout. Default 60 s.
+        public var idleTimeout: Duration
+        /// The receive window each lane stream starts with, announced in the handshake before
+        /// the HELLO says which channel the connection belongs to; the lane's channel window
+        /// (``ChannelConfiguration/initialWindow``, ``ChannelConfiguration/bulkWindow``) is
+        /// granted on its first data. Keep it at most the smallest channel window. Default 64 KiB.
+        public var streamWindow: Int
+        /// Unsent bytes a lane may queue in its stream before the channel holds further
+        /// messages back. Default 256 KiB.
+        public var sendBufferPerLane: Int
+
+        /// Creates a configuration.
+        public init(
+            host: String = "127.0.0.1", port: Int = 10001, tls: TLSFiles, limits: FrameLimits = FrameLimits(),
+            maxConnections: Int = 10_000, helloTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60),
+            streamWindow: Int = 64 << 10, sendBufferPerLane: Int = 256 << 10
+        ) {
+            self.host = host
+            self.port = port
+            self.tls = tls
+            self.limits = limits
+            self.maxConnections = maxConnections
+            self.helloTimeout = helloTimeout
+            self.idleTimeout = idleTimeout
+            self.streamWindow = streamWindow
+            self.sendBufferPerLane = sendBufferPerLane
+        }
+
+        var linkOptions: QUICLink.Options {
+            QUICLink.Options(sendBufferPerLane: sendBufferPerLane, initialStreamWindow: streamWindow, helloTimeout: helloTimeout)
+        }
+    }
+
+    private let configuration: Configuration
+    private let group: any EventLoopGroup
+    private let resolver: SessionResolver
+    private let logger: Logger
+    private let endpoint = Mutex<QUICEndpoint?>(nil)
+
+    /// Creates a server; `resolver` maps each connection's HELLO to its channel.
+    public init(
+        configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "transport.quic.server"), resolver: @escaping SessionResolver
+    ) {
+        self.configuration = configuration
+        self.group = group
+        self.resolver = resolver
+        var logger = logger
+        logger[metadataKey: "backend"] = "quic"
+        self.logger = logger
+    }
+
+    /// Binds the UDP socket and starts accepting; returns the bound port.
+    @discardableResult
+    public func start() async throws -> Int {
+        let configuration = configuration
+        let resolver = resolver
+        let logger = logger
+        var endpointConfiguration = QUICEndpoint.Configuration(credentials: try QUICCredentials(configuration.tls))
+        endpointConfiguration.options = QUICConnection.Options(channelStreams: configuration.limits.laneCount, streamWindow: configuration.streamWindow, idleTimeout: configuration.idleTimeout)
+        endpointConfiguration.maxConnections = configuration.maxConnections
+        let bound = try await QUICEndpoint.bind(
+            host: configuration.host, port: configuration.port, isServer: true, configuration: endpointConfiguration, group: group
+        ) { driver in
+            _ = QUICLink.server(driver: driver, resolver: resolver, limits: configuration.limits, options: configuration.linkOptions, logger: logger)
+        }
+        endpoint.withLock { $0 = bound }
+        logger.info("listening", metadata: ["address": "\(bound.localAddress)"])
+        return bound.localAddress.port ?? configuration.port
+    }
+
+    /// The number of open connections.
+    public func connectionCount() async -> Int {
+        guard let endpoint = endpoint.withLock({ $0 }) else { return 0 }
+        return (try? await endpoint.connectionCount()) ?? 0
+    }
+
+    /// Stops: closes the socket; connections end without CONNECTION_CLOSE.
+    public func stop() async {
+        let bound = endpoint.withLock { endpoint in
+            defer { endpoint = nil }
+            return endpoint
+        }
+        await bound?.close()
+    }
+}
