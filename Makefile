@@ -3,8 +3,8 @@ SHELL := /bin/bash
 SWIFT ?= swift
 DEBIAN_PACKAGES := pkg-config openssl libsqlite3-dev libgnutls28-dev libngtcp2-dev \
 	libngtcp2-crypto-gnutls-dev libnghttp3-dev libmosquitto-dev mosquitto iperf3 nats-server \
-	libjemalloc-dev
-PYTHON_PACKAGES := websockets
+	libjemalloc-dev ngtcp2-client ngtcp2-server
+PYTHON_PACKAGES := websockets aioquic
 TEST_TIMEOUT ?= 2400
 
 .PHONY: deps build test bench run clean

@@ -17,8 +17,8 @@ import Testing
         let alpn = NIOLockedValueBox<String?>(nil)
     }
 
-    static func startServer(_ certificates: TestCertificates, log: ServerLog, echo: Bool) async throws -> QUICEndpoint {
-        let configuration = QUICEndpoint.Configuration(credentials: try QUICCredentials(certificates.server))
+    static func startServer(_ certificates: TestCertificates, log: ServerLog, echo: Bool, alpn: String = QUICEndpoint.defaultALPN) async throws -> QUICEndpoint {
+        let configuration = QUICEndpoint.Configuration(credentials: try QUICCredentials(certificates.server), alpn: alpn)
         return try await QUICEndpoint.bind(isServer: true, configuration: configuration) { driver in
             log.accepted.withLockedValue { $0 += 1 }
             var echoStream: Int64?

@@ -1,0 +1,119 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+@testable import Transport
+
+/// Our QUIC stack against independent implementations over 127.0.0.1: aioquic (Python, its own
+/// QUIC and TLS) as client and as server, and ngtcp2's Debian example client `gtlsclient`.
+@Suite(.serialized) struct QUICInteropTests {
+    @Test func aioquicClientCompletesAHandshakeAndEchoesDataOnOurServer() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let certificates = try TestCertificates(directory: directory)
+        let log = QUICConnectionTests.ServerLog()
+        let server = try await QUICConnectionTests.startServer(certificates, log: log, echo: true)
+        let client = certificates.client
+        let peer = try PeerProcess([
+            "python3", PeerProcess.script("quic_peer.py"), "client-echo", "--port", "\(server.localAddress.port!)",
+            "--ca", client.trustRoots, "--cert", client.certificateChain, "--key", client.privateKey, "--bytes", "300000",
+        ])
+        defer { peer.stop() }
+        let status = await peer.exitStatus(within: .seconds(60))
+        #expect(status == 0, "aioquic client: \(peer.output)")
+        #expect(peer.output.contains("\"echoed\": 300000"), "\(peer.output)")
+        #expect(peer.output.contains("\"alpn\": \"kubeedge-channel/1\""), "\(peer.output)")
+        #expect(log.handshakes.withLockedValue { $0 } == 1)
+        #expect(log.alpn.withLockedValue { $0 } == QUICEndpoint.defaultALPN)
+        await server.close()
+    }
+
+    @Test func aioquicClientSpeaksTheChannelProtocolOverQUIC() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let cloud = try MessageChannel(configuration: ChannelConfiguration(localNodeID: "cloud", peerNodeID: "edge-1"))
+        let fixture = try await QUICFixture(directory: directory) { cloud }
+        let echo = Task {
+            for await message in cloud.messages(on: .events) {
+                var content = ByteBuffer(string: "echo:")
+                var original = message.content
+                content.writeBuffer(&original)
+                try await cloud.send(message.makeResponse(content: content), on: .events, delivery: .reliable)
+            }
+        }
+        let client = fixture.certificates.client
+        let peer = try PeerProcess([
+            "python3", PeerProcess.script("quic_peer.py"), "client-exchange", "--port", "\(fixture.port)",
+            "--ca", client.trustRoots, "--cert", client.certificateChain, "--key", client.privateKey, "--count", "300",
+        ])
+        defer { peer.stop() }
+        let status = await peer.exitStatus(within: .seconds(60))
+        echo.cancel()
+        #expect(status == 0, "aioquic channel peer: \(peer.output)")
+        #expect(peer.output.contains("\"sent\": 300, \"received\": 300, \"acked\": 300"), "\(peer.output)")
+        #expect(cloud.counters.handshakes == 1)
+        #expect(cloud.counters.protocolErrors == 0)
+        // The peer's GOAWAY (normal) reached the channel.
+        #expect(await eventually { cloud.lastGoAway?.code == .normal })
+        await cloud.close()
+        await fixture.stop()
+    }
+
+    @Test func ourClientCompletesAHandshakeAndEchoesDataOnAnAioquicServer() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let certificates = try TestCertificates(directory: directory)
+        let server = certificates.server
+        let peer = try PeerProcess([
+            "python3", PeerProcess.script("quic_peer.py"), "server-echo", "--cert", server.certificateChain, "--key", server.privateKey,
+        ])
+        defer { peer.stop() }
+        #expect(await eventually(timeout: .seconds(30)) { peer.output.contains("LISTENING ") }, "\(peer.output)")
+        let portText = peer.output.split(separator: "\n").first { $0.hasPrefix("LISTENING ") }?.dropFirst("LISTENING ".count)
+        let port = try #require(portText.flatMap { Int($0) }, "\(peer.output)")
+
+        let client = try await QUICEndpoint.bind(isServer: false, configuration: .init(credentials: try QUICCredentials(certificates.client)))
+        let echoed = NIOLockedValueBox(ByteBuffer())
+        let handshake = NIOLockedValueBox(false)
+        let driver = try await client.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: port)) { driver in
+            driver.connection.onHandshakeCompleted = { handshake.withLockedValue { $0 = true } }
+            driver.connection.onStreamData = { _, bytes, _ in echoed.withLockedValue { _ = $0.writeBytes(bytes) } }
+        }
+        #expect(await eventually { handshake.withLockedValue { $0 } }, "\(peer.output)")
+        var payload = ByteBuffer()
+        for index in 0..<200_000 { payload.writeInteger(UInt8(truncatingIfNeeded: index &* 13)) }
+        let sent = payload
+        try await client.onEventLoop {
+            let stream = try driver.connection.openUniStream()
+            driver.connection.send(sent, on: stream)
+            driver.flush()
+        }
+        #expect(await eventually { echoed.withLockedValue { $0.readableBytes } >= sent.readableBytes })
+        #expect(echoed.withLockedValue { $0 } == sent)
+        #expect(try await client.onEventLoop { driver.connection.tls.negotiatedALPN } == QUICEndpoint.defaultALPN)
+        #expect(peer.output.contains("HANDSHAKE alpn=kubeedge-channel/1"), "\(peer.output)")
+        await client.close()
+    }
+
+    @Test func ngtcp2ExampleClientCompletesAHandshakeWithOurServer() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let certificates = try TestCertificates(directory: directory)
+        let log = QUICConnectionTests.ServerLog()
+        // gtlsclient speaks HTTP/3: this server offers its ALPN, "h3", and requires its certificate.
+        let server = try await QUICConnectionTests.startServer(certificates, log: log, echo: false, alpn: "h3")
+        let client = certificates.client
+        let peer = try PeerProcess([
+            "gtlsclient", "--cert", client.certificateChain, "--key", client.privateKey, "--timeout=5s", "--exit-on-all-streams-close",
+            "127.0.0.1", "\(server.localAddress.port!)", "https://localhost/",
+        ])
+        defer { peer.stop() }
+        #expect(await eventually(timeout: .seconds(20)) { log.handshakes.withLockedValue { $0 } == 1 }, "\(peer.output)")
+        #expect(log.alpn.withLockedValue { $0 } == "h3")
+        // After the handshake the client opens its HTTP/3 streams: 1-RTT data reached us.
+        #expect(await eventually { log.received.withLockedValue { $0.readableBytes } > 0 }, "\(peer.output)")
+        #expect(await eventually { peer.output.contains("QUIC handshake has completed") }, "\(peer.output)")
+        await server.close()
+    }
+}
