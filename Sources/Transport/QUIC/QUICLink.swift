@@ -65,8 +65,9 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
         let connection = driver.connection
         let peerUniType: Int64 = connection.role == .client ? 0x3 : 0x2
         connection.holdsStreamWindow = { stream in stream & 0x3 == peerUniType && stream >> 2 != 0 }
-        connection.onStreamData = { [unowned self] stream, bytes, _ in
+        connection.onStreamData = { [unowned self] stream, bytes, fin in
             self.received(bytes, on: stream)
+            if fin { self.close(sending: GoAway(code: .protocolError, reason: "QUIC stream \(stream) ended; lane streams stay open")) }
         }
         driver.onWrote = { [unowned self] in self.sendBuffersDrained() }
         // The driver keeps the link until the connection ends (the channel holds it only while attached).
