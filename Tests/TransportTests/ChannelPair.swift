@@ -9,8 +9,11 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case local
     case webSocket
     case quic
+    /// QUIC through a relay that drops 10 %, duplicates 5 % and reorders 10 % of datagrams.
+    case quicLossy
 
     var testDescription: String { rawValue }
+    var isQUIC: Bool { self == .quic || self == .quicLossy }
 }
 
 /// A cloud-side and an edge-side channel joined by a backend, with optional SQLite outboxes,
@@ -27,6 +30,7 @@ final class ChannelPair: @unchecked Sendable {
     private var webSocket: WebSocketFixture?
     var webSocketFixture: WebSocketFixture? { webSocket }
     private var quic: QUICFixture?
+    private(set) var relay: LossyUDPRelay?
 
     init(backend: Backend, useOutbox: Bool = true, configure: (inout ChannelConfiguration) -> Void = { _ in }) async throws {
         self.backend = backend
@@ -45,11 +49,26 @@ final class ChannelPair: @unchecked Sendable {
         if backend == .webSocket {
             webSocket = try await WebSocketFixture(directory: directory) { [unowned self] in self.cloud }
         }
-        if backend == .quic {
+        if backend.isQUIC {
             // The server announces its stream window before it knows the channel: at most the smallest lane window.
             let streamWindow = min(64 << 10, cloudConfiguration.initialWindow, cloudConfiguration.bulkWindow)
             quic = try await QUICFixture(directory: directory, streamWindow: streamWindow) { [unowned self] in self.cloud }
         }
+        if backend == .quicLossy {
+            relay = try await LossyUDPRelay.start(
+                to: try SocketAddress(ipAddress: "127.0.0.1", port: quic!.port),
+                impairment: .init(drop: 0.10, duplicate: 0.05, reorder: 0.10, seed: UInt64.random(in: 0 ... .max)))
+        }
+    }
+
+    /// The QUIC server's UDP port (QUIC backends).
+    var quicPort: Int? { quic?.port }
+
+    /// Connects the edge over QUIC to `port` (a relay in front of the server) and waits for the handshake.
+    func connect(throughPort port: Int) async throws {
+        try await quic!.connect(edge, port: port)
+        try await edge.waitUntilConnected()
+        try await cloud.waitUntilConnected()
     }
 
     /// Connects the edge to the cloud and waits for the handshake on both sides.
@@ -59,8 +78,8 @@ final class ChannelPair: @unchecked Sendable {
             localLink = LocalLink.connect(client: edge, server: cloud, clientLoop: testGroup.next(), serverLoop: testGroup.next())
         case .webSocket:
             try await webSocket!.connect(edge)
-        case .quic:
-            try await quic!.connect(edge)
+        case .quic, .quicLossy:
+            try await quic!.connect(edge, port: relay?.port)
         }
         try await edge.waitUntilConnected()
         try await cloud.waitUntilConnected()
@@ -83,7 +102,7 @@ final class ChannelPair: @unchecked Sendable {
             localLink?.close(sending: nil)
         case .webSocket:
             await webSocket!.dropConnection()
-        case .quic:
+        case .quic, .quicLossy:
             await quic!.dropConnection()
         }
         _ = await eventually { !self.edge.isConnected && !self.cloud.isConnected }
@@ -108,6 +127,7 @@ final class ChannelPair: @unchecked Sendable {
         await cloud.close()
         await webSocket?.stop()
         await quic?.stop()
+        await relay?.stop()
         removeTemporaryDirectory(directory)
     }
 }

@@ -39,7 +39,7 @@ import Testing
             $0.initialWindow = 64 * 1024; $0.bulkWindow = 96 * 1024; $0.maxQueuedBytesPerLane = 128 * 1024
         }
         try await pair.connect()
-        if backend != .quic {
+        if !backend.isQUIC {
             // The bulk lane has its own window; the others share initialWindow.
             #expect(await eventually { pair.edge.statistics(for: .bulk).credit == 96 * 1024 })
             #expect(pair.edge.statistics(for: .events).credit == 64 * 1024)
@@ -55,7 +55,7 @@ import Testing
         for index in 0..<500 { try await pair.edge.send(makeMessage(index), on: .events, delivery: .reliable) }
         #expect(try await events.count == 500)
         // The bulk lane is still held back where its window ran out; the receiver holds at most its window.
-        if backend == .quic, let link = pair.edgeQUICLink {
+        if backend.isQUIC, let link = pair.edgeQUICLink {
             #expect(try await pair.onLoop(link) { $0.unsentBytes(for: .bulk) } > 0)
         } else {
             #expect(pair.edge.statistics(for: .bulk).unsentBytes > 0)
@@ -115,7 +115,7 @@ import Testing
         // Everything is consumed: what the sender may still send plus what the receiver has not
         // yet credited back is exactly one window, no byte more or less. Over QUIC the window
         // is the lane stream's: what the receiver advertised beyond what arrived.
-        if backend == .quic {
+        if backend.isQUIC {
             let link = try #require(pair.cloudQUICLink)
             let balanced = await eventually {
                 let open = (try? await pair.onLoop(link) { $0.openWindow(for: .state) }) ?? -1

@@ -83,8 +83,8 @@ final class QUICFixture: @unchecked Sendable {
         try QUICConnector(configuration: .init(port: port ?? self.port, tls: tls ?? certificates.client), group: testGroup)
     }
 
-    func connect(_ channel: MessageChannel) async throws {
-        connection = try await connector().connect(channel)
+    func connect(_ channel: MessageChannel, port: Int? = nil) async throws {
+        connection = try await connector(port: port).connect(channel)
     }
 
     func dropConnection() async {
