@@ -17,8 +17,12 @@ import Testing
         let alpn = NIOLockedValueBox<String?>(nil)
     }
 
-    static func startServer(_ certificates: TestCertificates, log: ServerLog, echo: Bool, alpn: String = QUICEndpoint.defaultALPN) async throws -> QUICEndpoint {
-        let configuration = QUICEndpoint.Configuration(credentials: try QUICCredentials(certificates.server), alpn: alpn)
+    static func startServer(
+        _ certificates: TestCertificates, log: ServerLog, echo: Bool, alpn: String = QUICEndpoint.defaultALPN,
+        configure: (inout QUICEndpoint.Configuration) -> Void = { _ in }
+    ) async throws -> QUICEndpoint {
+        var configuration = QUICEndpoint.Configuration(credentials: try QUICCredentials(certificates.server), alpn: alpn)
+        configure(&configuration)
         return try await QUICEndpoint.bind(isServer: true, configuration: configuration) { driver in
             log.accepted.withLockedValue { $0 += 1 }
             var echoStream: Int64?
@@ -114,7 +118,8 @@ import Testing
         for datagram in garbage {
             try await sender.writeAndFlush(AddressedEnvelope(remoteAddress: server.localAddress, data: datagram)).get()
         }
-        #expect(await eventually { (try? await server.droppedDatagrams()) == garbage.count })
+        // The unknown version is answered with Version Negotiation offering v1; the rest are dropped.
+        #expect(await eventually { (try? await server.statistics()) == QUICEndpoint.Statistics(dropped: garbage.count - 1, versionNegotiations: 1) })
         #expect(try await server.connectionCount() == 0)
         #expect(log.accepted.withLockedValue { $0 } == 0)
         // A real client still gets through.

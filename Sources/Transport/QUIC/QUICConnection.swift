@@ -106,10 +106,11 @@ final class QUICConnection {
         return connection
     }
 
-    /// Accepts a client's first Initial packet, whose decoded header is `header`.
+    /// Accepts a client's first Initial packet, whose decoded header is `header`. After a Retry,
+    /// `originalDestinationID` is the ID the client first used (from the validated token).
     static func server(
-        header: ngtcp2_pkt_hd, local: SocketAddress, remote: SocketAddress, credentials: QUICCredentials, alpn: String,
-        options: Options = Options()
+        header: ngtcp2_pkt_hd, originalDestinationID: ngtcp2_cid? = nil, local: SocketAddress, remote: SocketAddress,
+        credentials: QUICCredentials, alpn: String, options: Options = Options()
     ) throws(QUICError) -> (QUICConnection, QUICConnectionID) {
         var header = header
         let tls = try QUICTLSSession(isServer: true, credentials: credentials, alpn: alpn, serverName: nil)
@@ -118,7 +119,14 @@ final class QUICConnection {
         var scid = id.ngtcp2
         var settings = connection.makeSettings()
         var params = connection.makeTransportParameters()
-        params.original_dcid = header.dcid
+        if let originalDestinationID {
+            // Tells the client the Retry came from this server (RFC 9000 §7.3).
+            params.original_dcid = originalDestinationID
+            params.retry_scid = header.dcid
+            params.retry_scid_present = 1
+        } else {
+            params.original_dcid = header.dcid
+        }
         var callbacks = makeCallbacks(role: .server)
         var conn: OpaquePointer?
         let result = cngtcp2_conn_server_new(

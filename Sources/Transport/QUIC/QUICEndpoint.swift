@@ -12,6 +12,28 @@ final class QUICEndpoint: @unchecked Sendable {
         var options = QUICConnection.Options()
         /// Connections a server endpoint holds at most; Initial packets beyond are dropped. Default 10,000.
         var maxConnections = 10_000
+        /// Connections a server endpoint lets handshake at once; Initial packets beyond are
+        /// dropped (the client retries). Default 1,000.
+        var maxHandshakes = 1_000
+        /// Whether a server validates a client's address with a stateless Retry before it keeps
+        /// any state for it (costs one round trip). Default on.
+        var retry = true
+        /// How long a Retry token stays valid. Default 10 s.
+        var retryTokenLifetime: Duration = .seconds(10)
+    }
+
+    /// What a server endpoint did with datagrams that belong to no connection.
+    struct Statistics: Sendable, Equatable {
+        /// Malformed, for no known connection, or beyond a limit.
+        var dropped = 0
+        /// Initial packets refused because `maxConnections` or `maxHandshakes` was reached.
+        var refusedByLimit = 0
+        /// Retry packets sent.
+        var retries = 0
+        /// Initial packets whose token did not validate.
+        var invalidTokens = 0
+        /// Version Negotiation packets sent.
+        var versionNegotiations = 0
     }
 
     /// The channel protocol's ALPN identifier.
@@ -67,8 +89,13 @@ final class QUICEndpoint: @unchecked Sendable {
 
     /// Datagrams dropped so far: malformed, for no known connection, or refused.
     func droppedDatagrams() async throws -> Int {
+        try await statistics().dropped
+    }
+
+    /// What the endpoint did with datagrams that belong to no connection.
+    func statistics() async throws -> Statistics {
         let handler = handler
-        return try await onEventLoop { handler.dropped }
+        return try await onEventLoop { handler.statistics }
     }
 
     /// Connections the endpoint holds.
@@ -92,40 +119,86 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
     private let onAccepted: ((QUICConnectionDriver) -> Void)?
     private var drivers: [QUICConnectionID: QUICConnectionDriver] = [:]
     private var connectionCount = 0
-    /// Datagrams dropped: malformed, unknown connection, or refused.
-    private(set) var dropped = 0
+    /// Server connections whose handshake had not completed when last looked at.
+    private var handshaking: [ObjectIdentifier: QUICConnectionDriver] = [:]
+    private let stateless: QUICStatelessReplies
+    private(set) var statistics = QUICEndpoint.Statistics()
     var openConnections: Int { connectionCount }
 
     init(isServer: Bool, configuration: QUICEndpoint.Configuration, onAccepted: ((QUICConnectionDriver) -> Void)?) {
         self.isServer = isServer
         self.configuration = configuration
         self.onAccepted = onAccepted
+        stateless = QUICStatelessReplies(tokenLifetime: configuration.retryTokenLifetime)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        guard let id = Self.destinationID(of: envelope.data) else { dropped += 1; return }
+        let id: QUICConnectionID
+        switch Self.classify(envelope.data) {
+        case .invalid:
+            statistics.dropped += 1
+            return
+        case .unsupportedVersion(let destination, let source):
+            guard isServer, let packet = QUICStatelessReplies.versionNegotiation(destination: destination, source: source, allocator: context.channel.allocator)
+            else { statistics.dropped += 1; return }
+            statistics.versionNegotiations += 1
+            context.writeAndFlush(NIOAny(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: packet)), promise: nil)
+            return
+        case .connection(let destination):
+            id = destination
+        }
         if let driver = drivers[id] {
             driver.receive(envelope.data, from: envelope.remoteAddress)
             return
         }
-        guard isServer, connectionCount < configuration.maxConnections, let local = context.localAddress else { dropped += 1; return }
+        guard isServer, let local = context.localAddress else { statistics.dropped += 1; return }
         var header = ngtcp2_pkt_hd()
         let verdict = envelope.data.withUnsafeReadableBytes { bytes in
             ngtcp2_accept(&header, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
         }
-        guard verdict == 0 else { dropped += 1; return }
+        guard verdict == 0 || verdict == NGTCP2_ERR_RETRY else { statistics.dropped += 1; return }
+        guard connectionCount < configuration.maxConnections, handshakesInProgress() < configuration.maxHandshakes else {
+            statistics.dropped += 1
+            statistics.refusedByLimit += 1
+            return
+        }
+        var original: ngtcp2_cid?
+        if configuration.retry {
+            if header.token.len == 0 {
+                guard let packet = stateless.retry(answering: header, from: envelope.remoteAddress, allocator: context.channel.allocator) else {
+                    statistics.dropped += 1
+                    return
+                }
+                statistics.retries += 1
+                context.writeAndFlush(NIOAny(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: packet)), promise: nil)
+                return
+            }
+            guard let validated = stateless.originalDestinationID(validating: header, from: envelope.remoteAddress) else {
+                statistics.dropped += 1
+                statistics.invalidTokens += 1
+                return
+            }
+            original = validated
+        }
         do {
             let (connection, issued) = try QUICConnection.server(
-                header: header, local: local, remote: envelope.remoteAddress, credentials: configuration.credentials,
-                alpn: configuration.alpn, options: configuration.options)
+                header: header, originalDestinationID: original, local: local, remote: envelope.remoteAddress,
+                credentials: configuration.credentials, alpn: configuration.alpn, options: configuration.options)
             let driver = QUICConnectionDriver(connection: connection, socket: context.channel, remote: envelope.remoteAddress)
             register(driver, ids: [issued, withUnsafePointer(to: header.dcid) { QUICConnectionID($0) }])
+            handshaking[ObjectIdentifier(driver)] = driver
             onAccepted?(driver)
             driver.receive(envelope.data, from: envelope.remoteAddress)
         } catch {
-            dropped += 1
+            statistics.dropped += 1
         }
+    }
+
+    /// Server connections still handshaking (bounded by `maxHandshakes`, so the sweep is too).
+    private func handshakesInProgress() -> Int {
+        handshaking = handshaking.filter { !$0.value.closed && !$0.value.connection.isHandshakeCompleted }
+        return handshaking.count
     }
 
     /// Creates, registers and starts a client connection.
@@ -159,14 +232,33 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    /// The destination connection ID of a QUIC packet, or nil if the datagram is not one.
-    static func destinationID(of datagram: ByteBuffer) -> QUICConnectionID? {
-        datagram.withUnsafeReadableBytes { bytes -> QUICConnectionID? in
+    /// What a datagram is, from its first packet's header.
+    enum DatagramKind {
+        /// A QUIC v1 packet for the connection with this destination ID (known or not).
+        case connection(QUICConnectionID)
+        /// A long-header packet of a version this side does not speak, large enough to deserve
+        /// Version Negotiation; the client's connection IDs.
+        case unsupportedVersion(destination: [UInt8], source: [UInt8])
+        /// Not a QUIC packet this side can use.
+        case invalid
+    }
+
+    static func classify(_ datagram: ByteBuffer) -> DatagramKind {
+        datagram.withUnsafeReadableBytes { bytes -> DatagramKind in
             var parsed = ngtcp2_version_cid()
             let result = ngtcp2_pkt_decode_version_cid(
                 &parsed, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, QUICEndpoint.connectionIDLength)
-            guard result == 0, let dcid = parsed.dcid else { return nil }
-            return QUICConnectionID(Array(UnsafeBufferPointer(start: dcid, count: parsed.dcidlen)))
+            let destination = parsed.dcid.map { Array(UnsafeBufferPointer(start: $0, count: parsed.dcidlen)) }
+            switch result {
+            case 0:
+                guard let destination else { return .invalid }
+                return .connection(QUICConnectionID(destination))
+            case NGTCP2_ERR_VERSION_NEGOTIATION:
+                let source = parsed.scid.map { Array(UnsafeBufferPointer(start: $0, count: parsed.scidlen)) } ?? []
+                return .unsupportedVersion(destination: destination ?? [], source: source)
+            default:
+                return .invalid
+            }
         }
     }
 }

@@ -20,6 +20,11 @@ public final class QUICServer: Sendable {
         public var limits: FrameLimits
         /// Connections held at once; Initial packets beyond are dropped. Default 10,000.
         public var maxConnections: Int
+        /// Connections handshaking at once; Initial packets beyond are dropped. Default 1,000.
+        public var maxHandshakes: Int
+        /// Whether clients' addresses are validated with a stateless Retry before the server
+        /// keeps state for them (one extra round trip per connection). Default on.
+        public var retry: Bool
         /// Time a connection has after its first packet to complete the handshake and send HELLO. Default 10 s.
         public var helloTimeout: Duration
         /// QUIC idle timeout. Default 60 s.
@@ -36,7 +41,7 @@ public final class QUICServer: Sendable {
         /// Creates a configuration.
         public init(
             host: String = "127.0.0.1", port: Int = 10001, tls: TLSFiles, limits: FrameLimits = FrameLimits(),
-            maxConnections: Int = 10_000, helloTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60),
+            maxConnections: Int = 10_000, maxHandshakes: Int = 1_000, retry: Bool = true, helloTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60),
             streamWindow: Int = 64 << 10, sendBufferPerLane: Int = 256 << 10
         ) {
             self.host = host
@@ -44,6 +49,8 @@ public final class QUICServer: Sendable {
             self.tls = tls
             self.limits = limits
             self.maxConnections = maxConnections
+            self.maxHandshakes = maxHandshakes
+            self.retry = retry
             self.helloTimeout = helloTimeout
             self.idleTimeout = idleTimeout
             self.streamWindow = streamWindow
@@ -83,6 +90,8 @@ public final class QUICServer: Sendable {
         var endpointConfiguration = QUICEndpoint.Configuration(credentials: try QUICCredentials(configuration.tls))
         endpointConfiguration.options = QUICConnection.Options(channelStreams: configuration.limits.laneCount, streamWindow: configuration.streamWindow, idleTimeout: configuration.idleTimeout)
         endpointConfiguration.maxConnections = configuration.maxConnections
+        endpointConfiguration.maxHandshakes = configuration.maxHandshakes
+        endpointConfiguration.retry = configuration.retry
         let bound = try await QUICEndpoint.bind(
             host: configuration.host, port: configuration.port, isServer: true, configuration: endpointConfiguration, group: group
         ) { driver in

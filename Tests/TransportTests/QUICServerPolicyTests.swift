@@ -1,0 +1,139 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+@testable import Transport
+
+/// What a QUIC server does before it keeps state for a client: stateless Retry, Version
+/// Negotiation, and the connection and handshake limits.
+@Suite struct QUICServerPolicyTests {
+    /// Sends datagrams from a socket of its own and collects the replies.
+    final class RawSender: @unchecked Sendable {
+        let channel: any Channel
+        let replies = NIOLockedValueBox<[ByteBuffer]>([])
+
+        init() async throws {
+            let replies = replies
+            channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(replies)) }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+        }
+
+        func send(_ bytes: [UInt8], to address: SocketAddress) async throws {
+            try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: ByteBuffer(bytes: bytes))).get()
+        }
+
+        private final class Collector: ChannelInboundHandler, @unchecked Sendable {
+            typealias InboundIn = AddressedEnvelope<ByteBuffer>
+            let replies: NIOLockedValueBox<[ByteBuffer]>
+            init(_ replies: NIOLockedValueBox<[ByteBuffer]>) { self.replies = replies }
+            func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                let data = unwrapInboundIn(data).data
+                replies.withLockedValue { $0.append(data) }
+            }
+        }
+    }
+
+    /// A v1 Initial long header padded to 1200 bytes, with `token` (not encrypted: enough for
+    /// the server's stateless checks, which run before any decryption).
+    static func initial(version: UInt32 = 1, token: [UInt8] = []) -> [UInt8] {
+        var bytes: [UInt8] = [0xC0]
+        bytes += withUnsafeBytes(of: version.bigEndian, Array.init)
+        bytes += [8] + [UInt8](repeating: 0xD1, count: 8) + [8] + [UInt8](repeating: 0x5C, count: 8)
+        if version == 1 {
+            bytes += [UInt8(token.count)] + token  // token length < 64: a one-byte varint
+            bytes += [0x44, 0x00]  // length 1024 as a two-byte varint
+        }
+        bytes += [UInt8](repeating: 0, count: max(0, 1200 - bytes.count))
+        return bytes
+    }
+
+    @Test func aClientIsValidatedWithARetryAndThenCompletesItsHandshake() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let certificates = try TestCertificates(directory: directory)
+        let log = QUICConnectionTests.ServerLog()
+        let server = try await QUICConnectionTests.startServer(certificates, log: log, echo: false)
+        let client = try await QUICEndpoint.bind(isServer: false, configuration: .init(credentials: try QUICCredentials(certificates.client)))
+        _ = try await client.connect(to: server.localAddress)
+        #expect(await eventually { log.handshakes.withLockedValue { $0 } == 1 })
+        let statistics = try await server.statistics()
+        #expect(statistics.retries == 1 && statistics.invalidTokens == 0, "\(statistics)")
+        // The first Initial left no state behind: one connection, made from the token's Initial.
+        #expect(log.accepted.withLockedValue { $0 } == 1)
+        await client.close()
+        await server.close()
+    }
+
+    @Test func anInitialWithAForgedTokenIsDroppedAndOneWithoutIsAnsweredWithRetry() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let certificates = try TestCertificates(directory: directory)
+        let log = QUICConnectionTests.ServerLog()
+        let server = try await QUICConnectionTests.startServer(certificates, log: log, echo: false)
+        let sender = try await RawSender()
+        try await sender.send(Self.initial(token: [0xB6] + [UInt8](repeating: 7, count: 40)), to: server.localAddress)
+        try await sender.send(Self.initial(), to: server.localAddress)
+        #expect(await eventually { (try? await server.statistics().retries) == 1 })
+        #expect(try await server.statistics().invalidTokens == 1)
+        #expect(log.accepted.withLockedValue { $0 } == 0)
+        // The reply is a Retry: long header, type 3.
+        #expect(await eventually { sender.replies.withLockedValue { $0.count } == 1 })
+        let reply = try #require(sender.replies.withLockedValue { $0.first })
+        #expect(reply.getInteger(at: 0, as: UInt8.self).map { $0 & 0xF0 } == 0xF0)
+        try await sender.channel.close()
+        await server.close()
+    }
+
+    @Test func anUnknownVersionIsAnsweredWithVersionNegotiationOfferingV1() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let certificates = try TestCertificates(directory: directory)
+        let server = try await QUICConnectionTests.startServer(certificates, log: .init(), echo: false)
+        let sender = try await RawSender()
+        try await sender.send(Self.initial(version: 0x0A1A_2A3A), to: server.localAddress)
+        #expect(await eventually { sender.replies.withLockedValue { $0.count } == 1 })
+        var reply = try #require(sender.replies.withLockedValue { $0.first })
+        // Version 0, our source ID as its destination, and v1 among the versions offered.
+        #expect(reply.readInteger(as: UInt8.self).map { $0 & 0x80 } == 0x80)
+        #expect(reply.readInteger(as: UInt32.self) == 0)
+        #expect(reply.readInteger(as: UInt8.self) == 8)
+        #expect(reply.readBytes(length: 8) == [UInt8](repeating: 0x5C, count: 8))
+        #expect(reply.readInteger(as: UInt8.self) == 8)
+        #expect(reply.readBytes(length: 8) == [UInt8](repeating: 0xD1, count: 8))
+        var versions: [UInt32] = []
+        while let version = reply.readInteger(as: UInt32.self) { versions.append(version) }
+        #expect(versions.contains(1), "offered \(versions)")
+        #expect(try await server.statistics().versionNegotiations == 1)
+        try await sender.channel.close()
+        await server.close()
+    }
+
+    @Test(arguments: ["maxHandshakes", "maxConnections"])
+    func initialsBeyondALimitAreRefused(limit: String) async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let certificates = try TestCertificates(directory: directory)
+        let log = QUICConnectionTests.ServerLog()
+        let server = try await QUICConnectionTests.startServer(certificates, log: log, echo: false) {
+            if limit == "maxHandshakes" { $0.maxHandshakes = 0 } else { $0.maxConnections = 1 }
+        }
+        let credentials = try QUICCredentials(certificates.client)
+        let first = try await QUICEndpoint.bind(isServer: false, configuration: .init(credentials: credentials))
+        _ = try await first.connect(to: server.localAddress)
+        if limit == "maxConnections" {
+            #expect(await eventually { log.handshakes.withLockedValue { $0 } == 1 })
+        }
+        let second = try await QUICEndpoint.bind(isServer: false, configuration: .init(credentials: credentials))
+        _ = try await second.connect(to: server.localAddress)
+        #expect(await eventually { (try? await server.statistics().refusedByLimit) ?? 0 > 0 })
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(log.handshakes.withLockedValue { $0 } == (limit == "maxConnections" ? 1 : 0))
+        #expect(try await server.connectionCount() == (limit == "maxConnections" ? 1 : 0))
+        await first.close()
+        await second.close()
+        await server.close()
+    }
+}
