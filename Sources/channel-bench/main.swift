@@ -1,6 +1,8 @@
-// channel-bench: end-to-end channel throughput over WebSocket+TLS on 127.0.0.1, with iperf3 TCP
-// loopback measured in the same run as the physical baseline. `--demo` instead keeps a cloud and
-// an edge exchanging messages until interrupted (what `make run` starts).
+// channel-bench: end-to-end channel throughput on 127.0.0.1 over WebSocket+TLS (default) or QUIC
+// (`--backend quic`), with baselines measured in the same run: iperf3 TCP loopback for WebSocket;
+// iperf3 UDP and ngtcp2's own example pair (gtlsserver serving a 500 MB file to gtlsclient) for
+// QUIC. `--demo` instead keeps a cloud and an edge exchanging messages until interrupted (what
+// `make run` starts).
 import Foundation
 import Logging
 import NIOCore
@@ -37,6 +39,11 @@ func makeCertificates() throws -> String {
     return directory
 }
 
+/// Writes a line to standard output at once (no buffering, so a long run shows progress).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
 struct BenchError: Error, CustomStringConvertible { var description: String }
 
 /// The value of `--name=VALUE` on the command line, if given.
@@ -55,24 +62,43 @@ func configuration(local: String, peer: String) -> ChannelConfiguration {
     return configuration
 }
 
-/// A cloud channel behind a WebSocket server and an edge channel connected to it.
-func connectPair(directory: String, outbox: Bool, tag: String) async throws -> (edge: MessageChannel, cloud: MessageChannel, server: WebSocketServer) {
+/// Whether `--backend quic` was given.
+let useQUIC: Bool = {
+    let arguments = CommandLine.arguments
+    guard let index = arguments.firstIndex(of: "--backend"), index + 1 < arguments.count else { return false }
+    return arguments[index + 1] == "quic"
+}()
+
+/// Stops a server of either backend.
+struct RunningServer {
+    let stop: @Sendable () async -> Void
+}
+
+/// A cloud channel behind a server of the chosen backend and an edge channel connected to it.
+func connectPair(directory: String, outbox: Bool, tag: String) async throws -> (edge: MessageChannel, cloud: MessageChannel, server: RunningServer) {
     let cloud = try MessageChannel(
         configuration: configuration(local: "cloud", peer: "edge-1"),
         outbox: outbox ? try Outbox(configuration: .init(path: "\(directory)/cloud-\(tag).sqlite")) : nil)
     let edge = try MessageChannel(
         configuration: configuration(local: "edge-1", peer: "cloud"),
         outbox: outbox ? try Outbox(configuration: .init(path: "\(directory)/edge-\(tag).sqlite")) : nil)
-    let server = WebSocketServer(
-        configuration: .init(port: 0, tls: TLSFiles(certificateChain: "\(directory)/server.pem", privateKey: "\(directory)/server.key", trustRoots: "\(directory)/ca.pem"))
-    ) { hello in hello.nodeID == "edge-1" ? cloud : nil }
-    let port = try await server.start()
-    let connector = try WebSocketConnector(configuration: .init(
-        port: port, tls: TLSFiles(certificateChain: "\(directory)/client.pem", privateKey: "\(directory)/client.key", trustRoots: "\(directory)/ca.pem")))
-    try await connector.connect(edge)
+    let serverTLS = TLSFiles(certificateChain: "\(directory)/server.pem", privateKey: "\(directory)/server.key", trustRoots: "\(directory)/ca.pem")
+    let clientTLS = TLSFiles(certificateChain: "\(directory)/client.pem", privateKey: "\(directory)/client.key", trustRoots: "\(directory)/ca.pem")
+    let running: RunningServer
+    if useQUIC {
+        let server = QUICServer(configuration: .init(port: 0, tls: serverTLS)) { hello in hello.nodeID == "edge-1" ? cloud : nil }
+        let port = try await server.start()
+        try await QUICConnector(configuration: .init(port: port, tls: clientTLS)).connect(edge)
+        running = RunningServer { await server.stop() }
+    } else {
+        let server = WebSocketServer(configuration: .init(port: 0, tls: serverTLS)) { hello in hello.nodeID == "edge-1" ? cloud : nil }
+        let port = try await server.start()
+        try await WebSocketConnector(configuration: .init(port: port, tls: clientTLS)).connect(edge)
+        running = RunningServer { await server.stop() }
+    }
     try await edge.waitUntilConnected()
     try await cloud.waitUntilConnected()
-    return (edge, cloud, server)
+    return (edge, cloud, running)
 }
 
 func run(_ scenario: Scenario, directory: String) async throws -> (messagesPerSecond: Double, bytesPerSecond: Double) {
@@ -104,23 +130,53 @@ func run(_ scenario: Scenario, directory: String) async throws -> (messagesPerSe
     return (Double(count) / seconds, Double(count * scenario.payload) / seconds)
 }
 
-func iperf3Baseline() -> Double? {
+/// iperf3 over loopback for 5 s: TCP, or UDP at an unlimited rate with `udpPayload`-byte
+/// datagrams (the rate the receiver saw, losses excluded). Bytes per second.
+func iperf3Baseline(udpPayload: Int? = nil) -> Double? {
     let port = Int.random(in: 20_000..<30_000)
-    let (status, output) = shell("iperf3 -s -1 -B 127.0.0.1 -p \(port) >/dev/null 2>&1 & sleep 0.5; iperf3 -c 127.0.0.1 -p \(port) -t 5 -J; wait")
+    let udp = udpPayload.map { " -u -b 0 -l \($0)" } ?? ""
+    let (status, output) = shell("iperf3 -s -1 -B 127.0.0.1 -p \(port) >/dev/null 2>&1 & sleep 0.5; iperf3 -c 127.0.0.1 -p \(port) -t 5\(udp) -J; wait")
     guard status == 0, let data = output.data(using: .utf8),
           let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-          let end = json["end"] as? [String: Any], let received = end["sum_received"] as? [String: Any],
-          let bits = received["bits_per_second"] as? Double
+          let end = json["end"] as? [String: Any]
     else { return nil }
+    if udpPayload != nil {
+        // UDP: the sender's rate less what the receiver reports lost.
+        guard let sum = end["sum"] as? [String: Any], let bits = sum["bits_per_second"] as? Double else { return nil }
+        let lost = (sum["lost_percent"] as? Double) ?? 0
+        return bits / 8 * (1 - lost / 100)
+    }
+    guard let received = end["sum_received"] as? [String: Any], let bits = received["bits_per_second"] as? Double else { return nil }
     return bits / 8
+}
+
+/// ngtcp2's example pair from Debian: gtlsserver serves a sparse `megabytes` MB file to gtlsclient
+/// over HTTP/3 on loopback. Bytes per second of the transfer (wall time of the client).
+func ngtcp2ReferencePair(directory: String, megabytes: Int) -> Double? {
+    let port = Int.random(in: 30_000..<40_000)
+    let htdocs = "\(directory)/htdocs"
+    let command = """
+        mkdir -p '\(htdocs)' && truncate -s \(megabytes)M '\(htdocs)/file' || exit 1
+        gtlsserver -q -d '\(htdocs)' 127.0.0.1 \(port) '\(directory)/server.key' '\(directory)/server.pem' >/dev/null 2>&1 &
+        # (kill -9: a child of this process may inherit a blocked SIGTERM)
+        server=$!; sleep 0.5
+        start=$(date +%s.%N)
+        gtlsclient -q --exit-on-all-streams-close --no-quic-dump --no-http-dump 127.0.0.1 \(port) https://127.0.0.1:\(port)/file >/dev/null 2>&1
+        status=$?; end=$(date +%s.%N); kill -9 $server; rm -f '\(htdocs)/file'
+        [ $status = 0 ] && echo "$start $end"
+        """
+    let (status, output) = shell(command)
+    let times = output.split(whereSeparator: \.isWhitespace).compactMap { Double($0) }
+    guard status == 0, times.count == 2, times[1] > times[0] else { return nil }
+    return Double(megabytes) * 1_048_576 / (times[1] - times[0])
 }
 
 func demo(directory: String) async throws {
     let (edge, cloud, _) = try await connectPair(directory: directory, outbox: true, tag: "demo")
-    print("cloud and edge-1 connected over WebSocket+TLS on 127.0.0.1 (certificates in \(directory)); Ctrl-C stops")
+    say("cloud and edge-1 connected over WebSocket+TLS on 127.0.0.1 (certificates in \(directory)); Ctrl-C stops")
     Task {
         for await message in cloud.messages(on: .events) {
-            print("cloud received \(message.router.operation) \(message.router.resource): \(String(buffer: message.content))")
+            say("cloud received \(message.router.operation) \(message.router.resource): \(String(buffer: message.content))")
         }
     }
     var tick = 0
@@ -154,24 +210,38 @@ if arguments.contains("--demo") {
     let only = arguments.firstIndex(of: "--only").flatMap { arguments.index(after: $0) < arguments.endIndex ? arguments[arguments.index(after: $0)] : nil }
     var results: [[String: Any]] = []
     func column(_ text: String) -> String { text.padding(toLength: 34, withPad: " ", startingAt: 0) }
-    print(column("scenario") + "   messages/s       MB/s")
+    say(column("scenario") + "   messages/s       MB/s")
     for scenario in scenarios where only.map({ scenario.name.hasPrefix($0) }) ?? true {
         let (rate, bytes) = try await run(scenario, directory: directory)
-        print(column(scenario.name) + String(format: " %12.0f %10.1f", rate, bytes / 1e6))
+        say(column(scenario.name) + String(format: " %12.0f %10.1f", rate, bytes / 1e6))
         results.append(["scenario": scenario.name, "messages_per_second": rate, "bytes_per_second": bytes])
     }
+    let bulkRate = results.first(where: { ($0["scenario"] as? String)?.hasPrefix("bulk") == true })?["bytes_per_second"] as? Double
     if only != nil {
         // A partial run has no bulk figure to compare.
-    } else if let baseline = iperf3Baseline() {
-        print(column("iperf3 TCP loopback (same run)") + String(format: " %12@ %10.1f", "-" as NSString, baseline / 1e6))
-        results.append(["scenario": "iperf3 TCP loopback", "bytes_per_second": baseline])
-        if let bulk = results.first(where: { ($0["scenario"] as? String)?.hasPrefix("bulk") == true })?["bytes_per_second"] as? Double {
-            print(String(format: "bulk / iperf3: %.0f %%", bulk / baseline * 100))
+    } else if useQUIC {
+        if let udp = iperf3Baseline(udpPayload: 1400) {
+            say(column("iperf3 UDP loopback, 1400 B") + String(format: " %12@ %10.1f", "-" as NSString, udp / 1e6))
+            results.append(["scenario": "iperf3 UDP loopback", "bytes_per_second": udp])
+            if let bulkRate { say(String(format: "bulk / iperf3 UDP: %.0f %%", bulkRate / udp * 100)) }
+        } else {
+            say("iperf3 UDP baseline unavailable (is iperf3 installed?)")
         }
+        if let reference = ngtcp2ReferencePair(directory: directory, megabytes: 500 / scale) {
+            say(column("ngtcp2 gtlsserver→gtlsclient") + String(format: " %12@ %10.1f", "-" as NSString, reference / 1e6))
+            results.append(["scenario": "ngtcp2 reference pair", "bytes_per_second": reference])
+            if let bulkRate { say(String(format: "bulk / ngtcp2 reference pair: %.2f×", bulkRate / reference)) }
+        } else {
+            say("ngtcp2 reference pair unavailable (are ngtcp2-server and ngtcp2-client installed?)")
+        }
+    } else if let baseline = iperf3Baseline() {
+        say(column("iperf3 TCP loopback (same run)") + String(format: " %12@ %10.1f", "-" as NSString, baseline / 1e6))
+        results.append(["scenario": "iperf3 TCP loopback", "bytes_per_second": baseline])
+        if let bulkRate { say(String(format: "bulk / iperf3: %.0f %%", bulkRate / baseline * 100)) }
     } else {
-        print("iperf3 baseline unavailable (is iperf3 installed?)")
+        say("iperf3 baseline unavailable (is iperf3 installed?)")
     }
     if let json = try? JSONSerialization.data(withJSONObject: results, options: [.sortedKeys]) {
-        print(String(decoding: json, as: UTF8.self))
+        say(String(decoding: json, as: UTF8.self))
     }
 }
