@@ -88,8 +88,13 @@ func connectPair(directory: String, outbox: Bool, tag: String) async throws -> (
     if useQUIC {
         let server = QUICServer(configuration: .init(port: 0, tls: serverTLS)) { hello in hello.nodeID == "edge-1" ? cloud : nil }
         let port = try await server.start()
-        try await QUICConnector(configuration: .init(port: port, tls: clientTLS)).connect(edge)
-        running = RunningServer { await server.stop() }
+        let connection = try await QUICConnector(configuration: .init(port: port, tls: clientTLS)).connect(edge)
+        running = RunningServer {
+            if CommandLine.arguments.contains("--verbose"), let statistics = try? await connection.statistics() {
+                say("  edge QUIC connection: \(statistics)")
+            }
+            await server.stop()
+        }
     } else {
         let server = WebSocketServer(configuration: .init(port: 0, tls: serverTLS)) { hello in hello.nodeID == "edge-1" ? cloud : nil }
         let port = try await server.start()

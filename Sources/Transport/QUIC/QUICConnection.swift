@@ -154,6 +154,10 @@ final class QUICConnection {
         settings.max_tx_udp_payload_size = options.maxUDPPayloadSize
         settings.max_window = options.maxData * 2
         settings.max_stream_window = options.maxStreamData * 2
+        if let algo = getenv("DBG_CC").map({ String(cString: $0) }) {
+            settings.cc_algo = algo == "bbr" ? NGTCP2_CC_ALGO_BBR : algo == "bbr2" ? NGTCP2_CC_ALGO_BBR2 : algo == "reno" ? NGTCP2_CC_ALGO_RENO : NGTCP2_CC_ALGO_CUBIC
+        }
+        if let thresh = getenv("DBG_ACK").flatMap({ Int(String(cString: $0)) }) { settings.ack_thresh = thresh }
         if options.debugLog { cngtcp2_settings_log_to_stderr(&settings) }
         return settings
     }
@@ -266,35 +270,50 @@ final class QUICConnection {
 
     // MARK: output
 
-    /// Writes up to `maxPackets` packets (stream data, ACKs, handshake, retransmissions) through
-    /// `emit`, each in a buffer of its own; returns how many it wrote.
+    /// Writes up to `maxPackets` packets (stream data, ACKs, handshake, retransmissions) and
+    /// hands them to `emit` in batches: packets written back to back into one buffer, all of
+    /// `segmentSize` bytes but the last, which may be shorter, so that one `sendmsg` with
+    /// `UDP_SEGMENT` (GSO) sends the batch. With `maxSegments` 1 every packet is a batch of its
+    /// own. Returns how many packets it wrote.
     @discardableResult
-    func writePackets(now: UInt64, maxPackets: Int = 64, allocator: ByteBufferAllocator = ByteBufferAllocator(), emit: (ByteBuffer) -> Void) throws(QUICError) -> Int {
+    func writePackets(
+        now: UInt64, maxPackets: Int = 64, maxSegments: Int = 1, allocator: ByteBufferAllocator = ByteBufferAllocator(),
+        emit: (_ batch: ByteBuffer, _ segmentSize: Int) -> Void
+    ) throws(QUICError) -> Int {
+        let packetSize = options.maxUDPPayloadSize
         var written = 0
         var blocked = Set<Int64>()
-        var packet = allocator.buffer(capacity: options.maxUDPPayloadSize)
+        var batch = allocator.buffer(capacity: packetSize * max(1, min(maxSegments, maxPackets)))
+        var segmentSize = 0
+        var segments = 0
+        func flushBatch() {
+            guard segments > 0 else { return }
+            emit(batch, segmentSize)
+            batch = allocator.buffer(capacity: packetSize * max(1, min(maxSegments, maxPackets - written)))
+            segments = 0
+        }
         while written < maxPackets {
+            if batch.writableBytes < packetSize { flushBatch() }
             let stream = nextSendableStream(excluding: blocked)
             var consumed: Int = -1
-            var result: Int = 0
-            packet.clear()
+            let result: Int
             if let stream {
                 var flags = UInt32(NGTCP2_WRITE_STREAM_FLAG_MORE)
                 if streams[stream]!.finPending { flags |= UInt32(NGTCP2_WRITE_STREAM_FLAG_FIN) }
                 let vectors = streams[stream]!.unsentVectors()
                 result = vectors.withUnsafeBufferPointer { vectors in
-                    packet.withUnsafeMutableWritableBytes { destination in
+                    batch.withUnsafeMutableWritableBytes { destination in
                         cngtcp2_conn_writev_stream(
                             conn, path.path, &packetInfo, destination.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                            options.maxUDPPayloadSize, &consumed, flags, stream, vectors.baseAddress, vectors.count, now)
+                            packetSize, &consumed, flags, stream, vectors.baseAddress, vectors.count, now)
                     }
                 }
                 if consumed >= 0 { streams[stream]!.didSend(consumed) }
             } else {
-                result = packet.withUnsafeMutableWritableBytes { destination in
+                result = batch.withUnsafeMutableWritableBytes { destination in
                     cngtcp2_conn_writev_stream(
                         conn, path.path, &packetInfo, destination.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                        options.maxUDPPayloadSize, nil, 0, -1, nil, 0, now)
+                        packetSize, nil, 0, -1, nil, 0, now)
                 }
             }
             if let failure = callbackFailure { callbackFailure = nil; throw failure }
@@ -310,11 +329,24 @@ final class QUICConnection {
                 }
             }
             if result == 0 { break }
-            packet.moveWriterIndex(forwardBy: result)
-            emit(packet)
             written += 1
-            packet = allocator.buffer(capacity: options.maxUDPPayloadSize)
+            if segments > 0, result > segmentSize {
+                // Longer than the batch's segments: it starts a batch of its own.
+                var packet = allocator.buffer(capacity: packetSize * max(1, min(maxSegments, maxPackets - written + 1)))
+                _ = batch.withUnsafeMutableWritableBytes { source in packet.writeBytes(UnsafeRawBufferPointer(rebasing: source[0..<result])) }
+                emit(batch, segmentSize)
+                batch = packet
+                segments = 1
+                segmentSize = result
+                continue
+            }
+            batch.moveWriterIndex(forwardBy: result)
+            if segments == 0 { segmentSize = result }
+            segments += 1
+            // A short packet ends a batch, as does the segment limit.
+            if result < segmentSize || segments >= maxSegments { flushBatch() }
         }
+        flushBatch()
         ngtcp2_conn_update_pkt_tx_time(conn, now)
         return written
     }

@@ -19,24 +19,46 @@ final class QUICConnectionDriver: @unchecked Sendable {
     /// An object that lives as long as the connection (the channel link over it).
     var attachment: AnyObject?
 
+    /// What the driver did on the socket.
+    struct Counters {
+        var packetsSent = 0
+        var sendBatches = 0
+        var datagramsReceived = 0
+        var timerExpiries = 0
+    }
+    private(set) var counters = Counters()
+
+    /// A snapshot of the connection and of ``counters``.
+    var statistics: QUICConnectionStatistics { connection.statistics(counters: counters) }
+
     /// Packets written per event-loop turn before the loop is given back.
     static let packetsPerTurn = 256
 
-    init(connection: QUICConnection, socket: any Channel, remote: SocketAddress) {
+    /// Packets sent per `sendmsg` with UDP segmentation offload (1: no GSO).
+    let maxSegments: Int
+
+    init(connection: QUICConnection, socket: any Channel, remote: SocketAddress, maxSegments: Int = 1) {
         self.connection = connection
         self.socket = socket
         self.remote = remote
+        self.maxSegments = maxSegments
     }
 
     var eventLoop: any EventLoop { socket.eventLoop }
 
-    /// A datagram for this connection arrived from `address`.
-    func receive(_ datagram: ByteBuffer, from address: SocketAddress) {
+    /// Whether datagrams were processed since the last write (the endpoint writes once per read burst).
+    var awaitsFlush = false
+
+    /// A datagram for this connection arrived from `address`. With `flushNow` false the caller
+    /// calls ``flush()`` once it has handed over every datagram of the read (one write, and one
+    /// ACK, for a burst rather than one per datagram).
+    func receive(_ datagram: ByteBuffer, from address: SocketAddress, flushNow: Bool = true) {
         guard !closed else { return }
+        counters.datagramsReceived += 1
         do {
             try connection.receive(datagram, from: address, now: cngtcp2_timestamp())
             remote = address
-            flush()
+            if flushNow { flush() } else { awaitsFlush = true }
         } catch {
             finish(error)
         }
@@ -56,16 +78,23 @@ final class QUICConnectionDriver: @unchecked Sendable {
     /// Writes every packet the connection has ready (up to ``packetsPerTurn``, then again on
     /// the next turn) and re-arms the timer.
     func flush() {
+        awaitsFlush = false
         guard !closed else { return }
         do {
             var written = 0
             let now = cngtcp2_timestamp()
+            let maxSegments = maxSegments
             while written < Self.packetsPerTurn {
-                let batch = try connection.writePackets(now: now, maxPackets: 64, allocator: socket.allocator) { packet in
-                    socket.write(AddressedEnvelope(remoteAddress: remote, data: packet), promise: nil)
+                let count = try connection.writePackets(now: now, maxPackets: 64, maxSegments: maxSegments, allocator: socket.allocator) { batch, segmentSize in
+                    let metadata = batch.readableBytes > segmentSize
+                        ? AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: segmentSize)
+                        : nil
+                    socket.write(AddressedEnvelope(remoteAddress: remote, data: batch, metadata: metadata), promise: nil)
+                    counters.sendBatches += 1
                 }
-                written += batch
-                if batch < 64 { break }
+                written += count
+                counters.packetsSent += count
+                if count < 64 { break }
             }
             if written > 0 {
                 socket.flush()
@@ -89,6 +118,7 @@ final class QUICConnectionDriver: @unchecked Sendable {
         timer = socket.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay)) { [self] in
             timerDeadline = .max
             guard !closed else { return }
+            counters.timerExpiries += 1
             do throws(QUICError) {
                 try connection.handleExpiry(now: cngtcp2_timestamp())
                 flush()

@@ -119,6 +119,12 @@ public struct QUICChannelConnection: Sendable {
         await endpoint.close()
     }
 
+    /// A snapshot of the connection's path and socket counters.
+    public func statistics() async throws -> QUICConnectionStatistics {
+        let driver = driver
+        return try await endpoint.onEventLoop { driver.statistics }
+    }
+
     /// Completes when the connection has closed.
     public func closed() async {
         try? await endpoint.socket.closeFuture.get()

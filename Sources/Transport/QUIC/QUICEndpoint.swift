@@ -20,6 +20,18 @@ final class QUICEndpoint: @unchecked Sendable {
         var retry = true
         /// How long a Retry token stays valid. Default 10 s.
         var retryTokenLifetime: Duration = .seconds(10)
+        /// Whether packets are sent in batches the kernel segments (`UDP_SEGMENT`, GSO) and
+        /// received coalesced (`UDP_GRO`), where the kernel supports it. Default on.
+        var segmentationOffload = true
+
+        /// Packets per GSO batch: the kernel takes at most 64 segments and 64 KiB.
+        var maxSegments: Int {
+            guard segmentationOffload, System.supportsUDPSegmentationOffload else { return 1 }
+            return max(1, min(64, 65_000 / options.maxUDPPayloadSize))
+        }
+
+        /// Whether received datagrams may arrive coalesced (GRO).
+        var receiveOffload: Bool { segmentationOffload && System.supportsUDPReceiveOffload }
     }
 
     /// What a server endpoint did with datagrams that belong to no connection.
@@ -34,6 +46,8 @@ final class QUICEndpoint: @unchecked Sendable {
         var invalidTokens = 0
         /// Version Negotiation packets sent.
         var versionNegotiations = 0
+        /// Errors the socket reported (a failed send or receive).
+        var socketErrors = 0
     }
 
     /// The channel protocol's ALPN identifier.
@@ -60,8 +74,19 @@ final class QUICEndpoint: @unchecked Sendable {
         onAccepted: ((QUICConnectionDriver) -> Void)? = nil
     ) async throws -> QUICEndpoint {
         let handler = QUICEndpointHandler(isServer: isServer, configuration: configuration, onAccepted: onAccepted)
-        let socket = try await DatagramBootstrap(group: group)
+        var bootstrap = DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Room for bursts of a fast sender between reads (the default is ~200 KiB).
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+        if configuration.receiveOffload {
+            bootstrap = bootstrap
+                .channelOption(.datagramReceiveOffload, value: true)
+                // Without the segment size a coalesced read could not be split into its datagrams.
+                .channelOption(.datagramReceiveSegmentSize, value: true)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+        }
+        let socket = try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
             }
@@ -122,6 +147,8 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Server connections whose handshake had not completed when last looked at.
     private var handshaking: [ObjectIdentifier: QUICConnectionDriver] = [:]
     private let stateless: QUICStatelessReplies
+    /// Connections that received datagrams in the current read burst.
+    private var awaitingFlush: [QUICConnectionDriver] = []
     private(set) var statistics = QUICEndpoint.Statistics()
     var openConnections: Int { connectionCount }
 
@@ -134,6 +161,17 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
+        guard let segmentSize = envelope.metadata?.segmentSize, segmentSize > 0, envelope.data.readableBytes > segmentSize else {
+            return receive(envelope, context: context)
+        }
+        // GRO coalesced several datagrams of one sender: each is a slice of the read buffer.
+        var data = envelope.data
+        while data.readableBytes > 0, let segment = data.readSlice(length: min(segmentSize, data.readableBytes)) {
+            receive(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: segment), context: context)
+        }
+    }
+
+    private func receive(_ envelope: AddressedEnvelope<ByteBuffer>, context: ChannelHandlerContext) {
         let id: QUICConnectionID
         switch Self.classify(envelope.data) {
         case .invalid:
@@ -149,7 +187,8 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
             id = destination
         }
         if let driver = drivers[id] {
-            driver.receive(envelope.data, from: envelope.remoteAddress)
+            if !driver.awaitsFlush { awaitingFlush.append(driver) }
+            driver.receive(envelope.data, from: envelope.remoteAddress, flushNow: false)
             return
         }
         guard isServer, let local = context.localAddress else { statistics.dropped += 1; return }
@@ -185,7 +224,8 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
             let (connection, issued) = try QUICConnection.server(
                 header: header, originalDestinationID: original, local: local, remote: envelope.remoteAddress,
                 credentials: configuration.credentials, alpn: configuration.alpn, options: configuration.options)
-            let driver = QUICConnectionDriver(connection: connection, socket: context.channel, remote: envelope.remoteAddress)
+            let driver = QUICConnectionDriver(
+                connection: connection, socket: context.channel, remote: envelope.remoteAddress, maxSegments: configuration.maxSegments)
             register(driver, ids: [issued, withUnsafePointer(to: header.dcid) { QUICConnectionID($0) }])
             handshaking[ObjectIdentifier(driver)] = driver
             onAccepted?(driver)
@@ -193,6 +233,18 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
         } catch {
             statistics.dropped += 1
         }
+    }
+
+    /// The read burst ended: each connection that received datagrams writes once.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        let drivers = awaitingFlush
+        awaitingFlush.removeAll(keepingCapacity: true)
+        for driver in drivers where driver.awaitsFlush { driver.flush() }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A failed send or receive on the socket (the connections recover lost packets).
+        statistics.socketErrors += 1
     }
 
     /// Server connections still handshaking (bounded by `maxHandshakes`, so the sweep is too).
@@ -209,7 +261,7 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
         let connection = try QUICConnection.client(
             local: local, remote: remote, credentials: configuration.credentials, alpn: configuration.alpn,
             serverName: serverName, options: configuration.options)
-        let driver = QUICConnectionDriver(connection: connection, socket: socket, remote: remote)
+        let driver = QUICConnectionDriver(connection: connection, socket: socket, remote: remote, maxSegments: configuration.maxSegments)
         prepare(driver)
         register(driver, ids: connection.sourceConnectionIDs)
         driver.flush()
