@@ -26,6 +26,9 @@ final class QUICConnection {
         var maxStreamsUni: UInt64 = 16
         /// Bidirectional streams the peer may open. Default 16.
         var maxStreamsBidi: UInt64 = 16
+        /// Ack-eliciting packets received before an ACK is sent at once (otherwise after the
+        /// read burst, or the ACK delay). Default 2 (RFC 9000's recommendation).
+        var ackThreshold = 2
         /// ngtcp2's internal logging to standard error (debugging only).
         var debugLog = false
 
@@ -154,10 +157,7 @@ final class QUICConnection {
         settings.max_tx_udp_payload_size = options.maxUDPPayloadSize
         settings.max_window = options.maxData * 2
         settings.max_stream_window = options.maxStreamData * 2
-        if let algo = getenv("DBG_CC").map({ String(cString: $0) }) {
-            settings.cc_algo = algo == "bbr" ? NGTCP2_CC_ALGO_BBR : algo == "bbr2" ? NGTCP2_CC_ALGO_BBR2 : algo == "reno" ? NGTCP2_CC_ALGO_RENO : NGTCP2_CC_ALGO_CUBIC
-        }
-        if let thresh = getenv("DBG_ACK").flatMap({ Int(String(cString: $0)) }) { settings.ack_thresh = thresh }
+        settings.ack_thresh = options.ackThreshold
         if options.debugLog { cngtcp2_settings_log_to_stderr(&settings) }
         return settings
     }
