@@ -63,6 +63,8 @@ final class ChannelPair: @unchecked Sendable {
 
     /// The QUIC server's UDP port (QUIC backends).
     var quicPort: Int? { quic?.port }
+    /// The edge's QUIC connection (QUIC backends, once connected).
+    var quicConnection: QUICChannelConnection? { quic?.connection }
 
     /// Connects the edge over QUIC to `port` (a relay in front of the server) and waits for the handshake.
     func connect(throughPort port: Int) async throws {

@@ -64,7 +64,7 @@ final class QUICFixture: @unchecked Sendable {
     let certificates: TestCertificates
     let server: QUICServer
     let port: Int
-    private var connection: QUICChannelConnection?
+    private(set) var connection: QUICChannelConnection?
 
     init(
         directory: String, limits: FrameLimits = FrameLimits(), streamWindow: Int = 64 << 10,

@@ -211,6 +211,15 @@ final class QUICConnection {
         guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_read_pkt", result) }
     }
 
+    /// Switches to the local address `local` at once (client only; needs a spare connection
+    /// ID from the server, which it issues after the handshake).
+    func migrate(to local: SocketAddress, remote: SocketAddress, now: UInt64) throws(QUICError) {
+        let newPath = QUICPath(local: local, remote: remote)
+        let result = ngtcp2_conn_initiate_immediate_migration(conn, newPath.path, now)
+        guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_initiate_immediate_migration", result) }
+        path.set(local: local)
+    }
+
     /// Runs ngtcp2's timers (loss detection, idle timeout, ACK delay).
     func handleExpiry(now: UInt64) throws(QUICError) {
         let result = ngtcp2_conn_handle_expiry(conn, now)

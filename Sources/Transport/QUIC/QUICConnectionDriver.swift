@@ -6,7 +6,8 @@ import NIOCore
 /// that event loop.
 final class QUICConnectionDriver: @unchecked Sendable {
     let connection: QUICConnection
-    let socket: any Channel
+    /// The UDP socket the connection sends from (a client's changes when it rebinds).
+    private(set) var socket: any Channel
     private(set) var remote: SocketAddress
     private var timer: Scheduled<Void>?
     private var timerDeadline: UInt64 = .max
@@ -126,6 +127,16 @@ final class QUICConnectionDriver: @unchecked Sendable {
                 finish(error)
             }
         }
+    }
+
+    /// Moves the connection to `newSocket` (same event loop): immediate migration, validated
+    /// by the server, then the first packets leave from the new address.
+    func migrate(to newSocket: any Channel) throws(QUICError) {
+        guard !closed else { throw .closed(reason: "the connection is closed") }
+        guard let local = newSocket.localAddress else { throw .closed(reason: "the new socket is not bound") }
+        try connection.migrate(to: local, remote: remote, now: cngtcp2_timestamp())
+        socket = newSocket
+        flush()
     }
 
     /// Closes with an application error code and reason (sent in CONNECTION_CLOSE).

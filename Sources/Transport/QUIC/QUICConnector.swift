@@ -119,6 +119,13 @@ public struct QUICChannelConnection: Sendable {
         await endpoint.close()
     }
 
+    /// Moves the connection to a new local UDP port, as a network change would; the session
+    /// continues on the new path once the server has validated it. Returns the new address.
+    @discardableResult
+    public func rebind() async throws -> SocketAddress {
+        try await endpoint.rebind(driver)
+    }
+
     /// A snapshot of the connection's path and socket counters.
     public func statistics() async throws -> QUICConnectionStatistics {
         let driver = driver

@@ -1,4 +1,5 @@
 import CNGTCP2
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -55,13 +56,18 @@ final class QUICEndpoint: @unchecked Sendable {
     /// Length of the connection IDs this side issues (short-header packets carry no length).
     static let connectionIDLength = 18
 
-    let socket: any Channel
+    private let sockets: NIOLockedValueBox<[any Channel]>
     private let handler: QUICEndpointHandler
+    private let configuration: Configuration
 
-    private init(socket: any Channel, handler: QUICEndpointHandler) {
-        self.socket = socket
+    private init(socket: any Channel, handler: QUICEndpointHandler, configuration: Configuration) {
+        sockets = NIOLockedValueBox([socket])
         self.handler = handler
+        self.configuration = configuration
     }
+
+    /// The socket in use (a client that rebound uses its newest).
+    var socket: any Channel { sockets.withLockedValue { $0.last! } }
 
     /// The bound address.
     var localAddress: SocketAddress { socket.localAddress! }
@@ -74,6 +80,14 @@ final class QUICEndpoint: @unchecked Sendable {
         onAccepted: ((QUICConnectionDriver) -> Void)? = nil
     ) async throws -> QUICEndpoint {
         let handler = QUICEndpointHandler(isServer: isServer, configuration: configuration, onAccepted: onAccepted)
+        let socket = try await openSocket(host: host, port: port, configuration: configuration, handler: handler, group: group)
+        return QUICEndpoint(socket: socket, handler: handler, configuration: configuration)
+    }
+
+    /// A UDP socket whose datagrams go to `handler`.
+    private static func openSocket(
+        host: String, port: Int, configuration: Configuration, handler: QUICEndpointHandler, group: any EventLoopGroup
+    ) async throws -> any Channel {
         var bootstrap = DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             // Room for bursts of a fast sender between reads (the default is ~200 KiB).
@@ -86,12 +100,31 @@ final class QUICEndpoint: @unchecked Sendable {
                 .channelOption(.datagramReceiveSegmentSize, value: true)
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
         }
-        let socket = try await bootstrap
+        return try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
             }
             .bind(host: host, port: port).get()
-        return QUICEndpoint(socket: socket, handler: handler)
+    }
+
+    /// Moves a client connection to a new UDP socket on a new local port, as a network change
+    /// would: the connection migrates at once (the server validates the new path) and the old
+    /// socket closes. Returns the new local address.
+    @discardableResult
+    func rebind(_ driver: QUICConnectionDriver) async throws -> SocketAddress {
+        let old = socket
+        let host = old.localAddress?.ipAddress ?? "0.0.0.0"
+        // The same handler serves both sockets (one event loop), so it keeps routing by connection ID.
+        let fresh = try await Self.openSocket(host: host, port: 0, configuration: configuration, handler: handler, group: old.eventLoop)
+        do {
+            try await fresh.eventLoop.submit { try driver.migrate(to: fresh) }.get()
+        } catch {
+            try? await fresh.close()
+            throw error
+        }
+        sockets.withLockedValue { $0.append(fresh) }
+        try? await old.close()
+        return fresh.localAddress!
     }
 
     /// Dials `remote` (client endpoints). `prepare` runs on the event loop before the first
@@ -129,9 +162,9 @@ final class QUICEndpoint: @unchecked Sendable {
         return try await onEventLoop { handler.openConnections }
     }
 
-    /// Closes the socket (connections are dropped without CONNECTION_CLOSE).
+    /// Closes the sockets (connections are dropped without CONNECTION_CLOSE).
     func close() async {
-        try? await socket.close()
+        for socket in sockets.withLockedValue({ $0 }) { try? await socket.close() }
     }
 }
 
