@@ -15,6 +15,8 @@ import Testing
         let accepted = NIOLockedValueBox(0)
         let handshakes = NIOLockedValueBox(0)
         let alpn = NIOLockedValueBox<String?>(nil)
+        /// The server's connections (used on the server's event loop only).
+        let drivers = NIOLockedValueBox<[QUICConnectionDriver]>([])
     }
 
     static func startServer(
@@ -25,6 +27,7 @@ import Testing
         configure(&configuration)
         return try await QUICEndpoint.bind(isServer: true, configuration: configuration) { driver in
             log.accepted.withLockedValue { $0 += 1 }
+            log.drivers.withLockedValue { $0.append(driver) }
             var echoStream: Int64?
             driver.connection.onHandshakeCompleted = { [unowned driver] in
                 log.handshakes.withLockedValue { $0 += 1 }

@@ -106,6 +106,7 @@ import Testing
         let client = certificates.client
         let peer = try PeerProcess([
             "gtlsclient", "--cert", client.certificateChain, "--key", client.privateKey, "--timeout=5s", "--exit-on-all-streams-close",
+            "--key-update=200ms",
             "127.0.0.1", "\(server.localAddress.port!)", "https://localhost/",
         ])
         defer { peer.stop() }
@@ -114,6 +115,18 @@ import Testing
         // After the handshake the client opens its HTTP/3 streams: 1-RTT data reached us.
         #expect(await eventually { log.received.withLockedValue { $0.readableBytes } > 0 }, "\(peer.output)")
         #expect(await eventually { peer.output.contains("QUIC handshake has completed") }, "\(peer.output)")
+        // gtlsclient updates its keys 200 ms after the handshake; our server follows once a
+        // packet under the new keys arrives, which data from us makes the client send (its ACK).
+        try await Task.sleep(for: .milliseconds(400))
+        let updated = await eventually {
+            (try? await server.onEventLoop {
+                guard let driver = log.drivers.withLockedValue({ $0.first }), !driver.closed else { return -1 }
+                if let stream = try? driver.connection.openUniStream() { driver.connection.send(ByteBuffer(string: "ping"), on: stream) }
+                driver.flush()
+                return driver.connection.keyUpdates
+            }) ?? -1 >= 1
+        }
+        #expect(updated, "\(peer.output)")
         await server.close()
     }
 }

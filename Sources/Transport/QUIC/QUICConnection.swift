@@ -211,6 +211,21 @@ final class QUICConnection {
         guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_read_pkt", result) }
     }
 
+    /// Packet-protection key generations derived after the handshake. ngtcp2 derives one
+    /// generation ahead once the handshake is confirmed, then one per key update (RFC 9001 §6)
+    /// by either side.
+    fileprivate(set) var keyGenerationsDerived = 0
+
+    /// Key updates so far, by either side.
+    var keyUpdates: Int { max(0, keyGenerationsDerived - 1) }
+
+    /// Starts a key update: this side's next packets use the next key generation. Fails while
+    /// the previous update is unconfirmed or before the handshake is confirmed.
+    func initiateKeyUpdate(now: UInt64) throws(QUICError) {
+        let result = ngtcp2_conn_initiate_key_update(conn, now)
+        guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_initiate_key_update", result) }
+    }
+
     /// Switches to the local address `local` at once (client only; needs a spare connection
     /// ID from the server, which it issues after the handshake).
     func migrate(to local: SocketAddress, remote: SocketAddress, now: UInt64) throws(QUICError) {
@@ -444,7 +459,11 @@ final class QUICConnection {
         callbacks.encrypt = ngtcp2_crypto_encrypt_cb
         callbacks.decrypt = ngtcp2_crypto_decrypt_cb
         callbacks.hp_mask = ngtcp2_crypto_hp_mask_cb
-        callbacks.update_key = ngtcp2_crypto_update_key_cb
+        callbacks.update_key = { conn, rxSecret, txSecret, rxContext, rxIV, txContext, txIV, currentRx, currentTx, length, userData in
+            let result = ngtcp2_crypto_update_key_cb(conn, rxSecret, txSecret, rxContext, rxIV, txContext, txIV, currentRx, currentTx, length, userData)
+            if result == 0 { QUICConnection.connection(userData).keyGenerationsDerived += 1 }
+            return result
+        }
         callbacks.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb
         callbacks.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb
         callbacks.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb

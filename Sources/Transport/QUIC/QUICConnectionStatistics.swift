@@ -18,10 +18,12 @@ public struct QUICConnectionStatistics: Sendable, CustomStringConvertible {
     public var datagramsReceived: Int
     /// Timer expiries handled (loss detection, ACK delay, pacing).
     public var timerExpiries: Int
+    /// Packet-protection key generations derived after the handshake (key updates).
+    public var keyUpdates: Int
 
     public var description: String {
         "srtt \(smoothedRTT) min \(minimumRTT) cwnd \(congestionWindow) inflight \(bytesInFlight) pacing \(Int(pacingRate / 1e6)) MB/s "
-            + "sent \(packetsSent) packets in \(sendBatches) batches, received \(datagramsReceived), timers \(timerExpiries)"
+            + "sent \(packetsSent) packets in \(sendBatches) batches, received \(datagramsReceived), timers \(timerExpiries), key updates \(keyUpdates)"
     }
 }
 
@@ -34,6 +36,6 @@ extension QUICConnection {
             smoothedRTT: .nanoseconds(Int64(stat.smoothed_rtt)), minimumRTT: .nanoseconds(Int64(min(stat.min_rtt, UInt64(Int64.max)))),
             congestionWindow: stat.cwnd, bytesInFlight: stat.bytes_in_flight, pacingRate: stat.pacing_rate * 1e9,
             packetsSent: counters.packetsSent, sendBatches: counters.sendBatches, datagramsReceived: counters.datagramsReceived,
-            timerExpiries: counters.timerExpiries)
+            timerExpiries: counters.timerExpiries, keyUpdates: keyUpdates)
     }
 }

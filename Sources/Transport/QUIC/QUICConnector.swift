@@ -1,3 +1,4 @@
+import CNGTCP2
 import Logging
 import NIOCore
 import NIOPosix
@@ -124,6 +125,16 @@ public struct QUICChannelConnection: Sendable {
     @discardableResult
     public func rebind() async throws -> SocketAddress {
         try await endpoint.rebind(driver)
+    }
+
+    /// Starts a QUIC key update (RFC 9001 §6): both sides move to fresh packet-protection keys
+    /// without interrupting the session.
+    public func updateKeys() async throws {
+        let driver = driver
+        try await endpoint.onEventLoop {
+            try driver.connection.initiateKeyUpdate(now: cngtcp2_timestamp())
+            driver.flush()
+        }
     }
 
     /// A snapshot of the connection's path and socket counters.
