@@ -30,8 +30,9 @@ import Testing
             let replies: NIOLockedValueBox<[ByteBuffer]>
             init(_ replies: NIOLockedValueBox<[ByteBuffer]>) { self.replies = replies }
             func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                // Keeps the first few (a flood's replies would hold memory the test measures).
                 let data = unwrapInboundIn(data).data
-                replies.withLockedValue { $0.append(data) }
+                replies.withLockedValue { if $0.count < 16 { $0.append(data) } }
             }
         }
     }
@@ -134,6 +135,59 @@ import Testing
         #expect(try await server.connectionCount() == (limit == "maxConnections" ? 1 : 0))
         await first.close()
         await second.close()
+        await server.close()
+    }
+}
+
+/// A flood of garbage and of spoofable Initial packets leaves no state behind.
+@Suite struct QUICFloodTests {
+    /// Resident memory of this process in bytes (Linux `/proc/self/statm`).
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        return fields.count > 1 ? (Int(fields[1]) ?? 0) * 4096 : 0
+    }
+
+    @Test func aFloodOfMalformedDatagramsAndInitialsLeavesNoState() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let certificates = try TestCertificates(directory: directory)
+        let log = QUICConnectionTests.ServerLog()
+        let server = try await QUICConnectionTests.startServer(certificates, log: log, echo: false)
+        let sender = try await QUICServerPolicyTests.RawSender()
+        var generator = SplitMix(seed: 42)
+        func flood(_ count: Int) async throws {
+            for index in 0..<count {
+                let bytes: [UInt8]
+                switch index % 4 {
+                case 0: bytes = (0..<Int(generator.next() % 1400 + 1)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+                case 1: bytes = Array(QUICServerPolicyTests.initial().prefix(Int(generator.next() % 60)))  // truncated headers
+                case 2: bytes = QUICServerPolicyTests.initial()  // would cost a connection without Retry
+                default: bytes = QUICServerPolicyTests.initial(version: 0x0A0A_0A0A | UInt32(index & 0xF0F0))
+                }
+                try await sender.send(bytes, to: server.localAddress)
+            }
+        }
+        // The first round warms allocator arenas and pools; the second must not grow memory.
+        try await flood(20_000)
+        #expect(await eventually(timeout: .seconds(30)) { (try? await server.statistics().retries) == 5000 })
+        let before = Self.residentBytes()
+        try await flood(20_000)
+        #expect(await eventually(timeout: .seconds(30)) { (try? await server.statistics().retries) == 10_000 })
+        let statistics = try await server.statistics()
+        let grown = Self.residentBytes() - before
+        #expect(try await server.connectionCount() == 0)
+        #expect(log.accepted.withLockedValue { $0 } == 0)
+        // Every unknown-version Initial was answered (random bytes can look like one too).
+        #expect(statistics.versionNegotiations >= 10_000, "\(statistics)")
+        // 20,000 datagrams; a leak of even 1 KiB each would be 20 MB.
+        #expect(grown < 8 << 20, "resident memory grew by \(grown) bytes")
+        // And a real client still gets through.
+        let client = try await QUICEndpoint.bind(isServer: false, configuration: .init(credentials: try QUICCredentials(certificates.client)))
+        _ = try await client.connect(to: server.localAddress)
+        #expect(await eventually { log.handshakes.withLockedValue { $0 } == 1 })
+        try await sender.channel.close()
+        await client.close()
         await server.close()
     }
 }

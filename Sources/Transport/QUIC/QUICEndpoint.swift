@@ -329,7 +329,9 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     static func classify(_ datagram: ByteBuffer) -> DatagramKind {
-        datagram.withUnsafeReadableBytes { bytes -> DatagramKind in
+        // ngtcp2 asserts on an empty datagram (an abort, not an error): refuse it here.
+        guard datagram.readableBytes > 0 else { return .invalid }
+        return datagram.withUnsafeReadableBytes { bytes -> DatagramKind in
             var parsed = ngtcp2_version_cid()
             let result = ngtcp2_pkt_decode_version_cid(
                 &parsed, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, QUICEndpoint.connectionIDLength)
