@@ -86,9 +86,15 @@ func connectPair(directory: String, outbox: Bool, tag: String) async throws -> (
     let clientTLS = TLSFiles(certificateChain: "\(directory)/client.pem", privateKey: "\(directory)/client.key", trustRoots: "\(directory)/ca.pem")
     let running: RunningServer
     if useQUIC {
-        let server = QUICServer(configuration: .init(port: 0, tls: serverTLS)) { hello in hello.nodeID == "edge-1" ? cloud : nil }
+        // `--no-gso` turns UDP segmentation offload off on both sides (to measure what it adds).
+        let offload = !CommandLine.arguments.contains("--no-gso")
+        var serverConfiguration = QUICServer.Configuration(port: 0, tls: serverTLS)
+        serverConfiguration.segmentationOffload = offload
+        let server = QUICServer(configuration: serverConfiguration) { hello in hello.nodeID == "edge-1" ? cloud : nil }
         let port = try await server.start()
-        let connection = try await QUICConnector(configuration: .init(port: port, tls: clientTLS)).connect(edge)
+        var connectorConfiguration = QUICConnector.Configuration(port: port, tls: clientTLS)
+        connectorConfiguration.segmentationOffload = offload
+        let connection = try await QUICConnector(configuration: connectorConfiguration).connect(edge)
         running = RunningServer {
             if CommandLine.arguments.contains("--verbose"), let statistics = try? await connection.statistics() {
                 say("  edge QUIC connection: \(statistics)")

@@ -23,6 +23,8 @@ public final class QUICConnector: Sendable {
         /// Unsent bytes a lane may queue in its stream before the channel holds further
         /// messages back. Default 256 KiB.
         public var sendBufferPerLane: Int
+        /// Whether UDP segmentation offload (GSO/GRO) is used where the kernel has it. Default on.
+        public var segmentationOffload = true
 
         /// Creates a configuration.
         public init(
@@ -68,6 +70,7 @@ public final class QUICConnector: Sendable {
         // smallest lane window and larger lanes get the rest on their first data.
         let streamWindow = min(channel.configuration.initialWindow, channel.configuration.bulkWindow)
         var endpointConfiguration = QUICEndpoint.Configuration(credentials: credentials)
+        endpointConfiguration.segmentationOffload = configuration.segmentationOffload
         endpointConfiguration.options = QUICConnection.Options(
             channelStreams: channel.configuration.limits.laneCount, streamWindow: streamWindow, idleTimeout: configuration.idleTimeout)
         let remote = try SocketAddress.makeAddressResolvingHost(configuration.host, port: configuration.port)

@@ -37,6 +37,9 @@ public final class QUICServer: Sendable {
         /// Unsent bytes a lane may queue in its stream before the channel holds further
         /// messages back. Default 256 KiB.
         public var sendBufferPerLane: Int
+        /// Whether UDP segmentation offload is used where the kernel has it: packets sent in
+        /// batches (`UDP_SEGMENT`) and received coalesced (`UDP_GRO`). Default on.
+        public var segmentationOffload = true
 
         /// Creates a configuration.
         public init(
@@ -92,6 +95,7 @@ public final class QUICServer: Sendable {
         endpointConfiguration.maxConnections = configuration.maxConnections
         endpointConfiguration.maxHandshakes = configuration.maxHandshakes
         endpointConfiguration.retry = configuration.retry
+        endpointConfiguration.segmentationOffload = configuration.segmentationOffload
         let bound = try await QUICEndpoint.bind(
             host: configuration.host, port: configuration.port, isServer: true, configuration: endpointConfiguration, group: group
         ) { driver in
