@@ -145,6 +145,10 @@ final class QUICEndpoint: @unchecked Sendable {
         try await socket.eventLoop.submit(body).get()
     }
 
+    /// Connection-related entries the endpoint holds (connection IDs routed, handshakes tracked,
+    /// connections awaiting a write). Call on the event loop (tests).
+    var retainedStateCount: Int { handler.retainedStateCount }
+
     /// Datagrams dropped so far: malformed, for no known connection, or refused.
     func droppedDatagrams() async throws -> Int {
         try await statistics().dropped
@@ -184,6 +188,7 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
     private var awaitingFlush: [QUICConnectionDriver] = []
     private(set) var statistics = QUICEndpoint.Statistics()
     var openConnections: Int { connectionCount }
+    var retainedStateCount: Int { drivers.count + handshaking.count + awaitingFlush.count }
 
     init(isServer: Bool, configuration: QUICEndpoint.Configuration, onAccepted: ((QUICConnectionDriver) -> Void)?) {
         self.isServer = isServer
