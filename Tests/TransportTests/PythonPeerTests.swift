@@ -11,14 +11,7 @@ import Testing
         defer { removeTemporaryDirectory(directory) }
         let cloud = try MessageChannel(configuration: ChannelConfiguration(localNodeID: "cloud", peerNodeID: "edge-1"))
         let fixture = try await WebSocketFixture(directory: directory) { cloud }
-        let echo = Task {
-            for await message in cloud.messages(on: .events) {
-                var content = ByteBuffer(string: "echo:")
-                var original = message.content
-                content.writeBuffer(&original)
-                try await cloud.send(message.makeResponse(content: content), on: .events, delivery: .reliable)
-            }
-        }
+        let echo = echoEvents(of: cloud)
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Peers/ws_peer.py").path
         let certificates = fixture.certificates.client
         let process = Process()

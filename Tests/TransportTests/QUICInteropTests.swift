@@ -34,14 +34,7 @@ import Testing
         defer { removeTemporaryDirectory(directory) }
         let cloud = try MessageChannel(configuration: ChannelConfiguration(localNodeID: "cloud", peerNodeID: "edge-1"))
         let fixture = try await QUICFixture(directory: directory) { cloud }
-        let echo = Task {
-            for await message in cloud.messages(on: .events) {
-                var content = ByteBuffer(string: "echo:")
-                var original = message.content
-                content.writeBuffer(&original)
-                try await cloud.send(message.makeResponse(content: content), on: .events, delivery: .reliable)
-            }
-        }
+        let echo = echoEvents(of: cloud)
         let client = fixture.certificates.client
         let peer = try PeerProcess([
             "python3", PeerProcess.script("quic_peer.py"), "client-exchange", "--port", "\(fixture.port)",
@@ -92,6 +85,8 @@ import Testing
         #expect(await eventually { echoed.withLockedValue { $0.readableBytes } >= sent.readableBytes })
         #expect(echoed.withLockedValue { $0 } == sent)
         #expect(try await client.onEventLoop { driver.connection.tls.negotiatedALPN } == QUICEndpoint.defaultALPN)
+        // The aioquic server asked for our certificate (its test hook), so TLS was mutual.
+        #expect(try await client.onEventLoop { driver.connection.tls.certificateWasRequested })
         #expect(peer.output.contains("HANDSHAKE alpn=kubeedge-channel/1"), "\(peer.output)")
         await client.close()
     }

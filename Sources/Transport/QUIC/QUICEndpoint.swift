@@ -285,9 +285,13 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
         statistics.socketErrors += 1
     }
 
-    /// Server connections still handshaking (bounded by `maxHandshakes`, so the sweep is too).
+    /// Server connections still handshaking. Entries leave when their connection closes, and
+    /// completed handshakes are swept out only when the count reaches the limit, so an Initial
+    /// costs a sweep (of at most `maxHandshakes` entries) only then.
     private func handshakesInProgress() -> Int {
-        handshaking = handshaking.filter { !$0.value.closed && !$0.value.connection.isHandshakeCompleted }
+        if handshaking.count >= configuration.maxHandshakes {
+            handshaking = handshaking.filter { !$0.value.closed && !$0.value.connection.isHandshakeCompleted }
+        }
         return handshaking.count
     }
 
@@ -318,6 +322,7 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
             previous?(error)
             guard let self, let driver else { return }
             self.connectionCount -= 1
+            self.handshaking[ObjectIdentifier(driver)] = nil
             self.drivers = self.drivers.filter { $0.value !== driver }
         }
     }

@@ -51,6 +51,9 @@ final class QUICTLSSession {
         free(verifyHostname)
     }
 
+    /// Client side: whether the server asked for this side's certificate.
+    var certificateWasRequested: Bool { gnutls_certificate_client_get_request_status(handle) != 0 }
+
     /// The ALPN protocol both sides agreed on, if any.
     var negotiatedALPN: String? {
         var datum = gnutls_datum_t()
