@@ -124,4 +124,31 @@ import Testing
         #expect(updated, "\(peer.output)")
         await server.close()
     }
+
+    /// Breaches of the QUIC binding by the independent peer, and the GOAWAY code each must get.
+    static let refusals: [(breach: String, code: GoAway.Code)] = [
+        ("credit", .protocolError), ("early-message", .protocolError), ("oversize", .limitExceeded), ("stream-end", .protocolError),
+    ]
+
+    @Test(arguments: refusals.map(\.breach))
+    func aPeerBreakingTheQUICBindingIsClosedWithTheRightCode(breach: String) async throws {
+        let expected = Self.refusals.first { $0.breach == breach }!.code
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let cloud = try MessageChannel(configuration: ChannelConfiguration(localNodeID: "cloud", peerNodeID: "edge-1"))
+        let fixture = try await QUICFixture(directory: directory) { cloud }
+        let client = fixture.certificates.client
+        let peer = try PeerProcess([
+            "python3", PeerProcess.script("quic_peer.py"), "client-refused", "--case", breach, "--port", "\(fixture.port)",
+            "--ca", client.trustRoots, "--cert", client.certificateChain, "--key", client.privateKey, "--timeout", "10",
+        ])
+        defer { peer.stop() }
+        let status = await peer.exitStatus(within: .seconds(60))
+        #expect(status == 0, "aioquic peer: \(peer.output)")
+        // The CONNECTION_CLOSE carries the GOAWAY code; the GOAWAY frame, when it arrived, agrees.
+        #expect(peer.output.contains("\"close\": \(expected.rawValue)"), "\(peer.output)")
+        #expect(peer.output.contains("\"goaway\": \(expected.rawValue)") || peer.output.contains("\"goaway\": null"), "\(peer.output)")
+        await cloud.close()
+        await fixture.stop()
+    }
 }

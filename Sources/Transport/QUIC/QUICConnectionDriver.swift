@@ -57,13 +57,19 @@ final class QUICConnectionDriver: @unchecked Sendable {
         guard !closed else { return }
         counters.datagramsReceived += 1
         do {
+            receiving = true
+            defer { receiving = false }
             try connection.receive(datagram, from: address, now: cngtcp2_timestamp())
             remote = address
-            if flushNow { flush() } else { awaitsFlush = true }
         } catch {
-            finish(error)
+            return finish(error)
         }
+        if flushNow { flush() } else { awaitsFlush = true }
     }
+
+    /// Set while ngtcp2 reads a packet: its callbacks (stream data reaching the channel) must
+    /// not write packets or close the connection then, so those wait until the read returns.
+    private var receiving = false
 
     /// Writes the packets the connection has ready on the next event-loop turn (many requests
     /// in one turn make one write).
@@ -79,6 +85,11 @@ final class QUICConnectionDriver: @unchecked Sendable {
     /// Writes every packet the connection has ready (up to ``packetsPerTurn``, then again on
     /// the next turn) and re-arms the timer.
     func flush() {
+        if receiving {
+            // Inside ngtcp2's read: the caller writes once the read returns.
+            awaitsFlush = true
+            return
+        }
         awaitsFlush = false
         guard !closed else { return }
         do {
@@ -142,6 +153,10 @@ final class QUICConnectionDriver: @unchecked Sendable {
     /// Closes with an application error code and reason (sent in CONNECTION_CLOSE).
     func close(code: UInt64 = 0, reason: String = "") {
         guard !closed else { return }
+        if receiving {
+            // Inside ngtcp2's read: close once it has returned.
+            return eventLoop.assumeIsolated().execute { [self] in close(code: code, reason: reason) }
+        }
         if let packet = connection.close(applicationError: code, reason: reason, now: cngtcp2_timestamp()) {
             socket.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: packet), promise: nil)
         }

@@ -15,6 +15,12 @@ Modes:
                    covering them all and --count echoes (content b"echo:" + original) on the
                    server's events stream, and that every frame arrives on the stream the binding
                    names. Prints {"sent": N, "received": N, "acked": N}.
+  client-refused   breaks the binding in one way (--case): `credit` sends CREDIT after the HELLO
+                   exchange, `early-message` sends a MESSAGE before any HELLO, `oversize` declares
+                   a 2^30-byte MESSAGE, `stream-end` ends the events lane's stream. Expects the
+                   server to close the connection with the GOAWAY code as the application error
+                   (and the GOAWAY frame on its control stream if it arrives first). Prints
+                   {"close": <code>, "goaway": <code or null>, "reason": "..."}.
   server-echo      listens on 127.0.0.1 (port --port, 0 for any), prints "LISTENING <port>", and
                    echoes what a client sends on its unidirectional streams back on a server
                    unidirectional stream. Asks for a client certificate (aioquic's test hook).
@@ -182,6 +188,49 @@ async def client_exchange(args) -> dict:
         return {"sent": count, "received": received, "acked": acked}
 
 
+async def client_refused(args) -> dict:
+    limits = Limits()
+    async with connect("127.0.0.1", args.port, configuration=client_configuration(args), create_protocol=ClientProtocol) as protocol:
+        quic = protocol._quic
+        decoder = StreamDecoder(limits)
+        goaway = None
+
+        def send(lane: int, data: bytes, end: bool = False) -> None:
+            quic.send_stream_data(client_stream(lane), data, end_stream=end)
+            protocol.transmit()
+
+        async def until_closed() -> dict:
+            nonlocal goaway
+            while True:
+                try:
+                    event = await asyncio.wait_for(protocol.events.get(), args.timeout)
+                except asyncio.TimeoutError:
+                    raise PeerFailure(f"the server did not close the connection within {args.timeout} s") from None
+                if isinstance(event, ConnectionTerminated):
+                    return {"close": event.error_code, "goaway": goaway.code if goaway else None, "reason": event.reason_phrase}
+                if isinstance(event, StreamDataReceived) and event.stream_id == server_stream(LANE_CONTROL):
+                    for frame in decoder.feed(event.data):
+                        if isinstance(frame, GoAway):
+                            goaway = frame
+
+        if args.case == "early-message":
+            send(LANE_EVENTS, encode_frame(MessageFrame(LANE_EVENTS, 1, RELIABLE, python_message(1, args.node))))
+            return await until_closed()
+        send(LANE_CONTROL, encode_frame(Hello(PROTOCOL_VERSION, args.node, os.urandom(16), capabilities=["batch"])))
+        while True:
+            event = await next_event(protocol, args.timeout)
+            if isinstance(event, StreamDataReceived) and event.stream_id == server_stream(LANE_CONTROL):
+                if any(isinstance(frame, Hello) for frame in decoder.feed(event.data)):
+                    break
+        if args.case == "credit":
+            send(LANE_CONTROL, encode_frame(Credit(LANE_EVENTS, 4096)))
+        elif args.case == "oversize":
+            send(LANE_EVENTS, bytes([0x02, LANE_EVENTS]) + bytes([0xC0, 0, 0, 0, 0x40, 0, 0, 0]))
+        elif args.case == "stream-end":
+            send(LANE_EVENTS, encode_frame(MessageFrame(LANE_EVENTS, 1, RELIABLE, python_message(1, args.node))), end=True)
+        return await until_closed()
+
+
 class EchoServerProtocol(QuicConnectionProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -221,7 +270,8 @@ async def server_echo(args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["client-echo", "client-exchange", "server-echo"])
+    parser.add_argument("mode", choices=["client-echo", "client-exchange", "client-refused", "server-echo"])
+    parser.add_argument("--case", choices=["credit", "early-message", "oversize", "stream-end"], default="credit")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ca")
     parser.add_argument("--cert", required=True)
@@ -231,7 +281,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=20)
     args = parser.parse_args()
-    run = {"client-echo": client_echo, "client-exchange": client_exchange, "server-echo": server_echo}[args.mode]
+    run = {"client-echo": client_echo, "client-exchange": client_exchange, "client-refused": client_refused,
+           "server-echo": server_echo}[args.mode]
     try:
         result = asyncio.run(asyncio.wait_for(run(args), None if args.mode == "server-echo" else 60))
     except (PeerFailure, ConnectionError, asyncio.TimeoutError) as failure:
