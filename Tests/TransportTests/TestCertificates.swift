@@ -72,7 +72,8 @@ final class QUICFixture: @unchecked Sendable {
     ) async throws {
         certificates = try TestCertificates(directory: directory)
         server = QUICServer(
-            configuration: .init(port: 0, tls: certificates.server, limits: limits, helloTimeout: .seconds(5), streamWindow: streamWindow),
+            // Generous: the loss tests handshake through a relay that drops up to 30 % of datagrams.
+            configuration: .init(port: 0, tls: certificates.server, limits: limits, helloTimeout: .seconds(30), streamWindow: streamWindow),
             group: testGroup) { hello in
                 hello.nodeID == "edge-1" ? cloud() : nil
             }
@@ -80,7 +81,7 @@ final class QUICFixture: @unchecked Sendable {
     }
 
     func connector(tls: TLSFiles? = nil, port: Int? = nil) throws -> QUICConnector {
-        try QUICConnector(configuration: .init(port: port ?? self.port, tls: tls ?? certificates.client), group: testGroup)
+        try QUICConnector(configuration: .init(port: port ?? self.port, tls: tls ?? certificates.client, connectTimeout: .seconds(30)), group: testGroup)
     }
 
     func connect(_ channel: MessageChannel, port: Int? = nil) async throws {

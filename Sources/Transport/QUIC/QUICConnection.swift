@@ -26,6 +26,8 @@ final class QUICConnection {
         var maxStreamsUni: UInt64 = 16
         /// Bidirectional streams the peer may open. Default 16.
         var maxStreamsBidi: UInt64 = 16
+        /// Time the handshake may take before the connection gives up. Default 10 s.
+        var handshakeTimeout: Duration = .seconds(10)
         /// Ack-eliciting packets received before an ACK is sent at once (otherwise after the
         /// read burst, or the ACK delay). Default 2 (RFC 9000's recommendation).
         var ackThreshold = 2
@@ -38,7 +40,8 @@ final class QUICConnection {
         /// Settings for a channel connection: `channelStreams` unidirectional streams (one per
         /// lane), no bidirectional ones, `streamWindow` per stream and room for every stream's
         /// window, and more, at the connection level.
-        init(channelStreams: Int, streamWindow: Int, idleTimeout: Duration) {
+        init(channelStreams: Int, streamWindow: Int, idleTimeout: Duration, handshakeTimeout: Duration) {
+            self.handshakeTimeout = handshakeTimeout
             maxStreamsUni = UInt64(channelStreams)
             maxStreamsBidi = 0
             maxStreamData = UInt64(streamWindow)
@@ -158,6 +161,7 @@ final class QUICConnection {
         settings.max_window = options.maxData * 2
         settings.max_stream_window = options.maxStreamData * 2
         settings.ack_thresh = options.ackThreshold
+        settings.handshake_timeout = UInt64(options.handshakeTimeout.nanoseconds)
         if options.debugLog { cngtcp2_settings_log_to_stderr(&settings) }
         return settings
     }

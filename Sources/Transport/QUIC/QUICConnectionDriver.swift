@@ -15,8 +15,9 @@ final class QUICConnectionDriver: @unchecked Sendable {
     private(set) var closed = false
     /// Called once when the connection ends, with the error that ended it (nil: closed by us).
     var onClosed: ((QUICError?) -> Void)?
-    /// Called after packets were written (stream data may have left the send buffers).
-    var onWrote: (() -> Void)?
+    /// Called after every write attempt, which follows every read: stream data may have left
+    /// the send buffers or been acknowledged.
+    var onFlushed: (() -> Void)?
     /// An object that lives as long as the connection (the channel link over it).
     var attachment: AnyObject?
 
@@ -108,10 +109,8 @@ final class QUICConnectionDriver: @unchecked Sendable {
                 counters.packetsSent += count
                 if count < 64 { break }
             }
-            if written > 0 {
-                socket.flush()
-                onWrote?()
-            }
+            if written > 0 { socket.flush() }
+            onFlushed?()
             if written >= Self.packetsPerTurn { scheduleFlush() }
             armTimer()
         } catch {
@@ -177,7 +176,7 @@ final class QUICConnectionDriver: @unchecked Sendable {
         timer?.cancel()
         onClosed?(error)
         onClosed = nil
-        onWrote = nil
+        onFlushed = nil
         attachment = nil
     }
 }

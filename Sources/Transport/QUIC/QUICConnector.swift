@@ -72,7 +72,8 @@ public final class QUICConnector: Sendable {
         var endpointConfiguration = QUICEndpoint.Configuration(credentials: credentials)
         endpointConfiguration.segmentationOffload = configuration.segmentationOffload
         endpointConfiguration.options = QUICConnection.Options(
-            channelStreams: channel.configuration.limits.laneCount, streamWindow: streamWindow, idleTimeout: configuration.idleTimeout)
+            channelStreams: channel.configuration.limits.laneCount, streamWindow: streamWindow, idleTimeout: configuration.idleTimeout,
+            handshakeTimeout: configuration.connectTimeout)
         let remote = try SocketAddress.makeAddressResolvingHost(configuration.host, port: configuration.port)
         let endpoint = try await QUICEndpoint.bind(
             host: remote.protocol == .inet6 ? "::" : "0.0.0.0", port: 0, isServer: false, configuration: endpointConfiguration, group: group)

@@ -69,7 +69,7 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
             self.received(bytes, on: stream)
             if fin { self.close(sending: GoAway(code: .protocolError, reason: "QUIC stream \(stream) ended; lane streams stay open")) }
         }
-        driver.onWrote = { [unowned self] in self.sendBuffersDrained() }
+        driver.onFlushed = { [unowned self] in self.sendBuffersDrained() }
         // The driver keeps the link until the connection ends (the channel holds it only while attached).
         driver.attachment = self
         let previous = driver.onClosed
@@ -291,7 +291,8 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
 
     // MARK: events
 
-    /// Packets left: lanes that had no room may have some now.
+    /// Packets left or acknowledgements arrived: lanes that had no room may have some now, and
+    /// a closing link may have seen its GOAWAY acknowledged.
     private func sendBuffersDrained() {
         if let pendingGoAway { closeIfAcknowledged(pendingGoAway) }
         guard !starvedLanes.isEmpty, let channel else { return }

@@ -91,7 +91,8 @@ public final class QUICServer: Sendable {
         let resolver = resolver
         let logger = logger
         var endpointConfiguration = QUICEndpoint.Configuration(credentials: try QUICCredentials(configuration.tls))
-        endpointConfiguration.options = QUICConnection.Options(channelStreams: configuration.limits.laneCount, streamWindow: configuration.streamWindow, idleTimeout: configuration.idleTimeout)
+        endpointConfiguration.options = QUICConnection.Options(channelStreams: configuration.limits.laneCount, streamWindow: configuration.streamWindow, idleTimeout: configuration.idleTimeout,
+            handshakeTimeout: configuration.helloTimeout)
         endpointConfiguration.maxConnections = configuration.maxConnections
         endpointConfiguration.maxHandshakes = configuration.maxHandshakes
         endpointConfiguration.retry = configuration.retry
