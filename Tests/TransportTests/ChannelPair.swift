@@ -63,6 +63,8 @@ final class ChannelPair: @unchecked Sendable {
 
     /// The QUIC server's UDP port (QUIC backends).
     var quicPort: Int? { quic?.port }
+    /// The QUIC server and its fixture (QUIC backends).
+    var quicFixture: QUICFixture? { quic }
     /// The edge's QUIC connection (QUIC backends, once connected).
     var quicConnection: QUICChannelConnection? { quic?.connection }
 

@@ -31,6 +31,8 @@ final class LossyUDPRelay: @unchecked Sendable {
     private let back: any Channel
     private let server: SocketAddress
     private let state: NIOLockedValueBox<(client: SocketAddress?, counts: Counts, random: SplitMix, impairment: Impairment)>
+    /// The client's datagrams since ``recordFirstFlight()`` until the server's first reply.
+    private let flight = NIOLockedValueBox<(recording: Bool, datagrams: [ByteBuffer])>((false, []))
 
     /// The port clients send to.
     var port: Int { front.localAddress!.port! }
@@ -70,12 +72,20 @@ final class LossyUDPRelay: @unchecked Sendable {
         try? await back.close()
     }
 
+    /// Records the client's next first flight: its datagrams until the server first answers.
+    func recordFirstFlight() { flight.withLockedValue { $0 = (true, []) } }
+
+    /// The datagrams recorded by ``recordFirstFlight()``.
+    var firstFlight: [ByteBuffer] { flight.withLockedValue { $0.datagrams } }
+
     private func fromClient(_ envelope: AddressedEnvelope<ByteBuffer>) {
         state.withLockedValue { $0.client = envelope.remoteAddress }
+        flight.withLockedValue { if $0.recording { $0.datagrams.append(envelope.data) } }
         forward(envelope.data, to: server, through: back)
     }
 
     private func fromServer(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        flight.withLockedValue { $0.recording = false }
         guard let client = state.withLockedValue({ $0.client }) else { return }
         forward(envelope.data, to: client, through: front)
     }

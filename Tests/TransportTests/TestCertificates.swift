@@ -60,24 +60,50 @@ final class WebSocketFixture: @unchecked Sendable {
 }
 
 /// A QUIC server on a free loopback UDP port whose resolver hands out the pair's cloud channel.
+/// Connections through ``connect(_:port:)`` share one connector per port, as an edge's
+/// reconnects do, so a reconnect resumes its session with 0-RTT.
 final class QUICFixture: @unchecked Sendable {
     let certificates: TestCertificates
-    let server: QUICServer
+    private(set) var server: QUICServer
     let port: Int
     private(set) var connection: QUICChannelConnection?
+    private var connectors: [Int: QUICConnector] = [:]
+    private let limits: FrameLimits
+    private let streamWindow: Int
+    private let cloud: @Sendable () -> MessageChannel
 
     init(
         directory: String, limits: FrameLimits = FrameLimits(), streamWindow: Int = 64 << 10,
         cloud: @escaping @Sendable () -> MessageChannel
     ) async throws {
         certificates = try TestCertificates(directory: directory)
-        server = QUICServer(
-            // Generous: the loss tests handshake through a relay that drops up to 30 % of datagrams.
-            configuration: .init(port: 0, tls: certificates.server, limits: limits, helloTimeout: .seconds(30), streamWindow: streamWindow),
-            group: testGroup) { hello in
+        self.limits = limits
+        self.streamWindow = streamWindow
+        self.cloud = cloud
+        server = Self.makeServer(port: 0, certificates: certificates, limits: limits, streamWindow: streamWindow, cloud: cloud)
+        port = try await server.start()
+    }
+
+    private static func makeServer(
+        port: Int, certificates: TestCertificates, limits: FrameLimits, streamWindow: Int, replayProtection: Bool = true,
+        cloud: @escaping @Sendable () -> MessageChannel
+    ) -> QUICServer {
+        // Generous: the loss tests handshake through a relay that drops up to 30 % of datagrams.
+        var configuration = QUICServer.Configuration(
+            port: port, tls: certificates.server, limits: limits, helloTimeout: .seconds(30), streamWindow: streamWindow)
+        configuration.replayProtection = replayProtection
+        return QUICServer(configuration: configuration, group: testGroup) { hello in
                 hello.nodeID == "edge-1" ? cloud() : nil
             }
-        port = try await server.start()
+    }
+
+    /// Stops the server and starts a new one on the same port (a cloudcore restart: new ticket
+    /// key and token secret, so earlier tickets and tokens no longer validate).
+    func restartServer(replayProtection: Bool = true) async throws {
+        await server.stop()
+        server = Self.makeServer(
+            port: port, certificates: certificates, limits: limits, streamWindow: streamWindow, replayProtection: replayProtection, cloud: cloud)
+        try await server.start()
     }
 
     func connector(tls: TLSFiles? = nil, port: Int? = nil) throws -> QUICConnector {
@@ -85,7 +111,9 @@ final class QUICFixture: @unchecked Sendable {
     }
 
     func connect(_ channel: MessageChannel, port: Int? = nil) async throws {
-        connection = try await connector(port: port).connect(channel)
+        let port = port ?? self.port
+        if connectors[port] == nil { connectors[port] = try connector(port: port) }
+        connection = try await connectors[port]!.connect(channel)
     }
 
     func dropConnection() async {

@@ -87,4 +87,14 @@ static inline void cngtcp2_log_to_stderr(void *user_data, const char *format, ..
 static inline void cngtcp2_settings_log_to_stderr(ngtcp2_settings *settings) {
     settings->log_printf = cngtcp2_log_to_stderr;
 }
+
+static inline void cngtcp2_conn_set_early_remote_transport_params(ngtcp2_conn *conn, const ngtcp2_transport_params *params) {
+    ngtcp2_conn_set_early_remote_transport_params(conn, params);
+}
+
+/// Frees memory GnuTLS allocated into `datum` (gnutls_free is a macro Swift cannot call).
+static inline void cgnutls_free_datum(gnutls_datum_t *datum) {
+    gnutls_free(datum->data);
+    datum->size = 0;
+}
 #endif

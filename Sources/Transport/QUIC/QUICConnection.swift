@@ -31,7 +31,8 @@ final class QUICConnection {
         /// Ack-eliciting packets received before an ACK is sent at once (otherwise after the
         /// read burst, or the ACK delay). Default 2 (RFC 9000's recommendation).
         var ackThreshold = 2
-        /// ngtcp2's internal logging to standard error (debugging only).
+        /// ngtcp2's internal logging to standard error (debugging only; the environment
+        /// variable `QUIC_DEBUG_LOG` turns it on for every connection of the process).
         var debugLog = false
 
         /// The defaults.
@@ -72,6 +73,23 @@ final class QUICConnection {
     /// Whether the flow-control window of a stream the peer sends on is handed back by
     /// ``extendStreamWindow(_:by:)`` (true) or as soon as data arrives (false, the default).
     var holdsStreamWindow: (Int64) -> Bool = { _ in false }
+    /// Client: a session ticket arrived (store it to resume the next connection).
+    var onSessionTicket: ((QUICResumptionTicket) -> Void)?
+    /// Client: the server sent an address token in NEW_TOKEN (store it for the next connection).
+    var onAddressToken: (([UInt8]) -> Void)?
+    /// Client: the server refused the 0-RTT data. ngtcp2 has discarded the streams opened
+    /// before the handshake; their data must be sent again on new streams. Called before
+    /// ``onHandshakeCompleted``.
+    var onEarlyDataRejected: (() -> Void)?
+    /// Server: makes the NEW_TOKEN token sent once the handshake completes (nil: none).
+    var addressTokenIssuer: (() -> [UInt8]?)?
+    /// Server: the first 0-RTT stream data arrived.
+    var onEarlyData: (() -> Void)?
+
+    private(set) var earlyData = QUICEarlyData.none
+    /// Server: stream bytes received in 0-RTT packets.
+    private(set) var earlyBytesReceived = 0
+
     /// This side issued a new connection ID (the server registers it for demultiplexing).
     var onNewConnectionID: ((QUICConnectionID) -> Void)?
     /// A connection ID of this side was retired.
@@ -92,11 +110,14 @@ final class QUICConnection {
     }
 
     /// Opens a client connection to `remote`. Nothing is sent until ``writePackets(now:maxPackets:emit:)``.
+    /// With a `ticket` the handshake resumes that session, and streams opened before the
+    /// handshake completes carry their data in 0-RTT packets; an `addressToken` (from an
+    /// earlier connection's NEW_TOKEN) goes in the Initial packet so the server need not Retry.
     static func client(
         local: SocketAddress, remote: SocketAddress, credentials: QUICCredentials, alpn: String, serverName: String,
-        options: Options = Options()
+        options: Options = Options(), ticket: QUICResumptionTicket? = nil, addressToken: [UInt8]? = nil
     ) throws(QUICError) -> QUICConnection {
-        let tls = try QUICTLSSession(isServer: false, credentials: credentials, alpn: alpn, serverName: serverName)
+        let tls = try QUICTLSSession(isServer: false, credentials: credentials, alpn: alpn, serverName: serverName, resumingWith: ticket?.sessionData)
         let connection = QUICConnection(role: .client, tls: tls, path: QUICPath(local: local, remote: remote), options: options)
         var dcid = QUICConnectionID.random(length: 18).ngtcp2
         var scid = QUICConnectionID.random(length: 18).ngtcp2
@@ -104,22 +125,42 @@ final class QUICConnection {
         var params = connection.makeTransportParameters()
         var callbacks = makeCallbacks(role: .client)
         var conn: OpaquePointer?
-        let result = cngtcp2_conn_client_new(
-            &conn, &dcid, &scid, connection.path.path, NGTCP2_PROTO_VER_V1, &callbacks, &settings, &params,
-            Unmanaged.passUnretained(connection).toOpaque())
+        // ngtcp2 copies the token.
+        let token = addressToken ?? []
+        let result = token.withUnsafeBufferPointer { token in
+            if !token.isEmpty { settings.token = ngtcp2_vec(base: UnsafeMutablePointer(mutating: token.baseAddress), len: token.count) }
+            return cngtcp2_conn_client_new(
+                &conn, &dcid, &scid, connection.path.path, NGTCP2_PROTO_VER_V1, &callbacks, &settings, &params,
+                Unmanaged.passUnretained(connection).toOpaque())
+        }
         guard result == 0, let conn else { throw QUICError.ngtcp2("ngtcp2_conn_client_new", result) }
         connection.attach(conn)
+        gnutls_handshake_set_hook_function(
+            tls.handle, UInt32(GNUTLS_HANDSHAKE_NEW_SESSION_TICKET.rawValue), GNUTLS_HOOK_POST
+        ) { session, _, _, _, _ in
+            guard let session, let reference = gnutls_session_get_ptr(session)?.assumingMemoryBound(to: ngtcp2_crypto_conn_ref.self) else { return 0 }
+            QUICConnection.connection(reference.pointee.user_data).didReceiveSessionTicket()
+            return 0
+        }
+        if let ticket {
+            var remembered = ticket.parameters.ngtcp2
+            cngtcp2_conn_set_early_remote_transport_params(conn, &remembered)
+            connection.earlyData = .attempted
+        }
         return connection
     }
 
     /// Accepts a client's first Initial packet, whose decoded header is `header`. After a Retry,
-    /// `originalDestinationID` is the ID the client first used (from the validated token).
+    /// `originalDestinationID` is the ID the client first used (from the validated token);
+    /// `addressValidated` says the header's token is a valid NEW_TOKEN token (the client's
+    /// address is proven, so the anti-amplification limit does not apply). A `ticketIssuer`
+    /// lets the connection issue session tickets and accept 0-RTT data.
     static func server(
-        header: ngtcp2_pkt_hd, originalDestinationID: ngtcp2_cid? = nil, local: SocketAddress, remote: SocketAddress,
-        credentials: QUICCredentials, alpn: String, options: Options = Options()
+        header: ngtcp2_pkt_hd, originalDestinationID: ngtcp2_cid? = nil, addressValidated: Bool = false, local: SocketAddress,
+        remote: SocketAddress, credentials: QUICCredentials, alpn: String, options: Options = Options(), ticketIssuer: QUICTicketIssuer? = nil
     ) throws(QUICError) -> (QUICConnection, QUICConnectionID) {
         var header = header
-        let tls = try QUICTLSSession(isServer: true, credentials: credentials, alpn: alpn, serverName: nil)
+        let tls = try QUICTLSSession(isServer: true, credentials: credentials, alpn: alpn, serverName: nil, ticketIssuer: ticketIssuer)
         let connection = QUICConnection(role: .server, tls: tls, path: QUICPath(local: local, remote: remote), options: options)
         let id = QUICConnectionID.random(length: 18)
         var scid = id.ngtcp2
@@ -133,6 +174,7 @@ final class QUICConnection {
         } else {
             params.original_dcid = header.dcid
         }
+        if addressValidated { settings.token = header.token }
         var callbacks = makeCallbacks(role: .server)
         var conn: OpaquePointer?
         let result = cngtcp2_conn_server_new(
@@ -162,7 +204,7 @@ final class QUICConnection {
         settings.max_stream_window = options.maxStreamData * 2
         settings.ack_thresh = options.ackThreshold
         settings.handshake_timeout = UInt64(options.handshakeTimeout.nanoseconds)
-        if options.debugLog { cngtcp2_settings_log_to_stderr(&settings) }
+        if options.debugLog || getenv("QUIC_DEBUG_LOG") != nil { cngtcp2_settings_log_to_stderr(&settings) }
         return settings
     }
 
@@ -431,7 +473,14 @@ final class QUICConnection {
 
     // MARK: callbacks (called by ngtcp2 during read and write)
 
-    fileprivate func didReceive(stream: Int64, bytes: UnsafeRawBufferPointer, fin: Bool) {
+    fileprivate func didReceive(stream: Int64, bytes: UnsafeRawBufferPointer, fin: Bool, early: Bool) {
+        if early {
+            if earlyBytesReceived == 0 {
+                earlyData = .accepted
+                onEarlyData?()
+            }
+            earlyBytesReceived += bytes.count
+        }
         onStreamData?(stream, bytes, fin)
         // Stream windows bound what the peer may have outstanding; the connection window only
         // sums them, so it is handed back at once.
@@ -445,7 +494,40 @@ final class QUICConnection {
 
     fileprivate func didIssue(_ id: QUICConnectionID) { onNewConnectionID?(id) }
     fileprivate func didRetire(_ id: QUICConnectionID) { onRetiredConnectionID?(id) }
-    fileprivate func didCompleteHandshake() { onHandshakeCompleted?() }
+    fileprivate func didCompleteHandshake() throws(QUICError) {
+        switch role {
+        case .client:
+            if earlyData == .attempted {
+                if tls.earlyDataAccepted {
+                    earlyData = .accepted
+                } else {
+                    earlyData = .rejected
+                    // ngtcp2 forgets the 0-RTT streams and their ids: so does this side.
+                    let result = ngtcp2_conn_early_data_rejected(conn)
+                    guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_early_data_rejected", result) }
+                    streams.removeAll()
+                    streamOrder.removeAll()
+                    nextStreamToServe = 0
+                    onEarlyDataRejected?()
+                }
+            }
+        case .server:
+            if let token = addressTokenIssuer?(), !token.isEmpty {
+                let result = token.withUnsafeBufferPointer { ngtcp2_conn_submit_new_token(conn, $0.baseAddress, $0.count) }
+                guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_submit_new_token", result) }
+            }
+        }
+        onHandshakeCompleted?()
+    }
+
+    fileprivate func didReceiveSessionTicket() {
+        guard let sessionData = tls.sessionData, let parameters = ngtcp2_conn_get_remote_transport_params(conn) else { return }
+        onSessionTicket?(QUICResumptionTicket(sessionData: sessionData, parameters: QUICRememberedTransportParameters(parameters.pointee)))
+    }
+
+    fileprivate func didReceive(addressToken: UnsafeRawBufferPointer) {
+        onAddressToken?(Array(addressToken))
+    }
 
     fileprivate static func connection(_ userData: UnsafeMutableRawPointer?) -> QUICConnection {
         Unmanaged<QUICConnection>.fromOpaque(userData!).takeUnretainedValue()
@@ -487,13 +569,28 @@ final class QUICConnection {
             return 0
         }
         callbacks.handshake_completed = { _, userData in
-            QUICConnection.connection(userData).didCompleteHandshake()
-            return 0
+            let connection = QUICConnection.connection(userData)
+            do throws(QUICError) {
+                try connection.didCompleteHandshake()
+                return 0
+            } catch {
+                connection.callbackFailure = error
+                return NGTCP2_ERR_CALLBACK_FAILURE
+            }
         }
         callbacks.recv_stream_data = { _, flags, stream, _, data, length, userData, _ in
             let fin = flags & UInt32(NGTCP2_STREAM_DATA_FLAG_FIN) != 0
-            QUICConnection.connection(userData).didReceive(stream: stream, bytes: UnsafeRawBufferPointer(start: data, count: length), fin: fin)
+            let early = flags & UInt32(NGTCP2_STREAM_DATA_FLAG_EARLY) != 0
+            QUICConnection.connection(userData).didReceive(
+                stream: stream, bytes: UnsafeRawBufferPointer(start: data, count: length), fin: fin, early: early)
             return 0
+        }
+        if role == .client {
+            callbacks.recv_new_token = { _, token, userData in
+                guard let token, token.pointee.len > 0 else { return 0 }
+                QUICConnection.connection(userData).didReceive(addressToken: UnsafeRawBufferPointer(start: token.pointee.base, count: token.pointee.len))
+                return 0
+            }
         }
         callbacks.acked_stream_data_offset = { _, stream, offset, length, userData, _ in
             QUICConnection.connection(userData).didAcknowledge(stream: stream, upTo: offset + length)

@@ -20,10 +20,14 @@ public struct QUICConnectionStatistics: Sendable, CustomStringConvertible {
     public var timerExpiries: Int
     /// Packet-protection key generations derived after the handshake (key updates).
     public var keyUpdates: Int
+    /// Whether the handshake resumed an earlier TLS session from its ticket.
+    public var sessionResumed: Bool
+    /// What became of 0-RTT data.
+    public var earlyData: QUICEarlyData
 
     public var description: String {
         "srtt \(smoothedRTT) min \(minimumRTT) cwnd \(congestionWindow) inflight \(bytesInFlight) pacing \(Int(pacingRate / 1e6)) MB/s "
-            + "sent \(packetsSent) packets in \(sendBatches) batches, received \(datagramsReceived), timers \(timerExpiries), key updates \(keyUpdates)"
+            + "sent \(packetsSent) packets in \(sendBatches) batches, received \(datagramsReceived), timers \(timerExpiries), key updates \(keyUpdates), resumed \(sessionResumed), 0-RTT \(earlyData)"
     }
 }
 
@@ -36,6 +40,19 @@ extension QUICConnection {
             smoothedRTT: .nanoseconds(Int64(stat.smoothed_rtt)), minimumRTT: .nanoseconds(Int64(min(stat.min_rtt, UInt64(Int64.max)))),
             congestionWindow: stat.cwnd, bytesInFlight: stat.bytes_in_flight, pacingRate: stat.pacing_rate * 1e9,
             packetsSent: counters.packetsSent, sendBatches: counters.sendBatches, datagramsReceived: counters.datagramsReceived,
-            timerExpiries: counters.timerExpiries, keyUpdates: keyUpdates)
+            timerExpiries: counters.timerExpiries, keyUpdates: keyUpdates, sessionResumed: isHandshakeCompleted && tls.isResumed,
+            earlyData: earlyData)
     }
+}
+
+/// What became of 0-RTT data on a connection.
+public enum QUICEarlyData: Sendable, Equatable {
+    /// None was sent (no ticket) or, on the server, none arrived.
+    case none
+    /// Client: data went out in 0-RTT; the handshake has not said yet whether it was accepted.
+    case attempted
+    /// The server accepted the 0-RTT data.
+    case accepted
+    /// The server refused it; it was sent again once the handshake completed.
+    case rejected
 }

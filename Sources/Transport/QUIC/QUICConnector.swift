@@ -25,6 +25,12 @@ public final class QUICConnector: Sendable {
         public var sendBufferPerLane: Int
         /// Whether UDP segmentation offload (GSO/GRO) is used where the kernel has it. Default on.
         public var segmentationOffload = true
+        /// Whether a reconnect resumes the previous TLS session and sends its HELLO in 0-RTT,
+        /// with the first flight (saving a round trip). Only the HELLO goes in 0-RTT; messages
+        /// wait for the handshake. The server holds a replayed HELLO until the handshake proves
+        /// the peer, and GnuTLS's anti-replay refuses a repeated first flight's early data.
+        /// Default on.
+        public var earlyData = true
 
         /// Creates a configuration.
         public init(
@@ -45,6 +51,8 @@ public final class QUICConnector: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let credentials: QUICCredentials
+    /// Session tickets and address tokens from this connector's earlier connections.
+    let sessions = QUICSessionCache()
 
     /// Creates a connector (loads the TLS files once).
     public init(
@@ -79,17 +87,28 @@ public final class QUICConnector: Sendable {
             host: remote.protocol == .inet6 ? "::" : "0.0.0.0", port: 0, isServer: false, configuration: endpointConfiguration, group: group)
         let handshake = HandshakeOutcome(endpoint.socket.eventLoop.makePromise(of: Void.self))
         let options = QUICLink.Options(sendBufferPerLane: configuration.sendBufferPerLane, initialStreamWindow: streamWindow)
+        let sessions = sessions
+        let server = "\(configuration.host):\(configuration.port)/\(configuration.serverName)"
+        let stored = sessions.take(for: server)
+        let ticket = configuration.earlyData ? stored.ticket : nil
         let driver: QUICConnectionDriver
         do {
-            driver = try await endpoint.connect(to: remote, serverName: configuration.serverName) { driver in
-                driver.connection.onHandshakeCompleted = { [unowned driver] in
-                    _ = QUICLink.client(driver: driver, channel: channel, options: options, logger: logger)
-                    handshake.succeed()
-                }
+            driver = try await endpoint.connect(
+                to: remote, serverName: configuration.serverName, ticket: ticket, addressToken: stored.addressToken
+            ) { driver in
+                driver.connection.onSessionTicket = { ticket in sessions.store(ticket, for: server) }
+                driver.connection.onAddressToken = { token in sessions.store(addressToken: token, for: server) }
+                // Set before the link exists: the link chains its own close handling onto this.
                 driver.onClosed = { error in
                     handshake.fail(error ?? QUICError.closed(reason: "closed during the handshake"))
                     Task { await endpoint.close() }
                 }
+                driver.connection.onHandshakeCompleted = { [unowned driver] in
+                    if ticket == nil { _ = QUICLink.client(driver: driver, channel: channel, options: options, logger: logger) }
+                    handshake.succeed()
+                }
+                // Resuming: the link (and so the HELLO) goes out with the first flight, in 0-RTT.
+                if ticket != nil { _ = QUICLink.client(driver: driver, channel: channel, options: options, logger: logger) }
             }
         } catch {
             await endpoint.close()

@@ -21,6 +21,11 @@ final class QUICEndpoint: @unchecked Sendable {
         var retry = true
         /// How long a Retry token stays valid. Default 10 s.
         var retryTokenLifetime: Duration = .seconds(10)
+        /// How long an address token sent in NEW_TOKEN stays valid (a client presenting it
+        /// skips the Retry). Default 1 hour.
+        var addressTokenLifetime: Duration = .seconds(3600)
+        /// Server: issues session tickets and accepts 0-RTT data from them (nil: neither).
+        var ticketIssuer: QUICTicketIssuer?
         /// Whether packets are sent in batches the kernel segments (`UDP_SEGMENT`, GSO) and
         /// received coalesced (`UDP_GRO`), where the kernel supports it. Default on.
         var segmentationOffload = true
@@ -43,8 +48,13 @@ final class QUICEndpoint: @unchecked Sendable {
         var refusedByLimit = 0
         /// Retry packets sent.
         var retries = 0
-        /// Initial packets whose token did not validate.
+        /// Initial packets whose token did not validate (a bad Retry token drops the packet; a
+        /// stale NEW_TOKEN token is treated as none).
         var invalidTokens = 0
+        /// Initial packets whose NEW_TOKEN token proved the client's address (no Retry needed).
+        var addressTokensAccepted = 0
+        /// Connections that received 0-RTT stream data (resumed with early data accepted).
+        var earlyDataConnections = 0
         /// Version Negotiation packets sent.
         var versionNegotiations = 0
         /// Errors the socket reported (a failed send or receive).
@@ -129,14 +139,16 @@ final class QUICEndpoint: @unchecked Sendable {
 
     /// Dials `remote` (client endpoints). `prepare` runs on the event loop before the first
     /// flight is written, so callbacks it installs see every event of the connection.
+    /// With a `ticket` the connection resumes that session and sends 0-RTT data; with an
+    /// `addressToken` its Initial carries the token.
     func connect(
-        to remote: SocketAddress, serverName: String = "localhost",
+        to remote: SocketAddress, serverName: String = "localhost", ticket: QUICResumptionTicket? = nil, addressToken: [UInt8]? = nil,
         prepare: @escaping @Sendable (QUICConnectionDriver) -> Void = { _ in }
     ) async throws -> QUICConnectionDriver {
         let handler = handler
         let socket = socket
         return try await socket.eventLoop.submit {
-            try handler.dial(remote, serverName: serverName, socket: socket, prepare: prepare)
+            try handler.dial(remote, serverName: serverName, ticket: ticket, addressToken: addressToken, socket: socket, prepare: prepare)
         }.get()
     }
 
@@ -194,7 +206,7 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
         self.isServer = isServer
         self.configuration = configuration
         self.onAccepted = onAccepted
-        stateless = QUICStatelessReplies(tokenLifetime: configuration.retryTokenLifetime)
+        stateless = QUICStatelessReplies(tokenLifetime: configuration.retryTokenLifetime, addressTokenLifetime: configuration.addressTokenLifetime)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -241,8 +253,23 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         var original: ngtcp2_cid?
-        if configuration.retry {
-            if header.token.len == 0 {
+        var addressValidated = false
+        switch QUICStatelessReplies.kind(of: header) {
+        case .addressToken where stateless.validatesAddressToken(header, from: envelope.remoteAddress):
+            // A NEW_TOKEN token of an earlier connection: the address is proven, no Retry.
+            addressValidated = true
+            statistics.addressTokensAccepted += 1
+        case .retry where configuration.retry:
+            guard let validated = stateless.originalDestinationID(validating: header, from: envelope.remoteAddress) else {
+                statistics.dropped += 1
+                statistics.invalidTokens += 1
+                return
+            }
+            original = validated
+        case let kind:
+            // No token, or one that does not validate (expired, from another server): as if none.
+            if kind != .none { statistics.invalidTokens += 1 }
+            if configuration.retry {
                 guard let packet = stateless.retry(answering: header, from: envelope.remoteAddress, allocator: context.channel.allocator) else {
                     statistics.dropped += 1
                     return
@@ -251,19 +278,17 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
                 context.writeAndFlush(NIOAny(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: packet)), promise: nil)
                 return
             }
-            guard let validated = stateless.originalDestinationID(validating: header, from: envelope.remoteAddress) else {
-                statistics.dropped += 1
-                statistics.invalidTokens += 1
-                return
-            }
-            original = validated
         }
         do {
             let (connection, issued) = try QUICConnection.server(
-                header: header, originalDestinationID: original, local: local, remote: envelope.remoteAddress,
-                credentials: configuration.credentials, alpn: configuration.alpn, options: configuration.options)
+                header: header, originalDestinationID: original, addressValidated: addressValidated, local: local,
+                remote: envelope.remoteAddress, credentials: configuration.credentials, alpn: configuration.alpn,
+                options: configuration.options, ticketIssuer: configuration.ticketIssuer)
             let driver = QUICConnectionDriver(
                 connection: connection, socket: context.channel, remote: envelope.remoteAddress, maxSegments: configuration.maxSegments)
+            let stateless = stateless
+            connection.addressTokenIssuer = { [unowned driver] in stateless.addressToken(for: driver.remote) }
+            connection.onEarlyData = { [weak self] in self?.statistics.earlyDataConnections += 1 }
             register(driver, ids: [issued, withUnsafePointer(to: header.dcid) { QUICConnectionID($0) }])
             handshaking[ObjectIdentifier(driver)] = driver
             onAccepted?(driver)
@@ -297,12 +322,13 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
 
     /// Creates, registers and starts a client connection.
     func dial(
-        _ remote: SocketAddress, serverName: String, socket: any Channel, prepare: (QUICConnectionDriver) -> Void
+        _ remote: SocketAddress, serverName: String, ticket: QUICResumptionTicket? = nil, addressToken: [UInt8]? = nil, socket: any Channel,
+        prepare: (QUICConnectionDriver) -> Void
     ) throws -> QUICConnectionDriver {
         guard let local = socket.localAddress else { throw QUICError.closed(reason: "the socket is not bound") }
         let connection = try QUICConnection.client(
             local: local, remote: remote, credentials: configuration.credentials, alpn: configuration.alpn,
-            serverName: serverName, options: configuration.options)
+            serverName: serverName, options: configuration.options, ticket: ticket, addressToken: addressToken)
         let driver = QUICConnectionDriver(connection: connection, socket: socket, remote: remote, maxSegments: configuration.maxSegments)
         prepare(driver)
         register(driver, ids: connection.sourceConnectionIDs)

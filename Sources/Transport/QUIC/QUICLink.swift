@@ -51,6 +51,9 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
     private var helloTimer: Scheduled<Void>?
     private var graceTimer: Scheduled<Void>?
     private var splitter = LaneBatchSplitter()
+    /// Client resuming with 0-RTT: what it sent before the handshake completed, to send again
+    /// should the server refuse the early data (nil once that is settled).
+    private var earlySends: [ByteBuffer]?
 
     private init(driver: QUICConnectionDriver, channel: MessageChannel?, resolver: SessionResolver?, limits: FrameLimits, options: Options, logger: Logger) {
         self.driver = driver
@@ -70,6 +73,19 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
             if fin { self.close(sending: GoAway(code: .protocolError, reason: "QUIC stream \(stream) ended; lane streams stay open")) }
         }
         driver.onFlushed = { [unowned self] in self.sendBuffersDrained() }
+        switch connection.role {
+        case .client where connection.earlyData == .attempted:
+            earlySends = []
+            connection.onEarlyDataRejected = { [unowned self] in self.resendEarlyData() }
+        case .client:
+            break
+        case .server:
+            // A HELLO that came in 0-RTT could be a replay: it takes effect (and may replace a
+            // node's session) only once the handshake proves the peer holds the keys.
+            connection.onHandshakeCompleted = { [unowned self] in
+                if self.received[0] != nil { self.deliverControl() }
+            }
+        }
         // The driver keeps the link until the connection ends (the channel holds it only while attached).
         driver.attachment = self
         let previous = driver.onClosed
@@ -79,11 +95,18 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
         }
     }
 
-    /// A client link for `channel` on a connection whose handshake completed: attaches at once
-    /// (the channel sends its HELLO).
+    /// A client link for `channel`: attaches at once (the channel sends its HELLO). Created once
+    /// the handshake completes, or before it when the connection resumes a session, so that the
+    /// HELLO travels in 0-RTT with the first flight.
     static func client(driver: QUICConnectionDriver, channel: MessageChannel, options: Options, logger: Logger) -> QUICLink {
         let link = QUICLink(driver: driver, channel: channel, resolver: nil, limits: channel.configuration.limits, options: options, logger: logger)
         channel.attachAsClient(link)
+        if driver.connection.earlyData == .attempted {
+            // Write the HELLO now rather than on the channel's next flush, so that it joins the
+            // connection's first flight: once that has left, pacing would hold a 0-RTT packet
+            // until the handshake has completed anyway.
+            channel.flush(link)
+        }
         return link
     }
 
@@ -110,6 +133,9 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
     func writeBatch(_ parts: inout [ByteBuffer]) {
         defer { parts = [] }
         guard isWritable else { return }
+        if earlySends != nil {
+            if driver.connection.earlyData == .attempted { earlySends!.append(contentsOf: parts) } else { earlySends = nil }
+        }
         do throws(QUICError) {
             var failure: QUICError?
             var touched: UInt64 = 0
@@ -225,7 +251,7 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
         received[index]!.writeBytes(bytes)
         receivedBytes[index] += bytes.count
         if index == 0 {
-            deliverControl()
+            if driver.connection.isHandshakeCompleted { deliverControl() }
         } else if helloDelivered {
             deliver(lane: index)
         } else if resolver != nil {
@@ -290,6 +316,16 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
     }
 
     // MARK: events
+
+    /// The server refused the 0-RTT data and ngtcp2 discarded its streams: open them again and
+    /// send what went in 0-RTT (the HELLO) in 1-RTT packets.
+    private func resendEarlyData() {
+        guard var parts = earlySends else { return }
+        earlySends = nil
+        sendStreams = []
+        logger.debug("the server refused 0-RTT data; sending it again", metadata: ["frames": "\(parts.count)"])
+        writeBatch(&parts)
+    }
 
     /// Packets left or acknowledgements arrived: lanes that had no room may have some now, and
     /// a closing link may have seen its GOAWAY acknowledged.

@@ -40,6 +40,21 @@ public final class QUICServer: Sendable {
         /// Whether UDP segmentation offload is used where the kernel has it: packets sent in
         /// batches (`UDP_SEGMENT`) and received coalesced (`UDP_GRO`). Default on.
         public var segmentationOffload = true
+        /// Whether the server issues session tickets and accepts 0-RTT data from them, so that a
+        /// reconnecting edge's HELLO arrives with its first flight. A HELLO received in 0-RTT
+        /// takes effect only once the handshake completes; a replayed first flight's early data
+        /// is refused (GnuTLS anti-replay). Tickets are sealed with a key made at start, so they
+        /// do not survive a restart. Default on.
+        public var earlyData = true
+        /// How long an address token the server sends in NEW_TOKEN spares a reconnecting client
+        /// the Retry round trip. Default 1 hour.
+        public var addressTokenLifetime: Duration = .seconds(3600)
+        /// First flights whose 0-RTT data the anti-replay record remembers at once; beyond,
+        /// early data is refused until entries expire. Default 100,000.
+        public var maxRememberedEarlyData = 100_000
+        /// GnuTLS's anti-replay check of 0-RTT data (tests turn it off to show what the server
+        /// does with a replayed HELLO that gets past it).
+        var replayProtection = true
 
         /// Creates a configuration.
         public init(
@@ -96,6 +111,11 @@ public final class QUICServer: Sendable {
         endpointConfiguration.maxConnections = configuration.maxConnections
         endpointConfiguration.maxHandshakes = configuration.maxHandshakes
         endpointConfiguration.retry = configuration.retry
+        endpointConfiguration.addressTokenLifetime = configuration.addressTokenLifetime
+        if configuration.earlyData {
+            endpointConfiguration.ticketIssuer = try QUICTicketIssuer(
+                maxRemembered: configuration.maxRememberedEarlyData, replayProtection: configuration.replayProtection)
+        }
         endpointConfiguration.segmentationOffload = configuration.segmentationOffload
         let bound = try await QUICEndpoint.bind(
             host: configuration.host, port: configuration.port, isServer: true, configuration: endpointConfiguration, group: group
@@ -111,6 +131,13 @@ public final class QUICServer: Sendable {
     public func connectionCount() async -> Int {
         guard let endpoint = endpoint.withLock({ $0 }) else { return 0 }
         return (try? await endpoint.connectionCount()) ?? 0
+    }
+
+    /// What the endpoint did with datagrams outside connections, and how connections began
+    /// (tokens, 0-RTT); zero before ``start()``.
+    func statistics() async throws -> QUICEndpoint.Statistics {
+        guard let endpoint = endpoint.withLock({ $0 }) else { return QUICEndpoint.Statistics() }
+        return try await endpoint.statistics()
     }
 
     /// Stops: closes the socket; connections end without CONNECTION_CLOSE.

@@ -1,17 +1,65 @@
 import CNGTCP2
 import NIOCore
 
-/// The packets a server sends without a connection: Retry (address validation, RFC 9000 §8.1.2)
-/// and Version Negotiation (§6). Retry tokens are sealed with a secret that lives as long as the
-/// endpoint, bind the client's address and original destination connection ID, and expire.
+/// The packets a server sends without a connection, Retry (address validation, RFC 9000 §8.1.2)
+/// and Version Negotiation (§6), and the address tokens it validates a client with: Retry
+/// tokens, which bind the client's address and port and its original destination connection
+/// ID, and NEW_TOKEN tokens for the client's next connections (§8.1.3), which bind its IP
+/// address only. Both are sealed with a secret that lives as long as the endpoint, and expire.
 struct QUICStatelessReplies {
     private let secret: [UInt8]
     /// How long a Retry token stays valid.
     let tokenLifetime: Duration
+    /// How long a NEW_TOKEN token stays valid.
+    let addressTokenLifetime: Duration
 
-    init(tokenLifetime: Duration) {
+    init(tokenLifetime: Duration, addressTokenLifetime: Duration = .seconds(3600)) {
         self.tokenLifetime = tokenLifetime
+        self.addressTokenLifetime = addressTokenLifetime
         secret = QUICConnectionID.random(length: 32).bytes
+    }
+
+    /// What the token of a client's Initial packet is.
+    enum TokenKind {
+        case none
+        case retry
+        case addressToken
+        case unknown
+    }
+
+    static func kind(of header: ngtcp2_pkt_hd) -> TokenKind {
+        guard header.token.len > 0, let first = header.token.base?.pointee else { return .none }
+        switch first {
+        case UInt8(NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY): return .retry
+        case UInt8(NGTCP2_CRYPTO_TOKEN_MAGIC_REGULAR): return .addressToken
+        default: return .unknown
+        }
+    }
+
+    /// A token for NEW_TOKEN: proof, on the client's next connection, that it owns `remote`'s IP address.
+    func addressToken(for remote: SocketAddress) -> [UInt8]? {
+        var token = [UInt8](repeating: 0, count: 1 + 8 + 16 + Int(NGTCP2_CRYPTO_TOKEN_RAND_DATALEN))
+        let length = remote.withSockAddr { address, addressLength in
+            secret.withUnsafeBufferPointer { secret in
+                ngtcp2_crypto_generate_regular_token(
+                    &token, secret.baseAddress, secret.count, address, ngtcp2_socklen(addressLength), cngtcp2_timestamp())
+            }
+        }
+        guard length > 0 else { return nil }
+        return Array(token.prefix(Int(length)))
+    }
+
+    /// Whether the NEW_TOKEN token in `header` is ours, unexpired and issued to `remote`'s address.
+    func validatesAddressToken(_ header: ngtcp2_pkt_hd, from remote: SocketAddress) -> Bool {
+        guard header.token.len > 0, let base = header.token.base else { return false }
+        let result = remote.withSockAddr { address, length in
+            secret.withUnsafeBufferPointer { secret in
+                ngtcp2_crypto_verify_regular_token(
+                    base, header.token.len, secret.baseAddress, secret.count, address, ngtcp2_socklen(length),
+                    UInt64(addressTokenLifetime.nanoseconds), cngtcp2_timestamp())
+            }
+        }
+        return result == 0
     }
 
     /// A Retry packet answering an Initial with header `header` from `remote`, and the

@@ -17,7 +17,13 @@ final class QUICTLSSession {
     /// - Parameters:
     ///   - serverName: the client's SNI and the name the server certificate must carry; `nil` on
     ///     the server, which instead requires and verifies a client certificate.
-    init(isServer: Bool, credentials: QUICCredentials, alpn: String, serverName: String?) throws(QUICError) {
+    ///   - ticketIssuer: server side: issues session tickets and accepts 0-RTT from them.
+    ///   - resumingWith: client side: the session data of a stored ticket, to resume (and send
+    ///     0-RTT data) with.
+    init(
+        isServer: Bool, credentials: QUICCredentials, alpn: String, serverName: String?, ticketIssuer: QUICTicketIssuer? = nil,
+        resumingWith sessionData: [UInt8]? = nil
+    ) throws(QUICError) {
         self.credentials = credentials
         var session: gnutls_session_t?
         let flags = (isServer ? GNUTLS_SERVER.rawValue : GNUTLS_CLIENT.rawValue)
@@ -44,6 +50,11 @@ final class QUICTLSSession {
             try checkGnuTLS(gnutls_server_name_set(session, GNUTLS_NAME_DNS, verifyHostname, serverName.utf8.count), "gnutls_server_name_set")
             gnutls_session_set_verify_cert(session, verifyHostname, 0)
         }
+        if let ticketIssuer { try ticketIssuer.enable(on: session) }
+        if let sessionData {
+            let result = sessionData.withUnsafeBytes { gnutls_session_set_data(session, $0.baseAddress, $0.count) }
+            try checkGnuTLS(result, "gnutls_session_set_data")
+        }
     }
 
     deinit {
@@ -53,6 +64,20 @@ final class QUICTLSSession {
 
     /// Client side: whether the server asked for this side's certificate.
     var certificateWasRequested: Bool { gnutls_certificate_client_get_request_status(handle) != 0 }
+
+    /// Whether the handshake resumed a session from a ticket.
+    var isResumed: Bool { gnutls_session_is_resumed(handle) != 0 }
+
+    /// Whether the server accepted this session's 0-RTT data (client), or received some (server).
+    var earlyDataAccepted: Bool { gnutls_session_get_flags(handle) & GNUTLS_SFLAGS_EARLY_DATA.rawValue != 0 }
+
+    /// The session's resumption data once a ticket arrived (client side), else nil.
+    var sessionData: [UInt8]? {
+        var datum = gnutls_datum_t()
+        guard gnutls_session_get_data2(handle, &datum) >= 0, let data = datum.data else { return nil }
+        defer { cgnutls_free_datum(&datum) }
+        return Array(UnsafeBufferPointer(start: data, count: Int(datum.size)))
+    }
 
     /// The ALPN protocol both sides agreed on, if any.
     var negotiatedALPN: String? {
