@@ -207,9 +207,17 @@ LoggingSystem.bootstrap { label in
     return handler
 }
 let arguments = CommandLine.arguments.dropFirst()
-let directory = try makeCertificates()
+/// The value following `name` on the command line, if any.
+func argument(after name: String) -> String? {
+    arguments.firstIndex(of: name).flatMap { arguments.index(after: $0) < arguments.endIndex ? arguments[arguments.index(after: $0)] : nil }
+}
+let directory = try argument(after: "--certificates") ?? makeCertificates()
 if arguments.contains("--demo") {
     try await demo(directory: directory)
+} else if let served = argument(after: "--serve") {
+    try await serveUntilStdinCloses(Backend(rawValue: served) ?? .quic, directory: directory)
+} else if arguments.contains("--connections") {
+    try await connectionBenchmarks(directory: directory, quick: arguments.contains("--quick"))
 } else {
     let scale = arguments.contains("--quick") ? 10 : 1
     let scenarios = [
@@ -218,7 +226,7 @@ if arguments.contains("--demo") {
         Scenario(name: "bulk 1 MiB best-effort", lane: .bulk, delivery: .bestEffort, payload: 1 << 20, count: 2000 / scale, outbox: false),
     ]
     // `--only PREFIX` runs the scenarios whose name starts with PREFIX (for profiling one path).
-    let only = arguments.firstIndex(of: "--only").flatMap { arguments.index(after: $0) < arguments.endIndex ? arguments[arguments.index(after: $0)] : nil }
+    let only = argument(after: "--only")
     var results: [[String: Any]] = []
     func column(_ text: String) -> String { text.padding(toLength: 34, withPad: " ", startingAt: 0) }
     say(column("scenario") + "   messages/s       MB/s")

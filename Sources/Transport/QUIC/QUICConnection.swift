@@ -417,8 +417,23 @@ final class QUICConnection {
             if result < segmentSize || segments >= maxSegments { flushBatch() }
         }
         flushBatch()
-        ngtcp2_conn_update_pkt_tx_time(conn, now)
+        if hasRTTSample || measuredRTT() {
+            ngtcp2_conn_update_pkt_tx_time(conn, now)
+        }
         return written
+    }
+
+    /// Whether ngtcp2 has measured the round-trip time yet. Until it has, ngtcp2 0.12 paces
+    /// against its initial estimate (333 ms), which would hold the client's second flight (its
+    /// Finished, the HELLO) some 50 ms on any network, so the pacing clock starts with the
+    /// first sample; the bytes sent before it count toward the first interval.
+    private var hasRTTSample = false
+
+    private func measuredRTT() -> Bool {
+        var stat = ngtcp2_conn_stat()
+        cngtcp2_conn_get_conn_stat(conn, &stat)
+        hasRTTSample = stat.first_rtt_sample_ts != .max
+        return hasRTTSample
     }
 
     private func nextSendableStream(excluding blocked: Set<Int64>) -> Int64? {
