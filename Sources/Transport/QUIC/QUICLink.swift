@@ -290,8 +290,10 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
 
     /// Hands lane `index`'s whole frames to the channel; a partial frame stays.
     private func deliver(lane index: Int) {
-        guard let channel, var buffer = received[index], buffer.readableBytes > 0 else { return }
+        guard let channel, var buffer = received[index] else { return }
         received[index] = nil
+        // An empty buffer (what a HELLO left) is dropped rather than kept for the next data.
+        guard buffer.readableBytes > 0 else { return }
         if index != 0, windowLimit[index] == nil {
             let window = channel.configuration.window(forLane: index)
             if window < options.initialStreamWindow {
