@@ -16,8 +16,9 @@ import Testing
         #expect(!first.sessionResumed)
         #expect(first.earlyData == .none)
         // The ticket and the address token arrive after the handshake.
-        #expect(await eventually { (try? await fixture.server.statistics().retries) == 1 })
         try await Task.sleep(for: .milliseconds(200))
+        let retriesBefore = try await fixture.server.statistics().retries
+        #expect(retriesBefore >= 1)
         await pair.disconnect()
 
         try await pair.connect()
@@ -28,7 +29,7 @@ import Testing
         // The HELLO came in 0-RTT, and no Retry was needed: the first flight carried it.
         #expect(server.earlyDataConnections == 1)
         #expect(server.addressTokensAccepted == 1)
-        #expect(server.retries == 1)
+        #expect(server.retries == retriesBefore)
         let serverLink = try #require(pair.cloudQUICLink)
         let earlyBytes = try await pair.onLoop(serverLink) { $0.driver.connection.earlyBytesReceived }
         #expect(earlyBytes > 0)

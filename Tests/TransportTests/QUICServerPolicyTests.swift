@@ -61,7 +61,9 @@ import Testing
         _ = try await client.connect(to: server.localAddress)
         #expect(await eventually { log.handshakes.withLockedValue { $0 } == 1 })
         let statistics = try await server.statistics()
-        #expect(statistics.retries == 1 && statistics.invalidTokens == 0, "\(statistics)")
+        // One Retry per tokenless Initial: one, or more if the client's Initial was retransmitted
+        // before the Retry reached it (a loaded machine).
+        #expect(statistics.retries >= 1 && statistics.invalidTokens == 0, "\(statistics)")
         // The first Initial left no state behind: one connection, made from the token's Initial.
         #expect(log.accepted.withLockedValue { $0 } == 1)
         await client.close()

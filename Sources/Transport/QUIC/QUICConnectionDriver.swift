@@ -18,6 +18,9 @@ final class QUICConnectionDriver: @unchecked Sendable {
     /// Called after every write attempt, which follows every read: stream data may have left
     /// the send buffers or been acknowledged.
     var onFlushed: (() -> Void)?
+    /// Called when the datagrams of a read burst have all been processed, before the write
+    /// that follows: stream data received in the burst can be handed on in one pass.
+    var onReadBurstEnded: (() -> Void)?
     /// An object that lives as long as the connection (the channel link over it).
     var attachment: AnyObject?
 
@@ -65,7 +68,15 @@ final class QUICConnectionDriver: @unchecked Sendable {
         } catch {
             return finish(error)
         }
-        if flushNow { flush() } else { awaitsFlush = true }
+        if flushNow { endReadBurst() } else { awaitsFlush = true }
+    }
+
+    /// The datagrams of a read burst have been handed over: received data goes on, then the
+    /// connection writes (ACKs, and whatever the data prompted).
+    func endReadBurst() {
+        guard !closed else { return }
+        onReadBurstEnded?()
+        flush()
     }
 
     /// Set while ngtcp2 reads a packet: its callbacks (stream data reaching the channel) must
@@ -177,6 +188,7 @@ final class QUICConnectionDriver: @unchecked Sendable {
         onClosed?(error)
         onClosed = nil
         onFlushed = nil
+        onReadBurstEnded = nil
         attachment = nil
     }
 }

@@ -302,7 +302,7 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelReadComplete(context: ChannelHandlerContext) {
         let drivers = awaitingFlush
         awaitingFlush.removeAll(keepingCapacity: true)
-        for driver in drivers where driver.awaitsFlush { driver.flush() }
+        for driver in drivers where driver.awaitsFlush { driver.endReadBurst() }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -51,6 +51,9 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
     private var helloTimer: Scheduled<Void>?
     private var graceTimer: Scheduled<Void>?
     private var splitter = LaneBatchSplitter()
+    /// Lanes that received data in the current read burst, and the same as flags by lane.
+    private var pendingLanes: [Int] = []
+    private var pendingDelivery: [Bool]
     /// Client resuming with 0-RTT: what it sent before the handshake completed, to send again
     /// should the server refuse the early data (nil once that is settled).
     private var earlySends: [ByteBuffer]?
@@ -65,6 +68,7 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
         received = Array(repeating: nil, count: limits.laneCount)
         windowLimit = Array(repeating: nil, count: limits.laneCount)
         receivedBytes = Array(repeating: 0, count: limits.laneCount)
+        pendingDelivery = Array(repeating: false, count: limits.laneCount)
         let connection = driver.connection
         let peerUniType: Int64 = connection.role == .client ? 0x3 : 0x2
         connection.holdsStreamWindow = { stream in stream & 0x3 == peerUniType && stream >> 2 != 0 }
@@ -73,6 +77,7 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
             if fin { self.close(sending: GoAway(code: .protocolError, reason: "QUIC stream \(stream) ended; lane streams stay open")) }
         }
         driver.onFlushed = { [unowned self] in self.sendBuffersDrained() }
+        driver.onReadBurstEnded = { [unowned self] in self.deliverReceived() }
         switch connection.role {
         case .client where connection.earlyData == .attempted:
             earlySends = []
@@ -250,19 +255,37 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
         }
         received[index]!.writeBytes(bytes)
         receivedBytes[index] += bytes.count
-        if index == 0 {
-            if driver.connection.isHandshakeCompleted { deliverControl() }
-        } else if helloDelivered {
-            deliver(lane: index)
-        } else if resolver != nil {
+        if index != 0, !helloDelivered, resolver != nil {
             // A client sends messages only after the server's HELLO, which follows its own.
-            close(sending: GoAway(code: .protocolError, reason: "MESSAGE before HELLO"))
+            return close(sending: GoAway(code: .protocolError, reason: "MESSAGE before HELLO"))
+        }
+        // Frames reach the channel once the read burst ends: one decode pass and one wake-up
+        // of the consumer per lane for all the packets of a burst, not one per packet.
+        if !pendingDelivery[index] {
+            pendingDelivery[index] = true
+            pendingLanes.append(index)
+        }
+    }
+
+    /// The driver finished a read burst: hand every lane that received data to the channel.
+    private func deliverReceived() {
+        guard !pendingLanes.isEmpty else { return }
+        let lanes = pendingLanes
+        pendingLanes.removeAll(keepingCapacity: true)
+        for index in lanes { pendingDelivery[index] = false }
+        for index in lanes {
+            if index == 0 {
+                if driver.connection.isHandshakeCompleted { deliverControl() }
+            } else if helloDelivered {
+                deliver(lane: index)
+            }
         }
     }
 
     private func deliverControl() {
         if channel == nil, let resolver {
-            switch HelloReader.read(received[0]!, limits: limits) {
+            guard let control = received[0] else { return }
+            switch HelloReader.read(control, limits: limits) {
             case .needMoreBytes:
                 return
             case .refused(let goAway):
