@@ -64,7 +64,10 @@ final class QUICConnection {
     private var nextStreamToServe = 0
     /// An error raised inside a callback, reported by the call that triggered it.
     private var callbackFailure: QUICError?
+    /// What ngtcp2 says about the packet it just wrote (its ECN codepoint).
     private var packetInfo = ngtcp2_pkt_info()
+    /// What the socket said about the datagram being read (its ECN codepoint).
+    private var receivedPacketInfo = ngtcp2_pkt_info()
 
     /// The handshake completed (TLS done, 1-RTT keys installed).
     var onHandshakeCompleted: (() -> Void)?
@@ -247,11 +250,13 @@ final class QUICConnection {
 
     // MARK: input
 
-    /// Processes one received datagram.
-    func receive(_ datagram: ByteBuffer, from remote: SocketAddress, now: UInt64) throws(QUICError) {
+    /// Processes one received datagram, which arrived with the ECN codepoint `ecn`
+    /// (`NGTCP2_ECN_*`; not-ECT when the socket does not report it).
+    func receive(_ datagram: ByteBuffer, from remote: SocketAddress, ecn: UInt32 = UInt32(NGTCP2_ECN_NOT_ECT), now: UInt64) throws(QUICError) {
         path.set(remote: remote)
+        receivedPacketInfo.ecn = ecn
         let result = datagram.withUnsafeReadableBytes { bytes in
-            cngtcp2_conn_read_pkt(conn, path.path, &packetInfo, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, now)
+            cngtcp2_conn_read_pkt(conn, path.path, &receivedPacketInfo, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, now)
         }
         if let failure = callbackFailure { callbackFailure = nil; throw failure }
         guard result == 0 else { throw QUICError.ngtcp2("ngtcp2_conn_read_pkt", result) }
@@ -342,13 +347,14 @@ final class QUICConnection {
 
     /// Writes up to `maxPackets` packets (stream data, ACKs, handshake, retransmissions) and
     /// hands them to `emit` in batches: packets written back to back into one buffer, all of
-    /// `segmentSize` bytes but the last, which may be shorter, so that one `sendmsg` with
-    /// `UDP_SEGMENT` (GSO) sends the batch. With `maxSegments` 1 every packet is a batch of its
-    /// own. Returns how many packets it wrote.
+    /// `segmentSize` bytes but the last, which may be shorter, and all with the same ECN
+    /// codepoint `ecn` (`NGTCP2_ECN_*`), so that one `sendmsg` with `UDP_SEGMENT` (GSO) sends
+    /// the batch. With `maxSegments` 1 every packet is a batch of its own. Returns how many
+    /// packets it wrote.
     @discardableResult
     func writePackets(
         now: UInt64, maxPackets: Int = 64, maxSegments: Int = 1, allocator: ByteBufferAllocator = ByteBufferAllocator(),
-        emit: (_ batch: ByteBuffer, _ segmentSize: Int) -> Void
+        emit: (_ batch: ByteBuffer, _ segmentSize: Int, _ ecn: UInt32) -> Void
     ) throws(QUICError) -> Int {
         let packetSize = options.maxUDPPayloadSize
         var written = 0
@@ -356,9 +362,10 @@ final class QUICConnection {
         var batch = allocator.buffer(capacity: packetSize * max(1, min(maxSegments, maxPackets)))
         var segmentSize = 0
         var segments = 0
+        var batchECN = UInt32(NGTCP2_ECN_NOT_ECT)
         func flushBatch() {
             guard segments > 0 else { return }
-            emit(batch, segmentSize)
+            emit(batch, segmentSize, batchECN)
             batch = allocator.buffer(capacity: packetSize * max(1, min(maxSegments, maxPackets - written)))
             segments = 0
         }
@@ -400,18 +407,23 @@ final class QUICConnection {
             }
             if result == 0 { break }
             written += 1
-            if segments > 0, result > segmentSize {
-                // Longer than the batch's segments: it starts a batch of its own.
+            if segments > 0, result > segmentSize || packetInfo.ecn != batchECN {
+                // Longer than the batch's segments, or marked differently: it starts a batch of its own.
                 var packet = allocator.buffer(capacity: packetSize * max(1, min(maxSegments, maxPackets - written + 1)))
                 _ = batch.withUnsafeMutableWritableBytes { source in packet.writeBytes(UnsafeRawBufferPointer(rebasing: source[0..<result])) }
-                emit(batch, segmentSize)
+                emit(batch, segmentSize, batchECN)
                 batch = packet
                 segments = 1
                 segmentSize = result
+                batchECN = packetInfo.ecn
+                if result < segmentSize || segments >= maxSegments { flushBatch() }
                 continue
             }
             batch.moveWriterIndex(forwardBy: result)
-            if segments == 0 { segmentSize = result }
+            if segments == 0 {
+                segmentSize = result
+                batchECN = packetInfo.ecn
+            }
             segments += 1
             // A short packet ends a batch, as does the segment limit.
             if result < segmentSize || segments >= maxSegments { flushBatch() }

@@ -30,6 +30,28 @@ final class QUICConnectionDriver: @unchecked Sendable {
         var sendBatches = 0
         var datagramsReceived = 0
         var timerExpiries = 0
+        /// Datagrams that arrived marked ECT(0), ECT(1) or CE.
+        var ecnMarkedDatagramsReceived = 0
+    }
+
+    /// NIO's name for ngtcp2's ECN codepoint.
+    static func ecnState(_ codepoint: UInt32) -> NIOExplicitCongestionNotificationState {
+        switch Int32(codepoint) {
+        case NGTCP2_ECN_ECT_0: .transportCapableFlag0
+        case NGTCP2_ECN_ECT_1: .transportCapableFlag1
+        case NGTCP2_ECN_CE: .congestionExperienced
+        default: .transportNotCapable
+        }
+    }
+
+    /// ngtcp2's ECN codepoint for what the socket reported.
+    static func ecnCodepoint(_ state: NIOExplicitCongestionNotificationState?) -> UInt32 {
+        switch state {
+        case .transportCapableFlag0: UInt32(NGTCP2_ECN_ECT_0)
+        case .transportCapableFlag1: UInt32(NGTCP2_ECN_ECT_1)
+        case .congestionExperienced: UInt32(NGTCP2_ECN_CE)
+        case .transportNotCapable, nil: UInt32(NGTCP2_ECN_NOT_ECT)
+        }
     }
     private(set) var counters = Counters()
 
@@ -42,7 +64,12 @@ final class QUICConnectionDriver: @unchecked Sendable {
     /// Packets sent per `sendmsg` with UDP segmentation offload (1: no GSO).
     let maxSegments: Int
 
-    init(connection: QUICConnection, socket: any Channel, remote: SocketAddress, maxSegments: Int = 1) {
+    /// Whether packets leave with the ECN codepoint ngtcp2 chose (else unmarked, and ngtcp2's
+    /// path validation fails, so it stops asking).
+    let marksECN: Bool
+
+    init(connection: QUICConnection, socket: any Channel, remote: SocketAddress, maxSegments: Int = 1, marksECN: Bool = true) {
+        self.marksECN = marksECN
         self.connection = connection
         self.socket = socket
         self.remote = remote
@@ -57,13 +84,17 @@ final class QUICConnectionDriver: @unchecked Sendable {
     /// A datagram for this connection arrived from `address`. With `flushNow` false the caller
     /// calls ``flush()`` once it has handed over every datagram of the read (one write, and one
     /// ACK, for a burst rather than one per datagram).
-    func receive(_ datagram: ByteBuffer, from address: SocketAddress, flushNow: Bool = true) {
+    func receive(
+        _ datagram: ByteBuffer, from address: SocketAddress, ecn: NIOExplicitCongestionNotificationState? = nil, flushNow: Bool = true
+    ) {
         guard !closed else { return }
         counters.datagramsReceived += 1
+        let codepoint = Self.ecnCodepoint(ecn)
+        if codepoint != UInt32(NGTCP2_ECN_NOT_ECT) { counters.ecnMarkedDatagramsReceived += 1 }
         do {
             receiving = true
             defer { receiving = false }
-            try connection.receive(datagram, from: address, now: cngtcp2_timestamp())
+            try connection.receive(datagram, from: address, ecn: codepoint, now: cngtcp2_timestamp())
             remote = address
         } catch {
             return finish(error)
@@ -109,9 +140,12 @@ final class QUICConnectionDriver: @unchecked Sendable {
             let now = cngtcp2_timestamp()
             let maxSegments = maxSegments
             while written < Self.packetsPerTurn {
-                let count = try connection.writePackets(now: now, maxPackets: 64, maxSegments: maxSegments, allocator: socket.allocator) { batch, segmentSize in
-                    let metadata = batch.readableBytes > segmentSize
-                        ? AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: segmentSize)
+                let count = try connection.writePackets(now: now, maxPackets: 64, maxSegments: maxSegments, allocator: socket.allocator) { batch, segmentSize, ecn in
+                    let segmented = batch.readableBytes > segmentSize
+                    let marked = marksECN && ecn != UInt32(NGTCP2_ECN_NOT_ECT)
+                    let metadata = segmented || marked
+                        ? AddressedEnvelope<ByteBuffer>.Metadata(
+                            ecnState: marked ? Self.ecnState(ecn) : .transportNotCapable, packetInfo: nil, segmentSize: segmented ? segmentSize : nil)
                         : nil
                     socket.write(AddressedEnvelope(remoteAddress: remote, data: batch, metadata: metadata), promise: nil)
                     counters.sendBatches += 1

@@ -16,6 +16,9 @@ public struct QUICConnectionStatistics: Sendable, CustomStringConvertible {
     public var sendBatches: Int
     /// Datagrams received (after splitting coalesced GRO reads).
     public var datagramsReceived: Int
+    /// Datagrams received with an ECN mark (ECT(0), ECT(1) or CE): the peer marks its packets
+    /// once ECN validation succeeded on the path.
+    public var ecnMarkedDatagramsReceived: Int
     /// Timer expiries handled (loss detection, ACK delay, pacing).
     public var timerExpiries: Int
     /// Packet-protection key generations derived after the handshake (key updates).
@@ -27,7 +30,7 @@ public struct QUICConnectionStatistics: Sendable, CustomStringConvertible {
 
     public var description: String {
         "srtt \(smoothedRTT) min \(minimumRTT) cwnd \(congestionWindow) inflight \(bytesInFlight) pacing \(Int(pacingRate / 1e6)) MB/s "
-            + "sent \(packetsSent) packets in \(sendBatches) batches, received \(datagramsReceived), timers \(timerExpiries), key updates \(keyUpdates), resumed \(sessionResumed), 0-RTT \(earlyData)"
+            + "sent \(packetsSent) packets in \(sendBatches) batches, received \(datagramsReceived) (\(ecnMarkedDatagramsReceived) ECN-marked), timers \(timerExpiries), key updates \(keyUpdates), resumed \(sessionResumed), 0-RTT \(earlyData)"
     }
 }
 
@@ -40,8 +43,8 @@ extension QUICConnection {
             smoothedRTT: .nanoseconds(Int64(stat.smoothed_rtt)), minimumRTT: .nanoseconds(Int64(min(stat.min_rtt, UInt64(Int64.max)))),
             congestionWindow: stat.cwnd, bytesInFlight: stat.bytes_in_flight, pacingRate: stat.pacing_rate * 1e9,
             packetsSent: counters.packetsSent, sendBatches: counters.sendBatches, datagramsReceived: counters.datagramsReceived,
-            timerExpiries: counters.timerExpiries, keyUpdates: keyUpdates, sessionResumed: isHandshakeCompleted && tls.isResumed,
-            earlyData: earlyData)
+            ecnMarkedDatagramsReceived: counters.ecnMarkedDatagramsReceived, timerExpiries: counters.timerExpiries, keyUpdates: keyUpdates,
+            sessionResumed: isHandshakeCompleted && tls.isResumed, earlyData: earlyData)
     }
 }
 

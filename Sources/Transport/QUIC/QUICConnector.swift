@@ -31,6 +31,9 @@ public final class QUICConnector: Sendable {
         /// the peer, and GnuTLS's anti-replay refuses a repeated first flight's early data.
         /// Default on.
         public var earlyData = true
+        /// Whether packets are ECN-marked and received marks read, so congestion shows before
+        /// loss (ngtcp2 validates the path and stops marking if marks do not pass). Default on.
+        public var explicitCongestionNotification = true
 
         /// Creates a configuration.
         public init(
@@ -79,6 +82,7 @@ public final class QUICConnector: Sendable {
         let streamWindow = min(channel.configuration.initialWindow, channel.configuration.bulkWindow)
         var endpointConfiguration = QUICEndpoint.Configuration(credentials: credentials)
         endpointConfiguration.segmentationOffload = configuration.segmentationOffload
+        endpointConfiguration.explicitCongestionNotification = configuration.explicitCongestionNotification
         endpointConfiguration.options = QUICConnection.Options(
             channelStreams: channel.configuration.limits.laneCount, streamWindow: streamWindow, idleTimeout: configuration.idleTimeout,
             handshakeTimeout: configuration.connectTimeout)

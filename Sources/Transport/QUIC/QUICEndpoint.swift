@@ -30,6 +30,12 @@ final class QUICEndpoint: @unchecked Sendable {
         /// received coalesced (`UDP_GRO`), where the kernel supports it. Default on.
         var segmentationOffload = true
 
+        /// Whether packets carry the ECN codepoint ngtcp2 chooses and received codepoints are
+        /// read (`IP_RECVTOS`), so that the congestion controller learns of congestion marks
+        /// rather than only of losses (RFC 9000 §13.4). ngtcp2 validates the path first and stops
+        /// marking if it does not pass marks through. Default on.
+        var explicitCongestionNotification = true
+
         /// Packets per GSO batch: the kernel takes at most 64 segments and 64 KiB.
         var maxSegments: Int {
             guard segmentationOffload, System.supportsUDPSegmentationOffload else { return 1 }
@@ -103,6 +109,9 @@ final class QUICEndpoint: @unchecked Sendable {
             // Room for bursts of a fast sender between reads (the default is ~200 KiB).
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+        if configuration.explicitCongestionNotification {
+            bootstrap = bootstrap.channelOption(.explicitCongestionNotification, value: true)
+        }
         if configuration.receiveOffload {
             bootstrap = bootstrap
                 .channelOption(.datagramReceiveOffload, value: true)
@@ -216,8 +225,9 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         // GRO coalesced several datagrams of one sender: each is a slice of the read buffer.
         var data = envelope.data
+        let metadata = envelope.metadata.map { AddressedEnvelope<ByteBuffer>.Metadata(ecnState: $0.ecnState) }
         while data.readableBytes > 0, let segment = data.readSlice(length: min(segmentSize, data.readableBytes)) {
-            receive(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: segment), context: context)
+            receive(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: segment, metadata: metadata), context: context)
         }
     }
 
@@ -238,7 +248,7 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         if let driver = drivers[id] {
             if !driver.awaitsFlush { awaitingFlush.append(driver) }
-            driver.receive(envelope.data, from: envelope.remoteAddress, flushNow: false)
+            driver.receive(envelope.data, from: envelope.remoteAddress, ecn: envelope.metadata?.ecnState, flushNow: false)
             return
         }
         guard isServer, let local = context.localAddress else { statistics.dropped += 1; return }
@@ -285,14 +295,15 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
                 remote: envelope.remoteAddress, credentials: configuration.credentials, alpn: configuration.alpn,
                 options: configuration.options, ticketIssuer: configuration.ticketIssuer)
             let driver = QUICConnectionDriver(
-                connection: connection, socket: context.channel, remote: envelope.remoteAddress, maxSegments: configuration.maxSegments)
+                connection: connection, socket: context.channel, remote: envelope.remoteAddress, maxSegments: configuration.maxSegments,
+                marksECN: configuration.explicitCongestionNotification)
             let stateless = stateless
             connection.addressTokenIssuer = { [unowned driver] in stateless.addressToken(for: driver.remote) }
             connection.onEarlyData = { [weak self] in self?.statistics.earlyDataConnections += 1 }
             register(driver, ids: [issued, withUnsafePointer(to: header.dcid) { QUICConnectionID($0) }])
             handshaking[ObjectIdentifier(driver)] = driver
             onAccepted?(driver)
-            driver.receive(envelope.data, from: envelope.remoteAddress)
+            driver.receive(envelope.data, from: envelope.remoteAddress, ecn: envelope.metadata?.ecnState)
         } catch {
             statistics.dropped += 1
         }
@@ -329,7 +340,9 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
         let connection = try QUICConnection.client(
             local: local, remote: remote, credentials: configuration.credentials, alpn: configuration.alpn,
             serverName: serverName, options: configuration.options, ticket: ticket, addressToken: addressToken)
-        let driver = QUICConnectionDriver(connection: connection, socket: socket, remote: remote, maxSegments: configuration.maxSegments)
+        let driver = QUICConnectionDriver(
+            connection: connection, socket: socket, remote: remote, maxSegments: configuration.maxSegments,
+            marksECN: configuration.explicitCongestionNotification)
         prepare(driver)
         register(driver, ids: connection.sourceConnectionIDs)
         driver.flush()

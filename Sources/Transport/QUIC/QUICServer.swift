@@ -46,6 +46,9 @@ public final class QUICServer: Sendable {
         /// is refused (GnuTLS anti-replay). Tickets are sealed with a key made at start, so they
         /// do not survive a restart. Default on.
         public var earlyData = true
+        /// Whether packets are ECN-marked and received marks read, so congestion shows before
+        /// loss (ngtcp2 validates the path and stops marking if marks do not pass). Default on.
+        public var explicitCongestionNotification = true
         /// How long an address token the server sends in NEW_TOKEN spares a reconnecting client
         /// the Retry round trip. Default 1 hour.
         public var addressTokenLifetime: Duration = .seconds(3600)
@@ -117,6 +120,7 @@ public final class QUICServer: Sendable {
                 maxRemembered: configuration.maxRememberedEarlyData, replayProtection: configuration.replayProtection)
         }
         endpointConfiguration.segmentationOffload = configuration.segmentationOffload
+        endpointConfiguration.explicitCongestionNotification = configuration.explicitCongestionNotification
         let bound = try await QUICEndpoint.bind(
             host: configuration.host, port: configuration.port, isServer: true, configuration: endpointConfiguration, group: group
         ) { driver in
