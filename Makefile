@@ -34,12 +34,14 @@ test: deps
 
 ## bench: micro-benchmarks (time, instructions and mallocs per message, Benchmarks/), then channel
 ## throughput on loopback over WebSocket+TLS (iperf3 TCP measured in the same run) and over QUIC
-## (iperf3 UDP and ngtcp2's gtlsserver→gtlsclient pair measured in the same run)
+## (iperf3 UDP and ngtcp2's gtlsserver→gtlsclient pair measured in the same run), then new
+## connections per second and memory per idle connection for both backends
 bench: deps
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress
 	$(SWIFT) build -c release --product channel-bench
 	$(SWIFT) run -c release --skip-build channel-bench
 	$(SWIFT) run -c release --skip-build channel-bench --backend quic --verbose
+	$(SWIFT) run -c release --skip-build channel-bench --connections
 
 ## run: install, build, and start a cloud and an edge joined by the channel (WebSocket+TLS on 127.0.0.1)
 ## until cloudcore and edgecore land (later issues); Ctrl-C stops it
