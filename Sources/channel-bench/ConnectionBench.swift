@@ -69,6 +69,13 @@ final class BenchEdge: Sendable {
         if let quic {
             let open = try await quic.connect(channel)
             connection.withLockedValue { $0 = { await open.drop() } }
+            do {
+                try await channel.waitUntilConnected(timeout: .seconds(30))
+            } catch {
+                let statistics = (try? await open.statistics()).map { "\($0)" } ?? "unavailable"
+                throw BenchError(description: "\(channel.configuration.localNodeID): QUIC handshake completed but no HELLO exchange (\(error)); connection: \(statistics)")
+            }
+            return
         } else if let webSocket {
             let open = try await webSocket.connect(channel)
             connection.withLockedValue { $0 = { await open.drop() } }

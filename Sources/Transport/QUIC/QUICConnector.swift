@@ -103,8 +103,10 @@ public final class QUICConnector: Sendable {
                 driver.connection.onSessionTicket = { ticket in sessions.store(ticket, for: server) }
                 driver.connection.onAddressToken = { token in sessions.store(addressToken: token, for: server) }
                 // Set before the link exists: the link chains its own close handling onto this.
-                driver.onClosed = { error in
-                    handshake.fail(error ?? QUICError.closed(reason: "closed during the handshake"))
+                driver.onClosed = { [unowned driver] error in
+                    if handshake.fail(error ?? QUICError.closed(reason: "closed during the handshake")) {
+                        logger.info("QUIC handshake failed", metadata: ["local": "\(driver.socket.localAddress.map { "\($0)" } ?? "?")", "error": "\(error.map { "\($0)" } ?? "closed")", "connection": "\(driver.statistics)"])
+                    }
                     Task { await endpoint.close() }
                 }
                 driver.connection.onHandshakeCompleted = { [unowned driver] in
@@ -190,10 +192,12 @@ private final class HandshakeOutcome: @unchecked Sendable {
         promise.succeed()
     }
 
-    /// Called on the promise's event loop.
-    func fail(_ error: any Error) {
-        guard !settled else { return }
+    /// Called on the promise's event loop. Returns whether this outcome settled the promise.
+    @discardableResult
+    func fail(_ error: any Error) -> Bool {
+        guard !settled else { return false }
         settled = true
         promise.fail(error)
+        return true
     }
 }

@@ -104,8 +104,10 @@ final class QUICEndpoint: @unchecked Sendable {
     private static func openSocket(
         host: String, port: Int, configuration: Configuration, handler: QUICEndpointHandler, group: any EventLoopGroup
     ) async throws -> any Channel {
+        // No SO_REUSEADDR: on a UDP socket it lets the kernel hand the same ephemeral port to
+        // two clients (datagrams then reach only one of them), and lets a second server bind a
+        // port in use. UDP has no TIME_WAIT to wait out.
         var bootstrap = DatagramBootstrap(group: group)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
             // Room for bursts of a fast sender between reads (the default is ~200 KiB).
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
