@@ -102,11 +102,15 @@ final class QUICConnectionDriver: @unchecked Sendable {
         if flushNow { endReadBurst() } else { awaitsFlush = true }
     }
 
-    /// The datagrams of a read burst have been handed over: received data goes on, then the
-    /// connection writes (ACKs, and whatever the data prompted).
+    /// The datagrams of a read burst have been handed over: the connection writes first (the
+    /// ACKs leave before the received data is decoded, so the peer's RTT samples and its
+    /// congestion window do not include this side's processing time), then received data goes
+    /// on, and whatever it prompted is written.
     func endReadBurst() {
         guard !closed else { return }
-        onReadBurstEnded?()
+        flush()
+        guard let onReadBurstEnded, !closed else { return }
+        onReadBurstEnded()
         flush()
     }
 
