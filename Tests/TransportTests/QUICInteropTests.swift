@@ -29,7 +29,10 @@ import Testing
         await server.close()
     }
 
-    @Test func aioquicClientSpeaksTheChannelProtocolOverQUIC() async throws {
+    /// With `closeAtOnce` the peer's CONNECTION_CLOSE follows its GOAWAY at once, so both
+    /// usually arrive in one read burst: the GOAWAY must still reach the channel.
+    @Test(arguments: [false, true])
+    func aioquicClientSpeaksTheChannelProtocolOverQUIC(closeAtOnce: Bool) async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }
         let cloud = try MessageChannel(configuration: ChannelConfiguration(localNodeID: "cloud", peerNodeID: "edge-1"))
@@ -39,7 +42,7 @@ import Testing
         let peer = try PeerProcess([
             "python3", PeerProcess.script("quic_peer.py"), "client-exchange", "--port", "\(fixture.port)",
             "--ca", client.trustRoots, "--cert", client.certificateChain, "--key", client.privateKey, "--count", "300",
-        ])
+        ] + (closeAtOnce ? ["--close-at-once"] : []))
         defer { peer.stop() }
         let status = await peer.exitStatus(within: .seconds(60))
         echo.cancel()

@@ -183,7 +183,8 @@ async def client_exchange(args) -> dict:
             if replies:
                 send(LANE_CONTROL, replies)
         send(LANE_CONTROL, [GoAway(NORMAL, "python QUIC peer done")])
-        await asyncio.sleep(0.1)
+        if not args.close_at_once:
+            await asyncio.sleep(0.1)
         protocol.close()
         return {"sent": count, "received": received, "acked": acked}
 
@@ -280,6 +281,8 @@ def main() -> int:
     parser.add_argument("--bytes", type=int, default=100_000)
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=20)
+    parser.add_argument("--close-at-once", action="store_true",
+                        help="client-exchange: send CONNECTION_CLOSE right behind the GOAWAY (same read burst on the server)")
     args = parser.parse_args()
     run = {"client-echo": client_echo, "client-exchange": client_exchange, "client-refused": client_refused,
            "server-echo": server_echo}[args.mode]
