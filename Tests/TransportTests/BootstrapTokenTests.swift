@@ -56,16 +56,7 @@ import Testing
         try Data(message).write(to: URL(fileURLWithPath: "\(directory)/message"))
         try Data(try authority.certificate.export()).write(to: URL(fileURLWithPath: "\(directory)/ca.pem"))
         let script = "openssl x509 -in ca.pem -pubkey -noout > ca.pub && openssl dgst -sha256 -verify ca.pub -signature signature.der message"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", script]
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0 && text.contains("Verified OK"), "\(text)")
+        let (status, text) = try runProcess("/bin/sh", ["-c", script], in: directory)
+        #expect(status == 0 && text.contains("Verified OK"), "\(text)")
     }
 }

@@ -58,16 +58,9 @@ import Testing
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }
         _ = try Self.issue(in: directory, node: "edge-7", authority: try CertificateAuthority.create())
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = ["verify", "-CAfile", "\(directory)/ca.pem", "-purpose", "sslclient", "\(directory)/node.pem"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try runProcess(
+            "/usr/bin/openssl", ["verify", "-CAfile", "\(directory)/ca.pem", "-purpose", "sslclient", "\(directory)/node.pem"])
+        #expect(status == 0, "\(text)")
         #expect(text.contains("OK"))
     }
 

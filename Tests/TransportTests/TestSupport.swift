@@ -91,3 +91,19 @@ func echoEvents(of cloud: MessageChannel) -> Task<Void, any Error> {
         }
     }
 }
+
+/// Runs `executable` with `arguments` (in `directory`, if given); returns its exit
+/// status and its standard output and error together.
+func runProcess(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
+}
