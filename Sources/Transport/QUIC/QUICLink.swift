@@ -369,10 +369,11 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
         helloTimer?.cancel()
         graceTimer?.cancel()
         closing = true
-        // Data that arrived in the read burst that ended the connection (a GOAWAY followed by
-        // the peer's CONNECTION_CLOSE) still reaches the channel.
-        deliverReceived()
         guard let channel else { return }
+        // Data that arrived in the read burst that ended the connection (a GOAWAY followed by
+        // the peer's CONNECTION_CLOSE) still reaches an attached channel; a HELLO on a closed
+        // connection attaches nothing.
+        deliverReceived()
         if case .ngtcp2(_, let code, _)? = error, code == NGTCP2_ERR_DRAINING,
            let close = driver.connection.peerCloseError, close.isApplication, close.code != GoAway.Code.normal.rawValue {
             // The peer closed with a GOAWAY code; its GOAWAY frame may not have arrived.
