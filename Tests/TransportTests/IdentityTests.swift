@@ -54,6 +54,30 @@ import Testing
         #expect(try authority.certificate.sha256Hex().count == 64)
     }
 
+    /// The longest node name Kubernetes accepts (253) makes a 265-byte common name.
+    @Test func theLongestValidNodeNameGetsItsCertificate() throws {
+        let authority = try CertificateAuthority.create()
+        let node = String(repeating: "a", count: 253)
+        let request = try CertificateSigningRequest(commonName: "system:node:\(node)", key: try PrivateKey.generate())
+        let received = try CertificateSigningRequest(bytes: try request.export(.der), encoding: .der)
+        #expect(received.commonName == "system:node:\(node)")
+        #expect(try authority.issueNodeCertificate(for: received, node: node).commonName == "system:node:\(node)")
+    }
+
+    @Test func malformedKeysAndCertificatesAreRefused() throws {
+        let garbage = Array("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".utf8)
+        #expect(throws: IdentityError.self) { try Certificate(bytes: garbage) }
+        #expect(throws: IdentityError.self) { try Certificate(bytes: [0x30, 0x82, 0xFF, 0xFF, 0x01], encoding: .der) }
+        #expect(throws: IdentityError.self) { try PrivateKey(bytes: garbage) }
+        #expect(throws: IdentityError.self) { try PrivateKey(bytes: [], encoding: .der) }
+        // A leaf certificate cannot stand in as the CA.
+        let authority = try CertificateAuthority.create()
+        let leaf = try authority.issueServerCertificate(key: try PrivateKey.generate(), names: ["localhost"])
+        #expect(throws: IdentityError.invalid("the certificate localhost is not a CA certificate")) {
+            try CertificateAuthority(certificate: leaf, key: authority.key)
+        }
+    }
+
     @Test func opensslVerifiesTheIssuedCertificates() throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }

@@ -34,10 +34,7 @@ public final class Certificate: @unchecked Sendable {
     public var organization: String { name(GNUTLS_OID_X520_ORGANIZATION_NAME) }
 
     private func name(_ oid: String) -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        var size = buffer.count
-        guard gnutls_x509_crt_get_dn_by_oid(handle, oid, 0, 0, &buffer, &size) >= 0 else { return "" }
-        return String(decoding: buffer.prefix(size).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        readName { gnutls_x509_crt_get_dn_by_oid(handle, oid, 0, 0, $0, $1) }
     }
 
     /// Start and end of validity.

@@ -41,11 +41,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
 
     /// The subject's common name (empty if it has none).
     public var commonName: String {
-        var size = 0
-        var buffer = [CChar](repeating: 0, count: 256)
-        size = buffer.count
-        guard gnutls_x509_crq_get_dn_by_oid(handle, GNUTLS_OID_X520_COMMON_NAME, 0, 0, &buffer, &size) >= 0 else { return "" }
-        return String(decoding: buffer.prefix(size).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        readName { gnutls_x509_crq_get_dn_by_oid(handle, GNUTLS_OID_X520_COMMON_NAME, 0, 0, $0, $1) }
     }
 
     /// The request, encoded.

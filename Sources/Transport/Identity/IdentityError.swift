@@ -46,3 +46,17 @@ public enum IdentityEncoding: Sendable {
 
     var gnutls: gnutls_x509_crt_fmt_t { self == .pem ? GNUTLS_X509_FMT_PEM : GNUTLS_X509_FMT_DER }
 }
+
+/// A distinguished-name attribute read through `get` (GnuTLS's `*_get_dn_by_oid`), asking again
+/// with the size GnuTLS reports when the first buffer is too small; empty if absent.
+func readName(_ get: (UnsafeMutableRawPointer, UnsafeMutablePointer<Int>) -> Int32) -> String {
+    var size = 128
+    for _ in 0..<2 {
+        var buffer = [UInt8](repeating: 0, count: size)
+        let result = buffer.withUnsafeMutableBytes { get($0.baseAddress!, &size) }
+        if result == GNUTLS_E_SHORT_MEMORY_BUFFER { continue }
+        guard result >= 0 else { return "" }
+        return String(decoding: buffer.prefix(size), as: UTF8.self)
+    }
+    return ""
+}
