@@ -33,10 +33,10 @@ func startServer(_ backend: Backend, directory: String) async throws -> (port: I
     let channels = CloudChannels()
     switch backend {
     case .quic:
-        let server = QUICServer(configuration: .init(port: 0, tls: tls)) { hello in channels.channel(for: hello.nodeID) }
+        let server = QUICServer(configuration: .init(port: 0, tls: tls)) { request in .accepting(channels.channel(for: request.hello.nodeID), for: request) }
         return (try await server.start(), { await server.stop() })
     case .webSocket:
-        let server = WebSocketServer(configuration: .init(port: 0, tls: tls)) { hello in channels.channel(for: hello.nodeID) }
+        let server = WebSocketServer(configuration: .init(port: 0, tls: tls)) { request in .accepting(channels.channel(for: request.hello.nodeID), for: request) }
         return (try await server.start(), { await server.stop() })
     }
 }

@@ -90,7 +90,7 @@ func connectPair(directory: String, outbox: Bool, tag: String) async throws -> (
         let offload = !CommandLine.arguments.contains("--no-gso")
         var serverConfiguration = QUICServer.Configuration(port: 0, tls: serverTLS)
         serverConfiguration.segmentationOffload = offload
-        let server = QUICServer(configuration: serverConfiguration) { hello in hello.nodeID == "edge-1" ? cloud : nil }
+        let server = QUICServer(configuration: serverConfiguration) { request in .accepting(request.hello.nodeID == "edge-1" ? cloud : nil, for: request) }
         let port = try await server.start()
         var connectorConfiguration = QUICConnector.Configuration(port: port, tls: clientTLS)
         connectorConfiguration.segmentationOffload = offload
@@ -102,7 +102,7 @@ func connectPair(directory: String, outbox: Bool, tag: String) async throws -> (
             await server.stop()
         }
     } else {
-        let server = WebSocketServer(configuration: .init(port: 0, tls: serverTLS)) { hello in hello.nodeID == "edge-1" ? cloud : nil }
+        let server = WebSocketServer(configuration: .init(port: 0, tls: serverTLS)) { request in .accepting(request.hello.nodeID == "edge-1" ? cloud : nil, for: request) }
         let port = try await server.start()
         try await WebSocketConnector(configuration: .init(port: port, tls: clientTLS)).connect(edge)
         running = RunningServer { await server.stop() }

@@ -136,7 +136,7 @@ import Testing
         let rogueEdge = try MessageChannel(configuration: ChannelConfiguration(localNodeID: "edge-1", peerNodeID: "cloud"))
         switch backend {
         case .webSocket:
-            let server = WebSocketServer(configuration: .init(port: 0, tls: good.server), group: testGroup) { _ in cloud }
+            let server = WebSocketServer(configuration: .init(port: 0, tls: good.server), group: testGroup) { _ in .accept(cloud) }
             let port = try await server.start()
             let connection = try await WebSocketConnector(configuration: .init(port: port, tls: good.node), group: testGroup).connect(edge)
             try await edge.waitUntilConnected()
@@ -147,7 +147,7 @@ import Testing
             await connection.drop()
             await server.stop()
         case .quic:
-            let server = QUICServer(configuration: .init(port: 0, tls: good.server), group: testGroup) { _ in cloud }
+            let server = QUICServer(configuration: .init(port: 0, tls: good.server), group: testGroup) { _ in .accept(cloud) }
             let port = try await server.start()
             let connection = try await QUICConnector(configuration: .init(port: port, tls: good.node), group: testGroup).connect(edge)
             try await edge.waitUntilConnected()

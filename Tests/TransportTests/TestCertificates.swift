@@ -35,8 +35,8 @@ final class WebSocketFixture: @unchecked Sendable {
         certificates = try TestCertificates(directory: directory)
         server = WebSocketServer(
             configuration: .init(port: 0, tls: certificates.server, limits: limits, helloTimeout: .seconds(5)),
-            group: testGroup) { hello in
-                hello.nodeID == "edge-1" ? cloud() : nil
+            group: testGroup) { request in
+                .accepting(request.hello.nodeID == "edge-1" ? cloud() : nil, for: request)
             }
         port = try await server.start()
     }
@@ -92,8 +92,8 @@ final class QUICFixture: @unchecked Sendable {
         var configuration = QUICServer.Configuration(
             port: port, tls: certificates.server, limits: limits, helloTimeout: .seconds(30), streamWindow: streamWindow)
         configuration.replayProtection = replayProtection
-        return QUICServer(configuration: configuration, group: testGroup) { hello in
-                hello.nodeID == "edge-1" ? cloud() : nil
+        return QUICServer(configuration: configuration, group: testGroup) { request in
+                .accepting(request.hello.nodeID == "edge-1" ? cloud() : nil, for: request)
             }
     }
 

@@ -28,6 +28,9 @@ struct ChannelState {
     var counters = ChannelCounters()
     /// The last GOAWAY the peer sent.
     var lastGoAway: GoAway?
+    var observer = ObserverReference()
+    /// A connection was announced to the observer and its end is not yet.
+    var announcedConnected = false
 
     struct PersistWaiter {
         var lane: Lane
@@ -67,4 +70,9 @@ struct ChannelActions {
     var cancelTimers: [Scheduled<Void>] = []
     /// Received bytes the consumer took, to hand back to a link that provides flow control.
     var grants: (link: any ChannelLink, bytes: [(Lane, Int)])?
+    /// Observer events: `true` connected, `false` disconnected.
+    var connectionEvent: Bool?
+    /// Lanes whose buffer went from empty to holding messages, for the observer.
+    var available: [Lane] = []
+    var observer: (any MessageChannelObserver)?
 }

@@ -176,6 +176,10 @@ extension MessageChannel {
             actions.consumers.append((waiter, body.message))
             return
         }
+        if state.receive[index].buffer.isEmpty, let observer = state.observer.observer {
+            actions.observer = observer
+            actions.available.append(Lane(rawValue: UInt8(index)))
+        }
         state.receive[index].buffer.append(entry)
         state.receive[index].bufferedBytes += size
     }
@@ -238,6 +242,10 @@ extension MessageChannel {
         }
         state.established = true
         state.counters.handshakes += 1
+        if !state.announcedConnected {
+            state.announcedConnected = true
+            announce(true, state: state, actions: &actions)
+        }
         return true
     }
 
@@ -255,7 +263,7 @@ extension MessageChannel {
     private func replaceLink(with link: any ChannelLink, state: inout ChannelState, actions: inout ChannelActions) {
         if let old = state.link, old !== link {
             actions.close = (old, GoAway(code: .replaced, reason: "a newer connection replaced this one"))
-            connectionEnded(state: &state, actions: &actions)
+            connectionEnded(state: &state, actions: &actions, replaced: true)
         }
         state.link = link
         state.established = false
@@ -264,7 +272,13 @@ extension MessageChannel {
         state.lastSent = .now()
     }
 
-    func connectionEnded(state: inout ChannelState, actions: inout ChannelActions) {
+    /// The current link is gone. Unless a newer link `replaced` it, an announced connection
+    /// ends for the observer.
+    func connectionEnded(state: inout ChannelState, actions: inout ChannelActions, replaced: Bool = false) {
+        if !replaced, state.announcedConnected {
+            state.announcedConnected = false
+            announce(false, state: state, actions: &actions)
+        }
         state.link = nil
         state.established = false
         state.control = []
@@ -274,6 +288,12 @@ extension MessageChannel {
             state.counters.bestEffortDropped += state.send[index].connectionLost()
             for waiter in state.send[index].takeSpaceWaiters() { actions.senders.append((waiter, .success(false))) }
         }
+    }
+
+    func announce(_ connected: Bool, state: ChannelState, actions: inout ChannelActions) {
+        guard let observer = state.observer.observer else { return }
+        actions.observer = observer
+        actions.connectionEvent = connected
     }
 
     /// Send credit on a link whose transport does the flow control: never the limit.

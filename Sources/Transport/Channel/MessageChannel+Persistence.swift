@@ -37,6 +37,14 @@ extension MessageChannel {
         for (continuation, message) in actions.consumers { continuation.resume(returning: message) }
         for (continuation, result) in actions.senders { continuation.resume(with: result) }
         for (continuation, result) in actions.requests { continuation.resume(with: result) }
+        if let observer = actions.observer {
+            switch actions.connectionEvent {
+            case true?: observer.channelConnected(self)
+            case false?: observer.channelDisconnected(self)
+            case nil: break
+            }
+            for lane in actions.available { observer.channel(self, hasMessagesOn: lane) }
+        }
     }
 
     /// Moves delivered-but-unacknowledged marks towards the peer: through the outbox (persist,

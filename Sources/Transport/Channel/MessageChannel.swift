@@ -248,6 +248,41 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
 
     public func messages(on lane: Lane) -> LaneMessages { LaneMessages(source: self, lane: lane) }
 
+    /// Takes the next buffered message of `lane` without waiting; `nil` when none is buffered.
+    /// With a ``MessageChannelObserver`` this is how a server drains many channels from one
+    /// task: poll a lane until it returns `nil`, then wait for the next arrival event.
+    public func pollMessage(on lane: Lane) -> Message? {
+        let index = Int(lane.rawValue)
+        guard index < configuration.limits.laneCount else { return nil }
+        var actions = ChannelActions()
+        let message: Message? = state.withLock { state in
+            guard let entry = state.receive[index].buffer.popFirst() else { return nil }
+            state.receive[index].bufferedBytes -= entry.size
+            consumed(entry, lane: index, state: &state, actions: &actions)
+            return entry.message
+        }
+        perform(actions)
+        return message
+    }
+
+    /// Sets the observer of connection and arrival events (held weakly). Lanes that already
+    /// hold messages are reported at once.
+    public func setObserver(_ observer: any MessageChannelObserver) {
+        var actions = ChannelActions()
+        state.withLock { state in
+            state.observer.observer = observer
+            actions.observer = observer
+            if state.established {
+                state.announcedConnected = true
+                actions.connectionEvent = true
+            }
+            for index in state.receive.indices where !state.receive[index].buffer.isEmpty {
+                actions.available.append(Lane(rawValue: UInt8(index)))
+            }
+        }
+        perform(actions)
+    }
+
     func nextMessage(on lane: Lane) async -> Message? {
         let index = Int(lane.rawValue)
         guard index < configuration.limits.laneCount else { return nil }
@@ -347,6 +382,10 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
             state.link = nil
             state.established = false
             state.keepalive?.cancel()
+            if state.announcedConnected {
+                state.announcedConnected = false
+                announce(false, state: state, actions: &actions)
+            }
             for index in state.receive.indices {
                 if let waiter = state.receive[index].waiter {
                     actions.consumers.append((waiter, nil))

@@ -293,9 +293,15 @@ final class QUICLink: ChannelLink, @unchecked Sendable {
                 return close(sending: goAway)
             case .hello(let hello, let remainder):
                 helloTimer?.cancel()
-                guard let resolved = resolver(hello) else {
-                    logger.warning("refusing unknown node", metadata: ["node": "\(hello.nodeID)"])
-                    return close(sending: GoAway(code: .unauthorized, reason: "node \(hello.nodeID) is not known here"))
+                let request = SessionRequest(
+                    hello: hello, peerCertificate: driver.connection.tls.peerCertificate, remoteAddress: driver.remote,
+                    backend: .quic)
+                let resolved: MessageChannel
+                switch resolver(request) {
+                case .accept(let accepted): resolved = accepted
+                case .refuse(let goAway):
+                    logger.warning("refusing session", metadata: ["node": "\(hello.nodeID)", "reason": "\(goAway.reason)"])
+                    return close(sending: goAway)
                 }
                 channel = resolved
                 received[0] = remainder

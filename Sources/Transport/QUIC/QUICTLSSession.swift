@@ -65,6 +65,14 @@ final class QUICTLSSession {
     /// Client side: whether the server asked for this side's certificate.
     var certificateWasRequested: Bool { gnutls_certificate_client_get_request_status(handle) != 0 }
 
+    /// The DER bytes of the leaf certificate the peer authenticated with, if any. On a resumed
+    /// session GnuTLS restores it from the ticket.
+    var peerCertificate: [UInt8]? {
+        var count: UInt32 = 0
+        guard let list = gnutls_certificate_get_peers(handle, &count), count > 0, let data = list[0].data else { return nil }
+        return Array(UnsafeRawBufferPointer(start: data, count: Int(list[0].size)))
+    }
+
     /// Whether the handshake resumed a session from a ticket.
     var isResumed: Bool { gnutls_session_is_resumed(handle) != 0 }
 

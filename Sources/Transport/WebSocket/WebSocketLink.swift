@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 
 /// A ``ChannelLink`` over one upgraded WebSocket connection. Used only on its event loop.
@@ -19,6 +20,16 @@ final class WebSocketLink: ChannelLink, @unchecked Sendable {
     }
 
     var eventLoop: any EventLoop { nioChannel.eventLoop }
+
+    /// The DER bytes of the certificate the peer authenticated with in the TLS handshake, if
+    /// any. Call on the event loop.
+    func peerCertificate() -> [UInt8]? {
+        guard let tls = try? nioChannel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self) else {
+            return (try? nioChannel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self))
+                .flatMap { try? $0.peerCertificate?.toDERBytes() }
+        }
+        return try? tls.peerCertificate?.toDERBytes()
+    }
     var headroom: Int { WebSocketFrameHead.maxLength }
     var allocator: ByteBufferAllocator { nioChannel.allocator }
     var isWritable: Bool { nioChannel.isWritable && !closing }
@@ -81,8 +92,6 @@ final class WebSocketLink: ChannelLink, @unchecked Sendable {
 }
 
 /// Resolves the channel a new server connection belongs to from its HELLO; `nil` refuses it.
-public typealias SessionResolver = @Sendable (Hello) -> MessageChannel?
-
 /// Bridges WebSocket frames to a ``MessageChannel``: binary messages carry whole channel frames.
 final class WebSocketLinkHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
@@ -181,9 +190,14 @@ final class WebSocketLinkHandler: ChannelInboundHandler, RemovableChannelHandler
                 return link.close(sending: goAway)
             case .hello(let hello, let remainder):
                 helloTimer?.cancel()
-                guard let resolved = resolver(hello) else {
-                    logger.warning("refusing unknown node", metadata: ["node": "\(hello.nodeID)"])
-                    return link.close(sending: GoAway(code: .unauthorized, reason: "node \(hello.nodeID) is not known here"))
+                let request = SessionRequest(
+                    hello: hello, peerCertificate: link.peerCertificate(), remoteAddress: link.nioChannel.remoteAddress, backend: .webSocket)
+                let resolved: MessageChannel
+                switch resolver(request) {
+                case .accept(let accepted): resolved = accepted
+                case .refuse(let goAway):
+                    logger.warning("refusing session", metadata: ["node": "\(hello.nodeID)", "reason": "\(goAway.reason)"])
+                    return link.close(sending: goAway)
                 }
                 channel = resolved
                 resolved.attachAsServer(link, hello: hello)
