@@ -37,6 +37,8 @@ extension MessageRouter {
         public static let publish = "publish"
         public static let upload = "upload"
         public static let upsert = "upsert"
+        /// A refusal or failure answering the message named by `parentID` (its content says why).
+        public static let error = "error"
     }
 
     /// KubeEdge's well-known module groups.

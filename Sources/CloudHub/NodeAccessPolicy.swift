@@ -1,0 +1,129 @@
+import Transport
+
+/// What a node may send to the cloud, checked by CloudHub on every message before any module
+/// sees it. The node's name comes from its certificate, never from the message.
+///
+/// Resources are KubeEdge's `{namespace}/{type}/{name}` (optionally behind the cloud-internal
+/// prefix `node/{node}/`, which must then name the sender). A node may send:
+/// - anything about its own node (`nodeTypes`, the name must be the node's);
+/// - anything about an object the cloud gave it: an object of one of `objectTypes` that the hub
+///   delivered to this node (or that a module granted with ``CloudHub/grant(_:to:)``);
+/// - keepalives, responses, and the operations in `openOperations` (MQTT uploads), whose
+///   resource is the node's own data rather than a cluster object.
+/// Everything else is refused: unknown types too.
+public struct NodeAccessPolicy: Sendable {
+    /// Types that name a node; the name must be the sender's. Default `node`, `nodestatus`, `lease`.
+    public var nodeTypes: Set<String>
+    /// Types that name a cluster object, mapped to the object's kind (status types map to the
+    /// object they report on). A batch without a name (KubeEdge's `{ns}/podstatus`) is refused:
+    /// name each object.
+    public var objectTypes: [String: String]
+    /// Operations allowed whatever the resource. Default `keepalive`, `response`, `error`.
+    public var openOperations: Set<String>
+    /// Groups whose `upload`/`publish` messages carry the node's own data (MQTT). Default `user`.
+    public var dataGroups: Set<String>
+
+    /// Creates a policy with the documented defaults.
+    public init(
+        nodeTypes: Set<String> = ["node", "nodestatus", "lease"],
+        objectTypes: [String: String] = [
+            "pod": "pod", "podstatus": "pod", "device": "device", "devicestatus": "device", "twin": "device",
+            "configmap": "configmap", "secret": "secret", "service": "service", "endpoints": "endpoints",
+        ],
+        openOperations: Set<String> = ["keepalive", "response", "error"],
+        dataGroups: Set<String> = ["user"]
+    ) {
+        self.nodeTypes = nodeTypes
+        self.objectTypes = objectTypes
+        self.openOperations = openOperations
+        self.dataGroups = dataGroups
+    }
+
+    /// The verdict on one message.
+    public enum Verdict: Equatable, Sendable {
+        case allowed
+        case refused(String)
+    }
+
+    /// Decides whether `node` may send `message`; `owns` answers whether the node holds an object.
+    public func check(_ message: Message, from node: String, owns: (ObjectReference) -> Bool) -> Verdict {
+        let router = message.router
+        if openOperations.contains(router.operation) { return .allowed }
+        if dataGroups.contains(router.group), router.operation == "upload" || router.operation == "publish" { return .allowed }
+        let parsed: ResourcePath
+        switch ResourcePath.parse(router.resource) {
+        case .success(let path): parsed = path
+        case .failure(let refusal): return .refused(refusal.reason)
+        }
+        if let prefixNode = parsed.node, prefixNode != node {
+            return .refused("node \(node) may not send for node \(prefixNode) (resource \(router.resource))")
+        }
+        if nodeTypes.contains(parsed.type) {
+            guard let name = parsed.name else { return .refused("resource \(router.resource) does not name the node") }
+            return name == node ? .allowed : .refused("node \(node) may not send about node \(name) (\(router.operation) \(router.resource))")
+        }
+        guard let kind = objectTypes[parsed.type] else {
+            return .refused("node \(node) may not send \(router.operation) on resource type \(parsed.type) (\(router.resource))")
+        }
+        guard let name = parsed.name else {
+            return .refused("resource \(router.resource) names no \(kind): name each object")
+        }
+        let object = ObjectReference(kind: kind, namespace: parsed.namespace, name: name)
+        return owns(object) ? .allowed : .refused("node \(node) may not send about \(object), which is not assigned to it (\(router.operation) \(router.resource))")
+    }
+
+    /// The object a cloud→node message delivers, if its type is one the policy tracks.
+    func object(in resource: String) -> ObjectReference? {
+        guard case .success(let parsed) = ResourcePath.parse(resource), let kind = objectTypes[parsed.type], let name = parsed.name else { return nil }
+        // Only the object itself assigns it, not its status.
+        guard parsed.type == kind else { return nil }
+        return ObjectReference(kind: kind, namespace: parsed.namespace, name: name)
+    }
+}
+
+/// A namespaced cluster object a node may hold.
+public struct ObjectReference: Hashable, Sendable, CustomStringConvertible {
+    /// The object's kind in lower case as KubeEdge's resource types write it: `pod`, `device`, …
+    public var kind: String
+    /// The namespace; empty or `null` for cluster-scoped objects.
+    public var namespace: String
+    public var name: String
+
+    /// Creates a reference.
+    public init(kind: String, namespace: String, name: String) {
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+    }
+
+    public var description: String { "\(kind) \(namespace)/\(name)" }
+}
+
+/// A resource string taken apart: `[node/{node}/]{namespace}/{type}[/{name}]`.
+struct ResourcePath: Equatable {
+    var node: String?
+    var namespace: String
+    var type: String
+    var name: String?
+
+    static func parse(_ resource: String) -> Result<ResourcePath, Refusal> {
+        var parts = resource.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        var node: String?
+        if parts.count >= 2, parts[0] == "node" {
+            node = parts[1]
+            parts.removeFirst(2)
+        }
+        guard parts.count >= 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            return .failure(Refusal("resource \"\(resource)\" is not {namespace}/{type}/{name}"))
+        }
+        let name = parts.count > 2 ? parts[2...].joined(separator: "/") : nil
+        if let name, name.isEmpty { return .failure(Refusal("resource \"\(resource)\" has an empty name")) }
+        return .success(ResourcePath(node: node, namespace: parts[0], type: parts[1], name: name))
+    }
+}
+
+/// Why something a node presented was refused, in words the node is told.
+struct Refusal: Error, Equatable {
+    let reason: String
+    init(_ reason: String) { self.reason = reason }
+}
