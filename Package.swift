@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .library(name: "Transport", targets: ["Transport"]),
         .library(name: "CloudHub", targets: ["CloudHub"]),
+        .library(name: "EdgeHub", targets: ["EdgeHub"]),
         .executable(name: "channel-bench", targets: ["channel-bench"]),
     ],
     dependencies: [
@@ -64,6 +65,19 @@ let package = Package(
             ],
             swiftSettings: strictSwift6),
 
+        // The edge end: join, QUIC-first connect with WebSocket fallback, reconnect, module routing.
+        .target(
+            name: "EdgeHub",
+            dependencies: [
+                "Transport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6),
+
         // Channel throughput over WebSocket+TLS with an iperf3 baseline; `--demo` for `make run`.
         .executableTarget(
             name: "channel-bench",
@@ -73,10 +87,16 @@ let package = Package(
             ],
             swiftSettings: strictSwift6),
 
+        // Helpers shared by the test targets.
+        .target(
+            name: "TestSupport",
+            dependencies: ["Transport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Tests/TestSupport",
+            swiftSettings: strictSwift6),
         .testTarget(
             name: "TransportTests",
             dependencies: [
-                "Transport",
+                "Transport", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -85,6 +105,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Peers"],
+            swiftSettings: strictSwift6),
+        .testTarget(
+            name: "HubTests",
+            dependencies: [
+                "Transport", "CloudHub", "EdgeHub", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift6),
         .testTarget(
             name: "SystemLibrariesTests",

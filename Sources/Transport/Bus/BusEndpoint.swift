@@ -31,7 +31,10 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
     }
 
     public func send(_ message: Message, on lane: Lane, delivery: Delivery) async throws {
-        let targets = try targets(for: message, lane: lane)
+        await deliver(message, to: try targets(for: message, lane: lane), lane: lane)
+    }
+
+    private func deliver(_ message: Message, to targets: [BusEndpoint], lane: Lane) async {
         for target in targets {
             while true {
                 let accepted = await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
@@ -43,6 +46,12 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
                 if accepted { break }
             }
         }
+    }
+
+    /// Sends `message` to every module of `group` (or, if it answers a pending request, to the
+    /// requester), whatever its router says: a hub uses it to route cloud groups to module groups.
+    public func send(_ message: Message, toGroup group: String, on lane: Lane) async throws {
+        await deliver(message, to: try targets(for: message, lane: lane, group: group), lane: lane)
     }
 
     public func trySend(_ message: Message, on lane: Lane, delivery: Delivery) throws -> TrySendResult {
@@ -98,12 +107,13 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         }
     }
 
-    private func targets(for message: Message, lane: Lane) throws -> [BusEndpoint] {
+    private func targets(for message: Message, lane: Lane, group: String? = nil) throws -> [BusEndpoint] {
         guard Int(lane.rawValue) < bus.configuration.laneCount else { throw TransportError.unknownLane(lane) }
         if let parent = message.header.parentID, let requester = bus.takeRequester(of: parent),
            requester.resolveRequest(parent, with: message) {
             return []
         }
+        if let group { return try bus.route(toGroup: group) }
         return try bus.route(message)
     }
 

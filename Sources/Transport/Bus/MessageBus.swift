@@ -74,10 +74,19 @@ public final class MessageBus: Sendable {
                 }
                 return [endpoint]
             }
-            let members = modules.values.filter { $0.group == message.router.group }
-            guard !members.isEmpty else { throw BusError.unknownDestination("group \(message.router.group)") }
-            return members.sorted { $0.name < $1.name }
+            return try Self.members(of: message.router.group, in: modules)
         }
+    }
+
+    /// The endpoints of `group`'s modules.
+    func route(toGroup group: String) throws -> [BusEndpoint] {
+        try modules.withLock { try Self.members(of: group, in: $0) }
+    }
+
+    private static func members(of group: String, in modules: [String: BusEndpoint]) throws -> [BusEndpoint] {
+        let members = modules.values.filter { $0.group == group }
+        guard !members.isEmpty else { throw BusError.unknownDestination("group \(group)") }
+        return members.sorted { $0.name < $1.name }
     }
 }
 

@@ -1,0 +1,79 @@
+import CloudHub
+import EdgeHub
+import Foundation
+import Logging
+import NIOCore
+import TestSupport
+import Transport
+
+/// A CloudHub on loopback with every listener on a free port, its CA in a temporary directory,
+/// and helpers to make edges that join it.
+struct HubFixture {
+    let directory: String
+    let hub: CloudHub
+    let ports: CloudHub.Ports
+
+    init(nodeLimit: Int = 10_000, configure: (inout CloudHubConfiguration) -> Void = { _ in }) async throws {
+        directory = makeTemporaryDirectory()
+        var configuration = CloudHubConfiguration(
+            certificatesDirectory: directory + "/cloud-certs", outboxPath: directory + "/cloudhub.sqlite", bindAddress: "127.0.0.1",
+            webSocketPort: 0, quicPort: 0, httpsPort: 0, nodeLimit: nodeLimit)
+        configure(&configuration)
+        hub = try CloudHub(configuration: configuration, group: testGroup)
+        ports = try await hub.start()
+    }
+
+    /// An edge configuration for `node` that reconnects quickly.
+    func edgeConfiguration(_ node: String, token: String?) -> EdgeHubConfiguration {
+        EdgeHubConfiguration(
+            nodeName: node, cloudHost: "127.0.0.1", certificatesDirectory: directory + "/\(node)-certs", token: token,
+            outboxPath: directory + "/\(node).sqlite", quicPort: ports.quic, webSocketPort: ports.webSocket, httpsPort: ports.https,
+            quicHandshakeTimeout: .seconds(2), quicRetryInterval: .seconds(1), initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(500))
+    }
+
+    /// Writes `node`'s key and a certificate issued by the hub's CA (as a join would), and
+    /// returns the files.
+    func issueCredentials(for node: String) throws -> TLSFiles {
+        let folder = directory + "/\(node)-certs"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let key = try PrivateKey.generate()
+        let request = try CertificateSigningRequest(commonName: CertificateAuthority.nodeNamePrefix + node, key: key)
+        let certificate = try hub.authority!.issueNodeCertificate(for: request, node: node)
+        try Data(try key.export()).write(to: URL(fileURLWithPath: folder + "/node.key"))
+        try Data(try certificate.export()).write(to: URL(fileURLWithPath: folder + "/node.crt"))
+        try Data(try hub.authority!.certificate.export()).write(to: URL(fileURLWithPath: folder + "/ca.crt"))
+        return TLSFiles(certificateChain: folder + "/node.crt", privateKey: folder + "/node.key", trustRoots: folder + "/ca.crt")
+    }
+
+    func stop() async {
+        await hub.stop()
+        removeTemporaryDirectory(directory)
+    }
+}
+
+/// A message for the tests: `resource` as given, content naming what it is.
+func hubMessage(_ operation: String, _ resource: String, group: String = "resource", content: String) -> Message {
+    Message(router: MessageRouter(source: "test", group: group, operation: operation, resource: resource), content: ByteBuffer(string: content))
+}
+
+/// The next `count` messages from the hub (any node), or a timeout.
+func nextMessages(_ count: Int, from hub: CloudHub, timeout: Duration = .seconds(20)) async throws -> [NodeMessage] {
+    try await withThrowingTaskGroup(of: [NodeMessage]?.self) { group in
+        group.addTask {
+            var received: [NodeMessage] = []
+            for await message in hub.incoming {
+                received.append(message)
+                if received.count == count { break }
+            }
+            return received
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        let first = try await group.next()!
+        group.cancelAll()
+        guard let result = first else { throw TestTimeout(description: "waited \(timeout) for \(count) messages from nodes") }
+        return result
+    }
+}

@@ -1,0 +1,102 @@
+// Helpers every test target shares: messages that name their index, temporary directories,
+// polling, collecting, running commands.
+import Foundation
+import NIOCore
+import NIOPosix
+import Transport
+
+/// Builds messages whose content names their index, so order and loss are checkable.
+public func makeMessage(_ index: Int, size: Int = 0, resource: String = "default/pod/test") -> Message {
+    var content = ByteBuffer()
+    content.writeString("m\(index)")
+    if size > content.readableBytes { content.writeRepeatingByte(0x61, count: size - content.readableBytes) }
+    return Message(
+        router: MessageRouter(source: "test", destination: "peer", group: "resource", operation: "update", resource: resource),
+        content: content)
+}
+
+/// The index a message made by ``makeMessage(_:size:resource:)`` carries.
+public func index(of message: Message) -> Int? {
+    var content = message.content
+    guard content.readInteger(as: UInt8.self) == UInt8(ascii: "m") else { return nil }
+    var digits = ""
+    while let byte = content.readInteger(as: UInt8.self), byte >= 0x30, byte <= 0x39 { digits.append(Character(UnicodeScalar(byte))) }
+    return Int(digits)
+}
+
+/// A fresh temporary directory, removed by the caller with `removeTemporaryDirectory`.
+public func makeTemporaryDirectory() -> String {
+    let path = NSTemporaryDirectory() + "transport-tests-" + UUID().uuidString
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+public func removeTemporaryDirectory(_ path: String) {
+    try? FileManager.default.removeItem(atPath: path)
+}
+
+/// Collects `count` messages from `lane` or fails after `timeout`.
+public func collect(_ count: Int, from endpoint: some ChannelEndpoint, lane: Lane, timeout: Duration = .seconds(20)) async throws -> [Message] {
+    try await withThrowingTaskGroup(of: [Message]?.self) { group in
+        group.addTask {
+            var received: [Message] = []
+            for await message in endpoint.messages(on: lane) {
+                received.append(message)
+                if received.count == count { break }
+            }
+            return received
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        let first = try await group.next()!
+        group.cancelAll()
+        guard let result = first else { throw TestTimeout(description: "waited \(timeout) for \(count) messages on \(lane)") }
+        return result
+    }
+}
+
+/// A test waited longer than it allows.
+public struct TestTimeout: Error, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
+}
+
+/// Polls an asynchronous `condition` until it holds or `timeout` passes.
+public func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return await condition()
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+public func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return condition()
+}
+
+public let testGroup = MultiThreadedEventLoopGroup.singleton
+
+/// Runs `executable` with `arguments` (in `directory`, if given); returns its exit
+/// status and its standard output and error together.
+public func runProcess(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
+}
