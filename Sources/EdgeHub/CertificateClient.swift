@@ -67,18 +67,25 @@ struct CertificateClient: Sendable {
         let context = try NIOSSLContext(configuration: tls)
         let serverName = serverName
         let response = group.next().makePromise(of: (HTTPResponseStatus, [UInt8]).self)
-        let channel = try await ClientBootstrap(group: group)
+        let connecting = ClientBootstrap(group: group)
             .connectTimeout(TimeAmount(timeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     // SNI carries DNS names only; an IP address is still checked against the certificate.
-                    try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
+                    try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: TLSFiles.sniHostname(for: serverName)))
                     try sync.addHTTPClientHandlers()
                     try sync.addHandler(ResponseCollector(response: response))
                 }
             }
-            .connect(host: host, port: port).get()
+            .connect(host: host, port: port)
+        let channel: any Channel
+        do {
+            channel = try await connecting.get()
+        } catch {
+            response.fail(error)
+            throw error
+        }
         let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             response.fail(JoinError.refused(status: 0, reason: "no answer within \(timeout)"))
             channel.close(promise: nil)

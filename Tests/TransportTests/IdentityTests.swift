@@ -167,4 +167,18 @@ import Testing
         await rogueEdge.close()
         await cloud.close()
     }
+
+    @Test("a fresh CA, its certificates and copies read from their encodings verify one another")
+    func verifiesAcrossEncodings() throws {
+        let authority = try CertificateAuthority.create()
+        let request = try CertificateSigningRequest(commonName: "system:node:edge-1", key: try PrivateKey.generate())
+        let issued = try authority.issueNodeCertificate(for: request, node: "edge-1")
+        let issuedCopy = try Certificate(bytes: try issued.export(.der), encoding: .der)
+        let authorityCopy = try Certificate(bytes: try authority.certificate.export())
+        // Before signing with encoded names, the mixed pairs failed: GnuTLS compares encoded names.
+        #expect(issued.isIssued(by: authority.certificate))
+        #expect(issuedCopy.isIssued(by: authority.certificate))
+        #expect(issued.isIssued(by: authorityCopy))
+        #expect(issuedCopy.isIssued(by: authorityCopy))
+    }
 }

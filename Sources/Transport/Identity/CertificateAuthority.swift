@@ -33,7 +33,7 @@ public final class CertificateAuthority: Sendable {
         try checkIdentity(gnutls_x509_crt_set_key_usage(handle, UInt32(GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN | GNUTLS_KEY_DIGITAL_SIGNATURE)), "gnutls_x509_crt_set_key_usage")
         try setSubjectKeyID(certificate)
         try checkIdentity(gnutls_x509_crt_sign2(handle, handle, key.handle, GNUTLS_DIG_SHA256, 0), "gnutls_x509_crt_sign2")
-        return try CertificateAuthority(certificate: certificate, key: key)
+        return try CertificateAuthority(certificate: try encoded(certificate), key: key)
     }
 
     /// Loads the CA from PEM files, or creates one and writes both files (key mode 0600) when
@@ -136,7 +136,14 @@ public final class CertificateAuthority: Sendable {
             try checkIdentity(gnutls_x509_crt_set_authority_key_id(certificate.handle, authorityKeyID, authorityKeyID.count), "gnutls_x509_crt_set_authority_key_id")
         }
         try checkIdentity(gnutls_x509_crt_sign2(certificate.handle, self.certificate.handle, key.handle, GNUTLS_DIG_SHA256, 0), "gnutls_x509_crt_sign2")
-        return certificate
+        return try Self.encoded(certificate)
+    }
+
+    /// `certificate` as read back from its DER: GnuTLS compares names in their encoded form,
+    /// which a certificate built in memory only has once exported, so a freshly built CA and a
+    /// certificate it signed would not verify against copies read from files.
+    private static func encoded(_ certificate: Certificate) throws(IdentityError) -> Certificate {
+        try Certificate(bytes: try certificate.export(.der), encoding: .der)
     }
 
     /// The subject key identifier GnuTLS derives from the certificate's key.

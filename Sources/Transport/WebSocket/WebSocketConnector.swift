@@ -83,7 +83,7 @@ public final class WebSocketConnector: Sendable {
                         }
                     })
                 return nioChannel.eventLoop.makeCompletedFuture {
-                    let tls = try NIOSSLClientHandler(context: context, serverHostname: configuration.serverName)
+                    let tls = try NIOSSLClientHandler(context: context, serverHostname: TLSFiles.sniHostname(for: configuration.serverName))
                     try nioChannel.pipeline.syncOperations.addHandler(tls)
                 }.flatMap {
                     nioChannel.pipeline.addHTTPClientHandlers(
