@@ -90,7 +90,10 @@ let package = Package(
         // Helpers shared by the test targets.
         .target(
             name: "TestSupport",
-            dependencies: ["Transport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: [
+                "Transport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: strictSwift6),
         .testTarget(

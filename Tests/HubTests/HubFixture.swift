@@ -58,22 +58,12 @@ func hubMessage(_ operation: String, _ resource: String, group: String = "resour
 
 /// The next `count` messages from the hub (any node), or a timeout.
 func nextMessages(_ count: Int, from hub: CloudHub, timeout: Duration = .seconds(20)) async throws -> [NodeMessage] {
-    try await withThrowingTaskGroup(of: [NodeMessage]?.self) { group in
-        group.addTask {
-            var received: [NodeMessage] = []
-            for await message in hub.incoming {
-                received.append(message)
-                if received.count == count { break }
-            }
-            return received
+    try await withTimeout(timeout, "\(count) messages from nodes") {
+        var received: [NodeMessage] = []
+        for await message in hub.incoming {
+            received.append(message)
+            if received.count == count { break }
         }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            return nil
-        }
-        let first = try await group.next()!
-        group.cancelAll()
-        guard let result = first else { throw TestTimeout(description: "waited \(timeout) for \(count) messages from nodes") }
-        return result
+        return received
     }
 }

@@ -2,6 +2,7 @@
 // polling, collecting, running commands.
 import Foundation
 import NIOCore
+import NIOConcurrencyHelpers
 import NIOPosix
 import Transport
 
@@ -37,23 +38,46 @@ public func removeTemporaryDirectory(_ path: String) {
 
 /// Collects `count` messages from `lane` or fails after `timeout`.
 public func collect(_ count: Int, from endpoint: some ChannelEndpoint, lane: Lane, timeout: Duration = .seconds(20)) async throws -> [Message] {
-    try await withThrowingTaskGroup(of: [Message]?.self) { group in
-        group.addTask {
-            var received: [Message] = []
-            for await message in endpoint.messages(on: lane) {
-                received.append(message)
-                if received.count == count { break }
-            }
-            return received
+    try await withTimeout(timeout, "\(count) messages on \(lane)") {
+        var received: [Message] = []
+        for await message in endpoint.messages(on: lane) {
+            received.append(message)
+            if received.count == count { break }
         }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            return nil
+        return received
+    }
+}
+
+/// Runs `body`, or throws ``TestTimeout`` after `timeout`. A body that cannot be cancelled
+/// (a lane iterator waiting for a message that never comes) is left behind rather than awaited,
+/// so a missing message fails the test instead of hanging it.
+public func withTimeout<T: Sendable>(_ timeout: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let outcome = OnceBox<Result<T, any Error>>()
+    return try await withCheckedThrowingContinuation { continuation in
+        Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            if outcome.set(result) { continuation.resume(with: result) }
         }
-        let first = try await group.next()!
-        group.cancelAll()
-        guard let result = first else { throw TestTimeout(description: "waited \(timeout) for \(count) messages on \(lane)") }
-        return result
+        Task {
+            try? await Task.sleep(for: timeout)
+            let result = Result<T, any Error>.failure(TestTimeout(description: "waited \(timeout) for \(what)"))
+            if outcome.set(result) { continuation.resume(with: result) }
+        }
+    }
+}
+
+/// Holds the first value set.
+final class OnceBox<T: Sendable>: Sendable {
+    private let value = NIOLockedValueBox<T?>(nil)
+
+    /// Stores `new` unless a value is already there; returns whether it did.
+    func set(_ new: T) -> Bool {
+        value.withLockedValue { stored in
+            guard stored == nil else { return false }
+            stored = new
+            return true
+        }
     }
 }
 
