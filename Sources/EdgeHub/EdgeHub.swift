@@ -101,6 +101,12 @@ public final class EdgeHub: Sendable {
     /// What EdgeHub counted so far.
     public var statistics: EdgeHubCounters { state.withLock { $0.counters } }
 
+    /// Breaks the current connection abruptly (no GOAWAY), as a network failure would; EdgeHub
+    /// reconnects as usual. For operators and fault tests.
+    public func dropConnection() async {
+        await state.withLock { $0.connection }?.drop()
+    }
+
     /// Sends `message` to the cloud directly (modules may also send through the bus).
     public func send(_ message: Message, on lane: Lane, delivery: Delivery) async throws {
         try await channel.send(message, on: lane, delivery: delivery)
