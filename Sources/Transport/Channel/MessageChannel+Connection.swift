@@ -268,6 +268,8 @@ extension MessageChannel {
         state.link = link
         state.established = false
         state.control = []
+        // A flush still pending is for the old link; the new one needs its own.
+        state.flushScheduled = false
         state.lastReceived = .now()
         state.lastSent = .now()
     }

@@ -23,7 +23,13 @@ extension MessageChannel {
         var actions = ChannelActions()
         let more: Bool = state.withLock { state in
             state.flushScheduled = false
-            guard let current = state.link, current === link, link.isWritable else { return false }
+            guard let current = state.link, current === link else {
+                // A flush scheduled for a link that was since replaced: the newer link's
+                // request may have been folded into it, so request one for that link now.
+                requestFlush(state: &state, actions: &actions)
+                return false
+            }
+            guard link.isWritable else { return false }
             var buffer = link.allocator.buffer(capacity: Self.batchSegmentCapacity)
             buffer.moveWriterIndex(forwardBy: link.headroom)
             buffer.moveReaderIndex(forwardBy: link.headroom)
