@@ -1,6 +1,8 @@
 // swift-tools-version: 6.1
 // The product package: the cloud-edge channel and, as later issues land, the hubs and modules.
-// Benchmarks/ and tools/ are nested packages so that building the product never builds them.
+// Benchmarks/ is a nested package so that building the product never builds package-benchmark;
+// the benchmark executables (channel-bench, tools/transport-bench) are small and live here so that
+// `swift run -c release transport-bench` works from the top.
 import PackageDescription
 
 let strictSwift6: [SwiftSetting] = [
@@ -16,11 +18,14 @@ let package = Package(
         .library(name: "CloudHub", targets: ["CloudHub"]),
         .library(name: "EdgeHub", targets: ["EdgeHub"]),
         .executable(name: "channel-bench", targets: ["channel-bench"]),
+        .executable(name: "transport-bench", targets: ["transport-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // System C libraries (Debian packages; `make deps` installs them).
@@ -78,11 +83,14 @@ let package = Package(
             ],
             swiftSettings: strictSwift6),
 
+        // What the benchmark tools share: shell commands and the iperf3 baselines.
+        .target(name: "BenchSupport", swiftSettings: strictSwift6),
+
         // Channel throughput over WebSocket+TLS with an iperf3 baseline; `--demo` for `make run`.
         .executableTarget(
             name: "channel-bench",
             dependencies: [
-                "Transport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                "Transport", "BenchSupport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6),
@@ -96,6 +104,20 @@ let package = Package(
             ],
             path: "Tests/TestSupport",
             swiftSettings: strictSwift6),
+        // The hubs' macro benchmark against iperf3 and nats-server (`swift run -c release transport-bench --help`).
+        .executableTarget(
+            name: "transport-bench",
+            dependencies: [
+                "Transport", "CloudHub", "BenchSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "tools/transport-bench",
+            swiftSettings: strictSwift6),
+
         .testTarget(
             name: "TransportTests",
             dependencies: [

@@ -206,6 +206,16 @@ public final class CloudHub: Sendable {
         counters.withLock { $0.sentMessages += 1 }
     }
 
+    /// Sends `messages` in order to `node`: one lock and, for reliable classes, one outbox
+    /// commit per batch. Suspends only while this node's lane or outbox is full.
+    public func send(contentsOf messages: [Message], to node: String, on lane: Lane, delivery: Delivery) async throws {
+        guard let first = messages.first else { return }
+        let session = try outgoing(first, to: node)
+        for message in messages.dropFirst() { _ = try outgoing(message, to: node) }
+        try await session.channel.send(contentsOf: messages, on: lane, delivery: delivery)
+        counters.withLock { $0.sentMessages += messages.count }
+    }
+
     /// Sends without waiting: ``TrySendResult`` says whether the node's queue took it.
     public func trySend(_ message: Message, to node: String, on lane: Lane, delivery: Delivery) throws -> TrySendResult {
         let session = try outgoing(message, to: node)
