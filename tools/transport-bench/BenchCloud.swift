@@ -12,6 +12,9 @@ struct BenchCloud {
     let directory: String
 
     static func start(directory: String, nodes: Int, channel: ChannelConfiguration) async throws -> BenchCloud {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var channel = channel
+        channel.localNodeID = "cloudhub"
         var configuration = CloudHubConfiguration(
             certificatesDirectory: directory + "/cloud", outboxPath: directory + "/cloudhub.sqlite", bindAddress: "127.0.0.1",
             webSocketPort: 0, quicPort: 0, httpsPort: nil, nodeLimit: max(nodes + 16, 1000), channel: channel,

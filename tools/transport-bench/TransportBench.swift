@@ -54,8 +54,10 @@ struct TransportBench: AsyncParsableCommand {
     var connections: Int = 0
     @Option(help: "Run edges in this many child processes (0: in this process).")
     var processes: Int = 0
-    @Option(name: .customLong("latency-seconds"), help: "Connections mode: how long the 50 % load phase runs.")
+    @Option(name: .customLong("latency-seconds"), help: "Connections mode: how long the paced load phase runs.")
     var latencySeconds: Int = 5
+    @Option(name: .customLong("load-fraction"), help: "Connections mode: the paced phase's rate as a fraction of the measured peak.")
+    var loadFraction: Double = 0.5
     @Flag(help: "Also measure iperf3 (TCP, UDP) and nats-server in this run.")
     var peers = false
     @Option(help: "Also write the results as JSON to this file.")
@@ -92,6 +94,7 @@ struct TransportBench: AsyncParsableCommand {
     func validate() throws {
         guard payload >= 8 else { throw ValidationError("--payload must be at least 8 (the timestamp)") }
         guard (1...4).contains(lanes) else { throw ValidationError("--lanes must be 1 to 4") }
+        guard loadFraction > 0, loadFraction <= 1 else { throw ValidationError("--load-fraction must be in (0, 1]") }
         guard edges >= 1, fanOut >= 1, fanOut <= max(edges, connections) else { throw ValidationError("--fan-out must be between 1 and the number of edges") }
         guard !(processes > 0 && direction == .up) else { throw ValidationError("--direction up runs edges in this process; drop --processes") }
     }
@@ -315,7 +318,7 @@ struct TransportBench: AsyncParsableCommand {
         let peakCPU = cpuSeconds()
         let peakStart = monotonicNanoseconds()
         progress.start("aggregate") { "\(received()) / \(messages) delivered" }
-        try await sendDownConnections(hub: cloud.hub, nodes: nodes)
+        _ = try await sendRoundRobin(hub: cloud.hub, nodes: nodes, count: messages)
         await waitForDeliveries(expected: messages, received: received)
         progress.stop()
         let peakSeconds = Double(monotonicNanoseconds() - peakStart) / 1e9
@@ -325,24 +328,24 @@ struct TransportBench: AsyncParsableCommand {
             scenario: "aggregate to \(connections) edges", messagesPerSecond: peak, megabytesPerSecond: peak * Double(payload) / 1e6,
             p50Microseconds: peakHistogram.valueAtPercentile(50), p99Microseconds: peakHistogram.valueAtPercentile(99),
             p999Microseconds: peakHistogram.valueAtPercentile(99.9), cpuPercent: (cpuSeconds() - peakCPU) / peakSeconds * 100,
-            residentMegabytes: Double(residentBytes()) / 1e6, note: "\(messages) × \(payload) B, \(delivery.rawValue), at saturation"))
+            residentMegabytes: Double(residentBytes()) / 1e6, note: "\(messages) × \(payload) B, \(delivery.rawValue), one message per node in turn, at saturation"))
 
         // Half that rate, paced, for the latency figure.
         children?.reset()
         local?.latency.reset()
         local?.received.store(0, ordering: .relaxed)
         try await Task.sleep(for: .milliseconds(300))
-        let rate = peak / 2
+        let rate = peak * loadFraction
         let pacedCPU = cpuSeconds()
         let pacedStart = monotonicNanoseconds()
-        progress.start("50 % load") { "\(received()) delivered" }
-        let sent = try await sendPaced(hub: cloud.hub, nodes: nodes, rate: rate, seconds: Double(latencySeconds))
+        progress.start("paced load") { "\(received()) delivered" }
+        let sent = try await sendRoundRobin(hub: cloud.hub, nodes: nodes, count: 0, rate: rate, seconds: Double(latencySeconds))
         await waitForDeliveries(expected: sent, received: received)
         progress.stop()
         let pacedSeconds = Double(monotonicNanoseconds() - pacedStart) / 1e9
         let (pacedCount, pacedHistogram) = await children?.report() ?? (local!.received.load(ordering: .relaxed), local!.latency.snapshot)
         rows.append(ResultRow(
-            scenario: "50 % load to \(connections) edges", messagesPerSecond: Double(pacedCount) / pacedSeconds,
+            scenario: String(format: "%.0f %% load to %d edges", loadFraction * 100, connections), messagesPerSecond: Double(pacedCount) / pacedSeconds,
             megabytesPerSecond: Double(pacedCount * payload) / pacedSeconds / 1e6, p50Microseconds: pacedHistogram.valueAtPercentile(50),
             p99Microseconds: pacedHistogram.valueAtPercentile(99), p999Microseconds: pacedHistogram.valueAtPercentile(99.9),
             cpuPercent: (cpuSeconds() - pacedCPU) / pacedSeconds * 100, residentMegabytes: Double(residentBytes()) / 1e6,
@@ -352,49 +355,37 @@ struct TransportBench: AsyncParsableCommand {
         return rows
     }
 
-    /// Messages spread round-robin over all nodes, one batch per node.
-    func sendDownConnections(hub: CloudHub, nodes: [String]) async throws {
-        let payload = payload
-        let lanes = laneList
-        let delivery = deliveryClass(0)
-        let perNode = messages / nodes.count
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for (position, node) in nodes.enumerated() {
-                let share = perNode + (position < messages % nodes.count ? 1 : 0)
-                guard share > 0 else { continue }
-                group.addTask {
-                    var sent = 0
-                    while sent < share {
-                        let batch = (sent..<min(sent + 64, share)).map { _ in benchMessage(resource: "default/configmap/bench", payload: payload) }
-                        try await hub.send(contentsOf: batch, to: node, on: lanes[(sent / 64) % lanes.count], delivery: delivery)
-                        sent += batch.count
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
-    }
-
-    /// Sends at `rate` messages per second for `seconds`, in 1 ms ticks, round-robin over nodes.
-    func sendPaced(hub: CloudHub, nodes: [String], rate: Double, seconds: Double) async throws -> Int {
+    /// Sends `count` messages (or, with `rate`, as many as `rate` per second allows for
+    /// `seconds`) one at a time, each to the next node in turn: the cloud's pattern when many
+    /// nodes each get their own updates. A node whose queue is full is waited for.
+    func sendRoundRobin(hub: CloudHub, nodes: [String], count: Int, rate: Double? = nil, seconds: Double = 0) async throws -> Int {
         let start = monotonicNanoseconds()
+        let lanes = laneList
         var sent = 0
-        var next = 0
-        let delivery = deliveryClass(0)
         while true {
-            let elapsed = Double(monotonicNanoseconds() - start) / 1e9
-            if elapsed >= seconds { break }
-            let due = Int(elapsed * rate)
-            while sent < due {
-                let node = nodes[next % nodes.count]
-                next += 1
-                if case .accepted = try hub.trySend(benchMessage(resource: "default/configmap/bench", payload: payload), to: node, on: .state, delivery: delivery) {
-                    sent += 1
-                } else {
-                    sent += 1
-                }
+            let due: Int
+            if let rate {
+                let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+                if elapsed >= seconds { break }
+                due = Int(elapsed * rate)
+            } else {
+                if sent >= count { break }
+                due = min(count, sent + 1024)
             }
-            try await Task.sleep(for: .milliseconds(1))
+            while sent < due {
+                let node = nodes[sent % nodes.count]
+                let lane = lanes[(sent / nodes.count) % lanes.count]
+                let message = benchMessage(resource: "default/configmap/bench", payload: payload)
+                if case .wouldBlock = try hub.trySend(message, to: node, on: lane, delivery: deliveryClass(sent)) {
+                    try await hub.send(message, to: node, on: lane, delivery: deliveryClass(sent))
+                }
+                sent += 1
+            }
+            if rate != nil {
+                try await Task.sleep(for: .milliseconds(1))
+            } else {
+                await Task.yield()
+            }
         }
         return sent
     }
