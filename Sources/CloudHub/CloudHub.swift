@@ -232,17 +232,19 @@ public final class CloudHub: Sendable {
 
     /// Checks the address, records what the message assigns to the node and returns its session.
     private func outgoing(_ message: Message, to node: String) throws -> NodeSession {
-        if case .success(let path) = ResourcePath.parse(message.router.resource), let named = path.node, named != node {
-            throw CloudHubError.misaddressed(node: node, resource: message.router.resource)
-        }
-        let session = try session(for: node)
+        let assigns: Bool
         switch message.router.operation {
-        case "insert", "update", "upsert", "patch":
-            if let object = configuration.accessPolicy.object(in: message.router.resource) { grant(object, to: node) }
-        default:
-            break
+        case "insert", "update", "upsert", "patch": assigns = true
+        default: assigns = false
         }
-        return session
+        // One parse per message, and none for messages that neither name a node nor assign.
+        if assigns || message.router.resource.hasPrefix("node/"), case .success(let path) = ResourcePath.parse(message.router.resource) {
+            if let named = path.node, named != node {
+                throw CloudHubError.misaddressed(node: node, resource: message.router.resource)
+            }
+            if assigns, let object = configuration.accessPolicy.object(in: path) { grant(object, to: node) }
+        }
+        return try session(for: node)
     }
 
     /// Lets `node` send about `object` (a module that knows the binding, e.g. after a restart).

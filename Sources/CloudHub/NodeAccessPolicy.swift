@@ -73,8 +73,8 @@ public struct NodeAccessPolicy: Sendable {
     }
 
     /// The object a cloud→node message delivers, if its type is one the policy tracks.
-    func object(in resource: String) -> ObjectReference? {
-        guard case .success(let parsed) = ResourcePath.parse(resource), let kind = objectTypes[parsed.type], let name = parsed.name else { return nil }
+    func object(in parsed: ResourcePath) -> ObjectReference? {
+        guard let kind = objectTypes[parsed.type], let name = parsed.name else { return nil }
         // Only the object itself assigns it, not its status.
         guard parsed.type == kind else { return nil }
         return ObjectReference(kind: kind, namespace: parsed.namespace, name: name)
