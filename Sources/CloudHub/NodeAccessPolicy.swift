@@ -107,18 +107,40 @@ struct ResourcePath: Equatable {
     var name: String?
 
     static func parse(_ resource: String) -> Result<ResourcePath, Refusal> {
-        var parts = resource.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        var node: String?
-        if parts.count >= 2, parts[0] == "node" {
-            node = parts[1]
-            parts.removeFirst(2)
+        // One pass over the bytes; runs for every message a node sends.
+        let bytes = resource.utf8
+        var slashes: [String.Index] = []
+        slashes.reserveCapacity(4)
+        var index = bytes.startIndex
+        while index != bytes.endIndex, slashes.count < 4 {
+            if bytes[index] == UInt8(ascii: "/") { slashes.append(index) }
+            index = bytes.index(after: index)
         }
-        guard parts.count >= 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+        var node: String?
+        var start = resource.startIndex
+        var cuts = slashes[...]
+        if let firstSlash = slashes.first, resource[resource.startIndex..<firstSlash] == "node" {
+            guard slashes.count >= 2 else { return .failure(Refusal("resource \"\(resource)\" is not node/{node}/{namespace}/{type}/{name}")) }
+            node = String(resource[resource.index(after: slashes[0])..<slashes[1]])
+            start = resource.index(after: slashes[1])
+            cuts = slashes[2...]
+        }
+        guard let first = cuts.first else {
             return .failure(Refusal("resource \"\(resource)\" is not {namespace}/{type}/{name}"))
         }
-        let name = parts.count > 2 ? parts[2...].joined(separator: "/") : nil
-        if let name, name.isEmpty { return .failure(Refusal("resource \"\(resource)\" has an empty name")) }
-        return .success(ResourcePath(node: node, namespace: parts[0], type: parts[1], name: name))
+        let namespace = resource[start..<first]
+        let typeEnd = cuts.dropFirst().first ?? resource.endIndex
+        let type = resource[resource.index(after: first)..<typeEnd]
+        guard !namespace.isEmpty, !type.isEmpty else {
+            return .failure(Refusal("resource \"\(resource)\" is not {namespace}/{type}/{name}"))
+        }
+        var name: String?
+        if typeEnd != resource.endIndex {
+            let rest = resource[resource.index(after: typeEnd)...]
+            if rest.isEmpty { return .failure(Refusal("resource \"\(resource)\" has an empty name")) }
+            name = String(rest)
+        }
+        return .success(ResourcePath(node: node, namespace: String(namespace), type: String(type), name: name))
     }
 }
 

@@ -12,7 +12,7 @@ func natsBaseline(messages: Int, payload: Int) -> (rate: Double, latency: Latenc
     let port = Int.random(in: 30_000..<40_000)
     let server = Process()
     server.executableURL = URL(fileURLWithPath: "/bin/bash")
-    server.arguments = ["-c", "exec nats-server -a 127.0.0.1 -p \(port) --max_payload 8MB"]
+    server.arguments = ["-c", "exec nats-server -a 127.0.0.1 -p \(port)"]
     server.standardOutput = FileHandle.nullDevice
     server.standardError = FileHandle.nullDevice
     guard (try? server.run()) != nil else { return nil }

@@ -190,10 +190,15 @@ struct TransportBench: AsyncParsableCommand {
         let lanes = laneList
         let payload = payload
         let mode = delivery
+        // Per edge, four senders: a reliable batch returns once the outbox holds it, so one
+        // sender would leave the link idle during every commit.
+        let senders = 4
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (position, node) in nodes.enumerated() {
-                let share = perEdge + (position < extra ? 1 : 0)
-                group.addTask {
+                let edgeShare = perEdge + (position < extra ? 1 : 0)
+                for sender in 0..<senders {
+                    let share = edgeShare / senders + (sender < edgeShare % senders ? 1 : 0)
+                    group.addTask {
                     var sent = 0
                     while sent < share {
                         let lane = lanes[(sent / 64) % lanes.count]
@@ -206,6 +211,7 @@ struct TransportBench: AsyncParsableCommand {
                             try await hub.send(contentsOf: batch, to: node, on: lane, delivery: mode.delivery(sent))
                         }
                         sent += batch.count
+                    }
                     }
                 }
             }
@@ -222,7 +228,9 @@ struct TransportBench: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, channel) in edges.channels.enumerated() {
                 let node = edges.names[index]
-                let share = perEdge + (index < messages % edges.channels.count ? 1 : 0)
+                let edgeShare = perEdge + (index < messages % edges.channels.count ? 1 : 0)
+                for sender in 0..<4 {
+                let share = edgeShare / 4 + (sender < edgeShare % 4 ? 1 : 0)
                 group.addTask {
                     var sent = 0
                     while sent < share {
@@ -231,6 +239,7 @@ struct TransportBench: AsyncParsableCommand {
                         try await channel.send(contentsOf: batch, on: lane, delivery: delivery)
                         sent += batch.count
                     }
+                }
                 }
             }
             try await group.waitForAll()
