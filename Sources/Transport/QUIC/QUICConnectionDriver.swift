@@ -9,8 +9,11 @@ final class QUICConnectionDriver: @unchecked Sendable {
     /// The UDP socket the connection sends from (a client's changes when it rebinds).
     private(set) var socket: any Channel
     private(set) var remote: SocketAddress
-    private var timer: Scheduled<Void>?
-    private var timerDeadline: UInt64 = .max
+    /// Scheduled wake-ups and the ngtcp2 deadline each was set for. A wake-up is never
+    /// cancelled to move it later (cancelling is a linear search of the event loop's task queue,
+    /// which holds a task per connection: with thousands of connections it dominated the
+    /// server's profile); one that fires early finds nothing due and re-arms.
+    private var timers: [(deadline: UInt64, task: Scheduled<Void>)] = []
     private var flushScheduled = false
     private(set) var closed = false
     /// Called once when the connection ends, with the error that ended it (nil: closed by us).
@@ -169,23 +172,31 @@ final class QUICConnectionDriver: @unchecked Sendable {
 
     private func armTimer() {
         let expiry = connection.expiry
-        guard expiry != timerDeadline else { return }
-        timer?.cancel()
-        timerDeadline = expiry
-        guard expiry != .max else { return }
+        guard expiry != .max, !closed else { return }
+        // A wake-up at or before the deadline is already on its way.
+        if timers.contains(where: { $0.deadline <= expiry }) { return }
+        if timers.count >= 4, let latest = timers.indices.max(by: { timers[$0].deadline < timers[$1].deadline }) {
+            // Deadlines keep moving earlier: drop the latest wake-up rather than pile them up.
+            timers.remove(at: latest).task.cancel()
+        }
         let now = cngtcp2_timestamp()
         let delay = expiry > now ? Int64(expiry - now) : 0
-        timer = socket.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay)) { [self] in
-            timerDeadline = .max
+        let task = socket.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay)) { [self] in
+            timers.removeAll { $0.deadline == expiry }
             guard !closed else { return }
-            counters.timerExpiries += 1
-            do throws(QUICError) {
-                try connection.handleExpiry(now: cngtcp2_timestamp())
-                flush()
-            } catch {
-                finish(error)
+            if connection.expiry <= cngtcp2_timestamp() {
+                counters.timerExpiries += 1
+                do throws(QUICError) {
+                    try connection.handleExpiry(now: cngtcp2_timestamp())
+                    flush()
+                } catch {
+                    finish(error)
+                    return
+                }
             }
+            armTimer()
         }
+        timers.append((expiry, task))
     }
 
     /// Moves the connection to `newSocket` (same event loop): immediate migration, validated
@@ -222,7 +233,8 @@ final class QUICConnectionDriver: @unchecked Sendable {
             socket.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: packet), promise: nil)
         }
         closed = true
-        timer?.cancel()
+        for (_, task) in timers { task.cancel() }
+        timers.removeAll()
         onClosed?(error)
         onClosed = nil
         onFlushed = nil
