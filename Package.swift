@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "EdgeHub", targets: ["EdgeHub"]),
         .executable(name: "channel-bench", targets: ["channel-bench"]),
         .executable(name: "transport-bench", targets: ["transport-bench"]),
+        .executable(name: "cloudcore", targets: ["cloudcore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -104,6 +105,12 @@ let package = Package(
             ],
             path: "Tests/TestSupport",
             swiftSettings: strictSwift6),
+        // The cloud daemon; for now its admin commands (`cloudcore gettoken`).
+        .executableTarget(
+            name: "cloudcore",
+            dependencies: ["Transport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strictSwift6),
+
         // The hubs' macro benchmark against iperf3 and nats-server (`swift run -c release transport-bench --help`).
         .executableTarget(
             name: "transport-bench",

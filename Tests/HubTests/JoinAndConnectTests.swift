@@ -83,3 +83,25 @@ struct JoinAndConnectTests {
         await fixture.stop()
     }
 }
+
+@Suite("cloudcore gettoken")
+struct GetTokenTests {
+    @Test("cloudcore gettoken prints a token that validates against the CA it created, and refuses a bad validity")
+    func printsAValidToken() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        // The executable beside the test bundle (make test builds every product).
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cloudcore").path
+        let (status, output) = try runProcess(binary, ["gettoken", "--certificates-dir", directory + "/ca", "--validity-hours", "2"])
+        #expect(status == 0, "\(output)")
+        let authority = try CertificateAuthority.loadOrCreate(certificatePath: directory + "/ca/ca.crt", keyPath: directory + "/ca/ca.key")
+        let token = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(throws: Never.self) { try BootstrapToken.validate(token, authority: authority) }
+        #expect(throws: IdentityError.invalid("the token expired")) {
+            try BootstrapToken.validate(token, authority: authority, now: Date().addingTimeInterval(3 * 3600))
+        }
+        let refused = try runProcess(binary, ["gettoken", "--certificates-dir", directory + "/ca", "--validity-hours", "0"])
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("--validity-hours must be positive"))
+    }
+}
