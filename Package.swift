@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "channel-bench", targets: ["channel-bench"]),
         .executable(name: "transport-bench", targets: ["transport-bench"]),
         .executable(name: "cloudcore", targets: ["cloudcore"]),
+        .library(name: "Node", targets: ["Node"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -105,6 +106,12 @@ let package = Package(
             ],
             path: "Tests/TestSupport",
             swiftSettings: strictSwift6),
+        // The edge modules (issue 5, in progress): so far the MQTT client EventBus builds on.
+        .target(
+            name: "Node",
+            dependencies: ["Transport", "CMosquitto", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSwift6),
+
         // The cloud daemon; for now its admin commands (`cloudcore gettoken`).
         .executableTarget(
             name: "cloudcore",
@@ -147,6 +154,10 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSwift6),
+        .testTarget(
+            name: "NodeTests",
+            dependencies: ["Node", "TestSupport", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSwift6),
         .testTarget(
             name: "SystemLibrariesTests",
