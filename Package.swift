@@ -109,7 +109,7 @@ let package = Package(
         // The edge modules (issue 5, in progress): so far the MQTT client EventBus builds on.
         .target(
             name: "Node",
-            dependencies: ["Transport", "CMosquitto", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["Transport", "CMosquitto", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6),
 
         // The cloud daemon; for now its admin commands (`cloudcore gettoken`).

@@ -9,17 +9,9 @@ final class MosquittoBroker {
     let port: Int
     private let process: Process
 
-    init() async throws {
-        // A port the kernel just handed out and released.
-        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) } }
-        port = Int(UInt16(bigEndian: address.sin_port))
-        close(probe)
+    /// Starts a broker on `port`, or on a free port.
+    init(port requested: Int? = nil) async throws {
+        port = requested ?? Self.freePort()
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/mosquitto")
         process.arguments = ["-p", "\(port)"]
@@ -27,8 +19,22 @@ final class MosquittoBroker {
         process.standardError = FileHandle.nullDevice
         try process.run()
         // Ready once it accepts TCP connections.
-        let ready = await eventually { Self.accepts(port: self.port) }
+        let port = port
+        let ready = await eventually { Self.accepts(port: port) }
         guard ready else { throw TestTimeout(description: "mosquitto did not listen on \(port)") }
+    }
+
+    /// A port the kernel just handed out and released.
+    private static func freePort() -> Int {
+        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) } }
+        close(probe)
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     private static func accepts(port: Int) -> Bool {
@@ -43,13 +49,9 @@ final class MosquittoBroker {
         } == 0
     }
 
-    func stop() {
-        Self.stop(process)
-    }
-
     /// SIGKILL (a child of the test process inherits its blocked signals, so it never sees
     /// SIGTERM), then polls: `waitUntilExit` spins a core on Linux while it waits.
-    static func stop(_ process: Process) {
+    func stop() {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
         for _ in 0..<500 where process.isRunning { usleep(10_000) }
@@ -112,14 +114,8 @@ struct MQTTClientTests {
         broker.stop()
         #expect(await eventually { !client.isConnected })
         // A new broker on the same port.
-        let port = broker.port
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/mosquitto")
-        process.arguments = ["-p", "\(port)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer { MosquittoBroker.stop(process) }
+        let again = try await MosquittoBroker(port: broker.port)
+        defer { again.stop() }
         #expect(await eventually(timeout: .seconds(15)) { client.isConnected })
         client.disconnect()
     }

@@ -121,6 +121,12 @@ public final class MQTTClient: Sendable {
         }
     }
 
+    /// Calls `handler` on libmosquitto's thread each time the broker accepts a connection,
+    /// the first and every automatic reconnect (a clean session must subscribe again).
+    public func onConnected(_ handler: @escaping @Sendable () -> Void) {
+        context.setConnectHandler(handler)
+    }
+
     /// Whether the broker accepted the connection and it has not dropped since.
     public var isConnected: Bool { context.isConnected }
 
@@ -183,6 +189,7 @@ private final class CallbackContext: Sendable {
     private let state = Mutex(State())
 
     struct State {
+        var connectHandler: (@Sendable () -> Void)?
         var connected = false
         var connectCode: Int32?
         var connectWaiter = 0
@@ -211,10 +218,16 @@ private final class CallbackContext: Sendable {
     }
 
     func connected(code: Int32) {
-        state.withLock { state in
+        let handler = state.withLock { state in
             state.connectCode = code
             state.connected = code == 0
+            return code == 0 ? state.connectHandler : nil
         }
+        handler?()
+    }
+
+    func setConnectHandler(_ handler: @escaping @Sendable () -> Void) {
+        state.withLock { $0.connectHandler = handler }
     }
 
     func disconnected(code: Int32) {
