@@ -56,6 +56,9 @@ public final class EventBus: Sendable {
 
     public let configuration: Configuration
     private let client: MQTTClient
+    /// Held strongly: the endpoint refers to its bus without owning it, and the bridging tasks
+    /// (which hold this module) may outlive whoever created the bus.
+    private let bus: MessageBus
     private let endpoint: BusEndpoint
     private let logger: Logger
     private let tasks = Mutex<[Task<Void, Never>]>([])
@@ -70,6 +73,7 @@ public final class EventBus: Sendable {
         if let ca = configuration.tlsCAFile {
             try client.setTLS(caFile: ca, certificateFile: configuration.tlsCertificateFile, keyFile: configuration.tlsKeyFile)
         }
+        self.bus = bus
         endpoint = bus.register(module: Self.moduleName, group: Self.moduleGroup)
     }
 
@@ -95,11 +99,12 @@ public final class EventBus: Sendable {
         tasks.withLock { $0 = started }
     }
 
-    /// Disconnects and stops bridging.
+    /// Disconnects, leaves the bus and waits for the bridging to end.
     public func stop() async {
-        client.disconnect()
+        client.close()
+        bus.unregister(module: Self.moduleName)
         let running = tasks.withLock { tasks -> [Task<Void, Never>] in defer { tasks = [] }; return tasks }
-        for task in running { task.cancel() }
+        for task in running { await task.value }
     }
 
     /// Whether the broker connection is up.

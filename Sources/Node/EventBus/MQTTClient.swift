@@ -165,6 +165,12 @@ public final class MQTTClient: Sendable {
         mosquitto_loop_stop(handle.raw, false)
     }
 
+    /// Disconnects, stops the network thread and ends ``messages``; the client is not used again.
+    public func close() {
+        disconnect()
+        context.finish()
+    }
+
     /// Messages dropped because nobody read ``messages`` in time.
     public var droppedMessages: Int { context.dropped.load(ordering: .relaxed) }
 
