@@ -64,4 +64,18 @@ import Testing
         #expect(drained.count == 11)
         #expect(try await blocked.value)
     }
+
+    @Test("a module that outlives its bus gets a clear error, not a crash")
+    func endpointOutlivingItsBus() async throws {
+        var bus: MessageBus? = MessageBus()
+        let endpoint = bus!.register(module: "orphan", group: "meta")
+        weak let released = bus
+        bus = nil
+        #expect(released == nil)
+        await #expect(throws: BusError.busReleased) {
+            try await endpoint.send(makeMessage(1), on: .state, delivery: .reliable)
+        }
+        #expect(throws: BusError.busReleased) { try endpoint.trySend(makeMessage(2), on: .state, delivery: .reliable) }
+        await #expect(throws: BusError.busReleased) { _ = try await endpoint.request(makeMessage(3), on: .request, timeout: .seconds(1)) }
+    }
 }

@@ -7,7 +7,9 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
     public let name: String
     /// The module group.
     public let group: String
-    private unowned let bus: MessageBus
+    /// Weak: modules may outlive the bus that made them; they then get ``BusError/busReleased``.
+    private weak let bus: MessageBus?
+    private let configuration: MessageBus.Configuration
     private let state: Mutex<State>
 
     private struct State {
@@ -27,6 +29,7 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         self.name = name
         self.group = group
         self.bus = bus
+        configuration = bus.configuration
         state = Mutex(State(lanes: Array(repeating: Queue(), count: bus.configuration.laneCount)))
     }
 
@@ -68,9 +71,10 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         message.header.sync = true
         if message.router.source.isEmpty { message.router.source = name }
         let id = message.header.id
-        let timeout = timeout ?? bus.configuration.requestTimeout
-        let timer = NIOSingletons.posixEventLoopGroup.any().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [self] in
-            bus.forgetRequest(id)
+        guard let bus else { throw BusError.busReleased }
+        let timeout = timeout ?? configuration.requestTimeout
+        let timer = NIOSingletons.posixEventLoopGroup.any().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [self, weak bus] in
+            bus?.forgetRequest(id)
             state.withLock { $0.requests.removeValue(forKey: id) }?.resume(throwing: TransportError.requestTimedOut(id, timeout))
         }
         defer { timer.cancel() }
@@ -108,7 +112,8 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
     }
 
     private func targets(for message: Message, lane: Lane, group: String? = nil) throws -> [BusEndpoint] {
-        guard Int(lane.rawValue) < bus.configuration.laneCount else { throw TransportError.unknownLane(lane) }
+        guard Int(lane.rawValue) < configuration.laneCount else { throw TransportError.unknownLane(lane) }
+        guard let bus else { throw BusError.busReleased }
         if let parent = message.header.parentID, let requester = bus.takeRequester(of: parent),
            requester.resolveRequest(parent, with: message) {
             return []
@@ -134,7 +139,7 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
                 state.lanes[index].consumer = nil
                 return .some(consumer)
             }
-            guard state.lanes[index].bytes < bus.configuration.laneCapacityBytes else {
+            guard state.lanes[index].bytes < configuration.laneCapacityBytes else {
                 if let waiter { state.lanes[index].senders.append(waiter) }
                 return .none
             }

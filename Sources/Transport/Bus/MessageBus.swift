@@ -94,4 +94,6 @@ public final class MessageBus: Sendable {
 public enum BusError: Error, Sendable, Hashable {
     /// No module of that name or group is registered.
     case unknownDestination(String)
+    /// The bus this endpoint belonged to no longer exists.
+    case busReleased
 }
