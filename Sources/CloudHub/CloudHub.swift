@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -122,6 +123,21 @@ public final class CloudHub: Sendable {
     /// The TLS files the listeners use (server certificate, key, CA).
     public var tlsFiles: TLSFiles? { running.withLock { $0?.credentials.tls } }
 
+    /// Issues `node` a key and certificate without the join exchange, and writes them with the
+    /// CA as `node.key`, `node.crt` and `ca.crt` in `directory` (the files a join leaves): for
+    /// provisioning, tests and benchmarks.
+    public func issueNodeCredentials(for node: String, in directory: String) throws -> TLSFiles {
+        guard let authority else { throw CloudHubError.notRunning }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let key = try PrivateKey.generate()
+        let request = try CertificateSigningRequest(commonName: CertificateAuthority.nodeNamePrefix + node, key: key)
+        let certificate = try authority.issueNodeCertificate(for: request, node: node, validity: configuration.nodeCertificateValidity)
+        try HubCredentials.writeSecret(try key.export(), to: directory + "/node.key")
+        try Data(try certificate.export()).write(to: URL(fileURLWithPath: directory + "/node.crt"), options: .atomic)
+        try Data(try authority.certificate.export()).write(to: URL(fileURLWithPath: directory + "/ca.crt"), options: .atomic)
+        return TLSFiles(certificateChain: directory + "/node.crt", privateKey: directory + "/node.key", trustRoots: directory + "/ca.crt")
+    }
+
     /// A bootstrap token for edges to join with, valid for ``CloudHubConfiguration/tokenValidity``.
     public func makeToken() throws -> String {
         guard let authority else { throw CloudHubError.notRunning }
@@ -209,10 +225,9 @@ public final class CloudHub: Sendable {
     /// Sends `messages` in order to `node`: one lock and, for reliable classes, one outbox
     /// commit per batch. Suspends only while this node's lane or outbox is full.
     public func send(contentsOf messages: [Message], to node: String, on lane: Lane, delivery: Delivery) async throws {
-        guard let first = messages.first else { return }
-        let session = try outgoing(first, to: node)
-        for message in messages.dropFirst() { _ = try outgoing(message, to: node) }
-        try await session.channel.send(contentsOf: messages, on: lane, delivery: delivery)
+        guard !messages.isEmpty else { return }
+        for message in messages { try checkAndRecord(message, to: node) }
+        try await session(for: node).channel.send(contentsOf: messages, on: lane, delivery: delivery)
         counters.withLock { $0.sentMessages += messages.count }
     }
 
@@ -232,6 +247,12 @@ public final class CloudHub: Sendable {
 
     /// Checks the address, records what the message assigns to the node and returns its session.
     private func outgoing(_ message: Message, to node: String) throws -> NodeSession {
+        try checkAndRecord(message, to: node)
+        return try session(for: node)
+    }
+
+    /// Refuses a message that names another node; grants the node what the message assigns.
+    private func checkAndRecord(_ message: Message, to node: String) throws {
         let assigns: Bool
         switch message.router.operation {
         case "insert", "update", "upsert", "patch": assigns = true
@@ -244,7 +265,6 @@ public final class CloudHub: Sendable {
             }
             if assigns, let object = configuration.accessPolicy.object(in: path) { grant(object, to: node) }
         }
-        return try session(for: node)
     }
 
     /// Lets `node` send about `object` (a module that knows the binding, e.g. after a restart).

@@ -146,7 +146,7 @@ public final class EdgeHub: Sendable {
         }
         if configuration.preferQUIC {
             do {
-                return try await open(.quic, with: connectors.quic)
+                return try await open(connectors.quic)
             } catch {
                 record(error, while: "connecting over QUIC")
                 state.withLock { $0.counters.quicFailures += 1 }
@@ -154,23 +154,24 @@ public final class EdgeHub: Sendable {
             }
         }
         do {
-            return try await open(.webSocket, with: connectors)
+            return try await open(connectors.webSocket)
         } catch {
             record(error, while: "connecting over WebSocket")
             return nil
         }
     }
 
-    private func open(_ backend: TransportBackend, with connectors: Connectors) async throws -> EdgeConnection {
-        try await open(backend, with: connectors.quic, webSocket: connectors.webSocket)
+    private func open(_ connector: QUICConnector) async throws -> EdgeConnection {
+        try await established(EdgeConnection(try await connector.connect(channel)))
     }
 
-    private func open(_ backend: TransportBackend, with quic: QUICConnector, webSocket: WebSocketConnector? = nil) async throws -> EdgeConnection {
-        let connection: EdgeConnection
-        switch backend {
-        case .quic: connection = EdgeConnection(try await quic.connect(channel))
-        case .webSocket: connection = EdgeConnection(try await webSocket!.connect(channel))
-        }
+    private func open(_ connector: WebSocketConnector) async throws -> EdgeConnection {
+        try await established(EdgeConnection(try await connector.connect(channel)))
+    }
+
+    /// Waits for `connection`'s HELLO exchange and records it as the current connection.
+    private func established(_ connection: EdgeConnection) async throws -> EdgeConnection {
+        let backend = connection.backend
         do {
             try await waitForHello(on: connection)
         } catch {
@@ -228,7 +229,7 @@ public final class EdgeHub: Sendable {
                         guard let probe = state.withLock({ $0.connectors?.quicProbe }) else { continue }
                         // Without 0-RTT: the QUIC link replaces the WebSocket one only once its
                         // handshake has completed, so a failed probe leaves WebSocket untouched.
-                        if let quic = try? await open(.quic, with: probe) { return quic }
+                        if let quic = try? await open(probe) { return quic }
                     }
                     return nil
                 }

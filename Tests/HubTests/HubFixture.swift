@@ -31,18 +31,9 @@ struct HubFixture {
             quicHandshakeTimeout: .seconds(2), quicRetryInterval: .seconds(1), initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(500))
     }
 
-    /// Writes `node`'s key and a certificate issued by the hub's CA (as a join would), and
-    /// returns the files.
+    /// `node`'s key and certificate from the hub's CA, as a join would leave them.
     func issueCredentials(for node: String) throws -> TLSFiles {
-        let folder = directory + "/\(node)-certs"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let key = try PrivateKey.generate()
-        let request = try CertificateSigningRequest(commonName: CertificateAuthority.nodeNamePrefix + node, key: key)
-        let certificate = try hub.authority!.issueNodeCertificate(for: request, node: node)
-        try Data(try key.export()).write(to: URL(fileURLWithPath: folder + "/node.key"))
-        try Data(try certificate.export()).write(to: URL(fileURLWithPath: folder + "/node.crt"))
-        try Data(try hub.authority!.certificate.export()).write(to: URL(fileURLWithPath: folder + "/ca.crt"))
-        return TLSFiles(certificateChain: folder + "/node.crt", privateKey: folder + "/node.key", trustRoots: folder + "/ca.crt")
+        try hub.issueNodeCredentials(for: node, in: directory + "/\(node)-certs")
     }
 
     func stop() async {

@@ -191,9 +191,37 @@ struct RefusalTests {
             "a bootstrap token (Authorization: Bearer) or the node's current certificate is required\n|401"))
         #expect(try curl(["-H", "Authorization: Basic eDp5", "--data-binary", "@" + request, base + "/edge.crt"]).hasSuffix(
             "the Authorization header must be Bearer {token}\n|401"))
+        let bigHeader = "X-Padding: " + String(repeating: "a", count: 9000)
+        #expect(try curl(["-H", bigHeader, base + "/ca.crt"]).contains("the limit is 8192\n|431"))
         let caFile = fixture.directory + "/ca.der"
         #expect(try curl(["-o", caFile, base + "/ca.crt"]).hasSuffix("|200"))
         #expect(try Certificate(bytes: Array(FileManager.default.contents(atPath: caFile)!), encoding: .der).sha256Hex() == fixture.hub.authority!.certificate.sha256Hex())
+        await fixture.stop()
+    }
+
+    @Test("the certificate endpoint closes a connection that sends nothing within the request timeout")
+    func certificateEndpointTimeout() async throws {
+        let fixture = try await HubFixture { $0.https.requestTimeout = .milliseconds(500) }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(fixture.ports.https).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        // Without the server's timeout the read fails after 5 s instead of hanging the test.
+        var limit = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        let started = ContinuousClock.now
+        // Silence: the server must close (read returns 0) after about the timeout, not keep the slot.
+        var byte: UInt8 = 0
+        let count = read(fd, &byte, 1)
+        let waited = ContinuousClock.now - started
+        #expect(count == 0)
+        #expect(waited >= .milliseconds(400) && waited < .seconds(5), "closed after \(waited)")
         await fixture.stop()
     }
 

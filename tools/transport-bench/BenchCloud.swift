@@ -29,14 +29,7 @@ struct BenchCloud {
 
     /// Writes a key and a certificate for `node` under `directory/edges/{node}` and returns them.
     func issueCredentials(for node: String) throws -> TLSFiles {
-        let folder = directory + "/edges/\(node)"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let key = try PrivateKey.generate()
-        let request = try CertificateSigningRequest(commonName: CertificateAuthority.nodeNamePrefix + node, key: key)
-        let certificate = try hub.authority!.issueNodeCertificate(for: request, node: node)
-        try Data(try key.export()).write(to: URL(fileURLWithPath: folder + "/node.key"))
-        try Data(try certificate.export()).write(to: URL(fileURLWithPath: folder + "/node.crt"))
-        return TLSFiles(certificateChain: folder + "/node.crt", privateKey: folder + "/node.key", trustRoots: hub.tlsFiles!.trustRoots)
+        try hub.issueNodeCredentials(for: node, in: directory + "/edges/\(node)")
     }
 }
 
