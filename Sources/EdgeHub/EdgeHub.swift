@@ -57,6 +57,8 @@ public final class EdgeHub: Sendable {
         self.logger = logger
         var channelConfiguration = configuration.channel
         channelConfiguration.localNodeID = configuration.nodeName
+        // A cloud message counts as delivered once its module has handled it (MetaManager: stored).
+        channelConfiguration.lanesAcknowledgedAfterHandling = Set(Lane.standard.filter { $0 != .control })
         let outbox = try configuration.outboxPath.map { try Outbox(configuration: .init(path: $0)) }
         channel = try MessageChannel(configuration: channelConfiguration, outbox: outbox, logger: logger)
         credentials = NodeCredentials(directory: configuration.certificatesDirectory, node: configuration.nodeName)
@@ -318,14 +320,18 @@ public final class EdgeHub: Sendable {
 
     // MARK: routing
 
-    /// Cloud → modules: by the group map; a response goes to the module waiting for it.
+    /// Cloud → modules: by the group map; a response goes to the module waiting for it. The
+    /// channel acknowledges a message to the cloud once the module has handled it, so a crash
+    /// before MetaManager stored an object makes the cloud send it again.
     private func routeFromCloud(lane: Lane) async {
         for await message in channel.messages(on: lane) {
             let group = configuration.groupRoutes[message.router.group] ?? message.router.group
+            let id = message.header.id
             do {
-                try await endpoint.send(message, toGroup: group, on: lane)
+                try await endpoint.send(message, toGroup: group, on: lane) { [channel] in channel.acknowledge(id, on: lane) }
                 state.withLock { $0.counters.toModules += 1 }
             } catch {
+                channel.acknowledge(id, on: lane)
                 state.withLock { $0.counters.undeliverable += 1 }
                 logger.warning("no module for a cloud message", metadata: [
                     "group": "\(message.router.group)", "resource": "\(message.router.resource)", "error": "\(error)",

@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOConcurrencyHelpers
 import NIOPosix
+import Synchronization
 import Transport
 
 /// Builds messages whose content names their index, so order and loss are checkable.
@@ -123,4 +124,12 @@ public func runProcess(_ executable: String, _ arguments: [String], in directory
     let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     return (process.terminationStatus, text)
+}
+
+/// A thread-safe counter for callbacks in tests.
+public final class Counter: Sendable {
+    private let count = Mutex(0)
+    public init() {}
+    public func increment() { count.withLock { $0 += 1 } }
+    public var value: Int { count.withLock { $0 } }
 }

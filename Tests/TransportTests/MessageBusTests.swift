@@ -26,6 +26,35 @@ import Testing
         }
     }
 
+    @Test func aSenderHearsWhenEveryReceivingModuleHasHandledAMessage() async throws {
+        let bus = MessageBus()
+        let hub = bus.register(module: "edgehub", group: "hub")
+        let meta = bus.register(module: "metaManager", group: "meta", acknowledgesHandling: true)
+        let mirror = bus.register(module: "metaMirror", group: "meta")
+        let handled = Counter()
+        for index in 0..<3 {
+            try await hub.send(makeMessage(index), toGroup: "meta", on: .state) { handled.increment() }
+        }
+        // The mirror takes its copies (handled on taking); MetaManager takes them but has not
+        // reported them handled yet.
+        _ = try await collect(3, from: mirror, lane: .state)
+        let taken = try await collect(3, from: meta, lane: .state)
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(handled.value == 0)
+        meta.handled(taken[1])
+        meta.handled(taken[1])
+        #expect(handled.value == 1)
+        meta.handled(taken[0])
+        meta.handled(taken[2])
+        #expect(handled.value == 3)
+        // A module that leaves before handling never reports: its sender is not told.
+        try await hub.send(makeMessage(9), toGroup: "meta", on: .state) { handled.increment() }
+        let late = try await collect(1, from: meta, lane: .state)
+        bus.unregister(module: "metaManager")
+        meta.handled(late[0])
+        #expect(handled.value == 3)
+    }
+
     @Test func requestsAreAnsweredThroughTheBus() async throws {
         let bus = MessageBus()
         let client = bus.register(module: "edged", group: "edged")

@@ -7,6 +7,9 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
     public let name: String
     /// The module group.
     public let group: String
+    /// Whether this module reports handling itself with ``handled(_:)``; otherwise a message
+    /// counts as handled once the module takes it.
+    public let acknowledgesHandling: Bool
     /// Weak: modules may outlive the bus that made them; they then get ``BusError/busReleased``.
     private weak let bus: MessageBus?
     private let configuration: MessageBus.Configuration
@@ -15,33 +18,41 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
     private struct State {
         var lanes: [Queue]
         var requests: [MessageID: UnsafeContinuation<Message, any Error>] = [:]
+        /// Receipts of messages taken but not yet reported handled.
+        var receipts: [MessageID: [HandlingReceipt]] = [:]
         var closed = false
     }
 
     private struct Queue {
-        var messages = CircularBuffer<Message>()
+        var messages = CircularBuffer<Queued>()
         var bytes = 0
         var consumer: UnsafeContinuation<Message?, Never>?
         var senders: [UnsafeContinuation<Bool, Never>] = []
     }
 
-    init(name: String, group: String, bus: MessageBus) {
+    private struct Queued {
+        var message: Message
+        var receipt: HandlingReceipt?
+    }
+
+    init(name: String, group: String, acknowledgesHandling: Bool, bus: MessageBus) {
         self.name = name
         self.group = group
+        self.acknowledgesHandling = acknowledgesHandling
         self.bus = bus
         configuration = bus.configuration
         state = Mutex(State(lanes: Array(repeating: Queue(), count: bus.configuration.laneCount)))
     }
 
     public func send(_ message: Message, on lane: Lane, delivery: Delivery) async throws {
-        await deliver(message, to: try targets(for: message, lane: lane), lane: lane)
+        await deliver(message, to: try targets(for: message, lane: lane), lane: lane, receipt: nil)
     }
 
-    private func deliver(_ message: Message, to targets: [BusEndpoint], lane: Lane) async {
+    private func deliver(_ message: Message, to targets: [BusEndpoint], lane: Lane, receipt: HandlingReceipt?) async {
         for target in targets {
             while true {
                 let accepted = await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
-                    switch target.offer(message, lane: lane, waiter: continuation) {
+                    switch target.offer(message, lane: lane, receipt: receipt, waiter: continuation) {
                     case .accepted, .dropped: continuation.resume(returning: true)
                     case .wouldBlock: break  // parked; resumed with `false` when the consumer drains
                     }
@@ -54,13 +65,31 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
     /// Sends `message` to every module of `group` (or, if it answers a pending request, to the
     /// requester), whatever its router says: a hub uses it to route cloud groups to module groups.
     public func send(_ message: Message, toGroup group: String, on lane: Lane) async throws {
-        await deliver(message, to: try targets(for: message, lane: lane, group: group), lane: lane)
+        await deliver(message, to: try targets(for: message, lane: lane, group: group), lane: lane, receipt: nil)
+    }
+
+    /// Sends `message` to every module of `group` like ``send(_:toGroup:on:)`` and calls
+    /// `whenHandled` once every receiving module has handled it: at once for a module that
+    /// does not acknowledge handling (when it takes the message), after ``handled(_:)`` for one
+    /// that does. A module that leaves the bus first never handles its messages, so
+    /// `whenHandled` is then never called: a hub relies on that to have the cloud send again.
+    public func send(_ message: Message, toGroup group: String, on lane: Lane, whenHandled: @escaping @Sendable () -> Void) async throws {
+        let targets = try targets(for: message, lane: lane, group: group)
+        guard !targets.isEmpty else { return whenHandled() }
+        await deliver(message, to: targets, lane: lane, receipt: HandlingReceipt(receivers: targets.count, whenHandled: whenHandled))
+    }
+
+    /// Reports that this module has handled `message` (stored it, say). Only modules registered
+    /// with `acknowledgesHandling` need to; unknown messages are ignored.
+    public func handled(_ message: Message) {
+        let receipts = state.withLock { $0.receipts.removeValue(forKey: message.header.id) } ?? []
+        for receipt in receipts { receipt.receiverHandled() }
     }
 
     public func trySend(_ message: Message, on lane: Lane, delivery: Delivery) throws -> TrySendResult {
         let targets = try targets(for: message, lane: lane)
         var result = TrySendResult.accepted
-        for target in targets where target.offer(message, lane: lane, waiter: nil) == .wouldBlock { result = .wouldBlock }
+        for target in targets where target.offer(message, lane: lane, receipt: nil, waiter: nil) == .wouldBlock { result = .wouldBlock }
         return result
     }
 
@@ -96,16 +125,17 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         let index = Int(lane.rawValue)
         guard index < state.withLock({ $0.lanes.count }) else { return nil }
         return await withUnsafeContinuation { (continuation: UnsafeContinuation<Message?, Never>) in
-            let (result, senders): (Message??, [UnsafeContinuation<Bool, Never>]) = state.withLock { state in
-                if let message = state.lanes[index].messages.popFirst() {
-                    state.lanes[index].bytes -= message.content.readableBytes
+            let (result, senders, handledNow): (Message??, [UnsafeContinuation<Bool, Never>], HandlingReceipt?) = state.withLock { state in
+                if let queued = state.lanes[index].messages.popFirst() {
+                    state.lanes[index].bytes -= queued.message.content.readableBytes
                     defer { state.lanes[index].senders = [] }
-                    return (.some(message), state.lanes[index].senders)
+                    return (.some(queued.message), state.lanes[index].senders, taken(queued, state: &state))
                 }
-                if state.closed { return (.some(nil), []) }
+                if state.closed { return (.some(nil), [], nil) }
                 state.lanes[index].consumer = continuation
-                return (.none, [])
+                return (.none, [], nil)
             }
+            handledNow?.receiverHandled()
             for sender in senders { sender.resume(returning: false) }
             if let result { continuation.resume(returning: result) }
         }
@@ -131,28 +161,40 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
 
     /// Queues `message` unless the lane is full; then a given `waiter` is parked until the
     /// consumer drains (and resumed with `false`, to try again).
-    fileprivate func offer(_ message: Message, lane: Lane, waiter: UnsafeContinuation<Bool, Never>?) -> TrySendResult {
+    fileprivate func offer(_ message: Message, lane: Lane, receipt: HandlingReceipt?, waiter: UnsafeContinuation<Bool, Never>?) -> TrySendResult {
         let index = Int(lane.rawValue)
+        var handledNow: HandlingReceipt?
         let consumer: UnsafeContinuation<Message?, Never>?? = state.withLock { state in
             if state.closed { return .some(nil) }
             if let consumer = state.lanes[index].consumer {
                 state.lanes[index].consumer = nil
+                handledNow = taken(Queued(message: message, receipt: receipt), state: &state)
                 return .some(consumer)
             }
             guard state.lanes[index].bytes < configuration.laneCapacityBytes else {
                 if let waiter { state.lanes[index].senders.append(waiter) }
                 return .none
             }
-            state.lanes[index].messages.append(message)
+            state.lanes[index].messages.append(Queued(message: message, receipt: receipt))
             state.lanes[index].bytes += message.content.readableBytes
             return .some(nil)
         }
+        handledNow?.receiverHandled()
         switch consumer {
         case .none: return .wouldBlock
         case .some(let waiting):
             waiting?.resume(returning: message)
             return .accepted
         }
+    }
+
+    /// The module takes `queued`: its receipt is either held until ``handled(_:)`` or, returned,
+    /// to be completed once the lock is released.
+    private func taken(_ queued: Queued, state: inout State) -> HandlingReceipt? {
+        guard let receipt = queued.receipt else { return nil }
+        guard acknowledgesHandling else { return receipt }
+        state.receipts[queued.message.header.id, default: []].append(receipt)
+        return nil
     }
 
     func shutdown() {
@@ -164,11 +206,30 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
                 state.lanes[index].consumer = nil
                 state.lanes[index].senders = []
             }
-            defer { state.requests = [:] }
+            defer { state.requests = [:]; state.receipts = [:] }
             return ((consumers, senders), Array(state.requests.values))
         }
         for consumer in consumers.0 { consumer.resume(returning: nil) }
         for sender in consumers.1 { sender.resume(returning: true) }
         for request in requests { request.resume(throwing: TransportError.closed) }
+    }
+}
+
+/// Counts the modules that still have to handle one message, then calls its sender back.
+final class HandlingReceipt: Sendable {
+    private let remaining: Mutex<Int>
+    private let whenHandled: @Sendable () -> Void
+
+    init(receivers: Int, whenHandled: @escaping @Sendable () -> Void) {
+        remaining = Mutex(receivers)
+        self.whenHandled = whenHandled
+    }
+
+    func receiverHandled() {
+        let done = remaining.withLock { remaining in
+            remaining -= 1
+            return remaining == 0
+        }
+        if done { whenHandled() }
     }
 }

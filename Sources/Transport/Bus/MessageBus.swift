@@ -49,9 +49,11 @@ public final class MessageBus: Sendable {
     }
 
     /// Registers a module; a second registration of the same name replaces the first (whose
-    /// lane iterators end).
-    public func register(module name: String, group: String) -> BusEndpoint {
-        let endpoint = BusEndpoint(name: name, group: group, bus: self)
+    /// lane iterators end). A module that `acknowledgesHandling` calls ``BusEndpoint/handled(_:)``
+    /// for each message once it is safe (stored, say); senders that asked to hear about it wait
+    /// until then.
+    public func register(module name: String, group: String, acknowledgesHandling: Bool = false) -> BusEndpoint {
+        let endpoint = BusEndpoint(name: name, group: group, acknowledgesHandling: acknowledgesHandling, bus: self)
         let old = modules.withLock { modules in
             defer { modules[name] = endpoint }
             return modules[name]

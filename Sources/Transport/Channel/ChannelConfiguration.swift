@@ -37,6 +37,10 @@ public struct ChannelConfiguration: Sendable {
     /// (one syscall and TLS record for many messages). Flushes for ACK, CREDIT and replay run at
     /// once. Default 50 µs; zero flushes on the next event-loop turn.
     public var flushCoalescingDelay: Duration
+    /// Lanes whose reliable messages count as delivered only when the application calls
+    /// ``MessageChannel/acknowledge(_:on:)`` (after storing them, say), not when it takes them:
+    /// a crash in between makes the peer send them again. Default: none.
+    public var lanesAcknowledgedAfterHandling: Set<Lane> = []
 
     /// Creates a configuration with the documented defaults.
     public init(

@@ -208,6 +208,7 @@ extension MessageChannel {
                 state.receive[index].persistedUpTo = 0
                 state.receive[index].acknowledgedUpTo = 0
                 state.receive[index].deliveredSinceAck = 0
+                state.receive[index].awaitingHandling.removeAll()
                 for position in state.receive[index].buffer.indices { state.receive[index].buffer[position].sequence = 0 }
             }
         }

@@ -321,8 +321,48 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
             requestFlush(state: &state, actions: &actions)
         }
         guard entry.sequence > 0 else { return }
-        state.receive[index].deliveredUpTo = max(state.receive[index].deliveredUpTo, entry.sequence)
-        state.receive[index].deliveredSinceAck += 1
+        if !configuration.lanesAcknowledgedAfterHandling.isEmpty,
+           configuration.lanesAcknowledgedAfterHandling.contains(Lane(rawValue: UInt8(index))) {
+            state.receive[index].awaitingHandling.append(HandlingMark(id: entry.message.header.id, sequence: entry.sequence))
+            return
+        }
+        markDelivered(upTo: entry.sequence, count: 1, lane: index, state: &state, actions: &actions)
+    }
+
+    /// Marks a message taken from a lane in ``ChannelConfiguration/lanesAcknowledgedAfterHandling``
+    /// as handled. The lane's cumulative ACK (persisted first when there is an outbox) moves over
+    /// every message up to the oldest one still unhandled, so messages may be acknowledged out of
+    /// order. Unknown ids, best-effort messages and other lanes are ignored.
+    public func acknowledge(_ id: MessageID, on lane: Lane) {
+        let index = Int(lane.rawValue)
+        guard index < configuration.limits.laneCount else { return }
+        var actions = ChannelActions()
+        state.withLock { state in
+            guard let position = state.receive[index].awaitingHandling.firstIndex(where: { $0.id == id }) else { return }
+            state.receive[index].awaitingHandling[position].handled = true
+            var upTo: UInt64 = 0
+            var count = 0
+            while let first = state.receive[index].awaitingHandling.first, first.handled {
+                upTo = first.sequence
+                count += 1
+                state.receive[index].awaitingHandling.removeFirst()
+            }
+            if count > 0 { markDelivered(upTo: upTo, count: count, lane: index, state: &state, actions: &actions) }
+        }
+        perform(actions)
+    }
+
+    /// Reliable messages of `lane` taken but not yet acknowledged as handled.
+    public func awaitingHandling(on lane: Lane) -> Int {
+        let index = Int(lane.rawValue)
+        guard index < configuration.limits.laneCount else { return 0 }
+        return state.withLock { $0.receive[index].awaitingHandling.count }
+    }
+
+    /// Advances the delivery mark of lane `index` and schedules its ACK.
+    private func markDelivered(upTo sequence: UInt64, count: Int, lane index: Int, state: inout ChannelState, actions: inout ChannelActions) {
+        state.receive[index].deliveredUpTo = max(state.receive[index].deliveredUpTo, sequence)
+        state.receive[index].deliveredSinceAck += count
         if state.receive[index].deliveredSinceAck >= configuration.ackBatch {
             collectDeliveryMarks(state: &state, actions: &actions)
         } else if !state.ackTimerScheduled, let link = state.link {

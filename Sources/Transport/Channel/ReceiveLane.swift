@@ -24,6 +24,16 @@ struct ReceiveLane {
     var consumedSinceGrant = 0
     /// Deliveries since the last ACK.
     var deliveredSinceAck = 0
+    /// Taken but not yet acknowledged as handled, oldest first (lanes acknowledged after
+    /// handling only); the delivery mark advances over the handled prefix.
+    var awaitingHandling = CircularBuffer<HandlingMark>()
     /// The consumer suspended in `next()`.
     var waiter: UnsafeContinuation<Message?, Never>?
+}
+
+/// A reliable message the application took but has not yet acknowledged as handled.
+struct HandlingMark {
+    var id: MessageID
+    var sequence: UInt64
+    var handled = false
 }
