@@ -101,12 +101,12 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "Transport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "Transport", "CloudHub", "EdgeHub", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: strictSwift6),
-        // The edge modules (issue 5, in progress): so far the MQTT client EventBus builds on.
+        // The edge modules: MetaManager and MetaServer, EventBus (MQTT), DeviceTwin, ServiceBus.
         .target(
             name: "Node",
             dependencies: ["Transport", "CMosquitto", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
@@ -157,7 +157,10 @@ let package = Package(
             swiftSettings: strictSwift6),
         .testTarget(
             name: "NodeTests",
-            dependencies: ["Node", "TestSupport", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "Node", "TestSupport", "Transport", "CloudHub", "EdgeHub", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift6),
         .testTarget(
             name: "SystemLibrariesTests",

@@ -104,15 +104,17 @@ public final class CloudHub: Sendable {
         return ports
     }
 
-    /// Stops the listeners, closes every node's channel (their reliable messages stay in the
-    /// outbox) and ends ``incoming`` and ``events``.
+    /// Closes every node's channel with a GOAWAY (their reliable messages stay in the outbox),
+    /// stops the listeners and ends ``incoming`` and ``events``.
     public func stop() async {
         guard let stopping = running.withLock({ running -> Running? in defer { running = nil }; return running }) else { return }
+        // Channels first, while the sockets are open: each node hears a GOAWAY and reconnects
+        // elsewhere (or later) at once instead of waiting for its dead-peer timeout.
+        let all = sessions.withLock { Array($0.values) }
+        for session in all { await session.channel.close() }
         await stopping.webSocket?.stop()
         await stopping.quic?.stop()
         await stopping.https?.stop()
-        let all = sessions.withLock { Array($0.values) }
-        for session in all { await session.channel.close() }
         inbound.close()
         eventSink.finish()
     }

@@ -345,10 +345,18 @@ public final class EdgeHub: Sendable {
         }
     }
 
-    /// Modules → cloud, with the lane's delivery class.
+    /// Modules → cloud, with the lane's delivery class. A module's request while the cloud is
+    /// unreachable is answered at once with an `error` (MetaManager then answers from its store)
+    /// rather than waiting in the outbox for its timeout.
     private func routeToCloud(lane: Lane) async {
         let delivery = configuration.deliveryByLane[lane.rawValue] ?? .bestEffort
         for await message in endpoint.messages(on: lane) {
+            if message.header.sync, message.header.parentID == nil, !channel.isConnected {
+                var answer = message.makeResponse(content: ByteBuffer(string: "the cloud is unreachable"), source: Self.moduleName)
+                answer.router.operation = MessageRouter.Operation.error
+                try? await endpoint.send(answer, on: lane, delivery: .bestEffort)
+                continue
+            }
             do {
                 try await channel.send(message, on: lane, delivery: delivery)
                 state.withLock { $0.counters.toCloud += 1 }

@@ -96,6 +96,16 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
     public func messages(on lane: Lane) -> LaneMessages { LaneMessages(source: self, lane: lane) }
 
     public func request(_ message: Message, on lane: Lane = .request, timeout: Duration? = nil) async throws -> Message {
+        try await request(message, group: nil, on: lane, timeout: timeout)
+    }
+
+    /// Sends `message` as a request to every module of `group` whatever its router says (a module
+    /// asking the cloud through the hub, say) and waits for the response.
+    public func request(_ message: Message, toGroup group: String, on lane: Lane = .request, timeout: Duration? = nil) async throws -> Message {
+        try await request(message, group: group, on: lane, timeout: timeout)
+    }
+
+    private func request(_ message: Message, group: String?, on lane: Lane, timeout: Duration?) async throws -> Message {
         var message = message
         message.header.sync = true
         if message.router.source.isEmpty { message.router.source = name }
@@ -113,7 +123,11 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
             bus.awaitResponse(to: id, at: self)
             Task {
                 do {
-                    try await self.send(outgoing, on: lane, delivery: .reliable)
+                    if let group {
+                        try await self.send(outgoing, toGroup: group, on: lane)
+                    } else {
+                        try await self.send(outgoing, on: lane, delivery: .reliable)
+                    }
                 } catch {
                     self.state.withLock { $0.requests.removeValue(forKey: id) }?.resume(throwing: error)
                 }

@@ -43,13 +43,7 @@ public final class Outbox: Sendable {
     public init(configuration: Configuration) throws(SQLiteError) {
         self.configuration = configuration
         let db = try SQLiteConnection(path: configuration.path)
-        try db.execute("PRAGMA journal_mode=WAL")
-        try db.execute("PRAGMA synchronous=\(configuration.synchronousFull ? "FULL" : "NORMAL")")
-        try db.execute("PRAGMA busy_timeout=5000")
-        if let maxSize = configuration.maxSizeBytes {
-            try db.execute("PRAGMA max_page_count=\(max(8, maxSize / 4096))")
-            try db.execute("PRAGMA page_size=4096")
-        }
+        try db.useWriteAheadLog(synchronousFull: configuration.synchronousFull, maxSizeBytes: configuration.maxSizeBytes)
         try Self.createSchema(db)
         connection = Mutex(Storage(db: db))
     }

@@ -2,12 +2,12 @@ import CSQLite
 
 /// One owner of one `sqlite3*` connection: opens it, prepares cached statements, runs
 /// transactions and closes it in `deinit`. Not thread-safe: callers serialise access.
-final class SQLiteConnection {
+package final class SQLiteConnection {
     private let handle: OpaquePointer
     private var statements: [String: SQLiteStatement] = [:]
 
     /// Opens (creating if needed) the database at `path`.
-    init(path: String) throws(SQLiteError) {
+    package init(path: String) throws(SQLiteError) {
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let result = sqlite3_open_v2(path, &db, flags, nil)
@@ -25,14 +25,30 @@ final class SQLiteConnection {
         sqlite3_close_v2(handle)
     }
 
+    /// Switches to write-ahead logging with `synchronous=NORMAL` (durable across process crashes;
+    /// the last commits may be lost on power loss) or `FULL`, a 5 s busy timeout and, when given,
+    /// a size cap past which writes fail with `SQLITE_FULL`.
+    package func useWriteAheadLog(synchronousFull: Bool = false, maxSizeBytes: Int? = nil) throws(SQLiteError) {
+        try execute("PRAGMA journal_mode=WAL")
+        try execute("PRAGMA synchronous=\(synchronousFull ? "FULL" : "NORMAL")")
+        try execute("PRAGMA busy_timeout=5000")
+        if let maxSizeBytes {
+            try execute("PRAGMA max_page_count=\(max(8, maxSizeBytes / 4096))")
+            try execute("PRAGMA page_size=4096")
+        }
+    }
+
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    package var changes: Int { Int(sqlite3_changes(handle)) }
+
     /// Runs one or more statements that return no rows.
-    func execute(_ sql: String) throws(SQLiteError) {
+    package func execute(_ sql: String) throws(SQLiteError) {
         let result = sqlite3_exec(handle, sql, nil, nil, nil)
         guard result == SQLITE_OK else { throw error(result, sql: sql) }
     }
 
     /// A prepared statement for `sql`, cached for the life of the connection and reset for reuse.
-    func statement(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
+    package func statement(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
         if let cached = statements[sql] {
             cached.reset()
             return cached
@@ -46,7 +62,7 @@ final class SQLiteConnection {
     }
 
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
-    func transaction<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+    package func transaction<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
         try execute("BEGIN IMMEDIATE")
         do {
             let value = try body()
@@ -59,7 +75,7 @@ final class SQLiteConnection {
     }
 
     /// The error for `result`, with SQLite's current message.
-    func error(_ result: Int32, sql: String?) -> SQLiteError {
+    package func error(_ result: Int32, sql: String?) -> SQLiteError {
         SQLiteError(code: result, message: String(cString: sqlite3_errmsg(handle)), sql: sql)
     }
 }

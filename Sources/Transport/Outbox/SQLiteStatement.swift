@@ -1,10 +1,10 @@
 import CSQLite
 
 /// A prepared statement owned by its ``SQLiteConnection``. Binding indices start at 1.
-final class SQLiteStatement {
+package final class SQLiteStatement {
     private let handle: OpaquePointer
     private unowned let connection: SQLiteConnection
-    let sql: String
+    package let sql: String
 
     init(handle: OpaquePointer, connection: SQLiteConnection, sql: String) {
         self.handle = handle
@@ -14,16 +14,16 @@ final class SQLiteStatement {
 
     deinit { sqlite3_finalize(handle) }
 
-    func reset() {
+    package func reset() {
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
     }
 
-    func bind(_ value: Int64, at index: Int32) {
+    package func bind(_ value: Int64, at index: Int32) {
         sqlite3_bind_int64(handle, index, value)
     }
 
-    func bind(_ value: String?, at index: Int32) {
+    package func bind(_ value: String?, at index: Int32) {
         if let value {
             sqlite3_bind_text(handle, index, value, -1, csqlite_transient())
         } else {
@@ -33,13 +33,13 @@ final class SQLiteStatement {
 
     /// Binds `bytes` for the next step only: SQLite does not copy them, so the caller keeps them
     /// alive until ``step()`` returns.
-    func bindBlob(_ bytes: UnsafeRawBufferPointer, at index: Int32) {
+    package func bindBlob(_ bytes: UnsafeRawBufferPointer, at index: Int32) {
         sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count), csqlite_static())
     }
 
     /// Steps once; `true` when a row is available.
     @discardableResult
-    func step() throws(SQLiteError) -> Bool {
+    package func step() throws(SQLiteError) -> Bool {
         let result = sqlite3_step(handle)
         switch result {
         case SQLITE_ROW: return true
@@ -49,18 +49,26 @@ final class SQLiteStatement {
     }
 
     /// Steps to completion, for statements that return no rows.
-    func run() throws(SQLiteError) {
+    package func run() throws(SQLiteError) {
         while try step() {}
     }
 
-    func int64(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    package func int64(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
 
-    func string(at column: Int32) -> String? {
+    /// Binds `value`, or NULL.
+    package func bind(_ value: Int64?, at index: Int32) {
+        if let value { sqlite3_bind_int64(handle, index, value) } else { sqlite3_bind_null(handle, index) }
+    }
+
+    /// Whether the column of the current row is NULL.
+    package func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+
+    package func string(at column: Int32) -> String? {
         guard let text = sqlite3_column_text(handle, column) else { return nil }
         return String(cString: text)
     }
 
-    func blobBytes(at column: Int32) -> UnsafeRawBufferPointer {
+    package func blobBytes(at column: Int32) -> UnsafeRawBufferPointer {
         let count = Int(sqlite3_column_bytes(handle, column))
         guard count > 0, let bytes = sqlite3_column_blob(handle, column) else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         return UnsafeRawBufferPointer(start: bytes, count: count)

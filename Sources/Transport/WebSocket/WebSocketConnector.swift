@@ -71,6 +71,9 @@ public final class WebSocketConnector: Sendable {
             .channelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
             .channelInitializer { nioChannel in
                 let upgraded = nioChannel.eventLoop.makePromise(of: Void.self)
+                // A connection refused (or a pipeline that failed to build) never reaches the
+                // handler's failure paths: the promise must not outlive the channel unresolved.
+                nioChannel.closeFuture.whenComplete { _ in upgraded.fail(WebSocketUpgradeError.connectionClosed) }
                 let requester = NIOLoopBound(
                     UpgradeRequestHandler(host: configuration.host, path: configuration.path, upgraded: upgraded),
                     eventLoop: nioChannel.eventLoop)

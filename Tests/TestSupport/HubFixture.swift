@@ -3,17 +3,16 @@ import EdgeHub
 import Foundation
 import Logging
 import NIOCore
-import TestSupport
 import Transport
 
 /// A CloudHub on loopback with every listener on a free port, its CA in a temporary directory,
 /// and helpers to make edges that join it.
-struct HubFixture {
-    let directory: String
-    let hub: CloudHub
-    let ports: CloudHub.Ports
+public struct HubFixture: Sendable {
+    public let directory: String
+    public let hub: CloudHub
+    public let ports: CloudHub.Ports
 
-    init(nodeLimit: Int = 10_000, configure: (inout CloudHubConfiguration) -> Void = { _ in }) async throws {
+    public init(nodeLimit: Int = 10_000, configure: (inout CloudHubConfiguration) -> Void = { _ in }) async throws {
         directory = makeTemporaryDirectory()
         var configuration = CloudHubConfiguration(
             certificatesDirectory: directory + "/cloud-certs", outboxPath: directory + "/cloudhub.sqlite", bindAddress: "127.0.0.1",
@@ -24,7 +23,7 @@ struct HubFixture {
     }
 
     /// An edge configuration for `node` that reconnects quickly.
-    func edgeConfiguration(_ node: String, token: String?) -> EdgeHubConfiguration {
+    public func edgeConfiguration(_ node: String, token: String?) -> EdgeHubConfiguration {
         EdgeHubConfiguration(
             nodeName: node, cloudHost: "127.0.0.1", certificatesDirectory: directory + "/\(node)-certs", token: token,
             outboxPath: directory + "/\(node).sqlite", quicPort: ports.quic, webSocketPort: ports.webSocket, httpsPort: ports.https,
@@ -32,23 +31,23 @@ struct HubFixture {
     }
 
     /// `node`'s key and certificate from the hub's CA, as a join would leave them.
-    func issueCredentials(for node: String) throws -> TLSFiles {
+    public func issueCredentials(for node: String) throws -> TLSFiles {
         try hub.issueNodeCredentials(for: node, in: directory + "/\(node)-certs")
     }
 
-    func stop() async {
+    public func stop() async {
         await hub.stop()
         removeTemporaryDirectory(directory)
     }
 }
 
 /// A message for the tests: `resource` as given, content naming what it is.
-func hubMessage(_ operation: String, _ resource: String, group: String = "resource", content: String) -> Message {
+public func hubMessage(_ operation: String, _ resource: String, group: String = "resource", content: String) -> Message {
     Message(router: MessageRouter(source: "test", group: group, operation: operation, resource: resource), content: ByteBuffer(string: content))
 }
 
 /// The next `count` messages from the hub (any node), or a timeout.
-func nextMessages(_ count: Int, from hub: CloudHub, timeout: Duration = .seconds(20)) async throws -> [NodeMessage] {
+public func nextMessages(_ count: Int, from hub: CloudHub, timeout: Duration = .seconds(20)) async throws -> [NodeMessage] {
     try await withTimeout(timeout, "\(count) messages from nodes") {
         var received: [NodeMessage] = []
         for await message in hub.incoming {

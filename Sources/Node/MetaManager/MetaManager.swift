@@ -1,0 +1,301 @@
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+import Transport
+
+/// KubeEdge's MetaManager: the edge's memory of what the cloud sent.
+///
+/// - Cloud writes (`insert`, `update`, `upsert`, `patch` as JSON merge patch, `delete`) are stored
+///   in the ``MetaStore`` before the module reports them handled, which is when EdgeHub lets the
+///   channel acknowledge them to the cloud: a crash in between makes the cloud send them again.
+///   An older resource version than the one stored is ignored. Stored writes are passed on to
+///   the group that runs them (``MetaManagerConfiguration/notifyGroups``).
+/// - Writes from modules on this node (pod status from Edged, say) are stored and sent on to
+///   the cloud through EdgeHub.
+/// - `query` for `{namespace}/{type}/{name}` (one object) or `{namespace}/{type}` (a JSON array):
+///   types in ``MetaManagerConfiguration/remoteQueryTypes`` are asked of the cloud first and the
+///   answer is cached; when the cloud does not answer (offline, refused, timed out) and for
+///   every other type, the store answers. A missing object is an `error` response.
+/// Malformed messages are answered with an `error` response (when the sender waits for one),
+/// logged, counted and reported handled: sending them again would not help.
+public final class MetaManager: Sendable {
+    /// The bus module name and group (KubeEdge's).
+    public static let moduleName = "metaManager"
+    public static let moduleGroup = "meta"
+    /// The group the cloud is reached through (EdgeHub's).
+    public static let hubGroup = "hub"
+
+    public let configuration: MetaManagerConfiguration
+    /// The SQLite store MetaServer reads too.
+    public let store: MetaStore
+    private let bus: MessageBus
+    private let endpoint: BusEndpoint
+    private let logger: Logger
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let counters = Mutex(MetaManagerCounters())
+    private let querySlots: QuerySlots
+
+    /// Creates the module and registers it on `bus`.
+    public init(configuration: MetaManagerConfiguration = MetaManagerConfiguration(), store: MetaStore, bus: MessageBus, logger: Logger = Logger(label: "metamanager")) {
+        self.configuration = configuration
+        self.store = store
+        self.bus = bus
+        self.logger = logger
+        querySlots = QuerySlots(limit: configuration.maxConcurrentQueries)
+        endpoint = bus.register(module: Self.moduleName, group: Self.moduleGroup, acknowledgesHandling: true)
+    }
+
+    /// Starts serving every lane.
+    public func start() {
+        let started = Lane.standard.filter { $0 != .control }.map { lane in Task { [self] in await serve(lane: lane) } }
+        tasks.withLock { $0 = started }
+    }
+
+    /// Leaves the bus and waits for the lanes to drain.
+    public func stop() async {
+        bus.unregister(module: Self.moduleName)
+        let running = tasks.withLock { tasks -> [Task<Void, Never>] in defer { tasks = [] }; return tasks }
+        for task in running { await task.value }
+    }
+
+    /// What the module counted.
+    public var statistics: MetaManagerCounters { counters.withLock { $0 } }
+
+    // MARK: serving
+
+    private func serve(lane: Lane) async {
+        for await message in endpoint.messages(on: lane) {
+            switch message.router.operation {
+            case MessageRouter.Operation.query:
+                let slot = await querySlots.acquire()
+                Task { [self] in
+                    await answer(message, on: lane)
+                    slot.release()
+                }
+            case MessageRouter.Operation.error, MessageRouter.Operation.response:
+                // An answer nobody waits for any more (a refusal of something this node sent, a
+                // late query answer): noted, never answered back.
+                endpoint.handled(message)
+                if message.router.operation == MessageRouter.Operation.error {
+                    counters.withLock { $0.errorsReceived += 1 }
+                    logger.warning("the cloud refused a message from this node", metadata: [
+                        "resource": "\(message.router.resource)", "reason": "\(String(buffer: message.content))",
+                    ])
+                }
+            default:
+                await write(message, on: lane)
+            }
+        }
+    }
+
+    private func isLocal(_ message: Message) -> Bool { configuration.localModules.contains(message.router.source) }
+
+    /// Stores a write, reports it handled, then tells the cloud (local writes) or the modules
+    /// that run it (cloud writes).
+    private func write(_ message: Message, on lane: Lane) async {
+        let outcome: Result<MetaWriteOutcome, MetaError>
+        do {
+            outcome = .success(try store(message))
+        } catch {
+            outcome = .failure(error)
+        }
+        if case .failure(.storage) = outcome {
+            // Not reported handled: the cloud keeps the message and sends it again.
+            counters.withLock { $0.storageFailures += 1 }
+            logger.error("could not store a cloud message", metadata: ["resource": "\(message.router.resource)", "error": "\(outcome)"])
+            await reply(to: message, with: outcome.map { _ in () }, on: lane)
+            return
+        }
+        endpoint.handled(message)
+        switch outcome {
+        case .failure(let error):
+            counters.withLock { $0.refused += 1 }
+            logger.warning("refused a message", metadata: [
+                "source": "\(message.router.source)", "operation": "\(message.router.operation)", "resource": "\(message.router.resource)",
+                "error": "\(error)",
+            ])
+            await reply(to: message, with: .failure(error), on: lane)
+            return
+        case .success(.stale(let stored)):
+            counters.withLock { $0.stale += 1 }
+            logger.debug("ignored an older version", metadata: ["resource": "\(message.router.resource)", "stored": "\(stored)"])
+        case .success(.absent), .success(.applied):
+            counters.withLock { $0.stored += 1 }
+        }
+        await reply(to: message, with: .success(()), on: lane)
+        guard case .success(.applied) = outcome else { return }
+        if isLocal(message) {
+            await forward(message, toGroup: Self.hubGroup, on: lane)
+        } else if let key = ResourceKey(resource: message.router.resource), let group = configuration.notifyGroups[key.type] {
+            await forward(message, toGroup: group, on: lane)
+        }
+    }
+
+    /// The store change a write message asks for.
+    private func store(_ message: Message) throws(MetaError) -> MetaWriteOutcome {
+        guard let key = ResourceKey(resource: message.router.resource), key.isObject else {
+            throw MetaError.malformedResource(message.router.resource)
+        }
+        guard message.content.readableBytes <= configuration.maxObjectBytes else {
+            throw MetaError.malformedObject("\(message.content.readableBytes) bytes is more than the limit of \(configuration.maxObjectBytes)")
+        }
+        let content = message.content.readableBytesView
+        let write: MetaWrite
+        switch message.router.operation {
+        case MessageRouter.Operation.insert, MessageRouter.Operation.update, MessageRouter.Operation.upsert:
+            let metadata = try ObjectMetadata(json: content)
+            write = .upsert(key, json: String(decoding: content, as: UTF8.self), resourceVersion: metadata.resourceVersion ?? Int64(message.header.resourceVersion))
+        case MessageRouter.Operation.patch:
+            let merged = try JSONMergePatch.apply(Data(content), to: try store.get(key).map { Data($0.json.utf8) })
+            let metadata = try ObjectMetadata(json: merged)
+            write = .upsert(key, json: String(decoding: merged, as: UTF8.self), resourceVersion: metadata.resourceVersion)
+        case MessageRouter.Operation.delete:
+            let version = content.isEmpty ? nil : try ObjectMetadata(json: content).resourceVersion
+            write = .delete(key, resourceVersion: version ?? Int64(message.header.resourceVersion))
+        default:
+            throw MetaError.unsupportedOperation(message.router.operation)
+        }
+        return try store.apply([write])[0]
+    }
+
+    // MARK: queries
+
+    private func answer(_ query: Message, on lane: Lane) async {
+        guard let key = ResourceKey(resource: query.router.resource) else {
+            await reply(to: query, with: .failure(MetaError.malformedResource(query.router.resource)), on: lane)
+            return
+        }
+        if configuration.remoteQueryTypes.contains(key.type), isLocal(query), let answer = await askCloud(query, key: key) {
+            counters.withLock { $0.remoteAnswers += 1 }
+            await send(query.makeResponse(content: answer, source: Self.moduleName), answering: query, on: lane)
+            return
+        }
+        counters.withLock { $0.localAnswers += 1 }
+        do {
+            let content = try localAnswer(for: key)
+            await send(query.makeResponse(content: content, source: Self.moduleName), answering: query, on: lane)
+        } catch {
+            await reply(to: query, with: .failure(error), on: lane)
+        }
+    }
+
+    /// The cloud's answer to `query`, cached; `nil` when the cloud did not give one.
+    private func askCloud(_ query: Message, key: ResourceKey) async -> ByteBuffer? {
+        var ask = Message(
+            header: MessageHeader(),
+            router: MessageRouter(source: Self.moduleName, group: MessageRouter.Group.resource, operation: MessageRouter.Operation.query, resource: key.description),
+            content: query.content)
+        ask.header.sync = true
+        do {
+            let answer = try await endpoint.request(ask, toGroup: Self.hubGroup, on: .request, timeout: configuration.remoteQueryTimeout)
+            guard answer.router.operation != MessageRouter.Operation.error else {
+                throw MetaError.notFound("the cloud answered: \(String(buffer: answer.content))")
+            }
+            try cache(answer.content, for: key)
+            return answer.content
+        } catch {
+            counters.withLock { $0.remoteFailures += 1 }
+            logger.debug("the cloud did not answer a query; answering from the store", metadata: ["resource": "\(key)", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Stores what the cloud answered: one object, or every object of a list.
+    private func cache(_ content: ByteBuffer, for key: ResourceKey) throws {
+        let data = Data(content.readableBytesView)
+        var writes: [MetaWrite] = []
+        if key.isObject {
+            let metadata = try ObjectMetadata(json: data)
+            writes.append(.upsert(key, json: String(decoding: data, as: UTF8.self), resourceVersion: metadata.resourceVersion))
+        } else {
+            guard let items = try JSONSerialization.jsonObject(with: data) as? [Any] else {
+                throw MetaError.malformedObject("a list query must be answered with a JSON array")
+            }
+            for item in items {
+                let json = try JSONSerialization.data(withJSONObject: item, options: [.sortedKeys])
+                let metadata = try ObjectMetadata(json: json)
+                guard let name = metadata.name else { continue }
+                let objectKey = ResourceKey(namespace: metadata.namespace ?? key.namespace, type: key.type, name: name)
+                writes.append(.upsert(objectKey, json: String(decoding: json, as: UTF8.self), resourceVersion: metadata.resourceVersion))
+            }
+        }
+        _ = try store.apply(writes)
+    }
+
+    /// The store's answer: the object's JSON, or a JSON array of the type's objects.
+    private func localAnswer(for key: ResourceKey) throws(MetaError) -> ByteBuffer {
+        if key.isObject {
+            guard let object = try store.get(key) else { throw MetaError.notFound(key.description) }
+            return ByteBuffer(string: object.json)
+        }
+        let objects = try store.list(type: key.type, namespace: key.namespace.isEmpty ? nil : key.namespace).objects
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt8(ascii: "["))
+        for (index, object) in objects.enumerated() {
+            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+            buffer.writeString(object.json)
+        }
+        buffer.writeInteger(UInt8(ascii: "]"))
+        return buffer
+    }
+
+    // MARK: sending
+
+    /// Answers a message whose sender waits for an answer: `OK`, or an `error` with the reason.
+    private func reply(to message: Message, with result: Result<Void, MetaError>, on lane: Lane) async {
+        guard message.header.sync || message.router.operation == MessageRouter.Operation.query else { return }
+        var response: Message
+        switch result {
+        case .success:
+            response = message.makeResponse(content: ByteBuffer(string: "OK"), source: Self.moduleName)
+        case .failure(let error):
+            response = message.makeResponse(content: ByteBuffer(string: error.description), source: Self.moduleName)
+            response.router.operation = MessageRouter.Operation.error
+        }
+        await send(response, answering: message, on: lane)
+    }
+
+    /// Sends a response to a module on this node by name, or to the cloud through the hub.
+    private func send(_ response: Message, answering request: Message, on lane: Lane) async {
+        do {
+            if isLocal(request) {
+                try await endpoint.send(response, on: lane, delivery: .reliable)
+            } else {
+                try await endpoint.send(response, toGroup: Self.hubGroup, on: lane)
+            }
+        } catch {
+            logger.warning("could not answer", metadata: ["to": "\(request.router.source)", "error": "\(error)"])
+        }
+    }
+
+    private func forward(_ message: Message, toGroup group: String, on lane: Lane) async {
+        do {
+            try await endpoint.send(message, toGroup: group, on: lane)
+        } catch BusError.unknownDestination {
+            // Nobody runs this here (no Edged on this node, say).
+        } catch {
+            logger.warning("could not pass a stored change on", metadata: ["group": "\(group)", "error": "\(error)"])
+        }
+    }
+}
+
+/// What MetaManager counted since it started.
+public struct MetaManagerCounters: Sendable, Equatable {
+    /// Writes applied (or deletes of something already gone).
+    public var stored = 0
+    /// Writes older than what was stored, ignored.
+    public var stale = 0
+    /// Malformed or unsupported messages.
+    public var refused = 0
+    /// Writes the store could not make (left unacknowledged for the cloud to send again).
+    public var storageFailures = 0
+    /// Queries the cloud answered.
+    public var remoteAnswers = 0
+    /// Queries answered from the store.
+    public var localAnswers = 0
+    /// Queries the cloud did not answer.
+    public var remoteFailures = 0
+    /// Refusals the cloud sent back for messages from this node.
+    public var errorsReceived = 0
+}

@@ -1,0 +1,365 @@
+import Foundation
+import Synchronization
+import Transport
+
+/// One object MetaManager holds.
+public struct MetaObject: Sendable, Equatable {
+    public var key: ResourceKey
+    /// The cloud's `metadata.resourceVersion`, when it is a number.
+    public var resourceVersion: Int64?
+    /// This store's revision of the change that wrote it (monotonic across restarts, like etcd's).
+    public var revision: Int64
+    /// The object as JSON.
+    public var json: String
+}
+
+/// A change to the store, as watchers see it.
+public struct MetaEvent: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        case added = "ADDED", modified = "MODIFIED", deleted = "DELETED"
+    }
+
+    public var kind: Kind
+    /// The object after the change; for a delete, its last value with the delete's revision.
+    public var object: MetaObject
+}
+
+/// A change MetaManager asks the store to make.
+public enum MetaWrite: Sendable, Equatable {
+    /// Stores `json` under `key` unless the stored (or deleted) version is newer.
+    case upsert(ResourceKey, json: String, resourceVersion: Int64?)
+    /// Removes `key` unless the stored version is newer than `resourceVersion`.
+    case delete(ResourceKey, resourceVersion: Int64?)
+}
+
+/// What became of one ``MetaWrite``.
+public enum MetaWriteOutcome: Sendable, Equatable {
+    case applied(MetaEvent)
+    /// The store holds a newer version (resource versions never go backwards); nothing changed.
+    case stale(stored: Int64)
+    /// A delete of something not stored; nothing changed.
+    case absent
+}
+
+/// MetaManager's SQLite file (WAL): KubeEdge's `meta` table (key, type, value) plus namespace,
+/// name, the cloud's resource version and this store's revision; a bounded history of changes
+/// so watchers can resume; and delete tombstones so that a late, older copy of a deleted object
+/// cannot bring it back. Thread-safe.
+public final class MetaStore: Sendable {
+    /// Limits of the store.
+    public struct Configuration: Sendable {
+        /// The SQLite file.
+        public var path: String
+        /// Changes kept for watchers resuming from an older revision. Default 10,000.
+        public var historyLimit: Int
+        /// Delete tombstones kept (oldest dropped first). Default 10,000.
+        public var tombstoneLimit: Int
+        /// Events buffered per watcher before a slow watcher is cut off (it then re-lists).
+        /// Default 10,000.
+        public var watcherBuffer: Int
+        /// A size cap for the file, past which writes fail cleanly; `nil` for none.
+        public var maxSizeBytes: Int?
+
+        public init(path: String, historyLimit: Int = 10_000, tombstoneLimit: Int = 10_000, watcherBuffer: Int = 10_000, maxSizeBytes: Int? = nil) {
+            self.path = path
+            self.historyLimit = historyLimit
+            self.tombstoneLimit = tombstoneLimit
+            self.watcherBuffer = watcherBuffer
+            self.maxSizeBytes = maxSizeBytes
+        }
+    }
+
+    public let configuration: Configuration
+    private let storage: Mutex<Storage>
+
+    private struct Storage {
+        var db: SQLiteConnection
+        var revision: Int64
+        var watchers: [Int: Watcher] = [:]
+        var nextWatcher = 0
+    }
+
+    private struct Watcher {
+        var type: String
+        var namespace: String?
+        var continuation: AsyncStream<MetaEvent>.Continuation
+    }
+
+    private static let schemaVersion: Int64 = 1
+
+    /// Opens (or creates) the store.
+    public init(configuration: Configuration) throws(MetaError) {
+        self.configuration = configuration
+        do {
+            let db = try SQLiteConnection(path: configuration.path)
+            try db.useWriteAheadLog(maxSizeBytes: configuration.maxSizeBytes)
+            try db.execute("""
+                CREATE TABLE IF NOT EXISTS meta (
+                    key TEXT PRIMARY KEY, type TEXT NOT NULL, value TEXT NOT NULL,
+                    namespace TEXT NOT NULL, name TEXT NOT NULL, resource_version INTEGER, revision INTEGER NOT NULL);
+                CREATE INDEX IF NOT EXISTS meta_by_type ON meta(type, namespace, name);
+                CREATE TABLE IF NOT EXISTS meta_history (
+                    revision INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL,
+                    namespace TEXT NOT NULL, name TEXT NOT NULL, resource_version INTEGER, value TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS meta_tombstones (key TEXT PRIMARY KEY, resource_version INTEGER, revision INTEGER NOT NULL);
+                CREATE TABLE IF NOT EXISTS meta_revision (id INTEGER PRIMARY KEY CHECK (id = 0), revision INTEGER NOT NULL);
+                INSERT OR IGNORE INTO meta_revision(id, revision) VALUES (0, 0);
+                PRAGMA user_version = \(Self.schemaVersion);
+                """)
+            let read = try db.statement("SELECT revision FROM meta_revision WHERE id = 0")
+            let revision = try read.step() ? read.int64(at: 0) : 0
+            storage = Mutex(Storage(db: db, revision: revision))
+        } catch {
+            throw MetaError.storage("\(configuration.path): \(error)")
+        }
+    }
+
+    /// The revision of the newest change.
+    public var revision: Int64 { storage.withLock { $0.revision } }
+
+    /// Applies `writes` in one transaction (all or none) and tells watchers what changed.
+    public func apply(_ writes: [MetaWrite]) throws(MetaError) -> [MetaWriteOutcome] {
+        var slowWatchers: [AsyncStream<MetaEvent>.Continuation] = []
+        // Finished outside the lock: finishing runs the stream's termination handler, which locks.
+        defer { for watcher in slowWatchers { watcher.finish() } }
+        do {
+            return try storage.withLock { storage throws(SQLiteError) -> [MetaWriteOutcome] in
+                var revision = storage.revision
+                let db = storage.db
+                let outcomes = try db.transaction { () throws(SQLiteError) -> [MetaWriteOutcome] in
+                    var outcomes: [MetaWriteOutcome] = []
+                    outcomes.reserveCapacity(writes.count)
+                    for write in writes {
+                        outcomes.append(try Self.apply(write, db: db, revision: &revision))
+                    }
+                    if revision != storage.revision {
+                        let save = try db.statement("UPDATE meta_revision SET revision = ? WHERE id = 0")
+                        save.bind(revision, at: 1)
+                        try save.run()
+                        try Self.trim(db: db, revision: revision, configuration: configuration)
+                    }
+                    return outcomes
+                }
+                storage.revision = revision
+                for outcome in outcomes {
+                    guard case .applied(let event) = outcome else { continue }
+                    for (id, watcher) in storage.watchers where Self.matches(event, type: watcher.type, namespace: watcher.namespace) {
+                        if case .dropped = watcher.continuation.yield(event) {
+                            slowWatchers.append(watcher.continuation)
+                            storage.watchers.removeValue(forKey: id)
+                        }
+                    }
+                }
+                return outcomes
+            }
+        } catch {
+            throw MetaError.storage(error.description)
+        }
+    }
+
+    private static func apply(_ write: MetaWrite, db: SQLiteConnection, revision: inout Int64) throws(SQLiteError) -> MetaWriteOutcome {
+        switch write {
+        case .upsert(let key, let json, let resourceVersion):
+            let current = try stored(key, db: db)
+            if let resourceVersion {
+                if let storedVersion = current?.resourceVersion, storedVersion > resourceVersion { return .stale(stored: storedVersion) }
+                if current == nil, let deleted = try tombstone(key, db: db), deleted > resourceVersion { return .stale(stored: deleted) }
+            }
+            revision += 1
+            let object = MetaObject(key: key, resourceVersion: resourceVersion, revision: revision, json: json)
+            let upsert = try db.statement("""
+                INSERT INTO meta(key, type, value, namespace, name, resource_version, revision) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(key) DO UPDATE SET value = excluded.value, resource_version = excluded.resource_version, revision = excluded.revision
+                """)
+            bind(object, to: upsert)
+            try upsert.run()
+            if current == nil {
+                let clear = try db.statement("DELETE FROM meta_tombstones WHERE key = ?")
+                clear.bind(key.description, at: 1)
+                try clear.run()
+            }
+            let event = MetaEvent(kind: current == nil ? .added : .modified, object: object)
+            try record(event, db: db)
+            return .applied(event)
+        case .delete(let key, let resourceVersion):
+            guard let current = try stored(key, db: db) else { return .absent }
+            if let resourceVersion, let storedVersion = current.resourceVersion, storedVersion > resourceVersion {
+                return .stale(stored: storedVersion)
+            }
+            revision += 1
+            let remove = try db.statement("DELETE FROM meta WHERE key = ?")
+            remove.bind(key.description, at: 1)
+            try remove.run()
+            let mark = try db.statement("INSERT OR REPLACE INTO meta_tombstones(key, resource_version, revision) VALUES (?, ?, ?)")
+            mark.bind(key.description, at: 1)
+            mark.bind(max(current.resourceVersion ?? 0, resourceVersion ?? 0), at: 2)
+            mark.bind(revision, at: 3)
+            try mark.run()
+            var object = current
+            object.revision = revision
+            let event = MetaEvent(kind: .deleted, object: object)
+            try record(event, db: db)
+            return .applied(event)
+        }
+    }
+
+    private static func bind(_ object: MetaObject, to statement: SQLiteStatement) {
+        statement.bind(object.key.description, at: 1)
+        statement.bind(object.key.type, at: 2)
+        statement.bind(object.json, at: 3)
+        statement.bind(object.key.namespace, at: 4)
+        statement.bind(object.key.name, at: 5)
+        statement.bind(object.resourceVersion, at: 6)
+        statement.bind(object.revision, at: 7)
+    }
+
+    private static func record(_ event: MetaEvent, db: SQLiteConnection) throws(SQLiteError) {
+        let insert = try db.statement("""
+            INSERT INTO meta_history(revision, kind, key, type, namespace, name, resource_version, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        insert.bind(event.object.revision, at: 1)
+        insert.bind(event.kind.rawValue, at: 2)
+        insert.bind(event.object.key.description, at: 3)
+        insert.bind(event.object.key.type, at: 4)
+        insert.bind(event.object.key.namespace, at: 5)
+        insert.bind(event.object.key.name, at: 6)
+        insert.bind(event.object.resourceVersion, at: 7)
+        insert.bind(event.object.json, at: 8)
+        try insert.run()
+    }
+
+    private static func trim(db: SQLiteConnection, revision: Int64, configuration: Configuration) throws(SQLiteError) {
+        let history = try db.statement("DELETE FROM meta_history WHERE revision <= ?")
+        history.bind(revision - Int64(configuration.historyLimit), at: 1)
+        try history.run()
+        let tombstones = try db.statement("""
+            DELETE FROM meta_tombstones WHERE revision <= (SELECT revision FROM meta_tombstones ORDER BY revision DESC LIMIT 1 OFFSET ?)
+            """)
+        tombstones.bind(Int64(configuration.tombstoneLimit), at: 1)
+        try tombstones.run()
+    }
+
+    private static func stored(_ key: ResourceKey, db: SQLiteConnection) throws(SQLiteError) -> MetaObject? {
+        let read = try db.statement("SELECT resource_version, revision, value FROM meta WHERE key = ?")
+        read.bind(key.description, at: 1)
+        guard try read.step() else { return nil }
+        return MetaObject(
+            key: key, resourceVersion: read.isNull(at: 0) ? nil : read.int64(at: 0), revision: read.int64(at: 1),
+            json: read.string(at: 2) ?? "")
+    }
+
+    private static func tombstone(_ key: ResourceKey, db: SQLiteConnection) throws(SQLiteError) -> Int64? {
+        let read = try db.statement("SELECT resource_version FROM meta_tombstones WHERE key = ?")
+        read.bind(key.description, at: 1)
+        guard try read.step(), !read.isNull(at: 0) else { return nil }
+        return read.int64(at: 0)
+    }
+
+    /// The object stored under `key`.
+    public func get(_ key: ResourceKey) throws(MetaError) -> MetaObject? {
+        do {
+            return try storage.withLock { storage throws(SQLiteError) in try Self.stored(key, db: storage.db) }
+        } catch {
+            throw MetaError.storage(error.description)
+        }
+    }
+
+    /// The objects of `type` (in `namespace`, or in every namespace when `nil`), ordered by
+    /// namespace and name, and the revision they are current at.
+    public func list(type: String, namespace: String? = nil) throws(MetaError) -> (objects: [MetaObject], revision: Int64) {
+        do {
+            return try storage.withLock { storage throws(SQLiteError) in
+                let read = try storage.db.statement(namespace == nil
+                    ? "SELECT namespace, name, resource_version, revision, value FROM meta WHERE type = ? ORDER BY namespace, name"
+                    : "SELECT namespace, name, resource_version, revision, value FROM meta WHERE type = ? AND namespace = ? ORDER BY name")
+                read.bind(type, at: 1)
+                if let namespace { read.bind(namespace, at: 2) }
+                var objects: [MetaObject] = []
+                while try read.step() {
+                    objects.append(MetaObject(
+                        key: ResourceKey(namespace: read.string(at: 0) ?? "", type: type, name: read.string(at: 1) ?? ""),
+                        resourceVersion: read.isNull(at: 2) ? nil : read.int64(at: 2), revision: read.int64(at: 3),
+                        json: read.string(at: 4) ?? ""))
+                }
+                return (objects, storage.revision)
+            }
+        } catch {
+            throw MetaError.storage(error.description)
+        }
+    }
+
+    /// Changes after `revision` to objects of `type` (and `namespace`, when given), then every
+    /// later change as it is applied. Throws ``MetaStoreError/revisionCompacted(oldest:)`` when
+    /// the history no longer reaches back to `revision` (the watcher must list again). The stream
+    /// ends when the watcher falls more than ``Configuration/watcherBuffer`` events behind.
+    public func watch(type: String, namespace: String? = nil, after revision: Int64) throws(MetaStoreError) -> AsyncStream<MetaEvent> {
+        let (stream, continuation) = AsyncStream<MetaEvent>.makeStream(bufferingPolicy: .bufferingOldest(configuration.watcherBuffer))
+        let id = try storage.withLock { storage throws(MetaStoreError) -> Int in
+            let backlog = try Self.history(after: revision, db: storage.db, current: storage.revision)
+            for event in backlog where Self.matches(event, type: type, namespace: namespace) {
+                if case .dropped = continuation.yield(event) {
+                    continuation.finish()
+                    return -1
+                }
+            }
+            let id = storage.nextWatcher
+            storage.nextWatcher += 1
+            storage.watchers[id] = Watcher(type: type, namespace: namespace, continuation: continuation)
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.storage.withLock { $0.watchers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    /// Watchers currently registered.
+    public var watcherCount: Int { storage.withLock { $0.watchers.count } }
+
+    private static func matches(_ event: MetaEvent, type: String, namespace: String?) -> Bool {
+        event.object.key.type == type && (namespace == nil || event.object.key.namespace == namespace)
+    }
+
+    private static func history(after revision: Int64, db: SQLiteConnection, current: Int64) throws(MetaStoreError) -> [MetaEvent] {
+        guard revision < current else { return [] }
+        do {
+            let oldest = try db.statement("SELECT MIN(revision) FROM meta_history")
+            let first = try oldest.step() && !oldest.isNull(at: 0) ? oldest.int64(at: 0) : current + 1
+            guard revision + 1 >= first else { throw MetaStoreError.revisionCompacted(oldest: first) }
+            let read = try db.statement("""
+                SELECT kind, namespace, type, name, resource_version, revision, value FROM meta_history WHERE revision > ? ORDER BY revision
+                """)
+            read.bind(revision, at: 1)
+            var events: [MetaEvent] = []
+            while try read.step() {
+                let key = ResourceKey(namespace: read.string(at: 1) ?? "", type: read.string(at: 2) ?? "", name: read.string(at: 3) ?? "")
+                events.append(MetaEvent(
+                    kind: MetaEvent.Kind(rawValue: read.string(at: 0) ?? "") ?? .modified,
+                    object: MetaObject(
+                        key: key, resourceVersion: read.isNull(at: 4) ? nil : read.int64(at: 4), revision: read.int64(at: 5),
+                        json: read.string(at: 6) ?? "")))
+            }
+            return events
+        } catch let error as SQLiteError {
+            throw MetaStoreError.storage(error.description)
+        } catch let error as MetaStoreError {
+            throw error
+        } catch {
+            throw MetaStoreError.storage("\(error)")
+        }
+    }
+}
+
+/// Why a watch could not start.
+public enum MetaStoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The history starts after the requested revision (Kubernetes answers 410 Gone).
+    case revisionCompacted(oldest: Int64)
+    case storage(String)
+
+    public var description: String {
+        switch self {
+        case .revisionCompacted(let oldest): "too old resource version: the oldest change kept is \(oldest)"
+        case .storage(let why): "storage failed: \(why)"
+        }
+    }
+}

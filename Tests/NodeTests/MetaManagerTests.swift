@@ -1,0 +1,162 @@
+import CloudHub
+import EdgeHub
+import Foundation
+import NIOCore
+import Node
+import TestSupport
+import Testing
+import Transport
+
+/// One edge node's modules against a real CloudHub: EdgeHub and MetaManager on one bus, the
+/// store in the fixture's directory, and a stand-in module (`edged`) that asks MetaManager.
+struct MetaNode {
+    let bus = MessageBus()
+    let store: MetaStore
+    let meta: MetaManager
+    let hub: EdgeHub
+    let edged: BusEndpoint
+
+    init(fixture: HubFixture, node: String = "edge-1", configuration: MetaManagerConfiguration = MetaManagerConfiguration()) throws {
+        store = try MetaStore(configuration: .init(path: fixture.directory + "/\(node)-meta.db"))
+        meta = MetaManager(configuration: configuration, store: store, bus: bus)
+        hub = try EdgeHub(configuration: fixture.edgeConfiguration(node, token: nil), bus: bus, group: testGroup)
+        edged = bus.register(module: "edged", group: "edged")
+        meta.start()
+        hub.start()
+    }
+
+    func query(_ resource: String) async throws -> Message {
+        let query = Message(router: MessageRouter(source: "edged", destination: MetaManager.moduleName, group: "meta", operation: "query", resource: resource))
+        return try await edged.request(query, on: .request, timeout: .seconds(20))
+    }
+
+    func stop() async {
+        await hub.stop()
+        await meta.stop()
+    }
+}
+
+func objectMessage(_ operation: String, _ resource: String, _ json: String) -> Message {
+    Message(router: MessageRouter(source: "edgecontroller", group: "resource", operation: operation, resource: resource), content: ByteBuffer(string: json))
+}
+
+func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> String {
+    #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"\#(name)","namespace":"default","resourceVersion":"\#(resourceVersion)"},"data":{"key":"\#(value)"}}"#
+}
+
+@Suite(.serialized) struct MetaManagerTests {
+    @Test func objectsDeliveredOnlineAreServedOfflineAndAfterARestart() async throws {
+        let fixture = try await HubFixture()
+        _ = try fixture.issueCredentials(for: "edge-1")
+        var node: MetaNode? = try MetaNode(fixture: fixture)
+        try await fixture.hub.send(objectMessage("insert", "default/pod/web", podJSON("web", resourceVersion: 5)), to: "edge-1", on: .state, delivery: .reliable)
+        try await fixture.hub.send(objectMessage("insert", "default/configmap/app", configMapJSON("app", resourceVersion: 7, value: "v7")), to: "edge-1", on: .state, delivery: .reliable)
+        // An older copy arriving late changes nothing.
+        try await fixture.hub.send(objectMessage("update", "default/pod/web", podJSON("web", resourceVersion: 4, image: "old")), to: "edge-1", on: .state, delivery: .reliable)
+        #expect(await eventually { node!.meta.statistics.stored + node!.meta.statistics.stale == 3 })
+        #expect(node!.meta.statistics.stale == 1)
+        #expect(try node!.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))?.resourceVersion == 5)
+        #expect(await eventually { fixture.hub.channel(of: "edge-1")?.statistics(for: .state).unacknowledged == 0 })
+
+        // Online: a configmap query goes to the cloud, whose newer answer is returned and cached.
+        let cloud = Task {
+            for await incoming in fixture.hub.incoming where incoming.message.router.operation == "query" {
+                let answer = incoming.message.makeResponse(content: ByteBuffer(string: configMapJSON("app", resourceVersion: 8, value: "v8")))
+                try await fixture.hub.send(answer, to: incoming.node, on: .request, delivery: .reliable)
+                return incoming.message.router.resource
+            }
+            return ""
+        }
+        let online = try await node!.query("default/configmap/app")
+        #expect(String(buffer: online.content).contains("v8"))
+        #expect(try await cloud.value == "default/configmap/app")
+        #expect(node!.meta.statistics.remoteAnswers == 1)
+
+        // The cloud goes away: the store answers, at once rather than after the query timeout.
+        await fixture.hub.stop()
+        #expect(await eventually { node!.hub.backend == nil })
+        let started = ContinuousClock.now
+        let offline = try await node!.query("default/configmap/app")
+        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(String(buffer: offline.content).contains("v8"))
+        let pods = try await node!.query("default/pod")
+        #expect(String(buffer: pods.content).hasPrefix("[{") && String(buffer: pods.content).contains("\"web\""))
+        let missing = try await node!.query("default/secret/nope")
+        #expect(missing.router.operation == "error")
+        #expect(String(buffer: missing.content).contains("not found"))
+
+        // edgecore restarts (modules closed, store reopened from its file), the cloud still away.
+        await node!.stop()
+        node = nil
+        let restarted = try MetaNode(fixture: fixture)
+        let afterRestart = try await restarted.query("default/configmap/app")
+        #expect(String(buffer: afterRestart.content).contains("v8"))
+        #expect(try restarted.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))?.resourceVersion == 5)
+        await restarted.stop()
+        removeTemporaryDirectory(fixture.directory)
+    }
+
+    @Test func aMessageIsAcknowledgedToTheCloudOnlyOnceStored() async throws {
+        let fixture = try await HubFixture()
+        _ = try fixture.issueCredentials(for: "edge-1")
+        // First the node runs without a working MetaManager: a module takes the objects but
+        // never stores them (edgecore dies before it can).
+        let bus = MessageBus()
+        let stuck = bus.register(module: MetaManager.moduleName, group: MetaManager.moduleGroup, acknowledgesHandling: true)
+        let hub = try EdgeHub(configuration: fixture.edgeConfiguration("edge-1", token: nil), bus: bus, group: testGroup)
+        hub.start()
+        for index in 0..<20 {
+            try await fixture.hub.send(objectMessage("insert", "default/pod/p\(index)", podJSON("p\(index)", resourceVersion: index + 1)), to: "edge-1", on: .state, delivery: .reliable)
+        }
+        _ = try await collect(20, from: stuck, lane: .state)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(fixture.hub.channel(of: "edge-1")?.statistics(for: .state).unacknowledged == 20)
+        await hub.stop()
+        // The node comes back with MetaManager: the cloud sends the 20 again and they are stored.
+        let node = try MetaNode(fixture: fixture)
+        #expect(await eventually(timeout: .seconds(20)) { (try? node.store.list(type: "pod").objects.count) == 20 })
+        #expect(await eventually { fixture.hub.channel(of: "edge-1")?.statistics(for: .state).unacknowledged == 0 })
+        await node.stop()
+        await fixture.stop()
+    }
+
+    @Test func badWritesAreRefusedWithAReasonAndLocalWritesGoToTheCloud() async throws {
+        let fixture = try await HubFixture()
+        _ = try fixture.issueCredentials(for: "edge-1")
+        let node = try MetaNode(fixture: fixture, configuration: MetaManagerConfiguration(maxObjectBytes: 1024))
+        try await node.hub.channel.waitUntilConnected()
+        var request = objectMessage("insert", "default/pod/bad", "{not json")
+        request.header.sync = true
+        let malformed = try await fixture.hub.request(request, to: "edge-1", timeout: .seconds(10))
+        #expect(malformed.router.operation == "error")
+        #expect(String(buffer: malformed.content).contains("malformed object"))
+        var big = objectMessage("insert", "default/pod/big", podJSON("big", resourceVersion: 1, image: String(repeating: "x", count: 2000)))
+        big.header.sync = true
+        #expect(String(buffer: try await fixture.hub.request(big, to: "edge-1", timeout: .seconds(10)).content).contains("limit of 1024"))
+        var badResource = objectMessage("insert", "pods-without-slashes", podJSON("x", resourceVersion: 1))
+        badResource.header.sync = true
+        #expect(String(buffer: try await fixture.hub.request(badResource, to: "edge-1", timeout: .seconds(10)).content).contains("malformed resource"))
+        #expect(node.meta.statistics.refused == 3)
+
+        // Edged reports a pod's status: stored here, then on its way to the cloud. A status of
+        // a pod the cloud never assigned to this node is refused by the cloud.
+        try await fixture.hub.send(objectMessage("insert", "default/pod/web", podJSON("web", resourceVersion: 5)), to: "edge-1", on: .state, delivery: .reliable)
+        #expect(await eventually { (try? node.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))) != nil })
+        let status = Message(
+            router: MessageRouter(source: "edged", destination: MetaManager.moduleName, group: "meta", operation: "update", resource: "default/podstatus/web"),
+            content: ByteBuffer(string: #"{"metadata":{"name":"web","namespace":"default"},"status":{"phase":"Running"}}"#))
+        try await node.edged.send(status, on: .state, delivery: .reliable)
+        let upstream = try await nextMessages(1, from: fixture.hub)
+        #expect(upstream.first?.message.router.resource == "default/podstatus/web")
+        #expect(try node.store.get(ResourceKey(namespace: "default", type: "podstatus", name: "web")) != nil)
+        let foreign = Message(
+            router: MessageRouter(source: "edged", destination: MetaManager.moduleName, group: "meta", operation: "update", resource: "default/podstatus/other"),
+            content: ByteBuffer(string: #"{"metadata":{"name":"other","namespace":"default"},"status":{"phase":"Running"}}"#))
+        try await node.edged.send(foreign, on: .state, delivery: .reliable)
+        let drain = Task { for await _ in fixture.hub.incoming {} }  // the hub checks messages as they are taken
+        #expect(await eventually { node.meta.statistics.errorsReceived == 1 })
+        drain.cancel()
+        await node.stop()
+        await fixture.stop()
+    }
+}
