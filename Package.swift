@@ -102,14 +102,18 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "Transport", "CloudHub", "EdgeHub", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: strictSwift6),
         // The edge modules: MetaManager and MetaServer, EventBus (MQTT), DeviceTwin, ServiceBus.
         .target(
             name: "Node",
-            dependencies: ["Transport", "CMosquitto", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Transport", "CMosquitto", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift6),
 
         // The cloud daemon; for now its admin commands (`cloudcore gettoken`).

@@ -92,6 +92,15 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
         let afterRestart = try await restarted.query("default/configmap/app")
         #expect(String(buffer: afterRestart.content).contains("v8"))
         #expect(try restarted.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))?.resourceVersion == 5)
+        // Edge applications list and get through MetaServer as well.
+        let metaServer = MetaServer(configuration: .init(port: 0), store: restarted.store, group: testGroup)
+        let port = try await metaServer.start()
+        let pod = try await httpRequest(port: port, path: "/api/v1/namespaces/default/pods/web")
+        #expect(pod.status == 200)
+        #expect(try await pod.text().contains("nginx"))
+        let configMaps = try await httpRequest(port: port, path: "/api/v1/configmaps")
+        #expect(try await configMaps.text().contains("v8"))
+        await metaServer.stop()
         await restarted.stop()
         removeTemporaryDirectory(fixture.directory)
     }

@@ -1,0 +1,86 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A plain HTTP/1.1 client for tests of the node's local HTTP endpoints: one request per
+/// connection, the response head and then its body as it arrives.
+public struct TestHTTPResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    /// Body chunks as they arrive; ends with the response.
+    public var body: AsyncThrowingStream<ByteBuffer, any Error>
+
+    /// The whole body as a string.
+    public func text() async throws -> String {
+        var all = ByteBuffer()
+        for try await var chunk in body { all.writeBuffer(&chunk) }
+        return String(buffer: all)
+    }
+
+    /// The body split into newline-terminated lines, as they arrive (watch streams).
+    public func lines() -> AsyncThrowingStream<String, any Error> {
+        let body = body
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                var pending = ""
+                do {
+                    for try await chunk in body {
+                        pending += String(buffer: chunk)
+                        while let newline = pending.firstIndex(of: "\n") {
+                            continuation.yield(String(pending[..<newline]))
+                            pending = String(pending[pending.index(after: newline)...])
+                        }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}
+
+/// Sends `method path` to 127.0.0.1:`port` and returns the response once its head arrives.
+public func httpRequest(_ method: HTTPMethod = .GET, port: Int, path: String, body: String? = nil) async throws -> TestHTTPResponse {
+    let channel = try await ClientBootstrap(group: testGroup)
+        .connect(host: "127.0.0.1", port: port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
+            }
+        }
+    let (headStream, headSink) = AsyncThrowingStream<(Int, HTTPHeaders), any Error>.makeStream()
+    let (bodyStream, bodySink) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+    Task {
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
+                head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+                head.headers.add(name: "Connection", value: "close")
+                if let body { head.headers.add(name: "Content-Length", value: "\(body.utf8.count)") }
+                try await outbound.write(.head(head))
+                if let body { try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body)))) }
+                try await outbound.write(.end(nil))
+                for try await part in inbound {
+                    switch part {
+                    case .head(let response):
+                        headSink.yield((Int(response.status.code), response.headers))
+                        headSink.finish()
+                    case .body(let chunk): bodySink.yield(chunk)
+                    case .end:
+                        bodySink.finish()
+                        return
+                    }
+                }
+                bodySink.finish()
+            }
+        } catch {
+            headSink.finish(throwing: error)
+            bodySink.finish(throwing: error)
+        }
+    }
+    var iterator = headStream.makeAsyncIterator()
+    guard let (status, headers) = try await iterator.next() else { throw TestTimeout(description: "no response from port \(port)") }
+    return TestHTTPResponse(status: status, headers: headers, body: bodyStream)
+}
