@@ -345,11 +345,13 @@ public final class EdgeHub: Sendable {
         }
     }
 
-    /// Modules → cloud, with the lane's delivery class. A module's request while the cloud is
+    /// Modules → cloud, with the lane's delivery class (coalesced by resource on
+    /// ``EdgeHubConfiguration/coalescedLanes``; responses never are). A module's request while the cloud is
     /// unreachable is answered at once with an `error` (MetaManager then answers from its store)
     /// rather than waiting in the outbox for its timeout.
     private func routeToCloud(lane: Lane) async {
         let delivery = configuration.deliveryByLane[lane.rawValue] ?? .bestEffort
+        let coalesced = configuration.coalescedLanes.contains(lane)
         for await message in endpoint.messages(on: lane) {
             if message.header.sync, message.header.parentID == nil, !channel.isConnected {
                 var answer = message.makeResponse(content: ByteBuffer(string: "the cloud is unreachable"), source: Self.moduleName)
@@ -358,7 +360,7 @@ public final class EdgeHub: Sendable {
                 continue
             }
             do {
-                try await channel.send(message, on: lane, delivery: delivery)
+                try await channel.send(message, on: lane, delivery: coalesced && message.header.parentID == nil ? .state(key: message.router.resource) : delivery)
                 state.withLock { $0.counters.toCloud += 1 }
             } catch {
                 if isStopped { return }

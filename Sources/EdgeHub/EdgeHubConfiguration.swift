@@ -49,6 +49,10 @@ public struct EdgeHubConfiguration: Sendable {
     /// The delivery class of module→cloud messages by lane. Default reliable on every lane but
     /// control.
     public var deliveryByLane: [UInt8: Delivery]
+    /// Lanes whose module→cloud messages are coalesced by resource: a newer message about the
+    /// same resource replaces one the cloud has not yet acknowledged (pod status, device
+    /// reports). Default the state lane.
+    public var coalescedLanes: Set<Lane> = [.state]
     /// Where in its life (a fraction, chosen at random in this range per certificate) the node
     /// certificate is renewed. Default 0.7–0.9 (KubeEdge's).
     public var rotationWindow: ClosedRange<Double>

@@ -31,11 +31,16 @@ public final class EventBus: Sendable {
         public var topics: [String]
         /// QoS of subscriptions and publications. Default 1.
         public var qos: Int
+        /// Whether the broker keeps EventBus's subscriptions and queued QoS 1 messages while it
+        /// is disconnected (MQTT clean session off). Default true.
+        public var persistentSession = true
 
         /// KubeEdge's EventBus subscriptions.
         public static let kubeEdgeTopics = [
             "$hw/events/upload/#", "SYS/dis/upload_records", "SYS/dis/upload_records/+", "$hw/events/device/+/state/update",
             "$hw/events/device/+/twin/+", "$hw/events/node/+/membership/get", "$ke/events/+/device/data/update",
+            // Devices named {namespace}/{name} (KubeEdge 1.17 and later).
+            "$hw/events/device/+/+/state/update", "$hw/events/device/+/+/twin/+",
         ]
 
         /// Creates a configuration with the documented defaults.
@@ -68,7 +73,8 @@ public final class EventBus: Sendable {
     public init(configuration: Configuration, bus: MessageBus, logger: Logger = Logger(label: "eventbus")) throws {
         self.configuration = configuration
         self.logger = logger
-        client = try MQTTClient(clientID: configuration.clientID, cleanSession: true)
+        // A persistent session: the broker keeps QoS 1 messages for EventBus while it reconnects.
+        client = try MQTTClient(clientID: configuration.clientID, cleanSession: !configuration.persistentSession)
         if let username = configuration.username { try client.setCredentials(username: username, password: configuration.password) }
         if let ca = configuration.tlsCAFile {
             try client.setTLS(caFile: ca, certificateFile: configuration.tlsCertificateFile, keyFile: configuration.tlsKeyFile)
@@ -151,18 +157,37 @@ public final class EventBus: Sendable {
         }
     }
 
+    /// Returns once the broker connection is up; throws `CancellationError` when stopped.
+    private func waitForBroker() async throws {
+        while !client.isConnected {
+            if client.isClosed { throw CancellationError() }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     private func toBroker(lane: Lane) async {
         for await message in endpoint.messages(on: lane) {
             guard message.router.operation == MessageRouter.Operation.publish, !message.router.resource.isEmpty else {
                 counters.withLock { $0.ignored += 1 }
                 continue
             }
-            do {
-                try client.publish(message.router.resource, payload: message.content, qos: configuration.qos)
-                counters.withLock { $0.toBroker += 1 }
-            } catch {
-                counters.withLock { $0.publishFailures += 1 }
-                logger.warning("could not publish", metadata: ["topic": "\(message.router.resource)", "error": "\(error)"])
+            // While the broker is away the module waits here (its bus lane fills, then it
+            // suspends) rather than losing what it sent; libmosquitto resends what was in flight.
+            while true {
+                do {
+                    try await waitForBroker()
+                    try client.publish(message.router.resource, payload: message.content, qos: configuration.qos)
+                    counters.withLock { $0.toBroker += 1 }
+                    break
+                } catch let error as MQTTError where error.isConnectionLost {
+                    continue
+                } catch is CancellationError {
+                    return
+                } catch {
+                    counters.withLock { $0.publishFailures += 1 }
+                    logger.warning("could not publish", metadata: ["topic": "\(message.router.resource)", "error": "\(error)"])
+                    break
+                }
             }
         }
     }

@@ -14,6 +14,13 @@ public enum MQTTError: Error, Equatable, CustomStringConvertible {
     /// The client is not connected.
     case notConnected
 
+    /// Whether the call failed only because the broker connection is down (try again once it
+    /// is back).
+    public var isConnectionLost: Bool {
+        if case .library(_, let code, _) = self { return code == MOSQ_ERR_NO_CONN.rawValue || code == MOSQ_ERR_CONN_LOST.rawValue }
+        return self == .notConnected
+    }
+
     public var description: String {
         switch self {
         case .library(let call, let code, let message): "\(call) failed (\(code)): \(message)"
@@ -167,9 +174,14 @@ public final class MQTTClient: Sendable {
 
     /// Disconnects, stops the network thread and ends ``messages``; the client is not used again.
     public func close() {
+        closed.store(true, ordering: .relaxed)
         disconnect()
         context.finish()
     }
+
+    /// Whether ``close()`` was called.
+    public var isClosed: Bool { closed.load(ordering: .relaxed) }
+    private let closed = Atomic<Bool>(false)
 
     /// Messages dropped because nobody read ``messages`` in time.
     public var droppedMessages: Int { context.dropped.load(ordering: .relaxed) }

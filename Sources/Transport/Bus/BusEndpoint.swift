@@ -135,6 +135,21 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         }
     }
 
+    /// Takes the next queued message of `lane` without waiting; `nil` when none is queued. A
+    /// module drains a burst this way after `messages(on:)` yields one, to handle it in a batch.
+    public func pollMessage(on lane: Lane) -> Message? {
+        let index = Int(lane.rawValue)
+        let (message, senders, handledNow): (Message?, [UnsafeContinuation<Bool, Never>], HandlingReceipt?) = state.withLock { state in
+            guard index < state.lanes.count, let queued = state.lanes[index].messages.popFirst() else { return (nil, [], nil) }
+            state.lanes[index].bytes -= queued.message.content.readableBytes
+            defer { state.lanes[index].senders = [] }
+            return (queued.message, state.lanes[index].senders, taken(queued, state: &state))
+        }
+        handledNow?.receiverHandled()
+        for sender in senders { sender.resume(returning: false) }
+        return message
+    }
+
     func nextMessage(on lane: Lane) async -> Message? {
         let index = Int(lane.rawValue)
         guard index < state.withLock({ $0.lanes.count }) else { return nil }
