@@ -44,7 +44,8 @@ public struct EdgeHubConfiguration: Sendable {
     /// EdgeHub sets the node ids.
     public var channel: ChannelConfiguration
     /// Cloud message group → bus module group (KubeEdge's edgeHub dispatch). Default
-    /// `resource`→`meta`, `func`→`meta`, `twin`→`twin`, `user`→`bus`, `meta`→`meta`.
+    /// `resource`→`meta`, `func`→`meta`, `twin`→`twin`, `user`→`bus`, `meta`→`meta`,
+    /// `servicebus`→`servicebus`.
     public var groupRoutes: [String: String]
     /// The delivery class of module→cloud messages by lane. Default reliable on every lane but
     /// control.
@@ -66,7 +67,7 @@ public struct EdgeHubConfiguration: Sendable {
         preferQUIC: Bool = true, quicHandshakeTimeout: Duration = .seconds(3), quicRetryInterval: Duration = .seconds(60),
         initialBackoff: Duration = .milliseconds(500), maxBackoff: Duration = .seconds(30), helloTimeout: Duration = .seconds(10),
         channel: ChannelConfiguration? = nil,
-        groupRoutes: [String: String] = ["resource": "meta", "func": "meta", "meta": "meta", "twin": "twin", "user": "bus"],
+        groupRoutes: [String: String] = ["resource": "meta", "func": "meta", "meta": "meta", "twin": "twin", "user": "bus", "servicebus": "servicebus"],
         deliveryByLane: [UInt8: Delivery] = [Lane.state.rawValue: .reliable, Lane.events.rawValue: .reliable, Lane.request.rawValue: .reliable, Lane.bulk.rawValue: .reliable],
         rotationWindow: ClosedRange<Double> = 0.7...0.9, rotationCheckInterval: Duration = .seconds(3600)
     ) {

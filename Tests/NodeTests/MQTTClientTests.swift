@@ -5,57 +5,20 @@ import Testing
 import TestSupport
 
 /// A mosquitto broker on a free loopback port, started and stopped by the test.
-final class MosquittoBroker {
+final class MosquittoBroker: Sendable {
     let port: Int
-    private let process: Process
+    private let process: BackgroundProcess
 
     /// Starts a broker on `port`, or on a free port.
     init(port requested: Int? = nil) async throws {
-        port = requested ?? Self.freePort()
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/mosquitto")
-        process.arguments = ["-p", "\(port)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let port = requested ?? freeLoopbackPort()
+        self.port = port
+        process = try BackgroundProcess("/usr/sbin/mosquitto", ["-p", "\(port)"])
         // Ready once it accepts TCP connections.
-        let port = port
-        let ready = await eventually { Self.accepts(port: port) }
-        guard ready else { throw TestTimeout(description: "mosquitto did not listen on \(port)") }
+        guard await eventually({ acceptsConnections(port: port) }) else { throw TestTimeout(description: "mosquitto did not listen on \(port)") }
     }
 
-    /// A port the kernel just handed out and released.
-    private static func freePort() -> Int {
-        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) } }
-        close(probe)
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    private static func accepts(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
-    }
-
-    /// SIGKILL (a child of the test process inherits its blocked signals, so it never sees
-    /// SIGTERM), then polls: `waitUntilExit` spins a core on Linux while it waits.
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        for _ in 0..<500 where process.isRunning { usleep(10_000) }
-    }
+    func stop() { process.stop() }
 }
 
 @Suite("MQTT client on libmosquitto against a real broker", .serialized)
