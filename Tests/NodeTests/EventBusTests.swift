@@ -99,4 +99,39 @@ struct EventBusTests {
             try await eventBus.start(connectTimeout: .milliseconds(500))
         }
     }
+
+    @Test("a broker that is down at start is waited for in the background, and what modules publish meanwhile is not lost")
+    func brokerDownAtStartIsWaitedFor() async throws {
+        let port = freeLoopbackPort()
+        let bus = MessageBus()
+        let twin = bus.register(module: "twin", group: "twin")
+        let eventBus = try EventBus(configuration: .init(nodeName: "edge-1", port: port), bus: bus)
+        try await eventBus.start(connectTimeout: nil)
+        #expect(!eventBus.isConnected)
+        for index in 0..<3 {
+            try await twin.send(
+                Message(router: MessageRouter(source: "twin", destination: "eventbus", group: "bus", operation: "publish", resource: "$hw/events/device/d/twin/update/delta"),
+                        content: ByteBuffer(string: "\(index)")),
+                on: .events, delivery: .reliable)
+        }
+        // The device is subscribed (a persistent session on a broker started after EventBus).
+        let broker = try await MosquittoBroker(port: port)
+        defer { broker.stop() }
+        let device = try MQTTClient(clientID: "device-d", cleanSession: false)
+        try await device.connect(host: "127.0.0.1", port: port)
+        #expect(await device.waitForAcknowledgement(try device.subscribe("$hw/events/device/d/twin/update/delta")))
+        #expect(await eventually(timeout: .seconds(15)) { eventBus.isConnected })
+        let payloads = try await withTimeout(.seconds(10), "three deltas") { () -> [String] in
+            var received: [String] = []
+            for await message in device.messages {
+                received.append(String(buffer: message.payload))
+                if received.count == 3 { break }
+            }
+            return received
+        }
+        #expect(payloads == ["0", "1", "2"])
+        #expect(eventBus.statistics.publishFailures == 0)
+        device.close()
+        await eventBus.stop()
+    }
 }

@@ -84,7 +84,10 @@ public final class EventBus: Sendable {
     }
 
     /// Connects to the broker (renewing the subscriptions on every connect) and starts bridging.
-    public func start(connectTimeout: Duration = .seconds(5)) async throws {
+    /// With a `connectTimeout`, a broker that does not answer in time is an error; with `nil`,
+    /// EventBus keeps trying in the background (what edgecore does: a broker down at start is
+    /// not fatal) and modules' publications wait until it connects.
+    public func start(connectTimeout: Duration? = .seconds(5)) async throws {
         let client = client
         let configuration = configuration
         let logger = logger
@@ -97,7 +100,11 @@ public final class EventBus: Sendable {
                 }
             }
         }
-        try await client.connect(host: configuration.host, port: configuration.port, timeout: connectTimeout)
+        if let connectTimeout {
+            try await client.connect(host: configuration.host, port: configuration.port, timeout: connectTimeout)
+        } else {
+            try client.connectInBackground(host: configuration.host, port: configuration.port)
+        }
         var started = [Task { [self] in await fromBroker() }]
         for lane in Lane.standard where lane != .control {
             started.append(Task { [self] in await toBroker(lane: lane) })

@@ -103,6 +103,19 @@ public final class MQTTClient: Sendable {
 
     /// Connects and waits for the broker's CONNACK; starts the network thread, which keeps
     /// reconnecting (1 s, doubling to 30 s) if the connection drops later.
+    /// Starts connecting without waiting: the network thread keeps trying (1–30 s apart) until
+    /// the broker answers, and ``onConnected(_:)`` runs each time it does.
+    public func connectInBackground(host: String, port: Int, keepalive: Int = 60) throws {
+        try check(mosquitto_reconnect_delay_set(handle.raw, 1, 30, true), "mosquitto_reconnect_delay_set")
+        try check(mosquitto_loop_start(handle.raw), "mosquitto_loop_start")
+        let started = mosquitto_connect_async(handle.raw, host, Int32(port), Int32(keepalive))
+        guard started == MOSQ_ERR_SUCCESS.rawValue || started == MOSQ_ERR_ERRNO.rawValue else {
+            mosquitto_loop_stop(handle.raw, true)
+            try check(started, "mosquitto_connect_async")
+            return
+        }
+    }
+
     public func connect(host: String, port: Int, keepalive: Int = 60, timeout: Duration = .seconds(5)) async throws {
         try check(mosquitto_reconnect_delay_set(handle.raw, 1, 30, true), "mosquitto_reconnect_delay_set")
         let waiter = context.expectConnection()
