@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "channel-bench", targets: ["channel-bench"]),
         .executable(name: "transport-bench", targets: ["transport-bench"]),
         .executable(name: "cloudcore", targets: ["cloudcore"]),
+        .executable(name: "edgecore", targets: ["edgecore"]),
         .library(name: "Node", targets: ["Node"]),
     ],
     dependencies: [
@@ -28,6 +29,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        // The daemons: YAML configuration, graceful lifecycle, Prometheus metrics.
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // System C libraries (Debian packages; `make deps` installs them).
@@ -113,6 +119,23 @@ let package = Package(
             dependencies: [
                 "Transport", "CMosquitto", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6),
+
+        // The edge daemon: edgecore.yaml, the modules on one bus, graceful lifecycle, /metrics.
+        .executableTarget(
+            name: "edgecore",
+            dependencies: [
+                "Transport", "EdgeHub", "Node",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strictSwift6),
 

@@ -87,6 +87,16 @@ func podJSON(_ name: String, namespace: String = "default", resourceVersion: Int
         #expect(store.watcherCount == 0)
     }
 
+    @Test func sharesItsFileWithDeviceTwinAsEdgecoreDoes() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let store = try MetaStore(configuration: .init(path: directory + "/edgecore.db"))
+        _ = try store.get(ResourceKey(namespace: "default", type: "pod", name: "a"))
+        let devices = try DeviceStore(path: directory + "/edgecore.db")
+        #expect(try store.apply([.upsert(ResourceKey(namespace: "default", type: "pod", name: "a"), json: podJSON("a", resourceVersion: 1), resourceVersion: 1)]).count == 1)
+        #expect(devices.count == 0)
+    }
+
     @Test func aFullDiskFailsTheWriteCleanlyAndKeepsWhatWasStored() throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }

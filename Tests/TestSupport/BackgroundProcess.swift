@@ -4,17 +4,35 @@ import Foundation
 public final class BackgroundProcess: @unchecked Sendable {
     private let process = Process()
 
-    /// Starts `executable` with `arguments`, output discarded.
-    public init(_ executable: String, _ arguments: [String], in directory: String? = nil) throws {
+    /// Starts `executable` with `arguments`; output goes to `outputFile` (created) or nowhere.
+    public init(_ executable: String, _ arguments: [String], in directory: String? = nil, outputFile: String? = nil) throws {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        if let outputFile {
+            _ = FileManager.default.createFile(atPath: outputFile, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: outputFile))
+            process.standardOutput = handle
+            process.standardError = handle
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
     }
 
     public var isRunning: Bool { process.isRunning }
+
+    public var processIdentifier: Int32 { process.processIdentifier }
+
+    /// Sends `signal` and waits (polling) up to `timeout` for the exit; the exit status, or
+    /// `nil` if it is still running.
+    public func signal(_ signal: Int32, waitingUpTo timeout: Duration) async -> Int32? {
+        kill(process.processIdentifier, signal)
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
 
     /// SIGKILL (a child of the test process inherits its blocked signals, so it never sees
     /// SIGTERM), then polls: `waitUntilExit` spins a core on Linux while it waits.

@@ -106,12 +106,19 @@ public final class MetaStore: Sendable {
                 INSERT OR IGNORE INTO meta_revision(id, revision) VALUES (0, 0);
                 PRAGMA user_version = \(Self.schemaVersion);
                 """)
-            let read = try db.statement("SELECT revision FROM meta_revision WHERE id = 0")
-            let revision = try read.step() ? read.int64(at: 0) : 0
+            let revision = try Self.storedRevision(db)
             storage = Mutex(Storage(db: db, revision: revision))
         } catch {
             throw MetaError.storage("\(configuration.path): \(error)")
         }
+    }
+
+    private static func storedRevision(_ db: SQLiteConnection) throws(SQLiteError) -> Int64 {
+        let read = try db.statement("SELECT revision FROM meta_revision WHERE id = 0")
+        // Reset after one row: a statement left on a row keeps a read snapshot open, and
+        // DeviceStore writes to the same file.
+        defer { read.reset() }
+        return try read.step() ? read.int64(at: 0) : 0
     }
 
     /// The revision of the newest change.
@@ -241,6 +248,7 @@ public final class MetaStore: Sendable {
 
     private static func stored(_ key: ResourceKey, db: SQLiteConnection) throws(SQLiteError) -> MetaObject? {
         let read = try db.statement("SELECT resource_version, revision, value FROM meta WHERE key = ?")
+        defer { read.reset() }
         read.bind(key.description, at: 1)
         guard try read.step() else { return nil }
         return MetaObject(
@@ -250,6 +258,7 @@ public final class MetaStore: Sendable {
 
     private static func tombstone(_ key: ResourceKey, db: SQLiteConnection) throws(SQLiteError) -> Int64? {
         let read = try db.statement("SELECT resource_version FROM meta_tombstones WHERE key = ?")
+        defer { read.reset() }
         read.bind(key.description, at: 1)
         guard try read.step(), !read.isNull(at: 0) else { return nil }
         return read.int64(at: 0)
@@ -324,6 +333,7 @@ public final class MetaStore: Sendable {
         guard revision < current else { return [] }
         do {
             let oldest = try db.statement("SELECT MIN(revision) FROM meta_history")
+            defer { oldest.reset() }
             let first = try oldest.step() && !oldest.isNull(at: 0) ? oldest.int64(at: 0) : current + 1
             guard revision + 1 >= first else { throw MetaStoreError.revisionCompacted(oldest: first) }
             let read = try db.statement("""

@@ -1,0 +1,220 @@
+import Foundation
+import Yams
+
+/// `edgecore.yaml`, shaped like KubeEdge's (`apiVersion: edgecore.config.kubeedge.io/v1alpha2`,
+/// `modules.{edgeHub,eventBus,metaManager,deviceTwin,serviceBus,edged}` each with `enable`).
+/// A file need only say what differs from ``EdgeCoreConfig/init()``; unknown keys are errors
+/// (a misspelt key would otherwise be silently ignored). Durations are in seconds.
+struct EdgeCoreConfig: Codable, Equatable {
+    var apiVersion = "edgecore.config.kubeedge.io/v1alpha2"
+    var kind = "EdgeCore"
+    /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
+    var logLevel = "info"
+    var database = Database()
+    var modules = Modules()
+    var metrics = Metrics()
+
+    struct Database: Codable, Equatable {
+        /// The SQLite file MetaManager and DeviceTwin keep their tables in (KubeEdge's).
+        var dataSource = "/var/lib/kubeedge/edgecore.db"
+    }
+
+    struct Metrics: Codable, Equatable {
+        var enable = true
+        /// `host:port` of the Prometheus endpoint (`GET /metrics`).
+        var server = "127.0.0.1:10353"
+    }
+
+    struct Modules: Codable, Equatable {
+        var edgeHub = EdgeHub()
+        var eventBus = EventBus()
+        var metaManager = MetaManager()
+        var deviceTwin = DeviceTwin()
+        var serviceBus = ServiceBus()
+        var edged = Edged()
+    }
+
+    struct EdgeHub: Codable, Equatable {
+        var enable = true
+        /// Seconds between keepalives.
+        var heartbeat = 15
+        /// The cloud's certificate endpoint (joining, rotation).
+        var httpServer = "https://127.0.0.1:10002"
+        var quic = Endpoint(enable: true, server: "127.0.0.1:10001", handshakeTimeout: 3)
+        var websocket = Endpoint(enable: true, server: "127.0.0.1:10000", handshakeTimeout: 30)
+        /// A bootstrap token (`cloudcore gettoken`), used once to obtain the node certificate.
+        var token = ""
+        /// Where node.key, node.crt and ca.crt live (written by the join).
+        var certificatesDirectory = "/etc/kubeedge/certs"
+        /// The outbox of edge→cloud messages waiting for the cloud.
+        var outbox = "/var/lib/kubeedge/edgehub-outbox.db"
+        /// The name the cloud's certificate is checked against; empty: the server's host.
+        var serverName = ""
+    }
+
+    struct Endpoint: Codable, Equatable {
+        var enable: Bool
+        var server: String
+        var handshakeTimeout: Int
+    }
+
+    struct EventBus: Codable, Equatable {
+        var enable = true
+        /// 2: the external broker (the only mode this build has).
+        var mqttMode = 2
+        var mqttServerExternal = "tcp://127.0.0.1:1883"
+        var mqttQOS = 1
+        var mqttUsername = ""
+        var mqttPassword = ""
+        var tls = MQTTTLS()
+    }
+
+    struct MQTTTLS: Codable, Equatable {
+        var enable = false
+        var tlsMqttCAFile = "/etc/kubeedge/ca/rootCA.crt"
+        var tlsMqttCertFile = ""
+        var tlsMqttPrivateKeyFile = ""
+    }
+
+    struct MetaManager: Codable, Equatable {
+        var enable = true
+        /// Seconds a query waits for the cloud before the local store answers.
+        var remoteQueryTimeout = 5
+        var metaServer = MetaServer()
+    }
+
+    struct MetaServer: Codable, Equatable {
+        var enable = true
+        var server = "127.0.0.1:10550"
+    }
+
+    struct DeviceTwin: Codable, Equatable {
+        var enable = true
+        /// Reports of one device waiting for the cloud are coalesced to the newest.
+        var coalesceReports = true
+        var maxPayloadBytes = 65_536
+    }
+
+    struct ServiceBus: Codable, Equatable {
+        var enable = true
+        /// Seconds a call to a local server may take.
+        var timeout = 30
+        var maxRequestBytes = 1_048_576
+        var maxResponseBytes = 4_194_304
+        var allowedHosts = ["127.0.0.1", "localhost", "::1"]
+    }
+
+    struct Edged: Codable, Equatable {
+        /// This build does not run pods yet; `true` is refused.
+        var enable = false
+        /// The node's name; empty: the host name.
+        var hostnameOverride = ""
+    }
+
+    /// The full default configuration as YAML (`edgecore --defaultconfig`).
+    static func defaultYAML() throws -> String {
+        try YAMLEncoder().encode(EdgeCoreConfig())
+    }
+
+    /// Reads `yaml`: what it says over the defaults. Throws ``EdgeCoreConfigError`` naming the
+    /// first unknown key, a value of the wrong type, or a setting this build cannot honour.
+    static func parse(_ yaml: String) throws -> EdgeCoreConfig {
+        let defaults = try Yams.load(yaml: defaultYAML()) as? [String: Any] ?? [:]
+        let loaded: Any?
+        do {
+            loaded = try Yams.load(yaml: yaml)
+        } catch {
+            throw EdgeCoreConfigError("not YAML: \(error)")
+        }
+        guard let given = loaded as? [String: Any] ?? (loaded == nil ? [:] : nil) else {
+            throw EdgeCoreConfigError("the configuration must be a YAML mapping")
+        }
+        try checkKeys(given, against: defaults, path: "")
+        let merged = merge(given, into: defaults)
+        let config: EdgeCoreConfig
+        do {
+            config = try YAMLDecoder().decode(EdgeCoreConfig.self, from: try Yams.dump(object: merged))
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw EdgeCoreConfigError("\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
+        } catch {
+            throw EdgeCoreConfigError("\(error)")
+        }
+        try config.validate()
+        return config
+    }
+
+    private static func checkKeys(_ given: [String: Any], against known: [String: Any], path: String) throws {
+        for (key, value) in given {
+            let here = path.isEmpty ? key : "\(path).\(key)"
+            guard let reference = known[key] else { throw EdgeCoreConfigError("unknown key \(here)") }
+            if let nested = value as? [String: Any] {
+                guard let knownNested = reference as? [String: Any] else { throw EdgeCoreConfigError("\(here) is not a mapping") }
+                try checkKeys(nested, against: knownNested, path: here)
+            }
+        }
+    }
+
+    private static func merge(_ given: [String: Any], into defaults: [String: Any]) -> [String: Any] {
+        var result = defaults
+        for (key, value) in given {
+            if let nested = value as? [String: Any], let base = defaults[key] as? [String: Any] {
+                result[key] = merge(nested, into: base)
+            } else {
+                result[key] = value
+            }
+        }
+        return result
+    }
+
+    private func validate() throws {
+        if modules.edged.enable { throw EdgeCoreConfigError("modules.edged.enable: this build does not run pods; set it to false") }
+        if modules.eventBus.enable, modules.eventBus.mqttMode != 2 {
+            throw EdgeCoreConfigError("modules.eventBus.mqttMode \(modules.eventBus.mqttMode): only 2 (an external broker) is supported")
+        }
+        if modules.eventBus.enable { _ = try Self.hostPort(modules.eventBus.mqttServerExternal, scheme: "tcp", key: "modules.eventBus.mqttServerExternal") }
+        if ![0, 1].contains(modules.eventBus.mqttQOS) { throw EdgeCoreConfigError("modules.eventBus.mqttQOS must be 0 or 1") }
+        if modules.edgeHub.enable {
+            if modules.edgeHub.quic.enable { _ = try Self.hostPort(modules.edgeHub.quic.server, key: "modules.edgeHub.quic.server") }
+            if modules.edgeHub.websocket.enable { _ = try Self.hostPort(modules.edgeHub.websocket.server, key: "modules.edgeHub.websocket.server") }
+            if !modules.edgeHub.quic.enable, !modules.edgeHub.websocket.enable {
+                throw EdgeCoreConfigError("modules.edgeHub: enable quic, websocket or both")
+            }
+            _ = try Self.hostPort(modules.edgeHub.httpServer, scheme: "https", key: "modules.edgeHub.httpServer")
+            if modules.edgeHub.heartbeat < 1 { throw EdgeCoreConfigError("modules.edgeHub.heartbeat must be at least 1 second") }
+        }
+        if modules.metaManager.metaServer.enable { _ = try Self.hostPort(modules.metaManager.metaServer.server, key: "modules.metaManager.metaServer.server") }
+        if metrics.enable { _ = try Self.hostPort(metrics.server, key: "metrics.server") }
+        for (key, value) in [("modules.metaManager.remoteQueryTimeout", modules.metaManager.remoteQueryTimeout), ("modules.serviceBus.timeout", modules.serviceBus.timeout)]
+        where value < 1 {
+            throw EdgeCoreConfigError("\(key) must be at least 1 second")
+        }
+        if nodeName.isEmpty { throw EdgeCoreConfigError("modules.edged.hostnameOverride: no node name and no host name") }
+    }
+
+    /// `host:port` (after `scheme://` when given).
+    static func hostPort(_ text: String, scheme: String? = nil, key: String) throws -> (host: String, port: Int) {
+        var rest = Substring(text)
+        if let scheme {
+            guard rest.hasPrefix("\(scheme)://") else { throw EdgeCoreConfigError("\(key): expected \(scheme)://host:port, not \(text)") }
+            rest = rest.dropFirst(scheme.count + 3)
+        }
+        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]), (0...65_535).contains(port),
+              colon > rest.startIndex
+        else {
+            throw EdgeCoreConfigError("\(key): expected host:port, not \(text)")
+        }
+        let host = rest[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return (host, port)
+    }
+
+    /// The node's name: `modules.edged.hostnameOverride`, else the host name, lower-cased.
+    var nodeName: String {
+        modules.edged.hostnameOverride.isEmpty ? ProcessInfo.processInfo.hostName.lowercased() : modules.edged.hostnameOverride
+    }
+}
+
+/// A configuration edgecore cannot run with.
+struct EdgeCoreConfigError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = "edgecore.yaml: \(description)" }
+}

@@ -1,0 +1,129 @@
+import EdgeHub
+import Foundation
+import Logging
+import NIOPosix
+import Node
+import ServiceLifecycle
+import Transport
+
+/// One module as a lifecycle service: started when the group runs, stopped on graceful shutdown.
+struct ModuleService: Service {
+    let name: String
+    let start: @Sendable () async throws -> Void
+    let stop: @Sendable () async -> Void
+
+    func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        await stop()
+    }
+}
+
+/// The enabled modules of one node on one bus, as services in start order (the group stops
+/// them in reverse: EdgeHub first, so nothing new arrives while the rest finish).
+struct EdgeNode {
+    let services: [any Service]
+    let enabled: [String]
+    let collector: MetricsCollector
+
+    init(settings: EdgeCoreConfig, logger: Logger) throws {
+        let bus = MessageBus()
+        let modules = settings.modules
+        let nodeName = settings.nodeName
+        var services: [any Service] = []
+        var enabled: [String] = []
+        var sources: [MetricsCollector.Source] = []
+        let dataDirectory = (settings.database.dataSource as NSString).deletingLastPathComponent
+        if !dataDirectory.isEmpty { try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true) }
+
+        if modules.metaManager.enable {
+            let store = try MetaStore(configuration: .init(path: settings.database.dataSource))
+            let metaManager = MetaManager(
+                configuration: MetaManagerConfiguration(remoteQueryTimeout: .seconds(modules.metaManager.remoteQueryTimeout)), store: store, bus: bus,
+                logger: Logger(label: "metamanager"))
+            services.append(ModuleService(name: "metaManager", start: { metaManager.start() }, stop: { await metaManager.stop() }))
+            enabled.append("metaManager")
+            sources.append(.init(module: "metamanager", counters: { metaManager.statistics }, gauges: { ["revision": Double(store.revision)] }))
+            if modules.metaManager.metaServer.enable {
+                let (host, port) = try EdgeCoreConfig.hostPort(modules.metaManager.metaServer.server, key: "modules.metaManager.metaServer.server")
+                let metaServer = MetaServer(configuration: .init(host: host, port: port), store: store, logger: Logger(label: "metaserver"))
+                services.append(ModuleService(name: "metaServer", start: { try await metaServer.start() }, stop: { await metaServer.stop() }))
+                enabled.append("metaServer")
+                sources.append(.init(module: "metaserver", counters: { nil }, gauges: { ["open_connections": Double(metaServer.openConnections)] }))
+            }
+        }
+        if modules.deviceTwin.enable {
+            let store = try DeviceStore(path: settings.database.dataSource)
+            let twin = DeviceTwin(
+                configuration: .init(nodeName: nodeName, coalesceReports: modules.deviceTwin.coalesceReports, maxPayloadBytes: modules.deviceTwin.maxPayloadBytes),
+                store: store, bus: bus, logger: Logger(label: "devicetwin"))
+            services.append(ModuleService(name: "deviceTwin", start: { twin.start() }, stop: { await twin.stop() }))
+            enabled.append("deviceTwin")
+            sources.append(.init(module: "devicetwin", counters: { twin.statistics }, gauges: { ["devices": Double(store.count)] }))
+        }
+        if modules.serviceBus.enable {
+            let serviceBus = ServiceBus(
+                configuration: .init(
+                    timeout: .seconds(modules.serviceBus.timeout), maxRequestBytes: modules.serviceBus.maxRequestBytes,
+                    maxResponseBytes: modules.serviceBus.maxResponseBytes, allowedHosts: Set(modules.serviceBus.allowedHosts)),
+                bus: bus, logger: Logger(label: "servicebus"))
+            services.append(ModuleService(name: "serviceBus", start: { serviceBus.start() }, stop: { await serviceBus.stop() }))
+            enabled.append("serviceBus")
+            sources.append(.init(module: "servicebus", counters: { serviceBus.statistics }, gauges: { [:] }))
+        }
+        if modules.eventBus.enable {
+            let (host, port) = try EdgeCoreConfig.hostPort(modules.eventBus.mqttServerExternal, scheme: "tcp", key: "modules.eventBus.mqttServerExternal")
+            var configuration = EventBus.Configuration(nodeName: nodeName, host: host, port: port, qos: modules.eventBus.mqttQOS)
+            if !modules.eventBus.mqttUsername.isEmpty {
+                configuration.username = modules.eventBus.mqttUsername
+                configuration.password = modules.eventBus.mqttPassword
+            }
+            if modules.eventBus.tls.enable {
+                configuration.tlsCAFile = modules.eventBus.tls.tlsMqttCAFile
+                configuration.tlsCertificateFile = modules.eventBus.tls.tlsMqttCertFile.isEmpty ? nil : modules.eventBus.tls.tlsMqttCertFile
+                configuration.tlsKeyFile = modules.eventBus.tls.tlsMqttPrivateKeyFile.isEmpty ? nil : modules.eventBus.tls.tlsMqttPrivateKeyFile
+            }
+            let eventBus = try EventBus(configuration: configuration, bus: bus, logger: Logger(label: "eventbus"))
+            // A broker that is down at start is waited for, not fatal.
+            services.append(ModuleService(name: "eventBus", start: { try await eventBus.start(connectTimeout: nil) }, stop: { await eventBus.stop() }))
+            enabled.append("eventBus")
+            sources.append(.init(module: "eventbus", counters: { eventBus.statistics }, gauges: { ["connected": eventBus.isConnected ? 1 : 0] }))
+        }
+        if modules.edgeHub.enable {
+            let hub = try EdgeHub(configuration: try Self.edgeHubConfiguration(settings), bus: bus, logger: Logger(label: "edgehub"))
+            services.append(ModuleService(name: "edgeHub", start: { hub.start() }, stop: { await hub.stop() }))
+            enabled.append("edgeHub")
+            sources.append(.init(module: "edgehub", counters: { hub.statistics }, gauges: {
+                var gauges: [String: Double] = ["connected": hub.backend == nil ? 0 : 1]
+                for lane in Lane.standard where lane != .control {
+                    gauges["unacknowledged_\(lane)"] = Double(hub.channel.statistics(for: lane).unacknowledged)
+                }
+                return gauges
+            }))
+        }
+        self.services = services
+        self.enabled = enabled
+        collector = MetricsCollector(sources: sources)
+    }
+
+    static func edgeHubConfiguration(_ settings: EdgeCoreConfig) throws -> EdgeHubConfiguration {
+        let hub = settings.modules.edgeHub
+        let webSocket = try EdgeCoreConfig.hostPort(hub.websocket.server, key: "modules.edgeHub.websocket.server")
+        let quic = try EdgeCoreConfig.hostPort(hub.quic.server, key: "modules.edgeHub.quic.server")
+        let https = try EdgeCoreConfig.hostPort(hub.httpServer, scheme: "https", key: "modules.edgeHub.httpServer")
+        guard webSocket.host == https.host, !hub.quic.enable || quic.host == webSocket.host else {
+            throw EdgeCoreConfigError("modules.edgeHub: websocket, quic and httpServer must name the same cloud host")
+        }
+        guard hub.websocket.enable else {
+            throw EdgeCoreConfigError("modules.edgeHub.websocket.enable: the WebSocket fallback cannot be turned off")
+        }
+        var configuration = EdgeHubConfiguration(
+            nodeName: settings.nodeName, cloudHost: webSocket.host, certificatesDirectory: hub.certificatesDirectory,
+            token: hub.token.isEmpty ? nil : hub.token, outboxPath: hub.outbox, serverName: hub.serverName.isEmpty ? nil : hub.serverName,
+            quicPort: quic.port, webSocketPort: webSocket.port, httpsPort: https.port, preferQUIC: hub.quic.enable,
+            quicHandshakeTimeout: .seconds(hub.quic.handshakeTimeout), helloTimeout: .seconds(hub.websocket.handshakeTimeout))
+        configuration.channel.keepaliveInterval = .seconds(hub.heartbeat)
+        configuration.channel.deadPeerTimeout = .seconds(hub.heartbeat * 3)
+        return configuration
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+
+/// Turns the modules' counter snapshots into swift-metrics counters and gauges, read into the
+/// Prometheus registry each time `/metrics` is scraped.
+final class MetricsCollector: Sendable {
+    /// One source of numbers: a module's counters (monotonic) and its current levels.
+    struct Source: Sendable {
+        var module: String
+        var counters: @Sendable () -> (any Sendable)?
+        var gauges: @Sendable () -> [String: Double]
+    }
+
+    private let sources: [Source]
+    private let last = Mutex<[String: Int]>([:])
+
+    init(sources: [Source]) {
+        self.sources = sources
+    }
+
+    /// Brings every metric up to date.
+    func collect() {
+        for source in sources {
+            if let snapshot = source.counters() {
+                for child in Mirror(reflecting: snapshot).children {
+                    guard let label = child.label, let value = child.value as? Int else { continue }
+                    let name = "edgecore_\(source.module)_\(Self.snakeCase(label))_total"
+                    let delta = last.withLock { last -> Int in
+                        defer { last[name] = value }
+                        return value - (last[name] ?? 0)
+                    }
+                    if delta > 0 { Counter(label: name).increment(by: delta) }
+                }
+            }
+            for (name, value) in source.gauges() {
+                Gauge(label: "edgecore_\(source.module)_\(name)").record(value)
+            }
+        }
+        Gauge(label: "process_resident_memory_bytes").record(Double(Self.residentBytes()))
+    }
+
+    static func snakeCase(_ name: String) -> String {
+        var result = ""
+        for character in name {
+            if character.isUppercase {
+                result += "_" + character.lowercased()
+            } else {
+                result.append(character)
+            }
+        }
+        return result
+    }
+
+    /// Resident set size from `/proc/self/statm`.
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+/// `GET /metrics` in Prometheus text format (and `GET /healthz`), on plain HTTP.
+struct MetricsEndpoint: Service {
+    let host: String
+    let port: Int
+    let registry: PrometheusCollectorRegistry
+    let collector: MetricsCollector
+    let logger: Logger
+
+    func run() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        logger.info("metrics listening", metadata: ["address": "\(host):\(server.channel.localAddress?.port ?? port)"])
+        try await withGracefulShutdownHandler {
+            try await server.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in inbound {
+                        group.addTask { try? await serve(connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            server.channel.close(promise: nil)
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async throws {
+        try await connection.executeThenClose { inbound, outbound in
+            var uri: String?
+            for try await part in inbound {
+                switch part {
+                case .head(let head): uri = head.uri
+                case .body: break
+                case .end:
+                    let (status, body): (HTTPResponseStatus, [UInt8])
+                    switch uri {
+                    case "/metrics"?:
+                        collector.collect()
+                        (status, body) = (.ok, registry.emitToBuffer())
+                    case "/healthz"?: (status, body) = (.ok, Array("ok".utf8))
+                    default: (status, body) = (.notFound, Array("not found".utf8))
+                    }
+                    var head = HTTPResponseHead(version: .http1_1, status: status)
+                    head.headers.add(name: "Content-Type", value: uri == "/metrics" ? "text/plain; version=0.0.4" : "text/plain")
+                    head.headers.add(name: "Content-Length", value: "\(body.count)")
+                    try await outbound.write(.head(head))
+                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
+                    try await outbound.write(.end(nil))
+                }
+            }
+        }
+    }
+}
