@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "transport-bench", targets: ["transport-bench"]),
         .executable(name: "cloudcore", targets: ["cloudcore"]),
         .executable(name: "edgecore", targets: ["edgecore"]),
+        .executable(name: "node-bench", targets: ["node-bench"]),
         .library(name: "Node", targets: ["Node"]),
     ],
     dependencies: [
@@ -157,6 +158,19 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "tools/transport-bench",
+            swiftSettings: strictSwift6),
+
+        // The edge modules' figures against same-run baselines (`swift run -c release node-bench`).
+        .executableTarget(
+            name: "node-bench",
+            dependencies: [
+                "Transport", "CloudHub", "EdgeHub", "Node", "BenchSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/node-bench",
             swiftSettings: strictSwift6),
 
         .testTarget(
