@@ -151,6 +151,19 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
         // a pod the cloud never assigned to this node is refused by the cloud.
         try await fixture.hub.send(objectMessage("insert", "default/pod/web", podJSON("web", resourceVersion: 5)), to: "edge-1", on: .state, delivery: .reliable)
         #expect(await eventually { (try? node.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))) != nil })
+        // A burst: an update, a merge patch on top of it, and a malformed write between them.
+        for message in [
+            objectMessage("update", "default/pod/web", podJSON("web", resourceVersion: 6, image: "nginx:2")),
+            objectMessage("insert", "default/pod/broken", "[1,2"),
+            objectMessage("patch", "default/pod/web", #"{"metadata":{"resourceVersion":"7","labels":{"tier":"front"}}}"#),
+        ] {
+            try await fixture.hub.send(message, to: "edge-1", on: .state, delivery: .reliable)
+        }
+        #expect(await eventually { (try? node.store.get(ResourceKey(namespace: "default", type: "pod", name: "web")))??.resourceVersion == 7 })
+        let patched = try #require(try node.store.get(ResourceKey(namespace: "default", type: "pod", name: "web")))
+        #expect(patched.json.contains("nginx:2") && patched.json.contains("\"tier\":\"front\""))
+        #expect(node.meta.statistics.refused == 4)
+        #expect(await eventually { fixture.hub.channel(of: "edge-1")?.statistics(for: .state).unacknowledged == 0 })
         let status = Message(
             router: MessageRouter(source: "edged", destination: MetaManager.moduleName, group: "meta", operation: "update", resource: "default/podstatus/web"),
             content: ByteBuffer(string: #"{"metadata":{"name":"web","namespace":"default"},"status":{"phase":"Running"}}"#))

@@ -64,15 +64,37 @@ public final class MetaManager: Sendable {
 
     // MARK: serving
 
+    /// Takes a burst of messages at once: writes are stored in one transaction (a patch, which
+    /// reads what is stored, goes alone), queries are answered concurrently.
     private func serve(lane: Lane) async {
-        for await message in endpoint.messages(on: lane) {
-            switch message.router.operation {
+        var messages = endpoint.messages(on: lane).makeAsyncIterator()
+        while let first = await messages.next() {
+            var writes: [Message] = []
+            var next: Message? = first
+            while let message = next {
+                if message.router.operation == MessageRouter.Operation.patch {
+                    await write(writes, on: lane)
+                    await write([message], on: lane)
+                    writes = []
+                } else if await !dispatch(message, on: lane) {
+                    writes.append(message)
+                }
+                next = writes.count < configuration.maxBatch ? endpoint.pollMessage(on: lane) : nil
+            }
+            await write(writes, on: lane)
+        }
+    }
+
+    /// Handles a message that is not a write; `false` for a write.
+    private func dispatch(_ message: Message, on lane: Lane) async -> Bool {
+        switch message.router.operation {
             case MessageRouter.Operation.query:
                 let slot = await querySlots.acquire()
                 Task { [self] in
                     await answer(message, on: lane)
                     slot.release()
                 }
+                return true
             case MessageRouter.Operation.error, MessageRouter.Operation.response:
                 // An answer nobody waits for any more (a refusal of something this node sent, a
                 // late query answer): noted, never answered back.
@@ -83,23 +105,35 @@ public final class MetaManager: Sendable {
                         "resource": "\(message.router.resource)", "reason": "\(String(buffer: message.content))",
                     ])
                 }
+                return true
             default:
-                await write(message, on: lane)
+                return false
             }
-        }
     }
 
     private func isLocal(_ message: Message) -> Bool { configuration.localModules.contains(message.router.source) }
 
-    /// Stores a write, reports it handled, then tells the cloud (local writes) or the modules
-    /// that run it (cloud writes).
-    private func write(_ message: Message, on lane: Lane) async {
-        let outcome: Result<MetaWriteOutcome, MetaError>
-        do {
-            outcome = .success(try store(message))
-        } catch {
-            outcome = .failure(error)
+    /// Stores writes in one transaction, then finishes each.
+    private func write(_ messages: [Message], on lane: Lane) async {
+        guard !messages.isEmpty else { return }
+        let prepared = messages.map { message in Result { () throws(MetaError) in try prepare(message) } }
+        let writes = prepared.compactMap { try? $0.get() }
+        let applied = Result { () throws(MetaError) in try store.apply(writes) }
+        var outcomes = (try? applied.get())?.makeIterator()
+        for (message, preparation) in zip(messages, prepared) {
+            switch (preparation, applied) {
+            case (.failure(let error), _): await finish(message, .failure(error), on: lane)
+            case (.success, .failure(let error)): await finish(message, .failure(error), on: lane)
+            case (.success, .success):
+                guard let outcome = outcomes?.next() else { continue }
+                await finish(message, .success(outcome), on: lane)
+            }
         }
+    }
+
+    /// Reports a write handled (unless the store failed), answers it, then tells the cloud
+    /// (local writes) or the modules that run it (cloud writes).
+    private func finish(_ message: Message, _ outcome: Result<MetaWriteOutcome, MetaError>, on lane: Lane) async {
         if case .failure(.storage) = outcome {
             // Not reported handled: the cloud keeps the message and sends it again.
             counters.withLock { $0.storageFailures += 1 }
@@ -133,7 +167,7 @@ public final class MetaManager: Sendable {
     }
 
     /// The store change a write message asks for.
-    private func store(_ message: Message) throws(MetaError) -> MetaWriteOutcome {
+    private func prepare(_ message: Message) throws(MetaError) -> MetaWrite {
         guard let key = ResourceKey(resource: message.router.resource), key.isObject else {
             throw MetaError.malformedResource(message.router.resource)
         }
@@ -141,22 +175,20 @@ public final class MetaManager: Sendable {
             throw MetaError.malformedObject("\(message.content.readableBytes) bytes is more than the limit of \(configuration.maxObjectBytes)")
         }
         let content = message.content.readableBytesView
-        let write: MetaWrite
         switch message.router.operation {
         case MessageRouter.Operation.insert, MessageRouter.Operation.update, MessageRouter.Operation.upsert:
             let metadata = try ObjectMetadata(json: content)
-            write = .upsert(key, json: String(decoding: content, as: UTF8.self), resourceVersion: metadata.resourceVersion ?? Int64(message.header.resourceVersion))
+            return .upsert(key, json: String(decoding: content, as: UTF8.self), resourceVersion: metadata.resourceVersion ?? Int64(message.header.resourceVersion))
         case MessageRouter.Operation.patch:
             let merged = try JSONMergePatch.apply(Data(content), to: try store.get(key).map { Data($0.json.utf8) })
             let metadata = try ObjectMetadata(json: merged)
-            write = .upsert(key, json: String(decoding: merged, as: UTF8.self), resourceVersion: metadata.resourceVersion)
+            return .upsert(key, json: String(decoding: merged, as: UTF8.self), resourceVersion: metadata.resourceVersion)
         case MessageRouter.Operation.delete:
             let version = content.isEmpty ? nil : try ObjectMetadata(json: content).resourceVersion
-            write = .delete(key, resourceVersion: version ?? Int64(message.header.resourceVersion))
+            return .delete(key, resourceVersion: version ?? Int64(message.header.resourceVersion))
         default:
             throw MetaError.unsupportedOperation(message.router.operation)
         }
-        return try store.apply([write])[0]
     }
 
     // MARK: queries

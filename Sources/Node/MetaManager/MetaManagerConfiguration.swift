@@ -18,6 +18,8 @@ public struct MetaManagerConfiguration: Sendable {
     public var maxObjectBytes: Int
     /// Queries answered at once; more wait. Default 64.
     public var maxConcurrentQueries: Int
+    /// Writes stored in one transaction at most (a burst is taken at once). Default 256.
+    public var maxBatch: Int
 
     /// Creates a configuration with the documented defaults.
     public init(
@@ -26,7 +28,8 @@ public struct MetaManagerConfiguration: Sendable {
         localModules: Set<String> = ["edged", "twin", "eventbus", "servicebus", "metaServer", "edgestream"],
         notifyGroups: [String: String] = ["pod": "edged", "configmap": "edged", "secret": "edged", "service": "edged", "endpoints": "edged"],
         maxObjectBytes: Int = 4 << 20,
-        maxConcurrentQueries: Int = 64
+        maxConcurrentQueries: Int = 64,
+        maxBatch: Int = 256
     ) {
         self.remoteQueryTypes = remoteQueryTypes
         self.remoteQueryTimeout = remoteQueryTimeout
@@ -34,5 +37,6 @@ public struct MetaManagerConfiguration: Sendable {
         self.notifyGroups = notifyGroups
         self.maxObjectBytes = maxObjectBytes
         self.maxConcurrentQueries = maxConcurrentQueries
+        self.maxBatch = max(1, maxBatch)
     }
 }
