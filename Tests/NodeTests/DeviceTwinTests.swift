@@ -234,4 +234,34 @@ struct TwinNode {
         await node.stop()
         await fixture.stop()
     }
+
+    @Test func aFailedWriteLeavesTheDevicesInMemoryAsTheyWere() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let store = try DeviceStore(path: directory + "/devices.db", maxSizeBytes: 128 * 1024)
+        let description = String(repeating: "d", count: 6000)
+        var stored = 0
+        var failure: DeviceTwinError?
+        for index in 0..<100 {
+            do {
+                try store.update { devices in
+                    let id = "default/dev-\(index)"
+                    devices[id] = DeviceRecord(namespace: "default", name: "dev-\(index)", description: description)
+                    // A second device renamed in the same update must be undone too.
+                    if index > 0 { devices["default/dev-0"]?.state = "online-\(index)" }
+                    return ([DeviceChange(id: id, device: true), DeviceChange(id: "default/dev-0", device: true)], ())
+                }
+                stored += 1
+            } catch {
+                failure = error
+                break
+            }
+        }
+        #expect(failure != nil && stored > 3 && stored < 100)
+        #expect(store.count == stored)
+        #expect(store.device("dev-\(stored)") == nil)
+        #expect(store.device("dev-0")?.state == (stored > 1 ? "online-\(stored - 1)" : "unknown"))
+        let reopened = try DeviceStore(path: directory + "/devices.db")
+        #expect(reopened.devices == store.devices)
+    }
 }

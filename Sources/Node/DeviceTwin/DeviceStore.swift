@@ -35,7 +35,7 @@ public struct DeviceRecord: Sendable, Equatable {
 public final class DeviceStore: Sendable {
     private struct Storage {
         var db: SQLiteConnection
-        var devices: [String: DeviceRecord]
+        var devices: DeviceTable
     }
 
     private let storage: Mutex<Storage>
@@ -61,7 +61,7 @@ public final class DeviceStore: Sendable {
                     expected TEXT, actual TEXT, expected_meta TEXT, actual_meta TEXT, expected_version TEXT, actual_version TEXT,
                     optional INTEGER, attr_type TEXT, metadata TEXT, UNIQUE(deviceid, name));
                 """)
-            storage = Mutex(Storage(db: db, devices: try Self.load(db)))
+            storage = Mutex(Storage(db: db, devices: DeviceTable(try Self.load(db))))
         } catch {
             throw DeviceTwinError.storage("\(path): \(error)")
         }
@@ -109,39 +109,35 @@ public final class DeviceStore: Sendable {
     /// The device named `id`: `{namespace}/{name}`, or a bare `{name}` when exactly one device
     /// on this node has it.
     public func device(_ id: String) -> DeviceRecord? {
-        storage.withLock { Self.resolve(id, in: $0.devices) }
-    }
-
-    static func resolve(_ id: String, in devices: [String: DeviceRecord]) -> DeviceRecord? {
-        if id.contains("/") { return devices[id] }
-        var found: DeviceRecord?
-        for device in devices.values where device.name == id {
-            if found != nil { return nil }  // ambiguous
-            found = device
-        }
-        return found
+        storage.withLock { $0.devices.resolve(id) }
     }
 
     /// Every device, ordered by id.
-    public var devices: [DeviceRecord] { storage.withLock { $0.devices.values.sorted { $0.id < $1.id } } }
+    public var devices: [DeviceRecord] { storage.withLock { $0.devices.records.values.sorted { $0.id < $1.id } } }
 
     /// Devices held.
-    public var count: Int { storage.withLock { $0.devices.count } }
+    public var count: Int { storage.withLock { $0.devices.records.count } }
 
-    /// Runs `body` on the devices, then writes what it changed in one transaction: `body`
-    /// returns the changed devices' ids (with the twin properties whose rows changed) and the
-    /// ids of removed devices. Nothing is kept in memory if the write fails.
-    func update<T>(_ body: (inout [String: DeviceRecord]) -> (changes: [DeviceChange], result: T)) throws(DeviceTwinError) -> T {
+    /// Runs `body` on the devices (in place: nothing is copied), then writes what it changed in
+    /// one transaction: `body` returns the changed devices' ids with the twin properties whose
+    /// rows changed. If the write fails, the devices `body` touched are put back as they were.
+    func update<T>(_ body: (inout DeviceTable) -> (changes: [DeviceChange], result: T)) throws(DeviceTwinError) -> T {
         do {
             return try storage.withLock { storage throws(SQLiteError) -> T in
-                var devices = storage.devices
-                let (changes, result) = body(&devices)
+                storage.devices.beginEdits()
+                let (changes, result) = body(&storage.devices)
                 guard !changes.isEmpty else { return result }
                 let db = storage.db
-                try db.transaction { () throws(SQLiteError) in
-                    for change in changes { try Self.write(change, devices: devices, db: db) }
+                let devices = storage.devices
+                let written = Result { () throws(SQLiteError) in
+                    try db.transaction { () throws(SQLiteError) in
+                        for change in changes { try Self.write(change, devices: devices, db: db) }
+                    }
                 }
-                storage.devices = devices
+                if case .failure(let error) = written {
+                    storage.devices.revertEdits()
+                    throw error
+                }
                 return result
             }
         } catch {
@@ -149,7 +145,7 @@ public final class DeviceStore: Sendable {
         }
     }
 
-    private static func write(_ change: DeviceChange, devices: [String: DeviceRecord], db: SQLiteConnection) throws(SQLiteError) {
+    private static func write(_ change: DeviceChange, devices: DeviceTable, db: SQLiteConnection) throws(SQLiteError) {
         guard let device = devices[change.id] else {
             for table in ["device_twin", "device_attr"] {
                 let remove = try db.statement("DELETE FROM \(table) WHERE deviceid = ?")
@@ -237,5 +233,46 @@ public enum DeviceTwinError: Error, Sendable, Equatable, CustomStringConvertible
         switch self {
         case .storage(let why): "device storage failed: \(why)"
         }
+    }
+}
+
+/// The devices in memory, indexed by id and by name, remembering what an update changed so a
+/// failed write can be undone.
+struct DeviceTable {
+    private(set) var records: [String: DeviceRecord]
+    private var idsByName: [String: Set<String>] = [:]
+    /// The value before the current update of each device it touched (`nil`: it did not exist).
+    private var originals: [String: DeviceRecord?] = [:]
+
+    init(_ records: [String: DeviceRecord]) {
+        self.records = records
+        for (id, record) in records { idsByName[record.name, default: []].insert(id) }
+    }
+
+    subscript(id: String) -> DeviceRecord? {
+        get { records[id] }
+        set {
+            if originals[id] == nil { originals[id] = .some(records[id]) }
+            if let old = records[id] { idsByName[old.name]?.remove(id) }
+            records[id] = newValue
+            if let newValue { idsByName[newValue.name, default: []].insert(id) }
+        }
+    }
+
+    /// The device named `id`: `{namespace}/{name}`, or a bare `{name}` held by exactly one device.
+    func resolve(_ id: String) -> DeviceRecord? {
+        if id.contains("/") { return records[id] }
+        guard let ids = idsByName[id], ids.count == 1, let only = ids.first else { return nil }
+        return records[only]
+    }
+
+    var values: Dictionary<String, DeviceRecord>.Values { records.values }
+
+    mutating func beginEdits() { originals.removeAll(keepingCapacity: true) }
+
+    mutating func revertEdits() {
+        let undo = originals
+        for (id, original) in undo { self[id] = original }
+        originals.removeAll(keepingCapacity: true)
     }
 }

@@ -159,13 +159,15 @@ struct MemberDevice: Encodable {
     var state: String
 }
 
-/// `membership/get/result` and `membership/updated`.
+/// `membership/get/result` (every device) and `membership/updated` (what changed).
 struct Membership: Encodable {
     var eventID: String
     var timestamp: Int64
-    var devices: [MemberDevice]
-    var addedDevices: [MemberDevice]?
-    var removedDevices: [MemberDevice]?
+    /// Every device (in answers to `membership/get`).
+    var devices: [MemberDevice]?
+    /// What changed (in `membership/updated`).
+    var addedDevices: [MemberDevice]? = nil
+    var removedDevices: [MemberDevice]? = nil
 
     enum CodingKeys: String, CodingKey {
         case eventID = "event_id"

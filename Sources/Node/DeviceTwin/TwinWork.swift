@@ -33,7 +33,7 @@ struct TwinWork {
         return encoder
     }()
 
-    mutating func handle(_ message: Message, devices: inout [String: DeviceRecord]) {
+    mutating func handle(_ message: Message, devices: inout DeviceTable) {
         if message.router.source == EventBus.moduleName || message.router.operation == MessageRouter.Operation.publish {
             handleDevice(message, devices: &devices)
         } else {
@@ -43,7 +43,7 @@ struct TwinWork {
 
     // MARK: from devices
 
-    private mutating func handleDevice(_ message: Message, devices: inout [String: DeviceRecord]) {
+    private mutating func handleDevice(_ message: Message, devices: inout DeviceTable) {
         guard let topicName = Self.topic(fromResource: message.router.resource), let topic = TwinTopic(topicName) else {
             ignored += 1  // not a topic DeviceTwin answers (its own publications come back too)
             return
@@ -63,10 +63,10 @@ struct TwinWork {
             } catch {
                 return fail(request, code: 400, reason: "malformed twin update: \(Self.describe(error))")
             }
-            guard let device = DeviceStore.resolve(id, in: devices) else { return fail(request, code: 404, reason: "device \(id) not found") }
+            guard let device = devices.resolve(id) else { return fail(request, code: 404, reason: "device \(id) not found") }
             applyTwinUpdate(update, to: device, topicID: id, request: request, devices: &devices)
         case .twinGet(let id):
-            guard let device = DeviceStore.resolve(id, in: devices) else { return fail(request, code: 404, reason: "device \(id) not found") }
+            guard let device = devices.resolve(id) else { return fail(request, code: 404, reason: "device \(id) not found") }
             publish(TwinTopic.device(id, "twin/get/result"), TwinResult(eventID: eventID, timestamp: now, code: 200, twin: device.twin))
         case .stateUpdate(let id):
             let update: DeviceStateUpdate
@@ -78,7 +78,7 @@ struct TwinWork {
             guard ["online", "offline", "unknown"].contains(update.state) else {
                 return fail(request, code: 400, reason: "state must be online, offline or unknown, not \(update.state)")
             }
-            guard var device = DeviceStore.resolve(id, in: devices) else { return fail(request, code: 404, reason: "device \(id) not found") }
+            guard var device = devices.resolve(id) else { return fail(request, code: 404, reason: "device \(id) not found") }
             device.state = update.state
             if update.state == "online" { device.lastOnline = Self.rfc3339(now) }
             devices[device.id] = device
@@ -92,7 +92,7 @@ struct TwinWork {
         }
     }
 
-    private mutating func applyTwinUpdate(_ update: TwinUpdate, to original: DeviceRecord, topicID: String, request: Request, devices: inout [String: DeviceRecord]) {
+    private mutating func applyTwinUpdate(_ update: TwinUpdate, to original: DeviceRecord, topicID: String, request: Request, devices: inout DeviceTable) {
         var device = original
         var document: [String: TwinDocument.Change] = [:]
         var actualChanged = false
@@ -130,7 +130,7 @@ struct TwinWork {
 
     // MARK: from the cloud
 
-    private mutating func handleCloud(_ message: Message, devices: inout [String: DeviceRecord]) {
+    private mutating func handleCloud(_ message: Message, devices: inout DeviceTable) {
         let parts = message.router.resource.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[1] == "device", !parts[2].isEmpty else {
             refused += 1
@@ -139,12 +139,13 @@ struct TwinWork {
         let id = "\(parts[0] == "null" ? "default" : parts[0])/\(parts[2])"
         switch message.router.operation {
         case MessageRouter.Operation.delete:
-            guard let removed = devices.removeValue(forKey: id) else { return }
+            guard let removed = devices[id] else { return }
+            devices[id] = nil
             changes[id] = DeviceChange(id: id)
             cloudChanges += 1
             let member = Self.members([removed])
             publish(TwinTopic.membership(configuration.nodeName, "updated"),
-                    Membership(eventID: UUID().uuidString, timestamp: now, devices: Self.members(devices.values), removedDevices: member))
+                    Membership(eventID: UUID().uuidString, timestamp: now, removedDevices: member))
         case MessageRouter.Operation.insert, MessageRouter.Operation.update, MessageRouter.Operation.upsert:
             guard let spec = try? JSONDecoder().decode(CloudDevice.self, from: Data(message.content.readableBytesView)) else {
                 refused += 1
@@ -156,7 +157,7 @@ struct TwinWork {
         }
     }
 
-    private mutating func applyCloudDevice(_ cloud: CloudDevice, id: String, devices: inout [String: DeviceRecord]) {
+    private mutating func applyCloudDevice(_ cloud: CloudDevice, id: String, devices: inout DeviceTable) {
         let namespace = String(id.split(separator: "/", maxSplits: 1)[0])
         let name = String(id.split(separator: "/", maxSplits: 1)[1])
         let existing = devices[id]
@@ -196,7 +197,7 @@ struct TwinWork {
         let eventID = UUID().uuidString
         if existing == nil {
             publish(TwinTopic.membership(configuration.nodeName, "updated"),
-                    Membership(eventID: eventID, timestamp: now, devices: Self.members(devices.values), addedDevices: Self.members([device])))
+                    Membership(eventID: eventID, timestamp: now, addedDevices: Self.members([device])))
         }
         if !document.isEmpty {
             publish(TwinTopic.device(topicID, "twin/cloud_updated"), TwinUpdate(eventID: eventID, timestamp: now, twin: device.twin))
