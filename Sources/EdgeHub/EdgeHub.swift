@@ -349,22 +349,45 @@ public final class EdgeHub: Sendable {
     /// ``EdgeHubConfiguration/coalescedLanes``; responses never are). A module's request while the cloud is
     /// unreachable is answered at once with an `error` (MetaManager then answers from its store)
     /// rather than waiting in the outbox for its timeout.
+    /// A burst from the modules goes into the channel at once (one outbox commit for all of it).
     private func routeToCloud(lane: Lane) async {
         let delivery = configuration.deliveryByLane[lane.rawValue] ?? .bestEffort
         let coalesced = configuration.coalescedLanes.contains(lane)
-        for await message in endpoint.messages(on: lane) {
-            if message.header.sync, message.header.parentID == nil, !channel.isConnected {
-                var answer = message.makeResponse(content: ByteBuffer(string: "the cloud is unreachable"), source: Self.moduleName)
-                answer.router.operation = MessageRouter.Operation.error
-                try? await endpoint.send(answer, on: lane, delivery: .bestEffort)
-                continue
+        let deliveryOf = { (message: Message) -> Delivery in
+            coalesced && message.header.parentID == nil ? .state(key: message.router.resource) : delivery
+        }
+        var messages = endpoint.messages(on: lane).makeAsyncIterator()
+        while let first = await messages.next() {
+            var batch: [Message] = []
+            var next: Message? = first
+            while let message = next {
+                if message.header.sync, message.header.parentID == nil, !channel.isConnected {
+                    var answer = message.makeResponse(content: ByteBuffer(string: "the cloud is unreachable"), source: Self.moduleName)
+                    answer.router.operation = MessageRouter.Operation.error
+                    try? await endpoint.send(answer, on: lane, delivery: .bestEffort)
+                } else {
+                    batch.append(message)
+                }
+                next = batch.count < configuration.maxBatch ? endpoint.pollMessage(on: lane) : nil
             }
+            guard !batch.isEmpty else { continue }
             do {
-                try await channel.send(message, on: lane, delivery: coalesced && message.header.parentID == nil ? .state(key: message.router.resource) : delivery)
-                state.withLock { $0.counters.toCloud += 1 }
+                try await channel.send(contentsOf: batch, on: lane, delivery: deliveryOf)
+                state.withLock { $0.counters.toCloud += batch.count }
             } catch {
                 if isStopped { return }
-                logger.warning("could not queue a message for the cloud", metadata: ["resource": "\(message.router.resource)", "error": "\(error)"])
+                // One bad message (too large, say) refuses the batch before any of it is queued:
+                // send them one by one so that only it is lost.
+                for message in batch {
+                    do {
+                        try await channel.send(message, on: lane, delivery: deliveryOf(message))
+                        state.withLock { $0.counters.toCloud += 1 }
+                    } catch {
+                        if isStopped { return }
+                        state.withLock { $0.counters.refusedByChannel += 1 }
+                        logger.warning("could not queue a message for the cloud", metadata: ["resource": "\(message.router.resource)", "error": "\(error)"])
+                    }
+                }
             }
         }
     }
@@ -389,6 +412,8 @@ public enum EdgeHubError: Error, Equatable, CustomStringConvertible {
 public struct EdgeHubCounters: Sendable, Equatable {
     public var quicConnections = 0
     public var webSocketConnections = 0
+    /// Module messages the channel refused (too large for its limits, say).
+    public var refusedByChannel = 0
     /// QUIC attempts that failed before falling back.
     public var quicFailures = 0
     /// Waits between failed attempts.

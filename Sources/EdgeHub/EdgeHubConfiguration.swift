@@ -54,6 +54,8 @@ public struct EdgeHubConfiguration: Sendable {
     /// same resource replaces one the cloud has not yet acknowledged (pod status, device
     /// reports). Default the state lane.
     public var coalescedLanes: Set<Lane> = [.state]
+    /// Module→cloud messages put into the channel at once at most (one outbox commit). Default 512.
+    public var maxBatch = 512
     /// Where in its life (a fraction, chosen at random in this range per certificate) the node
     /// certificate is renewed. Default 0.7–0.9 (KubeEdge's).
     public var rotationWindow: ClosedRange<Double>

@@ -39,11 +39,6 @@ public final class DeviceStore: Sendable {
     }
 
     private let storage: Mutex<Storage>
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return encoder
-    }()
 
     /// Opens (or creates) the store at `path` and loads every device.
     public init(path: String, maxSizeBytes: Int? = nil) throws(DeviceTwinError) {
@@ -200,20 +195,21 @@ public final class DeviceStore: Sendable {
             row.bind(name, at: 2)
             row.bind(property.expected?.value, at: 3)
             row.bind(property.actual?.value, at: 4)
-            row.bind(json(property.expected?.metadata), at: 5)
-            row.bind(json(property.actual?.metadata), at: 6)
-            row.bind(json(property.expectedVersion), at: 7)
-            row.bind(json(property.actualVersion), at: 8)
+            row.bind(property.expected?.metadata?.timestamp.map(Self.timestampJSON), at: 5)
+            row.bind(property.actual?.metadata?.timestamp.map(Self.timestampJSON), at: 6)
+            row.bind(property.expectedVersion.map(Self.versionJSON), at: 7)
+            row.bind(property.actualVersion.map(Self.versionJSON), at: 8)
             row.bind(property.optional.map { Int64($0 ? 1 : 0) }, at: 9)
             row.bind(property.metadata?.type, at: 10)
             try row.run()
         }
     }
 
-    private static func json(_ value: (some Encodable)?) -> String? {
-        guard let value, let data = try? encoder.encode(value) else { return nil }
-        return String(decoding: data, as: UTF8.self)
-    }
+    /// `{"timestamp": ms}` (KubeEdge's value metadata column).
+    private static func timestampJSON(_ milliseconds: Int64) -> String { #"{"timestamp":\#(milliseconds)}"# }
+
+    /// `{"cloud": n, "edge": n}` (KubeEdge's version columns).
+    private static func versionJSON(_ version: TwinVersion) -> String { #"{"cloud":\#(version.cloud),"edge":\#(version.edge)}"# }
 }
 
 /// What one update changed for one device (all of it is written when the device was removed).

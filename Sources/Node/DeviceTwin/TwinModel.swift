@@ -81,54 +81,70 @@ public struct TwinUpdate: Codable, Sendable, Equatable {
 }
 
 /// `twin/update/delta`: the twin and, per property, the expected value the device should take.
-struct TwinDelta: Encodable {
+struct TwinDelta: TwinWritable {
     var eventID: String
     var timestamp: Int64
     var twin: [String: TwinProperty]
     var delta: [String: String]
 
-    enum CodingKeys: String, CodingKey {
-        case eventID = "event_id"
-        case timestamp, twin, delta
+    func write(to json: inout TwinJSON) {
+        json.object { json in
+            json.event(eventID, timestamp)
+            json.twin(twin)
+            json.key("delta")
+            json.object { json in
+                for name in delta.keys.sorted() { json.field(name, delta[name]!) }
+            }
+        }
     }
 }
 
 /// `twin/update/document`: per changed property, its previous and current value.
-struct TwinDocument: Encodable {
+struct TwinDocument: TwinWritable {
     var eventID: String
     var timestamp: Int64
     var twin: [String: Change]
 
-    struct Change: Encodable {
+    struct Change {
         var last: TwinProperty?
         var current: TwinProperty
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(last, forKey: .last)  // null when new, as KubeEdge writes it
-            try container.encode(current, forKey: .current)
-        }
-
-        enum CodingKeys: String, CodingKey { case last, current }
     }
 
-    enum CodingKeys: String, CodingKey {
-        case eventID = "event_id"
-        case timestamp, twin
+    func write(to json: inout TwinJSON) {
+        json.object { json in
+            json.event(eventID, timestamp)
+            json.key("twin")
+            json.object { json in
+                for name in twin.keys.sorted() {
+                    let change = twin[name]!
+                    json.key(name)
+                    json.object { json in
+                        json.key("last")
+                        if let last = change.last { last.write(to: &json) } else { json.null() }  // null when new, as KubeEdge writes it
+                        json.key("current")
+                        change.current.write(to: &json)
+                    }
+                }
+            }
+        }
     }
 }
 
 /// A result on `…/result` topics: code 200 with the twin, or an error code with the reason.
-struct TwinResult: Encodable {
+struct TwinResult: TwinWritable {
     var eventID: String
     var timestamp: Int64
     var code: Int
-    var reason: String?
-    var twin: [String: TwinProperty]?
+    var reason: String? = nil
+    var twin: [String: TwinProperty]? = nil
 
-    enum CodingKeys: String, CodingKey {
-        case eventID = "event_id"
-        case timestamp, code, reason, twin
+    func write(to json: inout TwinJSON) {
+        json.object { json in
+            json.event(eventID, timestamp)
+            json.field("code", Int64(code))
+            if let reason { json.field("reason", reason) }
+            if let twin { json.twin(twin) }
+        }
     }
 }
 
@@ -153,38 +169,81 @@ public struct DeviceReport: Codable, Sendable, Equatable {
 }
 
 /// One device in a membership answer.
-struct MemberDevice: Encodable {
+struct MemberDevice {
     var id: String
     var name: String
     var state: String
 }
 
 /// `membership/get/result` (every device) and `membership/updated` (what changed).
-struct Membership: Encodable {
+struct Membership: TwinWritable {
     var eventID: String
     var timestamp: Int64
     /// Every device (in answers to `membership/get`).
-    var devices: [MemberDevice]?
+    var devices: [MemberDevice]? = nil
     /// What changed (in `membership/updated`).
     var addedDevices: [MemberDevice]? = nil
     var removedDevices: [MemberDevice]? = nil
 
-    enum CodingKeys: String, CodingKey {
-        case eventID = "event_id"
-        case timestamp, devices
-        case addedDevices = "added_devices"
-        case removedDevices = "removed_devices"
+    func write(to json: inout TwinJSON) {
+        json.object { json in
+            json.event(eventID, timestamp)
+            for (key, list) in [("devices", devices), ("added_devices", addedDevices), ("removed_devices", removedDevices)] {
+                guard let list else { continue }
+                json.key(key)
+                json.array { json in
+                    for device in list {
+                        json.object { json in
+                            json.field("id", device.id)
+                            json.field("name", device.name)
+                            json.field("state", device.state)
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
 /// `…/updated`: the device's attributes changed.
-struct DeviceUpdated: Encodable {
+struct DeviceUpdated: TwinWritable {
     var eventID: String
     var timestamp: Int64
     var attributes: [String: String]
 
-    enum CodingKeys: String, CodingKey {
-        case eventID = "event_id"
-        case timestamp, attributes
+    func write(to json: inout TwinJSON) {
+        json.object { json in
+            json.event(eventID, timestamp)
+            json.key("attributes")
+            json.object { json in
+                for name in attributes.keys.sorted() { json.field(name, attributes[name]!) }
+            }
+        }
+    }
+}
+
+/// A document DeviceTwin publishes, written with ``TwinJSON``.
+protocol TwinWritable {
+    func write(to json: inout TwinJSON)
+}
+
+extension TwinUpdate: TwinWritable {
+    func write(to json: inout TwinJSON) {
+        json.object { json in
+            if let eventID { json.field("event_id", eventID) }
+            if let timestamp { json.field("timestamp", timestamp) }
+            json.twin(twin)
+        }
+    }
+}
+
+extension DeviceReport: TwinWritable {
+    func write(to json: inout TwinJSON) {
+        json.object { json in
+            json.field("device", device)
+            json.field("state", state)
+            if let lastOnline { json.field("lastOnline", lastOnline) }
+            json.twin(twin)
+        }
     }
 }

@@ -27,12 +27,6 @@ struct TwinWork {
         self.configuration = configuration
     }
 
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return encoder
-    }()
-
     mutating func handle(_ message: Message, devices: inout DeviceTable) {
         if message.router.source == EventBus.moduleName || message.router.operation == MessageRouter.Operation.publish {
             handleDevice(message, devices: &devices)
@@ -230,20 +224,22 @@ struct TwinWork {
         publish(TwinTopic.device(topicID, "twin/update/delta"), TwinDelta(eventID: eventID, timestamp: now, twin: device.twin, delta: delta))
     }
 
-    private mutating func publish(_ topic: String, _ body: some Encodable) {
-        guard let data = try? Self.encoder.encode(body) else { return }
-        publications.append((topic, ByteBuffer(bytes: data)))
+    private mutating func publish(_ topic: String, _ body: some TwinWritable) {
+        var json = TwinJSON()
+        body.write(to: &json)
+        publications.append((topic, json.buffer))
     }
 
     private mutating func report(_ device: DeviceRecord) {
         let resource = "\(device.namespace)/devicestatus/\(device.name)"
         let body = DeviceReport(device: device.id, state: device.state, lastOnline: device.lastOnline.isEmpty ? nil : device.lastOnline,
                                 twin: device.twin.filter { $0.value.actual != nil })
-        guard let data = try? Self.encoder.encode(body) else { return }
+        var json = TwinJSON()
+        body.write(to: &json)
         if configuration.coalesceReports, let index = reports.firstIndex(where: { $0.resource == resource }) {
-            reports[index].content = ByteBuffer(bytes: data)
+            reports[index].content = json.buffer
         } else {
-            reports.append((resource, ByteBuffer(bytes: data)))
+            reports.append((resource, json.buffer))
         }
     }
 

@@ -83,6 +83,12 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
     /// for the outbox commit that holds the whole batch. Suspends while the lane or the outbox is
     /// full and continues with the rest; when it returns, every reliable message is in the outbox.
     public func send(contentsOf messages: [Message], on lane: Lane, delivery: Delivery) async throws {
+        try await send(contentsOf: messages, on: lane) { _ in delivery }
+    }
+
+    /// Sends `messages` in order on `lane` like ``send(contentsOf:on:delivery:)``, each with the
+    /// delivery class `delivery` gives it (a `state` key per resource, say).
+    public func send(contentsOf messages: [Message], on lane: Lane, delivery: (Message) -> Delivery) async throws {
         for message in messages { try validate(message, on: lane) }
         let index = Int(lane.rawValue)
         var next = 0
@@ -93,16 +99,20 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
                 var actions = ChannelActions()
                 let outcome: EnqueueOutcome = state.withLock { state in
                     var full = false
+                    var reliable = false
                     while start + accepted < messages.count {
                         let message = messages[start + accepted]
-                        switch enqueue(message, on: lane, delivery: delivery, size: Self.estimatedSize(of: message), waiter: nil, state: &state, actions: &actions) {
+                        let messageDelivery = delivery(message)
+                        switch enqueue(message, on: lane, delivery: messageDelivery, size: Self.estimatedSize(of: message), waiter: nil, state: &state, actions: &actions) {
                         case .closed: return .closed
                         case .full: full = true
-                        case .accepted, .dropped, .waiting: accepted += 1
+                        case .accepted, .dropped, .waiting:
+                            accepted += 1
+                            reliable = reliable || messageDelivery.isReliable
                         }
                         if full { break }
                     }
-                    if delivery.isReliable, outbox != nil, accepted > 0 {
+                    if reliable, outbox != nil, accepted > 0 {
                         state.persistWaiters.append(.init(lane: lane, sequence: state.send[index].nextSequence - 1, continuation: continuation))
                         return .waiting
                     }
