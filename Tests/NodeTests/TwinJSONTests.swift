@@ -21,3 +21,17 @@ import Testing
         #expect(decoded.state == "online" && decoded.lastOnline == nil)
     }
 }
+
+@Suite struct Base64URLTests {
+    @Test func roundTripsTopicsAndMatchesFoundation() {
+        for topic in ["", "a", "ab", "abc", "$hw/events/device/dev-1/twin/update", "$hw/events/device/ns/ünïcode/twin/get", "??>>"] {
+            let encoded = Base64URL.encode(topic)
+            let foundation = Data(topic.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            #expect(encoded == foundation)
+            #expect(Base64URL.decode(encoded) == topic)
+            #expect(Base64URL.decode(encoded.replacingOccurrences(of: "=", with: "")) == topic)
+        }
+        #expect(Base64URL.decode("not base64!") == nil)
+        #expect(Base64URL.decode("//8=") == nil)  // 0xFF 0xFF is not UTF-8
+    }
+}

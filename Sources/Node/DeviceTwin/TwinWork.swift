@@ -43,19 +43,30 @@ struct TwinWork {
             return
         }
         let payload = message.content.readableBytesView
-        let eventID = Self.eventID(in: payload)
+        let withinLimit = payload.count <= configuration.maxPayloadBytes
+        // A twin update is decoded once; its event id comes with it.
+        var decodedUpdate: Result<TwinUpdate, any Error>?
+        if case .twinUpdate = topic, withinLimit {
+            decodedUpdate = Result { try JSONDecoder().decode(TwinUpdate.self, from: Data(payload)) }
+        }
+        let eventID: String
+        if case .success(let update)? = decodedUpdate {
+            eventID = update.eventID ?? ""
+        } else {
+            eventID = Self.eventID(in: payload)
+        }
         let request = Request(topic: topic, eventID: eventID)
         requests.append(request)
-        guard payload.count <= configuration.maxPayloadBytes else {
+        guard withinLimit else {
             return fail(request, code: 400, reason: "payload of \(payload.count) bytes is over the limit of \(configuration.maxPayloadBytes)")
         }
         switch topic {
         case .twinUpdate(let id):
             let update: TwinUpdate
-            do {
-                update = try JSONDecoder().decode(TwinUpdate.self, from: Data(payload))
-            } catch {
-                return fail(request, code: 400, reason: "malformed twin update: \(Self.describe(error))")
+            switch decodedUpdate {
+            case .success(let decoded)?: update = decoded
+            case .failure(let error)?: return fail(request, code: 400, reason: "malformed twin update: \(Self.describe(error))")
+            case nil: return
             }
             guard let device = devices.resolve(id) else { return fail(request, code: 404, reason: "device \(id) not found") }
             applyTwinUpdate(update, to: device, topicID: id, request: request, devices: &devices)
@@ -247,10 +258,7 @@ struct TwinWork {
 
     /// The MQTT topic EventBus put base64-encoded (URL alphabet) in the resource.
     static func topic(fromResource resource: String) -> String? {
-        var base64 = resource.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.utf8.count % 4 != 0 { base64 += "=" }
-        guard let data = Data(base64Encoded: base64) else { return nil }
-        return String(data: data, encoding: .utf8)
+        Base64URL.decode(resource)
     }
 
     /// The `event_id` of a payload, if it has one, without decoding the rest.

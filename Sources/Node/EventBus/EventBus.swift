@@ -147,9 +147,7 @@ public final class EventBus: Sendable {
     }
 
     /// The topic in KubeEdge's base64 (URL alphabet, padded) resource form.
-    static func base64URL(_ topic: String) -> String {
-        Data(topic.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-    }
+    static func base64URL(_ topic: String) -> String { Base64URL.encode(topic) }
 
     private func fromBroker() async {
         for await mqttMessage in client.messages {
