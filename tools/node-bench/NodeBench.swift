@@ -208,6 +208,7 @@ struct NodeBench: AsyncParsableCommand {
         }
         try await Task.sleep(for: .seconds(5))
         let idle = residentBytes(pid: edgecore.processIdentifier)
+        let idleParts = memoryParts(pid: edgecore.processIdentifier)
         for index in 0..<devices {
             let device = #"{"apiVersion":"devices.kubeedge.io/v1beta1","kind":"Device","metadata":{"name":"sensor-\#(index)","namespace":"default"},"spec":{"deviceModelRef":{"name":"thermometer"},"nodeName":"edge-1","properties":[{"name":"temperature","desired":{"value":"20"}},{"name":"humidity","desired":{"value":"40"}}]}}"#
             try await hub.send(Message(router: MessageRouter(source: "devicecontroller", group: "twin", operation: "insert", resource: "default/device/sensor-\(index)"),
@@ -219,9 +220,12 @@ struct NodeBench: AsyncParsableCommand {
         }
         try await Task.sleep(for: .seconds(5))
         let loaded = residentBytes(pid: edgecore.processIdentifier)
+        let loadedParts = memoryParts(pid: edgecore.processIdentifier)
         await hub.stop()
         print(String(format: "edgecore RSS idle: %.1f MB with no devices; %.1f MB with %d devices bound (+%.1f MB)",
                      Double(idle) / 1e6, Double(loaded) / 1e6, devices, Double(loaded - idle) / 1e6))
+        print(String(format: "  of which anonymous (heap, stacks): %.1f MB → %.1f MB; file-backed (code of the binary and shared libraries): %.1f MB → %.1f MB",
+                     idleParts.anonymous / 1e6, loadedParts.anonymous / 1e6, idleParts.file / 1e6, loadedParts.file / 1e6))
     }
 
     func makeDirectory() -> String {
@@ -331,6 +335,16 @@ struct Broker {
     }
 
     func stop() { kill(process.processIdentifier, SIGKILL) }
+}
+
+/// RssAnon and RssFile of `pid`, in bytes.
+func memoryParts(pid: Int32) -> (anonymous: Double, file: Double) {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
+    func field(_ name: String) -> Double {
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
+        return Double(line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0) * 1024
+    }
+    return (field("RssAnon"), field("RssFile"))
 }
 
 func freePort() -> Int {
