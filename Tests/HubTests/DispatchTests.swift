@@ -27,6 +27,29 @@ struct DispatchTests {
         await fixture.stop()
     }
 
+    @Test("a burst from the modules goes to the cloud; a message the channel refuses is the only one lost")
+    func moduleBurstWithARefusedMessage() async throws {
+        let fixture = try await HubFixture()
+        _ = try fixture.issueCredentials(for: "edge-1")
+        let bus = MessageBus()
+        var configuration = fixture.edgeConfiguration("edge-1", token: nil)
+        configuration.channel.limits.message.maxContentLength = 1024
+        let hub = try EdgeHub(configuration: configuration, bus: bus, group: testGroup)
+        let module = bus.register(module: "edged", group: "edged")
+        // Queued before EdgeHub runs, so that they reach it as one burst.
+        for (index, size) in [10, 2000, 10, 10].enumerated() {
+            var message = makeMessage(index, size: size, resource: "default/nodestatus/edge-1")
+            message.router.operation = "update"
+            try await module.send(message, toGroup: EdgeHub.moduleGroup, on: .events)
+        }
+        hub.start()
+        let received = try await nextMessages(3, from: fixture.hub)
+        #expect(received.map { index(of: $0.message) } == [0, 2, 3])
+        #expect(hub.statistics.refusedByChannel == 1 && hub.statistics.toCloud == 3)
+        await hub.stop()
+        await fixture.stop()
+    }
+
     @Test("a node that does not read fills only its own queue; sends to other nodes go on")
     func slowNodeDoesNotDelayOthers() async throws {
         let fixture = try await HubFixture {

@@ -48,7 +48,8 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
     @Test func objectsDeliveredOnlineAreServedOfflineAndAfterARestart() async throws {
         let fixture = try await HubFixture()
         _ = try fixture.issueCredentials(for: "edge-1")
-        var node: MetaNode? = try MetaNode(fixture: fixture)
+        // A long cloud timeout: an offline answer must not wait for it.
+        var node: MetaNode? = try MetaNode(fixture: fixture, configuration: MetaManagerConfiguration(remoteQueryTimeout: .seconds(60)))
         try await fixture.hub.send(objectMessage("insert", "default/pod/web", podJSON("web", resourceVersion: 5)), to: "edge-1", on: .state, delivery: .reliable)
         try await fixture.hub.send(objectMessage("insert", "default/configmap/app", configMapJSON("app", resourceVersion: 7, value: "v7")), to: "edge-1", on: .state, delivery: .reliable)
         // An older copy arriving late changes nothing.
@@ -72,12 +73,12 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
         #expect(try await cloud.value == "default/configmap/app")
         #expect(node!.meta.statistics.remoteAnswers == 1)
 
-        // The cloud goes away: the store answers, at once rather than after the query timeout.
+        // The cloud goes away: the store answers at once, not after the query timeout.
         await fixture.hub.stop()
         #expect(await eventually { node!.hub.backend == nil })
         let started = ContinuousClock.now
         let offline = try await node!.query("default/configmap/app")
-        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(ContinuousClock.now - started < .seconds(10))
         #expect(String(buffer: offline.content).contains("v8"))
         let pods = try await node!.query("default/pod")
         #expect(String(buffer: pods.content).hasPrefix("[{") && String(buffer: pods.content).contains("\"web\""))

@@ -138,25 +138,26 @@ private func decodeEvent(_ line: String) -> (type: String, name: String?, resour
         try fixture.put("web", labels: ["app": "web"], resourceVersion: 1)
         try fixture.put("db", labels: ["app": "db"], resourceVersion: 2)
         let started = ContinuousClock.now
-        let watch = try await httpRequest(port: fixture.port, path: "/api/v1/pods?watch=true&labelSelector=app%3Dweb&allowWatchBookmarks=true&timeoutSeconds=1")
+        let watch = try await httpRequest(port: fixture.port, path: "/api/v1/pods?watch=true&labelSelector=app%3Dweb&allowWatchBookmarks=true&timeoutSeconds=3")
         var types: [String] = []
         var names: [String] = []
-        let writer = Task {
-            try await Task.sleep(for: .milliseconds(100))
-            try fixture.put("db", labels: ["app": "db"], resourceVersion: 3)
-            try fixture.put("web", labels: ["app": "web"], resourceVersion: 4)
-        }
+        var wrote = false
         for try await line in watch.lines() {
             let event = decodeEvent(line)
             types.append(event.type)
             if event.type != "BOOKMARK" { names.append(event.name ?? "?") }
+            if !wrote {
+                // The watch is running (its first event arrived): change both pods.
+                wrote = true
+                try fixture.put("db", labels: ["app": "db"], resourceVersion: 3)
+                try fixture.put("web", labels: ["app": "web"], resourceVersion: 4)
+            }
         }
-        try await writer.value
         let elapsed = ContinuousClock.now - started
         #expect(names == ["web", "web"])
         #expect(types.first == "ADDED" && types.contains("MODIFIED"))
         #expect(types.filter { $0 == "BOOKMARK" }.count >= 2)
-        #expect(elapsed >= .milliseconds(900) && elapsed < .seconds(5))
+        #expect(elapsed >= .milliseconds(2900) && elapsed < .seconds(20))
         // The watch's connection is closed and the server stops with watches open.
         let open = try await httpRequest(port: fixture.port, path: "/api/v1/pods?watch=true")
         _ = open
