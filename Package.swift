@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "edgecore", targets: ["edgecore"]),
         .executable(name: "node-bench", targets: ["node-bench"]),
         .library(name: "Node", targets: ["Node"]),
+        .library(name: "Cloud", targets: ["Cloud"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -140,6 +141,13 @@ let package = Package(
             ],
             swiftSettings: strictSwift6),
 
+        // The cloud side above the hubs: Kubernetes API access (KubeAPI), and later the embedded
+        // API server and the controllers.
+        .target(
+            name: "Cloud",
+            dependencies: ["Transport", "CloudHub", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift6),
+
         // The cloud daemon; for now its admin commands (`cloudcore gettoken`).
         .executableTarget(
             name: "cloudcore",
@@ -202,6 +210,11 @@ let package = Package(
                 "Node", "TestSupport", "Transport", "CloudHub", "EdgeHub", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSwift6),
+        .testTarget(
+            name: "CloudTests",
+            dependencies: ["Cloud", "TestSupport"],
+            exclude: ["testdata"],
             swiftSettings: strictSwift6),
         .testTarget(
             name: "SystemLibrariesTests",
