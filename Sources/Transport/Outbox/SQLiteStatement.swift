@@ -37,6 +37,13 @@ package final class SQLiteStatement {
         sqlite3_bind_blob(handle, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count), csqlite_static())
     }
 
+    /// Binds a copy of `bytes` (SQLite copies them; nothing to keep alive).
+    package func bind(bytes: [UInt8], at index: Int32) {
+        bytes.withUnsafeBytes { raw in
+            _ = sqlite3_bind_blob(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), csqlite_transient())
+        }
+    }
+
     /// Steps once; `true` when a row is available.
     @discardableResult
     package func step() throws(SQLiteError) -> Bool {

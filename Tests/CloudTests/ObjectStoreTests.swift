@@ -1,0 +1,91 @@
+@testable import Cloud
+import Foundation
+import Testing
+import TestSupport
+
+private func configMap(_ name: String, _ data: String, resourceVersion: String? = nil) throws -> JSONValue {
+    let version = resourceVersion.map { #","resourceVersion":"\#($0)""# } ?? ""
+    return try JSONValue(parsing: #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"\#(name)","namespace":"default"\#(version)},"data":{"k":"\#(data)"}}"#)
+}
+
+private func key(_ name: String) -> ObjectKey { ObjectKey(resource: "configmaps", namespace: "default", name: name) }
+
+@Suite struct ObjectStoreTests {
+    @Test func createsUpdatesAndDeletesWithOptimisticConcurrency() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let store = try ObjectStore(configuration: .init(path: directory + "/api.db"))
+        let created = try store.create(key("a"), try configMap("a", "1"))
+        #expect(created[path: ["metadata", "resourceVersion"]] == .string("1"))
+        #expect(created[path: ["metadata", "generation"]] == .number("1"))
+        #expect(created[path: ["metadata", "uid"]]?.stringValue?.count == 36)
+        #expect(created[path: ["metadata", "creationTimestamp"]]?.stringValue?.hasSuffix("Z") == true)
+        #expect(throws: APIError.alreadyExists("configmaps", "a")) { try store.create(key("a"), try configMap("a", "x")) }
+
+        // A writer that read version 1 wins; a second one holding version 1 too is refused.
+        let updated = try store.update(key("a"), try configMap("a", "2", resourceVersion: "1"))
+        #expect(updated[path: ["metadata", "resourceVersion"]] == .string("2"))
+        #expect(updated[path: ["metadata", "uid"]] == created[path: ["metadata", "uid"]])
+        #expect(updated[path: ["metadata", "generation"]] == .number("2"))
+        #expect(throws: APIError.conflict("configmaps", "a")) { try store.update(key("a"), try configMap("a", "3", resourceVersion: "1")) }
+        // Without a resourceVersion it is a blind update; a metadata-only change keeps the generation.
+        var labelled = updated
+        labelled.set(.string("x"), at: ["metadata", "labels", "tier"])
+        labelled.set(nil, at: ["metadata", "resourceVersion"])
+        #expect(try store.update(key("a"), labelled)[path: ["metadata", "generation"]] == .number("2"))
+        #expect(throws: APIError.notFound("configmaps", "zz")) { try store.update(key("zz"), try configMap("zz", "1")) }
+
+        #expect(throws: APIError.conflict("configmaps", "a")) { try store.delete(key("a"), resourceVersion: "2") }
+        let deleted = try store.delete(key("a"), resourceVersion: "3")
+        #expect(deleted[path: ["metadata", "resourceVersion"]] == .string("4"))
+        #expect(try store.get(key("a")) == nil)
+        #expect(throws: APIError.notFound("configmaps", "a")) { try store.delete(key("a")) }
+        #expect(store.revision == 4)
+    }
+
+    @Test func keepsUnknownFieldsAndItsRevisionAcrossAReopen() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let original = try JSONValue(parsing: Data(contentsOf: URL(fileURLWithPath: testdataDirectory + "/core.v1.Node.json")))
+        var store: ObjectStore? = try ObjectStore(configuration: .init(path: directory + "/api.db"))
+        var object = original
+        object.set(nil, at: ["metadata", "resourceVersion"])
+        _ = try store!.create(ObjectKey(resource: "nodes", namespace: "", name: "nameValue"), object)
+        store = nil
+        let reopened = try ObjectStore(configuration: .init(path: directory + "/api.db"))
+        #expect(reopened.revision == 1)
+        var back = try #require(try reopened.get(ObjectKey(resource: "nodes", namespace: "", name: "nameValue")))
+        // Everything but the resourceVersion the store assigned is as the client sent it.
+        #expect(back[path: ["metadata", "resourceVersion"]] == .string("1"))
+        back.set(original[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
+        #expect(back == original)
+        #expect(try reopened.list(resource: "nodes").objects.count == 1)
+    }
+
+    @Test func watchesResumeFromARevisionAndExpireAfterCompaction() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let store = try ObjectStore(configuration: .init(path: directory + "/api.db", historyLimit: 2))
+        _ = try store.create(key("a"), try configMap("a", "1"))
+        let listed = try store.list(resource: "configmaps", namespace: "default")
+        let events = try store.watch(resource: "configmaps", namespace: "default", after: listed.revision)
+        _ = try store.create(ObjectKey(resource: "configmaps", namespace: "other", name: "b"), try configMap("b", "1"))
+        _ = try store.update(key("a"), try configMap("a", "2"))
+        _ = try store.delete(key("a"))
+        var iterator = events.makeAsyncIterator()
+        var seen: [String] = []
+        for _ in 0..<2 {
+            let event = try #require(await iterator.next())
+            seen.append("\(event.kind.rawValue) \(event.key.name) \(event.revision)")
+        }
+        #expect(seen == ["MODIFIED a 3", "DELETED a 4"])
+        // Resuming after revision 1 replays 2–4; after compaction (2 kept: 3, 4) it is too old.
+        let replay = try store.watch(resource: "configmaps", after: 1)
+        var replayed = replay.makeAsyncIterator()
+        #expect(await replayed.next()?.revision == 2)
+        try store.compact()
+        #expect(store.compactedRevision == 2)
+        #expect(throws: APIError.expired("too old resource version: 1 (2)")) { try store.watch(resource: "configmaps", after: 1) }
+        _ = try store.watch(resource: "configmaps", after: 2)
+    }
+}
