@@ -145,7 +145,10 @@ let package = Package(
         // API server and the controllers.
         .target(
             name: "Cloud",
-            dependencies: ["Transport", "CloudHub", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Transport", "CloudHub", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift6),
 
         // The cloud daemon; for now its admin commands (`cloudcore gettoken`).

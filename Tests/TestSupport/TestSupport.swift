@@ -133,3 +133,13 @@ public final class Counter: Sendable {
     public func increment() { count.withLock { $0 += 1 } }
     public var value: Int { count.withLock { $0 } }
 }
+
+/// ``runProcess(_:_:in:)`` on a thread of its own, so that waiting for the process never holds
+/// one of the few threads Swift concurrency runs tasks on (a server in this process may need it).
+public func runProcessOffPool(_ executable: String, _ arguments: [String], in directory: String? = nil) async throws -> (status: Int32, output: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try runProcess(executable, arguments, in: directory) })
+        }
+    }
+}

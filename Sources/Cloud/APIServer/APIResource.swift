@@ -1,0 +1,50 @@
+/// One resource type the embedded API server serves.
+public struct APIResource: Sendable, Hashable {
+    /// Empty for the core group.
+    public var group: String
+    public var version: String
+    /// The URL name (`pods`).
+    public var plural: String
+    public var singular: String
+    public var kind: String
+    public var namespaced: Bool
+    public var shortNames: [String]
+    /// Whether `{plural}/status` is served (status updates that leave the spec alone).
+    public var hasStatus: Bool
+
+    public init(group: String, version: String, plural: String, singular: String, kind: String, namespaced: Bool,
+                shortNames: [String] = [], hasStatus: Bool = false) {
+        self.group = group
+        self.version = version
+        self.plural = plural
+        self.singular = singular
+        self.kind = kind
+        self.namespaced = namespaced
+        self.shortNames = shortNames
+        self.hasStatus = hasStatus
+    }
+
+    /// `v1` or `{group}/{version}`.
+    public var groupVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
+
+    /// The storage name: `pods`, or `devices.devices.kubeedge.io` (Kubernetes' `plural.group`).
+    public var storageName: String { group.isEmpty ? plural : "\(plural).\(group)" }
+
+    /// What the embedded server serves: the core objects KubeEdge moves between cloud and edge,
+    /// leases, and KubeEdge's CRDs.
+    public static let standard: [APIResource] = [
+        APIResource(group: "", version: "v1", plural: "namespaces", singular: "namespace", kind: "Namespace", namespaced: false, shortNames: ["ns"], hasStatus: true),
+        APIResource(group: "", version: "v1", plural: "nodes", singular: "node", kind: "Node", namespaced: false, shortNames: ["no"], hasStatus: true),
+        APIResource(group: "", version: "v1", plural: "pods", singular: "pod", kind: "Pod", namespaced: true, shortNames: ["po"], hasStatus: true),
+        APIResource(group: "", version: "v1", plural: "configmaps", singular: "configmap", kind: "ConfigMap", namespaced: true, shortNames: ["cm"]),
+        APIResource(group: "", version: "v1", plural: "secrets", singular: "secret", kind: "Secret", namespaced: true),
+        APIResource(group: "", version: "v1", plural: "services", singular: "service", kind: "Service", namespaced: true, shortNames: ["svc"], hasStatus: true),
+        APIResource(group: "", version: "v1", plural: "endpoints", singular: "endpoints", kind: "Endpoints", namespaced: true, shortNames: ["ep"]),
+        APIResource(group: "", version: "v1", plural: "events", singular: "event", kind: "Event", namespaced: true, shortNames: ["ev"]),
+        APIResource(group: "coordination.k8s.io", version: "v1", plural: "leases", singular: "lease", kind: "Lease", namespaced: true),
+        APIResource(group: "devices.kubeedge.io", version: "v1beta1", plural: "devices", singular: "device", kind: "Device", namespaced: true, hasStatus: true),
+        APIResource(group: "devices.kubeedge.io", version: "v1beta1", plural: "devicemodels", singular: "devicemodel", kind: "DeviceModel", namespaced: true),
+        APIResource(group: "reliablesyncs.kubeedge.io", version: "v1alpha1", plural: "objectsyncs", singular: "objectsync", kind: "ObjectSync", namespaced: true, hasStatus: true),
+        APIResource(group: "reliablesyncs.kubeedge.io", version: "v1alpha1", plural: "clusterobjectsyncs", singular: "clusterobjectsync", kind: "ClusterObjectSync", namespaced: false, hasStatus: true),
+    ]
+}

@@ -1,0 +1,305 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// The embedded Kubernetes-compatible API server over an ``ObjectStore``: discovery, create,
+/// get, list, watch, update (with `status`), JSON merge patch and delete for
+/// ``APIResource/standard``, answering errors as Kubernetes `Status` objects.
+///
+/// In progress (issue 6): TLS with bearer-token and client-certificate authentication, the
+/// admin kubeconfig, strategic merge patch and server-side apply, label and field selectors,
+/// `Table` output and bookmarks. Until then it listens on plain HTTP on loopback only.
+public final class APIServer: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        /// 0 picks a free port.
+        public var port: Int
+        /// The largest request body. Default 3 MiB (Kubernetes' limit).
+        public var maxBodyBytes: Int
+        public var resources: [APIResource]
+
+        public init(host: String = "127.0.0.1", port: Int = 6443, maxBodyBytes: Int = 3 << 20, resources: [APIResource] = APIResource.standard) {
+            self.host = host
+            self.port = port
+            self.maxBodyBytes = maxBodyBytes
+            self.resources = resources
+        }
+    }
+
+    public let configuration: Configuration
+    public let store: ObjectStore
+    private let discovery: APIDiscovery
+    private let logger: Logger
+    private let running = Mutex<(task: Task<Void, Never>, listener: any Channel)?>(nil)
+
+    public init(configuration: Configuration = Configuration(), store: ObjectStore, logger: Logger = Logger(label: "apiserver")) {
+        self.configuration = configuration
+        self.store = store
+        discovery = APIDiscovery(resources: configuration.resources)
+        self.logger = logger
+    }
+
+    /// Binds and serves; returns the bound port.
+    @discardableResult
+    public func start() async throws -> Int {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: configuration.host, port: configuration.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let listener = server.channel
+        let task = Task<Void, Never> { [self] in
+            try? await server.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in inbound {
+                        group.addTask { [self] in await serve(connection) }
+                    }
+                }
+            }
+        }
+        running.withLock { $0 = (task, listener) }
+        return listener.localAddress?.port ?? configuration.port
+    }
+
+    /// Stops listening and ends every connection and watch.
+    public func stop() async {
+        guard let (task, listener) = running.withLock({ running in defer { running = nil }; return running }) else { return }
+        try? await listener.close()
+        task.cancel()
+        await task.value
+    }
+
+    // MARK: connections
+
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        try? await connection.executeThenClose { inbound, outbound in
+            var head: HTTPRequestHead?
+            var body = ByteBuffer()
+            var tooLarge = false
+            for try await part in inbound {
+                switch part {
+                case .head(let received):
+                    head = received
+                    body.clear()
+                    tooLarge = false
+                case .body(var chunk):
+                    if body.readableBytes + chunk.readableBytes > configuration.maxBodyBytes { tooLarge = true } else { body.writeBuffer(&chunk) }
+                case .end:
+                    guard let request = head else { continue }
+                    let writer = ResponseWriter(outbound: outbound)
+                    if tooLarge {
+                        try await writer.send(APIError(code: 413, reason: "RequestEntityTooLarge", message: "the request body is over \(configuration.maxBodyBytes) bytes"))
+                    } else if try await !handle(request, body: body, writer: writer) {
+                        return
+                    }
+                    if !request.isKeepAlive { return }
+                }
+            }
+        }
+    }
+
+    /// Answers one request; `false` when the connection must close (after a watch).
+    private func handle(_ head: HTTPRequestHead, body: ByteBuffer, writer: ResponseWriter) async throws -> Bool {
+        let (path, query) = Self.split(head.uri)
+        guard let (target, watchPath) = APIRoute.parse(path: path, resources: configuration.resources) else {
+            try await writer.send(APIError(code: 404, reason: "NotFound", message: "the server could not find the requested resource"))
+            return true
+        }
+        do {
+            switch target {
+            case .version: try await writer.send(discovery.version)
+            case .coreVersions: try await writer.send(discovery.coreVersions)
+            case .groups: try await writer.send(discovery.groups)
+            case .resourceList(let group, let version):
+                guard let list = discovery.resourceList(group: group, version: version) else {
+                    throw APIError(code: 404, reason: "NotFound", message: "the server could not find the requested resource")
+                }
+                try await writer.send(list)
+            case .resource(let route):
+                let watch = watchPath || query["watch"] == "true" || query["watch"] == "1"
+                if watch, head.method == .GET {
+                    try await self.watch(route, from: query["resourceVersion"], timeoutSeconds: query["timeoutSeconds"].flatMap { Int($0) }, writer: writer)
+                    return false
+                }
+                let (status, object) = try perform(head.method, route, body: body, contentType: head.headers.first(name: "Content-Type") ?? "")
+                try await writer.send(object, status: status)
+            }
+        } catch let error as APIError {
+            try await writer.send(error)
+        } catch let error as JSONParseError {
+            try await writer.send(APIError.badRequest("the request body is not JSON: \(error)"))
+        }
+        return true
+    }
+
+    // MARK: operations
+
+    private func perform(_ method: HTTPMethod, _ route: APIRoute, body: ByteBuffer, contentType: String) throws -> (HTTPResponseStatus, JSONValue) {
+        let resource = route.resource
+        switch (method, route.key) {
+        case (.GET, nil):
+            let (objects, revision) = try store.list(resource: resource.storageName, namespace: route.namespace)
+            return (.ok, .object(JSONObject([
+                ("kind", .string("\(resource.kind)List")), ("apiVersion", .string(resource.groupVersion)),
+                ("metadata", .object(JSONObject([("resourceVersion", .string(String(revision)))]))), ("items", .array(objects)),
+            ])))
+        case (.GET, let key?):
+            guard let object = try store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
+            return (.ok, object)
+        case (.POST, nil):
+            var object = try JSONValue(parsing: body.readableBytesView)
+            let key = try identify(&object, route: route)
+            return (.created, try store.create(key, object))
+        case (.PUT, let key?):
+            var object = try JSONValue(parsing: body.readableBytesView)
+            _ = try identify(&object, route: route)
+            if route.subresource == "status" {
+                guard var current = try store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
+                current["status"] = object["status"]
+                current.set(object[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
+                return (.ok, try store.update(key, current))
+            }
+            return (.ok, try store.update(key, object))
+        case (.PATCH, let key?):
+            guard contentType.hasPrefix("application/merge-patch+json") else {
+                throw APIError(code: 415, reason: "UnsupportedMediaType", message: "the patch type \(contentType) is not supported yet; use --type merge")
+            }
+            guard let current = try store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
+            var patch = try JSONValue(parsing: body.readableBytesView)
+            if route.subresource == "status" { patch = .object(JSONObject([("status", patch["status"] ?? .null)])) }
+            var patched = current.applyingMergePatch(patch)
+            // The patch is against what is stored now unless it names a resourceVersion itself.
+            if patch[path: ["metadata", "resourceVersion"]] == nil {
+                patched.set(current[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
+            }
+            _ = try identify(&patched, route: route)
+            return (.ok, try store.update(key, patched))
+        case (.DELETE, let key?):
+            return (.ok, try store.delete(key))
+        default:
+            throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(method) is not allowed on \(route.key == nil ? "a collection" : "an object")")
+        }
+    }
+
+    /// Checks and completes the object's identity against the URL: kind, apiVersion, name and
+    /// namespace (filled in when missing, refused when different).
+    private func identify(_ object: inout JSONValue, route: APIRoute) throws(APIError) -> ObjectKey {
+        guard case .object = object else { throw APIError.badRequest("the body must be a JSON object") }
+        let resource = route.resource
+        if let kind = object["kind"]?.stringValue, kind != resource.kind { throw APIError.badRequest("kind \(kind) does not belong at \(resource.plural)") }
+        object["kind"] = .string(resource.kind)
+        object["apiVersion"] = .string(resource.groupVersion)
+        var name = object[path: ["metadata", "name"]]?.stringValue ?? ""
+        if name.isEmpty, let prefix = object[path: ["metadata", "generateName"]]?.stringValue, !prefix.isEmpty {
+            name = prefix + String(UUID().uuidString.lowercased().prefix(5))
+            object.set(.string(name), at: ["metadata", "name"])
+        }
+        if let routeName = route.name {
+            if name.isEmpty { object.set(.string(routeName), at: ["metadata", "name"]) } else if name != routeName {
+                throw APIError.badRequest("the name in the body (\(name)) does not match the URL (\(routeName))")
+            }
+            name = routeName
+        }
+        guard !name.isEmpty else { throw APIError.invalid("\(resource.kind) metadata.name: Required value") }
+        var namespace = ""
+        if resource.namespaced {
+            let given = object[path: ["metadata", "namespace"]]?.stringValue ?? ""
+            namespace = route.namespace ?? (given.isEmpty ? "default" : given)
+            if !given.isEmpty, given != namespace {
+                throw APIError.badRequest("the namespace of the object (\(given)) does not match the namespace on the request (\(namespace))")
+            }
+            object.set(.string(namespace), at: ["metadata", "namespace"])
+        }
+        return ObjectKey(resource: resource.storageName, namespace: namespace, name: name)
+    }
+
+    private func watch(_ route: APIRoute, from version: String?, timeoutSeconds: Int?, writer: ResponseWriter) async throws {
+        let resource = route.resource
+        var initial: [JSONValue] = []
+        let from: Int64
+        if let version, version != "0", !version.isEmpty {
+            guard let revision = Int64(version) else { throw APIError.badRequest("resourceVersion \(version) is not one this server issued") }
+            from = revision
+        } else {
+            (initial, from) = try store.list(resource: resource.storageName, namespace: route.namespace)
+        }
+        let namespace = route.namespace
+        let events: AsyncStream<ObjectEvent>
+        do {
+            events = try store.watch(resource: resource.storageName, namespace: namespace, after: from)
+        } catch {
+            try await writer.startStream()
+            try await writer.streamLine(.object(JSONObject([("type", .string("ERROR")), ("object", error.status)])))
+            try await writer.endStream()
+            return
+        }
+        try await writer.startStream()
+        for object in initial { try await writer.streamLine(.object(JSONObject([("type", .string("ADDED")), ("object", object)]))) }
+        let deadline = ContinuousClock.now + .seconds(timeoutSeconds ?? 1800)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await event in events {
+                    try await writer.streamLine(.object(JSONObject([("type", .string(event.kind.rawValue)), ("object", event.object)])))
+                }
+            }
+            group.addTask { try await Task.sleep(until: deadline) }
+            _ = try await group.next()
+            group.cancelAll()
+        }
+        try? await writer.endStream()
+    }
+
+    static func split(_ uri: String) -> (String, [String: String]) {
+        guard let mark = uri.firstIndex(of: "?") else { return (uri, [:]) }
+        var query: [String: String] = [:]
+        for item in uri[uri.index(after: mark)...].split(separator: "&") {
+            let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let decode = { (text: Substring) in String(text).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(text) }
+            query[decode(pair[0])] = pair.count > 1 ? decode(pair[1]) : ""
+        }
+        return (String(uri[..<mark]), query)
+    }
+}
+
+/// Writes JSON responses and watch streams on one connection.
+struct ResponseWriter: Sendable {
+    let outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+
+    func send(_ value: JSONValue, status: HTTPResponseStatus = .ok) async throws {
+        let bytes = value.serializedBytes
+        var head = HTTPResponseHead(version: .http1_1, status: status)
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Content-Length", value: "\(bytes.count)")
+        try await outbound.write(.head(head))
+        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes))))
+        try await outbound.write(.end(nil))
+    }
+
+    func send(_ error: APIError) async throws {
+        try await send(error.status, status: HTTPResponseStatus(statusCode: error.code))
+    }
+
+    func startStream() async throws {
+        var head = HTTPResponseHead(version: .http1_1, status: .ok)
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Transfer-Encoding", value: "chunked")
+        try await outbound.write(.head(head))
+    }
+
+    func streamLine(_ value: JSONValue) async throws {
+        var bytes = value.serializedBytes
+        bytes.append(UInt8(ascii: "\n"))
+        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes))))
+    }
+
+    func endStream() async throws {
+        try await outbound.write(.end(nil))
+    }
+}

@@ -1,0 +1,94 @@
+import Cloud
+import Foundation
+import Testing
+import TestSupport
+
+/// The embedded API server on a free loopback port and a kubeconfig for the real kubectl.
+struct EmbeddedServer {
+    let directory = makeTemporaryDirectory()
+    let server: APIServer
+    let port: Int
+
+    init() async throws {
+        let store = try ObjectStore(configuration: .init(path: directory + "/api.db"))
+        server = APIServer(configuration: .init(port: 0), store: store)
+        port = try await server.start()
+        let kubeconfig = """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: embedded
+              cluster: {server: "http://127.0.0.1:\(port)"}
+            users:
+            - name: admin
+              user: {}
+            contexts:
+            - name: embedded
+              context: {cluster: embedded, user: admin, namespace: default}
+            current-context: embedded
+
+            """
+        try kubeconfig.write(toFile: directory + "/kubeconfig", atomically: true, encoding: .utf8)
+    }
+
+    /// Runs kubectl against the server with a fresh discovery cache.
+    func kubectl(_ arguments: String..., input: String? = nil) async throws -> (status: Int32, output: String) {
+        var all = ["--kubeconfig", directory + "/kubeconfig", "--cache-dir", directory + "/cache", "--request-timeout", "20s"] + arguments
+        if let input {
+            try input.write(toFile: directory + "/input.yaml", atomically: true, encoding: .utf8)
+            all = all.map { $0 == "@input" ? directory + "/input.yaml" : $0 }
+        }
+        return try await runProcessOffPool("/usr/bin/kubectl", all)
+    }
+
+    func stop() async {
+        await server.stop()
+        removeTemporaryDirectory(directory)
+    }
+}
+
+@Suite(.serialized) struct KubectlTests {
+    @Test func kubectlCreatesReadsPatchesAndDeletesAConfigMap() async throws {
+        let server = try await EmbeddedServer()
+        let resources = try await server.kubectl("api-resources")
+        #expect(resources.status == 0, "\(resources.output)")
+        #expect(resources.output.contains("configmaps") && resources.output.contains("devices.kubeedge.io/v1beta1"))
+
+        // --validate=false: the server publishes no OpenAPI documents yet.
+        let applied = try await server.kubectl("apply", "--validate=false", "-f", "@input", input: """
+            apiVersion: v1
+            kind: ConfigMap
+            metadata:
+              name: app-cfg
+              labels: {app: web}
+            data:
+              mode: edge
+
+            """)
+        #expect(applied.status == 0, "\(applied.output)")
+        #expect(applied.output.contains("configmap/app-cfg created"))
+        let json = try await server.kubectl("get", "configmap", "app-cfg", "-o", "json")
+        #expect(json.status == 0, "\(json.output)")
+        let object = try JSONValue(parsing: json.output)
+        #expect(object[path: ["data", "mode"]] == .string("edge"))
+        #expect(object[path: ["metadata", "namespace"]] == .string("default"))
+        #expect(object[path: ["metadata", "annotations", "kubectl.kubernetes.io/last-applied-configuration"]] != nil)
+
+        let patched = try await server.kubectl("patch", "configmap", "app-cfg", "--type", "merge", "-p", #"{"data":{"mode":"cloud","extra":"1"}}"#)
+        #expect(patched.status == 0, "\(patched.output)")
+        let after = try JSONValue(parsing: try await server.kubectl("get", "configmap", "app-cfg", "-o", "json").output)
+        #expect(after[path: ["data", "mode"]] == .string("cloud") && after[path: ["data", "extra"]] == .string("1"))
+        #expect(after[path: ["metadata", "resourceVersion"]] != object[path: ["metadata", "resourceVersion"]])
+
+        let yaml = try await server.kubectl("get", "configmaps", "-o", "yaml")
+        #expect(yaml.output.contains("kind: List") || yaml.output.contains("kind: ConfigMapList"), "\(yaml.output)")
+        #expect(yaml.output.contains("name: app-cfg"))
+
+        let deleted = try await server.kubectl("delete", "configmap", "app-cfg")
+        #expect(deleted.status == 0 && deleted.output.contains("deleted"), "\(deleted.output)")
+        let gone = try await server.kubectl("get", "configmap", "app-cfg")
+        #expect(gone.status != 0)
+        #expect(gone.output.contains("NotFound") || gone.output.contains("not found"), "\(gone.output)")
+        await server.stop()
+    }
+}
