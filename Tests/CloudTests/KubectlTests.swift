@@ -91,4 +91,42 @@ struct EmbeddedServer {
         #expect(gone.output.contains("NotFound") || gone.output.contains("not found"), "\(gone.output)")
         await server.stop()
     }
+
+    @Test func kubectlAppliesAgainLabelsAndPatchesStrategically() async throws {
+        let server = try await EmbeddedServer()
+        let pod = { (image: String) in """
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: web
+            spec:
+              nodeName: edge-1
+              containers:
+              - name: app
+                image: app:1
+                ports: [{containerPort: 8080}]
+              - name: sidecar
+                image: \(image)
+
+            """ }
+        #expect(try await server.kubectl("apply", "--validate=false", "-f", "@input", input: pod("proxy:1")).status == 0)
+        // A second apply sends a strategic merge patch that names only what changed.
+        let again = try await server.kubectl("apply", "--validate=false", "-f", "@input", input: pod("proxy:2"))
+        #expect(again.status == 0 && again.output.contains("pod/web configured"), "\(again.output)")
+        let object = try JSONValue(parsing: try await server.kubectl("get", "pod", "web", "-o", "json").output)
+        let containers = object[path: ["spec", "containers"]]?.arrayValue ?? []
+        #expect(containers.compactMap { $0["image"]?.stringValue } == ["app:1", "proxy:2"])
+        #expect(containers.first?["ports"]?.arrayValue?.count == 1)
+
+        let labelled = try await server.kubectl("label", "pod", "web", "tier=front")
+        #expect(labelled.status == 0, "\(labelled.output)")
+        let strategic = try await server.kubectl("patch", "pod", "web", "--type", "strategic", "-p", #"{"spec":{"containers":[{"name":"app","image":"app:2"}]}}"#)
+        #expect(strategic.status == 0, "\(strategic.output)")
+        let after = try JSONValue(parsing: try await server.kubectl("get", "pod", "web", "-o", "json").output)
+        #expect(after[path: ["metadata", "labels", "tier"]] == .string("front"))
+        #expect(after[path: ["spec", "containers"]]?.arrayValue?.compactMap { $0["image"]?.stringValue } == ["app:2", "proxy:2"])
+        let deviceRefused = try await server.kubectl("patch", "devices.devices.kubeedge.io", "nope", "--type", "strategic", "-p", "{}")
+        #expect(deviceRefused.status != 0)
+        await server.stop()
+    }
 }

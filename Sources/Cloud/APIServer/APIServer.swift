@@ -6,11 +6,12 @@ import NIOPosix
 import Synchronization
 
 /// The embedded Kubernetes-compatible API server over an ``ObjectStore``: discovery, create,
-/// get, list, watch, update (with `status`), JSON merge patch and delete for
-/// ``APIResource/standard``, answering errors as Kubernetes `Status` objects.
+/// get, list, watch, update (with `status`) and delete for
+/// ``APIResource/standard``, JSON merge patch and strategic merge patch (built-in types),
+/// answering errors as Kubernetes `Status` objects.
 ///
 /// In progress (issue 6): TLS with bearer-token and client-certificate authentication, the
-/// admin kubeconfig, strategic merge patch and server-side apply, label and field selectors,
+/// admin kubeconfig, server-side apply, label and field selectors,
 /// `Table` output and bookmarks. Until then it listens on plain HTTP on loopback only.
 public final class APIServer: Sendable {
     public struct Configuration: Sendable {
@@ -168,13 +169,18 @@ public final class APIServer: Sendable {
             }
             return (.ok, try store.update(key, object))
         case (.PATCH, let key?):
-            guard contentType.hasPrefix("application/merge-patch+json") else {
-                throw APIError(code: 415, reason: "UnsupportedMediaType", message: "the patch type \(contentType) is not supported yet; use --type merge")
+            let strategic = contentType.hasPrefix("application/strategic-merge-patch+json")
+            guard strategic || contentType.hasPrefix("application/merge-patch+json") else {
+                throw APIError(code: 415, reason: "UnsupportedMediaType", message: "the patch type \(contentType) is not supported: use merge or strategic")
+            }
+            if strategic, !resource.group.isEmpty, resource.group != "coordination.k8s.io" {
+                // As the Kubernetes API server answers for custom resources.
+                throw APIError(code: 415, reason: "UnsupportedMediaType", message: "strategic merge patch is not supported for \(resource.kind); use --type merge")
             }
             guard let current = try store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
             var patch = try JSONValue(parsing: body.readableBytesView)
             if route.subresource == "status" { patch = .object(JSONObject([("status", patch["status"] ?? .null)])) }
-            var patched = current.applyingMergePatch(patch)
+            var patched = strategic ? StrategicMergePatch.apply(patch, to: current) : current.applyingMergePatch(patch)
             // The patch is against what is stored now unless it names a resourceVersion itself.
             if patch[path: ["metadata", "resourceVersion"]] == nil {
                 patched.set(current[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
