@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "node-bench", targets: ["node-bench"]),
         .library(name: "Node", targets: ["Node"]),
         .library(name: "Cloud", targets: ["Cloud"]),
+        .library(name: "KubeModel", targets: ["KubeModel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -115,11 +116,15 @@ let package = Package(
             ],
             path: "Tests/TestSupport",
             swiftSettings: strictSwift6),
+        // Kubernetes objects as data, shared by the cloud and the edge: JSON values that keep
+        // every field, merge and strategic merge patch, label selectors.
+        .target(name: "KubeModel", swiftSettings: strictSwift6),
+
         // The edge modules: MetaManager and MetaServer, EventBus (MQTT), DeviceTwin, ServiceBus.
         .target(
             name: "Node",
             dependencies: [
-                "Transport", "CMosquitto", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                "Transport", "KubeModel", "CMosquitto", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6),
@@ -146,7 +151,7 @@ let package = Package(
         .target(
             name: "Cloud",
             dependencies: [
-                "Transport", "CloudHub", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                "Transport", "CloudHub", "KubeModel", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6),
@@ -210,13 +215,13 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "TestSupport", "Transport", "CloudHub", "EdgeHub", .product(name: "NIOCore", package: "swift-nio"),
+                "Node", "KubeModel", "TestSupport", "Transport", "CloudHub", "EdgeHub", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6),
         .testTarget(
             name: "CloudTests",
-            dependencies: ["Cloud", "TestSupport"],
+            dependencies: ["Cloud", "KubeModel", "TestSupport"],
             exclude: ["testdata"],
             swiftSettings: strictSwift6),
         .testTarget(

@@ -1,5 +1,6 @@
 import Cloud
 import Foundation
+import KubeModel
 import Testing
 
 /// Kubernetes' API round-trip test data (kubernetes/kubernetes staging/src/k8s.io/api/testdata/HEAD),

@@ -1,5 +1,6 @@
 @testable import Cloud
 import Foundation
+import KubeModel
 import Testing
 import TestSupport
 

@@ -1,3 +1,4 @@
+import KubeModel
 import Cloud
 import Testing
 

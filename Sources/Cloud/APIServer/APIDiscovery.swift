@@ -1,3 +1,4 @@
+import KubeModel
 /// The discovery documents kubectl reads before anything else: `/version`, `/api`, `/apis` and
 /// one resource list per group version (the unaggregated forms, which kubectl falls back to).
 struct APIDiscovery {

@@ -1,3 +1,4 @@
+import KubeModel
 /// A failure the API server reports as a Kubernetes `Status` (kind `Status`, `reason`, `code`).
 public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The HTTP status code (404, 409, 410, 422, ...).

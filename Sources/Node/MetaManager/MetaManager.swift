@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 import Logging
 import NIOCore
 import Synchronization
@@ -180,14 +181,24 @@ public final class MetaManager: Sendable {
             let metadata = try ObjectMetadata(json: content)
             return .upsert(key, json: String(decoding: content, as: UTF8.self), resourceVersion: metadata.resourceVersion ?? Int64(message.header.resourceVersion))
         case MessageRouter.Operation.patch:
-            let merged = try JSONMergePatch.apply(Data(content), to: try store.get(key).map { Data($0.json.utf8) })
-            let metadata = try ObjectMetadata(json: merged)
-            return .upsert(key, json: String(decoding: merged, as: UTF8.self), resourceVersion: metadata.resourceVersion)
+            let merged = try Self.mergePatch(content, onto: try store.get(key)?.json)
+            let metadata = try ObjectMetadata(json: merged.utf8)
+            return .upsert(key, json: merged, resourceVersion: metadata.resourceVersion)
         case MessageRouter.Operation.delete:
             let version = content.isEmpty ? nil : try ObjectMetadata(json: content).resourceVersion
             return .delete(key, resourceVersion: version ?? Int64(message.header.resourceVersion))
         default:
             throw MetaError.unsupportedOperation(message.router.operation)
+        }
+    }
+
+    /// `patch` (JSON merge patch) applied to the stored object, as JSON text.
+    private static func mergePatch(_ patch: ByteBufferView, onto stored: String?) throws(MetaError) -> String {
+        do {
+            let base = try stored.map { json throws(JSONParseError) in try JSONValue(parsing: json) } ?? .null
+            return base.applyingMergePatch(try JSONValue(parsing: patch)).serialized
+        } catch {
+            throw MetaError.malformedObject("merge patch: \(error)")
         }
     }
 

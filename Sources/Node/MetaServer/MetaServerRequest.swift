@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 
 /// A request MetaServer understands, parsed from a URI.
 ///
