@@ -126,8 +126,33 @@ struct EmbeddedServer {
         let after = try JSONValue(parsing: try await server.kubectl("get", "pod", "web", "-o", "json").output)
         #expect(after[path: ["metadata", "labels", "tier"]] == .string("front"))
         #expect(after[path: ["spec", "containers"]]?.arrayValue?.compactMap { $0["image"]?.stringValue } == ["app:2", "proxy:2"])
+        // Selectors: by label, and by spec.nodeName as EdgeController lists a node's pods.
+        _ = try await server.kubectl("run", "other", "--image", "x:1", "--restart", "Never", "--labels", "tier=back")
+        #expect(try await server.kubectl("get", "pods", "-l", "tier=front", "-o", "name").output.split(separator: "\n") == ["pod/web"])
+        #expect(try await server.kubectl("get", "pods", "--field-selector", "spec.nodeName=edge-1", "-o", "name").output.split(separator: "\n") == ["pod/web"])
+        #expect(try await server.kubectl("get", "pods", "-o", "name").output.split(separator: "\n").count == 2)
+        let badSelector = try await server.kubectl("get", "pods", "-l", "tier in (a)")
+        #expect(badSelector.status != 0 && badSelector.output.contains("set-based"), "\(badSelector.output)")
         let deviceRefused = try await server.kubectl("patch", "devices.devices.kubeedge.io", "nope", "--type", "strategic", "-p", "{}")
         #expect(deviceRefused.status != 0)
+        await server.stop()
+    }
+
+    @Test func kubectlWatchSeesChangesAsTheyHappen() async throws {
+        let server = try await EmbeddedServer()
+        #expect(try await server.kubectl("create", "configmap", "first", "--from-literal", "k=1").status == 0)
+        let log = server.directory + "/watch.log"
+        let watch = try BackgroundProcess("/usr/bin/kubectl", [
+            "--kubeconfig", server.directory + "/kubeconfig", "--cache-dir", server.directory + "/cache", "get", "configmaps", "-w",
+            "-o", "custom-columns=NAME:.metadata.name,VALUE:.data.k",
+        ], outputFile: log)
+        defer { watch.stop() }
+        let read = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        #expect(await eventually { read().contains("first") })
+        #expect(try await server.kubectl("create", "configmap", "second", "--from-literal", "k=2").status == 0)
+        #expect(try await server.kubectl("patch", "configmap", "first", "--type", "merge", "-p", #"{"data":{"k":"changed"}}"#).status == 0)
+        #expect(await eventually { read().contains("second") && read().contains("changed") }, "\(read())")
+        watch.stop()
         await server.stop()
     }
 }

@@ -12,7 +12,7 @@ import Synchronization
 /// answering errors as Kubernetes `Status` objects.
 ///
 /// In progress (issue 6): TLS with bearer-token and client-certificate authentication, the
-/// admin kubeconfig, server-side apply, label and field selectors,
+/// admin kubeconfig, server-side apply,
 /// `Table` output and bookmarks. Until then it listens on plain HTTP on loopback only.
 public final class APIServer: Sendable {
     public struct Configuration: Sendable {
@@ -126,11 +126,12 @@ public final class APIServer: Sendable {
                 try await writer.send(list)
             case .resource(let route):
                 let watch = watchPath || query["watch"] == "true" || query["watch"] == "1"
+                let selection = try Selection(query)
                 if watch, head.method == .GET {
-                    try await self.watch(route, from: query["resourceVersion"], timeoutSeconds: query["timeoutSeconds"].flatMap { Int($0) }, writer: writer)
+                    try await self.watch(route, selection, from: query["resourceVersion"], timeoutSeconds: query["timeoutSeconds"].flatMap { Int($0) }, writer: writer)
                     return false
                 }
-                let (status, object) = try perform(head.method, route, body: body, contentType: head.headers.first(name: "Content-Type") ?? "")
+                let (status, object) = try perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "")
                 try await writer.send(object, status: status)
             }
         } catch let error as APIError {
@@ -143,11 +144,12 @@ public final class APIServer: Sendable {
 
     // MARK: operations
 
-    private func perform(_ method: HTTPMethod, _ route: APIRoute, body: ByteBuffer, contentType: String) throws -> (HTTPResponseStatus, JSONValue) {
+    private func perform(_ method: HTTPMethod, _ route: APIRoute, _ selection: Selection, body: ByteBuffer, contentType: String) throws -> (HTTPResponseStatus, JSONValue) {
         let resource = route.resource
         switch (method, route.key) {
         case (.GET, nil):
-            let (objects, revision) = try store.list(resource: resource.storageName, namespace: route.namespace)
+            let (all, revision) = try store.list(resource: resource.storageName, namespace: route.namespace)
+            let objects = all.filter(selection.matches)
             return (.ok, .object(JSONObject([
                 ("kind", .string("\(resource.kind)List")), ("apiVersion", .string(resource.groupVersion)),
                 ("metadata", .object(JSONObject([("resourceVersion", .string(String(revision)))]))), ("items", .array(objects)),
@@ -227,7 +229,7 @@ public final class APIServer: Sendable {
         return ObjectKey(resource: resource.storageName, namespace: namespace, name: name)
     }
 
-    private func watch(_ route: APIRoute, from version: String?, timeoutSeconds: Int?, writer: ResponseWriter) async throws {
+    private func watch(_ route: APIRoute, _ selection: Selection, from version: String?, timeoutSeconds: Int?, writer: ResponseWriter) async throws {
         let resource = route.resource
         var initial: [JSONValue] = []
         let from: Int64
@@ -236,6 +238,7 @@ public final class APIServer: Sendable {
             from = revision
         } else {
             (initial, from) = try store.list(resource: resource.storageName, namespace: route.namespace)
+            initial = initial.filter(selection.matches)
         }
         let namespace = route.namespace
         let events: AsyncStream<ObjectEvent>
@@ -252,7 +255,7 @@ public final class APIServer: Sendable {
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds ?? 1800)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await event in events {
+                for await event in events where selection.matches(event.object) {
                     try await writer.streamLine(.object(JSONObject([("type", .string(event.kind.rawValue)), ("object", event.object)])))
                 }
             }
@@ -309,4 +312,21 @@ struct ResponseWriter: Sendable {
     func endStream() async throws {
         try await outbound.write(.end(nil))
     }
+}
+
+/// The `labelSelector` and `fieldSelector` of a list or watch.
+struct Selection: Sendable {
+    var labels = LabelSelector.everything
+    var fields = FieldSelector.everything
+
+    init(_ query: [String: String]) throws(APIError) {
+        do {
+            if let text = query["labelSelector"] { labels = try LabelSelector(parsing: text) }
+            if let text = query["fieldSelector"] { fields = try FieldSelector(parsing: text) }
+        } catch {
+            throw APIError.badRequest(error.description)
+        }
+    }
+
+    func matches(_ object: JSONValue) -> Bool { labels.matches(object: object) && fields.matches(object) }
 }
