@@ -155,4 +155,21 @@ struct EmbeddedServer {
         watch.stop()
         await server.stop()
     }
+
+    @Test func kubectlValidatesDescribesAndAppliesDevices() async throws {
+        let server = try await EmbeddedServer()
+        // With validation on (kubectl's default): the OpenAPI index says the server validates.
+        let applied = try await server.kubectl("apply", "-f", "@input", input: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: p}\ndata: {a: b}\n")
+        #expect(applied.status == 0 && applied.output.contains("configmap/p created"), "\(applied.output)")
+        let describe = try await server.kubectl("describe", "configmap", "p")
+        #expect(describe.status == 0 && describe.output.contains("Name:         p") && describe.output.contains("Namespace:    default"), "\(describe.output)")
+        // A KubeEdge Device (a custom resource: kubectl patches it with a JSON merge patch).
+        let device = { (node: String) in "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata: {name: thermo}\nspec: {nodeName: \(node), deviceModelRef: {name: t}}\n" }
+        #expect(try await server.kubectl("apply", "-f", "@input", input: device("edge-1")).output.contains("device.devices.kubeedge.io/thermo created"))
+        let moved = try await server.kubectl("apply", "-f", "@input", input: device("edge-2"))
+        #expect(moved.output.contains("configured"), "\(moved.output)")
+        let stored = try JSONValue(parsing: try await server.kubectl("get", "devices.devices.kubeedge.io", "thermo", "-o", "json").output)
+        #expect(stored[path: ["spec", "nodeName"]] == .string("edge-2") && stored[path: ["spec", "deviceModelRef", "name"]] == .string("t"))
+        await server.stop()
+    }
 }

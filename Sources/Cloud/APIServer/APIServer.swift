@@ -34,6 +34,7 @@ public final class APIServer: Sendable {
     public let configuration: Configuration
     public let store: ObjectStore
     private let discovery: APIDiscovery
+    private let openAPI: APIOpenAPI
     private let logger: Logger
     private let running = Mutex<(task: Task<Void, Never>, listener: any Channel)?>(nil)
 
@@ -41,6 +42,7 @@ public final class APIServer: Sendable {
         self.configuration = configuration
         self.store = store
         discovery = APIDiscovery(resources: configuration.resources)
+        openAPI = APIOpenAPI(resources: configuration.resources)
         self.logger = logger
     }
 
@@ -110,6 +112,13 @@ public final class APIServer: Sendable {
     /// Answers one request; `false` when the connection must close (after a watch).
     private func handle(_ head: HTTPRequestHead, body: ByteBuffer, writer: ResponseWriter) async throws -> Bool {
         let (path, query) = Self.split(head.uri)
+        if path == "/openapi/v3" || path.hasPrefix("/openapi/v3/") {
+            let document = path == "/openapi/v3" ? openAPI.index : openAPI.document(String(path.dropFirst("/openapi/v3/".count)))
+            if let document { try await writer.send(document) } else {
+                try await writer.send(APIError(code: 404, reason: "NotFound", message: "no OpenAPI document at \(path)"))
+            }
+            return true
+        }
         guard let (target, watchPath) = APIRoute.parse(path: path, resources: configuration.resources) else {
             try await writer.send(APIError(code: 404, reason: "NotFound", message: "the server could not find the requested resource"))
             return true

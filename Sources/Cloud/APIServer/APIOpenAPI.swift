@@ -1,0 +1,51 @@
+import KubeModel
+
+/// The part of OpenAPI v3 kubectl reads before `apply` and `create` with `--validate`: the index
+/// at `/openapi/v3`, and per group version the PATCH operations of each kind, which say that
+/// the server takes `fieldValidation` (so kubectl lets the server validate instead of checking
+/// client side against full schemas, which this server does not publish).
+struct APIOpenAPI {
+    let resources: [APIResource]
+
+    /// `/openapi/v3`: where each group version's document is.
+    var index: JSONValue {
+        var paths = JSONObject()
+        for path in Set(resources.map(Self.groupVersionPath)).sorted() {
+            paths[path] = .object(JSONObject([("serverRelativeURL", .string("/openapi/v3/\(path)"))]))
+        }
+        return .object(JSONObject([("paths", .object(paths))]))
+    }
+
+    /// The document of `path` (`api/v1`, `apis/{group}/{version}`), or `nil`.
+    func document(_ path: String) -> JSONValue? {
+        let served = resources.filter { Self.groupVersionPath($0) == path }
+        guard !served.isEmpty else { return nil }
+        var paths = JSONObject()
+        for resource in served {
+            let base = resource.group.isEmpty ? "/api/\(resource.version)" : "/apis/\(resource.group)/\(resource.version)"
+            let item = resource.namespaced ? "\(base)/namespaces/{namespace}/\(resource.plural)/{name}" : "\(base)/\(resource.plural)/{name}"
+            let kind = JSONValue.object(JSONObject([
+                ("group", .string(resource.group)), ("version", .string(resource.version)), ("kind", .string(resource.kind)),
+            ]))
+            let parameters = JSONValue.array(["fieldValidation", "fieldManager", "dryRun"].map { name in
+                .object(JSONObject([("name", .string(name)), ("in", .string("query")), ("schema", .object(JSONObject([("type", .string("string"))])))]))
+            })
+            let operation = { (id: String) in
+                JSONValue.object(JSONObject([
+                    ("operationId", .string("\(id)\(resource.kind)")), ("x-kubernetes-group-version-kind", kind), ("parameters", parameters),
+                    ("responses", .object(JSONObject())),
+                ]))
+            }
+            paths[item] = .object(JSONObject([("patch", operation("patch")), ("put", operation("replace"))]))
+        }
+        return .object(JSONObject([
+            ("openapi", .string("3.0.0")),
+            ("info", .object(JSONObject([("title", .string("Kubernetes")), ("version", .string("v1.\(APIDiscovery.kubernetesMinor).0"))]))),
+            ("paths", .object(paths)), ("components", .object(JSONObject([("schemas", .object(JSONObject()))]))),
+        ]))
+    }
+
+    private static func groupVersionPath(_ resource: APIResource) -> String {
+        resource.group.isEmpty ? "api/\(resource.version)" : "apis/\(resource.group)/\(resource.version)"
+    }
+}
