@@ -168,6 +168,27 @@ struct EmbeddedServer {
         #expect(try await server.kubectl("apply", "-f", "@input", input: device("edge-1")).output.contains("device.devices.kubeedge.io/thermo created"))
         let moved = try await server.kubectl("apply", "-f", "@input", input: device("edge-2"))
         #expect(moved.output.contains("configured"), "\(moved.output)")
+        // kubectl get prints the usual columns from the server's Table.
+        let node = """
+            apiVersion: v1
+            kind: Node
+            metadata:
+              name: edge-1
+              labels: {node-role.kubernetes.io/edge: "", node-role.kubernetes.io/agent: ""}
+            status:
+              conditions: [{type: Ready, status: "True"}]
+              nodeInfo: {kubeletVersion: v1.31.0-kubeedge}
+
+            """
+        #expect(try await server.kubectl("apply", "-f", "@input", input: node).status == 0)
+        let nodes = try await server.kubectl("get", "nodes")
+        let lines = nodes.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(lines.first == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"], "\(nodes.output)")
+        #expect(lines.dropFirst().first.map { [$0[0], $0[1], $0[2], $0[4]] } == ["edge-1", "Ready", "agent,edge", "v1.31.0-kubeedge"], "\(nodes.output)")
+        #expect(try await server.kubectl("run", "web", "--image", "x:1").status == 0)
+        let pods = try await server.kubectl("get", "pods", "-o", "wide")
+        #expect(pods.output.hasPrefix("NAME") && pods.output.contains("READY") && pods.output.contains("RESTARTS") && pods.output.contains("NODE"), "\(pods.output)")
+        #expect(pods.output.contains("0/1") && pods.output.contains("Pending"), "\(pods.output)")
         let stored = try JSONValue(parsing: try await server.kubectl("get", "devices.devices.kubeedge.io", "thermo", "-o", "json").output)
         #expect(stored[path: ["spec", "nodeName"]] == .string("edge-2") && stored[path: ["spec", "deviceModelRef", "name"]] == .string("t"))
         await server.stop()

@@ -12,8 +12,7 @@ import Synchronization
 /// answering errors as Kubernetes `Status` objects.
 ///
 /// In progress (issue 6): TLS with bearer-token and client-certificate authentication, the
-/// admin kubeconfig, server-side apply,
-/// `Table` output and bookmarks. Until then it listens on plain HTTP on loopback only.
+/// admin kubeconfig, server-side apply and bookmarks. Until then it listens on plain HTTP on loopback only.
 public final class APIServer: Sendable {
     public struct Configuration: Sendable {
         public var host: String
@@ -141,7 +140,13 @@ public final class APIServer: Sendable {
                     return false
                 }
                 let (status, object) = try perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "")
-                try await writer.send(object, status: status)
+                if head.method == .GET, head.headers[canonicalForm: "Accept"].contains(where: { $0.contains("as=Table") }) {
+                    let items = route.key == nil ? object["items"]?.arrayValue ?? [] : [object]
+                    let revision = object[path: ["metadata", "resourceVersion"]]?.stringValue.flatMap { Int64($0) }
+                    try await writer.send(APITable.table(items, resource: route.resource, revision: revision), status: status)
+                } else {
+                    try await writer.send(object, status: status)
+                }
             }
         } catch let error as APIError {
             try await writer.send(error)

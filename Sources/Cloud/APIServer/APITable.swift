@@ -1,0 +1,132 @@
+import Foundation
+import KubeModel
+
+/// `meta.k8s.io/v1` Table output, which `kubectl get` asks for (`as=Table`) to print its usual
+/// columns: pods (READY, STATUS, RESTARTS), nodes (STATUS, ROLES, VERSION), configmaps and
+/// secrets (DATA), namespaces (STATUS); other kinds get NAME and AGE. Wide columns have priority 1.
+enum APITable {
+    private struct Column {
+        var name: String
+        var type: String
+        var priority: Int
+        var cell: (JSONValue) -> JSONValue
+    }
+
+    /// The Table for `objects` of `resource`.
+    static func table(_ objects: [JSONValue], resource: APIResource, revision: Int64?, now: Date = Date()) -> JSONValue {
+        let columns = [Column(name: "Name", type: "string", priority: 0) { .string($0[path: ["metadata", "name"]]?.stringValue ?? "") }]
+            + columns(for: resource.kind)
+            + [Column(name: "Age", type: "string", priority: 0) { .string(age(of: $0, now: now)) }]
+            + wideColumns(for: resource.kind)
+        let definitions = columns.map { column in
+            JSONValue.object(JSONObject([
+                ("name", .string(column.name)), ("type", .string(column.type)), ("format", .string(column.name == "Name" ? "name" : "")),
+                ("description", .string("")), ("priority", .integer(column.priority)),
+            ]))
+        }
+        let rows = objects.map { object in
+            JSONValue.object(JSONObject([
+                ("cells", .array(columns.map { $0.cell(object) })),
+                ("object", .object(JSONObject([
+                    ("kind", .string("PartialObjectMetadata")), ("apiVersion", .string("meta.k8s.io/v1")),
+                    ("metadata", object["metadata"] ?? .object(JSONObject())),
+                ]))),
+            ]))
+        }
+        var metadata = JSONObject()
+        if let revision { metadata["resourceVersion"] = .string(String(revision)) }
+        return .object(JSONObject([
+            ("kind", .string("Table")), ("apiVersion", .string("meta.k8s.io/v1")), ("metadata", .object(metadata)),
+            ("columnDefinitions", .array(definitions)), ("rows", .array(rows)),
+        ]))
+    }
+
+    private static func columns(for kind: String) -> [Column] {
+        switch kind {
+        case "Pod":
+            return [
+                Column(name: "Ready", type: "string", priority: 0) { pod in
+                    let statuses = pod[path: ["status", "containerStatuses"]]?.arrayValue ?? []
+                    let ready = statuses.filter { $0["ready"]?.boolValue == true }.count
+                    return .string("\(ready)/\(pod[path: ["spec", "containers"]]?.arrayValue?.count ?? 0)")
+                },
+                Column(name: "Status", type: "string", priority: 0) { pod in
+                    .string(pod[path: ["status", "reason"]]?.stringValue ?? pod[path: ["status", "phase"]]?.stringValue ?? "Pending")
+                },
+                Column(name: "Restarts", type: "integer", priority: 0) { pod in
+                    .integer((pod[path: ["status", "containerStatuses"]]?.arrayValue ?? []).reduce(Int64(0)) { $0 + ($1["restartCount"]?.int64Value ?? 0) })
+                },
+            ]
+        case "Node":
+            return [
+                Column(name: "Status", type: "string", priority: 0) { node in
+                    let ready = (node[path: ["status", "conditions"]]?.arrayValue ?? []).first { $0["type"]?.stringValue == "Ready" }
+                    let status = switch ready?["status"]?.stringValue {
+                    case "True"?: "Ready"
+                    case "False"?: "NotReady"
+                    default: "Unknown"
+                    }
+                    return .string(node[path: ["spec", "unschedulable"]]?.boolValue == true ? "\(status),SchedulingDisabled" : status)
+                },
+                Column(name: "Roles", type: "string", priority: 0) { node in
+                    let prefix = "node-role.kubernetes.io/"
+                    let roles = (node[path: ["metadata", "labels"]]?.objectValue?.keys ?? []).filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }.sorted()
+                    return .string(roles.isEmpty ? "<none>" : roles.joined(separator: ","))
+                },
+            ]
+        case "ConfigMap":
+            return [Column(name: "Data", type: "integer", priority: 0) { .integer(count($0, "data") + count($0, "binaryData")) }]
+        case "Secret":
+            return [
+                Column(name: "Type", type: "string", priority: 0) { .string($0["type"]?.stringValue ?? "Opaque") },
+                Column(name: "Data", type: "integer", priority: 0) { .integer(count($0, "data")) },
+            ]
+        case "Namespace":
+            return [Column(name: "Status", type: "string", priority: 0) { .string($0[path: ["status", "phase"]]?.stringValue ?? "Active") }]
+        default:
+            return []
+        }
+    }
+
+    private static func wideColumns(for kind: String) -> [Column] {
+        switch kind {
+        case "Pod":
+            return [
+                Column(name: "IP", type: "string", priority: 1) { .string($0[path: ["status", "podIP"]]?.stringValue ?? "<none>") },
+                Column(name: "Node", type: "string", priority: 1) { .string($0[path: ["spec", "nodeName"]]?.stringValue ?? "<none>") },
+            ]
+        case "Node":
+            return [
+                Column(name: "Version", type: "string", priority: 0) { .string($0[path: ["status", "nodeInfo", "kubeletVersion"]]?.stringValue ?? "") },
+                Column(name: "Internal-IP", type: "string", priority: 1) { node in
+                    let address = (node[path: ["status", "addresses"]]?.arrayValue ?? []).first { $0["type"]?.stringValue == "InternalIP" }
+                    return .string(address?["address"]?.stringValue ?? "<none>")
+                },
+                Column(name: "OS-Image", type: "string", priority: 1) { .string($0[path: ["status", "nodeInfo", "osImage"]]?.stringValue ?? "<unknown>") },
+            ]
+        default:
+            return []
+        }
+    }
+
+    private static func count(_ object: JSONValue, _ field: String) -> Int64 { Int64(object[field]?.objectValue?.count ?? 0) }
+
+    /// `kubectl`'s short age: 45s, 3m20s, 2h15m, 3d4h, 400d.
+    static func age(of object: JSONValue, now: Date) -> String {
+        guard let text = object[path: ["metadata", "creationTimestamp"]]?.stringValue,
+              let created = try? Date(text, strategy: .iso8601)
+        else { return "<unknown>" }
+        let seconds = max(0, Int(now.timeIntervalSince(created)))
+        let minutes = seconds / 60
+        let hours = minutes / 60
+        switch seconds {
+        case ..<120: return "\(seconds)s"
+        case ..<600: return seconds % 60 == 0 ? "\(minutes)m" : "\(minutes)m\(seconds % 60)s"
+        case ..<10_800: return "\(minutes)m"
+        case ..<28_800: return minutes % 60 == 0 ? "\(hours)h" : "\(hours)h\(minutes % 60)m"
+        case ..<172_800: return "\(hours)h"
+        case ..<691_200: return hours % 24 == 0 ? "\(hours / 24)d" : "\(hours / 24)d\(hours % 24)h"
+        default: return "\(hours / 24)d"
+        }
+    }
+}
