@@ -33,13 +33,13 @@ struct EmbeddedServer {
     }
 
     /// Runs kubectl against the server with a fresh discovery cache.
-    func kubectl(_ arguments: String..., input: String? = nil) async throws -> (status: Int32, output: String) {
+    func kubectl(_ arguments: String..., input: String? = nil, environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
         var all = ["--kubeconfig", directory + "/kubeconfig", "--cache-dir", directory + "/cache", "--request-timeout", "20s"] + arguments
         if let input {
             try input.write(toFile: directory + "/input.yaml", atomically: true, encoding: .utf8)
             all = all.map { $0 == "@input" ? directory + "/input.yaml" : $0 }
         }
-        return try await runProcessOffPool("/usr/bin/kubectl", all)
+        return try await runProcessOffPool("/usr/bin/kubectl", all, environment: environment)
     }
 
     func stop() async {
@@ -80,6 +80,11 @@ struct EmbeddedServer {
         let after = try JSONValue(parsing: try await server.kubectl("get", "configmap", "app-cfg", "-o", "json").output)
         #expect(after[path: ["data", "mode"]] == .string("cloud") && after[path: ["data", "extra"]] == .string("1"))
         #expect(after[path: ["metadata", "resourceVersion"]] != object[path: ["metadata", "resourceVersion"]])
+
+        // kubectl edit with an editor that changes one value in the file it is given.
+        let edited = try await server.kubectl("edit", "configmap", "app-cfg", environment: ["KUBE_EDITOR": "sed -i s/mode:\\ cloud/mode:\\ edited/"])
+        #expect(edited.status == 0 && edited.output.contains("edited"), "\(edited.output)")
+        #expect(try JSONValue(parsing: try await server.kubectl("get", "configmap", "app-cfg", "-o", "json").output)[path: ["data", "mode"]] == .string("edited"))
 
         let yaml = try await server.kubectl("get", "configmaps", "-o", "yaml")
         #expect(yaml.output.contains("kind: List") || yaml.output.contains("kind: ConfigMapList"), "\(yaml.output)")

@@ -112,10 +112,11 @@ public let testGroup = MultiThreadedEventLoopGroup.singleton
 
 /// Runs `executable` with `arguments` (in `directory`, if given); returns its exit
 /// status and its standard output and error together.
-public func runProcess(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
+public func runProcess(_ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     let output = Pipe()
     process.standardOutput = output
@@ -136,10 +137,10 @@ public final class Counter: Sendable {
 
 /// ``runProcess(_:_:in:)`` on a thread of its own, so that waiting for the process never holds
 /// one of the few threads Swift concurrency runs tasks on (a server in this process may need it).
-public func runProcessOffPool(_ executable: String, _ arguments: [String], in directory: String? = nil) async throws -> (status: Int32, output: String) {
+public func runProcessOffPool(_ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
     try await withCheckedThrowingContinuation { continuation in
         Thread.detachNewThread {
-            continuation.resume(with: Result { try runProcess(executable, arguments, in: directory) })
+            continuation.resume(with: Result { try runProcess(executable, arguments, in: directory, environment: environment) })
         }
     }
 }
