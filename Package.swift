@@ -152,7 +152,7 @@ let package = Package(
             name: "Cloud",
             dependencies: [
                 "Transport", "CloudHub", "KubeModel", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6),
 
@@ -221,7 +221,7 @@ let package = Package(
             swiftSettings: strictSwift6),
         .testTarget(
             name: "CloudTests",
-            dependencies: ["Cloud", "KubeModel", "TestSupport"],
+            dependencies: ["Cloud", "KubeModel", "Transport", "TestSupport"],
             exclude: ["testdata"],
             swiftSettings: strictSwift6),
         .testTarget(

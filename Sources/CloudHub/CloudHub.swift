@@ -134,7 +134,7 @@ public final class CloudHub: Sendable {
         let key = try PrivateKey.generate()
         let request = try CertificateSigningRequest(commonName: CertificateAuthority.nodeNamePrefix + node, key: key)
         let certificate = try authority.issueNodeCertificate(for: request, node: node, validity: configuration.nodeCertificateValidity)
-        try HubCredentials.writeSecret(try key.export(), to: directory + "/node.key")
+        try SecretFile.write(try key.export(), to: directory + "/node.key")
         try Data(try certificate.export()).write(to: URL(fileURLWithPath: directory + "/node.crt"), options: .atomic)
         try Data(try authority.certificate.export()).write(to: URL(fileURLWithPath: directory + "/ca.crt"), options: .atomic)
         return TLSFiles(certificateChain: directory + "/node.crt", privateKey: directory + "/node.key", trustRoots: directory + "/ca.crt")

@@ -20,7 +20,7 @@ struct HubCredentials: Sendable {
             key = try PrivateKey(bytes: Array(stored))
         } else {
             key = try PrivateKey.generate()
-            try writeSecret(try key.export(), to: keyPath)
+            try SecretFile.write(try key.export(), to: keyPath)
         }
         let certificate = try authority.issueServerCertificate(key: key, names: advertiseAddresses)
         let certificatePath = directory + "/server.crt"
@@ -28,16 +28,5 @@ struct HubCredentials: Sendable {
         return HubCredentials(
             authority: authority, tls: TLSFiles(certificateChain: certificatePath, privateKey: keyPath, trustRoots: caPath),
             authorityDER: try authority.certificate.export(.der))
-    }
-
-    /// Writes `bytes` readable by the owner only.
-    static func writeSecret(_ bytes: [UInt8], to path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-        }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        defer { try? handle.close() }
-        try handle.truncate(atOffset: 0)
-        try handle.write(contentsOf: Data(bytes))
     }
 }

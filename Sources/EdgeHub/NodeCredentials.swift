@@ -63,7 +63,7 @@ struct NodeCredentials: Sendable {
         // Key first, then certificate, each replaced atomically: a crash in between leaves a
         // key without its certificate, which `current()` rejects and the next start re-joins.
         let temporaryKey = keyPath + ".new"
-        try Self.writeSecret(try key.export(), to: temporaryKey)
+        try SecretFile.write(try key.export(), to: temporaryKey)
         guard rename(temporaryKey, keyPath) == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: keyPath]) }
         try Data(try certificate.export()).write(to: URL(fileURLWithPath: certificatePath), options: .atomic)
     }
@@ -72,12 +72,5 @@ struct NodeCredentials: Sendable {
     static func renewalTime(of certificate: Certificate, window: ClosedRange<Double>) -> Date {
         let life = certificate.notAfter.timeIntervalSince(certificate.notBefore)
         return certificate.notBefore.addingTimeInterval(life * Double.random(in: window))
-    }
-
-    static func writeSecret(_ bytes: [UInt8], to path: String) throws {
-        try? FileManager.default.removeItem(atPath: path)
-        guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-        }
     }
 }

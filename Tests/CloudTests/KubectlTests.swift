@@ -1,5 +1,6 @@
 import Cloud
 import Foundation
+import Transport
 import KubeModel
 import Testing
 import TestSupport
@@ -10,10 +11,18 @@ struct EmbeddedServer {
     let server: APIServer
     let port: Int
 
-    init() async throws {
+    /// Credentials when the server runs with TLS and authentication.
+    let credentials: APIServerCredentials?
+
+    init(secure: Bool = false) async throws {
         let store = try ObjectStore(configuration: .init(path: directory + "/api.db"))
-        server = APIServer(configuration: .init(port: 0), store: store)
+        credentials = secure ? try APIServerCredentials.loadOrCreate(directory: directory + "/pki") : nil
+        server = APIServer(configuration: .init(port: 0, security: credentials.map { APIServer.Security(credentials: $0) }), store: store)
         port = try await server.start()
+        if let credentials {
+            try credentials.writeKubeconfig(to: directory + "/kubeconfig", server: "https://127.0.0.1:\(port)")
+            return
+        }
         let kubeconfig = """
             apiVersion: v1
             kind: Config
@@ -196,6 +205,42 @@ struct EmbeddedServer {
         #expect(pods.output.contains("0/1") && pods.output.contains("Pending"), "\(pods.output)")
         let stored = try JSONValue(parsing: try await server.kubectl("get", "devices.devices.kubeedge.io", "thermo", "-o", "json").output)
         #expect(stored[path: ["spec", "nodeName"]] == .string("edge-2") && stored[path: ["spec", "deviceModelRef", "name"]] == .string("t"))
+        await server.stop()
+    }
+
+    @Test func overTLSOnlyATokenOrACertificateFromItsCAGetsIn() async throws {
+        let server = try await EmbeddedServer(secure: true)
+        let credentials = try #require(server.credentials)
+        // The admin kubeconfig written for kubectl: TLS verified against the server's CA, admin token.
+        let namespaces = try await server.kubectl("create", "namespace", "edge")
+        #expect(namespaces.status == 0, "\(namespaces.output)")
+        #expect(try await server.kubectl("get", "namespaces", "-o", "name").output.contains("namespace/edge"))
+        let wrongToken = try await server.kubectl("get", "pods", "--token", "not-the-token")
+        #expect(wrongToken.status != 0 && wrongToken.output.contains("Unauthorized"), "\(wrongToken.output)")
+
+        // A client certificate issued by the server's CA authenticates as its common name.
+        let key = try PrivateKey.generate()
+        let request = try CertificateSigningRequest(commonName: CertificateAuthority.nodeNamePrefix + "edge-1", organization: CertificateAuthority.nodeOrganization, key: key)
+        let certificate = try credentials.authority.issueNodeCertificate(for: request, node: "edge-1")
+        try Data(try certificate.export()).write(to: URL(fileURLWithPath: server.directory + "/node.crt"))
+        try Data(try key.export()).write(to: URL(fileURLWithPath: server.directory + "/node.key"))
+        try Data(try credentials.authority.certificate.export()).write(to: URL(fileURLWithPath: server.directory + "/ca.crt"))
+        let base = ["--server", "https://127.0.0.1:\(server.port)", "--certificate-authority", server.directory + "/ca.crt", "--cache-dir", server.directory + "/cache2",
+                    "--kubeconfig", "/dev/null"]
+        let byCertificate = try await runProcessOffPool("/usr/bin/kubectl", base + ["--client-certificate", server.directory + "/node.crt",
+                                                                                      "--client-key", server.directory + "/node.key", "get", "namespaces", "-o", "name"])
+        #expect(byCertificate.status == 0 && byCertificate.output.contains("namespace/edge"), "\(byCertificate.output)")
+        // No credentials at all; and a certificate from another CA does not get through TLS.
+        // (curl, since kubectl would prompt for a user name)
+        let anonymous = try await runProcessOffPool("/usr/bin/curl", ["-s", "--cacert", server.directory + "/ca.crt", "https://127.0.0.1:\(server.port)/api/v1/namespaces"])
+        let status = try JSONValue(parsing: anonymous.output)
+        #expect(status["kind"] == .string("Status") && status["code"] == .number("401") && status["reason"] == .string("Unauthorized"), "\(anonymous.output)")
+        let otherCA = try CertificateAuthority.create(commonName: "other")
+        let foreign = try otherCA.issueNodeCertificate(for: request, node: "edge-1")
+        try Data(try foreign.export()).write(to: URL(fileURLWithPath: server.directory + "/foreign.crt"))
+        let refused = try await runProcessOffPool("/usr/bin/kubectl", base + ["--client-certificate", server.directory + "/foreign.crt",
+                                                                                "--client-key", server.directory + "/node.key", "get", "namespaces"])
+        #expect(refused.status != 0, "\(refused.output)")
         await server.stop()
     }
 }

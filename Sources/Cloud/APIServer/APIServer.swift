@@ -4,15 +4,18 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
+import Transport
 
 /// The embedded Kubernetes-compatible API server over an ``ObjectStore``: discovery, create,
 /// get, list, watch, update (with `status`) and delete for
 /// ``APIResource/standard``, JSON merge patch and strategic merge patch (built-in types),
 /// answering errors as Kubernetes `Status` objects.
 ///
-/// In progress (issue 6): TLS with bearer-token and client-certificate authentication, the
-/// admin kubeconfig, server-side apply and bookmarks. Until then it listens on plain HTTP on loopback only.
+/// With ``Configuration/security`` it serves HTTPS and authenticates every request (bearer token
+/// or client certificate); without, plain HTTP to anyone (tests, loopback only).
+/// Not yet: server-side apply, watch bookmarks, authorization rules.
 public final class APIServer: Sendable {
     public struct Configuration: Sendable {
         public var host: String
@@ -21,12 +24,46 @@ public final class APIServer: Sendable {
         /// The largest request body. Default 3 MiB (Kubernetes' limit).
         public var maxBodyBytes: Int
         public var resources: [APIResource]
+        /// TLS and who may call; `nil` serves plain HTTP to anyone (tests and loopback only).
+        public var security: Security?
 
-        public init(host: String = "127.0.0.1", port: Int = 6443, maxBodyBytes: Int = 3 << 20, resources: [APIResource] = APIResource.standard) {
+        public init(host: String = "127.0.0.1", port: Int = 6443, maxBodyBytes: Int = 3 << 20, resources: [APIResource] = APIResource.standard,
+                    security: Security? = nil) {
             self.host = host
             self.port = port
             self.maxBodyBytes = maxBodyBytes
             self.resources = resources
+            self.security = security
+        }
+    }
+
+    /// HTTPS with authentication: a bearer token from `tokens`, or a client certificate the CA in
+    /// `tls.trustRoots` issued (the user is its common name). Anything else is `401`.
+    /// Every authenticated user may do everything (no authorization rules yet).
+    public struct Security: Sendable {
+        public var tls: TLSFiles
+        /// Bearer token → user name.
+        public var tokens: [String: String]
+
+        public init(tls: TLSFiles, tokens: [String: String]) {
+            self.tls = tls
+            self.tokens = tokens
+        }
+
+        /// The admin token of `credentials`, serving with its certificate.
+        public init(credentials: APIServerCredentials) {
+            self.init(tls: credentials.tls, tokens: [credentials.adminToken: APIServerCredentials.adminUser])
+        }
+
+        func makeContext() throws -> NIOSSLContext {
+            var configuration = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificateChain).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)))
+            configuration.minimumTLSVersion = .tlsv12
+            // Token users present no certificate; certificate users must present a valid one.
+            configuration.certificateVerification = .optionalVerification
+            configuration.trustRoots = .file(tls.trustRoots)
+            return try NIOSSLContext(configuration: configuration)
         }
     }
 
@@ -48,13 +85,16 @@ public final class APIServer: Sendable {
     /// Binds and serves; returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
+        let context = try configuration.security?.makeContext()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                    let wrapped = try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                    return APIConnection(channel: wrapped, nioChannel: channel)
                 }
             }
         let listener = server.channel
@@ -81,8 +121,8 @@ public final class APIServer: Sendable {
 
     // MARK: connections
 
-    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
-        try? await connection.executeThenClose { inbound, outbound in
+    private func serve(_ connection: APIConnection) async {
+        try? await connection.channel.executeThenClose { inbound, outbound in
             var head: HTTPRequestHead?
             var body = ByteBuffer()
             var tooLarge = false
@@ -99,6 +139,8 @@ public final class APIServer: Sendable {
                     let writer = ResponseWriter(outbound: outbound)
                     if tooLarge {
                         try await writer.send(APIError(code: 413, reason: "RequestEntityTooLarge", message: "the request body is over \(configuration.maxBodyBytes) bytes"))
+                    } else if try await authenticate(request, on: connection) == nil {
+                        try await writer.send(APIError(code: 401, reason: "Unauthorized", message: "Unauthorized"))
                     } else if try await !handle(request, body: body, writer: writer) {
                         return
                     }
@@ -106,6 +148,19 @@ public final class APIServer: Sendable {
                 }
             }
         }
+    }
+
+    /// The user a request comes from: its bearer token's, or its verified client certificate's
+    /// common name; `nil` when it proves nobody (anyone, without ``Configuration/security``).
+    private func authenticate(_ head: HTTPRequestHead, on connection: APIConnection) async throws -> String? {
+        guard let security = configuration.security else { return "anonymous" }
+        if let authorization = head.headers.first(name: "Authorization") {
+            guard authorization.hasPrefix("Bearer ") else { return nil }
+            return security.tokens[String(authorization.dropFirst("Bearer ".count))]
+        }
+        let der = try? await connection.nioChannel.pipeline.handler(type: NIOSSLServerHandler.self).map { $0.peerCertificate.flatMap { try? $0.toDERBytes() } }.get()
+        guard let der, let certificate = try? Certificate(bytes: der, encoding: .der), !certificate.commonName.isEmpty else { return nil }
+        return certificate.commonName
     }
 
     /// Answers one request; `false` when the connection must close (after a watch).
@@ -290,6 +345,12 @@ public final class APIServer: Sendable {
         }
         return (String(uri[..<mark]), query)
     }
+}
+
+/// An accepted connection: its async wrapper, and the channel (for the TLS peer certificate).
+struct APIConnection: Sendable {
+    let channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    let nioChannel: any Channel
 }
 
 /// Writes JSON responses and watch streams on one connection.

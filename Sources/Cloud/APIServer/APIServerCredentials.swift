@@ -1,0 +1,71 @@
+import Foundation
+import Transport
+
+/// The embedded API server's identity, created on first start in one directory and loaded after:
+/// its own CA (`ca.crt`, `ca.key`), a serving certificate for the advertised names (`server.crt`,
+/// `server.key`), and the admin user's bearer token (`admin.token`, readable by the owner only).
+/// ``writeKubeconfig(to:server:)`` writes the admin kubeconfig kubectl uses.
+public struct APIServerCredentials: Sendable {
+    public let directory: String
+    public let authority: CertificateAuthority
+    public let tls: TLSFiles
+    /// The admin user's bearer token.
+    public let adminToken: String
+
+    /// The user the admin token authenticates as.
+    public static let adminUser = "admin"
+
+    public static func loadOrCreate(directory: String, names: [String] = ["127.0.0.1", "localhost"]) throws -> APIServerCredentials {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let authority = try CertificateAuthority.loadOrCreate(certificatePath: directory + "/ca.crt", keyPath: directory + "/ca.key")
+        let keyPath = directory + "/server.key"
+        let key: PrivateKey
+        if let stored = FileManager.default.contents(atPath: keyPath) {
+            key = try PrivateKey(bytes: Array(stored))
+        } else {
+            key = try PrivateKey.generate()
+            try SecretFile.write(try key.export(), to: keyPath)
+        }
+        let certificatePath = directory + "/server.crt"
+        try Data(try authority.issueServerCertificate(key: key, names: names).export()).write(to: URL(fileURLWithPath: certificatePath), options: .atomic)
+        let tokenPath = directory + "/admin.token"
+        let token: String
+        if let stored = FileManager.default.contents(atPath: tokenPath), let text = String(data: stored, encoding: .utf8), !text.isEmpty {
+            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        } else {
+            var generator = SystemRandomNumberGenerator()
+            token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+            try SecretFile.write(Array(token.utf8), to: tokenPath)
+        }
+        return APIServerCredentials(
+            directory: directory, authority: authority, tls: TLSFiles(certificateChain: certificatePath, privateKey: keyPath, trustRoots: directory + "/ca.crt"),
+            adminToken: token)
+    }
+
+    /// Writes a kubeconfig for the admin user against `server` (`https://host:port`) and returns
+    /// its path.
+    @discardableResult
+    public func writeKubeconfig(to path: String, server: String) throws -> String {
+        let authorityPEM = try authority.certificate.export(.pem)
+        let kubeconfig = """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: swift-kubeedge
+              cluster:
+                server: \(server)
+                certificate-authority-data: \(Data(authorityPEM).base64EncodedString())
+            users:
+            - name: \(Self.adminUser)
+              user:
+                token: \(adminToken)
+            contexts:
+            - name: swift-kubeedge
+              context: {cluster: swift-kubeedge, user: \(Self.adminUser), namespace: default}
+            current-context: swift-kubeedge
+
+            """
+        try SecretFile.write(Array(kubeconfig.utf8), to: path)
+        return path
+    }
+}
