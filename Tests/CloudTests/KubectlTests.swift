@@ -14,8 +14,8 @@ struct EmbeddedServer {
     /// Credentials when the server runs with TLS and authentication.
     let credentials: APIServerCredentials?
 
-    init(secure: Bool = false) async throws {
-        let store = try ObjectStore(configuration: .init(path: directory + "/api.db"))
+    init(secure: Bool = false, historyLimit: Int = 100_000) async throws {
+        let store = try ObjectStore(configuration: .init(path: directory + "/api.db", historyLimit: historyLimit))
         credentials = secure ? try APIServerCredentials.loadOrCreate(directory: directory + "/pki") : nil
         server = APIServer(configuration: .init(port: 0, security: credentials.map { APIServer.Security(credentials: $0) }), store: store)
         port = try await server.start()

@@ -1,0 +1,213 @@
+import Foundation
+import KubeModel
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// A client of any conformant Kubernetes API server: typed paths for the resources cloudcore
+/// uses, objects as ``JSONValue`` (so fields this code does not know survive a
+/// read-modify-write), errors as the server's `Status` (``APIError``), and watches as streams.
+public final class KubeClient: Sendable {
+    public let configuration: Kubeconfig
+    private let host: String
+    private let port: Int
+    private let tls: NIOSSLContext?
+    private let serverName: String?
+    private let group: any EventLoopGroup
+
+    public init(configuration: Kubeconfig, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+        self.configuration = configuration
+        self.group = group
+        guard let url = URLComponents(string: configuration.server), let host = url.host, let scheme = url.scheme else {
+            throw KubeconfigError("server \(configuration.server) is not a URL")
+        }
+        self.host = host
+        port = url.port ?? (scheme == "https" ? 443 : 80)
+        if scheme == "https" {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            if configuration.insecureSkipTLSVerify { tls.certificateVerification = .none }
+            if let ca = configuration.certificateAuthorityPEM { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(ca)) }
+            if let certificate = configuration.clientCertificatePEM, let key = configuration.clientKeyPEM {
+                tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(certificate).map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key, format: .pem))
+            }
+            self.tls = try NIOSSLContext(configuration: tls)
+            serverName = host.first?.isNumber == true || host.contains(":") ? nil : host
+        } else {
+            tls = nil
+            serverName = nil
+        }
+    }
+
+    /// How a patch is to be read.
+    public enum PatchType: String, Sendable {
+        case merge = "application/merge-patch+json"
+        case strategic = "application/strategic-merge-patch+json"
+    }
+
+    /// One watch event (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`).
+    public struct WatchEvent: Sendable, Equatable {
+        public var type: String
+        public var object: JSONValue
+    }
+
+    // MARK: operations
+
+    public func get(_ resource: APIResource, namespace: String? = nil, name: String) async throws -> JSONValue {
+        try await call(.GET, path(resource, namespace, name))
+    }
+
+    /// The objects and the list's resourceVersion (to watch from).
+    public func list(_ resource: APIResource, namespace: String? = nil, labelSelector: String? = nil, fieldSelector: String? = nil)
+        async throws -> (items: [JSONValue], resourceVersion: String) {
+        var query: [(String, String)] = []
+        if let labelSelector { query.append(("labelSelector", labelSelector)) }
+        if let fieldSelector { query.append(("fieldSelector", fieldSelector)) }
+        let list = try await call(.GET, path(resource, namespace, nil), query: query)
+        return (list["items"]?.arrayValue ?? [], list[path: ["metadata", "resourceVersion"]]?.stringValue ?? "")
+    }
+
+    public func create(_ resource: APIResource, namespace: String? = nil, _ object: JSONValue) async throws -> JSONValue {
+        try await call(.POST, path(resource, namespace, nil), body: object)
+    }
+
+    /// Replaces the object (named by its metadata); its resourceVersion makes it conditional.
+    public func update(_ resource: APIResource, namespace: String? = nil, _ object: JSONValue) async throws -> JSONValue {
+        try await call(.PUT, path(resource, namespace, object[path: ["metadata", "name"]]?.stringValue ?? ""), body: object)
+    }
+
+    /// Replaces the object's status only.
+    public func updateStatus(_ resource: APIResource, namespace: String? = nil, _ object: JSONValue) async throws -> JSONValue {
+        try await call(.PUT, path(resource, namespace, object[path: ["metadata", "name"]]?.stringValue ?? "") + "/status", body: object)
+    }
+
+    public func patch(_ resource: APIResource, namespace: String? = nil, name: String, _ patch: JSONValue, type: PatchType = .merge,
+                      status: Bool = false) async throws -> JSONValue {
+        try await call(.PATCH, path(resource, namespace, name) + (status ? "/status" : ""), body: patch, contentType: type.rawValue)
+    }
+
+    @discardableResult
+    public func delete(_ resource: APIResource, namespace: String? = nil, name: String) async throws -> JSONValue {
+        try await call(.DELETE, path(resource, namespace, name))
+    }
+
+    /// Events after `resourceVersion`, with bookmarks, until the server ends the watch
+    /// (`timeoutSeconds`) or the stream is dropped. A `410 Expired` arrives as an ``APIError``.
+    public func watch(_ resource: APIResource, namespace: String? = nil, resourceVersion: String, labelSelector: String? = nil,
+                      fieldSelector: String? = nil, timeoutSeconds: Int = 300) -> AsyncThrowingStream<WatchEvent, any Error> {
+        var query = [("watch", "true"), ("resourceVersion", resourceVersion), ("allowWatchBookmarks", "true"), ("timeoutSeconds", String(timeoutSeconds))]
+        if let labelSelector { query.append(("labelSelector", labelSelector)) }
+        if let fieldSelector { query.append(("fieldSelector", fieldSelector)) }
+        let target = path(resource, namespace, nil) + "?" + Self.encode(query)
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    var pending: [UInt8] = []
+                    try await exchange(.GET, target, body: nil, contentType: nil) { status, chunk in
+                        guard status == 200 else {
+                            pending += chunk
+                            return
+                        }
+                        pending += chunk
+                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                            let line = Array(pending[..<newline])
+                            pending.removeSubrange(...newline)
+                            guard !line.isEmpty else { continue }
+                            let event = try JSONValue(parsing: line)
+                            let type = event["type"]?.stringValue ?? ""
+                            let object = event["object"] ?? .null
+                            if type == "ERROR" { throw Self.error(from: object, status: object["code"]?.int64Value.map(Int.init) ?? 500) }
+                            continuation.yield(WatchEvent(type: type, object: object))
+                        }
+                    } finished: { status in
+                        if status != 200 { throw Self.error(from: (try? JSONValue(parsing: pending)) ?? .null, status: status) }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    // MARK: HTTP
+
+    func path(_ resource: APIResource, _ namespace: String?, _ name: String?) -> String {
+        var path = resource.group.isEmpty ? "/api/\(resource.version)" : "/apis/\(resource.group)/\(resource.version)"
+        if resource.namespaced, let namespace { path += "/namespaces/\(namespace)" }
+        path += "/\(resource.plural)"
+        if let name { path += "/\(name)" }
+        return path
+    }
+
+    private func call(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,
+                      contentType: String = "application/json") async throws -> JSONValue {
+        var response: [UInt8] = []
+        var code = 0
+        try await exchange(method, query.isEmpty ? path : path + "?" + Self.encode(query), body: body, contentType: body == nil ? nil : contentType) { _, chunk in
+            response += chunk
+        } finished: { status in
+            code = status
+        }
+        let value = response.isEmpty ? JSONValue.null : try JSONValue(parsing: response)
+        guard (200..<300).contains(code) else { throw Self.error(from: value, status: code) }
+        return value
+    }
+
+    /// One request on a connection of its own; `chunk` sees the body as it arrives.
+    private func exchange(_ method: HTTPMethod, _ target: String, body: JSONValue?, contentType: String?,
+                          chunk: (Int, [UInt8]) throws -> Void, finished: (Int) throws -> Void) async throws {
+        let tls = tls
+        let serverName = serverName
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(.seconds(10))
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let hostHeader = "\(host):\(port)"
+        let token = configuration.token
+        try await channel.executeThenClose { inbound, outbound in
+            var head = HTTPRequestHead(version: .http1_1, method: method, uri: target)
+            head.headers.add(name: "Host", value: hostHeader)
+            head.headers.add(name: "Accept", value: "application/json")
+            head.headers.add(name: "User-Agent", value: "swift-kubeedge")
+            if let token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
+            let bytes = body?.serializedBytes
+            if let bytes, let contentType {
+                head.headers.add(name: "Content-Type", value: contentType)
+                head.headers.add(name: "Content-Length", value: "\(bytes.count)")
+            }
+            try await outbound.write(.head(head))
+            if let bytes { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes)))) }
+            try await outbound.write(.end(nil))
+            var status = 0
+            for try await part in inbound {
+                switch part {
+                case .head(let response): status = Int(response.status.code)
+                case .body(let buffer): try chunk(status, Array(buffer.readableBytesView))
+                case .end:
+                    try finished(status)
+                    return
+                }
+            }
+            throw APIError.internalError("the server closed the connection before answering")
+        }
+    }
+
+    static func error(from status: JSONValue, status code: Int) -> APIError {
+        APIError(code: code, reason: status["reason"]?.stringValue ?? "Unknown", message: status["message"]?.stringValue ?? "HTTP \(code)")
+    }
+
+    private static func encode(_ query: [(String, String)]) -> String {
+        var allowed = CharacterSet.urlQueryAllowed
+        allowed.remove(charactersIn: "&=+,")
+        return query.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }.joined(separator: "&")
+    }
+}

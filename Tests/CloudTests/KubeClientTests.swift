@@ -1,0 +1,111 @@
+import Cloud
+import Foundation
+import KubeModel
+import Testing
+import TestSupport
+import Transport
+
+private func resource(_ plural: String) -> APIResource { APIResource.standard.first { $0.plural == plural }! }
+
+@Suite(.serialized) struct KubeClientTests {
+    @Test func kubeconfigsResolveContextsFilesAndInlineData() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        try "PEM-CA".write(toFile: directory + "/ca.crt", atomically: true, encoding: .utf8)
+        try "secret-token\n".write(toFile: directory + "/token", atomically: true, encoding: .utf8)
+        let yaml = """
+            apiVersion: v1
+            kind: Config
+            current-context: a
+            clusters:
+            - {name: one, cluster: {server: "https://10.0.0.1:6443", certificate-authority: ca.crt}}
+            - {name: two, cluster: {server: "https://two:443", certificate-authority-data: \(Data("INLINE".utf8).base64EncodedString()), insecure-skip-tls-verify: true}}
+            users:
+            - {name: u1, user: {tokenFile: token}}
+            - {name: u2, user: {client-certificate-data: \(Data("CERT".utf8).base64EncodedString()), client-key-data: \(Data("KEY".utf8).base64EncodedString())}}
+            contexts:
+            - {name: a, context: {cluster: one, user: u1, namespace: kube-system}}
+            - {name: b, context: {cluster: two, user: u2}}
+
+            """
+        let a = try Kubeconfig.parse(yaml, directory: directory)
+        #expect(a == Kubeconfig(server: "https://10.0.0.1:6443", certificateAuthorityPEM: Array("PEM-CA".utf8), token: "secret-token", namespace: "kube-system"))
+        let b = try Kubeconfig.parse(yaml, context: "b", directory: directory)
+        #expect(b.certificateAuthorityPEM == Array("INLINE".utf8) && b.insecureSkipTLSVerify && b.namespace == "default")
+        #expect(b.clientCertificatePEM == Array("CERT".utf8) && b.clientKeyPEM == Array("KEY".utf8) && b.token == nil)
+        #expect(throws: KubeconfigError.self) { try Kubeconfig.parse(yaml, context: "missing", directory: directory) }
+        #expect(throws: KubeconfigError.self) { try Kubeconfig.parse(yaml.replacingOccurrences(of: "ca.crt", with: "absent.crt"), directory: directory) }
+    }
+
+    @Test func theClientReadsAndWritesWhatKubectlSeesOverTLSWithAToken() async throws {
+        let server = try await EmbeddedServer(secure: true)
+        let client = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))
+        // An object with every field set (Kubernetes' round-trip test data) survives the client's
+        // read-modify-write: only what it changed changes.
+        var node = try JSONValue(parsing: Data(contentsOf: URL(fileURLWithPath: testdataDirectory + "/core.v1.Node.json")))
+        for field in ["resourceVersion", "namespace", "uid", "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+            node.set(nil, at: ["metadata", field])
+        }
+        node.set(.string("edge-1"), at: ["metadata", "name"])
+        let created = try await client.create(resource("nodes"), node)
+        var read = try await client.get(resource("nodes"), name: "edge-1")
+        #expect(read == created)
+        read.set(.string("true"), at: ["metadata", "labels", "node-role.kubernetes.io/edge"])
+        let updated = try await client.update(resource("nodes"), read)
+        var expected = created
+        expected.set(.string("true"), at: ["metadata", "labels", "node-role.kubernetes.io/edge"])
+        expected.set(updated[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
+        #expect(updated == expected)
+        // A stale version is the server's 409 Conflict, reported as such.
+        await #expect(throws: APIError.conflict("nodes", "edge-1")) { _ = try await client.update(resource("nodes"), read) }
+
+        // Status, patches, selectors; kubectl sees the client's writes and the client kubectl's.
+        var status = updated
+        status.set(.array([.object(JSONObject([("type", .string("Ready")), ("status", .string("True"))]))]), at: ["status", "conditions"])
+        _ = try await client.updateStatus(resource("nodes"), status)
+        let kubectlNodes = try await server.kubectl("get", "nodes")
+        #expect(kubectlNodes.output.contains("edge-1") && kubectlNodes.output.contains("Ready"), "\(kubectlNodes.output)")
+        #expect(try await server.kubectl("run", "web", "--image", "a:1", "--overrides", #"{"spec":{"nodeName":"edge-1"}}"#).status == 0)
+        let pods = try await client.list(resource("pods"), namespace: "default", fieldSelector: "spec.nodeName=edge-1")
+        #expect(pods.items.compactMap { $0[path: ["metadata", "name"]]?.stringValue } == ["web"])
+        let patched = try await client.patch(resource("pods"), namespace: "default", name: "web",
+                                             try JSONValue(parsing: #"{"status":{"phase":"Running"}}"#), status: true)
+        #expect(patched[path: ["status", "phase"]] == .string("Running"))
+        #expect(try await server.kubectl("get", "pod", "web").output.contains("Running"))
+        try await client.delete(resource("pods"), namespace: "default", name: "web")
+        await #expect(throws: APIError.notFound("pods", "web")) { _ = try await client.get(resource("pods"), namespace: "default", name: "web") }
+        await server.stop()
+    }
+
+    @Test func anInformerFollowsChangesAndListsAgainAfterExpiry() async throws {
+        let server = try await EmbeddedServer(secure: true, historyLimit: 1)
+        let client = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))
+        #expect(try await server.kubectl("create", "configmap", "before", "--from-literal", "k=0").status == 0)
+        let informer = Informer(client: client, resource: resource("configmaps"), configuration: .init(namespace: "default", watchTimeoutSeconds: 1))
+        informer.start()
+        var events = informer.events.makeAsyncIterator()
+        let before = try await client.get(resource("configmaps"), namespace: "default", name: "before")
+        #expect(await events.next() == .added(before))
+        #expect(try await server.kubectl("create", "configmap", "after", "--from-literal", "k=1").status == 0)
+        guard case .added(let added)? = await events.next() else { Issue.record("expected an ADDED event"); return }
+        #expect(added[path: ["metadata", "name"]] == .string("after"))
+        _ = try await client.patch(resource("configmaps"), namespace: "default", name: "after", try JSONValue(parsing: #"{"data":{"k":"2"}}"#))
+        guard case .updated(_, let new)? = await events.next() else { Issue.record("expected an update"); return }
+        #expect(new[path: ["data", "k"]] == .string("2"))
+
+        // Changes elsewhere move the revision on; compaction then leaves the informer's version
+        // behind: its next watch (each lasts 1 s) is 410 Expired, and it lists again.
+        for index in 0..<3 {
+            _ = try await client.create(resource("namespaces"), try JSONValue(parsing: #"{"metadata":{"name":"ns-\#(index)"}}"#))
+        }
+        try server.server.store.compact()
+        #expect(await eventually(timeout: .seconds(15)) { informer.counters.relistsAfterExpiry >= 1 && informer.counters.lists >= 2 }, "\(informer.counters)")
+        // Watching again after the list: a delete arrives as such.
+        #expect(try await server.kubectl("delete", "configmap", "before").status == 0)
+        guard case .deleted(let deleted)? = await events.next() else { Issue.record("expected a delete"); return }
+        #expect(deleted[path: ["metadata", "name"]] == .string("before"))
+        #expect(informer.objects.count == 1 && informer.get(namespace: "default", name: "after") != nil)
+        await informer.stop()
+        await server.stop()
+    }
+}
