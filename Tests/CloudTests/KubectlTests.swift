@@ -212,8 +212,14 @@ struct EmbeddedServer {
         let server = try await EmbeddedServer(secure: true)
         let credentials = try #require(server.credentials)
         // The admin kubeconfig written for kubectl: TLS verified against the server's CA, admin token.
+        // Objects need their namespace; a cluster starts with the usual ones.
+        let noNamespace = try await server.kubectl("create", "configmap", "c", "-n", "edge")
+        #expect(noNamespace.status != 0 && noNamespace.output.contains("namespaces \"edge\" not found"), "\(noNamespace.output)")
         let namespaces = try await server.kubectl("create", "namespace", "edge")
         #expect(namespaces.status == 0, "\(namespaces.output)")
+        #expect(try await server.kubectl("create", "configmap", "c", "-n", "edge").status == 0)
+        let all = try await server.kubectl("get", "namespaces", "-o", "name")
+        #expect(all.output.split(separator: "\n").sorted() == ["namespace/default", "namespace/edge", "namespace/kube-node-lease", "namespace/kube-public", "namespace/kube-system", "namespace/kubeedge"])
         #expect(try await server.kubectl("get", "namespaces", "-o", "name").output.contains("namespace/edge"))
         let wrongToken = try await server.kubectl("get", "pods", "--token", "not-the-token")
         #expect(wrongToken.status != 0 && wrongToken.output.contains("Unauthorized"), "\(wrongToken.output)")

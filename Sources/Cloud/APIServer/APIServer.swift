@@ -82,9 +82,18 @@ public final class APIServer: Sendable {
         self.logger = logger
     }
 
-    /// Binds and serves; returns the bound port.
+    /// The namespaces a cluster starts with (KubeEdge keeps its own objects in `kubeedge`).
+    public static let initialNamespaces = ["default", "kube-system", "kube-public", "kube-node-lease", "kubeedge"]
+
+    /// Binds and serves (creating the initial namespaces that are missing); returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
+        for name in Self.initialNamespaces where try store.get(ObjectKey(resource: "namespaces", namespace: "", name: name)) == nil {
+            _ = try store.create(ObjectKey(resource: "namespaces", namespace: "", name: name), .object(JSONObject([
+                ("apiVersion", .string("v1")), ("kind", .string("Namespace")), ("metadata", .object(JSONObject([("name", .string(name))]))),
+                ("status", .object(JSONObject([("phase", .string("Active"))]))),
+            ])))
+        }
         let context = try configuration.security?.makeContext()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
@@ -229,6 +238,9 @@ public final class APIServer: Sendable {
         case (.POST, nil):
             var object = try JSONValue(parsing: body.readableBytesView)
             let key = try identify(&object, route: route)
+            if resource.namespaced, try store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
+                throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")
+            }
             return (.created, try store.create(key, object))
         case (.PUT, let key?):
             var object = try JSONValue(parsing: body.readableBytesView)
