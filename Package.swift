@@ -157,10 +157,14 @@ let package = Package(
             ],
             swiftSettings: strictSwift6),
 
-        // The cloud daemon; for now its admin commands (`cloudcore gettoken`).
+        // The cloud daemon; for now its admin commands (`cloudcore gettoken`) and the embedded
+        // API server on its own (`cloudcore apiserver`).
         .executableTarget(
             name: "cloudcore",
-            dependencies: ["Transport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Transport", "Cloud", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSwift6),
 
         // The hubs' macro benchmark against iperf3 and nats-server (`swift run -c release transport-bench --help`).

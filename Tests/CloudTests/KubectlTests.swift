@@ -250,3 +250,29 @@ struct EmbeddedServer {
         await server.stop()
     }
 }
+
+@Suite struct CloudcoreAPIServerTests {
+    @Test func cloudcoreRunsTheServerWritesTheKubeconfigAndKeepsObjectsAcrossARestart() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cloudcore").path
+        let port = freeLoopbackPort()
+        let kubeconfig = directory + "/data/admin.kubeconfig"
+        let kubectl = { (arguments: [String]) in
+            try await runProcessOffPool("/usr/bin/kubectl", ["--kubeconfig", kubeconfig, "--cache-dir", directory + "/cache"] + arguments)
+        }
+        var server = try BackgroundProcess(binary, ["apiserver", "--data-dir", directory + "/data", "--port", "\(port)"], outputFile: directory + "/1.log")
+        defer { server.stop() }
+        #expect(await eventually(timeout: .seconds(20)) { FileManager.default.fileExists(atPath: kubeconfig) && acceptsConnections(port: port) })
+        let created = try await kubectl(["create", "configmap", "kept", "--from-literal", "k=v"])
+        #expect(created.status == 0, "\(created.output)")
+        #expect(await server.signal(SIGTERM, waitingUpTo: .seconds(10)) == 0)
+
+        // Restarted: the same CA and token (the kubeconfig still works), the objects still there.
+        server = try BackgroundProcess(binary, ["apiserver", "--data-dir", directory + "/data", "--port", "\(port)"], outputFile: directory + "/2.log")
+        #expect(await eventually(timeout: .seconds(20)) { acceptsConnections(port: port) })
+        let kept = try await kubectl(["get", "configmap", "kept", "-o", "jsonpath={.data.k}"])
+        #expect(kept.status == 0 && kept.output == "v", "\(kept.output)")
+        #expect(await server.signal(SIGTERM, waitingUpTo: .seconds(10)) == 0)
+    }
+}
