@@ -108,4 +108,23 @@ private func resource(_ plural: String) -> APIResource { APIResource.standard.fi
         await informer.stop()
         await server.stop()
     }
+
+    @Test func bookmarksKeepAnInformerAheadOfCompaction() async throws {
+        let server = try await EmbeddedServer(secure: true, historyLimit: 1, bookmarkInterval: .milliseconds(200))
+        let client = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))
+        let informer = Informer(client: client, resource: resource("configmaps"), configuration: .init(namespace: "default", watchTimeoutSeconds: 1))
+        informer.start()
+        #expect(await eventually { informer.hasSynced })
+        for index in 0..<3 {
+            _ = try await client.create(resource("namespaces"), try JSONValue(parsing: #"{"metadata":{"name":"ns-\#(index)"}}"#))
+        }
+        // A bookmark carries the informer past the other resource's changes before compaction.
+        try await Task.sleep(for: .milliseconds(600))
+        try server.server.store.compact()
+        let watches = informer.counters.watches
+        #expect(await eventually(timeout: .seconds(10)) { informer.counters.watches >= watches + 2 })
+        #expect(informer.counters.relistsAfterExpiry == 0 && informer.counters.lists == 1, "\(informer.counters)")
+        await informer.stop()
+        await server.stop()
+    }
 }

@@ -15,7 +15,8 @@ import Transport
 ///
 /// With ``Configuration/security`` it serves HTTPS and authenticates every request (bearer token
 /// or client certificate); without, plain HTTP to anyone (tests, loopback only).
-/// Not yet: server-side apply, watch bookmarks, authorization rules.
+/// Watches that ask for them get bookmarks; history is compacted periodically.
+/// Not yet: server-side apply, authorization rules.
 public final class APIServer: Sendable {
     public struct Configuration: Sendable {
         public var host: String
@@ -26,14 +27,20 @@ public final class APIServer: Sendable {
         public var resources: [APIResource]
         /// TLS and who may call; `nil` serves plain HTTP to anyone (tests and loopback only).
         public var security: Security?
+        /// How often watches that asked for bookmarks get one. Default 60 s.
+        public var bookmarkInterval: Duration
+        /// How often history beyond the store's limit is compacted. Default 5 min.
+        public var compactionInterval: Duration
 
         public init(host: String = "127.0.0.1", port: Int = 6443, maxBodyBytes: Int = 3 << 20, resources: [APIResource] = APIResource.standard,
-                    security: Security? = nil) {
+                    security: Security? = nil, bookmarkInterval: Duration = .seconds(60), compactionInterval: Duration = .seconds(300)) {
             self.host = host
             self.port = port
             self.maxBodyBytes = maxBodyBytes
             self.resources = resources
             self.security = security
+            self.bookmarkInterval = bookmarkInterval
+            self.compactionInterval = compactionInterval
         }
     }
 
@@ -73,6 +80,7 @@ public final class APIServer: Sendable {
     private let openAPI: APIOpenAPI
     private let logger: Logger
     private let running = Mutex<(task: Task<Void, Never>, listener: any Channel)?>(nil)
+    private let housekeeping = Mutex<[Task<Void, Never>]>([])
 
     public init(configuration: Configuration = Configuration(), store: ObjectStore, logger: Logger = Logger(label: "apiserver")) {
         self.configuration = configuration
@@ -117,12 +125,27 @@ public final class APIServer: Sendable {
             }
         }
         running.withLock { $0 = (task, listener) }
+        let store = store
+        let logger = logger
+        housekeeping.withLock { tasks in
+            tasks = [
+                Task { [configuration] in
+                    while (try? await Task.sleep(for: configuration.bookmarkInterval)) != nil { store.sendBookmarks() }
+                },
+                Task { [configuration] in
+                    while (try? await Task.sleep(for: configuration.compactionInterval)) != nil {
+                        do { try store.compact() } catch { logger.error("compaction failed", metadata: ["error": "\(error)"]) }
+                    }
+                },
+            ]
+        }
         return listener.localAddress?.port ?? configuration.port
     }
 
     /// Stops listening and ends every connection and watch.
     public func stop() async {
         guard let (task, listener) = running.withLock({ running in defer { running = nil }; return running }) else { return }
+        for chore in housekeeping.withLock({ tasks in defer { tasks = [] }; return tasks }) { chore.cancel() }
         try? await listener.close()
         task.cancel()
         await task.value
@@ -200,7 +223,8 @@ public final class APIServer: Sendable {
                 let watch = watchPath || query["watch"] == "true" || query["watch"] == "1"
                 let selection = try Selection(query)
                 if watch, head.method == .GET {
-                    try await self.watch(route, selection, from: query["resourceVersion"], timeoutSeconds: query["timeoutSeconds"].flatMap { Int($0) }, writer: writer)
+                    try await self.watch(route, selection, from: query["resourceVersion"], timeoutSeconds: query["timeoutSeconds"].flatMap { Int($0) },
+                                         bookmarks: query["allowWatchBookmarks"] == "true", writer: writer)
                     return false
                 }
                 let (status, object) = try perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "")
@@ -310,7 +334,8 @@ public final class APIServer: Sendable {
         return ObjectKey(resource: resource.storageName, namespace: namespace, name: name)
     }
 
-    private func watch(_ route: APIRoute, _ selection: Selection, from version: String?, timeoutSeconds: Int?, writer: ResponseWriter) async throws {
+    private func watch(_ route: APIRoute, _ selection: Selection, from version: String?, timeoutSeconds: Int?, bookmarks: Bool,
+                       writer: ResponseWriter) async throws {
         let resource = route.resource
         var initial: [JSONValue] = []
         let from: Int64
@@ -336,7 +361,17 @@ public final class APIServer: Sendable {
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds ?? 1800)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await event in events where selection.matches(event.object) {
+                for await event in events {
+                    if event.kind == .bookmark {
+                        guard bookmarks else { continue }
+                        let marker = JSONValue.object(JSONObject([
+                            ("kind", .string(resource.kind)), ("apiVersion", .string(resource.groupVersion)),
+                            ("metadata", .object(JSONObject([("resourceVersion", .string(String(event.revision)))]))),
+                        ]))
+                        try await writer.streamLine(.object(JSONObject([("type", .string("BOOKMARK")), ("object", marker)])))
+                        continue
+                    }
+                    guard selection.matches(event.object) else { continue }
                     try await writer.streamLine(.object(JSONObject([("type", .string(event.kind.rawValue)), ("object", event.object)])))
                 }
             }

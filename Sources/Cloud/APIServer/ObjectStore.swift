@@ -25,6 +25,8 @@ public struct ObjectKey: Hashable, Sendable, CustomStringConvertible {
 public struct ObjectEvent: Sendable, Equatable {
     public enum Kind: String, Sendable {
         case added = "ADDED", modified = "MODIFIED", deleted = "DELETED"
+        /// No change: every change up to `revision` has been delivered to this watcher.
+        case bookmark = "BOOKMARK"
     }
 
     public var kind: Kind
@@ -271,6 +273,18 @@ public final class ObjectStore: Sendable {
 
     /// Watchers registered now.
     public var watcherCount: Int { storage.withLock { $0.watchers.count } }
+
+    /// Tells every watcher, in order with its changes, that it has everything up to the current
+    /// revision (a bookmark), so that it can resume from there rather than from an older
+    /// revision compaction may have removed.
+    public func sendBookmarks() {
+        storage.withLock { storage in
+            for watcher in storage.watchers.values {
+                let key = ObjectKey(resource: watcher.resource, namespace: watcher.namespace ?? "", name: "")
+                _ = watcher.continuation.yield(ObjectEvent(kind: .bookmark, key: key, revision: storage.revision, object: .null))
+            }
+        }
+    }
 
     /// Drops history older than the newest ``Configuration/historyLimit`` changes; watches from
     /// before that are `410 Expired` from then on.
