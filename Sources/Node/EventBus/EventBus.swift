@@ -66,7 +66,7 @@ public final class EventBus: Sendable {
     private let bus: MessageBus
     private let endpoint: BusEndpoint
     private let logger: Logger
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let tasks = ModuleTasks()
     private let counters = Mutex(EventBusCounters())
 
     /// Creates the module and registers it on `bus`; nothing connects before ``start()``.
@@ -105,19 +105,13 @@ public final class EventBus: Sendable {
         } else {
             try client.connectInBackground(host: configuration.host, port: configuration.port)
         }
-        var started = [Task { [self] in await fromBroker() }]
-        for lane in Lane.standard where lane != .control {
-            started.append(Task { [self] in await toBroker(lane: lane) })
-        }
-        tasks.withLock { $0 = started }
+        tasks.start([Task { [self] in await fromBroker() }]) { [self] lane in await toBroker(lane: lane) }
     }
 
     /// Disconnects, leaves the bus and waits for the bridging to end.
     public func stop() async {
         client.close()
-        bus.unregister(module: Self.moduleName)
-        let running = tasks.withLock { tasks -> [Task<Void, Never>] in defer { tasks = [] }; return tasks }
-        for task in running { await task.value }
+        await tasks.stop(leaving: bus, module: Self.moduleName)
     }
 
     /// Whether the broker connection is up.

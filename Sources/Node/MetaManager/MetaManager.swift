@@ -33,7 +33,7 @@ public final class MetaManager: Sendable {
     private let bus: MessageBus
     private let endpoint: BusEndpoint
     private let logger: Logger
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let tasks = ModuleTasks()
     private let counters = Mutex(MetaManagerCounters())
     private let querySlots: QuerySlots
 
@@ -49,15 +49,12 @@ public final class MetaManager: Sendable {
 
     /// Starts serving every lane.
     public func start() {
-        let started = Lane.standard.filter { $0 != .control }.map { lane in Task { [self] in await serve(lane: lane) } }
-        tasks.withLock { $0 = started }
+        tasks.start { [self] lane in await serve(lane: lane) }
     }
 
     /// Leaves the bus and waits for the lanes to drain.
     public func stop() async {
-        bus.unregister(module: Self.moduleName)
-        let running = tasks.withLock { tasks -> [Task<Void, Never>] in defer { tasks = [] }; return tasks }
-        for task in running { await task.value }
+        await tasks.stop(leaving: bus, module: Self.moduleName)
     }
 
     /// What the module counted.

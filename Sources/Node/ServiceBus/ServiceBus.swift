@@ -48,7 +48,7 @@ public final class ServiceBus: Sendable {
     private let client: LocalHTTPClient
     private let logger: Logger
     private let slots: QuerySlots
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let tasks = ModuleTasks()
     private let counters = Mutex(ServiceBusCounters())
 
     /// Creates the module and registers it on `bus`.
@@ -64,15 +64,12 @@ public final class ServiceBus: Sendable {
 
     /// Starts serving every lane.
     public func start() {
-        let started = Lane.standard.filter { $0 != .control }.map { lane in Task { [self] in await serve(lane: lane) } }
-        tasks.withLock { $0 = started }
+        tasks.start { [self] lane in await serve(lane: lane) }
     }
 
     /// Leaves the bus and waits for the lanes to end (calls in progress finish).
     public func stop() async {
-        bus.unregister(module: Self.moduleName)
-        let running = tasks.withLock { tasks -> [Task<Void, Never>] in defer { tasks = [] }; return tasks }
-        for task in running { await task.value }
+        await tasks.stop(leaving: bus, module: Self.moduleName)
     }
 
     /// What the module counted.
