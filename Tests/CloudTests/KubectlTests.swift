@@ -276,3 +276,30 @@ struct EmbeddedServer {
         #expect(await server.signal(SIGTERM, waitingUpTo: .seconds(10)) == 0)
     }
 }
+
+@Suite struct APIServerBadInputTests {
+    @Test func malformedOversizedUnknownAndUnauthorisedRequestsGetAStatus() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let store = try ObjectStore(configuration: .init(path: directory + "/api.db"))
+        let server = APIServer(configuration: .init(port: 0, maxBodyBytes: 1024), store: store)
+        let port = try await server.start()
+        let call = { (method: String, path: String, body: String?) async throws -> JSONValue in
+            var arguments = ["-s", "-X", method, "http://127.0.0.1:\(port)\(path)", "-H", "Content-Type: application/json"]
+            if let body { arguments += ["--data-binary", body] }
+            return try JSONValue(parsing: try await runProcessOffPool("/usr/bin/curl", arguments).output)
+        }
+        let malformed = try await call("POST", "/api/v1/namespaces/default/configmaps", #"{"metadata":"#)
+        #expect(malformed["code"] == .number("400") && malformed["message"]?.stringValue?.contains("not JSON") == true, "\(malformed)")
+        let oversized = try await call("POST", "/api/v1/namespaces/default/configmaps", String(repeating: " ", count: 2000) + "{}")
+        #expect(oversized["code"] == .number("413"), "\(oversized)")
+        #expect(try await call("GET", "/api/v1/widgets", nil)["code"] == .number("404"))
+        #expect(try await call("PUT", "/api/v1/namespaces/default/configmaps", "{}")["code"] == .number("405"))
+        let nameless = try await call("POST", "/api/v1/namespaces/default/configmaps", #"{"data":{}}"#)
+        #expect(nameless["code"] == .number("422"), "\(nameless)")
+        let wrongKind = try await call("POST", "/api/v1/namespaces/default/configmaps", #"{"kind":"Pod","metadata":{"name":"x"}}"#)
+        #expect(wrongKind["code"] == .number("400"), "\(wrongKind)")
+        #expect(try store.list(resource: "configmaps").objects.isEmpty)
+        await server.stop()
+    }
+}
