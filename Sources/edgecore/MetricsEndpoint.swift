@@ -7,6 +7,7 @@ import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import Synchronization
+import Transport
 
 /// Turns the modules' counter snapshots into swift-metrics counters and gauges, read into the
 /// Prometheus registry each time `/metrics` is scraped.
@@ -76,10 +77,12 @@ struct MetricsEndpoint: Service {
     let logger: Logger
 
     func run() async throws {
+        let open = OpenConnections()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    open.register(channel)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
                 }
@@ -89,12 +92,15 @@ struct MetricsEndpoint: Service {
             try await server.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in inbound {
-                        group.addTask { try? await serve(connection) }
+                        group.addTask {
+                            if open.isClosing { try? await connection.executeThenClose { _, _ in } } else { try? await serve(connection) }
+                        }
                     }
                 }
             }
         } onGracefulShutdown: {
             server.channel.close(promise: nil)
+            open.closeAll()
         }
     }
 

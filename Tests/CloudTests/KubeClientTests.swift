@@ -77,6 +77,42 @@ private func resource(_ plural: String) -> APIResource { APIResource.standard.fi
         await server.stop()
     }
 
+    @Test func theClientKeepsConnectionsAliveAndReconnectsAfterTheServerRestarts() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let port = freeLoopbackPort()
+        let server = APIServer(configuration: .init(port: port), store: try ObjectStore(configuration: .init(path: directory + "/api.db")))
+        try await server.start()
+        let client = try KubeClient(configuration: Kubeconfig(server: "http://127.0.0.1:\(port)"), maxIdleConnections: 4)
+        for index in 0..<50 {
+            _ = try await client.create(resource("configmaps"), namespace: "default", try JSONValue(parsing: #"{"metadata":{"name":"cm-\#(index)"}}"#))
+        }
+        #expect(server.connections.accepted == 1, "one after another, the requests share one connection")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<40 { group.addTask { _ = try await client.get(resource("configmaps"), namespace: "default", name: "cm-\(index)") } }
+            try await group.waitForAll()
+        }
+        let accepted = server.connections.accepted
+        #expect(accepted > 1 && accepted <= 41, "concurrent requests open connections of their own")
+        #expect(await eventually { server.connections.open <= 4 }, "at most maxIdleConnections stay open: \(server.connections)")
+
+        // The pooled connections die with the server; the next read opens a new one.
+        await server.stop()
+        try await server.start()
+        let read = try await client.get(resource("configmaps"), namespace: "default", name: "cm-7")
+        #expect(read[path: ["metadata", "name"]] == .string("cm-7"))
+
+        // A watch the client drops ends on the server too (its connection closes).
+        let open = server.connections.open
+        do {
+            var events = client.watch(resource("configmaps"), namespace: "default", resourceVersion: "0").makeAsyncIterator()
+            #expect(try await events.next()?.type == "ADDED")
+            #expect(server.connections.open == open + 1)
+        }
+        #expect(await eventually { server.connections.open == open }, "\(server.connections)")
+        await server.stop()
+    }
+
     @Test func anInformerFollowsChangesAndListsAgainAfterExpiry() async throws {
         let server = try await EmbeddedServer(secure: true, historyLimit: 1)
         let client = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))

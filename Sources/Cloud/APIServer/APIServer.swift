@@ -79,7 +79,7 @@ public final class APIServer: Sendable {
     private let discovery: APIDiscovery
     private let openAPI: APIOpenAPI
     private let logger: Logger
-    private let running = Mutex<(task: Task<Void, Never>, listener: any Channel)?>(nil)
+    private let running = Mutex<(task: Task<Void, Never>, listener: any Channel, connections: OpenConnections)?>(nil)
     private let housekeeping = Mutex<[Task<Void, Never>]>([])
 
     public init(configuration: Configuration = Configuration(), store: ObjectStore, logger: Logger = Logger(label: "apiserver")) {
@@ -103,11 +103,13 @@ public final class APIServer: Sendable {
             ])))
         }
         let context = try configuration.security?.makeContext()
+        let connections = OpenConnections()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    connections.register(channel)
                     if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     let wrapped = try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
@@ -119,12 +121,14 @@ public final class APIServer: Sendable {
             try? await server.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in inbound {
-                        group.addTask { [self] in await serve(connection) }
+                        group.addTask { [self] in
+                            if connections.isClosing { try? await connection.channel.executeThenClose { _, _ in } } else { await serve(connection) }
+                        }
                     }
                 }
             }
         }
-        running.withLock { $0 = (task, listener) }
+        running.withLock { $0 = (task, listener, connections) }
         let store = store
         let logger = logger
         housekeeping.withLock { tasks in
@@ -142,12 +146,17 @@ public final class APIServer: Sendable {
         return listener.localAddress?.port ?? configuration.port
     }
 
+    /// Connections open now, and accepted since ``start()``.
+    public var connections: (open: Int, accepted: Int) {
+        running.withLock { running in running.map { ($0.connections.count, $0.connections.accepted) } ?? (0, 0) }
+    }
+
     /// Stops listening and ends every connection and watch.
     public func stop() async {
-        guard let (task, listener) = running.withLock({ running in defer { running = nil }; return running }) else { return }
+        guard let (task, listener, connections) = running.withLock({ running in defer { running = nil }; return running }) else { return }
         for chore in housekeeping.withLock({ tasks in defer { tasks = [] }; return tasks }) { chore.cancel() }
         try? await listener.close()
-        task.cancel()
+        connections.closeAll()
         await task.value
     }
 
@@ -173,7 +182,7 @@ public final class APIServer: Sendable {
                         try await writer.send(APIError(code: 413, reason: "RequestEntityTooLarge", message: "the request body is over \(configuration.maxBodyBytes) bytes"))
                     } else if try await authenticate(request, on: connection) == nil {
                         try await writer.send(APIError(code: 401, reason: "Unauthorized", message: "Unauthorized"))
-                    } else if try await !handle(request, body: body, writer: writer) {
+                    } else if try await !handle(request, body: body, writer: writer, closed: connection.nioChannel.closeFuture) {
                         return
                     }
                     if !request.isKeepAlive { return }
@@ -196,7 +205,7 @@ public final class APIServer: Sendable {
     }
 
     /// Answers one request; `false` when the connection must close (after a watch).
-    private func handle(_ head: HTTPRequestHead, body: ByteBuffer, writer: ResponseWriter) async throws -> Bool {
+    private func handle(_ head: HTTPRequestHead, body: ByteBuffer, writer: ResponseWriter, closed: EventLoopFuture<Void>) async throws -> Bool {
         let (path, query) = Self.split(head.uri)
         if path == "/openapi/v3" || path.hasPrefix("/openapi/v3/") {
             let document = path == "/openapi/v3" ? openAPI.index : openAPI.document(String(path.dropFirst("/openapi/v3/".count)))
@@ -224,7 +233,7 @@ public final class APIServer: Sendable {
                 let selection = try Selection(query)
                 if watch, head.method == .GET {
                     try await self.watch(route, selection, from: query["resourceVersion"], timeoutSeconds: query["timeoutSeconds"].flatMap { Int($0) },
-                                         bookmarks: query["allowWatchBookmarks"] == "true", writer: writer)
+                                         bookmarks: query["allowWatchBookmarks"] == "true", writer: writer, closed: closed)
                     return false
                 }
                 let (status, object) = try perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "")
@@ -334,8 +343,9 @@ public final class APIServer: Sendable {
         return ObjectKey(resource: resource.storageName, namespace: namespace, name: name)
     }
 
+    /// Streams the changes until `timeoutSeconds` pass, the connection closes, or a write fails.
     private func watch(_ route: APIRoute, _ selection: Selection, from version: String?, timeoutSeconds: Int?, bookmarks: Bool,
-                       writer: ResponseWriter) async throws {
+                       writer: ResponseWriter, closed: EventLoopFuture<Void>) async throws {
         let resource = route.resource
         var initial: [JSONValue] = []
         let from: Int64
@@ -376,6 +386,11 @@ public final class APIServer: Sendable {
                 }
             }
             group.addTask { try await Task.sleep(until: deadline) }
+            // The client going away ends the watch (a stream the close finishes: waiting on the
+            // future itself would not end when the group is cancelled).
+            let (closing, closingSink) = AsyncStream<Never>.makeStream()
+            closed.whenComplete { _ in closingSink.finish() }
+            group.addTask { for await _ in closing {} }
             _ = try await group.next()
             group.cancelAll()
         }

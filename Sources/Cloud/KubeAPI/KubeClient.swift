@@ -10,20 +10,15 @@ import NIOSSL
 /// read-modify-write), errors as the server's `Status` (``APIError``), and watches as streams.
 public final class KubeClient: Sendable {
     public let configuration: Kubeconfig
-    private let host: String
-    private let port: Int
-    private let tls: NIOSSLContext?
-    private let serverName: String?
-    private let group: any EventLoopGroup
+    private let pool: HTTPConnectionPool
 
-    public init(configuration: Kubeconfig, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+    /// - Parameter maxIdleConnections: keep-alive connections kept for reuse (default 16).
+    public init(configuration: Kubeconfig, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdleConnections: Int = 16) throws {
         self.configuration = configuration
-        self.group = group
         guard let url = URLComponents(string: configuration.server), let host = url.host, let scheme = url.scheme else {
             throw KubeconfigError("server \(configuration.server) is not a URL")
         }
-        self.host = host
-        port = url.port ?? (scheme == "https" ? 443 : 80)
+        var endpoint = HTTPConnectionPool.Endpoint(host: host, port: url.port ?? (scheme == "https" ? 443 : 80))
         if scheme == "https" {
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.minimumTLSVersion = .tlsv12
@@ -33,12 +28,11 @@ public final class KubeClient: Sendable {
                 tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(certificate).map { .certificate($0) }
                 tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key, format: .pem))
             }
-            self.tls = try NIOSSLContext(configuration: tls)
-            serverName = host.first?.isNumber == true || host.contains(":") ? nil : host
-        } else {
-            tls = nil
-            serverName = nil
+            endpoint.tls = try NIOSSLContext(configuration: tls)
+            // No SNI for an IP address (the certificate is still verified against its SANs).
+            endpoint.serverName = host.first?.isNumber == true || host.contains(":") ? nil : host
         }
+        pool = HTTPConnectionPool(endpoint: endpoint, group: group, maxIdle: maxIdleConnections)
     }
 
     /// How a patch is to be read.
@@ -105,7 +99,7 @@ public final class KubeClient: Sendable {
             let task = Task {
                 do {
                     var pending: [UInt8] = []
-                    try await exchange(.GET, target, body: nil, contentType: nil) { status, chunk in
+                    try await exchange(.GET, target) { status, chunk in
                         guard status == 200 else {
                             pending += chunk
                             return
@@ -145,47 +139,37 @@ public final class KubeClient: Sendable {
 
     private func call(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,
                       contentType: String = "application/json") async throws -> JSONValue {
-        var response: [UInt8] = []
-        var code = 0
-        try await exchange(method, query.isEmpty ? path : path + "?" + Self.encode(query), body: body, contentType: body == nil ? nil : contentType) { _, chunk in
-            response += chunk
-        } finished: { status in
-            code = status
-        }
-        let value = response.isEmpty ? JSONValue.null : try JSONValue(parsing: response)
-        guard (200..<300).contains(code) else { throw Self.error(from: value, status: code) }
+        let bytes = body?.serializedBytes
+        let head = requestHead(method, query.isEmpty ? path : path + "?" + Self.encode(query), contentType: bytes == nil ? nil : contentType,
+                               contentLength: bytes?.count)
+        let response = try await pool.perform(head, body: bytes, idempotent: method != .POST)
+        let value = response.body.isEmpty ? JSONValue.null : try JSONValue(parsing: response.body)
+        guard (200..<300).contains(response.status) else { throw Self.error(from: value, status: response.status) }
         return value
     }
 
-    /// One request on a connection of its own; `chunk` sees the body as it arrives.
-    private func exchange(_ method: HTTPMethod, _ target: String, body: JSONValue?, contentType: String?,
-                          chunk: (Int, [UInt8]) throws -> Void, finished: (Int) throws -> Void) async throws {
-        let tls = tls
-        let serverName = serverName
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(.seconds(10))
-            .connect(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
-                }
-            }
-        let hostHeader = "\(host):\(port)"
-        let token = configuration.token
+    private func requestHead(_ method: HTTPMethod, _ target: String, contentType: String?, contentLength: Int?) -> HTTPRequestHead {
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: target)
+        head.headers.add(name: "Host", value: "\(pool.endpoint.host):\(pool.endpoint.port)")
+        head.headers.add(name: "Accept", value: "application/json")
+        head.headers.add(name: "User-Agent", value: "swift-kubeedge")
+        if let token = configuration.token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let contentType, let contentLength {
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Content-Length", value: "\(contentLength)")
+        }
+        return head
+    }
+
+    /// A streamed request (a watch) on a connection of its own; `chunk` sees the body as it arrives.
+    private func exchange(_ method: HTTPMethod, _ target: String, chunk: @escaping (Int, [UInt8]) throws -> Void,
+                          finished: (Int) throws -> Void) async throws {
+        let channel = try await pool.connect { channel in
+            try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
+        }
+        let head = requestHead(method, target, contentType: nil, contentLength: nil)
         try await channel.executeThenClose { inbound, outbound in
-            var head = HTTPRequestHead(version: .http1_1, method: method, uri: target)
-            head.headers.add(name: "Host", value: hostHeader)
-            head.headers.add(name: "Accept", value: "application/json")
-            head.headers.add(name: "User-Agent", value: "swift-kubeedge")
-            if let token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
-            let bytes = body?.serializedBytes
-            if let bytes, let contentType {
-                head.headers.add(name: "Content-Type", value: contentType)
-                head.headers.add(name: "Content-Length", value: "\(bytes.count)")
-            }
             try await outbound.write(.head(head))
-            if let bytes { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes)))) }
             try await outbound.write(.end(nil))
             var status = 0
             for try await part in inbound {

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Synchronization
+import Transport
 
 /// KubeEdge's MetaServer: a local, read-only, Kubernetes-shaped HTTP API over MetaManager's
 /// store (default `127.0.0.1:10550`), so that applications on the node can list, get and watch
@@ -53,7 +54,7 @@ public final class MetaServer: Sendable {
     private let store: MetaStore
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let running = Mutex<(task: Task<Void, Never>, listener: any Channel)?>(nil)
+    private let running = Mutex<(task: Task<Void, Never>, listener: any Channel, connections: OpenConnections)?>(nil)
     private let connections = Atomic<Int>(0)
 
     /// Creates the server; nothing listens before ``start()``.
@@ -68,11 +69,13 @@ public final class MetaServer: Sendable {
     /// Binds and starts serving; returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
+        let open = OpenConnections()
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    open.register(channel)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     let wrapped = try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
                     return MetaServerConnection(channel: wrapped, closed: channel.closeFuture)
@@ -85,10 +88,14 @@ public final class MetaServer: Sendable {
                 try await server.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { tasks in
                         for try await connection in inbound {
-                            let open = connections.wrappingAdd(1, ordering: .relaxed).newValue
+                            let count = connections.wrappingAdd(1, ordering: .relaxed).newValue
                             tasks.addTask { [self] in
                                 defer { connections.wrappingSubtract(1, ordering: .relaxed) }
-                                guard open <= configuration.maxConnections else {
+                                if open.isClosing {
+                                    try? await connection.channel.executeThenClose { _, _ in }
+                                    return
+                                }
+                                guard count <= configuration.maxConnections else {
                                     logger.warning("refusing a connection: maxConnections reached", metadata: ["limit": "\(configuration.maxConnections)"])
                                     try? await connection.channel.executeThenClose { _, _ in }
                                     return
@@ -102,16 +109,16 @@ public final class MetaServer: Sendable {
                 if !Task.isCancelled { logger.error("MetaServer stopped", metadata: ["error": "\(error)"]) }
             }
         }
-        running.withLock { $0 = (task, listener) }
+        running.withLock { $0 = (task, listener, open) }
         logger.info("MetaServer listening", metadata: ["address": "\(configuration.host):\(port)"])
         return port
     }
 
     /// Stops listening and ends every connection and watch.
     public func stop() async {
-        guard let (task, listener) = running.withLock({ running in defer { running = nil }; return running }) else { return }
+        guard let (task, listener, open) = running.withLock({ running in defer { running = nil }; return running }) else { return }
         try? await listener.close()
-        task.cancel()
+        open.closeAll()
         await task.value
     }
 
