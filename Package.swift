@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "cloudcore", targets: ["cloudcore"]),
         .executable(name: "edgecore", targets: ["edgecore"]),
         .executable(name: "node-bench", targets: ["node-bench"]),
+        .executable(name: "api-bench", targets: ["api-bench"]),
         .library(name: "Node", targets: ["Node"]),
         .library(name: "Cloud", targets: ["Cloud"]),
         .library(name: "KubeModel", targets: ["KubeModel"]),
@@ -192,6 +193,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/node-bench",
+            swiftSettings: strictSwift6),
+
+        // The embedded API server's figures against same-run baselines (`swift run -c release api-bench`).
+        .executableTarget(
+            name: "api-bench",
+            dependencies: [
+                "Transport", "Cloud", "KubeModel", "BenchSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/api-bench",
             swiftSettings: strictSwift6),
 
         .testTarget(

@@ -61,7 +61,12 @@ struct JSONParser {
     private func error(_ reason: String) -> JSONParseError { JSONParseError(offset: position, reason: reason) }
 
     private mutating func skipWhitespace() {
-        while position < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[position]) { position += 1 }
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x0A, 0x0D, 0x09: position += 1
+            default: return
+            }
+        }
     }
 
     private mutating func parseValue() throws(JSONParseError) -> JSONValue {
@@ -79,8 +84,8 @@ struct JSONParser {
     }
 
     private mutating func literal(_ word: String, _ value: JSONValue) throws(JSONParseError) -> JSONValue {
-        let utf8 = Array(word.utf8)
-        guard position + utf8.count <= bytes.count, Array(bytes[position..<position + utf8.count]) == utf8 else {
+        let utf8 = word.utf8
+        guard position + utf8.count <= bytes.count, bytes[position..<position + utf8.count].elementsEqual(utf8) else {
             throw error("expected \(word)")
         }
         position += utf8.count
@@ -178,6 +183,31 @@ struct JSONParser {
 
     private mutating func parseString() throws(JSONParseError) -> String {
         position += 1
+        // The common case: no escapes, often ASCII only.
+        let start = position
+        var highBits: UInt8 = 0
+        while position < bytes.count {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") {
+                position += 1
+                if highBits & 0x80 == 0 { return String(decoding: bytes[start..<position - 1], as: UTF8.self) }
+                return try validated(start..<position - 1)
+            }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            highBits |= byte
+            position += 1
+        }
+        position = start
+        return try parseEscapedString()
+    }
+
+    private func validated(_ range: Range<Int>) throws(JSONParseError) -> String {
+        let text = bytes.withUnsafeBufferPointer { String(validating: UnsafeBufferPointer(rebasing: $0[range]), as: UTF8.self) }
+        guard let text else { throw JSONParseError(offset: range.lowerBound, reason: "a string that is not UTF-8") }
+        return text
+    }
+
+    private mutating func parseEscapedString() throws(JSONParseError) -> String {
         var out: [UInt8] = []
         var plainStart = position
         while true {
@@ -225,7 +255,8 @@ struct JSONParser {
             }
             plainStart = position
         }
-        guard let text = String(validating: out, as: UTF8.self) else { throw error("a string that is not UTF-8") }
+        let text = out.withUnsafeBufferPointer { String(validating: $0, as: UTF8.self) }
+        guard let text else { throw error("a string that is not UTF-8") }
         return text
     }
 

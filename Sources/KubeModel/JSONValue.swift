@@ -80,42 +80,93 @@ public enum JSONValue: Sendable, Hashable {
     public static func integer(_ value: some BinaryInteger) -> JSONValue { .number(String(value)) }
 }
 
-/// A JSON object's members in order, with lookup by key.
+/// A JSON object's members in order, with lookup by key: a linear search while the object is
+/// small (most Kubernetes objects' maps are), a key index once it has more than
+/// ``indexThreshold`` members.
 public struct JSONObject: Sendable, Hashable, Sequence {
-    public private(set) var keys: [String] = []
-    private var values: [String: JSONValue] = [:]
+    public typealias Element = (key: String, value: JSONValue)
+
+    fileprivate struct Member: Sendable {
+        var key: String
+        var value: JSONValue
+    }
+
+    /// Members beyond which lookups go through an index.
+    static let indexThreshold = 12
+
+    private var members: [Member] = []
+    private var index: [String: Int]?
 
     public init() {}
 
     public init(_ members: [(String, JSONValue)]) {
+        self.members.reserveCapacity(members.count)
         for (key, value) in members { self[key] = value }
     }
 
+    /// The keys in order.
+    public var keys: [String] { members.map(\.key) }
+
+    private func position(of key: String) -> Int? {
+        if let index { return index[key] }
+        return members.firstIndex { $0.key == key }
+    }
+
     public subscript(key: String) -> JSONValue? {
-        get { values[key] }
+        get { position(of: key).map { members[$0].value } }
         set {
-            if let newValue {
-                if values.updateValue(newValue, forKey: key) == nil { keys.append(key) }
-            } else if values.removeValue(forKey: key) != nil {
-                keys.removeAll { $0 == key }
+            switch (position(of: key), newValue) {
+            case (let found?, let value?):
+                members[found].value = value
+            case (nil, let value?):
+                members.append(Member(key: key, value: value))
+                if index != nil {
+                    index?[key] = members.count - 1
+                } else if members.count > Self.indexThreshold {
+                    rebuildIndex()
+                }
+            case (let found?, nil):
+                members.remove(at: found)
+                if index != nil { rebuildIndex() }
+            case (nil, nil):
+                break
             }
         }
     }
 
-    public var count: Int { keys.count }
-    public var isEmpty: Bool { keys.isEmpty }
-
-    public func makeIterator() -> AnyIterator<(key: String, value: JSONValue)> {
-        var index = 0
-        return AnyIterator {
-            guard index < keys.count else { return nil }
-            defer { index += 1 }
-            return (keys[index], values[keys[index]]!)
-        }
+    private mutating func rebuildIndex() {
+        var built: [String: Int] = [:]
+        built.reserveCapacity(members.count)
+        for (offset, member) in members.enumerated() { built[member.key] = offset }
+        index = built
     }
 
-    /// Equal members, whatever their order (JSON object equality).
-    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool { lhs.values == rhs.values }
+    public var count: Int { members.count }
+    public var isEmpty: Bool { members.isEmpty }
 
-    public func hash(into hasher: inout Hasher) { hasher.combine(values) }
+    public struct Iterator: IteratorProtocol {
+        fileprivate var base: IndexingIterator<[Member]>
+        public mutating func next() -> Element? { base.next().map { ($0.key, $0.value) } }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(base: members.makeIterator()) }
+
+    /// Equal members, whatever their order (JSON object equality).
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        return lhs.members.allSatisfy { rhs[$0.key] == $0.value }
+    }
+
+    /// Independent of member order, as equality is.
+    public func hash(into hasher: inout Hasher) {
+        var combined = 0
+        for member in members {
+            var one = Hasher()
+            one.combine(member.key)
+            one.combine(member.value)
+            combined &+= one.finalize()
+        }
+        hasher.combine(members.count)
+        hasher.combine(combined)
+    }
 }

@@ -113,6 +113,72 @@ private func resource(_ plural: String) -> APIResource { APIResource.standard.fi
         await server.stop()
     }
 
+    @Test func typedObjectsReadAndWriteTheirFieldsAndKeepEveryOther() async throws {
+        let server = try await EmbeddedServer(secure: true)
+        let client = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))
+        // kubectl writes; the typed client reads what it wrote.
+        #expect(try await server.kubectl("create", "secret", "generic", "creds", "--from-literal", "password=s3cr=t").status == 0)
+        let secret = try await client.get(Kube.Secret.self, namespace: "default", name: "creds")
+        #expect(secret.data["password"] == Array("s3cr=t".utf8) && secret.type == "Opaque")
+        #expect(try await server.kubectl("create", "configmap", "app", "--from-literal", "mode=edge").status == 0)
+        var config = try await client.get(Kube.ConfigMap.self, namespace: "default", name: "app")
+        config.data["extra"] = "1"
+        config = try await client.update(config)
+        #expect(try await server.kubectl("get", "configmap", "app", "-o", "jsonpath={.data.extra}").output == "1")
+
+        // A pod with a field no accessor names keeps it through a typed read-modify-write.
+        let applied = try await server.kubectl("apply", "-f", "@input", input: """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: web, labels: {app: web}}
+            spec:
+              nodeName: edge-1
+              priorityClassName: edge-critical
+              containers: [{name: app, image: app:1, command: [/bin/app], args: [--port, "80"]}]
+
+            """)
+        #expect(applied.status == 0, "\(applied.output)")
+        var pod = try await client.get(Kube.Pod.self, namespace: "default", name: "web")
+        #expect(pod.nodeName == "edge-1" && pod.phase == "Pending" && pod.restartPolicy == "Always" && pod.labels == ["app": "web"])
+        #expect(pod.containers.map(\.command) == [["/bin/app"]] && pod.containers.first?.args == ["--port", "80"])
+        pod.labels["tier"] = "edge"
+        pod.containers[0].image = "app:2"
+        pod = try await client.update(pod)
+        pod.phase = "Running"
+        pod.conditions = [KubeCondition(type: "Ready", status: true)]
+        pod = try await client.updateStatus(pod)
+        let stored = try JSONValue(parsing: try await server.kubectl("get", "pod", "web", "-o", "json").output)
+        #expect(stored[path: ["spec", "priorityClassName"]] == .string("edge-critical"), "the unnamed field survived")
+        #expect(stored[path: ["metadata", "labels", "tier"]] == .string("edge") && stored[path: ["status", "phase"]] == .string("Running"))
+        #expect(try await client.list(Kube.Pod.self, namespace: "default", fieldSelector: "spec.nodeName=edge-1").items.map(\.name) == ["web"])
+
+        // Nodes (cluster-scoped), Devices (a KubeEdge CRD) and Leases through the same calls.
+        var node = Kube.Node(name: "edge-1")
+        node.conditions = [KubeCondition(type: "Ready", status: true, reason: "EdgeReady")]
+        node = try await client.create(node)
+        #expect(node.isReady == true && node.namespace.isEmpty && node.uid != nil)
+        #expect(try await server.kubectl("get", "node", "edge-1").output.contains("Ready"))
+        var device = Kube.Device(name: "thermo", namespace: "default")
+        device.nodeName = "edge-1"
+        device.json.set(try JSONValue(parsing: #"[{"name":"temperature","desired":{"value":"21"}}]"#), at: ["spec", "properties"])
+        device = try await client.create(device)
+        #expect(try await server.kubectl("get", "device", "thermo", "-o", "jsonpath={.spec.nodeName}").output == "edge-1")
+        #expect(try await client.get(Kube.Device.self, namespace: "default", name: "thermo").desired == ["temperature": "21"])
+        var lease = Kube.Lease(name: "edge-1", namespace: "kube-node-lease")
+        lease.holderIdentity = "edge-1"
+        lease.leaseDurationSeconds = 40
+        _ = try await client.create(lease)
+        #expect(try await client.get(Kube.Lease.self, namespace: "kube-node-lease", name: "edge-1").leaseDurationSeconds == 40)
+
+        // A typed watch.
+        let from = try await client.list(Kube.ConfigMap.self, namespace: "default").resourceVersion
+        var events = client.watch(Kube.ConfigMap.self, namespace: "default", resourceVersion: from).makeAsyncIterator()
+        #expect(try await server.kubectl("create", "configmap", "later", "--from-literal", "k=v").status == 0)
+        let event = try await events.next()
+        #expect(event?.type == "ADDED" && event?.object.data == ["k": "v"])
+        await server.stop()
+    }
+
     @Test func anInformerFollowsChangesAndListsAgainAfterExpiry() async throws {
         let server = try await EmbeddedServer(secure: true, historyLimit: 1)
         let client = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))

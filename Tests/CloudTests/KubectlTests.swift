@@ -208,6 +208,64 @@ struct EmbeddedServer {
         await server.stop()
     }
 
+    @Test func kubectlWatchesDescribesEditsAndLabelsPodsNodesAndDevices() async throws {
+        let server = try await EmbeddedServer()
+        let node = "apiVersion: v1\nkind: Node\nmetadata: {name: edge-1}\nstatus: {conditions: [{type: Ready, status: \"True\", reason: EdgeReady}]}\n"
+        #expect(try await server.kubectl("apply", "-f", "@input", input: node).status == 0)
+        let device = "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata: {name: thermo}\nspec: {nodeName: edge-1, deviceModelRef: {name: t}}\n"
+        #expect(try await server.kubectl("apply", "-f", "@input", input: device).status == 0)
+
+        // get -w on pods: a pod appearing and its status changing show up as they happen.
+        let log = server.directory + "/pods.log"
+        let watch = try BackgroundProcess("/usr/bin/kubectl", [
+            "--kubeconfig", server.directory + "/kubeconfig", "--cache-dir", server.directory + "/cache", "get", "pods", "-w",
+            "-o", "custom-columns=NAME:.metadata.name,PHASE:.status.phase,NODE:.spec.nodeName",
+        ], outputFile: log)
+        defer { watch.stop() }
+        let read = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        #expect(try await server.kubectl("run", "web", "--image", "x:1", "--overrides", #"{"spec":{"nodeName":"edge-1"}}"#).status == 0)
+        #expect(await eventually { read().contains("web") && read().contains("Pending") }, "\(read())")
+        #expect(try await server.kubectl("patch", "pod", "web", "--subresource", "status", "--type", "merge", "-p", #"{"status":{"phase":"Running"}}"#).status == 0)
+        #expect(await eventually { read().contains("Running") }, "\(read())")
+        watch.stop()
+
+        // describe pod (with an event about it, found by the pod's uid) and node (its pods found
+        // by spec.nodeName).
+        let uid = try await server.kubectl("get", "pod", "web", "-o", "jsonpath={.metadata.uid}").output
+        let event = """
+            apiVersion: v1
+            kind: Event
+            metadata: {name: web.1}
+            involvedObject: {kind: Pod, name: web, namespace: default, uid: \(uid)}
+            reason: Started
+            message: Started container web
+            type: Normal
+            count: 1
+
+            """
+        #expect(try await server.kubectl("apply", "-f", "@input", input: event).status == 0)
+        let pod = try await server.kubectl("describe", "pod", "web")
+        #expect(pod.status == 0 && pod.output.contains("Node:") && pod.output.contains("edge-1") && pod.output.contains("Status:       Running"), "\(pod.output)")
+        #expect(pod.output.contains("Started container web"), "the pod's events: \(pod.output)")
+        let described = try await server.kubectl("describe", "node", "edge-1")
+        #expect(described.status == 0 && described.output.contains("Name:               edge-1") && described.output.contains("EdgeReady"), "\(described.output)")
+        #expect(described.output.contains("Non-terminated Pods:") && described.output.contains("web"), "\(described.output)")
+
+        // label and edit a Node and a Device.
+        #expect(try await server.kubectl("label", "node", "edge-1", "zone=north").status == 0)
+        let edited = try await server.kubectl("edit", "node", "edge-1", environment: ["KUBE_EDITOR": "sed -i s/zone:\\ north/zone:\\ south/"])
+        #expect(edited.status == 0, "\(edited.output)")
+        #expect(try await server.kubectl("get", "nodes", "-l", "zone=south", "-o", "name").output.trimmingCharacters(in: .whitespacesAndNewlines) == "node/edge-1")
+        #expect(try await server.kubectl("label", "device", "thermo", "kind=sensor").status == 0)
+        let editedDevice = try await server.kubectl("edit", "device", "thermo", environment: ["KUBE_EDITOR": "sed -i s/nodeName:\\ edge-1/nodeName:\\ edge-2/"])
+        #expect(editedDevice.status == 0, "\(editedDevice.output)")
+        let stored = try JSONValue(parsing: try await server.kubectl("get", "device", "thermo", "-o", "json").output)
+        #expect(stored[path: ["spec", "nodeName"]] == .string("edge-2") && stored[path: ["metadata", "labels", "kind"]] == .string("sensor"), "\(stored)")
+        let describedDevice = try await server.kubectl("describe", "device", "thermo")
+        #expect(describedDevice.status == 0 && describedDevice.output.contains("edge-2"), "\(describedDevice.output)")
+        await server.stop()
+    }
+
     @Test func overTLSOnlyATokenOrACertificateFromItsCAGetsIn() async throws {
         let server = try await EmbeddedServer(secure: true)
         let credentials = try #require(server.credentials)

@@ -109,7 +109,7 @@ public final class APIServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    connections.register(channel)
+                    try connections.register(channel)
                     if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     let wrapped = try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
@@ -236,8 +236,13 @@ public final class APIServer: Sendable {
                                          bookmarks: query["allowWatchBookmarks"] == "true", writer: writer, closed: closed)
                     return false
                 }
+                let table = head.headers[canonicalForm: "Accept"].contains(where: { $0.contains("as=Table") })
+                if head.method == .GET, route.key == nil, !table {
+                    try await writer.send(encoded: try encodedList(route, selection))
+                    return true
+                }
                 let (status, object) = try perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "")
-                if head.method == .GET, head.headers[canonicalForm: "Accept"].contains(where: { $0.contains("as=Table") }) {
+                if head.method == .GET, table {
                     let items = route.key == nil ? object["items"]?.arrayValue ?? [] : [object]
                     let revision = object[path: ["metadata", "resourceVersion"]]?.stringValue.flatMap { Int64($0) }
                     try await writer.send(APITable.table(items, resource: route.resource, revision: revision), status: status)
@@ -271,6 +276,7 @@ public final class APIServer: Sendable {
         case (.POST, nil):
             var object = try JSONValue(parsing: body.readableBytesView)
             let key = try identify(&object, route: route)
+            if resource.group.isEmpty, resource.kind == "Pod" { object = PodDefaults.onCreate(object) }
             if resource.namespaced, try store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
                 throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")
             }
@@ -309,6 +315,25 @@ public final class APIServer: Sendable {
         default:
             throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(method) is not allowed on \(route.key == nil ? "a collection" : "an object")")
         }
+    }
+
+    /// A list as JSON built from the stored bytes of the objects it selects: objects are parsed
+    /// only to match a selector, and never serialised again.
+    private func encodedList(_ route: APIRoute, _ selection: Selection) throws(APIError) -> [UInt8] {
+        let resource = route.resource
+        var (objects, revision) = try store.listEncoded(resource: resource.storageName, namespace: route.namespace)
+        if !selection.selectsEverything {
+            objects = objects.filter { encoded in (try? JSONValue(parsing: encoded)).map(selection.matches) ?? false }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(objects.reduce(128) { $0 + $1.count + 1 })
+        out += #"{"kind":"\#(resource.kind)List","apiVersion":"\#(resource.groupVersion)","metadata":{"resourceVersion":"\#(revision)"},"items":["#.utf8
+        for (index, object) in objects.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out += object
+        }
+        out += "]}".utf8
+        return out
     }
 
     /// Checks and completes the object's identity against the URL: kind, apiVersion, name and
@@ -382,7 +407,7 @@ public final class APIServer: Sendable {
                         continue
                     }
                     guard selection.matches(event.object) else { continue }
-                    try await writer.streamLine(.object(JSONObject([("type", .string(event.kind.rawValue)), ("object", event.object)])))
+                    try await writer.streamEvent(event.kind.rawValue, encodedObject: event.encodedObject)
                 }
             }
             group.addTask { try await Task.sleep(until: deadline) }
@@ -420,7 +445,10 @@ struct ResponseWriter: Sendable {
     let outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
 
     func send(_ value: JSONValue, status: HTTPResponseStatus = .ok) async throws {
-        let bytes = value.serializedBytes
+        try await send(encoded: value.serializedBytes, status: status)
+    }
+
+    func send(encoded bytes: [UInt8], status: HTTPResponseStatus = .ok) async throws {
         var head = HTTPResponseHead(version: .http1_1, status: status)
         head.headers.add(name: "Content-Type", value: "application/json")
         head.headers.add(name: "Content-Length", value: "\(bytes.count)")
@@ -446,6 +474,16 @@ struct ResponseWriter: Sendable {
         try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes))))
     }
 
+    /// `{"type":TYPE,"object":OBJECT}` and a newline, from the object's stored bytes.
+    func streamEvent(_ type: String, encodedObject: [UInt8]) async throws {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(encodedObject.count + 32)
+        buffer.writeString(#"{"type":"\#(type)","object":"#)
+        buffer.writeBytes(encodedObject)
+        buffer.writeString("}\n")
+        try await outbound.write(.body(.byteBuffer(buffer)))
+    }
+
     func endStream() async throws {
         try await outbound.write(.end(nil))
     }
@@ -466,4 +504,6 @@ struct Selection: Sendable {
     }
 
     func matches(_ object: JSONValue) -> Bool { labels.matches(object: object) && fields.matches(object) }
+
+    var selectsEverything: Bool { labels == .everything && fields == .everything }
 }

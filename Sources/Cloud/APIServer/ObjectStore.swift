@@ -33,6 +33,17 @@ public struct ObjectEvent: Sendable, Equatable {
     public var key: ObjectKey
     public var revision: Int64
     public var object: JSONValue
+    /// `object` as the store wrote it (compact JSON), so that every watcher sends these bytes
+    /// instead of serialising the object again; empty for a bookmark.
+    public var encodedObject: [UInt8]
+
+    public init(kind: Kind, key: ObjectKey, revision: Int64, object: JSONValue, encodedObject: [UInt8]? = nil) {
+        self.kind = kind
+        self.key = key
+        self.revision = revision
+        self.object = object
+        self.encodedObject = encodedObject ?? (object == .null ? [] : object.serializedBytes)
+    }
 }
 
 /// The embedded API server's storage, in the manner of etcd (and of k3s's kine on SQL): one
@@ -123,16 +134,21 @@ public final class ObjectStore: Sendable {
     /// The objects of `resource` (in `namespace`, or everywhere when `nil`) ordered by namespace
     /// and name, and the revision the list is current at.
     public func list(resource: String, namespace: String? = nil) throws(APIError) -> (objects: [JSONValue], revision: Int64) {
+        let (encoded, revision) = try listEncoded(resource: resource, namespace: namespace)
+        return (encoded.compactMap { try? JSONValue(parsing: $0) }, revision)
+    }
+
+    /// ``list(resource:namespace:)`` as the stored JSON of each object, unparsed (a list that
+    /// selects nothing out is sent as it is stored). The lock is held only to read.
+    public func listEncoded(resource: String, namespace: String? = nil) throws(APIError) -> (objects: [[UInt8]], revision: Int64) {
         try Self.sqlite { () throws(SQLiteError) in try storage.withLock { storage throws(SQLiteError) in
             let read = try storage.db.statement(namespace == nil
                 ? "SELECT value FROM objects WHERE resource = ? ORDER BY namespace, name"
                 : "SELECT value FROM objects WHERE resource = ? AND namespace = ? ORDER BY name")
             read.bind(resource, at: 1)
             if let namespace { read.bind(namespace, at: 2) }
-            var objects: [JSONValue] = []
-            while try read.step() {
-                if let value = try? JSONValue(parsing: read.blobBytes(at: 0)) { objects.append(value) }
-            }
+            var objects: [[UInt8]] = []
+            while try read.step() { objects.append(Array(read.blobBytes(at: 0))) }
             return (objects, storage.revision)
         } }
     }
@@ -143,7 +159,7 @@ public final class ObjectStore: Sendable {
     /// `generation` when absent. `409 AlreadyExists` if the key is taken.
     public func create(_ key: ObjectKey, _ object: JSONValue) throws(APIError) -> JSONValue {
         try write(key) { storage, revision throws(APIError) -> (JSONValue, ObjectEvent.Kind) in
-            if try Self.sqlite({ () throws(SQLiteError) in try Self.read(key, db: storage.db) }) != nil {
+            if try Self.sqlite({ () throws(SQLiteError) in try Self.exists(key, db: storage.db) }) {
                 throw APIError.alreadyExists(key.resource, key.name)
             }
             var stored = object
@@ -231,7 +247,7 @@ public final class ObjectStore: Sendable {
                 }
             }
             storage.revision = revision
-            let event = ObjectEvent(kind: kind, key: key, revision: revision, object: object)
+            let event = ObjectEvent(kind: kind, key: key, revision: revision, object: object, encodedObject: bytes)
             for (id, watcher) in storage.watchers where Self.matches(key, resource: watcher.resource, namespace: watcher.namespace) {
                 if case .dropped = watcher.continuation.yield(event) {
                     slow.append(watcher.continuation)
@@ -281,7 +297,7 @@ public final class ObjectStore: Sendable {
         storage.withLock { storage in
             for watcher in storage.watchers.values {
                 let key = ObjectKey(resource: watcher.resource, namespace: watcher.namespace ?? "", name: "")
-                _ = watcher.continuation.yield(ObjectEvent(kind: .bookmark, key: key, revision: storage.revision, object: .null))
+                _ = watcher.continuation.yield(ObjectEvent(kind: .bookmark, key: key, revision: storage.revision, object: .null, encodedObject: []))
             }
         }
     }
@@ -316,11 +332,12 @@ public final class ObjectStore: Sendable {
         if let namespace { read.bind(namespace, at: 3) }
         var events: [ObjectEvent] = []
         while try read.step() {
-            guard let object = try? JSONValue(parsing: read.blobBytes(at: 4)) else { continue }
+            let encoded = Array(read.blobBytes(at: 4))
+            guard let object = try? JSONValue(parsing: encoded) else { continue }
             events.append(ObjectEvent(
                 kind: ObjectEvent.Kind(rawValue: read.string(at: 1) ?? "") ?? .modified,
                 key: ObjectKey(resource: resource, namespace: read.string(at: 2) ?? "", name: read.string(at: 3) ?? ""),
-                revision: read.int64(at: 0), object: object))
+                revision: read.int64(at: 0), object: object, encodedObject: encoded))
         }
         return events
     }
@@ -331,6 +348,13 @@ public final class ObjectStore: Sendable {
         read.bind(key.storageKey, at: 1)
         guard try read.step() else { return nil }
         return try? JSONValue(parsing: read.blobBytes(at: 0))
+    }
+
+    private static func exists(_ key: ObjectKey, db: SQLiteConnection) throws(SQLiteError) -> Bool {
+        let read = try db.statement("SELECT 1 FROM objects WHERE key = ?")
+        defer { read.reset() }
+        read.bind(key.storageKey, at: 1)
+        return try read.step()
     }
 
     private static func matches(_ key: ObjectKey, resource: String, namespace: String?) -> Bool {

@@ -114,15 +114,16 @@ final class HTTPConnectionPool: Sendable {
     private static func exchange(on channel: any Channel, _ head: HTTPRequestHead, body: [UInt8]?) async throws -> (HTTPResponse, Bool) {
         let promise = channel.eventLoop.makePromise(of: (HTTPResponse, Bool).self)
         channel.eventLoop.execute {
-            do {
-                try channel.pipeline.syncOperations.handler(type: ResponseCollector.self).expect(promise)
-            } catch {
-                promise.fail(error)
+            // A connection that closed before this request never sees channelInactive again.
+            guard channel.isActive, let collector = try? channel.pipeline.syncOperations.handler(type: ResponseCollector.self) else {
+                promise.fail(ConnectionClosedEarly(receivedResponse: false))
                 return
             }
+            collector.expect(promise)
+            let bound = NIOLoopBound(collector, eventLoop: channel.eventLoop)
             channel.write(HTTPClientRequestPart.head(head), promise: nil)
             if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
-            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenFailure { _ in bound.value.fail(ConnectionClosedEarly(receivedResponse: false)) }
         }
         do {
             return try await promise.futureResult.get()
@@ -180,7 +181,8 @@ private final class ResponseCollector: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func fail(_ error: any Error) {
+    /// Fails the pending response, if any.
+    func fail(_ error: any Error) {
         let promise = promise
         self.promise = nil
         promise?.fail(error)

@@ -18,8 +18,9 @@ package final class OpenConnections: Sendable {
 
     package init() {}
 
-    /// Tracks `channel` until it closes; closes it at once when the server is stopping.
-    package func register(_ channel: any Channel) {
+    /// Tracks `channel` until it closes; when the server is stopping, closes it at once and
+    /// throws, so that the child initializer creates no `NIOAsyncChannel` nobody will run.
+    package func register(_ channel: any Channel) throws {
         let id = ObjectIdentifier(channel)
         let accepted = state.withLock { state in
             guard !state.closing else { return false }
@@ -29,7 +30,7 @@ package final class OpenConnections: Sendable {
         }
         guard accepted else {
             channel.close(promise: nil)
-            return
+            throw ChannelError.ioOnClosedChannel
         }
         channel.closeFuture.whenComplete { [self] _ in _ = state.withLock { $0.channels.removeValue(forKey: id) } }
     }
