@@ -266,6 +266,48 @@ struct EmbeddedServer {
         await server.stop()
     }
 
+    @Test func kubectlAppliesServerSideWithFieldOwnershipAndConflicts() async throws {
+        let server = try await EmbeddedServer()
+        let pod = { (labels: String, image: String) in """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: web, labels: {\(labels)}}
+            spec: {containers: [{name: app, image: "\(image)"}, {name: side, image: "side:1"}]}
+
+            """ }
+        let created = try await server.kubectl("apply", "--server-side", "-f", "@input", input: pod("a: '1', b: '2'", "app:1"))
+        #expect(created.status == 0 && created.output.contains("pod/web serverside-applied"), "\(created.output)")
+        let get = { try JSONValue(parsing: try await server.kubectl("get", "pod", "web", "-o", "json", "--show-managed-fields").output) }
+        var object = try await get()
+        let managers = object[path: ["metadata", "managedFields"]]?.arrayValue ?? []
+        #expect(managers.map { $0["manager"]?.stringValue } == ["kubectl"] && managers.first?["operation"] == .string("Apply"), "\(managers)")
+        #expect(object[path: ["status", "phase"]] == .string("Pending"))
+
+        // Applying again without label b removes it (a merge would keep it).
+        #expect(try await server.kubectl("apply", "--server-side", "-f", "@input", input: pod("a: '1'", "app:2")).status == 0)
+        object = try await get()
+        #expect(object[path: ["metadata", "labels"]] == (try JSONValue(parsing: #"{"a":"1"}"#)), "\(object)")
+        #expect(object[path: ["spec", "containers"]]?.arrayValue?.compactMap { $0["image"]?.stringValue } == ["app:2", "side:1"])
+
+        // Another manager setting the same field differently conflicts, unless it forces.
+        let conflict = try await server.kubectl("apply", "--server-side", "--field-manager", "other", "-f", "@input", input: pod("a: '1'", "app:3"))
+        #expect(conflict.status != 0 && conflict.output.contains(#"conflict with "kubectl""#) && conflict.output.contains(#".spec.containers[name="app"].image"#),
+                "\(conflict.output)")
+        #expect(try await get()[path: ["spec", "containers"]]?.arrayValue?.first?["image"] == .string("app:2"), "nothing changed")
+        let forced = try await server.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", "other", "-f", "@input", input: pod("a: '1'", "app:3"))
+        #expect(forced.status == 0, "\(forced.output)")
+        #expect(try await get()[path: ["spec", "containers"]]?.arrayValue?.first?["image"] == .string("app:3"))
+        // Now kubectl no longer owns the image: its next apply conflicts with "other".
+        let back = try await server.kubectl("apply", "--server-side", "-f", "@input", input: pod("a: '1'", "app:2"))
+        #expect(back.status != 0 && back.output.contains(#"conflict with "other""#), "\(back.output)")
+
+        // A custom resource (lists atomic), created by apply.
+        let device = "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata: {name: thermo}\nspec: {nodeName: edge-1}\n"
+        let applied = try await server.kubectl("apply", "--server-side", "-f", "@input", input: device)
+        #expect(applied.status == 0 && applied.output.contains("serverside-applied"), "\(applied.output)")
+        await server.stop()
+    }
+
     @Test func overTLSOnlyATokenOrACertificateFromItsCAGetsIn() async throws {
         let server = try await EmbeddedServer(secure: true)
         let credentials = try #require(server.credentials)

@@ -241,7 +241,8 @@ public final class APIServer: Sendable {
                     try await writer.send(encoded: try encodedList(route, selection))
                     return true
                 }
-                let (status, object) = try perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "")
+                let (status, object) = try perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "",
+                                                   query: query)
                 if head.method == .GET, table {
                     let items = route.key == nil ? object["items"]?.arrayValue ?? [] : [object]
                     let revision = object[path: ["metadata", "resourceVersion"]]?.stringValue.flatMap { Int64($0) }
@@ -260,7 +261,8 @@ public final class APIServer: Sendable {
 
     // MARK: operations
 
-    private func perform(_ method: HTTPMethod, _ route: APIRoute, _ selection: Selection, body: ByteBuffer, contentType: String) throws -> (HTTPResponseStatus, JSONValue) {
+    private func perform(_ method: HTTPMethod, _ route: APIRoute, _ selection: Selection, body: ByteBuffer, contentType: String,
+                         query: [String: String]) throws -> (HTTPResponseStatus, JSONValue) {
         let resource = route.resource
         switch (method, route.key) {
         case (.GET, nil):
@@ -291,10 +293,13 @@ public final class APIServer: Sendable {
                 return (.ok, try store.update(key, current))
             }
             return (.ok, try store.update(key, object))
+        case (.PATCH, let key?) where contentType.hasPrefix("application/apply-patch+yaml"):
+            return try serverSideApply(route, key: key, body: body, query: query)
         case (.PATCH, let key?):
             let strategic = contentType.hasPrefix("application/strategic-merge-patch+json")
             guard strategic || contentType.hasPrefix("application/merge-patch+json") else {
-                throw APIError(code: 415, reason: "UnsupportedMediaType", message: "the patch type \(contentType) is not supported: use merge or strategic")
+                throw APIError(code: 415, reason: "UnsupportedMediaType",
+                               message: "the patch type \(contentType) is not supported: use merge, strategic or apply (server-side)")
             }
             if strategic, !resource.group.isEmpty, resource.group != "coordination.k8s.io" {
                 // As the Kubernetes API server answers for custom resources.
@@ -315,6 +320,48 @@ public final class APIServer: Sendable {
         default:
             throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(method) is not allowed on \(route.key == nil ? "a collection" : "an object")")
         }
+    }
+
+    /// Server-side apply: the body (JSON or YAML) is the manager's configuration; it creates the
+    /// object when absent. `fieldManager` is required; `force=true` takes conflicting fields.
+    private func serverSideApply(_ route: APIRoute, key: ObjectKey, body: ByteBuffer, query: [String: String]) throws -> (HTTPResponseStatus, JSONValue) {
+        guard let manager = query["fieldManager"], !manager.isEmpty else {
+            throw APIError.badRequest("PATCH with application/apply-patch+yaml requires the fieldManager parameter")
+        }
+        var configuration: JSONValue
+        do {
+            configuration = try JSONValue(parsing: body.readableBytesView)
+        } catch {
+            do {
+                configuration = try YAMLDocument.parse(String(buffer: body))
+            } catch {
+                throw APIError.badRequest(error.description)
+            }
+        }
+        _ = try identify(&configuration, route: route)
+        let resource = route.resource
+        let strategic = resource.group.isEmpty || resource.group == "coordination.k8s.io"
+        let live = try store.get(key)
+        if live == nil, resource.namespaced, try store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
+            throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")
+        }
+        var applied: JSONValue
+        do {
+            applied = try ServerSideApply.apply(configuration, to: live, manager: manager, force: query["force"] == "true", strategic: strategic,
+                                                time: ObjectStore.now())
+        } catch {
+            throw APIError(code: 409, reason: "Conflict", message: error.description)
+        }
+        // Identity as the URL says; the stored object's version, so a concurrent write conflicts.
+        _ = try identify(&applied, route: route)
+        guard let live else {
+            if resource.group.isEmpty, resource.kind == "Pod" { applied = PodDefaults.onCreate(applied) }
+            applied.set(nil, at: ["metadata", "resourceVersion"])
+            return (.created, try store.create(key, applied))
+        }
+        applied["status"] = live["status"]
+        applied.set(live[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
+        return (.ok, try store.update(key, applied))
     }
 
     /// A list as JSON built from the stored bytes of the objects it selects: objects are parsed
