@@ -308,6 +308,46 @@ struct EmbeddedServer {
         await server.stop()
     }
 
+    @Test func kubectlValidationRefusesWarnsOfOrIgnoresUnknownFieldsAndDryRunsStoreNothing() async throws {
+        let server = try await EmbeddedServer()
+        let pod = { (name: String) in "apiVersion: v1\nkind: Pod\nmetadata: {name: \(name)}\nspec: {containers: [{name: app, image: app:1, imagePullPolice: Always}]}\n" }
+        let strict = try await server.kubectl("apply", "-f", "@input", input: pod("strict"))
+        #expect(strict.status != 0 && strict.output.contains(#"strict decoding error: unknown field "spec.containers[0].imagePullPolice""#), "\(strict.output)")
+        #expect(try await server.kubectl("get", "pod", "strict").status != 0, "nothing was stored")
+        let warned = try await server.kubectl("apply", "--validate=warn", "-f", "@input", input: pod("warned"))
+        #expect(warned.status == 0 && warned.output.contains(#"Warning: unknown field "spec.containers[0].imagePullPolice""#), "\(warned.output)")
+        let ignored = try await server.kubectl("apply", "--validate=false", "-f", "@input", input: pod("ignored"))
+        #expect(ignored.status == 0 && !ignored.output.contains("Warning"), "\(ignored.output)")
+        let configMap = try await server.kubectl("create", "-f", "@input", input: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labelz: {a: b}}\ndatas: {k: v}\n")
+        #expect(configMap.status != 0 && configMap.output.contains(#"unknown field "datas""#) && configMap.output.contains(#"unknown field "metadata.labelz""#),
+                "\(configMap.output)")
+        // Patches are checked on their result; server-side apply on the configuration.
+        let patch = { (validation: String) in
+            try await runProcessOffPool("/usr/bin/curl", [
+                "-s", "-i", "-X", "PATCH", "-H", "Content-Type: application/merge-patch+json", "--data", #"{"spec":{"nodeNam":"edge-1"}}"#,
+                "http://127.0.0.1:\(server.port)/api/v1/namespaces/default/pods/warned?fieldValidation=\(validation)",
+            ]).output
+        }
+        let refused = try await patch("Strict")
+        #expect(refused.hasPrefix("HTTP/1.1 400") && refused.contains(#"unknown field \"spec.nodeNam\""#), "\(refused)")
+        let accepted = try await patch("Warn")
+        #expect(accepted.hasPrefix("HTTP/1.1 200") && accepted.contains(#"Warning: 299 - "unknown field \"spec.nodeNam\"""#), "\(accepted)")
+        #expect(try await patch("Sometimes").hasPrefix("HTTP/1.1 400"))
+        let applied = try await server.kubectl("apply", "--server-side", "-f", "@input", input: pod("applied"))
+        #expect(applied.status != 0 && applied.output.contains("imagePullPolice"), "\(applied.output)")
+
+        // --dry-run=server: checked in full, nothing stored or deleted.
+        let good = "apiVersion: v1\nkind: Pod\nmetadata: {name: dry}\nspec: {containers: [{name: app, image: app:1}]}\n"
+        let dryCreate = try await server.kubectl("apply", "--dry-run=server", "-f", "@input", input: good)
+        #expect(dryCreate.status == 0 && dryCreate.output.contains("pod/dry created (server dry run)"), "\(dryCreate.output)")
+        #expect(try await server.kubectl("get", "pod", "dry").status != 0)
+        #expect(try await server.kubectl("apply", "--dry-run=server", "-f", "@input", input: pod("dry")).status != 0, "still validated")
+        let dryDelete = try await server.kubectl("delete", "pod", "warned", "--dry-run=server")
+        #expect(dryDelete.status == 0 && dryDelete.output.contains("(server dry run)"), "\(dryDelete.output)")
+        #expect(try await server.kubectl("get", "pod", "warned").status == 0)
+        await server.stop()
+    }
+
     @Test func overTLSOnlyATokenOrACertificateFromItsCAGetsIn() async throws {
         let server = try await EmbeddedServer(secure: true)
         let credentials = try #require(server.credentials)

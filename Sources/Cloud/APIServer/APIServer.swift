@@ -10,13 +10,14 @@ import Transport
 
 /// The embedded Kubernetes-compatible API server over an ``ObjectStore``: discovery, create,
 /// get, list, watch, update (with `status`) and delete for
-/// ``APIResource/standard``, JSON merge patch and strategic merge patch (built-in types),
+/// ``APIResource/standard``, JSON merge patch, strategic merge patch (built-in types) and server-side apply,
 /// answering errors as Kubernetes `Status` objects.
 ///
 /// With ``Configuration/security`` it serves HTTPS and authenticates every request (bearer token
 /// or client certificate); without, plain HTTP to anyone (tests, loopback only).
 /// Watches that ask for them get bookmarks; history is compacted periodically.
-/// Not yet: server-side apply, authorization rules.
+/// Server-side apply, `fieldValidation` and `dryRun=All` work as kubectl uses them.
+/// Not yet: authorization rules (every authenticated user may do everything).
 public final class APIServer: Sendable {
     public struct Configuration: Sendable {
         public var host: String
@@ -241,14 +242,15 @@ public final class APIServer: Sendable {
                     try await writer.send(encoded: try encodedList(route, selection))
                     return true
                 }
+                var warnings: [String] = []
                 let (status, object) = try perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "",
-                                                   query: query)
+                                                   query: query, warnings: &warnings)
                 if head.method == .GET, table {
                     let items = route.key == nil ? object["items"]?.arrayValue ?? [] : [object]
                     let revision = object[path: ["metadata", "resourceVersion"]]?.stringValue.flatMap { Int64($0) }
                     try await writer.send(APITable.table(items, resource: route.resource, revision: revision), status: status)
                 } else {
-                    try await writer.send(object, status: status)
+                    try await writer.send(object, status: status, warnings: warnings)
                 }
             }
         } catch let error as APIError {
@@ -262,8 +264,15 @@ public final class APIServer: Sendable {
     // MARK: operations
 
     private func perform(_ method: HTTPMethod, _ route: APIRoute, _ selection: Selection, body: ByteBuffer, contentType: String,
-                         query: [String: String]) throws -> (HTTPResponseStatus, JSONValue) {
+                         query: [String: String], warnings: inout [String]) throws -> (HTTPResponseStatus, JSONValue) {
         let resource = route.resource
+        // `dryRun=All`: every check, nothing stored (kubectl --dry-run=server).
+        let dryRun = try Self.isDryRun(query)
+        /// Unknown fields in what is written (not in status updates): refused or warned of.
+        func validate(_ object: JSONValue) throws {
+            guard route.subresource == nil else { return }
+            warnings += try FieldValidation(query: query).check(object, kind: resource.kind)
+        }
         switch (method, route.key) {
         case (.GET, nil):
             let (all, revision) = try store.list(resource: resource.storageName, namespace: route.namespace)
@@ -277,24 +286,26 @@ public final class APIServer: Sendable {
             return (.ok, object)
         case (.POST, nil):
             var object = try JSONValue(parsing: body.readableBytesView)
+            try validate(object)
             let key = try identify(&object, route: route)
             if resource.group.isEmpty, resource.kind == "Pod" { object = PodDefaults.onCreate(object) }
             if resource.namespaced, try store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
                 throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")
             }
-            return (.created, try store.create(key, object))
+            return (.created, try store.create(key, object, dryRun: dryRun))
         case (.PUT, let key?):
             var object = try JSONValue(parsing: body.readableBytesView)
+            try validate(object)
             _ = try identify(&object, route: route)
             if route.subresource == "status" {
                 guard var current = try store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
                 current["status"] = object["status"]
                 current.set(object[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
-                return (.ok, try store.update(key, current))
+                return (.ok, try store.update(key, current, dryRun: dryRun))
             }
-            return (.ok, try store.update(key, object))
+            return (.ok, try store.update(key, object, dryRun: dryRun))
         case (.PATCH, let key?) where contentType.hasPrefix("application/apply-patch+yaml"):
-            return try serverSideApply(route, key: key, body: body, query: query)
+            return try serverSideApply(route, key: key, body: body, query: query, dryRun: dryRun, validate: validate)
         case (.PATCH, let key?):
             let strategic = contentType.hasPrefix("application/strategic-merge-patch+json")
             guard strategic || contentType.hasPrefix("application/merge-patch+json") else {
@@ -313,18 +324,37 @@ public final class APIServer: Sendable {
             if patch[path: ["metadata", "resourceVersion"]] == nil {
                 patched.set(current[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
             }
+            try validate(patched)
             _ = try identify(&patched, route: route)
-            return (.ok, try store.update(key, patched))
+            return (.ok, try store.update(key, patched, dryRun: dryRun))
         case (.DELETE, let key?):
-            return (.ok, try store.delete(key))
+            // DeleteOptions may come in the body (kubectl sends dryRun and preconditions there).
+            let options = body.readableBytes > 0 ? try JSONValue(parsing: body.readableBytesView) : JSONValue.null
+            let dryRunInBody = options["dryRun"]?.arrayValue?.contains(.string("All")) ?? false
+            if let uid = options[path: ["preconditions", "uid"]]?.stringValue, !uid.isEmpty,
+               let current = try store.get(key), current[path: ["metadata", "uid"]]?.stringValue != uid {
+                throw APIError(code: 409, reason: "Conflict", message: "Precondition failed: UID in precondition: \(uid), UID in object meta: "
+                               + (current[path: ["metadata", "uid"]]?.stringValue ?? ""))
+            }
+            return (.ok, try store.delete(key, resourceVersion: options[path: ["preconditions", "resourceVersion"]]?.stringValue,
+                                          dryRun: dryRun || dryRunInBody))
         default:
             throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(method) is not allowed on \(route.key == nil ? "a collection" : "an object")")
         }
     }
 
+    private static func isDryRun(_ query: [String: String]) throws(APIError) -> Bool {
+        switch query["dryRun"] {
+        case nil, "": return false
+        case "All": return true
+        case let other?: throw APIError.badRequest("dryRun \(other) is not supported: use All")
+        }
+    }
+
     /// Server-side apply: the body (JSON or YAML) is the manager's configuration; it creates the
     /// object when absent. `fieldManager` is required; `force=true` takes conflicting fields.
-    private func serverSideApply(_ route: APIRoute, key: ObjectKey, body: ByteBuffer, query: [String: String]) throws -> (HTTPResponseStatus, JSONValue) {
+    private func serverSideApply(_ route: APIRoute, key: ObjectKey, body: ByteBuffer, query: [String: String], dryRun: Bool,
+                                 validate: (JSONValue) throws -> Void) throws -> (HTTPResponseStatus, JSONValue) {
         guard let manager = query["fieldManager"], !manager.isEmpty else {
             throw APIError.badRequest("PATCH with application/apply-patch+yaml requires the fieldManager parameter")
         }
@@ -338,6 +368,7 @@ public final class APIServer: Sendable {
                 throw APIError.badRequest(error.description)
             }
         }
+        try validate(configuration)
         _ = try identify(&configuration, route: route)
         let resource = route.resource
         let strategic = resource.group.isEmpty || resource.group == "coordination.k8s.io"
@@ -357,11 +388,11 @@ public final class APIServer: Sendable {
         guard let live else {
             if resource.group.isEmpty, resource.kind == "Pod" { applied = PodDefaults.onCreate(applied) }
             applied.set(nil, at: ["metadata", "resourceVersion"])
-            return (.created, try store.create(key, applied))
+            return (.created, try store.create(key, applied, dryRun: dryRun))
         }
         applied["status"] = live["status"]
         applied.set(live[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
-        return (.ok, try store.update(key, applied))
+        return (.ok, try store.update(key, applied, dryRun: dryRun))
     }
 
     /// A list as JSON built from the stored bytes of the objects it selects: objects are parsed
@@ -491,12 +522,17 @@ struct APIConnection: Sendable {
 struct ResponseWriter: Sendable {
     let outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
 
-    func send(_ value: JSONValue, status: HTTPResponseStatus = .ok) async throws {
-        try await send(encoded: value.serializedBytes, status: status)
+    /// Sends `value`; each warning goes in a `Warning: 299 - "…"` header, as Kubernetes sends them.
+    func send(_ value: JSONValue, status: HTTPResponseStatus = .ok, warnings: [String] = []) async throws {
+        try await send(encoded: value.serializedBytes, status: status, warnings: warnings)
     }
 
-    func send(encoded bytes: [UInt8], status: HTTPResponseStatus = .ok) async throws {
+    func send(encoded bytes: [UInt8], status: HTTPResponseStatus = .ok, warnings: [String] = []) async throws {
         var head = HTTPResponseHead(version: .http1_1, status: status)
+        for warning in warnings {
+            let quoted = warning.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            head.headers.add(name: "Warning", value: "299 - \"\(quoted)\"")
+        }
         head.headers.add(name: "Content-Type", value: "application/json")
         head.headers.add(name: "Content-Length", value: "\(bytes.count)")
         try await outbound.write(.head(head))

@@ -157,8 +157,8 @@ public final class ObjectStore: Sendable {
 
     /// Stores a new object: sets `metadata.resourceVersion`, and `uid`, `creationTimestamp` and
     /// `generation` when absent. `409 AlreadyExists` if the key is taken.
-    public func create(_ key: ObjectKey, _ object: JSONValue) throws(APIError) -> JSONValue {
-        try write(key) { storage, revision throws(APIError) -> (JSONValue, ObjectEvent.Kind) in
+    public func create(_ key: ObjectKey, _ object: JSONValue, dryRun: Bool = false) throws(APIError) -> JSONValue {
+        try write(key, dryRun: dryRun) { storage, revision throws(APIError) -> (JSONValue, ObjectEvent.Kind) in
             if try Self.sqlite({ () throws(SQLiteError) in try Self.exists(key, db: storage.db) }) {
                 throw APIError.alreadyExists(key.resource, key.name)
             }
@@ -174,8 +174,8 @@ public final class ObjectStore: Sendable {
     /// Replaces a stored object. When `object` names a `metadata.resourceVersion`, it must be the
     /// stored one (`409 Conflict` otherwise). `uid` and `creationTimestamp` are kept; `generation`
     /// goes up when anything but `metadata` and `status` changed.
-    public func update(_ key: ObjectKey, _ object: JSONValue) throws(APIError) -> JSONValue {
-        try write(key) { storage, revision throws(APIError) -> (JSONValue, ObjectEvent.Kind) in
+    public func update(_ key: ObjectKey, _ object: JSONValue, dryRun: Bool = false) throws(APIError) -> JSONValue {
+        try write(key, dryRun: dryRun) { storage, revision throws(APIError) -> (JSONValue, ObjectEvent.Kind) in
             guard let current = try Self.sqlite({ () throws(SQLiteError) in try Self.read(key, db: storage.db) }) else {
                 throw APIError.notFound(key.resource, key.name)
             }
@@ -191,8 +191,8 @@ public final class ObjectStore: Sendable {
 
     /// Removes an object; `resourceVersion`, when given, must be the stored one. Returns the
     /// object as it was, with the delete's revision as its resourceVersion.
-    public func delete(_ key: ObjectKey, resourceVersion: String? = nil) throws(APIError) -> JSONValue {
-        try write(key) { storage, revision throws(APIError) -> (JSONValue, ObjectEvent.Kind) in
+    public func delete(_ key: ObjectKey, resourceVersion: String? = nil, dryRun: Bool = false) throws(APIError) -> JSONValue {
+        try write(key, dryRun: dryRun) { storage, revision throws(APIError) -> (JSONValue, ObjectEvent.Kind) in
             guard var current = try Self.sqlite({ () throws(SQLiteError) in try Self.read(key, db: storage.db) }) else {
                 throw APIError.notFound(key.resource, key.name)
             }
@@ -206,12 +206,20 @@ public final class ObjectStore: Sendable {
 
     /// Runs one write at the next revision: `change` returns the object to store (or the
     /// deleted one) and the kind of change; the row, the event and the revision commit together.
-    private func write(_ key: ObjectKey, _ change: (Storage, Int64) throws(APIError) -> (JSONValue, ObjectEvent.Kind)) throws(APIError) -> JSONValue {
+    /// A dry run checks and returns what would be stored, and stores nothing.
+    private func write(_ key: ObjectKey, dryRun: Bool,
+                       _ change: (Storage, Int64) throws(APIError) -> (JSONValue, ObjectEvent.Kind)) throws(APIError) -> JSONValue {
         var slow: [AsyncStream<ObjectEvent>.Continuation] = []
         defer { for watcher in slow { watcher.finish() } }
         return try storage.withLock { storage throws(APIError) -> JSONValue in
             let revision = storage.revision + 1
-            let (object, kind) = try change(storage, revision)
+            var (object, kind) = try change(storage, revision)
+            if dryRun {
+                // Nothing gets this revision; report the object at the version it has now.
+                let stored = kind == .added ? nil : try Self.sqlite { () throws(SQLiteError) in try Self.read(key, db: storage.db) }
+                object.set(stored?[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
+                return object
+            }
             let bytes = object.serializedBytes
             try Self.sqlite { () throws(SQLiteError) in
                 try storage.db.transaction { () throws(SQLiteError) in
