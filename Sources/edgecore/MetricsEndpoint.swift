@@ -77,31 +77,16 @@ struct MetricsEndpoint: Service {
     let logger: Logger
 
     func run() async throws {
-        let open = OpenConnections()
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try open.register(channel)
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
-                }
-            }
-        logger.info("metrics listening", metadata: ["address": "\(host):\(server.channel.localAddress?.port ?? port)"])
-        try await withGracefulShutdownHandler {
-            try await server.executeThenClose { inbound in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in inbound {
-                        group.addTask {
-                            if open.isClosing { try? await connection.executeThenClose { _, _ in } } else { try? await serve(connection) }
-                        }
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            server.channel.close(promise: nil)
-            open.closeAll()
+        let server = ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>()
+        let bound = try await server.start(host: host, port: port) { channel in
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+        } serve: { wrapped, _ in
+            try? await serve(wrapped)
         }
+        logger.info("metrics listening", metadata: ["address": "\(host):\(bound)"])
+        // Serve until the lifecycle shuts down (or cancels this task).
+        try? await gracefulShutdown()
+        await server.stop()
     }
 
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async throws {

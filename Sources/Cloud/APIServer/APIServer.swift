@@ -80,7 +80,7 @@ public final class APIServer: Sendable {
     private let discovery: APIDiscovery
     private let openAPI: APIOpenAPI
     private let logger: Logger
-    private let running = Mutex<(task: Task<Void, Never>, listener: any Channel, connections: OpenConnections)?>(nil)
+    private let running = Mutex<ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>?>(nil)
     private let housekeeping = Mutex<[Task<Void, Never>]>([])
 
     public init(configuration: Configuration = Configuration(), store: ObjectStore, logger: Logger = Logger(label: "apiserver")) {
@@ -104,32 +104,14 @@ public final class APIServer: Sendable {
             ])))
         }
         let context = try configuration.security?.makeContext()
-        let connections = OpenConnections()
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: configuration.host, port: configuration.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try connections.register(channel)
-                    if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    let wrapped = try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
-                    return APIConnection(channel: wrapped, nioChannel: channel)
-                }
-            }
-        let listener = server.channel
-        let task = Task<Void, Never> { [self] in
-            try? await server.executeThenClose { inbound in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in inbound {
-                        group.addTask { [self] in
-                            if connections.isClosing { try? await connection.channel.executeThenClose { _, _ in } } else { await serve(connection) }
-                        }
-                    }
-                }
-            }
+        let server = ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>()
+        let port = try await server.start(host: configuration.host, port: configuration.port) { channel in
+            if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+        } serve: { [self] wrapped, channel in
+            await serve(APIConnection(channel: wrapped, nioChannel: channel))
         }
-        running.withLock { $0 = (task, listener, connections) }
+        running.withLock { $0 = server }
         let store = store
         let logger = logger
         housekeeping.withLock { tasks in
@@ -144,21 +126,19 @@ public final class APIServer: Sendable {
                 },
             ]
         }
-        return listener.localAddress?.port ?? configuration.port
+        return port
     }
 
     /// Connections open now, and accepted since ``start()``.
     public var connections: (open: Int, accepted: Int) {
-        running.withLock { running in running.map { ($0.connections.count, $0.connections.accepted) } ?? (0, 0) }
+        running.withLock { $0?.connections ?? (0, 0) }
     }
 
     /// Stops listening and ends every connection and watch.
     public func stop() async {
-        guard let (task, listener, connections) = running.withLock({ running in defer { running = nil }; return running }) else { return }
+        guard let server = running.withLock({ running in defer { running = nil }; return running }) else { return }
         for chore in housekeeping.withLock({ tasks in defer { tasks = [] }; return tasks }) { chore.cancel() }
-        try? await listener.close()
-        connections.closeAll()
-        await task.value
+        await server.stop()
     }
 
     // MARK: connections

@@ -54,7 +54,7 @@ public final class MetaServer: Sendable {
     private let store: MetaStore
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let running = Mutex<(task: Task<Void, Never>, listener: any Channel, connections: OpenConnections)?>(nil)
+    private let running = Mutex<ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>?>(nil)
     private let connections = Atomic<Int>(0)
 
     /// Creates the server; nothing listens before ``start()``.
@@ -69,57 +69,28 @@ public final class MetaServer: Sendable {
     /// Binds and starts serving; returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
-        let open = OpenConnections()
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: configuration.host, port: configuration.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try open.register(channel)
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    let wrapped = try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
-                    return MetaServerConnection(channel: wrapped, closed: channel.closeFuture)
-                }
+        let server = ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>()
+        let port = try await server.start(host: configuration.host, port: configuration.port, group: group) { channel in
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+        } serve: { [self] wrapped, channel in
+            let count = connections.wrappingAdd(1, ordering: .relaxed).newValue
+            defer { connections.wrappingSubtract(1, ordering: .relaxed) }
+            guard count <= configuration.maxConnections else {
+                logger.warning("refusing a connection: maxConnections reached", metadata: ["limit": "\(configuration.maxConnections)"])
+                try? await wrapped.executeThenClose { _, _ in }
+                return
             }
-        let listener = server.channel
-        let port = listener.localAddress?.port ?? configuration.port
-        let task = Task { [self] in
-            do {
-                try await server.executeThenClose { inbound in
-                    try await withThrowingDiscardingTaskGroup { tasks in
-                        for try await connection in inbound {
-                            let count = connections.wrappingAdd(1, ordering: .relaxed).newValue
-                            tasks.addTask { [self] in
-                                defer { connections.wrappingSubtract(1, ordering: .relaxed) }
-                                if open.isClosing {
-                                    try? await connection.channel.executeThenClose { _, _ in }
-                                    return
-                                }
-                                guard count <= configuration.maxConnections else {
-                                    logger.warning("refusing a connection: maxConnections reached", metadata: ["limit": "\(configuration.maxConnections)"])
-                                    try? await connection.channel.executeThenClose { _, _ in }
-                                    return
-                                }
-                                await serve(connection)
-                            }
-                        }
-                    }
-                }
-            } catch {
-                if !Task.isCancelled { logger.error("MetaServer stopped", metadata: ["error": "\(error)"]) }
-            }
+            await serve(MetaServerConnection(channel: wrapped, closed: channel.closeFuture))
         }
-        running.withLock { $0 = (task, listener, open) }
+        running.withLock { $0 = server }
         logger.info("MetaServer listening", metadata: ["address": "\(configuration.host):\(port)"])
         return port
     }
 
     /// Stops listening and ends every connection and watch.
     public func stop() async {
-        guard let (task, listener, open) = running.withLock({ running in defer { running = nil }; return running }) else { return }
-        try? await listener.close()
-        open.closeAll()
-        await task.value
+        guard let server = running.withLock({ running in defer { running = nil }; return running }) else { return }
+        await server.stop()
     }
 
     /// Connections open now.
