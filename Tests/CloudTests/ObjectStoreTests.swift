@@ -3,6 +3,7 @@ import Foundation
 import KubeModel
 import Testing
 import TestSupport
+import Transport
 
 private func configMap(_ name: String, _ data: String, resourceVersion: String? = nil) throws -> JSONValue {
     let version = resourceVersion.map { #","resourceVersion":"\#($0)""# } ?? ""
@@ -88,5 +89,38 @@ private func key(_ name: String) -> ObjectKey { ObjectKey(resource: "configmaps"
         #expect(store.compactedRevision == 2)
         #expect(throws: APIError.expired("too old resource version: 1 (2)")) { try store.watch(resource: "configmaps", after: 1) }
         _ = try store.watch(resource: "configmaps", after: 2)
+    }
+}
+
+@Suite struct ObjectStoreNodeIndexTests {
+    @Test func objectsAreListedByNodeAlsoInAStoreFromBeforeTheIndex() throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let path = directory + "/old.db"
+        // A store as the first version wrote it: no node column.
+        do {
+            let db = try SQLiteConnection(path: path)
+            try db.execute("""
+                CREATE TABLE objects (key TEXT PRIMARY KEY, resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+                    value BLOB NOT NULL, create_revision INTEGER NOT NULL, mod_revision INTEGER NOT NULL);
+                INSERT INTO objects VALUES ('pods/default/old', 'pods', 'default', 'old',
+                    '{"metadata":{"name":"old","namespace":"default","resourceVersion":"1"},"spec":{"nodeName":"edge-1"}}', 1, 1);
+                """)
+        }
+        let store = try ObjectStore(configuration: .init(path: path))
+        let pod = { (name: String, node: String) in
+            try JSONValue(parsing: #"{"metadata":{"name":"\#(name)","namespace":"default"},"spec":{"nodeName":"\#(node)"}}"#)
+        }
+        _ = try store.create(ObjectKey(resource: "pods", namespace: "default", name: "a"), try pod("a", "edge-1"))
+        _ = try store.create(ObjectKey(resource: "pods", namespace: "default", name: "b"), try pod("b", "edge-2"))
+        var moved = try store.create(ObjectKey(resource: "pods", namespace: "default", name: "c"), try pod("c", "edge-2"))
+        moved.set(.string("edge-1"), at: ["spec", "nodeName"])
+        _ = try store.update(ObjectKey(resource: "pods", namespace: "default", name: "c"), moved)
+        let names = { (node: String) in
+            try store.listEncoded(resource: "pods", nodeName: node).objects.map { try JSONValue(parsing: $0)[path: ["metadata", "name"]]?.stringValue }
+        }
+        #expect(try names("edge-1") == ["a", "c", "old"])
+        #expect(try names("edge-2") == ["b"])
+        #expect(try store.listEncoded(resource: "pods", namespace: "default").objects.count == 4)
     }
 }

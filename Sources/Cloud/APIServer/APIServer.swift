@@ -379,7 +379,8 @@ public final class APIServer: Sendable {
     /// only to match a selector, and never serialised again.
     private func encodedList(_ route: APIRoute, _ selection: Selection) throws(APIError) -> [UInt8] {
         let resource = route.resource
-        var (objects, revision) = try store.listEncoded(resource: resource.storageName, namespace: route.namespace)
+        let nodeName = selection.fields.requiredValues["spec.nodeName"]
+        var (objects, revision) = try store.listEncoded(resource: resource.storageName, namespace: route.namespace, nodeName: nodeName)
         if !selection.selectsEverything {
             objects = objects.filter { encoded in (try? JSONValue(parsing: encoded)).map(selection.matches) ?? false }
         }

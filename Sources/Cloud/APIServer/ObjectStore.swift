@@ -100,11 +100,27 @@ public final class ObjectStore: Sendable {
                 CREATE TABLE IF NOT EXISTS store_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
                 INSERT OR IGNORE INTO store_state(name, value) VALUES ('revision', 0), ('compacted', 0);
                 """)
+            try Self.addNodeIndex(db)
             let (revision, compacted) = try Self.readState(db)
             storage = Mutex(Storage(db: db, revision: revision, compacted: compacted))
         } catch {
             throw APIError.internalError("cannot open the object store \(configuration.path): \(error)")
         }
+    }
+
+    /// `spec.nodeName` of each object in a column of its own, indexed: an edge node's pods and
+    /// devices are listed without reading every object (added to stores created before it).
+    private static func addNodeIndex(_ db: SQLiteConnection) throws(SQLiteError) {
+        let columns = try db.statement("SELECT 1 FROM pragma_table_info('objects') WHERE name = 'node'")
+        let present = try columns.step()
+        columns.reset()
+        if !present {
+            try db.execute("""
+                ALTER TABLE objects ADD COLUMN node TEXT NOT NULL DEFAULT '';
+                UPDATE objects SET node = coalesce(json_extract(value, '$.spec.nodeName'), '');
+                """)
+        }
+        try db.execute("CREATE INDEX IF NOT EXISTS objects_by_node ON objects(resource, node)")
     }
 
     private static func readState(_ db: SQLiteConnection) throws(SQLiteError) -> (Int64, Int64) {
@@ -140,13 +156,17 @@ public final class ObjectStore: Sendable {
 
     /// ``list(resource:namespace:)`` as the stored JSON of each object, unparsed (a list that
     /// selects nothing out is sent as it is stored). The lock is held only to read.
-    public func listEncoded(resource: String, namespace: String? = nil) throws(APIError) -> (objects: [[UInt8]], revision: Int64) {
+    /// With `nodeName`, only objects whose `spec.nodeName` is that (through an index).
+    public func listEncoded(resource: String, namespace: String? = nil, nodeName: String? = nil) throws(APIError) -> (objects: [[UInt8]], revision: Int64) {
         try Self.sqlite { () throws(SQLiteError) in try storage.withLock { storage throws(SQLiteError) in
-            let read = try storage.db.statement(namespace == nil
-                ? "SELECT value FROM objects WHERE resource = ? ORDER BY namespace, name"
-                : "SELECT value FROM objects WHERE resource = ? AND namespace = ? ORDER BY name")
+            var sql = "SELECT value FROM objects WHERE resource = ?1"
+            if namespace != nil { sql += " AND namespace = ?2" }
+            if nodeName != nil { sql += " AND node = ?3" }
+            let read = try storage.db.statement(sql + " ORDER BY namespace, name")
+            defer { read.reset() }
             read.bind(resource, at: 1)
             if let namespace { read.bind(namespace, at: 2) }
+            if let nodeName { read.bind(nodeName, at: 3) }
             var objects: [[UInt8]] = []
             while try read.step() { objects.append(Array(read.blobBytes(at: 0))) }
             return (objects, storage.revision)
@@ -229,8 +249,8 @@ public final class ObjectStore: Sendable {
                         try remove.run()
                     } else {
                         let upsert = try storage.db.statement("""
-                            INSERT INTO objects(key, resource, namespace, name, value, create_revision, mod_revision) VALUES (?, ?, ?, ?, ?, ?, ?)
-                            ON CONFLICT(key) DO UPDATE SET value = excluded.value, mod_revision = excluded.mod_revision
+                            INSERT INTO objects(key, resource, namespace, name, value, create_revision, mod_revision, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                            ON CONFLICT(key) DO UPDATE SET value = excluded.value, mod_revision = excluded.mod_revision, node = excluded.node
                             """)
                         upsert.bind(key.storageKey, at: 1)
                         upsert.bind(key.resource, at: 2)
@@ -239,6 +259,7 @@ public final class ObjectStore: Sendable {
                         upsert.bind(bytes: bytes, at: 5)
                         upsert.bind(revision, at: 6)
                         upsert.bind(revision, at: 7)
+                        upsert.bind(object[path: ["spec", "nodeName"]]?.stringValue ?? "", at: 8)
                         try upsert.run()
                     }
                     let event = try storage.db.statement("INSERT INTO events(revision, kind, resource, namespace, name, value) VALUES (?, ?, ?, ?, ?, ?)")
