@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "edgecore", targets: ["edgecore"]),
         .executable(name: "node-bench", targets: ["node-bench"]),
         .executable(name: "api-bench", targets: ["api-bench"]),
+        .executable(name: "container-shim", targets: ["container-shim"]),
         .library(name: "Node", targets: ["Node"]),
         .library(name: "Cloud", targets: ["Cloud"]),
         .library(name: "KubeModel", targets: ["KubeModel"]),
@@ -129,6 +130,10 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6),
+
+        // Runs one container process for Edged's process runtime and records how it ended (C, no
+        // dependencies: it outlives edgecore and must start fast).
+        .executableTarget(name: "container-shim", path: "Sources/container-shim"),
 
         // The edge daemon: edgecore.yaml, the modules on one bus, graceful lifecycle, /metrics.
         .executableTarget(

@@ -1,0 +1,74 @@
+import Foundation
+
+/// One container to start: what to run, with what, and where its output goes.
+public struct ContainerLaunch: Sendable, Equatable {
+    public var id: ContainerID
+    /// The program and its arguments (a pod's `command` + `args`).
+    public var command: [String]
+    public var environment: [String: String]
+    public var workingDirectory: String?
+
+    public init(id: ContainerID, command: [String], environment: [String: String] = [:], workingDirectory: String? = nil) {
+        self.id = id
+        self.command = command
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+    }
+}
+
+/// A container instance: the pod's UID, the container's name and which start this is.
+public struct ContainerID: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var podUID: String
+    public var name: String
+    /// 0 for the first start, then one more per restart.
+    public var attempt: Int
+
+    public init(podUID: String, name: String, attempt: Int) {
+        self.podUID = podUID
+        self.name = name
+        self.attempt = attempt
+    }
+
+    /// `{podUID}_{name}_{attempt}`, the directory name of its state.
+    public var description: String { "\(podUID)_\(name)_\(attempt)" }
+}
+
+/// Where a container is now.
+public enum ContainerState: Sendable, Equatable {
+    case running(startedAt: Date)
+    /// `exitCode` as the shell reports it (128 + signal for a signal); `signal` when one ended it.
+    case exited(exitCode: Int32, signal: Int32?, startedAt: Date, finishedAt: Date)
+    /// The runtime has no such container.
+    case unknown
+}
+
+/// The seam between Edged and what runs containers. ``ProcessRuntime`` runs them as host
+/// processes; a CRI runtime (containerd over gRPC) would sit at the same place.
+/// Containers outlive edgecore: a runtime opened again finds the ones it started.
+public protocol ContainerRuntime: Sendable {
+    /// Starts the container; it is running (or already ended) when this returns.
+    func start(_ launch: ContainerLaunch) throws(ContainerRuntimeError) -> ContainerID
+    func state(of id: ContainerID) -> ContainerState
+    /// SIGTERM, then SIGKILL once `gracePeriod` has passed; returns once it has ended.
+    func stop(_ id: ContainerID, gracePeriod: Duration) async
+    /// Forgets an ended container (its state and logs go).
+    func remove(_ id: ContainerID)
+    /// Every container the runtime knows, running or ended.
+    func containers() -> [ContainerID]
+    /// The file its output goes to.
+    func logPath(of id: ContainerID) -> String
+}
+
+/// Why a container could not be started.
+public struct ContainerRuntimeError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Kubernetes' short reason (`RunContainerError`, `CreateContainerConfigError`).
+    public var reason: String
+    public var message: String
+
+    public init(reason: String, message: String) {
+        self.reason = reason
+        self.message = message
+    }
+
+    public var description: String { "\(reason): \(message)" }
+}
