@@ -1,0 +1,100 @@
+import Foundation
+import KubeModel
+import Node
+import Testing
+import TestSupport
+
+@Suite struct PodWorkerTests {
+    private func pod(_ yaml: String) throws -> Kube.Pod { Kube.Pod(json: try JSONValue(parsing: yaml)) }
+
+    /// Syncs every 50 ms until `condition` holds for the status (or 20 s pass).
+    private func drive(_ worker: PodWorker, until condition: (JSONValue) -> Bool) async -> JSONValue {
+        var status = JSONValue.null
+        _ = await eventually(timeout: .seconds(20)) {
+            status = await worker.sync()
+            return condition(status)
+        }
+        return status
+    }
+
+    private func container(_ status: JSONValue, _ name: String, in list: String = "containerStatuses") -> JSONValue? {
+        status[list]?.arrayValue?.first { $0["name"] == .string(name) }
+    }
+
+    @Test func initContainersRunFirstThenContainersRunAndAreAdoptedByANewWorker() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let runtime = try ProcessRuntime(root: directory + "/containers")
+        defer { for id in runtime.containers() { runtime.remove(id) } }
+        let pod = try pod("""
+            {"metadata":{"name":"web","namespace":"default","uid":"u1"},"spec":{"restartPolicy":"Always",
+             "initContainers":[{"name":"prepare","image":"none","command":["/bin/sh","-c","sleep 0.2; echo prepared > \(directory)/init.txt"]}],
+             "containers":[{"name":"app","image":"none","command":["/bin/sh","-c"],"args":["cat \(directory)/init.txt; echo $MODE; exec sleep 30"],
+                            "env":[{"name":"MODE","value":"edge"}]},
+                           {"name":"side","image":"none","command":["/bin/sleep","30"]}]}}
+            """)
+        let worker = PodWorker(pod: pod, runtime: runtime, backoff: RestartBackoff(initial: .milliseconds(200)))
+        let first = await worker.sync()
+        #expect(first["phase"] == .string("Pending") && container(first, "app")?[path: ["state", "waiting", "reason"]] == .string("ContainerCreating"))
+        let running = await drive(worker) { $0["phase"] == .string("Running") && $0[path: ["conditions"]]?.arrayValue?.contains { $0["type"] == .string("Ready") && $0["status"] == .string("True") } == true }
+        #expect(running["phase"] == .string("Running"), "\(running)")
+        #expect(container(running, "prepare", in: "initContainerStatuses")?[path: ["state", "terminated", "reason"]] == .string("Completed"))
+        let appLog = runtime.logPath(of: ContainerID(podUID: "u1", name: "app", attempt: 0))
+        #expect(await eventually { (try? String(contentsOfFile: appLog, encoding: .utf8)) == "prepared\nedge\n" }, "the init container ran first")
+
+        // A new worker (edgecore restarted) adopts the running containers: nothing starts twice.
+        let again = PodWorker(pod: pod, runtime: runtime)
+        let adopted = await again.sync()
+        #expect(adopted["phase"] == .string("Running") && container(adopted, "app")?["restartCount"] == .number("0"))
+        #expect(runtime.containers().filter { $0.name == "app" }.count == 1 && runtime.containers().count == 3)
+
+        await again.terminate(gracePeriod: .seconds(5))
+        for id in runtime.containers() {
+            guard case .exited = runtime.state(of: id) else { Issue.record("\(id) still runs"); continue }
+        }
+    }
+
+    @Test func aCrashingContainerRestartsWithBackOffAndNeverLeavesItFailed() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let runtime = try ProcessRuntime(root: directory + "/containers")
+        defer { for id in runtime.containers() { runtime.remove(id) } }
+        let crashing = { (policy: String, uid: String) in
+            try self.pod(#"{"metadata":{"name":"crash","uid":"\#(uid)"},"spec":{"restartPolicy":"\#(policy)","containers":[{"name":"c","image":"none","command":["/bin/sh","-c","exit 3"]}]}}"#)
+        }
+        let worker = PodWorker(pod: try crashing("OnFailure", "u-restart"), runtime: runtime, backoff: RestartBackoff(initial: .milliseconds(300)))
+        let restarted = await drive(worker) { (self.container($0, "c")?["restartCount"]?.int64Value ?? 0) >= 2 }
+        #expect(container(restarted, "c")?["restartCount"]?.int64Value ?? 0 >= 2, "\(restarted)")
+        let waiting = await drive(worker) { self.container($0, "c")?[path: ["state", "waiting", "reason"]] == .string("CrashLoopBackOff") }
+        #expect(container(waiting, "c")?[path: ["lastState", "terminated", "exitCode"]] == .number("3"), "\(waiting)")
+        // Back-off: each start waits 300 ms, then 600 ms, after the previous end.
+        let attempts = runtime.containers().filter { $0.podUID == "u-restart" }.sorted { $0.attempt < $1.attempt }
+        for (previous, next) in zip(attempts, attempts.dropFirst()) {
+            guard case .exited(_, _, _, let ended) = runtime.state(of: previous) else { continue }
+            let started: Date
+            switch runtime.state(of: next) {
+            case .running(let at), .exited(_, _, let at, _): started = at
+            case .unknown: continue
+            }
+            #expect(started.timeIntervalSince(ended) >= 0.25 * Double(1 << previous.attempt), "attempt \(next.attempt) started too early")
+        }
+
+        let never = PodWorker(pod: try crashing("Never", "u-never"), runtime: runtime)
+        let failed = await drive(never) { $0["phase"] == .string("Failed") }
+        #expect(failed["phase"] == .string("Failed") && container(failed, "c")?[path: ["state", "terminated", "exitCode"]] == .number("3"), "\(failed)")
+        #expect(container(failed, "c")?["restartCount"] == .number("0"))
+    }
+
+    @Test func aContainerWithoutACommandWaitsWithAReasonAndTheOthersRun() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let runtime = try ProcessRuntime(root: directory + "/containers")
+        defer { for id in runtime.containers() { runtime.remove(id) } }
+        let worker = PodWorker(pod: try pod(#"{"metadata":{"name":"bad","uid":"u-bad"},"spec":{"containers":[{"name":"image-only","image":"nginx"},{"name":"ok","image":"none","command":["/bin/sleep","30"]}]}}"#),
+                               runtime: runtime)
+        let status = await drive(worker) { self.container($0, "ok")?["state"]?["running"] != nil }
+        #expect(container(status, "image-only")?[path: ["state", "waiting", "reason"]] == .string("CreateContainerConfigError"), "\(status)")
+        #expect(status["message"]?.stringValue?.contains("no command") == true && status["phase"] == .string("Running"))
+        await worker.terminate(gracePeriod: .seconds(2))
+    }
+}
