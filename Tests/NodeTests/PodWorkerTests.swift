@@ -98,3 +98,63 @@ import TestSupport
         await worker.terminate(gracePeriod: .seconds(2))
     }
 }
+
+/// ConfigMaps and Secrets held in memory, as MetaManager's store would hand them over.
+private struct StoredResources: PodResourceSource {
+    var configMaps: [String: Kube.ConfigMap] = [:]
+    var secrets: [String: Kube.Secret] = [:]
+    func configMap(namespace: String, name: String) -> Kube.ConfigMap? { configMaps["\(namespace)/\(name)"] }
+    func secret(namespace: String, name: String) -> Kube.Secret? { secrets["\(namespace)/\(name)"] }
+}
+
+@Suite struct ContainerEnvironmentTests {
+    @Test func theEnvironmentComesFromConfigMapsSecretsAndPodFieldsAsKubeletBuildsIt() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let runtime = try ProcessRuntime(root: directory + "/containers")
+        defer { for id in runtime.containers() { runtime.remove(id) } }
+        var config = Kube.ConfigMap(name: "app", namespace: "edge")
+        config.data = ["MODE": "edge", "LEVEL": "debug", "not-a-name": "skipped"]
+        var secret = Kube.Secret(name: "creds", namespace: "edge")
+        secret.data = ["PASSWORD": Array("s3cret".utf8)]
+        let resources = StoredResources(configMaps: ["edge/app": config], secrets: ["edge/creds": secret])
+        let pod = Kube.Pod(json: try JSONValue(parsing: #"""
+            {"metadata":{"name":"web","namespace":"edge","uid":"u-env","labels":{"tier":"front"}},"spec":{"nodeName":"edge-1","restartPolicy":"Never",
+             "containers":[{"name":"app","image":"none","command":["/bin/sh","-c","env | sort"],
+               "envFrom":[{"configMapRef":{"name":"app"},"prefix":"CFG_"},{"secretRef":{"name":"absent","optional":true}}],
+               "env":[{"name":"LEVEL","valueFrom":{"configMapKeyRef":{"name":"app","key":"LEVEL"}}},
+                      {"name":"PASSWORD","valueFrom":{"secretKeyRef":{"name":"creds","key":"PASSWORD"}}},
+                      {"name":"POD","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}},
+                      {"name":"NODE","valueFrom":{"fieldRef":{"fieldPath":"spec.nodeName"}}},
+                      {"name":"TIER","valueFrom":{"fieldRef":{"fieldPath":"metadata.labels['tier']"}}},
+                      {"name":"GREETING","value":"mode $(CFG_MODE) on $(NODE), literal $$(NODE), unknown $(NOPE)"}]}]}}
+            """#))
+        let worker = PodWorker(pod: pod, runtime: runtime, resources: resources)
+        _ = await eventually(timeout: .seconds(20)) { await worker.sync()["phase"] == .string("Succeeded") }
+        let log = try String(contentsOfFile: runtime.logPath(of: ContainerID(podUID: "u-env", name: "app", attempt: 0)), encoding: .utf8)
+        for line in ["CFG_MODE=edge", "LEVEL=debug", "PASSWORD=s3cret", "POD=web", "NODE=edge-1", "TIER=front",
+                     "GREETING=mode edge on edge-1, literal $(NODE), unknown $(NOPE)", "HOSTNAME=web"] {
+            #expect(log.contains(line + "\n"), "\(line) in \(log)")
+        }
+        #expect(!log.contains("not-a-name"))
+    }
+
+    @Test func aMissingConfigMapOrKeyLeavesTheContainerWaitingWithTheReason() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let runtime = try ProcessRuntime(root: directory + "/containers")
+        defer { for id in runtime.containers() { runtime.remove(id) } }
+        var config = Kube.ConfigMap(name: "app")
+        config.data = ["A": "1"]
+        let resources = StoredResources(configMaps: ["default/app": config])
+        for (reference, message) in [(#"{"configMapKeyRef":{"name":"absent","key":"A"}}"#, #"configmap "absent" not found"#),
+                                     (#"{"configMapKeyRef":{"name":"app","key":"B"}}"#, "couldn't find key B in ConfigMap default/app"),
+                                     (#"{"secretKeyRef":{"name":"s","key":"k"}}"#, #"secret "s" not found"#)] {
+            let pod = Kube.Pod(json: try JSONValue(parsing: #"{"metadata":{"name":"p","uid":"u-missing"},"spec":{"containers":[{"name":"c","image":"none","command":["/bin/true"],"env":[{"name":"X","valueFrom":\#(reference)}]}]}}"#))
+            let status = await PodWorker(pod: pod, runtime: runtime, resources: resources).sync()
+            let waiting = status["containerStatuses"]?.arrayValue?.first?[path: ["state", "waiting"]]
+            #expect(waiting?["reason"] == .string("CreateContainerConfigError") && waiting?["message"] == .string(message), "\(status)")
+            #expect(status["phase"] == .string("Pending") && runtime.containers().isEmpty)
+        }
+    }
+}

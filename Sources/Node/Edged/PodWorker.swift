@@ -13,13 +13,16 @@ public actor PodWorker {
     public private(set) var pod: Kube.Pod
     private let runtime: any ContainerRuntime
     private let backoff: RestartBackoff
+    private let resources: (any PodResourceSource)?
     /// Why a container could not be started (shown as its waiting reason), by name.
     private var startFailures: [String: ContainerRuntimeError] = [:]
 
-    public init(pod: Kube.Pod, runtime: any ContainerRuntime, backoff: RestartBackoff = RestartBackoff()) {
+    /// - Parameter resources: where ConfigMaps and Secrets the pod uses are read.
+    public init(pod: Kube.Pod, runtime: any ContainerRuntime, backoff: RestartBackoff = RestartBackoff(), resources: (any PodResourceSource)? = nil) {
         self.pod = pod
         self.runtime = runtime
         self.backoff = backoff
+        self.resources = resources
     }
 
     private var uid: String { pod.uid ?? pod.key }
@@ -73,7 +76,7 @@ public actor PodWorker {
             attempt = id.attempt + 1
         }
         do {
-            _ = try runtime.start(launch(container, attempt: attempt))
+            _ = try runtime.start(try launch(container, attempt: attempt))
             startFailures[container.name] = nil
             return .running
         } catch {
@@ -82,11 +85,8 @@ public actor PodWorker {
         }
     }
 
-    private func launch(_ container: Kube.Container, attempt: Int) -> ContainerLaunch {
-        var environment = ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod.name]
-        for variable in container.json["env"]?.arrayValue ?? [] {
-            if let name = variable["name"]?.stringValue, let value = variable["value"]?.stringValue { environment[name] = value }
-        }
+    private func launch(_ container: Kube.Container, attempt: Int) throws(ContainerRuntimeError) -> ContainerLaunch {
+        let environment = try ContainerEnvironment.resolve(container, pod: pod, source: resources)
         return ContainerLaunch(id: ContainerID(podUID: uid, name: container.name, attempt: attempt), command: container.command + container.args,
                                environment: environment, workingDirectory: container.workingDir)
     }
