@@ -259,7 +259,6 @@ final class RawSQLite {
             insert.bind("pods/bench/pod-\(index)", at: 1)
             insert.bind(bytes: row, at: 2)
             try insert.run()
-            insert.reset()
         }
         return Double(rows.count) / seconds(ContinuousClock.now - start)
     }

@@ -55,8 +55,11 @@ package final class SQLiteStatement {
         }
     }
 
-    /// Steps to completion, for statements that return no rows.
+    /// Steps to completion, for statements that return no rows, and rewinds the statement
+    /// (bindings kept) so that it can be bound and run again: binding a statement left at its
+    /// end fails silently in SQLite and the old values would be used again.
     package func run() throws(SQLiteError) {
+        defer { sqlite3_reset(handle) }
         while try step() {}
     }
 
