@@ -51,6 +51,14 @@ struct EmbeddedServer {
         return try await runProcessOffPool("/usr/bin/kubectl", all, environment: environment)
     }
 
+    /// Starts a long-running kubectl (`get -w`) writing to a log; `read` returns the log so far.
+    func kubectlInBackground(_ arguments: String..., log name: String) throws -> (process: BackgroundProcess, read: @Sendable () -> String) {
+        let log = directory + "/" + name
+        let process = try BackgroundProcess("/usr/bin/kubectl", ["--kubeconfig", directory + "/kubeconfig", "--cache-dir", directory + "/cache"] + arguments,
+                                            outputFile: log)
+        return (process, { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" })
+    }
+
     func stop() async {
         await server.stop()
         removeTemporaryDirectory(directory)
@@ -155,13 +163,8 @@ struct EmbeddedServer {
     @Test func kubectlWatchSeesChangesAsTheyHappen() async throws {
         let server = try await EmbeddedServer()
         #expect(try await server.kubectl("create", "configmap", "first", "--from-literal", "k=1").status == 0)
-        let log = server.directory + "/watch.log"
-        let watch = try BackgroundProcess("/usr/bin/kubectl", [
-            "--kubeconfig", server.directory + "/kubeconfig", "--cache-dir", server.directory + "/cache", "get", "configmaps", "-w",
-            "-o", "custom-columns=NAME:.metadata.name,VALUE:.data.k",
-        ], outputFile: log)
+        let (watch, read) = try server.kubectlInBackground("get", "configmaps", "-w", "-o", "custom-columns=NAME:.metadata.name,VALUE:.data.k", log: "watch.log")
         defer { watch.stop() }
-        let read = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
         #expect(await eventually { read().contains("first") })
         #expect(try await server.kubectl("create", "configmap", "second", "--from-literal", "k=2").status == 0)
         #expect(try await server.kubectl("patch", "configmap", "first", "--type", "merge", "-p", #"{"data":{"k":"changed"}}"#).status == 0)
@@ -216,13 +219,9 @@ struct EmbeddedServer {
         #expect(try await server.kubectl("apply", "-f", "@input", input: device).status == 0)
 
         // get -w on pods: a pod appearing and its status changing show up as they happen.
-        let log = server.directory + "/pods.log"
-        let watch = try BackgroundProcess("/usr/bin/kubectl", [
-            "--kubeconfig", server.directory + "/kubeconfig", "--cache-dir", server.directory + "/cache", "get", "pods", "-w",
-            "-o", "custom-columns=NAME:.metadata.name,PHASE:.status.phase,NODE:.spec.nodeName",
-        ], outputFile: log)
+        let (watch, read) = try server.kubectlInBackground("get", "pods", "-w", "-o", "custom-columns=NAME:.metadata.name,PHASE:.status.phase,NODE:.spec.nodeName",
+                                                           log: "pods.log")
         defer { watch.stop() }
-        let read = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
         #expect(try await server.kubectl("run", "web", "--image", "x:1", "--overrides", #"{"spec":{"nodeName":"edge-1"}}"#).status == 0)
         #expect(await eventually { read().contains("web") && read().contains("Pending") }, "\(read())")
         #expect(try await server.kubectl("patch", "pod", "web", "--subresource", "status", "--type", "merge", "-p", #"{"status":{"phase":"Running"}}"#).status == 0)
@@ -424,11 +423,12 @@ struct EmbeddedServer {
         let store = try ObjectStore(configuration: .init(path: directory + "/api.db"))
         let server = APIServer(configuration: .init(port: 0, maxBodyBytes: 1024), store: store)
         let port = try await server.start()
-        let call = { (method: String, path: String, body: String?) async throws -> JSONValue in
-            var arguments = ["-s", "-X", method, "http://127.0.0.1:\(port)\(path)", "-H", "Content-Type: application/json"]
+        let send = { (method: String, path: String, body: String?, contentType: String) async throws -> JSONValue in
+            var arguments = ["-s", "-X", method, "http://127.0.0.1:\(port)\(path)", "-H", "Content-Type: \(contentType)"]
             if let body { arguments += ["--data-binary", body] }
             return try JSONValue(parsing: try await runProcessOffPool("/usr/bin/curl", arguments).output)
         }
+        let call = { (method: String, path: String, body: String?) async throws -> JSONValue in try await send(method, path, body, "application/json") }
         let malformed = try await call("POST", "/api/v1/namespaces/default/configmaps", #"{"metadata":"#)
         #expect(malformed["code"] == .number("400") && malformed["message"]?.stringValue?.contains("not JSON") == true, "\(malformed)")
         let oversized = try await call("POST", "/api/v1/namespaces/default/configmaps", String(repeating: " ", count: 2000) + "{}")
@@ -440,6 +440,26 @@ struct EmbeddedServer {
         let wrongKind = try await call("POST", "/api/v1/namespaces/default/configmaps", #"{"kind":"Pod","metadata":{"name":"x"}}"#)
         #expect(wrongKind["code"] == .number("400"), "\(wrongKind)")
         #expect(try store.list(resource: "configmaps").objects.isEmpty)
+
+        // Server-side apply, dry runs, validation and delete options refuse what they cannot read.
+        let applyPath = "/api/v1/namespaces/default/configmaps/c"
+        let noManager = try await send("PATCH", applyPath, #"{"metadata":{"name":"c"}}"#, "application/apply-patch+yaml")
+        #expect(noManager["code"] == .number("400") && noManager["message"]?.stringValue?.contains("fieldManager") == true, "\(noManager)")
+        let badYAML = try await send("PATCH", applyPath + "?fieldManager=m", "metadata: {name: [", "application/apply-patch+yaml")
+        #expect(badYAML["code"] == .number("400") && badYAML["message"]?.stringValue?.contains("neither JSON nor YAML") == true, "\(badYAML)")
+        let notAnObject = try await send("PATCH", applyPath + "?fieldManager=m", "- a\n- b\n", "application/apply-patch+yaml")
+        #expect(notAnObject["code"] == .number("400"), "\(notAnObject)")
+        let badDryRun = try await call("POST", "/api/v1/namespaces/default/configmaps?dryRun=Some", #"{"metadata":{"name":"d"}}"#)
+        #expect(badDryRun["code"] == .number("400") && badDryRun["message"]?.stringValue?.contains("dryRun") == true, "\(badDryRun)")
+        let badValidation = try await call("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Loose", #"{"metadata":{"name":"d"}}"#)
+        #expect(badValidation["code"] == .number("400"), "\(badValidation)")
+        #expect(try store.list(resource: "configmaps").objects.isEmpty)
+        _ = try await call("POST", "/api/v1/namespaces/default/configmaps", #"{"metadata":{"name":"kept"}}"#)
+        let badOptions = try await call("DELETE", "/api/v1/namespaces/default/configmaps/kept", #"{"dryRun":"#)
+        #expect(badOptions["code"] == .number("400"), "\(badOptions)")
+        let wrongUID = try await call("DELETE", "/api/v1/namespaces/default/configmaps/kept", #"{"preconditions":{"uid":"other"}}"#)
+        #expect(wrongUID["code"] == .number("409"), "\(wrongUID)")
+        #expect(try store.list(resource: "configmaps").objects.count == 1)
         await server.stop()
     }
 }
