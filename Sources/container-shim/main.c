@@ -1,11 +1,19 @@
 // container-shim: runs one container process for Edged's process runtime and outlives edgecore.
 //
-//   container-shim --exit-file FILE --log FILE [--cwd DIR] -- COMMAND [ARG...]
+//   container-shim --exit-file FILE --log FILE [--cwd DIR] [--cgroup DIR]... [--mount ro|rw SRC DST]...
+//                  -- COMMAND [ARG...]
+//   container-shim --enter PID [--cwd DIR] -- COMMAND [ARG...]
 //
-// It starts a session of its own, runs COMMAND with stdin from /dev/null and stdout/stderr
-// appended to the log file, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT to it, and when it ends
-// writes "exit CODE" or "signal NUMBER" to the exit file (atomically), so that an edgecore
-// started later learns how the container ended. The environment is passed through unchanged.
+// It starts a session of its own, joins the given cgroups (v1 directories; the container
+// inherits them), gives the container a private mount namespace with each SRC bound at DST
+// (read-only for ro; missing mount points are created as empty directories or files), runs
+// COMMAND with stdin from /dev/null and stdout/stderr appended to the log file, forwards
+// SIGTERM/SIGINT/SIGHUP/SIGQUIT to it, and when it ends writes "exit CODE" or "signal NUMBER"
+// to the exit file (atomically), so that an edgecore started later learns how the container
+// ended. The environment is passed through unchanged.
+//
+// --enter runs COMMAND in the mount namespace of the shim PID (a running container's), in the
+// foreground with the caller's stdio: exec probes.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -13,11 +21,120 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define MAX_MOUNTS 64
+#define MAX_CGROUPS 8
+
 static volatile pid_t child = 0;
+
+struct bind {
+    const char *source, *destination;
+    int read_only;
+};
+
+// mkdir -p of path (which is changed in place and restored).
+static int make_directories(char *path) {
+    for (char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = 0;
+        int failed = mkdir(path, 0755) != 0 && errno != EEXIST;
+        *slash = '/';
+        if (failed) return -1;
+    }
+    return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+// A mount point like the source: a directory, or an empty file.
+static int make_mount_point(const char *source, const char *destination) {
+    struct stat info;
+    if (stat(source, &info) != 0) return -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s", destination);
+    if (S_ISDIR(info.st_mode)) return make_directories(path);
+    char *slash = strrchr(path, '/');
+    if (slash && slash != path) {
+        *slash = 0;
+        if (make_directories(path) != 0) return -1;
+        *slash = '/';
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+}
+
+// A private mount namespace with every bind in place; messages go to log_fd.
+static int set_up_mounts(const struct bind *binds, int count, int log_fd) {
+    if (count == 0) return 0;
+    if (unshare(CLONE_NEWNS) != 0) {
+        dprintf(log_fd, "container-shim: cannot create a mount namespace: %s\n", strerror(errno));
+        return -1;
+    }
+    if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+        dprintf(log_fd, "container-shim: cannot make mounts private: %s\n", strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < count; i++) {
+        const struct bind *bind = &binds[i];
+        if (make_mount_point(bind->source, bind->destination) != 0
+            || mount(bind->source, bind->destination, NULL, MS_BIND | MS_REC, NULL) != 0
+            || (bind->read_only && mount(NULL, bind->destination, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL) != 0)) {
+            dprintf(log_fd, "container-shim: cannot mount %s at %s: %s\n", bind->source, bind->destination, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int join_cgroup(const char *directory, int log_fd) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/cgroup.procs", directory);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    char text[32];
+    int length = snprintf(text, sizeof text, "%d\n", (int)getpid());
+    if (fd < 0 || write(fd, text, (size_t)length) != length) {
+        dprintf(log_fd, "container-shim: cannot join the cgroup %s: %s\n", directory, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+// --enter: the command in a running container's mount namespace, in the foreground.
+static int enter(const char *pid, const char *cwd, char **command) {
+    char path[256];
+    snprintf(path, sizeof path, "/proc/%s/ns/mnt", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "container-shim: no container with PID %s: %s\n", pid, strerror(errno));
+        return 125;
+    }
+    char own[256];
+    ssize_t length = readlink("/proc/self/ns/mnt", own, sizeof own - 1);
+    char theirs[256];
+    ssize_t their_length = readlink(path, theirs, sizeof theirs - 1);
+    // Only a different namespace is entered (setns needs privilege even for the same one).
+    if (length < 0 || their_length != length || memcmp(own, theirs, (size_t)length) != 0) {
+        if (setns(fd, CLONE_NEWNS) != 0) {
+            fprintf(stderr, "container-shim: cannot enter the container's mounts: %s\n", strerror(errno));
+            return 125;
+        }
+    }
+    close(fd);
+    if (cwd && chdir(cwd) != 0) {
+        fprintf(stderr, "container-shim: cannot change to the working directory %s: %s\n", cwd, strerror(errno));
+        return 126;
+    }
+    execvp(command[0], command);
+    fprintf(stderr, "container-shim: cannot run %s: %s\n", command[0], strerror(errno));
+    return errno == ENOENT ? 127 : 126;
+}
 
 static void forward(int signal_number) {
     if (child > 0) kill(child, signal_number);
@@ -36,7 +153,10 @@ static void write_exit(const char *path, const char *text) {
 }
 
 int main(int argc, char **argv) {
-    const char *exit_file = NULL, *log_file = NULL, *cwd = NULL;
+    const char *exit_file = NULL, *log_file = NULL, *cwd = NULL, *enter_pid = NULL;
+    struct bind binds[MAX_MOUNTS];
+    const char *cgroups[MAX_CGROUPS];
+    int bind_count = 0, cgroup_count = 0;
     int index = 1;
     for (; index < argc; index++) {
         if (strcmp(argv[index], "--") == 0) { index++; break; }
@@ -44,10 +164,21 @@ int main(int argc, char **argv) {
         if (strcmp(argv[index], "--exit-file") == 0) exit_file = argv[++index];
         else if (strcmp(argv[index], "--log") == 0) log_file = argv[++index];
         else if (strcmp(argv[index], "--cwd") == 0) cwd = argv[++index];
-        else { fprintf(stderr, "container-shim: unknown option %s\n", argv[index]); return 125; }
+        else if (strcmp(argv[index], "--enter") == 0) enter_pid = argv[++index];
+        else if (strcmp(argv[index], "--cgroup") == 0 && cgroup_count < MAX_CGROUPS) cgroups[cgroup_count++] = argv[++index];
+        else if (strcmp(argv[index], "--mount") == 0 && index + 3 < argc && bind_count < MAX_MOUNTS
+                 && (strcmp(argv[index + 1], "ro") == 0 || strcmp(argv[index + 1], "rw") == 0)) {
+            binds[bind_count].read_only = strcmp(argv[index + 1], "ro") == 0;
+            binds[bind_count].source = argv[index + 2];
+            binds[bind_count].destination = argv[index + 3];
+            bind_count++;
+            index += 3;
+        } else { fprintf(stderr, "container-shim: unknown or malformed option %s\n", argv[index]); return 125; }
     }
+    if (enter_pid && index < argc) return enter(enter_pid, cwd, &argv[index]);
     if (!exit_file || !log_file || index >= argc) {
-        fprintf(stderr, "usage: container-shim --exit-file FILE --log FILE [--cwd DIR] -- COMMAND [ARG...]\n");
+        fprintf(stderr, "usage: container-shim --exit-file FILE --log FILE [--cwd DIR] [--cgroup DIR]... [--mount ro|rw SRC DST]... -- COMMAND [ARG...]\n"
+                        "       container-shim --enter PID [--cwd DIR] -- COMMAND [ARG...]\n");
         return 125;
     }
     setsid();
@@ -61,6 +192,16 @@ int main(int argc, char **argv) {
     int log_fd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (log_fd < 0 || null_fd < 0) {
+        write_exit(exit_file, "exit 125\n");
+        return 125;
+    }
+    for (int i = 0; i < cgroup_count; i++) {
+        if (join_cgroup(cgroups[i], log_fd) != 0) {
+            write_exit(exit_file, "exit 125\n");
+            return 125;
+        }
+    }
+    if (set_up_mounts(binds, bind_count, log_fd) != 0) {
         write_exit(exit_file, "exit 125\n");
         return 125;
     }

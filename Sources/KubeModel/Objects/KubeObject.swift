@@ -132,7 +132,7 @@ extension JSONValue {
 
 extension Optional<JSONValue> {
     /// The string members of an object (others are skipped); empty when absent.
-    var stringMap: [String: String] {
+    public var stringMap: [String: String] {
         guard case .object(let object)? = self else { return [:] }
         var map: [String: String] = [:]
         for (key, value) in object { if let text = value.stringValue { map[key] = text } }
@@ -140,5 +140,5 @@ extension Optional<JSONValue> {
     }
 
     /// The elements of an array; empty when absent.
-    var elements: [JSONValue] { self?.arrayValue ?? [] }
+    public var elements: [JSONValue] { self?.arrayValue ?? [] }
 }

@@ -7,13 +7,51 @@ public struct ContainerLaunch: Sendable, Equatable {
     public var command: [String]
     public var environment: [String: String]
     public var workingDirectory: String?
+    /// Host paths the container sees at other paths (its volumes).
+    public var mounts: [ContainerMount]
+    /// Limits to enforce where the host lets the runtime (cgroups).
+    public var resources: ContainerResources
 
-    public init(id: ContainerID, command: [String], environment: [String: String] = [:], workingDirectory: String? = nil) {
+    public init(id: ContainerID, command: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
+                mounts: [ContainerMount] = [], resources: ContainerResources = ContainerResources()) {
         self.id = id
         self.command = command
         self.environment = environment
         self.workingDirectory = workingDirectory
+        self.mounts = mounts
+        self.resources = resources
     }
+}
+
+/// A host file or directory that a container sees at `destination`.
+public struct ContainerMount: Sendable, Equatable, Codable {
+    public var source: String
+    public var destination: String
+    public var readOnly: Bool
+
+    public init(source: String, destination: String, readOnly: Bool) {
+        self.source = source
+        self.destination = destination
+        self.readOnly = readOnly
+    }
+}
+
+/// A container's CPU and memory, from its `resources` (limits cap, requests weigh).
+public struct ContainerResources: Sendable, Equatable, Codable {
+    public var memoryLimitBytes: Int64?
+    /// CPU limit in thousandths of a core (`500m` is 500).
+    public var cpuLimitMillicores: Int64?
+    /// CPU request in thousandths of a core: the container's share under contention.
+    public var cpuRequestMillicores: Int64?
+
+    public init(memoryLimitBytes: Int64? = nil, cpuLimitMillicores: Int64? = nil, cpuRequestMillicores: Int64? = nil) {
+        self.memoryLimitBytes = memoryLimitBytes
+        self.cpuLimitMillicores = cpuLimitMillicores
+        self.cpuRequestMillicores = cpuRequestMillicores
+    }
+
+    /// Whether anything is asked for.
+    public var isEmpty: Bool { memoryLimitBytes == nil && cpuLimitMillicores == nil && cpuRequestMillicores == nil }
 }
 
 /// A container instance: the pod's UID, the container's name and which start this is.
@@ -57,6 +95,27 @@ public protocol ContainerRuntime: Sendable {
     func containers() -> [ContainerID]
     /// The file its output goes to.
     func logPath(of id: ContainerID) -> String
+    /// What the runtime could not do as asked for this container (limits it could not
+    /// enforce, say), for the pod's status.
+    func warnings(of id: ContainerID) -> [String]
+    /// Runs `command` beside the running container (its environment, working directory and
+    /// mounts), for exec probes; ends it after `timeout`.
+    func exec(in id: ContainerID, command: [String], timeout: Duration) async -> ContainerExecResult
+}
+
+/// How a command run by ``ContainerRuntime/exec(in:command:timeout:)`` ended.
+public struct ContainerExecResult: Sendable, Equatable {
+    /// The exit code (128 + signal when a signal ended it); `nil` when it could not run or timed out.
+    public var exitCode: Int32?
+    /// The first bytes of its output.
+    public var output: String
+    public var timedOut: Bool
+
+    public init(exitCode: Int32?, output: String, timedOut: Bool = false) {
+        self.exitCode = exitCode
+        self.output = output
+        self.timedOut = timedOut
+    }
 }
 
 /// Why a container could not be started.

@@ -3,8 +3,11 @@ import KubeModel
 
 /// Runs one pod on a ``ContainerRuntime`` as kubelet's pod worker does: init containers one at
 /// a time in order (each must succeed), then every container; restarts by `restartPolicy`
-/// (`Always`, `OnFailure`, `Never`) with ``RestartBackoff``; and the pod's status (phase,
-/// conditions, container statuses) from what the runtime reports.
+/// (`Always`, `OnFailure`, `Never`) with ``RestartBackoff``; volumes (``PodVolumes``) and
+/// resource limits; startup, liveness and readiness probes (``probe(now:)``); and the pod's
+/// status (phase, conditions, container statuses) from what the runtime reports. A spec that
+/// cannot run (no containers, a negative grace period, an unknown restart policy) fails the
+/// pod with reason `InvalidPodSpec` and starts nothing.
 ///
 /// Everything is derived from the runtime's containers (the newest attempt of each), so a
 /// worker created after an edgecore restart picks up where the last one was: running
@@ -14,15 +17,35 @@ public actor PodWorker {
     private let runtime: any ContainerRuntime
     private let backoff: RestartBackoff
     private let resources: (any PodResourceSource)?
+    private let volumes: PodVolumes?
+    private let prober: ContainerProber
     /// Why a container could not be started (shown as its waiting reason), by name.
     private var startFailures: [String: ContainerRuntimeError] = [:]
+    /// Each volume's host path or why it is missing, from the last sync.
+    private var volumePaths: [String: Result<String, ContainerRuntimeError>] = [:]
+    /// Probe verdicts of the containers' current attempts, by container name.
+    private var probeStates: [String: ProbeStates] = [:]
 
-    /// - Parameter resources: where ConfigMaps and Secrets the pod uses are read.
-    public init(pod: Kube.Pod, runtime: any ContainerRuntime, backoff: RestartBackoff = RestartBackoff(), resources: (any PodResourceSource)? = nil) {
+    /// - Parameters:
+    ///   - resources: where ConfigMaps and Secrets the pod uses are read.
+    ///   - podsRoot: where pod directories (volumes) go; without it, a pod with volumes does not start.
+    ///   - prober: runs HTTP and TCP probes.
+    public init(pod: Kube.Pod, runtime: any ContainerRuntime, backoff: RestartBackoff = RestartBackoff(), resources: (any PodResourceSource)? = nil,
+                podsRoot: String? = nil, prober: ContainerProber = ContainerProber()) {
         self.pod = pod
         self.runtime = runtime
         self.backoff = backoff
         self.resources = resources
+        self.prober = prober
+        volumes = podsRoot.map { PodVolumes(podsRoot: $0, uid: pod.uid ?? pod.key.replacingOccurrences(of: "/", with: "_")) }
+    }
+
+    /// Takes a newer version of the pod (its status is kept). Containers already running keep
+    /// running; volumes and environments of later starts follow the new spec.
+    public func update(_ newer: Kube.Pod) {
+        let status = pod.json["status"]
+        pod = newer
+        pod.json["status"] = status
     }
 
     private var uid: String { pod.uid ?? pod.key }
@@ -37,6 +60,13 @@ public actor PodWorker {
     /// One step: starts or restarts what is due, then returns the pod's status.
     @discardableResult
     public func sync(now: Date = Date()) -> JSONValue {
+        let problems = PodSpecCheck.problems(of: pod)
+        guard problems.isEmpty else {
+            let status = rejected(problems, now: now)
+            pod.json["status"] = status
+            return status
+        }
+        if let volumes { volumePaths = volumes.sync(pod, source: resources) }
         var initialized = true
         for container in pod.initContainers {
             switch step(container, now: now, restartOnSuccess: false, restartOnFailure: pod.restartPolicy != "Never") {
@@ -67,6 +97,7 @@ public actor PodWorker {
         case (_, .running)?:
             return .running
         case (let id, .exited(let code, _, _, let finishedAt))?:
+            if code == 0 || !restartOnFailure { probeStates[container.name] = nil }
             let restart = code == 0 ? restartOnSuccess : restartOnFailure
             guard restart else { return code == 0 ? .succeeded : .failed }
             let due = finishedAt.addingTimeInterval(Self.seconds(backoff.delay(beforeAttempt: id.attempt + 1)))
@@ -76,8 +107,13 @@ public actor PodWorker {
             attempt = id.attempt + 1
         }
         do {
-            _ = try runtime.start(try launch(container, attempt: attempt))
+            let id = try runtime.start(try launch(container, attempt: attempt))
             startFailures[container.name] = nil
+            probeStates[container.name] = nil
+            // Kubelet keeps the last ended attempt (for `lastState` and its logs); older ones go.
+            for old in runtime.containers() where old.podUID == id.podUID && old.name == id.name && old.attempt < id.attempt - 1 {
+                runtime.remove(old)
+            }
             return .running
         } catch {
             startFailures[container.name] = error
@@ -87,8 +123,38 @@ public actor PodWorker {
 
     private func launch(_ container: Kube.Container, attempt: Int) throws(ContainerRuntimeError) -> ContainerLaunch {
         let environment = try ContainerEnvironment.resolve(container, pod: pod, source: resources)
-        return ContainerLaunch(id: ContainerID(podUID: uid, name: container.name, attempt: attempt), command: container.command + container.args,
-                               environment: environment, workingDirectory: container.workingDir)
+        var mounts: [ContainerMount] = []
+        if !container.json["volumeMounts"].elements.isEmpty {
+            guard volumes != nil else {
+                throw ContainerRuntimeError(reason: "CreateContainerConfigError", message: "this worker has no pod directory for volumes")
+            }
+            mounts = try PodVolumes.mounts(for: container, pod: pod, volumes: volumePaths)
+        }
+        for kind in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            if let json = container.json[kind], case .failure(let error) = ContainerProbe.parse(json, container: container) {
+                throw ContainerRuntimeError(reason: error.reason, message: "\(kind): \(error.message)")
+            }
+        }
+        let command = (container.command + container.args).map { ContainerEnvironment.expand($0, with: environment) }
+        return ContainerLaunch(id: ContainerID(podUID: uid, name: container.name, attempt: attempt), command: command,
+                               environment: environment, workingDirectory: container.workingDir, mounts: mounts,
+                               resources: try Self.resources(of: container))
+    }
+
+    /// The container's CPU and memory limits and CPU request.
+    private static func resources(of container: Kube.Container) throws(ContainerRuntimeError) -> ContainerResources {
+        func quantity(_ section: String, _ name: String) throws(ContainerRuntimeError) -> Quantity? {
+            guard let text = container.json[path: ["resources", section, name]]?.stringValue ?? container.json[path: ["resources", section, name]]?.int64Value.map(String.init) else { return nil }
+            guard let quantity = Quantity(text), quantity.amount >= 0 else {
+                throw ContainerRuntimeError(reason: "CreateContainerConfigError", message: "resources.\(section).\(name): \(text) is not a quantity")
+            }
+            return quantity
+        }
+        let cpuLimit = try quantity("limits", "cpu")
+        // Kubernetes takes the limit as the request when only the limit is given.
+        let cpuRequest = try quantity("requests", "cpu") ?? cpuLimit
+        return ContainerResources(memoryLimitBytes: try quantity("limits", "memory")?.value,
+                                  cpuLimitMillicores: cpuLimit?.milliValue, cpuRequestMillicores: cpuRequest?.milliValue)
     }
 
     /// Stops every container (SIGTERM, then SIGKILL after the pod's grace period).
@@ -100,12 +166,80 @@ public actor PodWorker {
         }
     }
 
-    /// Removes every container of the pod from the runtime (after ``terminate(gracePeriod:)``).
+    /// Removes every container of the pod from the runtime (after ``terminate(gracePeriod:)``),
+    /// and the pod's volumes.
     public func remove() {
         for id in runtime.containers() where id.podUID == uid { runtime.remove(id) }
+        volumes?.remove()
+    }
+
+    // MARK: probes
+
+    /// Runs every probe that is due (after its initial delay, once per period) on running
+    /// containers: the startup probe until it passes, then liveness and readiness. A container
+    /// whose startup or liveness probe fails `failureThreshold` times in a row is stopped, and
+    /// then restarted by its pod's `restartPolicy`; readiness decides the `ready` status.
+    public func probe(now: Date = Date()) async {
+        var due: [(name: String, kind: ProbeKind, id: ContainerID, probe: ContainerProbe)] = []
+        for container in pod.containers {
+            guard case (let id, .running(let startedAt))? = newest(container.name) else { continue }
+            var states = probeStates[container.name]
+            if states?.attempt != id.attempt { states = ProbeStates(attempt: id.attempt) }
+            probeStates[container.name] = states
+            let startupPending = container.json["startupProbe"] != nil && states?.startup.passed != true
+            for kind in startupPending ? [ProbeKind.startup] : [.liveness, .readiness] {
+                guard let json = container.json[kind.field], case .success(let probe) = ContainerProbe.parse(json, container: container) else { continue }
+                let verdict = states?[kind] ?? ProbeVerdict()
+                guard now >= startedAt.addingTimeInterval(probe.initialDelay) else { continue }
+                if let last = verdict.lastRun, now < last.addingTimeInterval(probe.period) { continue }
+                due.append((container.name, kind, id, probe))
+            }
+        }
+        guard !due.isEmpty else { return }
+        let results = await withTaskGroup(of: (Int, Bool, String).self) { [runtime, prober] group in
+            for (index, entry) in due.enumerated() {
+                group.addTask {
+                    let (passed, message) = await prober.run(entry.probe, in: entry.id, runtime: runtime)
+                    return (index, passed, message)
+                }
+            }
+            var results = [(Bool, String)](repeating: (false, ""), count: due.count)
+            for await (index, passed, message) in group { results[index] = (passed, message) }
+            return results
+        }
+        var kills: [(ContainerID, String)] = []
+        for (entry, (passed, message)) in zip(due, results) {
+            // The container may have been restarted while the probes ran.
+            guard var states = probeStates[entry.name], states.attempt == entry.id.attempt else { continue }
+            var verdict = states[entry.kind]
+            verdict.record(passed, message: message, at: now, probe: entry.probe)
+            states[entry.kind] = verdict
+            probeStates[entry.name] = states
+            if entry.kind != .readiness, verdict.passed == false {
+                kills.append((entry.id, "\(entry.kind.title) probe failed: \(message)"))
+            }
+        }
+        for (id, message) in kills {
+            probeStates[id.name]?.killMessage = message
+            await runtime.stop(id, gracePeriod: .seconds(pod.terminationGracePeriodSeconds))
+        }
     }
 
     // MARK: status
+
+    /// The status of a pod whose spec cannot run.
+    private func rejected(_ problems: [String], now: Date) -> JSONValue {
+        var status = pod.json["status"]?.objectValue ?? JSONObject()
+        status["phase"] = .string("Failed")
+        status["reason"] = .string("InvalidPodSpec")
+        status["message"] = .string(problems.joined(separator: "; "))
+        let time = Self.timestamp(now)
+        status["conditions"] = .array([
+            KubeCondition(type: "PodScheduled", status: true, time: time).json,
+            KubeCondition(type: "Ready", status: false, time: time).json,
+        ])
+        return .object(status)
+    }
 
     private func status(initialized: Bool, now: Date) -> JSONValue {
         let initStatuses = pod.initContainers.map { containerStatus($0, now: now) }
@@ -154,13 +288,23 @@ public actor PodWorker {
         case .running(let startedAt)?:
             object["state"] = .object(JSONObject([("running", .object(JSONObject([("startedAt", .string(Self.timestamp(startedAt)))])))]))
             summary = .running
-            ready = true
+            let states = probeStates[container.name].flatMap { $0.attempt == newest?.id.attempt ? $0 : nil }
+            let started = container.json["startupProbe"] == nil || states?.startup.passed == true
+            ready = started && (container.json["readinessProbe"] == nil || states?.readiness.passed == true)
+            object["started"] = .bool(started)
+            if let id = newest?.id {
+                let warnings = runtime.warnings(of: id)
+                if !warnings.isEmpty { message = "container \(container.name): " + warnings.joined(separator: "; ") }
+            }
         case .exited(let code, let signal, let startedAt, let finishedAt)?:
             var terminated = JSONObject([
                 ("exitCode", .integer(code)), ("reason", .string(code == 0 ? "Completed" : "Error")),
                 ("startedAt", .string(Self.timestamp(startedAt))), ("finishedAt", .string(Self.timestamp(finishedAt))),
             ])
             if let signal { terminated["signal"] = .integer(signal) }
+            if let states = probeStates[container.name], states.attempt == newest?.id.attempt, let killed = states.killMessage {
+                terminated["message"] = .string(killed)
+            }
             let restarts = pod.restartPolicy == "Always" || (pod.restartPolicy == "OnFailure" && code != 0)
             if restarts, pod.containers.contains(where: { $0.name == container.name }) || code != 0 {
                 object["state"] = .object(JSONObject([("waiting", .object(JSONObject([
@@ -182,7 +326,7 @@ public actor PodWorker {
             message = failure.map { "container \(container.name): \($0.message)" }
         }
         object["ready"] = .bool(ready)
-        object["started"] = .bool(summary == .running)
+        if object["started"] == nil { object["started"] = .bool(false) }
         return (.object(object), summary, message)
     }
 
@@ -191,4 +335,77 @@ public actor PodWorker {
     }
 
     static func timestamp(_ date: Date) -> String { date.formatted(.iso8601) }
+}
+
+/// Which probe.
+enum ProbeKind: Sendable {
+    case startup, liveness, readiness
+
+    /// The container field that holds it.
+    var field: String {
+        switch self {
+        case .startup: "startupProbe"
+        case .liveness: "livenessProbe"
+        case .readiness: "readinessProbe"
+        }
+    }
+
+    var title: String {
+        switch self {
+        case .startup: "Startup"
+        case .liveness: "Liveness"
+        case .readiness: "Readiness"
+        }
+    }
+}
+
+/// A probe's verdict: it passes after `successThreshold` successes in a row and fails after
+/// `failureThreshold` failures in a row; `nil` until the first verdict.
+struct ProbeVerdict: Sendable {
+    var lastRun: Date?
+    var successes = 0
+    var failures = 0
+    var passed: Bool?
+    var message = ""
+
+    mutating func record(_ success: Bool, message: String, at time: Date, probe: ContainerProbe) {
+        lastRun = time
+        self.message = message
+        if success {
+            successes += 1
+            failures = 0
+            if successes >= probe.successThreshold { passed = true }
+        } else {
+            failures += 1
+            successes = 0
+            if failures >= probe.failureThreshold { passed = false }
+        }
+    }
+}
+
+/// The probe verdicts of one container attempt.
+struct ProbeStates: Sendable {
+    var attempt: Int
+    var startup = ProbeVerdict()
+    var liveness = ProbeVerdict()
+    var readiness = ProbeVerdict()
+    /// Why a probe stopped this attempt.
+    var killMessage: String?
+
+    subscript(kind: ProbeKind) -> ProbeVerdict {
+        get {
+            switch kind {
+            case .startup: startup
+            case .liveness: liveness
+            case .readiness: readiness
+            }
+        }
+        set {
+            switch kind {
+            case .startup: startup = newValue
+            case .liveness: liveness = newValue
+            case .readiness: readiness = newValue
+            }
+        }
+    }
 }

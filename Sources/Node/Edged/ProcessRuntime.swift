@@ -9,9 +9,18 @@ import Synchronization
 ///
 /// State lives under `root/{container id}/`: `state.json` (PID, start ticks, times), `exit`
 /// (written by the shim) and `output.log` (rotated by ``rotateLogs(maxBytes:keep:)``).
+///
+/// Mounts: the shim gives a container with volumes a private mount namespace and binds each
+/// volume at its mount path (this needs root; missing mount points are created on the host as
+/// empty directories or files, since the container shares the host's file system otherwise).
+/// Limits: memory and CPU go to cgroup v1 directories `{cgroupRoot}/{memory,cpu}/edged/{id}`,
+/// which the shim joins; where they cannot be written the container runs without them and
+/// ``warnings(of:)`` says why.
 public final class ProcessRuntime: ContainerRuntime {
     public let root: String
     public let shimPath: String
+    /// Where the cgroup v1 hierarchies are mounted (`nil`: no limits are applied).
+    public let cgroupRoot: String?
 
     private struct Record: Codable {
         var pid: Int32
@@ -19,6 +28,12 @@ public final class ProcessRuntime: ContainerRuntime {
         var startedAt: Date
         /// Set when the runtime sent SIGKILL (the shim dies too, so no exit file).
         var killedAt: Date?
+        /// What could not be done as asked.
+        var warnings: [String]?
+        /// The cgroup directories made for it (removed with it).
+        var cgroups: [String]?
+        /// Where it runs (exec probes run there too).
+        var workingDirectory: String?
     }
 
     private let lock = Mutex(())
@@ -26,8 +41,10 @@ public final class ProcessRuntime: ContainerRuntime {
     /// - Parameters:
     ///   - root: the runtime's state directory (created when missing).
     ///   - shimPath: `container-shim`; by default the one beside this executable.
-    public init(root: String, shimPath: String? = nil) throws {
+    ///   - cgroupRoot: the cgroup v1 mount point, `/sys/fs/cgroup` by default; `nil` applies no limits.
+    public init(root: String, shimPath: String? = nil, cgroupRoot: String? = "/sys/fs/cgroup") throws {
         self.root = root
+        self.cgroupRoot = cgroupRoot
         self.shimPath = shimPath ?? Self.defaultShimPath()
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         guard FileManager.default.isExecutableFile(atPath: self.shimPath) else {
@@ -47,19 +64,28 @@ public final class ProcessRuntime: ContainerRuntime {
     private func directory(of id: ContainerID) -> String { root + "/" + id.description }
     public func logPath(of id: ContainerID) -> String { directory(of: id) + "/output.log" }
 
+    @discardableResult
     public func start(_ launch: ContainerLaunch) throws(ContainerRuntimeError) -> ContainerID {
         guard let program = launch.command.first, !program.isEmpty else {
             throw ContainerRuntimeError(reason: "CreateContainerConfigError", message: "the container has no command (the process runtime runs no images)")
         }
+        if !launch.mounts.isEmpty, geteuid() != 0 {
+            throw ContainerRuntimeError(reason: "RunContainerError", message: "volume mounts need root: the process runtime binds them in a mount namespace of the container's own")
+        }
         let id = launch.id
         let directory = directory(of: id)
         let process = Process()
+        var warnings: [String] = []
+        var cgroups: [String] = []
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try? FileManager.default.removeItem(atPath: directory + "/exit")
+            (cgroups, warnings) = makeCgroups(for: id, resources: launch.resources)
             process.executableURL = URL(fileURLWithPath: shimPath)
             var arguments = ["--exit-file", directory + "/exit", "--log", logPath(of: id)]
             if let workingDirectory = launch.workingDirectory { arguments += ["--cwd", workingDirectory] }
+            for cgroup in cgroups { arguments += ["--cgroup", cgroup] }
+            for mount in launch.mounts { arguments += ["--mount", mount.readOnly ? "ro" : "rw", mount.source, mount.destination] }
             process.arguments = arguments + ["--"] + launch.command
             process.environment = launch.environment
             process.standardInput = FileHandle.nullDevice
@@ -67,10 +93,13 @@ public final class ProcessRuntime: ContainerRuntime {
             process.standardError = FileHandle.nullDevice
             try process.run()
         } catch {
+            removeCgroups(cgroups)
             throw ContainerRuntimeError(reason: "RunContainerError", message: "cannot start \(program): \(error)")
         }
         let pid = process.processIdentifier
-        let record = Record(pid: pid, startTicks: Self.startTicks(of: pid) ?? 0, startedAt: Date(), killedAt: nil)
+        let record = Record(pid: pid, startTicks: Self.startTicks(of: pid) ?? 0, startedAt: Date(), killedAt: nil,
+                            warnings: warnings.isEmpty ? nil : warnings, cgroups: cgroups.isEmpty ? nil : cgroups,
+                            workingDirectory: launch.workingDirectory)
         do {
             try save(record, for: id)
         } catch {
@@ -106,8 +135,80 @@ public final class ProcessRuntime: ContainerRuntime {
     }
 
     public func remove(_ id: ContainerID) {
-        if let record = load(id), isAlive(record) { kill(-record.pid, SIGKILL) }
+        let record = load(id)
+        if let record, isAlive(record) {
+            kill(-record.pid, SIGKILL)
+            for _ in 0..<200 where isAlive(record) { usleep(5_000) }
+        }
+        removeCgroups(record?.cgroups ?? [])
         try? FileManager.default.removeItem(atPath: directory(of: id))
+    }
+
+    public func warnings(of id: ContainerID) -> [String] { load(id)?.warnings ?? [] }
+
+    public func exec(in id: ContainerID, command: [String], timeout: Duration) async -> ContainerExecResult {
+        guard let record = load(id), isAlive(record) else { return ContainerExecResult(exitCode: nil, output: "the container is not running") }
+        guard !command.isEmpty else { return ContainerExecResult(exitCode: nil, output: "no command") }
+        // The shim's environment is the container's (it passes it on unchanged).
+        let environment = Self.environment(of: record.pid)
+        var arguments = ["--enter", String(record.pid)]
+        if let cwd = record.workingDirectory { arguments += ["--cwd", cwd] }
+        return await HostCommand.run(shimPath, arguments: arguments + ["--"] + command, environment: environment, timeout: timeout)
+    }
+
+    // MARK: cgroups
+
+    /// Memory and CPU cgroups for the container's limits, and what could not be applied.
+    private func makeCgroups(for id: ContainerID, resources: ContainerResources) -> (directories: [String], warnings: [String]) {
+        guard !resources.isEmpty else { return ([], []) }
+        guard let cgroupRoot else { return ([], ["resource limits are not enforced: cgroups are turned off"]) }
+        var settings: [(controller: String, file: String, value: String, what: String)] = []
+        if let memory = resources.memoryLimitBytes { settings.append(("memory", "memory.limit_in_bytes", String(memory), "memory limit")) }
+        if let cpu = resources.cpuLimitMillicores {
+            settings.append(("cpu", "cpu.cfs_period_us", "100000", "CPU limit"))
+            settings.append(("cpu", "cpu.cfs_quota_us", String(max(1_000, cpu * 100)), "CPU limit"))
+        }
+        if let request = resources.cpuRequestMillicores { settings.append(("cpu", "cpu.shares", String(max(2, request * 1024 / 1000)), "CPU request")) }
+        var directories: [String] = []
+        var warnings: [String] = []
+        for controller in ["memory", "cpu"] {
+            let wanted = settings.filter { $0.controller == controller }
+            guard !wanted.isEmpty else { continue }
+            let directory = "\(cgroupRoot)/\(controller)/edged/\(id)"
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                for setting in wanted { try Data(setting.value.utf8).write(to: URL(fileURLWithPath: directory + "/" + setting.file)) }
+                directories.append(directory)
+            } catch {
+                try? FileManager.default.removeItem(atPath: directory)
+                let what = Set(wanted.map(\.what)).sorted().joined(separator: " and ")
+                warnings.append("\(what) not enforced: cannot write the cgroup \(directory): \(Self.reason(error))")
+            }
+        }
+        return (directories, warnings)
+    }
+
+    private func removeCgroups(_ directories: [String]) {
+        // A cgroup directory goes with rmdir once empty (its files are not real files).
+        for directory in directories { rmdir(directory) }
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        if let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return (error as NSError).localizedDescription
+    }
+
+    private static func environment(of pid: Int32) -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return [:] }
+        var environment: [String: String] = [:]
+        for entry in data.split(separator: 0) {
+            let text = String(decoding: entry, as: UTF8.self)
+            guard let equals = text.firstIndex(of: "=") else { continue }
+            environment[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        }
+        return environment
     }
 
     public func containers() -> [ContainerID] {

@@ -1,0 +1,194 @@
+import Foundation
+import KubeModel
+
+/// A pod's volumes on the host, under `{podsRoot}/{uid}/volumes/{name}`, as kubelet lays them
+/// out: `configMap` and `secret` volumes hold one file per key (or per `items` entry) with
+/// `defaultMode` or the item's `mode`, written atomically (a new `..{time}` directory, then the
+/// `..data` link swapped to it), so a container never reads half an update; `emptyDir` is a
+/// directory of the pod's own; `hostPath` is the host path itself, checked or created by its
+/// `type`. ``sync(_:source:)`` rewrites a volume only when its source changed.
+struct PodVolumes {
+    /// `{podsRoot}/{uid}/volumes`.
+    let directory: String
+
+    init(podsRoot: String, uid: String) {
+        directory = podsRoot + "/" + uid + "/volumes"
+    }
+
+    /// Every volume's host path, or why it is not there; each volume is materialised (or
+    /// refreshed) first. A container fails only for the volumes it mounts.
+    func sync(_ pod: Kube.Pod, source: (any PodResourceSource)?) -> [String: Result<String, ContainerRuntimeError>] {
+        var paths: [String: Result<String, ContainerRuntimeError>] = [:]
+        let namespace = pod.namespace.isEmpty ? "default" : pod.namespace
+        for volume in pod.json[path: ["spec", "volumes"]].elements {
+            guard let name = volume["name"]?.stringValue, !name.isEmpty else { continue }
+            paths[name] = Result { () throws(ContainerRuntimeError) in try materialise(volume, name: name, namespace: namespace, source: source) }
+        }
+        return paths
+    }
+
+    /// Removes every volume of the pod (hostPath volumes are the host's and stay).
+    func remove() {
+        try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: directory).deletingLastPathComponent().path)
+    }
+
+    /// The mounts of `container`: each `volumeMounts` entry's volume (and `subPath` in it) at
+    /// its `mountPath`. ConfigMap and Secret volumes are always read-only, as kubelet mounts them.
+    static func mounts(for container: Kube.Container, pod: Kube.Pod, volumes: [String: Result<String, ContainerRuntimeError>]) throws(ContainerRuntimeError) -> [ContainerMount] {
+        let kinds = Dictionary(pod.json[path: ["spec", "volumes"]].elements.compactMap { volume in
+            volume["name"]?.stringValue.map { ($0, kind(of: volume)) }
+        }, uniquingKeysWith: { first, _ in first })
+        var mounts: [ContainerMount] = []
+        for mount in container.json["volumeMounts"].elements {
+            let name = mount["name"]?.stringValue ?? ""
+            guard let mountPath = mount["mountPath"]?.stringValue, mountPath.hasPrefix("/") else {
+                throw failure("volumeMount \"\(name)\" needs an absolute mountPath")
+            }
+            guard let result = volumes[name] else { throw failure("volumeMount \"\(name)\" refers to no volume of the pod") }
+            var source = try result.get()
+            if let subPath = mount["subPath"]?.stringValue, !subPath.isEmpty {
+                guard isSafeRelativePath(subPath) else { throw failure("volumeMount \"\(name)\": subPath \(subPath) must be a relative path inside the volume") }
+                source += "/" + subPath
+                if !FileManager.default.fileExists(atPath: source) {
+                    try? FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+                }
+            }
+            let alwaysReadOnly = kinds[name] == "configMap" || kinds[name] == "secret"
+            mounts.append(ContainerMount(source: source, destination: mountPath, readOnly: alwaysReadOnly || mount["readOnly"] == .bool(true)))
+        }
+        return mounts
+    }
+
+    /// The volume source kind named in `volume` (`configMap`, `secret`, …), or `nil`.
+    static func kind(of volume: JSONValue) -> String? {
+        guard let object = volume.objectValue else { return nil }
+        for (key, _) in object where key != "name" { return key }
+        return nil
+    }
+
+    // MARK: materialising
+
+    private func materialise(_ volume: JSONValue, name: String, namespace: String, source: (any PodResourceSource)?) throws(ContainerRuntimeError) -> String {
+        guard Self.isSafeRelativePath(name), !name.contains("/") else { throw Self.failure("volume name \(name) is not a file name") }
+        let path = directory + "/" + name
+        switch Self.kind(of: volume) {
+        case "configMap":
+            let reference = volume["configMap"]
+            let mapName = reference?["name"]?.stringValue ?? ""
+            guard let map = source?.configMap(namespace: namespace, name: mapName) else {
+                if reference?["optional"] == .bool(true) { return try write([:], to: path) }
+                throw Self.failure("volume \"\(name)\": configmap \"\(mapName)\" not found")
+            }
+            var data = map.data.mapValues { Array($0.utf8) }
+            data.merge(map.binaryData) { text, _ in text }
+            return try write(Self.files(data, spec: reference, volume: name, optional: reference?["optional"] == .bool(true)), to: path)
+        case "secret":
+            let reference = volume["secret"]
+            let secretName = reference?["secretName"]?.stringValue ?? ""
+            guard let secret = source?.secret(namespace: namespace, name: secretName) else {
+                if reference?["optional"] == .bool(true) { return try write([:], to: path) }
+                throw Self.failure("volume \"\(name)\": secret \"\(secretName)\" not found")
+            }
+            return try write(Self.files(secret.data, spec: reference, volume: name, optional: reference?["optional"] == .bool(true)), to: path)
+        case "emptyDir":
+            do {
+                if !FileManager.default.fileExists(atPath: path) {
+                    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                    chmod(path, 0o777)
+                }
+            } catch {
+                throw Self.failure("volume \"\(name)\": cannot create the emptyDir: \(error.localizedDescription)")
+            }
+            return path
+        case "hostPath":
+            return try Self.hostPath(volume["hostPath"], volume: name)
+        case let kind?:
+            throw Self.failure("volume \"\(name)\": \(kind) volumes are not supported by Edged (configMap, secret, emptyDir and hostPath are)")
+        case nil:
+            throw Self.failure("volume \"\(name)\" names no volume source")
+        }
+    }
+
+    /// The files of a ConfigMap or Secret volume: every key, or the `items` asked for, each
+    /// with its mode.
+    private static func files(_ data: [String: [UInt8]], spec: JSONValue?, volume: String, optional: Bool) throws(ContainerRuntimeError) -> [String: (bytes: [UInt8], mode: Int)] {
+        let defaultMode = spec?["defaultMode"]?.int64Value.map(Int.init) ?? 0o644
+        guard (0...0o777).contains(defaultMode) else { throw failure("volume \"\(volume)\": defaultMode \(defaultMode) is not between 0 and 0777") }
+        var files: [String: (bytes: [UInt8], mode: Int)] = [:]
+        let items = spec?["items"].elements ?? []
+        if items.isEmpty {
+            for (key, bytes) in data where !key.hasPrefix("..") && isSafeRelativePath(key) { files[key] = (bytes, defaultMode) }
+            return files
+        }
+        for item in items {
+            let key = item["key"]?.stringValue ?? ""
+            let path = item["path"]?.stringValue ?? ""
+            guard isSafeRelativePath(path), !path.hasPrefix("..") else { throw failure("volume \"\(volume)\": item path \(path) must be a relative path inside the volume") }
+            let mode = item["mode"]?.int64Value.map(Int.init) ?? defaultMode
+            guard (0...0o777).contains(mode) else { throw failure("volume \"\(volume)\": mode \(mode) of \(path) is not between 0 and 0777") }
+            guard let bytes = data[key] else {
+                if optional { continue }
+                throw failure("volume \"\(volume)\": no key \(key) in its source")
+            }
+            files[path] = (bytes, mode)
+        }
+        return files
+    }
+
+    private static func hostPath(_ spec: JSONValue?, volume: String) throws(ContainerRuntimeError) -> String {
+        guard let path = spec?["path"]?.stringValue, path.hasPrefix("/") else { throw failure("volume \"\(volume)\": hostPath needs an absolute path") }
+        let type = spec?["type"]?.stringValue ?? ""
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        func check(_ holds: Bool, _ what: String) throws(ContainerRuntimeError) {
+            if !holds { throw failure("volume \"\(volume)\": hostPath type check failed: \(path) is not \(what)") }
+        }
+        switch type {
+        case "":
+            break
+        case "DirectoryOrCreate":
+            if !exists {
+                do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755]) } catch {
+                    throw failure("volume \"\(volume)\": cannot create \(path): \(error.localizedDescription)")
+                }
+            } else { try check(isDirectory.boolValue, "a directory") }
+        case "Directory":
+            try check(exists && isDirectory.boolValue, "a directory")
+        case "FileOrCreate":
+            if !exists {
+                guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644]) else {
+                    throw failure("volume \"\(volume)\": cannot create \(path)")
+                }
+            } else { try check(!isDirectory.boolValue, "a file") }
+        case "File":
+            try check(exists && !isDirectory.boolValue, "a file")
+        case "Socket", "CharDevice", "BlockDevice":
+            var info = stat()
+            let format = stat(path, &info) == 0 ? info.st_mode & S_IFMT : 0
+            let wanted: mode_t = type == "Socket" ? S_IFSOCK : type == "CharDevice" ? S_IFCHR : S_IFBLK
+            try check(format == wanted, type == "Socket" ? "a socket" : type == "CharDevice" ? "a character device" : "a block device")
+        default:
+            throw failure("volume \"\(volume)\": hostPath type \(type) is not one Kubernetes defines")
+        }
+        return path
+    }
+
+    /// Writes `files` into `path` atomically unless they are there already.
+    private func write(_ files: [String: (bytes: [UInt8], mode: Int)], to path: String) throws(ContainerRuntimeError) -> String {
+        do {
+            try AtomicDirectory.update(path, with: files)
+        } catch {
+            throw Self.failure("cannot write the volume at \(path): \(error)")
+        }
+        return path
+    }
+
+    /// Relative, and never climbing out with `..`.
+    static func isSafeRelativePath(_ path: String) -> Bool {
+        !path.isEmpty && !path.hasPrefix("/") && !path.split(separator: "/").contains("..")
+    }
+
+    private static func failure(_ message: String) -> ContainerRuntimeError {
+        ContainerRuntimeError(reason: "CreateContainerConfigError", message: message)
+    }
+}
