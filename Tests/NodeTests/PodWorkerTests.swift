@@ -100,7 +100,7 @@ import TestSupport
 }
 
 /// ConfigMaps and Secrets held in memory, as MetaManager's store would hand them over.
-private struct StoredResources: PodResourceSource {
+struct StoredResources: PodResourceSource {
     var configMaps: [String: Kube.ConfigMap] = [:]
     var secrets: [String: Kube.Secret] = [:]
     func configMap(namespace: String, name: String) -> Kube.ConfigMap? { configMaps["\(namespace)/\(name)"] }

@@ -25,6 +25,8 @@ public actor PodWorker {
     private var volumePaths: [String: Result<String, ContainerRuntimeError>] = [:]
     /// Probe verdicts of the containers' current attempts, by container name.
     private var probeStates: [String: ProbeStates] = [:]
+    /// Why a probe stopped a container attempt (its termination message).
+    private var probeKills: [ContainerID: String] = [:]
 
     /// - Parameters:
     ///   - resources: where ConfigMaps and Secrets the pod uses are read.
@@ -113,6 +115,7 @@ public actor PodWorker {
             // Kubelet keeps the last ended attempt (for `lastState` and its logs); older ones go.
             for old in runtime.containers() where old.podUID == id.podUID && old.name == id.name && old.attempt < id.attempt - 1 {
                 runtime.remove(old)
+                probeKills[old] = nil
             }
             return .running
         } catch {
@@ -220,7 +223,7 @@ public actor PodWorker {
             }
         }
         for (id, message) in kills {
-            probeStates[id.name]?.killMessage = message
+            probeKills[id] = message
             await runtime.stop(id, gracePeriod: .seconds(pod.terminationGracePeriodSeconds))
         }
     }
@@ -295,16 +298,14 @@ public actor PodWorker {
             if let id = newest?.id {
                 let warnings = runtime.warnings(of: id)
                 if !warnings.isEmpty { message = "container \(container.name): " + warnings.joined(separator: "; ") }
+                // The attempt before this one, while it is kept.
+                let previous = ContainerID(podUID: id.podUID, name: id.name, attempt: id.attempt - 1)
+                if id.attempt > 0, case let ended = runtime.state(of: previous), case .exited = ended {
+                    object["lastState"] = .object(JSONObject([("terminated", .object(terminatedState(previous, ended)))]))
+                }
             }
-        case .exited(let code, let signal, let startedAt, let finishedAt)?:
-            var terminated = JSONObject([
-                ("exitCode", .integer(code)), ("reason", .string(code == 0 ? "Completed" : "Error")),
-                ("startedAt", .string(Self.timestamp(startedAt))), ("finishedAt", .string(Self.timestamp(finishedAt))),
-            ])
-            if let signal { terminated["signal"] = .integer(signal) }
-            if let states = probeStates[container.name], states.attempt == newest?.id.attempt, let killed = states.killMessage {
-                terminated["message"] = .string(killed)
-            }
+        case .exited(let code, _, _, _)?:
+            let terminated = newest.map { terminatedState($0.id, $0.state) } ?? JSONObject()
             let restarts = pod.restartPolicy == "Always" || (pod.restartPolicy == "OnFailure" && code != 0)
             if restarts, pod.containers.contains(where: { $0.name == container.name }) || code != 0 {
                 object["state"] = .object(JSONObject([("waiting", .object(JSONObject([
@@ -328,6 +329,18 @@ public actor PodWorker {
         object["ready"] = .bool(ready)
         if object["started"] == nil { object["started"] = .bool(false) }
         return (.object(object), summary, message)
+    }
+
+    /// A `terminated` container state: exit code, reason, times, and the probe that ended it.
+    private func terminatedState(_ id: ContainerID, _ state: ContainerState) -> JSONObject {
+        guard case .exited(let code, let signal, let startedAt, let finishedAt) = state else { return JSONObject() }
+        var terminated = JSONObject([
+            ("exitCode", .integer(code)), ("reason", .string(code == 0 ? "Completed" : "Error")),
+            ("startedAt", .string(Self.timestamp(startedAt))), ("finishedAt", .string(Self.timestamp(finishedAt))),
+        ])
+        if let signal { terminated["signal"] = .integer(signal) }
+        if let killed = probeKills[id] { terminated["message"] = .string(killed) }
+        return terminated
     }
 
     private static func seconds(_ duration: Duration) -> TimeInterval {
@@ -389,8 +402,6 @@ struct ProbeStates: Sendable {
     var startup = ProbeVerdict()
     var liveness = ProbeVerdict()
     var readiness = ProbeVerdict()
-    /// Why a probe stopped this attempt.
-    var killMessage: String?
 
     subscript(kind: ProbeKind) -> ProbeVerdict {
         get {
