@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 import Yams
 
 /// `edgecore.yaml`, shaped like KubeEdge's (`apiVersion: edgecore.config.kubeedge.io/v1alpha2`,
@@ -105,10 +106,20 @@ struct EdgeCoreConfig: Codable, Equatable {
     }
 
     struct Edged: Codable, Equatable {
-        /// This build does not run pods yet; `true` is refused.
-        var enable = false
+        /// Runs the pods bound to this node (needs metaManager).
+        var enable = true
         /// The node's name; empty: the host name.
         var hostnameOverride = ""
+        /// Pod volumes and the process runtime's containers and logs.
+        var rootDirectory = "/var/lib/edged"
+        /// The cgroup v1 mount for CPU and memory limits; empty: limits are not applied.
+        var cgroupRoot = "/sys/fs/cgroup"
+        /// Seconds between passes over every pod (container ends, back-offs, probes).
+        var syncFrequency = 1
+        /// A container log larger than this is rotated (a quantity: `10Mi`).
+        var containerLogMaxSize = "10Mi"
+        /// Rotated logs kept per container.
+        var containerLogMaxFiles = 5
     }
 
     /// The full default configuration as YAML (`edgecore --defaultconfig`).
@@ -167,7 +178,13 @@ struct EdgeCoreConfig: Codable, Equatable {
     }
 
     private func validate() throws {
-        if modules.edged.enable { throw EdgeCoreConfigError("modules.edged.enable: this build does not run pods; set it to false") }
+        if modules.edged.enable {
+            if !modules.metaManager.enable { throw EdgeCoreConfigError("modules.edged.enable: Edged runs the pods metaManager holds; enable modules.metaManager too") }
+            if modules.edged.rootDirectory.isEmpty { throw EdgeCoreConfigError("modules.edged.rootDirectory must not be empty") }
+            if modules.edged.syncFrequency < 1 { throw EdgeCoreConfigError("modules.edged.syncFrequency must be at least 1 second") }
+            if modules.edged.containerLogMaxFiles < 1 { throw EdgeCoreConfigError("modules.edged.containerLogMaxFiles must be at least 1") }
+            _ = try containerLogMaxBytes()
+        }
         if modules.eventBus.enable, modules.eventBus.mqttMode != 2 {
             throw EdgeCoreConfigError("modules.eventBus.mqttMode \(modules.eventBus.mqttMode): only 2 (an external broker) is supported")
         }
@@ -205,6 +222,14 @@ struct EdgeCoreConfig: Codable, Equatable {
         }
         let host = rest[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
         return (host, port)
+    }
+
+    /// `modules.edged.containerLogMaxSize` in bytes.
+    func containerLogMaxBytes() throws -> Int {
+        guard let size = Quantity(modules.edged.containerLogMaxSize), size.value >= 1024 else {
+            throw EdgeCoreConfigError("modules.edged.containerLogMaxSize \(modules.edged.containerLogMaxSize) is not a size of at least 1Ki (say 10Mi)")
+        }
+        return Int(size.value)
     }
 
     /// The node's name: `modules.edged.hostnameOverride`, else the host name, lower-cased.

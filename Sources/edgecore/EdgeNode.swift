@@ -36,8 +36,10 @@ struct EdgeNode {
         let dataDirectory = (settings.database.dataSource as NSString).deletingLastPathComponent
         if !dataDirectory.isEmpty { try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true) }
 
+        var metaStore: MetaStore?
         if modules.metaManager.enable {
             let store = try MetaStore(configuration: .init(path: settings.database.dataSource))
+            metaStore = store
             let metaManager = MetaManager(
                 configuration: MetaManagerConfiguration(remoteQueryTimeout: .seconds(modules.metaManager.remoteQueryTimeout)), store: store, bus: bus,
                 logger: Logger(label: "metamanager"))
@@ -51,6 +53,17 @@ struct EdgeNode {
                 enabled.append("metaServer")
                 sources.append(.init(module: "metaserver", counters: { nil }, gauges: { ["open_connections": Double(metaServer.openConnections)] }))
             }
+        }
+        if modules.edged.enable, let store = metaStore {
+            let root = modules.edged.rootDirectory
+            let runtime = try ProcessRuntime(root: root + "/containers", cgroupRoot: modules.edged.cgroupRoot.isEmpty ? nil : modules.edged.cgroupRoot)
+            let edged = try Edged(
+                configuration: .init(nodeName: nodeName, rootDirectory: root, syncInterval: .seconds(modules.edged.syncFrequency),
+                                     maxLogBytes: try settings.containerLogMaxBytes(), maxLogFiles: modules.edged.containerLogMaxFiles),
+                store: store, bus: bus, runtime: runtime, logger: Logger(label: "edged"))
+            services.append(ModuleService(name: "edged", start: { edged.start() }, stop: { await edged.stop() }))
+            enabled.append("edged")
+            sources.append(.init(module: "edged", counters: { edged.statistics }, gauges: { ["pods": Double(edged.statistics.pods)] }))
         }
         if modules.deviceTwin.enable {
             let store = try DeviceStore(path: settings.database.dataSource)

@@ -55,7 +55,7 @@ let edgecoreBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLast
                 mqttServerExternal: tcp://127.0.0.1:\(broker.port)
               metaManager:
                 metaServer: {server: "127.0.0.1:\(metaServerPort)"}
-              edged: {hostnameOverride: edge-1}
+              edged: {hostnameOverride: edge-1, rootDirectory: \(edge)/edged}
             metrics: {server: "127.0.0.1:\(metricsPort)"}
 
             """

@@ -39,7 +39,7 @@ public actor PodWorker {
         self.backoff = backoff
         self.resources = resources
         self.prober = prober
-        volumes = podsRoot.map { PodVolumes(podsRoot: $0, uid: pod.uid ?? pod.key.replacingOccurrences(of: "/", with: "_")) }
+        volumes = podsRoot.map { PodVolumes(podsRoot: $0, uid: Self.podID(pod)) }
     }
 
     /// Takes a newer version of the pod (its status is kept). Containers already running keep
@@ -50,7 +50,14 @@ public actor PodWorker {
         pod.json["status"] = status
     }
 
-    private var uid: String { pod.uid ?? pod.key }
+    private var uid: String { Self.podID(pod) }
+
+    /// The name a pod's containers and directories go by: its UID, or namespace and name for
+    /// a pod without one.
+    public static func podID(_ pod: Kube.Pod) -> String {
+        if let uid = pod.uid, !uid.isEmpty, PodVolumes.isSafeRelativePath(uid), !uid.contains("/") { return uid }
+        return (pod.namespace.isEmpty ? "default" : pod.namespace) + "." + pod.name
+    }
 
     /// The newest attempt of container `name` and its state.
     private func newest(_ name: String) -> (id: ContainerID, state: ContainerState)? {
@@ -237,10 +244,10 @@ public actor PodWorker {
         status["reason"] = .string("InvalidPodSpec")
         status["message"] = .string(problems.joined(separator: "; "))
         let time = Self.timestamp(now)
-        status["conditions"] = .array([
-            KubeCondition(type: "PodScheduled", status: true, time: time).json,
-            KubeCondition(type: "Ready", status: false, time: time).json,
-        ])
+        status["conditions"] = .array(keepingTransitionTimes([
+            KubeCondition(type: "PodScheduled", status: true, time: time),
+            KubeCondition(type: "Ready", status: false, time: time),
+        ]))
         return .object(status)
     }
 
@@ -271,7 +278,7 @@ public actor PodWorker {
         ]
         var status = pod.json["status"]?.objectValue ?? JSONObject()
         status["phase"] = .string(phase)
-        status["conditions"] = .array(conditions.map(\.json))
+        status["conditions"] = .array(keepingTransitionTimes(conditions))
         if !initStatuses.isEmpty { status["initContainerStatuses"] = .array(initStatuses.map(\.json)) }
         status["containerStatuses"] = .array(statuses.map(\.json))
         if let message = statuses.compactMap({ $0.message }).first { status["message"] = .string(message) } else { status["message"] = nil }
@@ -329,6 +336,19 @@ public actor PodWorker {
         object["ready"] = .bool(ready)
         if object["started"] == nil { object["started"] = .bool(false) }
         return (.object(object), summary, message)
+    }
+
+    /// `conditions` with the last transition time of each that has not changed status.
+    private func keepingTransitionTimes(_ conditions: [KubeCondition]) -> [JSONValue] {
+        let previous = pod.json[path: ["status", "conditions"]].elements
+        return conditions.map { condition in
+            var json = condition.json
+            if let before = previous.first(where: { $0["type"]?.stringValue == condition.type }), before["status"]?.stringValue == condition.status,
+               let time = before["lastTransitionTime"] {
+                json["lastTransitionTime"] = time
+            }
+            return json
+        }
     }
 
     /// A `terminated` container state: exit code, reason, times, and the probe that ended it.

@@ -1,0 +1,281 @@
+import Foundation
+import KubeModel
+import Logging
+import NIOCore
+import Synchronization
+import Transport
+
+/// KubeEdge's Edged, the edge's kubelet: it runs the pods bound to this node that MetaManager
+/// holds, on a ``ContainerRuntime``, and reports their status to the cloud.
+///
+/// - The pods come from the ``MetaStore``, never from the cloud directly, so pods start and keep
+///   running while the cloud is away. MetaManager tells Edged when a pod, ConfigMap or Secret
+///   changed; Edged also looks again every ``Configuration/syncInterval`` (container ends,
+///   back-offs, probes).
+/// - Each pod has a ``PodWorker``. On start, the runtime's containers are adopted (a container
+///   still running is never started twice), and containers of pods no longer stored (deleted
+///   while edgecore was down) are stopped and removed.
+/// - A pod gone from the store is stopped (SIGTERM, then SIGKILL after its grace period) and its
+///   containers and volumes removed.
+/// - A pod's status is sent when it changed, as an `update` of `{namespace}/podstatus/{name}` to
+///   MetaManager, which stores it and passes it to the cloud on the state lane, where EdgeHub
+///   keeps only the newest status of each pod queued (coalesced per pod, reliable).
+public final class Edged: Sendable {
+    /// Every setting, with a documented default.
+    public struct Configuration: Sendable {
+        /// The node whose pods run here (`spec.nodeName`).
+        public var nodeName: String
+        /// Pod directories (volumes) go to `{rootDirectory}/pods`, the process runtime's state to
+        /// `{rootDirectory}/containers`.
+        public var rootDirectory: String
+        /// How often every pod is looked at without a change. Default 1 s (kubelet's PLEG relists each second).
+        public var syncInterval: Duration
+        /// Crash-loop back-off. Default 10 s doubling to 5 min.
+        public var backoff: RestartBackoff
+        /// A container log larger than this is rotated. Default 10 MiB (kubelet's containerLogMaxSize).
+        public var maxLogBytes: Int
+        /// Rotated logs kept per container. Default 5.
+        public var maxLogFiles: Int
+        /// Pods synced at once. Default 16.
+        public var concurrentSyncs: Int
+
+        public init(nodeName: String, rootDirectory: String = "/var/lib/edged", syncInterval: Duration = .seconds(1), backoff: RestartBackoff = RestartBackoff(),
+                    maxLogBytes: Int = 10 << 20, maxLogFiles: Int = 5, concurrentSyncs: Int = 16) {
+            self.nodeName = nodeName
+            self.rootDirectory = rootDirectory
+            self.syncInterval = syncInterval
+            self.backoff = backoff
+            self.maxLogBytes = maxLogBytes
+            self.maxLogFiles = maxLogFiles
+            self.concurrentSyncs = max(1, concurrentSyncs)
+        }
+    }
+
+    /// The bus module name and group (KubeEdge's).
+    public static let moduleName = "edged"
+    public static let moduleGroup = "edged"
+
+    public let configuration: Configuration
+    public let runtime: any ContainerRuntime
+    private let store: MetaStore
+    private let bus: MessageBus
+    private let endpoint: BusEndpoint
+    private let logger: Logger
+    private let tasks = ModuleTasks()
+    private let counters = Mutex(EdgedCounters())
+    private let wake = WakeSignal()
+    /// Pods being stopped and removed, by pod ID.
+    private let terminating = Mutex<Set<String>>([])
+    private let prober: ContainerProber
+
+    /// Creates the module and registers it on `bus`.
+    /// - Parameter runtime: what runs containers; by default a ``ProcessRuntime`` under the root directory.
+    public init(configuration: Configuration, store: MetaStore, bus: MessageBus, runtime: (any ContainerRuntime)? = nil,
+                prober: ContainerProber = ContainerProber(), logger: Logger = Logger(label: "edged")) throws {
+        self.configuration = configuration
+        self.store = store
+        self.bus = bus
+        self.logger = logger
+        self.prober = prober
+        self.runtime = try runtime ?? ProcessRuntime(root: configuration.rootDirectory + "/containers")
+        try FileManager.default.createDirectory(atPath: configuration.rootDirectory + "/pods", withIntermediateDirectories: true)
+        endpoint = bus.register(module: Self.moduleName, group: Self.moduleGroup)
+    }
+
+    /// Starts listening to MetaManager and running pods.
+    public func start() {
+        let loop = Task { [self] in await run() }
+        tasks.start([loop]) { [self] lane in
+            for await message in endpoint.messages(on: lane) where message.header.parentID == nil {
+                // A stored change of a pod, ConfigMap, Secret, …: look again now.
+                _ = message
+                wake.signal()
+            }
+        }
+    }
+
+    /// Leaves the bus and stops looking after pods. Containers keep running (as kubelet's do),
+    /// to be adopted by the next start.
+    public func stop() async {
+        wake.finish()
+        await tasks.stop(leaving: bus, module: Self.moduleName)
+    }
+
+    /// What the module counted.
+    public var statistics: EdgedCounters { counters.withLock { $0 } }
+
+    // MARK: the sync loop
+
+    private func run() async {
+        var workers: [String: Worker] = [:]
+        var removals: [Task<Void, Never>] = []
+        let resources = MetaStoreResources(store: store)
+        var lastRotation = ContinuousClock.now
+        repeat {
+            let pods: [Kube.Pod]
+            do {
+                pods = try store.list(type: "pod").objects.compactMap { object in
+                    guard let json = try? JSONValue(parsing: object.json) else { return nil }
+                    let pod = Kube.Pod(json: json)
+                    return pod.nodeName == configuration.nodeName ? pod : nil
+                }
+            } catch {
+                logger.error("cannot read pods from the store", metadata: ["error": "\(error)"])
+                pods = workers.values.map(\.pod)
+            }
+            let wanted = Dictionary(pods.map { (PodWorker.podID($0), $0) }, uniquingKeysWith: { first, _ in first })
+            let stopping = terminating.withLock { $0 }
+            if stopping.isEmpty { removals.removeAll() }  // every removal has ended
+
+            // Pods gone from the store (or being deleted): stop them in the background.
+            for (id, worker) in workers where wanted[id] == nil || wanted[id]?.json[path: ["metadata", "deletionTimestamp"]] != nil {
+                workers[id] = nil
+                let grace = Self.gracePeriod(of: wanted[id] ?? worker.pod)
+                removals.append(removing(id) { [logger] in
+                    await worker.worker.terminate(gracePeriod: grace)
+                    await worker.worker.remove()
+                    logger.info("pod removed", metadata: ["pod": "\(worker.pod.key)"])
+                })
+            }
+            // Containers of pods this edgecore does not know (deleted while it was down).
+            let known = runtime.containers()
+            let stoppingNow = terminating.withLock { $0 }
+            for orphan in Set(known.map(\.podUID)) where wanted[orphan] == nil && workers[orphan] == nil && !stoppingNow.contains(orphan) {
+                let ids = known.filter { $0.podUID == orphan }
+                removals.append(removing(orphan) { [runtime, configuration, logger] in
+                    for id in ids {
+                        await runtime.stop(id, gracePeriod: .seconds(30))
+                        runtime.remove(id)
+                    }
+                    try? FileManager.default.removeItem(atPath: configuration.rootDirectory + "/pods/" + orphan)
+                    logger.info("removed the containers of a pod that is no longer assigned here", metadata: ["pod": "\(orphan)"])
+                })
+            }
+            // New and changed pods.
+            for (id, pod) in wanted where pod.json[path: ["metadata", "deletionTimestamp"]] == nil && !stopping.contains(id) {
+                if let existing = workers[id] {
+                    if existing.pod.json[path: ["metadata", "resourceVersion"]] != pod.json[path: ["metadata", "resourceVersion"]] || existing.pod.json["spec"] != pod.json["spec"] {
+                        await existing.worker.update(pod)
+                        workers[id]?.pod = pod
+                    }
+                } else {
+                    workers[id] = Worker(pod: pod, worker: PodWorker(pod: pod, runtime: runtime, backoff: configuration.backoff, resources: resources,
+                                                                     podsRoot: configuration.rootDirectory + "/pods", prober: prober))
+                    counters.withLock { $0.podsAdded += 1 }
+                }
+            }
+
+            let statuses = await syncAll(workers.values.map(\.worker))
+            for (pod, status) in statuses {
+                let id = PodWorker.podID(pod)
+                guard workers[id] != nil, workers[id]?.reported != status else { continue }
+                if await report(pod, status: status) { workers[id]?.reported = status }
+            }
+            counters.withLock {
+                $0.syncs += 1
+                $0.pods = workers.count
+            }
+            if ContinuousClock.now - lastRotation > .seconds(10), let processes = runtime as? ProcessRuntime {
+                processes.rotateLogs(maxBytes: configuration.maxLogBytes, keep: configuration.maxLogFiles)
+                lastRotation = .now
+            }
+            // Until something changes, or the interval passes.
+        } while await wake.wait(for: configuration.syncInterval)
+        for removal in removals { await removal.value }
+    }
+
+    /// Runs `body` (stopping a pod) in the background, with the pod marked as terminating.
+    private func removing(_ id: String, _ body: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        terminating.withLock { _ = $0.insert(id) }
+        counters.withLock { $0.podsRemoved += 1 }
+        return Task { [self] in
+            await body()
+            terminating.withLock { _ = $0.remove(id) }
+        }
+    }
+
+    /// Probes and syncs every worker, `concurrentSyncs` at a time; each pod's status.
+    private func syncAll(_ workers: [PodWorker]) async -> [(Kube.Pod, JSONValue)] {
+        await withTaskGroup(of: (Kube.Pod, JSONValue).self) { group in
+            var results: [(Kube.Pod, JSONValue)] = []
+            var pending = workers.makeIterator()
+            func add(_ worker: PodWorker) {
+                group.addTask {
+                    await worker.probe()
+                    let status = await worker.sync()
+                    return (await worker.pod, status)
+                }
+            }
+            for _ in 0..<configuration.concurrentSyncs { if let worker = pending.next() { add(worker) } }
+            while let result = await group.next() {
+                results.append(result)
+                if let worker = pending.next() { add(worker) }
+            }
+            return results
+        }
+    }
+
+    /// Sends the pod's status to MetaManager; whether it was taken.
+    private func report(_ pod: Kube.Pod, status: JSONValue) async -> Bool {
+        var metadata = JSONObject([("name", .string(pod.name)), ("namespace", .string(pod.namespace.isEmpty ? "default" : pod.namespace))])
+        if let uid = pod.uid { metadata["uid"] = .string(uid) }
+        if let version = pod.json[path: ["metadata", "resourceVersion"]] { metadata["resourceVersion"] = version }
+        let object = JSONValue.object(JSONObject([
+            ("apiVersion", .string("v1")), ("kind", .string("Pod")), ("metadata", .object(metadata)), ("status", status),
+        ]))
+        let message = Message(router: MessageRouter(
+            source: Self.moduleName, destination: MetaManager.moduleName, group: MessageRouter.Group.meta, operation: MessageRouter.Operation.update,
+            resource: "\(pod.namespace.isEmpty ? "default" : pod.namespace)/podstatus/\(pod.name)"), content: ByteBuffer(string: object.serialized))
+        do {
+            try await endpoint.send(message, toGroup: MetaManager.moduleGroup, on: .state)
+            counters.withLock { $0.statusReports += 1 }
+            return true
+        } catch {
+            counters.withLock { $0.statusFailures += 1 }
+            logger.warning("could not report a pod's status", metadata: ["pod": "\(pod.key)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    private static func gracePeriod(of pod: Kube.Pod) -> Duration {
+        let seconds = pod.json[path: ["metadata", "deletionGracePeriodSeconds"]]?.int64Value ?? pod.terminationGracePeriodSeconds
+        return .seconds(max(0, seconds))
+    }
+
+    private struct Worker {
+        var pod: Kube.Pod
+        let worker: PodWorker
+        var reported: JSONValue?
+    }
+}
+
+/// ConfigMaps and Secrets as MetaManager stored them.
+struct MetaStoreResources: PodResourceSource {
+    let store: MetaStore
+
+    func configMap(namespace: String, name: String) -> Kube.ConfigMap? {
+        object(namespace: namespace, type: "configmap", name: name).map(Kube.ConfigMap.init(json:))
+    }
+
+    func secret(namespace: String, name: String) -> Kube.Secret? {
+        object(namespace: namespace, type: "secret", name: name).map(Kube.Secret.init(json:))
+    }
+
+    private func object(namespace: String, type: String, name: String) -> JSONValue? {
+        guard let stored = try? store.get(ResourceKey(namespace: namespace, type: type, name: name)) else { return nil }
+        return try? JSONValue(parsing: stored.json)
+    }
+}
+
+/// What Edged counted since it started.
+public struct EdgedCounters: Sendable, Equatable {
+    /// Pods looked after now.
+    public var pods = 0
+    public var podsAdded = 0
+    public var podsRemoved = 0
+    /// Passes over every pod.
+    public var syncs = 0
+    /// Pod statuses sent to MetaManager (only changes are sent).
+    public var statusReports = 0
+    public var statusFailures = 0
+}
