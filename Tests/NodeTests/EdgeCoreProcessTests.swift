@@ -23,6 +23,9 @@ let edgecoreBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLast
             ("modules:\n  edgeHub:\n    heartbeat: soon\n", "heartbeat"),
             ("modules:\n  metaManager:\n    metaServer:\n      server: nowhere\n", "modules.metaManager.metaServer.server"),
             ("- a list\n", "mapping"),
+            ("modules:\n  edged:\n    containerLogMaxSize: lots\n", "modules.edged.containerLogMaxSize lots is not a size"),
+            ("modules:\n  edged:\n    syncFrequency: 0\n", "modules.edged.syncFrequency must be at least 1 second"),
+            ("modules:\n  metaManager:\n    enable: false\n", "Edged runs the pods metaManager holds"),
         ] {
             try yaml.write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
             let run = try runProcess(edgecoreBinary, ["--config", directory + "/edgecore.yaml"])
@@ -96,5 +99,70 @@ let edgecoreBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLast
         #expect(pod.contains("nginx"))
         #expect(await edgecore.signal(SIGTERM, waitingUpTo: .seconds(15)) == 0)
         removeTemporaryDirectory(fixture.directory)
+    }
+
+    @Test func podsKeepRunningExactlyOnceAcrossKill9AndADeleteWhileDownIsCarriedOut() async throws {
+        let fixture = try await HubFixture()
+        defer { removeTemporaryDirectory(fixture.directory) }
+        let received = ReceivedStatuses(fixture.hub)
+        defer { received.cancel() }
+        let edge = fixture.directory + "/edge"
+        try FileManager.default.createDirectory(atPath: edge, withIntermediateDirectories: true)
+        let yaml = """
+            database:
+              dataSource: \(edge)/edgecore.db
+            modules:
+              edgeHub:
+                httpServer: https://127.0.0.1:\(fixture.ports.https)
+                quic: {server: "127.0.0.1:\(fixture.ports.quic)"}
+                websocket: {server: "127.0.0.1:\(fixture.ports.webSocket)"}
+                token: \(try fixture.hub.makeToken())
+                certificatesDirectory: \(edge)/certs
+                outbox: \(edge)/outbox.db
+              eventBus: {enable: false}
+              metaManager:
+                metaServer: {server: "127.0.0.1:\(freeLoopbackPort())"}
+              edged: {hostnameOverride: edge-1, rootDirectory: \(edge)/edged, syncFrequency: 1}
+            metrics: {server: "127.0.0.1:\(freeLoopbackPort())"}
+
+            """
+        try yaml.write(toFile: fixture.directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
+        let start = { (log: String) in try BackgroundProcess(edgecoreBinary, ["--config", fixture.directory + "/edgecore.yaml"], outputFile: fixture.directory + "/" + log) }
+        var edgecore = try start("edgecore.log")
+        defer { edgecore.stop() }
+        let runtime = try ProcessRuntime(root: edge + "/edged/containers")
+        defer { for id in runtime.containers() { runtime.remove(id) } }  // containers outlive edgecore by design
+        let log = { (name: String) in (try? String(contentsOfFile: fixture.directory + "/" + name, encoding: .utf8)) ?? "" }
+        #expect(await eventually(timeout: .seconds(30)) { fixture.hub.connection(of: "edge-1") != nil }, "\(log("edgecore.log"))")
+
+        func pod(_ name: String, _ version: Int) -> String {
+            #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"\#(name)","namespace":"default","uid":"uid-\#(name)","resourceVersion":"\#(version)"},"spec":{"nodeName":"edge-1","terminationGracePeriodSeconds":1,"containers":[{"name":"app","image":"none","command":["/bin/sh","-c","echo started >> \#(edge)/\#(name)-starts.log; exec sleep 300"]}]}}"#
+        }
+        for name in ["keep", "doomed"] {
+            try await fixture.hub.send(objectMessage("insert", "default/pod/\(name)", pod(name, 5)), to: "edge-1", on: .state, delivery: .reliable)
+        }
+        #expect(await eventually(timeout: .seconds(30)) {
+            ["keep", "doomed"].allSatisfy { received.latest("default/podstatus/\($0)")?[path: ["status", "phase"]] == .string("Running") }
+        }, "\(log("edgecore.log"))")
+        let keep = ContainerID(podUID: "uid-keep", name: "app", attempt: 0)
+        guard case .running(let startedAt) = runtime.state(of: keep) else { Issue.record("not running"); return }
+
+        // kill -9: the containers do not notice.
+        #expect(await edgecore.signal(SIGKILL, waitingUpTo: .seconds(10)) != nil)
+        #expect(runtime.state(of: keep) == .running(startedAt: startedAt))
+        // While the node is down the cloud deletes one pod.
+        try await fixture.hub.send(objectMessage("delete", "default/pod/doomed", #"{"metadata":{"name":"doomed","namespace":"default","resourceVersion":"6"}}"#),
+                                   to: "edge-1", on: .state, delivery: .reliable)
+
+        edgecore = try start("edgecore2.log")
+        #expect(await eventually(timeout: .seconds(30)) { fixture.hub.connection(of: "edge-1") != nil }, "\(log("edgecore2.log"))")
+        #expect(await eventually(timeout: .seconds(20)) { !runtime.containers().contains { $0.podUID == "uid-doomed" } }, "the delete was carried out")
+        // Several passes later the kept pod was adopted, not started again.
+        try await Task.sleep(for: .seconds(3))
+        #expect(runtime.containers().filter { $0.podUID == "uid-keep" } == [keep])
+        #expect(runtime.state(of: keep) == .running(startedAt: startedAt))
+        #expect(log("edge/keep-starts.log") == "started\n", "started exactly once")
+        #expect(await edgecore.signal(SIGTERM, waitingUpTo: .seconds(15)) == 0, "\(log("edgecore2.log"))")
+        #expect(runtime.state(of: keep) == .running(startedAt: startedAt), "a graceful stop of edgecore leaves pods running, as kubelet's does")
     }
 }
