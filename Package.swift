@@ -191,7 +191,7 @@ let package = Package(
         .executableTarget(
             name: "node-bench",
             dependencies: [
-                "Transport", "CloudHub", "EdgeHub", "Node", "BenchSupport",
+                "Transport", "CloudHub", "EdgeHub", "Node", "KubeModel", "BenchSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -4,6 +4,7 @@
 //   meta: MetaManager writes and reads per second through the bus, beside raw SQLite doing the
 //         same upserts and point reads on a file with the same settings.
 //   rss:  edgecore's resident memory idle, with no devices and then with 1,000.
+//   pods: Edged: pod messages to Running statuses, and edgecore's memory with the pods running.
 import ArgumentParser
 import BenchSupport
 import CloudHub
@@ -22,9 +23,9 @@ struct NodeBench: AsyncParsableCommand {
         commandName: "node-bench",
         abstract: "Edge module throughput and memory against same-run baselines (run it with -c release).")
 
-    enum Scenario: String, ExpressibleByArgument, CaseIterable { case twin, meta, rss, all }
+    enum Scenario: String, ExpressibleByArgument, CaseIterable { case twin, meta, rss, pods, all }
 
-    @Option(help: "Which figures: twin, meta, rss or all.")
+    @Option(help: "Which figures: twin, meta, rss, pods or all.")
     var only: Scenario = .all
     @Option(help: "Twin updates published.")
     var updates = 200_000
@@ -36,6 +37,8 @@ struct NodeBench: AsyncParsableCommand {
     var window = 2000
     @Option(help: "MetaManager writes and reads.")
     var operations = 20_000
+    @Option(help: "Pods run by Edged.")
+    var pods = 100
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -46,6 +49,7 @@ struct NodeBench: AsyncParsableCommand {
         if only == .twin || only == .all { try await twinFigures() }
         if only == .meta || only == .all { try await metaFigures() }
         if only == .rss || only == .all { try await rssFigures() }
+        if only == .pods || only == .all { try await podFigures() }
     }
 
     // MARK: twin
@@ -189,7 +193,7 @@ struct NodeBench: AsyncParsableCommand {
                 outbox: \(directory)/outbox.db
               eventBus: {mqttServerExternal: "tcp://127.0.0.1:\(broker.port)"}
               metaManager: {metaServer: {server: "127.0.0.1:\(metaServerPort)"}}
-              edged: {hostnameOverride: edge-1}
+              edged: {hostnameOverride: edge-1, rootDirectory: \(directory)/edged}
             metrics: {server: "127.0.0.1:\(freePort())"}
 
             """
