@@ -7,15 +7,6 @@ import TestSupport
 /// The process runtime's mounts (a private mount namespace per container), cgroup limits and
 /// exec, with real processes.
 @Suite struct ContainerMountsAndLimitsTests {
-    private func ended(_ runtime: ProcessRuntime, _ id: ContainerID) async -> ContainerState? {
-        var last: ContainerState?
-        _ = await eventually(timeout: .seconds(15)) {
-            last = runtime.state(of: id)
-            if case .exited = last { return true }
-            return false
-        }
-        return last
-    }
 
     private func log(_ runtime: ProcessRuntime, _ id: ContainerID) -> String {
         (try? String(contentsOfFile: runtime.logPath(of: id), encoding: .utf8)) ?? ""

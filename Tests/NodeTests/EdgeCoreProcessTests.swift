@@ -9,6 +9,29 @@ import Transport
 /// The edgecore executable beside the test bundle (`make test` builds every product).
 let edgecoreBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("edgecore").path
 
+/// An edgecore.yaml joining `fixture`'s hub as edge-1 with everything under `edge`.
+func edgecoreYAML(_ fixture: HubFixture, edge: String, eventBus: String, edged: String = "", metaServerPort: Int = freeLoopbackPort(),
+                  metricsPort: Int = freeLoopbackPort()) throws -> String {
+    """
+    database:
+      dataSource: \(edge)/edgecore.db
+    modules:
+      edgeHub:
+        httpServer: https://127.0.0.1:\(fixture.ports.https)
+        quic: {server: "127.0.0.1:\(fixture.ports.quic)"}
+        websocket: {server: "127.0.0.1:\(fixture.ports.webSocket)"}
+        token: \(try fixture.hub.makeToken())
+        certificatesDirectory: \(edge)/certs
+        outbox: \(edge)/outbox.db
+      eventBus: \(eventBus)
+      metaManager:
+        metaServer: {server: "127.0.0.1:\(metaServerPort)"}
+      edged: {hostnameOverride: edge-1, rootDirectory: \(edge)/edged\(edged.isEmpty ? "" : ", " + edged)}
+    metrics: {server: "127.0.0.1:\(metricsPort)"}
+
+    """
+}
+
 @Suite(.serialized) struct EdgeCoreProcessTests {
     @Test func defaultConfigLoadsAndBadConfigsAreRefusedWithTheKeyNamed() throws {
         let directory = makeTemporaryDirectory()
@@ -43,25 +66,8 @@ let edgecoreBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLast
         let metaServerPort = freeLoopbackPort()
         let metricsPort = freeLoopbackPort()
         let edge = fixture.directory + "/edge"
-        let yaml = """
-            database:
-              dataSource: \(edge)/edgecore.db
-            modules:
-              edgeHub:
-                httpServer: https://127.0.0.1:\(fixture.ports.https)
-                quic: {server: "127.0.0.1:\(fixture.ports.quic)"}
-                websocket: {server: "127.0.0.1:\(fixture.ports.webSocket)"}
-                token: \(try fixture.hub.makeToken())
-                certificatesDirectory: \(edge)/certs
-                outbox: \(edge)/outbox.db
-              eventBus:
-                mqttServerExternal: tcp://127.0.0.1:\(broker.port)
-              metaManager:
-                metaServer: {server: "127.0.0.1:\(metaServerPort)"}
-              edged: {hostnameOverride: edge-1, rootDirectory: \(edge)/edged}
-            metrics: {server: "127.0.0.1:\(metricsPort)"}
-
-            """
+        let yaml = try edgecoreYAML(fixture, edge: edge, eventBus: "{mqttServerExternal: tcp://127.0.0.1:\(broker.port)}",
+                                    metaServerPort: metaServerPort, metricsPort: metricsPort)
         try FileManager.default.createDirectory(atPath: edge, withIntermediateDirectories: true)
         try yaml.write(toFile: fixture.directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
         var edgecore = try BackgroundProcess(edgecoreBinary, ["--config", fixture.directory + "/edgecore.yaml"], outputFile: fixture.directory + "/edgecore.log")
@@ -108,24 +114,7 @@ let edgecoreBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLast
         defer { received.cancel() }
         let edge = fixture.directory + "/edge"
         try FileManager.default.createDirectory(atPath: edge, withIntermediateDirectories: true)
-        let yaml = """
-            database:
-              dataSource: \(edge)/edgecore.db
-            modules:
-              edgeHub:
-                httpServer: https://127.0.0.1:\(fixture.ports.https)
-                quic: {server: "127.0.0.1:\(fixture.ports.quic)"}
-                websocket: {server: "127.0.0.1:\(fixture.ports.webSocket)"}
-                token: \(try fixture.hub.makeToken())
-                certificatesDirectory: \(edge)/certs
-                outbox: \(edge)/outbox.db
-              eventBus: {enable: false}
-              metaManager:
-                metaServer: {server: "127.0.0.1:\(freeLoopbackPort())"}
-              edged: {hostnameOverride: edge-1, rootDirectory: \(edge)/edged, syncFrequency: 1}
-            metrics: {server: "127.0.0.1:\(freeLoopbackPort())"}
-
-            """
+        let yaml = try edgecoreYAML(fixture, edge: edge, eventBus: "{enable: false}", edged: "syncFrequency: 1")
         try yaml.write(toFile: fixture.directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
         let start = { (log: String) in try BackgroundProcess(edgecoreBinary, ["--config", fixture.directory + "/edgecore.yaml"], outputFile: fixture.directory + "/" + log) }
         var edgecore = try start("edgecore.log")

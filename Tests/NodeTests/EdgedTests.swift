@@ -70,7 +70,9 @@ final class ReceivedStatuses: Sendable {
         pod?[path: ["status", "conditions"]]?.arrayValue?.first { $0["type"] == .string(type) }?["status"]?.stringValue
     }
 
-    @Test func aPodFromTheCloudRunsBecomesReadyReportsItsStatusAndGoesWhenDeleted() async throws {
+    /// Runs `body` with an edge node that runs pods, the statuses its cloud receives, and a way
+    /// to send it objects from the cloud; cleans up after.
+    private func withPodNode(_ body: (HubFixture, PodNode, ReceivedStatuses, _ send: (String, String, String) async throws -> Void) async throws -> Void) async throws {
         let fixture = try await HubFixture()
         defer { removeTemporaryDirectory(fixture.directory) }
         _ = try fixture.issueCredentials(for: "edge-1")
@@ -78,80 +80,76 @@ final class ReceivedStatuses: Sendable {
         defer { received.cancel() }
         let node = try PodNode(fixture: fixture)
         defer { for id in node.edged.runtime.containers() { node.edged.runtime.remove(id) } }
-        let port = freeLoopbackPort()
-        let mnt = fixture.directory + "/mnt"
-        let send = { (operation: String, resource: String, json: String) in
+        try await body(fixture, node, received) { operation, resource, json in
             try await fixture.hub.send(objectMessage(operation, resource, json), to: "edge-1", on: .state, delivery: .reliable)
         }
-        try await send("insert", "default/configmap/web-config", #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"web-config","namespace":"default","resourceVersion":"3"},"data":{"GREETING":"hello from the cloud"}}"#)
-        try await send("insert", "default/secret/web-secret", #"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"web-secret","namespace":"default","resourceVersion":"4"},"data":{"password":"czNjcmV0"}}"#)
-        let pod = """
-            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default","uid":"uid-web","resourceVersion":"5"},
-             "spec":{"nodeName":"edge-1","terminationGracePeriodSeconds":2,
-              "volumes":[{"name":"site","emptyDir":{}},{"name":"secret","secret":{"secretName":"web-secret","defaultMode":256}}],
-              "initContainers":[{"name":"prepare","image":"busybox","command":["/bin/sh","-c","echo '<h1>edge</h1>' > \(mnt)/site/index.html"],
-                                 "volumeMounts":[{"name":"site","mountPath":"\(mnt)/site"}]}],
-              "containers":[
-                {"name":"web","image":"python","command":["/bin/sh","-c","echo \\"$GREETING\\"; exec python3 -m http.server \(port) --bind 127.0.0.1 --directory \(mnt)/site"],
-                 "envFrom":[{"configMapRef":{"name":"web-config"}}],"volumeMounts":[{"name":"site","mountPath":"\(mnt)/site","readOnly":true}],
-                 "readinessProbe":{"httpGet":{"path":"/index.html","port":\(port)},"periodSeconds":1}},
-                {"name":"sidecar","image":"busybox","command":["/bin/sh","-c","cat \(mnt)/secret/password; echo; exec sleep 60"],
-                 "volumeMounts":[{"name":"secret","mountPath":"\(mnt)/secret"}]}]}}
-            """
-        try await send("insert", "default/pod/web", pod)
-
-        // Running and Ready, as the cloud sees it.
-        #expect(await eventually(timeout: .seconds(30)) {
-            let status = received.latest("default/podstatus/web")
-            return status?[path: ["status", "phase"]] == .string("Running") && condition(status, "Ready") == "True"
-        }, "\(received.latest("default/podstatus/web").map { "\($0)" } ?? "no status")")
-        let status = try #require(received.latest("default/podstatus/web"))
-        #expect(status[path: ["metadata", "uid"]] == .string("uid-web") && status["kind"] == .string("Pod"))
-        let statuses = status[path: ["status", "containerStatuses"]]?.arrayValue ?? []
-        #expect(statuses.count == 2 && statuses.allSatisfy { $0["ready"] == .bool(true) && $0["restartCount"] == .number("0") }, "\(statuses)")
-        #expect(status[path: ["status", "initContainerStatuses"]]?.arrayValue?.first?[path: ["state", "terminated", "reason"]] == .string("Completed"))
-        let runtime = node.edged.runtime
-        let webLog = try String(contentsOfFile: runtime.logPath(of: ContainerID(podUID: "uid-web", name: "web", attempt: 0)), encoding: .utf8)
-        #expect(webLog.hasPrefix("hello from the cloud\n"), "\(webLog)")
-        let page = try await httpRequest(port: port, path: "/index.html").text()
-        #expect(page == "<h1>edge</h1>\n")
-        #expect(await eventually {
-            (try? String(contentsOfFile: runtime.logPath(of: ContainerID(podUID: "uid-web", name: "sidecar", attempt: 0)), encoding: .utf8)) == "s3cret\n"
-        })
-        // Only changes are reported: far fewer statuses than passes over the pod.
-        try await Task.sleep(for: .seconds(1))
-        #expect(node.edged.statistics.statusReports < node.edged.statistics.syncs / 2, "\(node.edged.statistics)")
-        #expect(received.count("default/podstatus/web") <= node.edged.statistics.statusReports)
-
-        // Deleted in the cloud: stopped, and its containers and volumes are gone.
-        try await send("delete", "default/pod/web", #"{"metadata":{"name":"web","namespace":"default","resourceVersion":"6"}}"#)
-        #expect(await eventually(timeout: .seconds(15)) { runtime.containers().isEmpty }, "\(runtime.containers())")
-        #expect(await eventually { !FileManager.default.fileExists(atPath: fixture.directory + "/edge-1-edged/pods/uid-web") })
-        #expect((try? await httpRequest(port: port, path: "/index.html")) == nil, "the server is gone")
-        #expect(node.edged.statistics.podsRemoved == 1 && node.edged.statistics.pods == 0, "\(node.edged.statistics)")
         await node.stop()
     }
 
-    @Test func podsOfOtherNodesAreNotRunAndAConfigMapChangeReachesAWaitingPod() async throws {
-        let fixture = try await HubFixture()
-        defer { removeTemporaryDirectory(fixture.directory) }
-        _ = try fixture.issueCredentials(for: "edge-1")
-        let received = ReceivedStatuses(fixture.hub)
-        defer { received.cancel() }
-        let node = try PodNode(fixture: fixture)
-        defer { for id in node.edged.runtime.containers() { node.edged.runtime.remove(id) } }
-        let send = { (operation: String, resource: String, json: String) in
-            try await fixture.hub.send(objectMessage(operation, resource, json), to: "edge-1", on: .state, delivery: .reliable)
+    @Test func aPodFromTheCloudRunsBecomesReadyReportsItsStatusAndGoesWhenDeleted() async throws {
+        try await withPodNode { fixture, node, received, send in
+            let port = freeLoopbackPort()
+            let mnt = fixture.directory + "/mnt"
+            try await send("insert", "default/configmap/web-config", #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"web-config","namespace":"default","resourceVersion":"3"},"data":{"GREETING":"hello from the cloud"}}"#)
+            try await send("insert", "default/secret/web-secret", #"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"web-secret","namespace":"default","resourceVersion":"4"},"data":{"password":"czNjcmV0"}}"#)
+            let pod = """
+                {"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default","uid":"uid-web","resourceVersion":"5"},
+                 "spec":{"nodeName":"edge-1","terminationGracePeriodSeconds":2,
+                  "volumes":[{"name":"site","emptyDir":{}},{"name":"secret","secret":{"secretName":"web-secret","defaultMode":256}}],
+                  "initContainers":[{"name":"prepare","image":"busybox","command":["/bin/sh","-c","echo '<h1>edge</h1>' > \(mnt)/site/index.html"],
+                                     "volumeMounts":[{"name":"site","mountPath":"\(mnt)/site"}]}],
+                  "containers":[
+                    {"name":"web","image":"python","command":["/bin/sh","-c","echo \\"$GREETING\\"; exec python3 -m http.server \(port) --bind 127.0.0.1 --directory \(mnt)/site"],
+                     "envFrom":[{"configMapRef":{"name":"web-config"}}],"volumeMounts":[{"name":"site","mountPath":"\(mnt)/site","readOnly":true}],
+                     "readinessProbe":{"httpGet":{"path":"/index.html","port":\(port)},"periodSeconds":1}},
+                    {"name":"sidecar","image":"busybox","command":["/bin/sh","-c","cat \(mnt)/secret/password; echo; exec sleep 60"],
+                     "volumeMounts":[{"name":"secret","mountPath":"\(mnt)/secret"}]}]}}
+                """
+            try await send("insert", "default/pod/web", pod)
+
+            // Running and Ready, as the cloud sees it.
+            #expect(await eventually(timeout: .seconds(30)) {
+                let status = received.latest("default/podstatus/web")
+                return status?[path: ["status", "phase"]] == .string("Running") && condition(status, "Ready") == "True"
+            }, "\(received.latest("default/podstatus/web").map { "\($0)" } ?? "no status")")
+            let status = try #require(received.latest("default/podstatus/web"))
+            #expect(status[path: ["metadata", "uid"]] == .string("uid-web") && status["kind"] == .string("Pod"))
+            let statuses = status[path: ["status", "containerStatuses"]]?.arrayValue ?? []
+            #expect(statuses.count == 2 && statuses.allSatisfy { $0["ready"] == .bool(true) && $0["restartCount"] == .number("0") }, "\(statuses)")
+            #expect(status[path: ["status", "initContainerStatuses"]]?.arrayValue?.first?[path: ["state", "terminated", "reason"]] == .string("Completed"))
+            let runtime = node.edged.runtime
+            let webLog = try String(contentsOfFile: runtime.logPath(of: ContainerID(podUID: "uid-web", name: "web", attempt: 0)), encoding: .utf8)
+            #expect(webLog.hasPrefix("hello from the cloud\n"), "\(webLog)")
+            let page = try await httpRequest(port: port, path: "/index.html").text()
+            #expect(page == "<h1>edge</h1>\n")
+            #expect(await eventually {
+                (try? String(contentsOfFile: runtime.logPath(of: ContainerID(podUID: "uid-web", name: "sidecar", attempt: 0)), encoding: .utf8)) == "s3cret\n"
+            })
+            // Only changes are reported: far fewer statuses than passes over the pod.
+            try await Task.sleep(for: .seconds(1))
+            #expect(node.edged.statistics.statusReports < node.edged.statistics.syncs / 2, "\(node.edged.statistics)")
+            #expect(received.count("default/podstatus/web") <= node.edged.statistics.statusReports)
+
+            // Deleted in the cloud: stopped, and its containers and volumes are gone.
+            try await send("delete", "default/pod/web", #"{"metadata":{"name":"web","namespace":"default","resourceVersion":"6"}}"#)
+            #expect(await eventually(timeout: .seconds(15)) { runtime.containers().isEmpty }, "\(runtime.containers())")
+            #expect(await eventually { !FileManager.default.fileExists(atPath: fixture.directory + "/edge-1-edged/pods/uid-web") })
+            #expect((try? await httpRequest(port: port, path: "/index.html")) == nil, "the server is gone")
+            #expect(node.edged.statistics.podsRemoved == 1 && node.edged.statistics.pods == 0, "\(node.edged.statistics)")
         }
-        try await send("insert", "default/pod/elsewhere", #"{"metadata":{"name":"elsewhere","namespace":"default","uid":"uid-else","resourceVersion":"1"},"spec":{"nodeName":"edge-2","containers":[{"name":"c","image":"x","command":["/bin/sleep","30"]}]}}"#)
-        try await send("insert", "default/pod/needs-config", #"{"metadata":{"name":"needs-config","namespace":"default","uid":"uid-needs","resourceVersion":"2"},"spec":{"nodeName":"edge-1","containers":[{"name":"c","image":"x","command":["/bin/sh","-c","echo $MODE; exec sleep 30"],"env":[{"name":"MODE","valueFrom":{"configMapKeyRef":{"name":"late","key":"mode"}}}]}]}}"#)
-        #expect(await eventually(timeout: .seconds(20)) {
-            received.latest("default/podstatus/needs-config")?[path: ["status", "containerStatuses"]]?.arrayValue?.first?[path: ["state", "waiting", "reason"]] == .string("CreateContainerConfigError")
-        })
-        try await send("insert", "default/configmap/late", #"{"metadata":{"name":"late","namespace":"default","resourceVersion":"3"},"data":{"mode":"arrived"}}"#)
-        #expect(await eventually(timeout: .seconds(20)) { received.latest("default/podstatus/needs-config")?[path: ["status", "phase"]] == .string("Running") })
-        #expect(node.edged.runtime.containers().map(\.podUID) == ["uid-needs"], "the other node's pod never ran")
-        #expect(received.latest("default/podstatus/elsewhere") == nil)
-        await node.stop()
+    }
+
+    @Test func podsOfOtherNodesAreNotRunAndAConfigMapChangeReachesAWaitingPod() async throws {
+        try await withPodNode { fixture, node, received, send in
+            try await send("insert", "default/pod/elsewhere", #"{"metadata":{"name":"elsewhere","namespace":"default","uid":"uid-else","resourceVersion":"1"},"spec":{"nodeName":"edge-2","containers":[{"name":"c","image":"x","command":["/bin/sleep","30"]}]}}"#)
+            try await send("insert", "default/pod/needs-config", #"{"metadata":{"name":"needs-config","namespace":"default","uid":"uid-needs","resourceVersion":"2"},"spec":{"nodeName":"edge-1","containers":[{"name":"c","image":"x","command":["/bin/sh","-c","echo $MODE; exec sleep 30"],"env":[{"name":"MODE","valueFrom":{"configMapKeyRef":{"name":"late","key":"mode"}}}]}]}}"#)
+            #expect(await eventually(timeout: .seconds(20)) {
+                received.latest("default/podstatus/needs-config")?[path: ["status", "containerStatuses"]]?.arrayValue?.first?[path: ["state", "waiting", "reason"]] == .string("CreateContainerConfigError")
+            })
+            try await send("insert", "default/configmap/late", #"{"metadata":{"name":"late","namespace":"default","resourceVersion":"3"},"data":{"mode":"arrived"}}"#)
+            #expect(await eventually(timeout: .seconds(20)) { received.latest("default/podstatus/needs-config")?[path: ["status", "phase"]] == .string("Running") })
+            #expect(node.edged.runtime.containers().map(\.podUID) == ["uid-needs"], "the other node's pod never ran")
+            #expect(received.latest("default/podstatus/elsewhere") == nil)
+        }
     }
 }

@@ -3,20 +3,22 @@ import Node
 import Testing
 import TestSupport
 
+/// The container's state once it has ended (or its last state after 15 s).
+func ended(_ runtime: ProcessRuntime, _ id: ContainerID) async -> ContainerState? {
+    var last: ContainerState?
+    _ = await eventually(timeout: .seconds(15)) {
+        last = runtime.state(of: id)
+        if case .exited = last { return true }
+        return false
+    }
+    return last
+}
+
 @Suite struct ProcessRuntimeTests {
     private func runtime(_ directory: String) throws -> ProcessRuntime { try ProcessRuntime(root: directory + "/containers") }
 
     private func id(_ name: String, attempt: Int = 0) -> ContainerID { ContainerID(podUID: "uid-1", name: name, attempt: attempt) }
 
-    private func ended(_ runtime: ProcessRuntime, _ id: ContainerID) async -> ContainerState? {
-        var last: ContainerState?
-        _ = await eventually(timeout: .seconds(15)) {
-            last = runtime.state(of: id)
-            if case .exited = last { return true }
-            return false
-        }
-        return last
-    }
 
     @Test func aContainerRunsWithItsEnvironmentAndDirectoryAndItsOutputAndExitCodeAreKept() async throws {
         let directory = makeTemporaryDirectory()

@@ -181,35 +181,9 @@ struct NodeBench: AsyncParsableCommand {
             webSocketPort: 0, quicPort: 0, httpsPort: 0))
         let ports = try await hub.start()
         _ = try hub.issueNodeCredentials(for: "edge-1", in: directory + "/certs")
-        let metaServerPort = freePort()
-        let config = """
-            database: {dataSource: \(directory)/edgecore.db}
-            modules:
-              edgeHub:
-                httpServer: https://127.0.0.1:\(ports.https)
-                quic: {server: "127.0.0.1:\(ports.quic)"}
-                websocket: {server: "127.0.0.1:\(ports.webSocket)"}
-                certificatesDirectory: \(directory)/certs
-                outbox: \(directory)/outbox.db
-              eventBus: {mqttServerExternal: "tcp://127.0.0.1:\(broker.port)"}
-              metaManager: {metaServer: {server: "127.0.0.1:\(metaServerPort)"}}
-              edged: {hostnameOverride: edge-1, rootDirectory: \(directory)/edged}
-            metrics: {server: "127.0.0.1:\(freePort())"}
-
-            """
-        try config.write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("edgecore").path
-        let edgecore = Process()
-        edgecore.executableURL = URL(fileURLWithPath: binary)
-        edgecore.arguments = ["--config", directory + "/edgecore.yaml"]
-        edgecore.standardError = FileHandle.nullDevice
-        try edgecore.run()
+        let edgecore = try await startEdgecore(directory: directory, hub: hub, ports: ports, eventBus: #"{mqttServerExternal: "tcp://127.0.0.1:\#(broker.port)"}"#)
         defer { kill(edgecore.processIdentifier, SIGKILL) }
         let deadline = ContinuousClock.now + .seconds(30)
-        while hub.connection(of: "edge-1") == nil {
-            guard ContinuousClock.now < deadline else { throw BenchError("edgecore did not connect") }
-            try await Task.sleep(for: .milliseconds(100))
-        }
         try await Task.sleep(for: .seconds(5))
         let idle = residentBytes(pid: edgecore.processIdentifier)
         let idleParts = memoryParts(pid: edgecore.processIdentifier)
@@ -230,6 +204,41 @@ struct NodeBench: AsyncParsableCommand {
                      Double(idle) / 1e6, Double(loaded) / 1e6, devices, Double(loaded - idle) / 1e6))
         print(String(format: "  of which anonymous (heap, stacks): %.1f MB → %.1f MB; file-backed (code of the binary and shared libraries): %.1f MB → %.1f MB",
                      idleParts.anonymous / 1e6, loadedParts.anonymous / 1e6, idleParts.file / 1e6, loadedParts.file / 1e6))
+    }
+
+    /// edgecore joined to `hub` as edge-1, everything under `directory`; returns once connected.
+    func startEdgecore(directory: String, hub: CloudHub, ports: CloudHub.Ports, eventBus: String) async throws -> Process {
+        let config = """
+            database: {dataSource: \(directory)/edgecore.db}
+            modules:
+              edgeHub:
+                httpServer: https://127.0.0.1:\(ports.https)
+                quic: {server: "127.0.0.1:\(ports.quic)"}
+                websocket: {server: "127.0.0.1:\(ports.webSocket)"}
+                certificatesDirectory: \(directory)/certs
+                outbox: \(directory)/outbox.db
+              eventBus: \(eventBus)
+              metaManager: {metaServer: {server: "127.0.0.1:\(freePort())"}}
+              edged: {hostnameOverride: edge-1, rootDirectory: \(directory)/edged}
+            metrics: {server: "127.0.0.1:\(freePort())"}
+
+            """
+        try config.write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("edgecore").path
+        let edgecore = Process()
+        edgecore.executableURL = URL(fileURLWithPath: binary)
+        edgecore.arguments = ["--config", directory + "/edgecore.yaml"]
+        edgecore.standardError = FileHandle.nullDevice
+        try edgecore.run()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while hub.connection(of: "edge-1") == nil {
+            guard ContinuousClock.now < deadline else {
+                kill(edgecore.processIdentifier, SIGKILL)
+                throw BenchError("edgecore did not connect")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return edgecore
     }
 
     func makeDirectory() -> String {

@@ -20,37 +20,11 @@ extension NodeBench {
             webSocketPort: 0, quicPort: 0, httpsPort: 0))
         let ports = try await hub.start()
         _ = try hub.issueNodeCredentials(for: "edge-1", in: directory + "/certs")
-        let config = """
-            database: {dataSource: \(directory)/edgecore.db}
-            modules:
-              edgeHub:
-                httpServer: https://127.0.0.1:\(ports.https)
-                quic: {server: "127.0.0.1:\(ports.quic)"}
-                websocket: {server: "127.0.0.1:\(ports.webSocket)"}
-                certificatesDirectory: \(directory)/certs
-                outbox: \(directory)/outbox.db
-              eventBus: {enable: false}
-              metaManager: {metaServer: {server: "127.0.0.1:\(freePort())"}}
-              edged: {hostnameOverride: edge-1, rootDirectory: \(directory)/edged}
-            metrics: {server: "127.0.0.1:\(freePort())"}
-
-            """
-        try config.write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("edgecore").path
-        let edgecore = Process()
-        edgecore.executableURL = URL(fileURLWithPath: binary)
-        edgecore.arguments = ["--config", directory + "/edgecore.yaml"]
-        edgecore.standardError = FileHandle.nullDevice
-        try edgecore.run()
+        let edgecore = try await startEdgecore(directory: directory, hub: hub, ports: ports, eventBus: "{enable: false}")
         let runtime = try ProcessRuntime(root: directory + "/edged/containers")
         defer {
             kill(edgecore.processIdentifier, SIGKILL)
             for id in runtime.containers() { runtime.remove(id) }
-        }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while hub.connection(of: "edge-1") == nil {
-            guard ContinuousClock.now < deadline else { throw BenchError("edgecore did not connect") }
-            try await Task.sleep(for: .milliseconds(100))
         }
         try await Task.sleep(for: .seconds(3))
         let idle = residentBytes(pid: edgecore.processIdentifier)
