@@ -12,14 +12,20 @@ import TestSupport
         (try? String(contentsOfFile: runtime.logPath(of: id), encoding: .utf8)) ?? ""
     }
 
+    /// `{directory}/source` holding one file.
+    private func directoryHolding(_ file: String, _ contents: String, in directory: String) throws -> String {
+        let source = directory + "/source"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        try contents.write(toFile: source + "/" + file, atomically: true, encoding: .utf8)
+        return source
+    }
+
     @Test func volumesAreSeenAtTheirMountPathsReadOnlyWhenAskedAndOnlyByTheContainer() async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }
         let runtime = try ProcessRuntime(root: directory + "/containers")
         defer { for id in runtime.containers() { runtime.remove(id) } }
-        let source = directory + "/source"
-        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
-        try "from the volume\n".write(toFile: source + "/file.txt", atomically: true, encoding: .utf8)
+        let source = try directoryHolding("file.txt", "from the volume\n", in: directory)
         let scratch = directory + "/scratch"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         let mounted = directory + "/mnt/config"  // does not exist yet: the shim makes the mount point
@@ -95,9 +101,7 @@ import TestSupport
         defer { removeTemporaryDirectory(directory) }
         let runtime = try ProcessRuntime(root: directory + "/containers")
         defer { for id in runtime.containers() { runtime.remove(id) } }
-        let source = directory + "/source"
-        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
-        try "inside".write(toFile: source + "/marker", atomically: true, encoding: .utf8)
+        let source = try directoryHolding("marker", "inside", in: directory)
         let id = ContainerID(podUID: "u-exec", name: "app", attempt: 0)
         try runtime.start(ContainerLaunch(id: id, command: ["/bin/sleep", "30"], environment: ["PATH": "/usr/bin:/bin", "ROLE": "probe-me"],
                                           workingDirectory: directory, mounts: [ContainerMount(source: source, destination: directory + "/mnt", readOnly: true)]))

@@ -146,8 +146,11 @@ final class ChangingResources: PodResourceSource {
         defer { removeTemporaryDirectory(directory) }
         let runtime = try ProcessRuntime(root: directory + "/containers")
         defer { for id in runtime.containers() { runtime.remove(id) } }
+        var present = Kube.Secret(name: "present")
+        present.data = ["k": Array("v".utf8)]
+        let resources = StoredResources(secrets: ["default/present": present])
         func status(_ json: String) async throws -> JSONValue {
-            await PodWorker(pod: Kube.Pod(json: try JSONValue(parsing: json)), runtime: runtime, podsRoot: directory + "/pods").sync()
+            await PodWorker(pod: Kube.Pod(json: try JSONValue(parsing: json)), runtime: runtime, resources: resources, podsRoot: directory + "/pods").sync()
         }
         let negative = try await status(#"{"metadata":{"name":"p","uid":"u-neg"},"spec":{"terminationGracePeriodSeconds":-5,"containers":[{"name":"c","image":"none","command":["/bin/sleep","30"]}]}}"#)
         #expect(negative["phase"] == .string("Failed") && negative["reason"] == .string("InvalidPodSpec"))
@@ -164,12 +167,15 @@ final class ChangingResources: PodResourceSource {
             (#""volumeMounts":[{"name":"scratch","mountPath":"relative"}]"#, #"volumeMount "scratch" needs an absolute mountPath"#),
             (#""resources":{"limits":{"memory":"lots"}}"#, "resources.limits.memory: lots is not a quantity"),
             (#""readinessProbe":{"httpGet":{"port":"nope"}}"#, #"readinessProbe: httpGet probe port "nope" is not a port of the container"#),
+            (#""volumeMounts":[{"name":"escape","mountPath":"/data"}]"#, #"volume "escape": item path ../../etc/evil must be a relative path inside the volume"#),
+            (#""volumeMounts":[{"name":"scratch","mountPath":"/data","subPath":"../.."}]"#, #"volumeMount "scratch": subPath ../.. must be a relative path inside the volume"#),
         ]
         for (index, test) in cases.enumerated() {
             let result = try await status("""
                 {"metadata":{"name":"p","uid":"u-bad-\(index)"},"spec":{
                   "volumes":[{"name":"nfs","nfs":{"server":"x","path":"/"}},{"name":"file","hostPath":{"path":"/no/such/file","type":"File"}},
-                             {"name":"cm","configMap":{"name":"absent"}},{"name":"scratch","emptyDir":{}}],
+                             {"name":"cm","configMap":{"name":"absent"}},{"name":"scratch","emptyDir":{}},
+                             {"name":"escape","secret":{"secretName":"present","items":[{"key":"k","path":"../../etc/evil"}]}}],
                   "containers":[{"name":"bad","image":"none","command":["/bin/sleep","30"],\(test.spec)},
                                 {"name":"good","image":"none","command":["/bin/sleep","30"]}]}}
                 """)

@@ -25,6 +25,9 @@ public actor PodWorker {
     private var volumePaths: [String: Result<String, ContainerRuntimeError>] = [:]
     /// Probe verdicts of the containers' current attempts, by container name.
     private var probeStates: [String: ProbeStates] = [:]
+    /// The pod's containers as the runtime listed them at the start of this sync or probe pass
+    /// (listing reads the runtime's directory: once per pass, not once per container).
+    private var listed: [ContainerID]?
     /// Why a probe stopped a container attempt (its termination message).
     private var probeKills: [ContainerID: String] = [:]
 
@@ -61,7 +64,7 @@ public actor PodWorker {
 
     /// The newest attempt of container `name` and its state.
     private func newest(_ name: String) -> (id: ContainerID, state: ContainerState)? {
-        let attempts = runtime.containers().filter { $0.podUID == uid && $0.name == name }
+        let attempts = (listed ?? runtime.containers()).filter { $0.podUID == uid && $0.name == name }
         guard let id = attempts.max(by: { $0.attempt < $1.attempt }) else { return nil }
         return (id, runtime.state(of: id))
     }
@@ -76,6 +79,8 @@ public actor PodWorker {
             return status
         }
         if let volumes { volumePaths = volumes.sync(pod, source: resources) }
+        listed = runtime.containers().filter { $0.podUID == uid }
+        defer { listed = nil }
         var initialized = true
         for container in pod.initContainers {
             switch step(container, now: now, restartOnSuccess: false, restartOnFailure: pod.restartPolicy != "Never") {
@@ -120,10 +125,12 @@ public actor PodWorker {
             startFailures[container.name] = nil
             probeStates[container.name] = nil
             // Kubelet keeps the last ended attempt (for `lastState` and its logs); older ones go.
-            for old in runtime.containers() where old.podUID == id.podUID && old.name == id.name && old.attempt < id.attempt - 1 {
+            listed?.append(id)
+            for old in listed ?? [] where old.name == id.name && old.attempt < id.attempt - 1 {
                 runtime.remove(old)
                 probeKills[old] = nil
             }
+            listed?.removeAll { $0.name == id.name && $0.attempt < id.attempt - 1 }
             return .running
         } catch {
             startFailures[container.name] = error
@@ -191,6 +198,7 @@ public actor PodWorker {
     /// then restarted by its pod's `restartPolicy`; readiness decides the `ready` status.
     public func probe(now: Date = Date()) async {
         var due: [(name: String, kind: ProbeKind, id: ContainerID, probe: ContainerProbe)] = []
+        listed = runtime.containers().filter { $0.podUID == uid }
         for container in pod.containers {
             guard case (let id, .running(let startedAt))? = newest(container.name) else { continue }
             var states = probeStates[container.name]
@@ -205,6 +213,7 @@ public actor PodWorker {
                 due.append((container.name, kind, id, probe))
             }
         }
+        listed = nil
         guard !due.isEmpty else { return }
         let results = await withTaskGroup(of: (Int, Bool, String).self) { [runtime, prober] group in
             for (index, entry) in due.enumerated() {
