@@ -39,30 +39,23 @@ struct PodNode {
 
 /// The pod statuses the cloud received, newest last.
 final class ReceivedStatuses: Sendable {
-    private let task: Task<Void, Never>
+    private let items = Mutex<[(resource: String, json: JSONValue)]>([])
+    private let task = Mutex<Task<Void, Never>?>(nil)
 
     init(_ hub: CloudHub) {
-        let box = Box()
-        task = Task {
+        let listener = Task { [self] in
             for await incoming in hub.incoming where incoming.message.router.resource.contains("/podstatus/") {
                 guard let json = try? JSONValue(parsing: String(buffer: incoming.message.content)) else { continue }
-                box.append((incoming.message.router.resource, json))
+                items.withLock { $0.append((incoming.message.router.resource, json)) }
             }
         }
-        self.box = box
-    }
-
-    private let box: Box
-
-    private final class Box: Sendable {
-        let items = Mutex<[(resource: String, json: JSONValue)]>([])
-        func append(_ item: (String, JSONValue)) { items.withLock { $0.append(item) } }
+        task.withLock { $0 = listener }
     }
 
     /// The newest status of `resource`.
-    func latest(_ resource: String) -> JSONValue? { box.items.withLock { $0.last { $0.resource == resource }?.json } }
-    func count(_ resource: String) -> Int { box.items.withLock { $0.filter { $0.resource == resource }.count } }
-    func cancel() { task.cancel() }
+    func latest(_ resource: String) -> JSONValue? { items.withLock { $0.last { $0.resource == resource }?.json } }
+    func count(_ resource: String) -> Int { items.withLock { $0.filter { $0.resource == resource }.count } }
+    func cancel() { task.withLock { $0?.cancel() } }
 }
 
 @Suite(.serialized) struct EdgedTests {

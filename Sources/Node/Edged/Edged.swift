@@ -86,11 +86,8 @@ public final class Edged: Sendable {
     public func start() {
         let loop = Task { [self] in await run() }
         tasks.start([loop]) { [self] lane in
-            for await message in endpoint.messages(on: lane) where message.header.parentID == nil {
-                // A stored change of a pod, ConfigMap, Secret, …: look again now.
-                _ = message
-                wake.signal()
-            }
+            // A stored change of a pod, ConfigMap, Secret, …: look again now.
+            for await message in endpoint.messages(on: lane) where message.header.parentID == nil { wake.signal() }
         }
     }
 
@@ -124,8 +121,7 @@ public final class Edged: Sendable {
                 pods = workers.values.map(\.pod)
             }
             let wanted = Dictionary(pods.map { (PodWorker.podID($0), $0) }, uniquingKeysWith: { first, _ in first })
-            let stopping = terminating.withLock { $0 }
-            if stopping.isEmpty { removals.removeAll() }  // every removal has ended
+            if terminating.withLock({ $0.isEmpty }) { removals.removeAll() }  // every removal has ended
 
             // Pods gone from the store (or being deleted): stop them in the background.
             for (id, worker) in workers where wanted[id] == nil || wanted[id]?.json[path: ["metadata", "deletionTimestamp"]] != nil {
@@ -139,11 +135,12 @@ public final class Edged: Sendable {
             }
             // Containers of pods this edgecore does not know (deleted while it was down).
             let known = runtime.containers()
-            let stoppingNow = terminating.withLock { $0 }
-            for orphan in Set(known.map(\.podUID)) where wanted[orphan] == nil && workers[orphan] == nil && !stoppingNow.contains(orphan) {
+            let stopping = terminating.withLock { $0 }
+            for orphan in Set(known.map(\.podUID)) where wanted[orphan] == nil && workers[orphan] == nil && !stopping.contains(orphan) {
                 let ids = known.filter { $0.podUID == orphan }
                 removals.append(removing(orphan) { [runtime, configuration, logger] in
                     for id in ids {
+                        // The pod's own grace period went with it: kubelet's default.
                         await runtime.stop(id, gracePeriod: .seconds(30))
                         runtime.remove(id)
                     }
