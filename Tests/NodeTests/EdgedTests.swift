@@ -72,11 +72,17 @@ final class ReceivedStatuses: Sendable {
         let received = ReceivedStatuses(fixture.hub)
         defer { received.cancel() }
         let node = try PodNode(fixture: fixture)
-        defer { for id in node.edged.runtime.containers() { node.edged.runtime.remove(id) } }
-        try await body(fixture, node, received) { operation, resource, json in
-            try await fixture.hub.send(objectMessage(operation, resource, json), to: "edge-1", on: .state, delivery: .reliable)
+        var failure: (any Error)?
+        do {
+            try await body(fixture, node, received) { operation, resource, json in
+                try await fixture.hub.send(objectMessage(operation, resource, json), to: "edge-1", on: .state, delivery: .reliable)
+            }
+        } catch {
+            failure = error
         }
         await node.stop()
+        for id in await node.edged.runtime.containers() { await node.edged.runtime.remove(id) }
+        if let failure { throw failure }
     }
 
     @Test func aPodFromTheCloudRunsBecomesReadyReportsItsStatusAndGoesWhenDeleted() async throws {
@@ -142,7 +148,7 @@ final class ReceivedStatuses: Sendable {
             })
             try await send("insert", "default/configmap/late", #"{"metadata":{"name":"late","namespace":"default","resourceVersion":"3"},"data":{"mode":"arrived"}}"#)
             #expect(await eventually(timeout: .seconds(20)) { received.latest("default/podstatus/needs-config")?[path: ["status", "phase"]] == .string("Running") })
-            #expect(node.edged.runtime.containers().map(\.podUID) == ["uid-needs"], "the other node's pod never ran")
+            #expect(await node.edged.runtime.containers().map(\.podUID) == ["uid-needs"], "the other node's pod never ran")
             #expect(received.latest("default/podstatus/elsewhere") == nil)
         }
     }

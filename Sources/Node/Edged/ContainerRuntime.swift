@@ -3,23 +3,51 @@ import Foundation
 /// One container to start: what to run, with what, and where its output goes.
 public struct ContainerLaunch: Sendable, Equatable {
     public var id: ContainerID
-    /// The program and its arguments (a pod's `command` + `args`).
+    /// The container's `command` (a runtime with images runs the image's entrypoint when empty).
     public var command: [String]
+    /// The container's `args`. ``ProcessRuntime`` runs `command + args` as one command line.
+    public var args: [String]
     public var environment: [String: String]
     public var workingDirectory: String?
     /// Host paths the container sees at other paths (its volumes).
     public var mounts: [ContainerMount]
     /// Limits to enforce where the host lets the runtime (cgroups).
     public var resources: ContainerResources
+    /// The image (ignored by ``ProcessRuntime``) and when to pull it (`Always`, `IfNotPresent`, `Never`).
+    public var image: String
+    public var imagePullPolicy: String
+    /// The pod it belongs to, for runtimes that run pods as a whole (a CRI sandbox).
+    public var pod: ContainerPod?
 
-    public init(id: ContainerID, command: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
-                mounts: [ContainerMount] = [], resources: ContainerResources = ContainerResources()) {
+    public init(id: ContainerID, command: [String], args: [String] = [], environment: [String: String] = [:], workingDirectory: String? = nil,
+                mounts: [ContainerMount] = [], resources: ContainerResources = ContainerResources(),
+                image: String = "", imagePullPolicy: String = "IfNotPresent", pod: ContainerPod? = nil) {
         self.id = id
         self.command = command
+        self.args = args
         self.environment = environment
         self.workingDirectory = workingDirectory
         self.mounts = mounts
         self.resources = resources
+        self.image = image
+        self.imagePullPolicy = imagePullPolicy
+        self.pod = pod
+    }
+}
+
+/// The pod a container belongs to, as a runtime with pod sandboxes needs it.
+public struct ContainerPod: Sendable, Equatable {
+    public var name: String
+    public var namespace: String
+    public var uid: String
+    /// Whether the pod uses the host's network (`spec.hostNetwork`).
+    public var hostNetwork: Bool
+
+    public init(name: String, namespace: String, uid: String, hostNetwork: Bool) {
+        self.name = name
+        self.namespace = namespace
+        self.uid = uid
+        self.hostNetwork = hostNetwork
     }
 }
 
@@ -81,26 +109,38 @@ public enum ContainerState: Sendable, Equatable {
 }
 
 /// The seam between Edged and what runs containers. ``ProcessRuntime`` runs them as host
-/// processes; a CRI runtime (containerd over gRPC) would sit at the same place.
+/// processes; ``CRIRuntime`` runs them in containerd (or any CRI runtime) over gRPC.
 /// Containers outlive edgecore: a runtime opened again finds the ones it started.
 public protocol ContainerRuntime: Sendable {
     /// Starts the container; it is running (or already ended) when this returns.
-    func start(_ launch: ContainerLaunch) throws(ContainerRuntimeError) -> ContainerID
-    func state(of id: ContainerID) -> ContainerState
+    func start(_ launch: ContainerLaunch) async throws(ContainerRuntimeError) -> ContainerID
+    func state(of id: ContainerID) async -> ContainerState
     /// SIGTERM, then SIGKILL once `gracePeriod` has passed; returns once it has ended.
     func stop(_ id: ContainerID, gracePeriod: Duration) async
     /// Forgets an ended container (its state and logs go).
-    func remove(_ id: ContainerID)
+    func remove(_ id: ContainerID) async
     /// Every container the runtime knows, running or ended.
-    func containers() -> [ContainerID]
+    func containers() async -> [ContainerID]
+    /// The pods the runtime holds anything for (containers, or a sandbox), by pod ID.
+    func pods() async -> Set<String>
+    /// Removes what the runtime keeps for a pod beyond its containers (a CRI sandbox), once
+    /// its containers are removed.
+    func removePod(_ podID: String) async
     /// The file its output goes to.
     func logPath(of id: ContainerID) -> String
     /// What the runtime could not do as asked for this container (limits it could not
     /// enforce, say), for the pod's status.
-    func warnings(of id: ContainerID) -> [String]
+    func warnings(of id: ContainerID) async -> [String]
     /// Runs `command` beside the running container (its environment, working directory and
     /// mounts), for exec probes; ends it after `timeout`.
     func exec(in id: ContainerID, command: [String], timeout: Duration) async -> ContainerExecResult
+    /// Moves every log over `maxBytes` aside (`keep` old files are kept per container).
+    func rotateLogs(maxBytes: Int, keep: Int) async
+}
+
+extension ContainerRuntime {
+    public func pods() async -> Set<String> { Set(await containers().map(\.podUID)) }
+    public func removePod(_ podID: String) async {}
 }
 
 /// How a command run by ``ContainerRuntime/exec(in:command:timeout:)`` ended.

@@ -134,16 +134,17 @@ public final class Edged: Sendable {
                 })
             }
             // Containers of pods this edgecore does not know (deleted while it was down).
-            let known = runtime.containers()
+            let known = await runtime.containers()
             let stopping = terminating.withLock { $0 }
-            for orphan in Set(known.map(\.podUID)) where wanted[orphan] == nil && workers[orphan] == nil && !stopping.contains(orphan) {
+            for orphan in await runtime.pods() where wanted[orphan] == nil && workers[orphan] == nil && !stopping.contains(orphan) {
                 let ids = known.filter { $0.podUID == orphan }
                 removals.append(removing(orphan) { [runtime, configuration, logger] in
                     for id in ids {
                         // The pod's own grace period went with it: kubelet's default.
                         await runtime.stop(id, gracePeriod: .seconds(30))
-                        runtime.remove(id)
+                        await runtime.remove(id)
                     }
+                    await runtime.removePod(orphan)
                     try? FileManager.default.removeItem(atPath: configuration.rootDirectory + "/pods/" + orphan)
                     logger.info("removed the containers of a pod that is no longer assigned here", metadata: ["pod": "\(orphan)"])
                 })
@@ -172,8 +173,8 @@ public final class Edged: Sendable {
                 $0.syncs += 1
                 $0.pods = workers.count
             }
-            if ContinuousClock.now - lastRotation > .seconds(10), let processes = runtime as? ProcessRuntime {
-                processes.rotateLogs(maxBytes: configuration.maxLogBytes, keep: configuration.maxLogFiles)
+            if ContinuousClock.now - lastRotation > .seconds(10) {
+                await runtime.rotateLogs(maxBytes: configuration.maxLogBytes, keep: configuration.maxLogFiles)
                 lastRotation = .now
             }
             // Until something changes, or the interval passes.

@@ -63,15 +63,17 @@ public actor PodWorker {
     }
 
     /// The newest attempt of container `name` and its state.
-    private func newest(_ name: String) -> (id: ContainerID, state: ContainerState)? {
-        let attempts = (listed ?? runtime.containers()).filter { $0.podUID == uid && $0.name == name }
+    private func newest(_ name: String) async -> (id: ContainerID, state: ContainerState)? {
+        let all: [ContainerID]
+        if let listed { all = listed } else { all = await runtime.containers() }
+        let attempts = all.filter { $0.podUID == uid && $0.name == name }
         guard let id = attempts.max(by: { $0.attempt < $1.attempt }) else { return nil }
-        return (id, runtime.state(of: id))
+        return (id, await runtime.state(of: id))
     }
 
     /// One step: starts or restarts what is due, then returns the pod's status.
     @discardableResult
-    public func sync(now: Date = Date()) -> JSONValue {
+    public func sync(now: Date = Date()) async -> JSONValue {
         let problems = PodSpecCheck.problems(of: pod)
         guard problems.isEmpty else {
             let status = rejected(problems, now: now)
@@ -79,11 +81,11 @@ public actor PodWorker {
             return status
         }
         if let volumes { volumePaths = volumes.sync(pod, source: resources) }
-        listed = runtime.containers().filter { $0.podUID == uid }
+        listed = await runtime.containers().filter { $0.podUID == uid }
         defer { listed = nil }
         var initialized = true
         for container in pod.initContainers {
-            switch step(container, now: now, restartOnSuccess: false, restartOnFailure: pod.restartPolicy != "Never") {
+            switch await step(container, now: now, restartOnSuccess: false, restartOnFailure: pod.restartPolicy != "Never") {
             case .succeeded: continue
             case .failed, .waiting, .running:
                 initialized = false
@@ -92,10 +94,10 @@ public actor PodWorker {
         }
         if initialized {
             for container in pod.containers {
-                _ = step(container, now: now, restartOnSuccess: pod.restartPolicy == "Always", restartOnFailure: pod.restartPolicy != "Never")
+                _ = await step(container, now: now, restartOnSuccess: pod.restartPolicy == "Always", restartOnFailure: pod.restartPolicy != "Never")
             }
         }
-        let status = status(initialized: initialized, now: now)
+        let status = await status(initialized: initialized, now: now)
         pod.json["status"] = status
         return status
     }
@@ -103,9 +105,9 @@ public actor PodWorker {
     private enum Progress { case running, succeeded, failed, waiting }
 
     /// Starts the container when it never ran or when its restart is due.
-    private func step(_ container: Kube.Container, now: Date, restartOnSuccess: Bool, restartOnFailure: Bool) -> Progress {
+    private func step(_ container: Kube.Container, now: Date, restartOnSuccess: Bool, restartOnFailure: Bool) async -> Progress {
         let attempt: Int
-        switch newest(container.name) {
+        switch await newest(container.name) {
         case nil:
             attempt = 0
         case (_, .running)?:
@@ -121,13 +123,13 @@ public actor PodWorker {
             attempt = id.attempt + 1
         }
         do {
-            let id = try runtime.start(try launch(container, attempt: attempt))
+            let id = try await runtime.start(try launch(container, attempt: attempt))
             startFailures[container.name] = nil
             probeStates[container.name] = nil
             // Kubelet keeps the last ended attempt (for `lastState` and its logs); older ones go.
             listed?.append(id)
             for old in listed ?? [] where old.name == id.name && old.attempt < id.attempt - 1 {
-                runtime.remove(old)
+                await runtime.remove(old)
                 probeKills[old] = nil
             }
             listed?.removeAll { $0.name == id.name && $0.attempt < id.attempt - 1 }
@@ -152,10 +154,23 @@ public actor PodWorker {
                 throw ContainerRuntimeError(reason: error.reason, message: "\(kind): \(error.message)")
             }
         }
-        let command = (container.command + container.args).map { ContainerEnvironment.expand($0, with: environment) }
-        return ContainerLaunch(id: ContainerID(podUID: uid, name: container.name, attempt: attempt), command: command,
-                               environment: environment, workingDirectory: container.workingDir, mounts: mounts,
-                               resources: try Self.resources(of: container))
+        let expand = { (text: String) in ContainerEnvironment.expand(text, with: environment) }
+        return ContainerLaunch(id: ContainerID(podUID: uid, name: container.name, attempt: attempt), command: container.command.map(expand),
+                               args: container.args.map(expand), environment: environment, workingDirectory: container.workingDir, mounts: mounts,
+                               resources: try Self.resources(of: container), image: container.image, imagePullPolicy: Self.pullPolicy(of: container),
+                               pod: ContainerPod(name: pod.name, namespace: pod.namespace.isEmpty ? "default" : pod.namespace, uid: pod.uid ?? uid,
+                                                 hostNetwork: pod.json[path: ["spec", "hostNetwork"]] == .bool(true)))
+    }
+
+    /// `imagePullPolicy`, or Kubernetes' default: `Always` for a `latest` or untagged image,
+    /// `IfNotPresent` otherwise.
+    static func pullPolicy(of container: Kube.Container) -> String {
+        if let policy = container.json["imagePullPolicy"]?.stringValue { return policy }
+        let image = container.image
+        if image.contains("@") { return "IfNotPresent" }
+        let name = image.split(separator: "/").last.map(String.init) ?? image
+        guard let colon = name.lastIndex(of: ":") else { return "Always" }
+        return name[name.index(after: colon)...] == "latest" ? "Always" : "IfNotPresent"
     }
 
     /// The container's CPU and memory limits and CPU request.
@@ -177,16 +192,17 @@ public actor PodWorker {
     /// Stops every container (SIGTERM, then SIGKILL after the pod's grace period).
     public func terminate(gracePeriod: Duration? = nil) async {
         let grace = gracePeriod ?? .seconds(pod.terminationGracePeriodSeconds)
-        let ids = runtime.containers().filter { $0.podUID == uid }
+        let ids = await runtime.containers().filter { $0.podUID == uid }
         await withTaskGroup(of: Void.self) { group in
             for id in ids { group.addTask { [runtime] in await runtime.stop(id, gracePeriod: grace) } }
         }
     }
 
     /// Removes every container of the pod from the runtime (after ``terminate(gracePeriod:)``),
-    /// and the pod's volumes.
-    public func remove() {
-        for id in runtime.containers() where id.podUID == uid { runtime.remove(id) }
+    /// what else the runtime keeps for it (a sandbox), and the pod's volumes.
+    public func remove() async {
+        for id in await runtime.containers() where id.podUID == uid { await runtime.remove(id) }
+        await runtime.removePod(uid)
         volumes?.remove()
     }
 
@@ -198,9 +214,9 @@ public actor PodWorker {
     /// then restarted by its pod's `restartPolicy`; readiness decides the `ready` status.
     public func probe(now: Date = Date()) async {
         var due: [(name: String, kind: ProbeKind, id: ContainerID, probe: ContainerProbe)] = []
-        listed = runtime.containers().filter { $0.podUID == uid }
+        listed = await runtime.containers().filter { $0.podUID == uid }
         for container in pod.containers {
-            guard case (let id, .running(let startedAt))? = newest(container.name) else { continue }
+            guard case (let id, .running(let startedAt))? = await newest(container.name) else { continue }
             var states = probeStates[container.name]
             if states?.attempt != id.attempt { states = ProbeStates(attempt: id.attempt) }
             probeStates[container.name] = states
@@ -260,9 +276,11 @@ public actor PodWorker {
         return .object(status)
     }
 
-    private func status(initialized: Bool, now: Date) -> JSONValue {
-        let initStatuses = pod.initContainers.map { containerStatus($0, now: now) }
-        let statuses = pod.containers.map { containerStatus($0, now: now) }
+    private func status(initialized: Bool, now: Date) async -> JSONValue {
+        var initStatuses: [(json: JSONValue, state: Summary, message: String?)] = []
+        for container in pod.initContainers { initStatuses.append(await containerStatus(container, now: now)) }
+        var statuses: [(json: JSONValue, state: Summary, message: String?)] = []
+        for container in pod.containers { statuses.append(await containerStatus(container, now: now)) }
         let states = statuses.map { $0.state }
         let phase: String
         if !initialized {
@@ -296,11 +314,11 @@ public actor PodWorker {
 
     private enum Summary { case running, restarting, succeeded, failed, waiting }
 
-    private func containerStatus(_ container: Kube.Container, now: Date) -> (json: JSONValue, state: Summary, message: String?) {
+    private func containerStatus(_ container: Kube.Container, now: Date) async -> (json: JSONValue, state: Summary, message: String?) {
         var object = JSONObject([("name", .string(container.name)), ("image", .string(container.image))])
         var summary = Summary.waiting
         var message: String?
-        let newest = newest(container.name)
+        let newest = await newest(container.name)
         object["restartCount"] = .integer(newest?.id.attempt ?? 0)
         var ready = false
         switch newest?.state {
@@ -312,11 +330,11 @@ public actor PodWorker {
             ready = started && (container.json["readinessProbe"] == nil || states?.readiness.passed == true)
             object["started"] = .bool(started)
             if let id = newest?.id {
-                let warnings = runtime.warnings(of: id)
+                let warnings = await runtime.warnings(of: id)
                 if !warnings.isEmpty { message = "container \(container.name): " + warnings.joined(separator: "; ") }
                 // The attempt before this one, while it is kept.
                 let previous = ContainerID(podUID: id.podUID, name: id.name, attempt: id.attempt - 1)
-                if id.attempt > 0, case let ended = runtime.state(of: previous), case .exited = ended {
+                if id.attempt > 0, case let ended = await runtime.state(of: previous), case .exited = ended {
                     object["lastState"] = .object(JSONObject([("terminated", .object(terminatedState(previous, ended)))]))
                 }
             }

@@ -66,7 +66,8 @@ public final class ProcessRuntime: ContainerRuntime {
 
     @discardableResult
     public func start(_ launch: ContainerLaunch) throws(ContainerRuntimeError) -> ContainerID {
-        guard let program = launch.command.first, !program.isEmpty else {
+        let commandLine = launch.command + launch.args
+        guard let program = commandLine.first, !program.isEmpty else {
             throw ContainerRuntimeError(reason: "CreateContainerConfigError", message: "the container has no command (the process runtime runs no images)")
         }
         if !launch.mounts.isEmpty, geteuid() != 0 {
@@ -86,7 +87,7 @@ public final class ProcessRuntime: ContainerRuntime {
             if let workingDirectory = launch.workingDirectory { arguments += ["--cwd", workingDirectory] }
             for cgroup in cgroups { arguments += ["--cgroup", cgroup] }
             for mount in launch.mounts { arguments += ["--mount", mount.readOnly ? "ro" : "rw", mount.source, mount.destination] }
-            process.arguments = arguments + ["--"] + launch.command
+            process.arguments = arguments + ["--"] + commandLine
             process.environment = launch.environment
             process.standardInput = FileHandle.nullDevice
             process.standardOutput = FileHandle.nullDevice
