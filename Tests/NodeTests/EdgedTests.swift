@@ -132,7 +132,7 @@ final class ReceivedStatuses: Sendable {
 
             // Deleted in the cloud: stopped, and its containers and volumes are gone.
             try await send("delete", "default/pod/web", #"{"metadata":{"name":"web","namespace":"default","resourceVersion":"6"}}"#)
-            #expect(await eventually(timeout: .seconds(15)) { runtime.containers().isEmpty }, "\(runtime.containers())")
+            #expect(await eventually(timeout: .seconds(15)) { await runtime.containers().isEmpty })
             #expect(await eventually { !FileManager.default.fileExists(atPath: fixture.directory + "/edge-1-edged/pods/uid-web") })
             #expect((try? await httpRequest(port: port, path: "/index.html")) == nil, "the server is gone")
             #expect(node.edged.statistics.podsRemoved == 1 && node.edged.statistics.pods == 0, "\(node.edged.statistics)")

@@ -111,7 +111,8 @@ enum CRI {
         var sandboxID = ""
         var name = ""
         var attempt = 0
-        var state = ContainerStateCode.unknown
+        /// proto3 leaves out zero values: no state is `CONTAINER_CREATED`.
+        var state = ContainerStateCode.created
         var labels: [String: String] = [:]
 
         init(_ value: ProtobufReader.Value) throws(ProtobufDecodingError) {
@@ -132,7 +133,8 @@ enum CRI {
     /// `ContainerStatus`: where a container is, and how it ended.
     struct ContainerStatus: Sendable {
         var id = ""
-        var state = ContainerStateCode.unknown
+        /// proto3 leaves out zero values: no state is `CONTAINER_CREATED`.
+        var state = ContainerStateCode.created
         /// Nanoseconds since 1970.
         var createdAt: Int64 = 0
         var startedAt: Int64 = 0
@@ -167,7 +169,8 @@ enum CRI {
     struct Sandbox: Sendable {
         var id = ""
         var attempt = 0
-        var ready = false
+        /// proto3 leaves out zero values: no state is `SANDBOX_READY`.
+        var ready = true
         var labels: [String: String] = [:]
 
         init(_ value: ProtobufReader.Value) throws(ProtobufDecodingError) {

@@ -56,6 +56,18 @@ final class GRPCUnixClient: Sendable {
         if let open = try? await task?.value { try? await open.channel.close() }
     }
 
+    /// HTTP/2 settings for a trusted local peer. gRPC servers in Go (containerd) answer every
+    /// request with a PING that measures the link; NIO counts inbound PINGs as a flood after
+    /// 200 in 30 s and then stalls the connection, so the limit is far higher here. Windows of
+    /// 1 MiB let a large listing come in without waiting on window updates.
+    private static var http2Configuration: NIOHTTP2Handler.Configuration {
+        var configuration = NIOHTTP2Handler.Configuration()
+        configuration.connection.controlFrameRateLimit.maximumCount = 1_000_000
+        configuration.connection.targetWindowSize = 1 << 20
+        configuration.stream.targetWindowSize = 1 << 20
+        return configuration
+    }
+
     private func connected() async throws(GRPCCallError) -> Connection {
         let task = connection.withLock { task in
             if let task { return task }
@@ -64,7 +76,9 @@ final class GRPCUnixClient: Sendable {
                     .connectTimeout(.seconds(5))
                     .connect(unixDomainSocketPath: socketPath) { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .client) { stream in
+                            let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
+                                mode: .client, configuration: Self.http2Configuration
+                            ) { stream in
                                 stream.eventLoop.makeSucceededVoidFuture()  // the server opens no streams
                             }
                             return Connection(channel: channel, multiplexer: multiplexer)
@@ -116,6 +130,9 @@ final class GRPCUnixClient: Sendable {
             return try await exchange(method, request, on: stream)
         } catch {
             if expired.value.load(ordering: .relaxed) {
+                // Deadlines include the time a call waits for on purpose: missing one means
+                // the connection is stuck, and the next call starts a new one.
+                try? await open.channel.close()
                 throw GRPCCallError(code: GRPCCallError.deadlineExceeded, message: "\(method): no reply within \(timeout)")
             }
             if let error = error as? GRPCCallError { throw error }
