@@ -1,5 +1,6 @@
 import Foundation
 import KubeModel
+import Node
 import Yams
 
 /// `edgecore.yaml`, shaped like KubeEdge's (`apiVersion: edgecore.config.kubeedge.io/v1alpha2`,
@@ -120,6 +121,14 @@ struct EdgeCoreConfig: Codable, Equatable {
         var containerLogMaxSize = "10Mi"
         /// Rotated logs kept per container.
         var containerLogMaxFiles = 5
+        /// `process` runs containers' commands as host processes; `remote` runs images in a
+        /// CRI runtime (containerd) at `remoteRuntimeEndpoint`.
+        var containerRuntime = "process"
+        var remoteRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
+        /// Seconds a CRI call may take (beyond a stop's grace period or an exec's timeout).
+        var runtimeRequestTimeout = 10
+        /// The largest CRI reply taken (a quantity: `16Mi`).
+        var runtimeMaxMessageSize = "16Mi"
     }
 
     /// The full default configuration as YAML (`edgecore --defaultconfig`).
@@ -184,6 +193,17 @@ struct EdgeCoreConfig: Codable, Equatable {
             if modules.edged.syncFrequency < 1 { throw EdgeCoreConfigError("modules.edged.syncFrequency must be at least 1 second") }
             if modules.edged.containerLogMaxFiles < 1 { throw EdgeCoreConfigError("modules.edged.containerLogMaxFiles must be at least 1") }
             _ = try containerLogMaxBytes()
+            switch modules.edged.containerRuntime {
+            case "process": break
+            case "remote":
+                guard CRIRuntime.endpointSocketPath(modules.edged.remoteRuntimeEndpoint) != nil else {
+                    throw EdgeCoreConfigError("modules.edged.remoteRuntimeEndpoint \(modules.edged.remoteRuntimeEndpoint) is not unix:///path/to/socket")
+                }
+                if modules.edged.runtimeRequestTimeout < 1 { throw EdgeCoreConfigError("modules.edged.runtimeRequestTimeout must be at least 1 second") }
+                _ = try runtimeMaxMessageBytes()
+            default:
+                throw EdgeCoreConfigError("modules.edged.containerRuntime \(modules.edged.containerRuntime): use process or remote")
+            }
         }
         if modules.eventBus.enable, modules.eventBus.mqttMode != 2 {
             throw EdgeCoreConfigError("modules.eventBus.mqttMode \(modules.eventBus.mqttMode): only 2 (an external broker) is supported")
@@ -222,6 +242,14 @@ struct EdgeCoreConfig: Codable, Equatable {
         }
         let host = rest[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
         return (host, port)
+    }
+
+    /// `modules.edged.runtimeMaxMessageSize` in bytes.
+    func runtimeMaxMessageBytes() throws -> Int {
+        guard let size = Quantity(modules.edged.runtimeMaxMessageSize), size.value >= 4096, size.value <= Int64(Int32.max) else {
+            throw EdgeCoreConfigError("modules.edged.runtimeMaxMessageSize \(modules.edged.runtimeMaxMessageSize) is not a size from 4Ki to 2Gi (say 16Mi)")
+        }
+        return Int(size.value)
     }
 
     /// `modules.edged.containerLogMaxSize` in bytes.

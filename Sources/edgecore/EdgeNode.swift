@@ -56,7 +56,14 @@ struct EdgeNode {
         }
         if modules.edged.enable, let store = metaStore {
             let root = modules.edged.rootDirectory
-            let runtime = try ProcessRuntime(root: root + "/containers", cgroupRoot: modules.edged.cgroupRoot.isEmpty ? nil : modules.edged.cgroupRoot)
+            let runtime: any ContainerRuntime
+            if modules.edged.containerRuntime == "remote" {
+                runtime = try CRIRuntime(endpoint: modules.edged.remoteRuntimeEndpoint, logRoot: root + "/logs",
+                                         callTimeout: .seconds(modules.edged.runtimeRequestTimeout),
+                                         maxMessageBytes: try settings.runtimeMaxMessageBytes(), logger: Logger(label: "edged.cri"))
+            } else {
+                runtime = try ProcessRuntime(root: root + "/containers", cgroupRoot: modules.edged.cgroupRoot.isEmpty ? nil : modules.edged.cgroupRoot)
+            }
             let edged = try Edged(
                 configuration: .init(nodeName: nodeName, rootDirectory: root, syncInterval: .seconds(modules.edged.syncFrequency),
                                      maxLogBytes: try settings.containerLogMaxBytes(), maxLogFiles: modules.edged.containerLogMaxFiles),

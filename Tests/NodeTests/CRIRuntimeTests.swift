@@ -122,6 +122,15 @@ import TestSupport
             let restarted = await drive(crashing) { (self.container($0, "c")?["restartCount"]?.int64Value ?? 0) >= 2 }
             #expect(container(restarted, "c")?[path: ["lastState", "terminated", "exitCode"]] == .integer(2), "\(restarted)")
 
+            // Over its memory limit the kernel kills it, and the status says so.
+            let hungry = PodWorker(pod: try pod("hungry", policy: "Never", #"""
+                {"name":"c","image":"\#(image)","command":["sh","-c","x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"],
+                 "resources":{"limits":{"memory":"16Mi"}}}
+                """#), runtime: runtime, backoff: backoff)
+            let killed = await drive(hungry) { $0["phase"] == .string("Failed") }
+            #expect(container(killed, "c")?[path: ["state", "terminated", "reason"]] == .string("OOMKilled"), "\(container(killed, "c") ?? .null)")
+            #expect(container(killed, "c")?[path: ["state", "terminated", "exitCode"]] == .integer(137))
+
             // The image's own command runs when the container gives none.
             let entrypoint = PodWorker(pod: try pod("entry", policy: "Always", #"{"name":"c","image":"\#(image)"}"#), runtime: runtime)
             let running = await drive(entrypoint) { $0["phase"] == .string("Running") }
@@ -152,8 +161,11 @@ import TestSupport
             #expect(waiting["message"]?.stringValue?.contains("cannot connect") == true, "\(waiting)")
             #expect(await away.containers().isEmpty)
             #expect(throws: ContainerRuntimeError.self) { try CRIRuntime(endpoint: "tcp://127.0.0.1:1", logRoot: directory + "/x") }
+            // A reply over the configured size is refused, not taken.
+            let small = try CRIRuntime(endpoint: containerd.endpoint, logRoot: directory + "/logs", maxMessageBytes: 16)
+            await #expect { try await small.version() } throws: { "\($0)".contains("over 16 bytes") }
 
-            for worker in [never, crashing, entrypoint, bridged] {
+            for worker in [never, crashing, hungry, entrypoint, bridged] {
                 await worker.terminate(gracePeriod: .zero)
                 await worker.remove()
             }

@@ -49,6 +49,10 @@ func edgecoreYAML(_ fixture: HubFixture, edge: String, eventBus: String, edged: 
             ("modules:\n  edged:\n    containerLogMaxSize: lots\n", "modules.edged.containerLogMaxSize lots is not a size"),
             ("modules:\n  edged:\n    syncFrequency: 0\n", "modules.edged.syncFrequency must be at least 1 second"),
             ("modules:\n  metaManager:\n    enable: false\n", "Edged runs the pods metaManager holds"),
+            ("modules:\n  edged:\n    containerRuntime: docker\n", "modules.edged.containerRuntime docker: use process or remote"),
+            ("modules:\n  edged:\n    containerRuntime: remote\n    remoteRuntimeEndpoint: tcp://1.2.3.4:1\n", "modules.edged.remoteRuntimeEndpoint tcp://1.2.3.4:1 is not unix:///path/to/socket"),
+            ("modules:\n  edged:\n    containerRuntime: remote\n    runtimeRequestTimeout: 0\n", "modules.edged.runtimeRequestTimeout must be at least 1 second"),
+            ("modules:\n  edged:\n    containerRuntime: remote\n    runtimeMaxMessageSize: 1Ti\n", "modules.edged.runtimeMaxMessageSize 1Ti is not a size"),
         ] {
             try yaml.write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
             let run = try runProcess(edgecoreBinary, ["--config", directory + "/edgecore.yaml"])
@@ -110,22 +114,52 @@ func edgecoreYAML(_ fixture: HubFixture, edge: String, eventBus: String, edged: 
     @Test func podsKeepRunningExactlyOnceAcrossKill9AndADeleteWhileDownIsCarriedOut() async throws {
         let fixture = try await HubFixture()
         defer { removeTemporaryDirectory(fixture.directory) }
+        let edge = fixture.directory + "/edge"
+        let runtime = try ProcessRuntime(root: edge + "/edged/containers")
+        defer { for id in runtime.containers() { runtime.remove(id) } }  // containers outlive edgecore by design
+        try await kill9Scenario(fixture, runtime: runtime, edged: "syncFrequency: 1") { name in
+            #"{"name":"app","image":"none","command":["/bin/sh","-c","echo started >> \#(edge)/\#(name)-starts.log; exec sleep 300"]}"#
+        }
+    }
+
+    @Test func podsInContainerdKeepRunningExactlyOnceAcrossKill9AndADeleteWhileDownIsCarriedOut() async throws {
+        let containerd = try await LocalContainerd()
+        let fixture = try await HubFixture()
+        let edge = fixture.directory + "/edge"
+        var failure: (any Error)?
+        do {
+            let runtime = try CRIRuntime(endpoint: containerd.endpoint, logRoot: edge + "/edged/logs")
+            try await kill9Scenario(fixture, runtime: runtime, edged: "syncFrequency: 1, containerRuntime: remote, remoteRuntimeEndpoint: \"\(containerd.endpoint)\"",
+                                    hostNetwork: true, volumes: #"[{"name":"out","hostPath":{"path":"\#(edge)","type":"Directory"}}]"#) { name in
+                #"{"name":"app","image":"\#(LocalContainerd.image)","command":["sh","-c","echo started >> /out/\#(name)-starts.log; exec sleep 300"],"volumeMounts":[{"name":"out","mountPath":"/out"}]}"#
+            }
+        } catch {
+            failure = error
+        }
+        await containerd.stop()
+        removeTemporaryDirectory(fixture.directory)
+        if let failure { throw failure }
+    }
+
+    /// Two pods run through edgecore on `runtime`; edgecore is killed with SIGKILL, one pod is
+    /// deleted while it is down, and after a restart the other runs exactly once (its
+    /// container writes a line per start to `{edge}/{pod}-starts.log`).
+    private func kill9Scenario(_ fixture: HubFixture, runtime: any ContainerRuntime, edged: String, hostNetwork: Bool = false, volumes: String = "[]",
+                               container: (String) -> String) async throws {
         let received = ReceivedStatuses(fixture.hub)
         defer { received.cancel() }
         let edge = fixture.directory + "/edge"
         try FileManager.default.createDirectory(atPath: edge, withIntermediateDirectories: true)
-        let yaml = try edgecoreYAML(fixture, edge: edge, eventBus: "{enable: false}", edged: "syncFrequency: 1")
+        let yaml = try edgecoreYAML(fixture, edge: edge, eventBus: "{enable: false}", edged: edged)
         try yaml.write(toFile: fixture.directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
         let start = { (log: String) in try BackgroundProcess(edgecoreBinary, ["--config", fixture.directory + "/edgecore.yaml"], outputFile: fixture.directory + "/" + log) }
         var edgecore = try start("edgecore.log")
         defer { edgecore.stop() }
-        let runtime = try ProcessRuntime(root: edge + "/edged/containers")
-        defer { for id in runtime.containers() { runtime.remove(id) } }  // containers outlive edgecore by design
         let log = { (name: String) in (try? String(contentsOfFile: fixture.directory + "/" + name, encoding: .utf8)) ?? "" }
         #expect(await eventually(timeout: .seconds(30)) { fixture.hub.connection(of: "edge-1") != nil }, "\(log("edgecore.log"))")
 
         func pod(_ name: String, _ version: Int) -> String {
-            #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"\#(name)","namespace":"default","uid":"uid-\#(name)","resourceVersion":"\#(version)"},"spec":{"nodeName":"edge-1","terminationGracePeriodSeconds":1,"containers":[{"name":"app","image":"none","command":["/bin/sh","-c","echo started >> \#(edge)/\#(name)-starts.log; exec sleep 300"]}]}}"#
+            #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"\#(name)","namespace":"default","uid":"uid-\#(name)","resourceVersion":"\#(version)"},"spec":{"nodeName":"edge-1","terminationGracePeriodSeconds":1,"hostNetwork":\#(hostNetwork),"volumes":\#(volumes),"containers":[\#(container(name))]}}"#
         }
         for name in ["keep", "doomed"] {
             try await fixture.hub.send(objectMessage("insert", "default/pod/\(name)", pod(name, 5)), to: "edge-1", on: .state, delivery: .reliable)
@@ -134,24 +168,24 @@ func edgecoreYAML(_ fixture: HubFixture, edge: String, eventBus: String, edged: 
             ["keep", "doomed"].allSatisfy { received.latest("default/podstatus/\($0)")?[path: ["status", "phase"]] == .string("Running") }
         }, "\(log("edgecore.log"))")
         let keep = ContainerID(podUID: "uid-keep", name: "app", attempt: 0)
-        guard case .running(let startedAt) = runtime.state(of: keep) else { Issue.record("not running"); return }
+        guard case .running(let startedAt) = await runtime.state(of: keep) else { Issue.record("not running: \(log("edgecore.log"))"); return }
 
         // kill -9: the containers do not notice.
         #expect(await edgecore.signal(SIGKILL, waitingUpTo: .seconds(10)) != nil)
-        #expect(runtime.state(of: keep) == .running(startedAt: startedAt))
+        #expect(await runtime.state(of: keep) == .running(startedAt: startedAt))
         // While the node is down the cloud deletes one pod.
         try await fixture.hub.send(objectMessage("delete", "default/pod/doomed", #"{"metadata":{"name":"doomed","namespace":"default","resourceVersion":"6"}}"#),
                                    to: "edge-1", on: .state, delivery: .reliable)
 
         edgecore = try start("edgecore2.log")
         #expect(await eventually(timeout: .seconds(30)) { fixture.hub.connection(of: "edge-1") != nil }, "\(log("edgecore2.log"))")
-        #expect(await eventually(timeout: .seconds(20)) { !runtime.containers().contains { $0.podUID == "uid-doomed" } }, "the delete was carried out")
+        #expect(await eventually(timeout: .seconds(20)) { await !runtime.pods().contains("uid-doomed") }, "the delete was carried out")
         // Several passes later the kept pod was adopted, not started again.
         try await Task.sleep(for: .seconds(3))
-        #expect(runtime.containers().filter { $0.podUID == "uid-keep" } == [keep])
-        #expect(runtime.state(of: keep) == .running(startedAt: startedAt))
+        #expect(await runtime.containers().filter { $0.podUID == "uid-keep" } == [keep])
+        #expect(await runtime.state(of: keep) == .running(startedAt: startedAt))
         #expect(log("edge/keep-starts.log") == "started\n", "started exactly once")
         #expect(await edgecore.signal(SIGTERM, waitingUpTo: .seconds(15)) == 0, "\(log("edgecore2.log"))")
-        #expect(runtime.state(of: keep) == .running(startedAt: startedAt), "a graceful stop of edgecore leaves pods running, as kubelet's does")
+        #expect(await runtime.state(of: keep) == .running(startedAt: startedAt), "a graceful stop of edgecore leaves pods running, as kubelet's does")
     }
 }

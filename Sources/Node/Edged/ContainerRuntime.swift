@@ -134,6 +134,9 @@ public protocol ContainerRuntime: Sendable {
     /// Runs `command` beside the running container (its environment, working directory and
     /// mounts), for exec probes; ends it after `timeout`.
     func exec(in id: ContainerID, command: [String], timeout: Duration) async -> ContainerExecResult
+    /// Why an ended container ended, when the runtime knows more than its exit code
+    /// (`OOMKilled`); read after ``state(of:)`` reported it ended.
+    func terminationReason(of id: ContainerID) async -> String?
     /// Moves every log over `maxBytes` aside (`keep` old files are kept per container).
     func rotateLogs(maxBytes: Int, keep: Int) async
 }
@@ -141,6 +144,7 @@ public protocol ContainerRuntime: Sendable {
 extension ContainerRuntime {
     public func pods() async -> Set<String> { Set(await containers().map(\.podUID)) }
     public func removePod(_ podID: String) async {}
+    public func terminationReason(of id: ContainerID) async -> String? { nil }
 }
 
 /// How a command run by ``ContainerRuntime/exec(in:command:timeout:)`` ended.

@@ -335,11 +335,12 @@ public actor PodWorker {
                 // The attempt before this one, while it is kept.
                 let previous = ContainerID(podUID: id.podUID, name: id.name, attempt: id.attempt - 1)
                 if id.attempt > 0, case let ended = await runtime.state(of: previous), case .exited = ended {
-                    object["lastState"] = .object(JSONObject([("terminated", .object(terminatedState(previous, ended)))]))
+                    object["lastState"] = .object(JSONObject([("terminated", .object(terminatedState(previous, ended, reason: await runtime.terminationReason(of: previous))))]))
                 }
             }
         case .exited(let code, _, _, _)?:
-            let terminated = newest.map { terminatedState($0.id, $0.state) } ?? JSONObject()
+            var terminated = JSONObject()
+            if let newest { terminated = terminatedState(newest.id, newest.state, reason: await runtime.terminationReason(of: newest.id)) }
             let restarts = pod.restartPolicy == "Always" || (pod.restartPolicy == "OnFailure" && code != 0)
             if restarts, pod.containers.contains(where: { $0.name == container.name }) || code != 0 {
                 object["state"] = .object(JSONObject([("waiting", .object(JSONObject([
@@ -379,10 +380,10 @@ public actor PodWorker {
     }
 
     /// A `terminated` container state: exit code, reason, times, and the probe that ended it.
-    private func terminatedState(_ id: ContainerID, _ state: ContainerState) -> JSONObject {
+    private func terminatedState(_ id: ContainerID, _ state: ContainerState, reason: String?) -> JSONObject {
         guard case .exited(let code, let signal, let startedAt, let finishedAt) = state else { return JSONObject() }
         var terminated = JSONObject([
-            ("exitCode", .integer(code)), ("reason", .string(code == 0 ? "Completed" : "Error")),
+            ("exitCode", .integer(code)), ("reason", .string(reason ?? (code == 0 ? "Completed" : "Error"))),
             ("startedAt", .string(Self.timestamp(startedAt))), ("finishedAt", .string(Self.timestamp(finishedAt))),
         ])
         if let signal { terminated["signal"] = .integer(signal) }

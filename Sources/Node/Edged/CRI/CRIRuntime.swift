@@ -26,6 +26,8 @@ public final class CRIRuntime: ContainerRuntime {
 
     /// CRI container IDs by container, as last listed or created.
     private let known = Mutex<[ContainerID: String]>([:])
+    /// The runtime's reasons for ended containers (`OOMKilled`), from their last status.
+    private let reasons = Mutex<[ContainerID: String]>([:])
 
     /// - Parameters:
     ///   - endpoint: `unix:///run/containerd/containerd.sock`, or the socket's path.
@@ -33,7 +35,7 @@ public final class CRIRuntime: ContainerRuntime {
     ///   - maxMessageBytes: the largest reply taken from the runtime.
     public init(endpoint: String, logRoot: String, callTimeout: Duration = .seconds(10), maxMessageBytes: Int = 16 << 20,
                 logger: Logger = Logger(label: "edged.cri")) throws(ContainerRuntimeError) {
-        guard let path = Self.socketPath(of: endpoint) else {
+        guard let path = Self.endpointSocketPath(endpoint) else {
             throw ContainerRuntimeError(reason: "RuntimeUnavailable", message: "the runtime endpoint \(endpoint) is not unix:///path or an absolute path")
         }
         do {
@@ -49,7 +51,7 @@ public final class CRIRuntime: ContainerRuntime {
     }
 
     /// The socket path of a `unix://` endpoint or an absolute path.
-    static func socketPath(of endpoint: String) -> String? {
+    public static func endpointSocketPath(_ endpoint: String) -> String? {
         let path = endpoint.hasPrefix("unix://") ? String(endpoint.dropFirst("unix://".count)) : endpoint
         return path.hasPrefix("/") ? path : nil
     }
@@ -186,6 +188,8 @@ public final class CRIRuntime: ContainerRuntime {
             return .running(startedAt: date(status.startedAt))
         case .exited:
             let code = status.exitCode
+            // containerd says `Completed` or `Error` like kubelet; anything else is news.
+            if !["", "Completed", "Error"].contains(status.reason) { reasons.withLock { $0[id] = status.reason } }
             return .exited(exitCode: code, signal: code > 128 && code < 160 ? code - 128 : nil,
                            startedAt: date(status.startedAt != 0 ? status.startedAt : status.createdAt), finishedAt: date(status.finishedAt))
         case .created, .unknown:
@@ -221,6 +225,8 @@ public final class CRIRuntime: ContainerRuntime {
 
     public func warnings(of id: ContainerID) async -> [String] { [] }
 
+    public func terminationReason(of id: ContainerID) async -> String? { reasons.withLock { $0[id] } }
+
     // MARK: stop and remove
 
     public func stop(_ id: ContainerID, gracePeriod: Duration) async {
@@ -238,6 +244,7 @@ public final class CRIRuntime: ContainerRuntime {
         do {
             _ = try await call(CRI.runtimeService + "RemoveContainer", CRI.id(runtimeID))
             known.withLock { $0[id] = nil }
+            reasons.withLock { $0[id] = nil }
             for suffix in ["", ".1", ".2", ".3", ".4", ".5"] { try? FileManager.default.removeItem(atPath: logPath(of: id) + suffix) }
         } catch {
             logger.warning("cannot remove a container", metadata: ["container": "\(id)", "error": "\(error)"])
