@@ -39,6 +39,10 @@ struct NodeBench: AsyncParsableCommand {
     var operations = 20_000
     @Option(help: "Pods run by Edged.")
     var pods = 100
+    @Option(help: "Also measure pods in a CRI runtime at this endpoint (unix:///path/containerd.sock); its image must be present.")
+    var criEndpoint: String?
+    @Option(help: "The image of the pods run over CRI (its default command must keep running).")
+    var criImage = "localhost/edged-busybox:1"
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -207,7 +211,7 @@ struct NodeBench: AsyncParsableCommand {
     }
 
     /// edgecore joined to `hub` as edge-1, everything under `directory`; returns once connected.
-    func startEdgecore(directory: String, hub: CloudHub, ports: CloudHub.Ports, eventBus: String) async throws -> Process {
+    func startEdgecore(directory: String, hub: CloudHub, ports: CloudHub.Ports, eventBus: String, edged: String = "") async throws -> Process {
         let config = """
             database: {dataSource: \(directory)/edgecore.db}
             modules:
@@ -219,7 +223,7 @@ struct NodeBench: AsyncParsableCommand {
                 outbox: \(directory)/outbox.db
               eventBus: \(eventBus)
               metaManager: {metaServer: {server: "127.0.0.1:\(freePort())"}}
-              edged: {hostnameOverride: edge-1, rootDirectory: \(directory)/edged}
+              edged: {hostnameOverride: edge-1, rootDirectory: \(directory)/edged\(edged.isEmpty ? "" : ", " + edged)}
             metrics: {server: "127.0.0.1:\(freePort())"}
 
             """
