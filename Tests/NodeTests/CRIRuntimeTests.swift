@@ -58,7 +58,7 @@ import TestSupport
                                 "resources":{"limits":{"memory":"64Mi","cpu":"250m"}},
                                 "readinessProbe":{"httpGet":{"path":"/index.html","port":\(port)},"periodSeconds":1},
                                 "livenessProbe":{"exec":{"command":["cat","/work/ready"]},"periodSeconds":1}},
-                               {"name":"idle","image":"\(image)","command":["sleep","3600"],"volumeMounts":[{"name":"work","mountPath":"/work","readOnly":true}]}]}}
+                               {"name":"ticker","image":"\(image)","command":["sh","-c","while true; do echo tick; sleep 0.1; done"],"volumeMounts":[{"name":"work","mountPath":"/work","readOnly":true}]}]}}
                 """))
             let worker = PodWorker(pod: pod, runtime: runtime, resources: resources, podsRoot: directory + "/pods")
             let ready = await drive(worker) { $0[path: ["conditions"]]?.arrayValue?.contains { $0["type"] == .string("Ready") && $0["status"] == .string("True") } == true }
@@ -78,6 +78,12 @@ import TestSupport
             #expect(failing.exitCode == 7 && failing.output.contains("nope"))
             let slow = await runtime.exec(in: web, command: ["sleep", "30"], timeout: .seconds(1))
             #expect(slow.timedOut || slow.exitCode == nil, "an exec past its timeout is reported as such: \(slow)")
+
+            // Rotation moves a log aside and containerd reopens it: the container writes on.
+            let ticker = runtime.logPath(of: ContainerID(podUID: "u-cri-web", name: "ticker", attempt: 0))
+            await runtime.rotateLogs(maxBytes: 1, keep: 2)
+            #expect(FileManager.default.fileExists(atPath: ticker + ".1"))
+            #expect(await eventually { ((try? String(contentsOfFile: ticker, encoding: .utf8)) ?? "").contains("stdout F tick") }, "written after the reopen")
 
             // A runtime and worker made afresh (an edgecore restart) adopt what runs.
             let before = await runtime.containers()

@@ -175,3 +175,16 @@ public struct ContainerRuntimeError: Error, Sendable, Equatable, CustomStringCon
 
     public var description: String { "\(reason): \(message)" }
 }
+
+/// Rotated container logs: `{path}.1` is the newest old one, `{path}.{keep}` the oldest.
+enum RotatedLog {
+    /// Moves `{path}.N` up to `{path}.N+1` (dropping what falls past `keep`), so that
+    /// `{path}.1` is free for the log being rotated.
+    static func makeRoom(for path: String, keep: Int) {
+        for index in stride(from: keep - 1, through: 1, by: -1) {
+            try? FileManager.default.removeItem(atPath: "\(path).\(index + 1)")
+            try? FileManager.default.moveItem(atPath: "\(path).\(index)", toPath: "\(path).\(index + 1)")
+        }
+        try? FileManager.default.removeItem(atPath: "\(path).1")
+    }
+}

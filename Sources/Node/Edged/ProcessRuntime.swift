@@ -112,11 +112,16 @@ public final class ProcessRuntime: ContainerRuntime {
 
     public func state(of id: ContainerID) -> ContainerState {
         guard let record = load(id) else { return .unknown }
-        if let ending = Self.readExit(directory(of: id) + "/exit") {
-            let finished = (try? FileManager.default.attributesOfItem(atPath: directory(of: id) + "/exit")[.modificationDate] as? Date) ?? Date()
+        let exitFile = directory(of: id) + "/exit"
+        func ended() -> ContainerState? {
+            guard let ending = Self.readExit(exitFile) else { return nil }
+            let finished = (try? FileManager.default.attributesOfItem(atPath: exitFile)[.modificationDate] as? Date) ?? Date()
             return .exited(exitCode: ending.code, signal: ending.signal, startedAt: record.startedAt, finishedAt: finished)
         }
+        if let ended = ended() { return ended }
         if isAlive(record) { return .running(startedAt: record.startedAt) }
+        // The shim writes the file and then exits: it may have done both since the first look.
+        if let ended = ended() { return ended }
         // Gone without an exit file: killed with its shim (by us, or by someone else).
         return .exited(exitCode: 128 + SIGKILL, signal: SIGKILL, startedAt: record.startedAt, finishedAt: record.killedAt ?? Date())
     }
@@ -228,11 +233,7 @@ public final class ProcessRuntime: ContainerRuntime {
         for id in containers() {
             let path = logPath(of: id)
             guard let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil, size > maxBytes else { continue }
-            for index in stride(from: keep - 1, through: 1, by: -1) {
-                try? FileManager.default.removeItem(atPath: "\(path).\(index + 1)")
-                try? FileManager.default.moveItem(atPath: "\(path).\(index)", toPath: "\(path).\(index + 1)")
-            }
-            try? FileManager.default.removeItem(atPath: "\(path).1")
+            RotatedLog.makeRoom(for: path, keep: keep)
             try? FileManager.default.copyItem(atPath: path, toPath: "\(path).1")
             truncate(path, 0)
         }

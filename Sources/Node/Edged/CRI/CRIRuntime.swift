@@ -292,11 +292,7 @@ public final class CRIRuntime: ContainerRuntime {
             let path = logPath(of: id)
             guard let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil, size > maxBytes,
                   let runtimeID = await runtimeID(of: id) else { continue }
-            for index in stride(from: keep - 1, through: 1, by: -1) {
-                try? FileManager.default.removeItem(atPath: "\(path).\(index + 1)")
-                try? FileManager.default.moveItem(atPath: "\(path).\(index)", toPath: "\(path).\(index + 1)")
-            }
-            try? FileManager.default.removeItem(atPath: "\(path).1")
+            RotatedLog.makeRoom(for: path, keep: keep)
             try? FileManager.default.moveItem(atPath: path, toPath: "\(path).1")
             if case .running = await state(of: id) {
                 _ = try? await call(CRI.runtimeService + "ReopenContainerLog", CRI.id(runtimeID))
