@@ -247,7 +247,7 @@ let package = Package(
             swiftSettings: strictSwift6),
         .testTarget(
             name: "CloudTests",
-            dependencies: ["Cloud", "KubeModel", "Transport", "TestSupport"],
+            dependencies: ["Cloud", "CloudHub", "EdgeHub", "KubeModel", "Transport", "TestSupport"],
             exclude: ["testdata"],
             swiftSettings: strictSwift6),
         .testTarget(

@@ -1,0 +1,270 @@
+import CloudHub
+import Foundation
+import KubeModel
+import Logging
+import NIOCore
+import Synchronization
+import Transport
+
+/// KubeEdge's EdgeController: sends each edge node exactly the Pods bound to it and the
+/// ConfigMaps and Secrets those pods use, keeps the node's Node object (registered on its
+/// first connection, `Ready` while it is connected, `Unknown` after a grace period away), and
+/// writes pod status reported by the edge to the API server.
+///
+/// Objects go as `insert`/`update`/`delete` messages of `{namespace}/{type}/{name}` on the
+/// state lane with `state(key)` delivery: the channel persists them, and a node that was away
+/// receives the latest version of each object (or its delete), not the history.
+///
+/// Edge nodes are the Node objects labelled `node-role.kubernetes.io/edge` and the nodes
+/// connected to CloudHub; pods bound to other nodes are not sent anywhere.
+public final class EdgeController: Sendable {
+    public struct Configuration: Sendable {
+        /// How long a node may be disconnected before its `Ready` condition becomes `Unknown`.
+        public var nodeNotReadyGracePeriod: Duration
+        /// Changes arriving within this time are sent together.
+        public var batchInterval: Duration
+
+        public init(nodeNotReadyGracePeriod: Duration = .seconds(40), batchInterval: Duration = .milliseconds(20)) {
+            self.nodeNotReadyGracePeriod = nodeNotReadyGracePeriod
+            self.batchInterval = batchInterval
+        }
+    }
+
+    /// What the controller counted.
+    public struct Counters: Sendable, Equatable {
+        public var objectsSent = 0
+        public var deletesSent = 0
+        public var podStatusesWritten = 0
+        public var podStatusesDropped = 0
+        public var nodesRegistered = 0
+        public var failures = 0
+    }
+
+    public static let edgeLabel = "node-role.kubernetes.io/edge"
+
+    public let configuration: Configuration
+    private let client: KubeClient
+    private let hub: CloudHub
+    private let logger: Logger
+    private let pods: Informer
+    private let configMaps: Informer
+    private let secrets: Informer
+    private let nodes: Informer
+    private let changes: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+
+    private struct State {
+        /// What each node was sent: object key → ``fingerprint(of:)`` of the version sent.
+        var sent: [String: [EdgeObjectKey: String]] = [:]
+        var online: Set<String> = []
+        /// Grace timers of nodes that went away.
+        var leaving: [String: Task<Void, Never>] = [:]
+        var counters = Counters()
+    }
+    private let state = Mutex(State())
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+
+    public init(client: KubeClient, hub: CloudHub, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "edgecontroller")) {
+        self.client = client
+        self.hub = hub
+        self.configuration = configuration
+        self.logger = logger
+        pods = Informer(client: client, resource: APIResource(Kube.Pod.self))
+        configMaps = Informer(client: client, resource: APIResource(Kube.ConfigMap.self))
+        secrets = Informer(client: client, resource: APIResource(Kube.Secret.self))
+        nodes = Informer(client: client, resource: APIResource(Kube.Node.self), configuration: .init(labelSelector: Self.edgeLabel))
+        changes = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    public var counters: Counters { state.withLock { $0.counters } }
+
+    /// Starts the informers, the send loop and the node watch.
+    public func start() {
+        let informers = [pods, configMaps, secrets, nodes]
+        for informer in informers { informer.start() }
+        var started: [Task<Void, Never>] = informers.map { informer in
+            Task { [changes] in
+                for await _ in informer.events { changes.continuation.yield() }
+            }
+        }
+        started.append(Task { [self] in await sendLoop() })
+        started.append(Task { [self] in
+            for await event in hub.events { await handle(event) }
+        })
+        tasks.withLock { $0 = started }
+    }
+
+    /// Stops everything it started.
+    public func stop() async {
+        let running = tasks.withLock { tasks in defer { tasks = [] }; return tasks }
+        for task in running { task.cancel() }
+        for informer in [pods, configMaps, secrets, nodes] { await informer.stop() }
+        changes.continuation.finish()
+        for task in running { await task.value }
+        state.withLock { state in
+            for timer in state.leaving.values { timer.cancel() }
+            state.leaving = [:]
+        }
+    }
+
+    // MARK: sending objects
+
+    private func sendLoop() async {
+        for await _ in changes.stream {
+            guard [pods, configMaps, secrets, nodes].allSatisfy(\.hasSynced) else { continue }
+            try? await Task.sleep(for: configuration.batchInterval)
+            await sendChanges()
+        }
+    }
+
+    /// The objects each edge node should hold now.
+    private func wanted() -> [String: [EdgeObjectKey: JSONValue]] {
+        var edgeNodes = Set(nodes.objects.compactMap { $0[path: ["metadata", "name"]]?.stringValue })
+        edgeNodes.formUnion(state.withLock { $0.online })
+        var wanted: [String: [EdgeObjectKey: JSONValue]] = [:]
+        for node in edgeNodes { wanted[node] = [:] }
+        for pod in pods.objects {
+            guard let node = pod[path: ["spec", "nodeName"]]?.stringValue, edgeNodes.contains(node),
+                  let key = PodReferences.key(of: pod, type: "pod") else { continue }
+            wanted[node]?[key] = pod
+            for reference in PodReferences.of(pod) {
+                let informer = reference.type == "configmap" ? configMaps : secrets
+                if let object = informer.get(namespace: reference.namespace, name: reference.name) { wanted[node]?[reference] = object }
+            }
+        }
+        return wanted
+    }
+
+    /// Sends every node what changed since it was last sent: new and newer objects, and
+    /// deletes of objects it holds but should not.
+    private func sendChanges() async {
+        let wanted = wanted()
+        let sent = state.withLock { $0.sent }
+        for node in Set(wanted.keys).union(sent.keys).sorted() {
+            let want = wanted[node] ?? [:]
+            let had = sent[node] ?? [:]
+            var messages: [(EdgeObjectKey, Message, String?)] = []
+            for (key, object) in want.sorted(by: { $0.key < $1.key }) {
+                let version = Self.fingerprint(of: object)
+                guard had[key] != version else { continue }
+                let operation = had[key] == nil ? "insert" : "update"
+                messages.append((key, Self.message(operation, key, content: object.serialized), version))
+            }
+            for key in had.keys.sorted() where want[key] == nil {
+                let deleted = #"{"metadata":{"name":"\#(key.name)","namespace":"\#(key.namespace)"}}"#
+                messages.append((key, Self.message("delete", key, content: deleted), nil))
+            }
+            for (key, message, version) in messages {
+                do {
+                    try await hub.send(message, to: node, on: .state, delivery: .state(key: key.resource))
+                    state.withLock { state in
+                        state.sent[node, default: [:]][key] = version
+                        if version == nil { state.sent[node]?[key] = nil; state.counters.deletesSent += 1 } else { state.counters.objectsSent += 1 }
+                    }
+                } catch {
+                    state.withLock { $0.counters.failures += 1 }
+                    logger.warning("cannot send an object to a node", metadata: ["node": "\(node)", "object": "\(key)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// What decides whether a node needs an object again: the object without its status, its
+    /// resourceVersion and managed fields. A pod's status, which the edge itself reported, is
+    /// not echoed back to it.
+    static func fingerprint(of object: JSONValue) -> String {
+        var trimmed = object
+        trimmed.set(nil, at: ["status"])
+        trimmed.set(nil, at: ["metadata", "resourceVersion"])
+        trimmed.set(nil, at: ["metadata", "managedFields"])
+        return trimmed.serialized
+    }
+
+    private static func message(_ operation: String, _ key: EdgeObjectKey, content: String) -> Message {
+        Message(router: MessageRouter(source: "edgecontroller", group: "resource", operation: operation, resource: key.resource),
+                content: ByteBuffer(string: content))
+    }
+
+    // MARK: from the edge
+
+    /// Takes a message from a node if it is one for this controller (a pod status); `false`
+    /// when it is not.
+    public func handle(_ incoming: NodeMessage) async -> Bool {
+        let parts = incoming.message.router.resource.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[1] == "podstatus" else { return false }
+        let namespace = String(parts[0])
+        let name = String(parts[2])
+        guard let report = try? JSONValue(parsing: String(buffer: incoming.message.content)), let status = report["status"] else {
+            state.withLock { $0.counters.podStatusesDropped += 1 }
+            return true
+        }
+        // Only the node the pod is bound to, and only for this pod (not an earlier one of the name).
+        guard let pod = pods.get(namespace: namespace, name: name), pod[path: ["spec", "nodeName"]]?.stringValue == incoming.node,
+              report[path: ["metadata", "uid"]] == nil || report[path: ["metadata", "uid"]] == pod[path: ["metadata", "uid"]] else {
+            state.withLock { $0.counters.podStatusesDropped += 1 }
+            return true
+        }
+        do {
+            _ = try await client.patch(APIResource(Kube.Pod.self), namespace: namespace, name: name, .object(JSONObject([("status", status)])), status: true)
+            state.withLock { $0.counters.podStatusesWritten += 1 }
+        } catch {
+            state.withLock { $0.counters.failures += 1 }
+            logger.warning("cannot write a pod's status", metadata: ["pod": "\(namespace)/\(name)", "error": "\(error)"])
+        }
+        return true
+    }
+
+    // MARK: nodes
+
+    private func handle(_ event: NodeEvent) async {
+        switch event {
+        case .online(let node, _, _):
+            state.withLock { state in
+                state.online.insert(node)
+                state.leaving.removeValue(forKey: node)?.cancel()
+            }
+            await markReady(node, ready: true)
+            changes.continuation.yield()
+        case .offline(let node):
+            let grace = configuration.nodeNotReadyGracePeriod
+            let timer = Task { [self] in
+                guard (try? await Task.sleep(for: grace)) != nil else { return }
+                await markReady(node, ready: false)
+            }
+            state.withLock { state in
+                state.online.remove(node)
+                state.leaving.removeValue(forKey: node)?.cancel()
+                state.leaving[node] = timer
+            }
+        }
+    }
+
+    /// Registers the node when it has no Node object, and sets its `Ready` condition.
+    private func markReady(_ node: String, ready: Bool) async {
+        let now = Date().formatted(.iso8601)
+        let condition = JSONValue.object(JSONObject([
+            ("type", .string("Ready")), ("status", .string(ready ? "True" : "Unknown")),
+            ("reason", .string(ready ? "EdgeConnected" : "NodeStatusUnknown")),
+            ("message", .string(ready ? "the edge node is connected to cloudcore" : "the edge node has been disconnected for longer than the grace period")),
+            ("lastHeartbeatTime", .string(now)), ("lastTransitionTime", .string(now)),
+        ]))
+        let resource = APIResource(Kube.Node.self)
+        do {
+            if nodes.get(name: node) == nil, (try? await client.get(resource, name: node)) == nil {
+                guard ready else { return }
+                let object = JSONValue.object(JSONObject([
+                    ("apiVersion", .string("v1")), ("kind", .string("Node")),
+                    ("metadata", .object(JSONObject([("name", .string(node)), ("labels", .object(JSONObject([
+                        (Self.edgeLabel, .string("")), ("kubernetes.io/hostname", .string(node)),
+                    ])))]))),
+                ]))
+                _ = try await client.create(resource, object)
+                state.withLock { $0.counters.nodesRegistered += 1 }
+                logger.info("registered an edge node", metadata: ["node": "\(node)"])
+            }
+            _ = try await client.patch(resource, name: node, .object(JSONObject([("status", .object(JSONObject([("conditions", .array([condition]))])))])), status: true)
+        } catch {
+            state.withLock { $0.counters.failures += 1 }
+            logger.warning("cannot update a node", metadata: ["node": "\(node)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import Cloud
+import CloudHub
+import EdgeHub
+import Foundation
+import KubeModel
+import NIOCore
+import Testing
+import TestSupport
+import Transport
+
+/// The EdgeController between the embedded API server (driven by kubectl) and a real CloudHub
+/// with an edge connected over the channel.
+@Suite(.serialized) struct EdgeControllerTests {
+    @Test func aPodUsesTheConfigMapsAndSecretsOfItsVolumesEnvironmentAndPullSecrets() throws {
+        let pod = try JSONValue(parsing: """
+            {"metadata":{"name":"p","namespace":"apps"},"spec":{
+             "volumes":[{"name":"a","configMap":{"name":"cm-volume"}},{"name":"b","secret":{"secretName":"s-volume"}},{"name":"e","emptyDir":{}},
+                        {"name":"c","projected":{"sources":[{"configMap":{"name":"cm-projected"}},{"secret":{"name":"s-projected"}},{"downwardAPI":{}}]}}],
+             "initContainers":[{"name":"i","env":[{"name":"X","valueFrom":{"secretKeyRef":{"name":"s-init","key":"k"}}}]}],
+             "containers":[{"name":"c","env":[{"name":"Y","value":"plain"},{"name":"Z","valueFrom":{"configMapKeyRef":{"name":"cm-env","key":"k"}}},
+                                               {"name":"F","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}],
+                            "envFrom":[{"configMapRef":{"name":"cm-from"}},{"secretRef":{"name":"s-from"}}]}],
+             "imagePullSecrets":[{"name":"s-pull"}]}}
+            """)
+        let keys = PodReferences.of(pod).map(\.resource).sorted()
+        #expect(keys == ["apps/configmap/cm-env", "apps/configmap/cm-from", "apps/configmap/cm-projected", "apps/configmap/cm-volume",
+                         "apps/secret/s-from", "apps/secret/s-init", "apps/secret/s-projected", "apps/secret/s-pull", "apps/secret/s-volume"])
+        #expect(PodReferences.of(try JSONValue(parsing: #"{"metadata":{"name":"bare"},"spec":{"containers":[{"name":"c"}]}}"#)).isEmpty)
+    }
+
+    @Test func anEdgeNodeRegistersAndReceivesExactlyItsPodsAndWhatTheyUseAndItsPodStatusReachesTheAPI() async throws {
+        let server = try await EmbeddedServer()
+        let fixture = try await HubFixture()
+        let client = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))
+        let controller = EdgeController(client: client, hub: fixture.hub, configuration: .init(nodeNotReadyGracePeriod: .seconds(1)))
+        controller.start()
+        let router = Task {
+            for await incoming in fixture.hub.incoming { _ = await controller.handle(incoming) }
+        }
+        let bus = MessageBus()
+        let meta = bus.register(module: "metaManager", group: "meta")
+        let edge = try EdgeHub(configuration: fixture.edgeConfiguration("edge-1", token: try fixture.hub.makeToken()), bus: bus, group: testGroup)
+        edge.start()
+
+        // The node registers itself by connecting.
+        #expect(await eventually(timeout: .seconds(20)) {
+            let ready = try? await server.kubectl("get", "node", "edge-1", "-o", #"jsonpath={.metadata.labels.node-role\.kubernetes\.io/edge}:{.status.conditions[?(@.type=="Ready")].status}"#)
+            return ready?.output == ":True"
+        })
+
+        // Its pod and the ConfigMap the pod uses reach it; another node's pod and an unused Secret do not.
+        let applied = try await server.kubectl("apply", "-f", "@input", input: """
+            apiVersion: v1
+            kind: ConfigMap
+            metadata: {name: app}
+            data: {mode: edge}
+            ---
+            apiVersion: v1
+            kind: Secret
+            metadata: {name: unused}
+            stringData: {token: x}
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: web}
+            spec:
+              nodeName: edge-1
+              containers:
+              - name: c
+                image: busybox
+                env: [{name: MODE, valueFrom: {configMapKeyRef: {name: app, key: mode}}}]
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: elsewhere}
+            spec:
+              nodeName: worker-1
+              containers: [{name: c, image: busybox}]
+            """)
+        #expect(applied.status == 0, "\(applied.output)")
+        let first = try await collect(2, from: meta, lane: .state)
+        #expect(Set(first.map { "\($0.router.operation) \($0.router.resource)" }) == ["insert default/configmap/app", "insert default/pod/web"])
+
+        // A change of the ConfigMap follows.
+        let edited = try await server.kubectl("patch", "configmap", "app", "-p", #"{"data":{"mode":"changed"}}"#)
+        #expect(edited.status == 0, "\(edited.output)")
+        let update = try await collect(1, from: meta, lane: .state)
+        #expect(update.first?.router.operation == "update" && update.first?.router.resource == "default/configmap/app")
+        #expect(update.first.map { String(buffer: $0.content).contains("changed") } == true)
+
+        // The edge reports the pod's status; kubectl sees it.
+        let status = #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"},"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#
+        try await meta.send(Message(router: MessageRouter(source: "metaManager", destination: EdgeHub.moduleName, group: "resource", operation: "update",
+                                                          resource: "default/podstatus/web"), content: ByteBuffer(string: status)), on: .state, delivery: .reliable)
+        #expect(await eventually(timeout: .seconds(20)) {
+            (try? await server.kubectl("get", "pod", "web", "-o", "jsonpath={.status.phase}"))?.output == "Running"
+        })
+
+        // Deleting the pod deletes it at the edge, and the ConfigMap only it used.
+        let deleted = try await server.kubectl("delete", "pod", "web")
+        #expect(deleted.status == 0, "\(deleted.output)")
+        let deletes = try await collect(2, from: meta, lane: .state)
+        #expect(Set(deletes.map { "\($0.router.operation) \($0.router.resource)" }) == ["delete default/configmap/app", "delete default/pod/web"])
+
+        // Away for longer than the grace period: Ready turns Unknown.
+        await edge.stop()
+        #expect(await eventually(timeout: .seconds(20)) {
+            (try? await server.kubectl("get", "node", "edge-1", "-o", #"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#))?.output == "Unknown"
+        })
+        let counters = controller.counters
+        #expect(counters.nodesRegistered == 1 && counters.podStatusesWritten == 1 && counters.failures == 0, "\(counters)")
+
+        router.cancel()
+        await controller.stop()
+        await fixture.stop()
+        await server.server.stop()
+        removeTemporaryDirectory(server.directory)
+        removeTemporaryDirectory(fixture.directory)
+    }
+}
