@@ -127,7 +127,7 @@ public final class EdgeController: Sendable {
                   let key = PodReferences.key(of: pod, type: "pod") else { continue }
             wanted[node]?[key] = pod
             for reference in PodReferences.of(pod) {
-                let informer = reference.type == "configmap" ? configMaps : secrets
+                let informer = reference.kind == "configmap" ? configMaps : secrets
                 if let object = informer.get(namespace: reference.namespace, name: reference.name) { wanted[node]?[reference] = object }
             }
         }
@@ -143,13 +143,13 @@ public final class EdgeController: Sendable {
             let want = wanted[node] ?? [:]
             let had = sent[node] ?? [:]
             var messages: [(EdgeObjectKey, Message, String?)] = []
-            for (key, object) in want.sorted(by: { $0.key < $1.key }) {
+            for (key, object) in want.sorted(by: { $0.key.resource < $1.key.resource }) {
                 let version = Self.fingerprint(of: object)
                 guard had[key] != version else { continue }
                 let operation = had[key] == nil ? "insert" : "update"
                 messages.append((key, Self.message(operation, key, content: object.serialized), version))
             }
-            for key in had.keys.sorted() where want[key] == nil {
+            for key in had.keys.sorted(by: { $0.resource < $1.resource }) where want[key] == nil {
                 let deleted = #"{"metadata":{"name":"\#(key.name)","namespace":"\#(key.namespace)"}}"#
                 messages.append((key, Self.message("delete", key, content: deleted), nil))
             }

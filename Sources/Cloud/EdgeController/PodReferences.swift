@@ -1,24 +1,5 @@
+import CloudHub
 import KubeModel
-
-/// An object the EdgeController delivers to edge nodes, named as KubeEdge's resources are:
-/// `{namespace}/{type}/{name}` with `type` `pod`, `configmap` or `secret`.
-public struct EdgeObjectKey: Hashable, Sendable, Comparable, CustomStringConvertible {
-    public var namespace: String
-    public var type: String
-    public var name: String
-
-    public init(namespace: String, type: String, name: String) {
-        self.namespace = namespace
-        self.type = type
-        self.name = name
-    }
-
-    /// The object's key as the edge's MetaManager stores it.
-    public var resource: String { "\(namespace)/\(type)/\(name)" }
-    public var description: String { resource }
-
-    public static func < (lhs: EdgeObjectKey, rhs: EdgeObjectKey) -> Bool { lhs.resource < rhs.resource }
-}
 
 /// The ConfigMaps and Secrets a pod uses, as kubelet resolves them: volumes (`configMap`,
 /// `secret`, and the sources of `projected` volumes), `env[].valueFrom` of every container
@@ -30,7 +11,7 @@ public enum PodReferences {
         var keys = Set<EdgeObjectKey>()
         func add(_ type: String, _ name: JSONValue?) {
             guard let name = name?.stringValue, !name.isEmpty else { return }
-            keys.insert(EdgeObjectKey(namespace: namespace, type: type, name: name))
+            keys.insert(EdgeObjectKey(kind: type, namespace: namespace, name: name))
         }
         for volume in pod[path: ["spec", "volumes"]].elements {
             add("configmap", volume[path: ["configMap", "name"]])
@@ -59,6 +40,6 @@ public enum PodReferences {
     public static func key(of object: JSONValue, type: String) -> EdgeObjectKey? {
         guard let name = object[path: ["metadata", "name"]]?.stringValue else { return nil }
         let namespace = object[path: ["metadata", "namespace"]]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? "default"
-        return EdgeObjectKey(namespace: namespace, type: type, name: name)
+        return EdgeObjectKey(kind: type, namespace: namespace, name: name)
     }
 }
