@@ -121,6 +121,8 @@ public protocol ContainerRuntime: Sendable {
     func remove(_ id: ContainerID) async
     /// Every container the runtime knows, running or ended.
     func containers() async -> [ContainerID]
+    /// The containers of one pod (by pod ID).
+    func containers(ofPod podID: String) async -> [ContainerID]
     /// The pods the runtime holds anything for (containers, or a sandbox), by pod ID.
     func pods() async -> Set<String>
     /// Removes what the runtime keeps for a pod beyond its containers (a CRI sandbox), once
@@ -142,6 +144,7 @@ public protocol ContainerRuntime: Sendable {
 }
 
 extension ContainerRuntime {
+    public func containers(ofPod podID: String) async -> [ContainerID] { await containers().filter { $0.podUID == podID } }
     public func pods() async -> Set<String> { Set(await containers().map(\.podUID)) }
     public func removePod(_ podID: String) async {}
     public func terminationReason(of id: ContainerID) async -> String? { nil }

@@ -134,12 +134,10 @@ public final class Edged: Sendable {
                 })
             }
             // Containers of pods this edgecore does not know (deleted while it was down).
-            let known = await runtime.containers()
             let stopping = terminating.withLock { $0 }
             for orphan in await runtime.pods() where wanted[orphan] == nil && workers[orphan] == nil && !stopping.contains(orphan) {
-                let ids = known.filter { $0.podUID == orphan }
                 removals.append(removing(orphan) { [runtime, configuration, logger] in
-                    for id in ids {
+                    for id in await runtime.containers(ofPod: orphan) {
                         // The pod's own grace period went with it: kubelet's default.
                         await runtime.stop(id, gracePeriod: .seconds(30))
                         await runtime.remove(id)

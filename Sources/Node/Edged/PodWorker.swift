@@ -28,6 +28,9 @@ public actor PodWorker {
     /// The pod's containers as the runtime listed them at the start of this sync or probe pass
     /// (listing reads the runtime's directory: once per pass, not once per container).
     private var listed: [ContainerID]?
+    /// The states the runtime reported during this pass (a CRI runtime answers each over a
+    /// socket: once per container and pass, not once per question).
+    private var observed: [ContainerID: ContainerState] = [:]
     /// Why a probe stopped a container attempt (its termination message).
     private var probeKills: [ContainerID: String] = [:]
 
@@ -65,10 +68,18 @@ public actor PodWorker {
     /// The newest attempt of container `name` and its state.
     private func newest(_ name: String) async -> (id: ContainerID, state: ContainerState)? {
         let all: [ContainerID]
-        if let listed { all = listed } else { all = await runtime.containers() }
+        if let listed { all = listed } else { all = await runtime.containers(ofPod: uid) }
         let attempts = all.filter { $0.podUID == uid && $0.name == name }
         guard let id = attempts.max(by: { $0.attempt < $1.attempt }) else { return nil }
-        return (id, await runtime.state(of: id))
+        return (id, await state(of: id))
+    }
+
+    /// The container's state, asked once per pass.
+    private func state(of id: ContainerID) async -> ContainerState {
+        if let known = observed[id] { return known }
+        let state = await runtime.state(of: id)
+        if listed != nil { observed[id] = state }
+        return state
     }
 
     /// One step: starts or restarts what is due, then returns the pod's status.
@@ -81,8 +92,11 @@ public actor PodWorker {
             return status
         }
         if let volumes { volumePaths = volumes.sync(pod, source: resources) }
-        listed = await runtime.containers().filter { $0.podUID == uid }
-        defer { listed = nil }
+        listed = await runtime.containers(ofPod: uid)
+        defer {
+            listed = nil
+            observed = [:]
+        }
         var initialized = true
         for container in pod.initContainers {
             switch await step(container, now: now, restartOnSuccess: false, restartOnFailure: pod.restartPolicy != "Never") {
@@ -192,7 +206,7 @@ public actor PodWorker {
     /// Stops every container (SIGTERM, then SIGKILL after the pod's grace period).
     public func terminate(gracePeriod: Duration? = nil) async {
         let grace = gracePeriod ?? .seconds(pod.terminationGracePeriodSeconds)
-        let ids = await runtime.containers().filter { $0.podUID == uid }
+        let ids = await runtime.containers(ofPod: uid)
         await withTaskGroup(of: Void.self) { group in
             for id in ids { group.addTask { [runtime] in await runtime.stop(id, gracePeriod: grace) } }
         }
@@ -201,7 +215,7 @@ public actor PodWorker {
     /// Removes every container of the pod from the runtime (after ``terminate(gracePeriod:)``),
     /// what else the runtime keeps for it (a sandbox), and the pod's volumes.
     public func remove() async {
-        for id in await runtime.containers() where id.podUID == uid { await runtime.remove(id) }
+        for id in await runtime.containers(ofPod: uid) { await runtime.remove(id) }
         await runtime.removePod(uid)
         volumes?.remove()
     }
@@ -214,7 +228,7 @@ public actor PodWorker {
     /// then restarted by its pod's `restartPolicy`; readiness decides the `ready` status.
     public func probe(now: Date = Date()) async {
         var due: [(name: String, kind: ProbeKind, id: ContainerID, probe: ContainerProbe)] = []
-        listed = await runtime.containers().filter { $0.podUID == uid }
+        listed = await runtime.containers(ofPod: uid)
         for container in pod.containers {
             guard case (let id, .running(let startedAt))? = await newest(container.name) else { continue }
             var states = probeStates[container.name]
@@ -230,6 +244,7 @@ public actor PodWorker {
             }
         }
         listed = nil
+        observed = [:]
         guard !due.isEmpty else { return }
         let results = await withTaskGroup(of: (Int, Bool, String).self) { [runtime, prober] group in
             for (index, entry) in due.enumerated() {
@@ -334,7 +349,7 @@ public actor PodWorker {
                 if !warnings.isEmpty { message = "container \(container.name): " + warnings.joined(separator: "; ") }
                 // The attempt before this one, while it is kept.
                 let previous = ContainerID(podUID: id.podUID, name: id.name, attempt: id.attempt - 1)
-                if id.attempt > 0, case let ended = await runtime.state(of: previous), case .exited = ended {
+                if id.attempt > 0, case let ended = await state(of: previous), case .exited = ended {
                     object["lastState"] = .object(JSONObject([("terminated", .object(terminatedState(previous, ended, reason: await runtime.terminationReason(of: previous))))]))
                 }
             }

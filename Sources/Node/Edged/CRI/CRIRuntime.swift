@@ -157,17 +157,27 @@ public final class CRIRuntime: ContainerRuntime {
     /// The CRI ID of a container, from the last listing or by listing the pod's containers.
     private func runtimeID(of id: ContainerID) async -> String? {
         if let found = known.withLock({ $0[id] }) { return found }
-        guard let reply = try? await call(CRI.runtimeService + "ListContainers", CRI.listContainers(labels: [Self.podIDLabel: id.podUID])),
+        _ = await listContainers(ofPod: id.podUID)
+        return known.withLock { $0[id] }
+    }
+
+    /// Lists the pod's containers (by label, not every container) and records their IDs;
+    /// `nil` without an answer.
+    private func listContainers(ofPod podID: String) async -> [ContainerID]? {
+        guard let reply = try? await call(CRI.runtimeService + "ListContainers", CRI.listContainers(labels: [Self.podIDLabel: podID])),
               let containers = try? CRI.containers(reply) else { return nil }
-        var found: String?
+        let listed = containers.map { (ContainerID(podUID: podID, name: $0.name, attempt: $0.attempt), $0.id) }
         known.withLock { known in
-            for container in containers {
-                let listed = ContainerID(podUID: id.podUID, name: container.name, attempt: container.attempt)
-                known[listed] = container.id
-                if listed == id { found = container.id }
-            }
+            known = known.filter { $0.key.podUID != podID }
+            for (id, runtimeID) in listed { known[id] = runtimeID }
         }
-        return found
+        return listed.map(\.0).sorted { $0.description < $1.description }
+    }
+
+    public func containers(ofPod podID: String) async -> [ContainerID] {
+        if let listed = await listContainers(ofPod: podID) { return listed }
+        logger.warning("cannot list a pod's containers", metadata: ["pod": "\(podID)"])
+        return known.withLock { $0.keys.filter { $0.podUID == podID } }.sorted { $0.description < $1.description }
     }
 
     public func state(of id: ContainerID) async -> ContainerState {

@@ -35,7 +35,12 @@ final class GRPCUnixClient: Sendable {
         var channel: any Channel
         var multiplexer: Multiplexer
     }
-    private let connection = Mutex<Task<Connection, any Error>?>(nil)
+    /// The connection being made or made, and whether its closing is watched yet.
+    private struct Current {
+        var task: Task<Connection, any Error>
+        var watched = false
+    }
+    private let connection = Mutex<Current?>(nil)
 
     init(socketPath: String, maxMessageBytes: Int = 16 << 20, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.socketPath = socketPath
@@ -44,16 +49,7 @@ final class GRPCUnixClient: Sendable {
     }
 
     deinit {
-        connection.withLock { $0?.cancel() }
-    }
-
-    /// Closes the connection (a later call connects again).
-    func close() async {
-        let task = connection.withLock { task in
-            defer { task = nil }
-            return task
-        }
-        if let open = try? await task?.value { try? await open.channel.close() }
+        connection.withLock { $0?.task.cancel() }
     }
 
     /// HTTP/2 settings for a trusted local peer. gRPC servers in Go (containerd) answer every
@@ -69,8 +65,8 @@ final class GRPCUnixClient: Sendable {
     }
 
     private func connected() async throws(GRPCCallError) -> Connection {
-        let task = connection.withLock { task in
-            if let task { return task }
+        let task = connection.withLock { current in
+            if let current { return current.task }
             let made = Task { [group, socketPath] () throws -> Connection in
                 try await ClientBootstrap(group: group)
                     .connectTimeout(.seconds(5))
@@ -85,12 +81,18 @@ final class GRPCUnixClient: Sendable {
                         }
                     }
             }
-            task = made
+            current = Current(task: made)
             return made
         }
         do {
             let open = try await task.value
-            open.channel.closeFuture.whenComplete { [weak self] _ in self?.forget(task) }
+            // Once per connection: forgotten when it closes, so that the next call reconnects.
+            let first = connection.withLock { current in
+                guard current?.task == task, current?.watched == false else { return false }
+                current?.watched = true
+                return true
+            }
+            if first { open.channel.closeFuture.whenComplete { [weak self] _ in self?.forget(task) } }
             return open
         } catch {
             forget(task)
@@ -101,7 +103,7 @@ final class GRPCUnixClient: Sendable {
     /// Drops `task` as the current connection (when it is still the current one).
     private func forget(_ task: Task<Connection, any Error>) {
         connection.withLock { current in
-            if current == task { current = nil }
+            if current?.task == task { current = nil }
         }
     }
 
