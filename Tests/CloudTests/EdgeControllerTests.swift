@@ -1,5 +1,5 @@
 import Cloud
-import CloudHub
+@testable import CloudHub
 import EdgeHub
 import Foundation
 import KubeModel
@@ -95,6 +95,22 @@ import Transport
         #expect(await eventually(timeout: .seconds(20)) {
             (try? await server.kubectl("get", "pod", "web", "-o", "jsonpath={.status.phase}"))?.output == "Running"
         })
+
+        // Status the controller must not write: malformed, for another node's pod, for an
+        // earlier pod of the same name. Each is dropped and counted; other messages are not its.
+        func report(_ node: String, _ resource: String, _ content: String) -> NodeMessage {
+            NodeMessage(node: node, lane: .state, message: Message(router: MessageRouter(source: "edged", group: "resource", operation: "update", resource: resource),
+                                                                   content: ByteBuffer(string: content)))
+        }
+        let failed = #"{"status":{"phase":"Failed"}}"#
+        #expect(await controller.handle(report("edge-1", "default/podstatus/web", "{not json")))
+        #expect(await controller.handle(report("edge-1", "default/podstatus/elsewhere", failed)))
+        #expect(await controller.handle(report("edge-2", "default/podstatus/web", failed)))
+        #expect(await controller.handle(report("edge-1", "default/podstatus/web", #"{"metadata":{"uid":"an-earlier-pod"},"status":{"phase":"Failed"}}"#)))
+        #expect(await controller.handle(report("edge-1", "default/device/d1", failed)) == false)
+        #expect(controller.counters.podStatusesDropped == 4 && controller.counters.podStatusesWritten == 1)
+        #expect((try await server.kubectl("get", "pod", "web", "-o", "jsonpath={.status.phase}")).output == "Running")
+        #expect((try await server.kubectl("get", "pod", "elsewhere", "-o", "jsonpath={.status.phase}")).output != "Failed")
 
         // Deleting the pod deletes it at the edge, and the ConfigMap only it used.
         let deleted = try await server.kubectl("delete", "pod", "web")

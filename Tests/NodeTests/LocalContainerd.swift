@@ -53,23 +53,14 @@ final class LocalContainerd: Sendable {
     func stop() async {
         if process.isRunning, let runtime = try? CRIRuntime(endpoint: endpoint, logRoot: directory + "/logs", callTimeout: .seconds(30)) {
             for pod in await runtime.pods() {
-                for id in await runtime.containers() where id.podUID == pod { await runtime.stop(id, gracePeriod: .zero) }
+                for id in await runtime.containers(ofPod: pod) { await runtime.stop(id, gracePeriod: .zero) }
                 await runtime.removePod(pod)
             }
         }
         process.stop()
-        // Shims outlive containerd; each was started with this directory in its arguments.
-        for pid in Self.processes(mentioning: directory) { kill(pid, SIGKILL) }
-        _ = try? await runProcessOffPool("/bin/sh", ["-c", "grep -o ' \(directory)[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"])
+        // Shims outlive containerd: the script ends them, unmounts what is left and removes the directory.
+        _ = try? await runProcessOffPool("/bin/sh", [Self.packageRoot + "/tools/containerd/local-containerd.sh", "stop", directory])
         removeTemporaryDirectory(directory)
-    }
-
-    private static func processes(mentioning text: String) -> [Int32] {
-        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
-        return pids.filter { pid in
-            guard pid != getpid(), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-            return String(decoding: data, as: UTF8.self).contains(text)
-        }
     }
 }
 
