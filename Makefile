@@ -35,9 +35,10 @@ HEAVY_TESTS := ScaleTests|StormTests
 MEMORY_TESTS := QUICFloodTests
 test: deps
 	$(SWIFT) build --build-tests
-	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build --parallel --num-workers 2 --skip '$(HEAVY_TESTS)|$(MEMORY_TESTS)'
-	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build --filter '$(HEAVY_TESTS)'
-	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build --filter '$(MEMORY_TESTS)'
+	SWIFT=$(SWIFT) tools/test/run-groups.sh $(TEST_TIMEOUT) \
+	  parallel -- --skip-build --parallel --num-workers 2 --skip '$(HEAVY_TESTS)|$(MEMORY_TESTS)' :: \
+	  heavy -- --skip-build --filter '$(HEAVY_TESTS)' :: \
+	  memory -- --skip-build --filter '$(MEMORY_TESTS)'
 
 ## bench: micro-benchmarks (time, instructions and mallocs per message, Benchmarks/), then channel
 ## throughput on loopback over WebSocket+TLS (iperf3 TCP measured in the same run) and over QUIC

@@ -1,7 +1,7 @@
 // container-shim: runs one container process for Edged's process runtime and outlives edgecore.
 //
-//   container-shim --exit-file FILE --log FILE [--cwd DIR] [--cgroup DIR]... [--mount ro|rw SRC DST]...
-//                  -- COMMAND [ARG...]
+//   container-shim --exit-file FILE --log FILE [--ready-file FILE] [--cwd DIR] [--cgroup DIR]...
+//                  [--mount ro|rw SRC DST]... -- COMMAND [ARG...]
 //   container-shim --enter PID [--cwd DIR] -- COMMAND [ARG...]
 //
 // It starts a session of its own, joins the given cgroups (v1 directories; the container
@@ -10,7 +10,9 @@
 // COMMAND with stdin from /dev/null and stdout/stderr appended to the log file, forwards
 // SIGTERM/SIGINT/SIGHUP/SIGQUIT to it, and when it ends writes "exit CODE" or "signal NUMBER"
 // to the exit file (atomically), so that an edgecore started later learns how the container
-// ended. The environment is passed through unchanged.
+// ended. The ready file, when asked for, appears once the cgroups and mounts are in place and
+// COMMAND has been started: until then an --enter would see the host's mounts. The environment
+// is passed through unchanged.
 //
 // --enter runs COMMAND in the mount namespace of the shim PID (a running container's), in the
 // foreground with the caller's stdio: exec probes.
@@ -140,7 +142,8 @@ static void forward(int signal_number) {
     if (child > 0) kill(child, signal_number);
 }
 
-static void write_exit(const char *path, const char *text) {
+// path holds text whole or not at all.
+static void write_atomically(const char *path, const char *text) {
     char temporary[4096];
     snprintf(temporary, sizeof temporary, "%s.tmp", path);
     int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -153,7 +156,7 @@ static void write_exit(const char *path, const char *text) {
 }
 
 int main(int argc, char **argv) {
-    const char *exit_file = NULL, *log_file = NULL, *cwd = NULL, *enter_pid = NULL;
+    const char *exit_file = NULL, *log_file = NULL, *ready_file = NULL, *cwd = NULL, *enter_pid = NULL;
     struct bind binds[MAX_MOUNTS];
     const char *cgroups[MAX_CGROUPS];
     int bind_count = 0, cgroup_count = 0;
@@ -163,6 +166,7 @@ int main(int argc, char **argv) {
         if (index + 1 >= argc) break;
         if (strcmp(argv[index], "--exit-file") == 0) exit_file = argv[++index];
         else if (strcmp(argv[index], "--log") == 0) log_file = argv[++index];
+        else if (strcmp(argv[index], "--ready-file") == 0) ready_file = argv[++index];
         else if (strcmp(argv[index], "--cwd") == 0) cwd = argv[++index];
         else if (strcmp(argv[index], "--enter") == 0) enter_pid = argv[++index];
         else if (strcmp(argv[index], "--cgroup") == 0 && cgroup_count < MAX_CGROUPS) cgroups[cgroup_count++] = argv[++index];
@@ -177,7 +181,7 @@ int main(int argc, char **argv) {
     }
     if (enter_pid && index < argc) return enter(enter_pid, cwd, &argv[index]);
     if (!exit_file || !log_file || index >= argc) {
-        fprintf(stderr, "usage: container-shim --exit-file FILE --log FILE [--cwd DIR] [--cgroup DIR]... [--mount ro|rw SRC DST]... -- COMMAND [ARG...]\n"
+        fprintf(stderr, "usage: container-shim --exit-file FILE --log FILE [--ready-file FILE] [--cwd DIR] [--cgroup DIR]... [--mount ro|rw SRC DST]... -- COMMAND [ARG...]\n"
                         "       container-shim --enter PID [--cwd DIR] -- COMMAND [ARG...]\n");
         return 125;
     }
@@ -192,22 +196,22 @@ int main(int argc, char **argv) {
     int log_fd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (log_fd < 0 || null_fd < 0) {
-        write_exit(exit_file, "exit 125\n");
+        write_atomically(exit_file, "exit 125\n");
         return 125;
     }
     for (int i = 0; i < cgroup_count; i++) {
         if (join_cgroup(cgroups[i], log_fd) != 0) {
-            write_exit(exit_file, "exit 125\n");
+            write_atomically(exit_file, "exit 125\n");
             return 125;
         }
     }
     if (set_up_mounts(binds, bind_count, log_fd) != 0) {
-        write_exit(exit_file, "exit 125\n");
+        write_atomically(exit_file, "exit 125\n");
         return 125;
     }
     pid_t pid = fork();
     if (pid < 0) {
-        write_exit(exit_file, "exit 125\n");
+        write_atomically(exit_file, "exit 125\n");
         return 125;
     }
     if (pid == 0) {
@@ -233,20 +237,21 @@ int main(int argc, char **argv) {
     sigaction(SIGQUIT, &action, NULL);
     close(log_fd);
     close(null_fd);
+    if (ready_file) write_atomically(ready_file, "ready\n");
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR) {
-            write_exit(exit_file, "exit 125\n");
+            write_atomically(exit_file, "exit 125\n");
             return 125;
         }
     }
     char text[64];
     if (WIFSIGNALED(status)) {
         snprintf(text, sizeof text, "signal %d\n", WTERMSIG(status));
-        write_exit(exit_file, text);
+        write_atomically(exit_file, text);
         return 128 + WTERMSIG(status);
     }
     snprintf(text, sizeof text, "exit %d\n", WEXITSTATUS(status));
-    write_exit(exit_file, text);
+    write_atomically(exit_file, text);
     return WEXITSTATUS(status);
 }

@@ -81,9 +81,10 @@ public final class ProcessRuntime: ContainerRuntime {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try? FileManager.default.removeItem(atPath: directory + "/exit")
+            try? FileManager.default.removeItem(atPath: directory + "/ready")
             (cgroups, warnings) = makeCgroups(for: id, resources: launch.resources)
             process.executableURL = URL(fileURLWithPath: shimPath)
-            var arguments = ["--exit-file", directory + "/exit", "--log", logPath(of: id)]
+            var arguments = ["--exit-file", directory + "/exit", "--ready-file", directory + "/ready", "--log", logPath(of: id)]
             if let workingDirectory = launch.workingDirectory { arguments += ["--cwd", workingDirectory] }
             for cgroup in cgroups { arguments += ["--cgroup", cgroup] }
             for mount in launch.mounts { arguments += ["--mount", mount.readOnly ? "ro" : "rw", mount.source, mount.destination] }
@@ -155,11 +156,22 @@ public final class ProcessRuntime: ContainerRuntime {
     public func exec(in id: ContainerID, command: [String], timeout: Duration) async -> ContainerExecResult {
         guard let record = load(id), isAlive(record) else { return ContainerExecResult(exitCode: nil, output: "the container is not running") }
         guard !command.isEmpty else { return ContainerExecResult(exitCode: nil, output: "no command") }
+        // Until the shim has its mounts in place, entering it would show the host's.
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while !FileManager.default.fileExists(atPath: directory(of: id) + "/ready") {
+            guard clock.now < deadline, isAlive(record) else {
+                return ContainerExecResult(exitCode: nil, output: isAlive(record) ? "the container is still starting" : "the container is not running",
+                                           timedOut: isAlive(record))
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
         // The shim's environment is the container's (it passes it on unchanged).
         let environment = Self.environment(of: record.pid)
         var arguments = ["--enter", String(record.pid)]
         if let cwd = record.workingDirectory { arguments += ["--cwd", cwd] }
-        return await HostCommand.run(shimPath, arguments: arguments + ["--"] + command, environment: environment, timeout: timeout)
+        return await HostCommand.run(shimPath, arguments: arguments + ["--"] + command, environment: environment,
+                                     timeout: max(.milliseconds(1), clock.now.duration(to: deadline)))
     }
 
     // MARK: cgroups
