@@ -139,17 +139,32 @@ let package = Package(
         // dependencies: it outlives edgecore and must start fast).
         .executableTarget(name: "container-shim", path: "Sources/container-shim"),
 
-        // The edge daemon: edgecore.yaml, the modules on one bus, graceful lifecycle, /metrics.
-        .executableTarget(
-            name: "edgecore",
+        // What both daemons share: strict YAML configuration over defaults, modules as lifecycle
+        // services, the Prometheus /metrics endpoint.
+        .target(
+            name: "DaemonSupport",
             dependencies: [
-                "Transport", "EdgeHub", "Node",
+                "Transport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strictSwift6),
+
+        // The edge daemon: edgecore.yaml, the modules on one bus, graceful lifecycle, /metrics.
+        .executableTarget(
+            name: "edgecore",
+            dependencies: [
+                "Transport", "EdgeHub", "Node", "DaemonSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -167,13 +182,15 @@ let package = Package(
             ],
             swiftSettings: strictSwift6),
 
-        // The cloud daemon; for now its admin commands (`cloudcore gettoken`) and the embedded
-        // API server on its own (`cloudcore apiserver`).
+        // The cloud daemon: cloudcore.yaml, CloudHub, the controllers, the embedded API server by
+        // default, graceful lifecycle, /metrics; and its admin commands (`cloudcore gettoken`,
+        // `cloudcore apiserver`).
         .executableTarget(
             name: "cloudcore",
             dependencies: [
-                "Transport", "Cloud", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "Transport", "CloudHub", "Cloud", "DaemonSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strictSwift6),
 

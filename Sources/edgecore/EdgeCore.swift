@@ -2,6 +2,7 @@
 // bus, runs them under swift-service-lifecycle (SIGTERM/SIGINT stop them in reverse order) and
 // serves their counters on /metrics.
 import ArgumentParser
+import DaemonSupport
 import EdgeHub
 import Foundation
 import Logging
@@ -30,15 +31,9 @@ struct EdgeCore: AsyncParsableCommand {
             print(try EdgeCoreConfig.defaultYAML(), terminator: "")
             return
         }
-        let text: String
-        do {
-            text = try String(contentsOfFile: config, encoding: .utf8)
-        } catch {
-            throw ValidationError("cannot read \(config): \(error.localizedDescription). `edgecore --defaultconfig > \(config)` writes one to start from.")
-        }
         let settings: EdgeCoreConfig
         do {
-            settings = try EdgeCoreConfig.parse(text)
+            settings = try EdgeCoreConfig.load(path: config, program: "edgecore")
         } catch {
             throw ValidationError("\(config): \(error)")
         }

@@ -1,13 +1,13 @@
+import DaemonSupport
 import Foundation
 import KubeModel
 import Node
-import Yams
 
 /// `edgecore.yaml`, shaped like KubeEdge's (`apiVersion: edgecore.config.kubeedge.io/v1alpha2`,
 /// `modules.{edgeHub,eventBus,metaManager,deviceTwin,serviceBus,edged}` each with `enable`).
 /// A file need only say what differs from ``EdgeCoreConfig/init()``; unknown keys are errors
 /// (a misspelt key would otherwise be silently ignored). Durations are in seconds.
-struct EdgeCoreConfig: Codable, Equatable {
+struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
     var apiVersion = "edgecore.config.kubeedge.io/v1alpha2"
     var kind = "EdgeCore"
     /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
@@ -131,62 +131,9 @@ struct EdgeCoreConfig: Codable, Equatable {
         var runtimeMaxMessageSize = "16Mi"
     }
 
-    /// The full default configuration as YAML (`edgecore --defaultconfig`).
-    static func defaultYAML() throws -> String {
-        try YAMLEncoder().encode(EdgeCoreConfig())
-    }
+    static func error(_ message: String) -> any Error { EdgeCoreConfigError(message) }
 
-    /// Reads `yaml`: what it says over the defaults. Throws ``EdgeCoreConfigError`` naming the
-    /// first unknown key, a value of the wrong type, or a setting this build cannot honour.
-    static func parse(_ yaml: String) throws -> EdgeCoreConfig {
-        let defaults = try Yams.load(yaml: defaultYAML()) as? [String: Any] ?? [:]
-        let loaded: Any?
-        do {
-            loaded = try Yams.load(yaml: yaml)
-        } catch {
-            throw EdgeCoreConfigError("not YAML: \(error)")
-        }
-        guard let given = loaded as? [String: Any] ?? (loaded == nil ? [:] : nil) else {
-            throw EdgeCoreConfigError("the configuration must be a YAML mapping")
-        }
-        try checkKeys(given, against: defaults, path: "")
-        let merged = merge(given, into: defaults)
-        let config: EdgeCoreConfig
-        do {
-            config = try YAMLDecoder().decode(EdgeCoreConfig.self, from: try Yams.dump(object: merged))
-        } catch let DecodingError.typeMismatch(_, context) {
-            throw EdgeCoreConfigError("\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)")
-        } catch {
-            throw EdgeCoreConfigError("\(error)")
-        }
-        try config.validate()
-        return config
-    }
-
-    private static func checkKeys(_ given: [String: Any], against known: [String: Any], path: String) throws {
-        for (key, value) in given {
-            let here = path.isEmpty ? key : "\(path).\(key)"
-            guard let reference = known[key] else { throw EdgeCoreConfigError("unknown key \(here)") }
-            if let nested = value as? [String: Any] {
-                guard let knownNested = reference as? [String: Any] else { throw EdgeCoreConfigError("\(here) is not a mapping") }
-                try checkKeys(nested, against: knownNested, path: here)
-            }
-        }
-    }
-
-    private static func merge(_ given: [String: Any], into defaults: [String: Any]) -> [String: Any] {
-        var result = defaults
-        for (key, value) in given {
-            if let nested = value as? [String: Any], let base = defaults[key] as? [String: Any] {
-                result[key] = merge(nested, into: base)
-            } else {
-                result[key] = value
-            }
-        }
-        return result
-    }
-
-    private func validate() throws {
+    func validate() throws {
         if modules.edged.enable {
             if !modules.metaManager.enable { throw EdgeCoreConfigError("modules.edged.enable: Edged runs the pods metaManager holds; enable modules.metaManager too") }
             if modules.edged.rootDirectory.isEmpty { throw EdgeCoreConfigError("modules.edged.rootDirectory must not be empty") }
@@ -228,20 +175,13 @@ struct EdgeCoreConfig: Codable, Equatable {
         if nodeName.isEmpty { throw EdgeCoreConfigError("modules.edged.hostnameOverride: no node name and no host name") }
     }
 
-    /// `host:port` (after `scheme://` when given).
+    /// `host:port` (after `scheme://` when given), or an error naming the file and `key`.
     static func hostPort(_ text: String, scheme: String? = nil, key: String) throws -> (host: String, port: Int) {
-        var rest = Substring(text)
-        if let scheme {
-            guard rest.hasPrefix("\(scheme)://") else { throw EdgeCoreConfigError("\(key): expected \(scheme)://host:port, not \(text)") }
-            rest = rest.dropFirst(scheme.count + 3)
+        do {
+            return try parseHostPort(text, scheme: scheme, key: key)
+        } catch {
+            throw EdgeCoreConfigError("\(error)")
         }
-        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]), (0...65_535).contains(port),
-              colon > rest.startIndex
-        else {
-            throw EdgeCoreConfigError("\(key): expected host:port, not \(text)")
-        }
-        let host = rest[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        return (host, port)
     }
 
     /// `modules.edged.runtimeMaxMessageSize` in bytes.

@@ -1,3 +1,4 @@
+import DaemonSupport
 import EdgeHub
 import Foundation
 import Logging
@@ -5,19 +6,6 @@ import NIOPosix
 import Node
 import ServiceLifecycle
 import Transport
-
-/// One module as a lifecycle service: started when the group runs, stopped on graceful shutdown.
-struct ModuleService: Service {
-    let name: String
-    let start: @Sendable () async throws -> Void
-    let stop: @Sendable () async -> Void
-
-    func run() async throws {
-        try await start()
-        try? await gracefulShutdown()
-        await stop()
-    }
-}
 
 /// The enabled modules of one node on one bus, as services in start order (the group stops
 /// them in reverse: EdgeHub first, so nothing new arrives while the rest finish).
@@ -123,7 +111,7 @@ struct EdgeNode {
         }
         self.services = services
         self.enabled = enabled
-        collector = MetricsCollector(sources: sources)
+        collector = MetricsCollector(daemon: "edgecore", sources: sources)
     }
 
     static func edgeHubConfiguration(_ settings: EdgeCoreConfig) throws -> EdgeHubConfiguration {

@@ -1,0 +1,136 @@
+import Cloud
+import CloudHub
+import DaemonSupport
+import Foundation
+import Logging
+import Synchronization
+import Transport
+
+/// Everything cloudcore runs, started in dependency order and stopped in reverse: the embedded
+/// API server (unless a kubeconfig names a cluster), the Kubernetes client, CloudHub, the
+/// controllers, and the router that hands each message from an edge to its controller.
+final class CloudCoreServer: Sendable {
+    /// What the router counted.
+    struct RouterCounters: Sendable, Equatable {
+        /// Messages from edges no controller takes (logged at debug level).
+        var unroutedMessages = 0
+    }
+
+    /// What is up once ``start()`` has returned.
+    struct Running: Sendable {
+        var kubeconfig: String
+        var ports: CloudHub.Ports
+        var hub: CloudHub
+        var edgeController: EdgeController?
+        var router: Task<Void, Never>
+    }
+
+    let settings: CloudCoreConfig
+    private let logger: Logger
+    private let apiServer: EmbeddedAPIServer?
+    private let running = Mutex<Running?>(nil)
+    private let counters = Mutex(RouterCounters())
+
+    init(settings: CloudCoreConfig, logger: Logger) throws {
+        self.settings = settings
+        self.logger = logger
+        if settings.kubeAPIConfig.kubeConfig.isEmpty {
+            let embedded = settings.embeddedAPIServer
+            apiServer = try EmbeddedAPIServer(dataDirectory: embedded.dataDirectory, bindAddress: embedded.bindAddress, port: embedded.port,
+                                              logger: Logger(label: "apiserver"))
+        } else {
+            apiServer = nil
+        }
+    }
+
+    /// Whether everything has started (`/healthz` answers 200 from then on).
+    var isReady: Bool { running.withLock { $0 != nil } }
+
+    /// The hub, once started.
+    var hub: CloudHub? { running.withLock { $0?.hub } }
+
+    /// The counters and levels `/metrics` shows, per module.
+    var metricsSources: [MetricsCollector.Source] {
+        [
+            .init(module: "cloudhub", counters: { [self] in hub?.statistics }, gauges: { [self] in ["online_nodes": Double(hub?.onlineNodes.count ?? 0)] }),
+            .init(module: "edgecontroller", counters: { [self] in running.withLock { $0?.edgeController?.counters } }, gauges: { [:] }),
+            .init(module: "router", counters: { [self] in counters.withLock { $0 } }, gauges: { [:] }),
+        ]
+    }
+
+    func start() async throws {
+        let kubeconfig: String
+        if let apiServer {
+            kubeconfig = try await apiServer.start()
+            logger.info("embedded API server listening", metadata: ["kubeconfig": "\(kubeconfig)"])
+        } else {
+            kubeconfig = settings.kubeAPIConfig.kubeConfig
+        }
+        let client: KubeClient
+        do {
+            let context = settings.kubeAPIConfig.context
+            client = try KubeClient(configuration: try Kubeconfig.load(path: kubeconfig, context: context.isEmpty ? nil : context))
+        } catch {
+            await apiServer?.stop()
+            throw CloudCoreConfigError("kubeAPIConfig.kubeConfig \(kubeconfig): \(error)")
+        }
+        let hub: CloudHub
+        do {
+            hub = try CloudHub(configuration: try hubConfiguration(), logger: Logger(label: "cloudhub"))
+        } catch {
+            await apiServer?.stop()
+            throw error
+        }
+        let ports: CloudHub.Ports
+        do {
+            ports = try await hub.start()
+        } catch {
+            await apiServer?.stop()
+            throw error
+        }
+        var edgeController: EdgeController?
+        if settings.modules.edgeController.enable {
+            let configuration = EdgeController.Configuration(
+                nodeNotReadyGracePeriod: .seconds(settings.modules.edgeController.nodeNotReadyGracePeriod),
+                batchInterval: .milliseconds(settings.modules.edgeController.batchInterval))
+            let controller = EdgeController(client: client, hub: hub, configuration: configuration, logger: Logger(label: "edgecontroller"))
+            controller.start()
+            edgeController = controller
+        }
+        let router = Task { [self, edgeController] in
+            for await incoming in hub.incoming {
+                if let edgeController, await edgeController.handle(incoming) { continue }
+                counters.withLock { $0.unroutedMessages += 1 }
+                logger.debug("no controller takes this message", metadata: ["node": "\(incoming.node)", "resource": "\(incoming.message.router.resource)"])
+            }
+        }
+        running.withLock { $0 = Running(kubeconfig: kubeconfig, ports: ports, hub: hub, edgeController: edgeController, router: router) }
+        logger.info("cloudcore ready", metadata: [
+            "websocket": "\(ports.webSocket)", "quic": "\(ports.quic)", "https": "\(ports.https)", "kubeconfig": "\(kubeconfig)",
+        ])
+    }
+
+    func stop() async {
+        guard let running = running.withLock({ state in defer { state = nil }; return state }) else { return }
+        running.router.cancel()
+        await running.edgeController?.stop()
+        await running.hub.stop()
+        await running.router.value
+        await apiServer?.stop()
+    }
+
+    private func hubConfiguration() throws -> CloudHubConfiguration {
+        let hub = settings.modules.cloudHub
+        var configuration = CloudHubConfiguration(
+            certificatesDirectory: hub.certificatesDirectory, outboxPath: hub.outbox.isEmpty ? nil : hub.outbox, bindAddress: hub.websocket.address,
+            webSocketPort: hub.websocket.port, quicPort: hub.quic.enable ? hub.quic.port : nil, httpsPort: hub.https.port,
+            advertiseAddresses: hub.advertiseAddress, nodeLimit: hub.nodeLimit, tokenValidity: .seconds(hub.tokenValidityHours * 3600))
+        configuration.channel.keepaliveInterval = .seconds(hub.keepaliveInterval)
+        configuration.channel.deadPeerTimeout = .seconds(hub.keepaliveInterval * 3)
+        if !hub.outbox.isEmpty {
+            let directory = (hub.outbox as NSString).deletingLastPathComponent
+            if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        }
+        return configuration
+    }
+}

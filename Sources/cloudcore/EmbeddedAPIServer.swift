@@ -1,0 +1,34 @@
+import Cloud
+import Foundation
+import Logging
+
+/// The embedded Kubernetes-compatible API server as cloudcore runs it: objects in
+/// `{dataDirectory}/objects.db`, its PKI in `{dataDirectory}/pki` (created on first start), and
+/// the admin kubeconfig written to `{dataDirectory}/admin.kubeconfig` once it listens.
+final class EmbeddedAPIServer: Sendable {
+    let dataDirectory: String
+    let bindAddress: String
+    let credentials: APIServerCredentials
+    let server: APIServer
+
+    init(dataDirectory: String, bindAddress: String, port: Int, logger: Logger) throws {
+        self.dataDirectory = dataDirectory
+        self.bindAddress = bindAddress
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        let names = Array(Set([bindAddress, "127.0.0.1", "localhost"]).subtracting(["0.0.0.0", "::"])).sorted()
+        credentials = try APIServerCredentials.loadOrCreate(directory: dataDirectory + "/pki", names: names)
+        let store = try ObjectStore(configuration: .init(path: dataDirectory + "/objects.db"))
+        server = APIServer(configuration: .init(host: bindAddress, port: port, security: .init(credentials: credentials)), store: store, logger: logger)
+    }
+
+    /// Starts listening and writes the admin kubeconfig; returns its path.
+    func start() async throws -> String {
+        let port = try await server.start()
+        let host = bindAddress == "0.0.0.0" || bindAddress == "::" ? "127.0.0.1" : bindAddress
+        return try credentials.writeKubeconfig(to: dataDirectory + "/admin.kubeconfig", server: "https://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+    }
+
+    func stop() async {
+        await server.stop()
+    }
+}
