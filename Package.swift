@@ -267,6 +267,11 @@ let package = Package(
             dependencies: ["Cloud", "CloudHub", "EdgeHub", "KubeModel", "Transport", "TestSupport"],
             exclude: ["testdata"],
             swiftSettings: strictSwift6),
+        // The product end to end: cloudcore, edgecore, kubectl and mosquitto as real processes.
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["TestSupport"],
+            swiftSettings: strictSwift6),
         .testTarget(
             name: "SystemLibrariesTests",
             dependencies: ["CNGTCP2", "CNGHTTP3", "CSQLite", "CMosquitto"],

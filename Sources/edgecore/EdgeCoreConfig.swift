@@ -111,6 +111,8 @@ struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
         var enable = true
         /// The node's name; empty: the host name.
         var hostnameOverride = ""
+        /// The node's address (its InternalIP, pods' hostIP); empty: the first non-loopback IPv4.
+        var nodeIP = ""
         /// Pod volumes and the process runtime's containers and logs.
         var rootDirectory = "/var/lib/edged"
         /// The cgroup v1 mount for CPU and memory limits; empty: limits are not applied.
@@ -136,6 +138,9 @@ struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
     func validate() throws {
         if modules.edged.enable {
             if !modules.metaManager.enable { throw EdgeCoreConfigError("modules.edged.enable: Edged runs the pods metaManager holds; enable modules.metaManager too") }
+            if !modules.edged.nodeIP.isEmpty, !Self.isIPAddress(modules.edged.nodeIP) {
+                throw EdgeCoreConfigError("modules.edged.nodeIP \(modules.edged.nodeIP) is not an IP address")
+            }
             if modules.edged.rootDirectory.isEmpty { throw EdgeCoreConfigError("modules.edged.rootDirectory must not be empty") }
             if modules.edged.syncFrequency < 1 { throw EdgeCoreConfigError("modules.edged.syncFrequency must be at least 1 second") }
             if modules.edged.containerLogMaxFiles < 1 { throw EdgeCoreConfigError("modules.edged.containerLogMaxFiles must be at least 1") }
@@ -182,6 +187,12 @@ struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
         } catch {
             throw EdgeCoreConfigError("\(error)")
         }
+    }
+
+    static func isIPAddress(_ text: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
     }
 
     /// `modules.edged.runtimeMaxMessageSize` in bytes.

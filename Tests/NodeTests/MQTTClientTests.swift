@@ -4,23 +4,6 @@ import NIOCore
 import Testing
 import TestSupport
 
-/// A mosquitto broker on a free loopback port, started and stopped by the test.
-final class MosquittoBroker: Sendable {
-    let port: Int
-    private let process: BackgroundProcess
-
-    /// Starts a broker on `port`, or on a free port.
-    init(port requested: Int? = nil) async throws {
-        let port = requested ?? freeLoopbackPort()
-        self.port = port
-        process = try BackgroundProcess("/usr/sbin/mosquitto", ["-p", "\(port)"])
-        // Ready once it accepts TCP connections.
-        guard await eventually({ acceptsConnections(port: port) }) else { throw TestTimeout(description: "mosquitto did not listen on \(port)") }
-    }
-
-    func stop() { process.stop() }
-}
-
 @Suite("MQTT client on libmosquitto against a real broker", .serialized)
 struct MQTTClientTests {
     @Test("QoS 1 messages published by one client reach a wildcard subscriber in order")

@@ -141,6 +141,9 @@ public protocol ContainerRuntime: Sendable {
     func terminationReason(of id: ContainerID) async -> String?
     /// Moves every log over `maxBytes` aside (`keep` old files are kept per container).
     func rotateLogs(maxBytes: Int, keep: Int) async
+    /// Whether every pod's containers use the host's network (no pod network of their own), so
+    /// that a pod's IP is the node's.
+    var podsShareHostNetwork: Bool { get }
 }
 
 extension ContainerRuntime {

@@ -38,10 +38,13 @@ public final class Edged: Sendable {
         public var maxLogFiles: Int
         /// Pods synced at once. Default 16.
         public var concurrentSyncs: Int
+        /// The node's address, reported as pods' `hostIP`. Default: ``HostAddress/primaryIPv4()``.
+        public var nodeIP: String
 
         public init(nodeName: String, rootDirectory: String = "/var/lib/edged", syncInterval: Duration = .seconds(1), backoff: RestartBackoff = RestartBackoff(),
-                    maxLogBytes: Int = 10 << 20, maxLogFiles: Int = 5, concurrentSyncs: Int = 16) {
+                    maxLogBytes: Int = 10 << 20, maxLogFiles: Int = 5, concurrentSyncs: Int = 16, nodeIP: String? = nil) {
             self.nodeName = nodeName
+            self.nodeIP = nodeIP ?? HostAddress.primaryIPv4()
             self.rootDirectory = rootDirectory
             self.syncInterval = syncInterval
             self.backoff = backoff
@@ -156,7 +159,8 @@ public final class Edged: Sendable {
                     }
                 } else {
                     workers[id] = Worker(pod: pod, worker: PodWorker(pod: pod, runtime: runtime, backoff: configuration.backoff, resources: resources,
-                                                                     podsRoot: configuration.rootDirectory + "/pods", prober: prober))
+                                                                     podsRoot: configuration.rootDirectory + "/pods", prober: prober,
+                                                                     hostIP: configuration.nodeIP))
                     counters.withLock { $0.podsAdded += 1 }
                 }
             }

@@ -15,6 +15,8 @@ import KubeModel
 public actor PodWorker {
     public private(set) var pod: Kube.Pod
     private let runtime: any ContainerRuntime
+    /// The node's address, reported as the pod's `hostIP` (and `podIP` on the host network).
+    private let hostIP: String?
     private let backoff: RestartBackoff
     private let resources: (any PodResourceSource)?
     private let volumes: PodVolumes?
@@ -39,8 +41,9 @@ public actor PodWorker {
     ///   - podsRoot: where pod directories (volumes) go; without it, a pod with volumes does not start.
     ///   - prober: runs HTTP and TCP probes.
     public init(pod: Kube.Pod, runtime: any ContainerRuntime, backoff: RestartBackoff = RestartBackoff(), resources: (any PodResourceSource)? = nil,
-                podsRoot: String? = nil, prober: ContainerProber = ContainerProber()) {
+                podsRoot: String? = nil, prober: ContainerProber = ContainerProber(), hostIP: String? = nil) {
         self.pod = pod
+        self.hostIP = hostIP
         self.runtime = runtime
         self.backoff = backoff
         self.resources = resources
@@ -323,6 +326,15 @@ public actor PodWorker {
         status["conditions"] = .array(keepingTransitionTimes(conditions))
         if !initStatuses.isEmpty { status["initContainerStatuses"] = .array(initStatuses.map(\.json)) }
         status["containerStatuses"] = .array(statuses.map(\.json))
+        if status["startTime"] == nil { status["startTime"] = .string(time) }
+        if let hostIP {
+            status["hostIP"] = .string(hostIP)
+            status["hostIPs"] = .array([.object(JSONObject([("ip", .string(hostIP))]))])
+            if runtime.podsShareHostNetwork || pod.json[path: ["spec", "hostNetwork"]] == .bool(true) {
+                status["podIP"] = .string(hostIP)
+                status["podIPs"] = .array([.object(JSONObject([("ip", .string(hostIP))]))])
+            }
+        }
         if let message = statuses.compactMap({ $0.message }).first { status["message"] = .string(message) } else { status["message"] = nil }
         return .object(status)
     }

@@ -17,6 +17,9 @@ import Synchronization
 /// which the shim joins; where they cannot be written the container runs without them and
 /// ``warnings(of:)`` says why.
 public final class ProcessRuntime: ContainerRuntime {
+    /// Containers are host processes: a pod's IP is the node's.
+    public var podsShareHostNetwork: Bool { true }
+
     public let root: String
     public let shimPath: String
     /// Where the cgroup v1 hierarchies are mounted (`nil`: no limits are applied).

@@ -12,6 +12,9 @@ import Synchronization
 /// opened after an edgecore restart finds everything again by asking the runtime. Logs are in
 /// the CRI format under `{logRoot}/{pod ID}/{container}/{attempt}.log`.
 public final class CRIRuntime: ContainerRuntime {
+    /// Pods other than host-network ones get the CRI runtime's pod network.
+    public var podsShareHostNetwork: Bool { false }
+
     /// Marks what Edged created (and carries the pod ID it created it for).
     public static let podIDLabel = "edged.kubeedge.io/pod-id"
     public static let containerNameLabel = "io.kubernetes.container.name"

@@ -1,0 +1,198 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The product's executables beside the test bundle (`make test` builds every product).
+let productDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+
+/// A real cloudcore process on loopback ports of its own, with the embedded API server, and the
+/// kubectl that drives it. Its files live under ``directory``; ``restart()`` and ``kill9()``
+/// keep them (the API server's objects, the CA, the hub's outbox).
+final class CloudCoreProcess: @unchecked Sendable {
+    let directory: String
+    let webSocketPort = freeLoopbackPort()
+    let quicPort = freeLoopbackPort()
+    let httpsPort = freeLoopbackPort()
+    let apiPort = freeLoopbackPort()
+    let monitorPort = freeLoopbackPort()
+    private var process: BackgroundProcess?
+    private var starts = 0
+
+    var kubeconfig: String { directory + "/api/admin.kubeconfig" }
+    var configPath: String { directory + "/cloudcore.yaml" }
+    /// Everything every start of cloudcore printed.
+    var log: String {
+        (0..<starts).map { (try? String(contentsOfFile: directory + "/cloudcore.\($0).log", encoding: .utf8)) ?? "" }.joined()
+    }
+
+    init(directory: String, nodeNotReadyGracePeriod: Int = 2) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try """
+        commonConfig: {monitorServer: "127.0.0.1:\(monitorPort)"}
+        embeddedAPIServer: {dataDirectory: \(directory)/api, port: \(apiPort)}
+        modules:
+          cloudHub:
+            certificatesDirectory: \(directory)/ca
+            outbox: \(directory)/outbox.db
+            keepaliveInterval: 1
+            websocket: {address: 127.0.0.1, port: \(webSocketPort)}
+            quic: {address: 127.0.0.1, port: \(quicPort)}
+            https: {address: 127.0.0.1, port: \(httpsPort)}
+          edgeController: {nodeNotReadyGracePeriod: \(nodeNotReadyGracePeriod)}
+
+        """.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// Starts cloudcore and waits for `/healthz`.
+    func start() async throws {
+        let output = directory + "/cloudcore.\(starts).log"
+        starts += 1
+        process = try BackgroundProcess(productDirectory + "/cloudcore", ["--config", configPath], outputFile: output)
+        let port = monitorPort
+        guard await eventually(timeout: .seconds(30), { (try? await httpRequest(port: port, path: "/healthz").status) == 200 }) else {
+            throw TestTimeout(description: "cloudcore did not become ready: \(log)")
+        }
+    }
+
+    /// SIGTERM, waiting for a graceful exit; the exit status.
+    @discardableResult
+    func stop() async -> Int32? {
+        guard let process else { return nil }
+        self.process = nil
+        let status = await process.signal(SIGTERM, waitingUpTo: .seconds(20))
+        process.stop()
+        return status
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    func kill9() {
+        process?.stop()
+        process = nil
+    }
+
+    /// A bootstrap token for an edge (`cloudcore gettoken --config`).
+    func token() throws -> String {
+        let result = try runProcess(productDirectory + "/cloudcore", ["gettoken", "--config", configPath])
+        guard result.status == 0 else { throw TestTimeout(description: "cloudcore gettoken failed: \(result.output)") }
+        return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// kubectl against the embedded API server; its output (stdout and stderr).
+    @discardableResult
+    func kubectl(_ arguments: String...) async throws -> String {
+        let result = try await runProcessOffPool("/usr/bin/kubectl", ["--kubeconfig", kubeconfig] + arguments)
+        guard result.status == 0 else { throw KubectlFailed(arguments: arguments, output: result.output) }
+        return result.output
+    }
+
+    /// `kubectl apply -f` of `yaml`.
+    func apply(_ yaml: String) async throws {
+        let file = directory + "/apply-\(UUID().uuidString.prefix(8)).yaml"
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try await kubectl("apply", "-f", file)
+    }
+
+    /// `kubectl get … -o jsonpath=…`, or `nil` when kubectl fails (the object is absent).
+    func jsonPath(_ path: String, of object: String...) async -> String? {
+        try? await runProcessOffPool("/usr/bin/kubectl", ["--kubeconfig", kubeconfig, "get"] + object + ["-o", "jsonpath=\(path)"])
+            .output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+struct KubectlFailed: Error, CustomStringConvertible {
+    var arguments: [String]
+    var output: String
+    var description: String { "kubectl \(arguments.joined(separator: " ")) failed: \(output)" }
+}
+
+/// A real edgecore process joined to a ``CloudCoreProcess`` with a bootstrap token, running pods
+/// with the process runtime; its files (database, certificates, outbox, pods) under
+/// ``directory`` survive restarts.
+final class EdgeCoreProcess: @unchecked Sendable {
+    let name: String
+    let directory: String
+    let metaServerPort = freeLoopbackPort()
+    let metricsPort = freeLoopbackPort()
+    private var process: BackgroundProcess?
+    private var starts = 0
+
+    var log: String {
+        (0..<starts).map { (try? String(contentsOfFile: directory + "/edgecore.\($0).log", encoding: .utf8)) ?? "" }.joined()
+    }
+
+    init(name: String, directory: String, cloud: CloudCoreProcess, broker: MosquittoBroker) throws {
+        self.name = name
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try """
+        database: {dataSource: \(directory)/edgecore.db}
+        modules:
+          edgeHub:
+            heartbeat: 1
+            httpServer: https://127.0.0.1:\(cloud.httpsPort)
+            quic: {server: "127.0.0.1:\(cloud.quicPort)"}
+            websocket: {server: "127.0.0.1:\(cloud.webSocketPort)"}
+            token: \(try cloud.token())
+            certificatesDirectory: \(directory)/certs
+            outbox: \(directory)/outbox.db
+          eventBus: {mqttServerExternal: "tcp://127.0.0.1:\(broker.port)"}
+          metaManager:
+            metaServer: {server: "127.0.0.1:\(metaServerPort)"}
+          edged: {hostnameOverride: \(name), rootDirectory: \(directory)/edged, cgroupRoot: ""}
+        metrics: {server: "127.0.0.1:\(metricsPort)"}
+
+        """.write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
+    }
+
+    /// Starts edgecore and waits until its MetaServer answers.
+    func start() async throws {
+        let output = directory + "/edgecore.\(starts).log"
+        starts += 1
+        process = try BackgroundProcess(productDirectory + "/edgecore", ["--config", directory + "/edgecore.yaml"], outputFile: output)
+        let port = metricsPort
+        guard await eventually(timeout: .seconds(30), { (try? await httpRequest(port: port, path: "/healthz").status) == 200 }) else {
+            throw TestTimeout(description: "edgecore \(name) did not start: \(log)")
+        }
+    }
+
+    /// SIGTERM, waiting for a graceful exit.
+    func stop() async {
+        guard let process else { return }
+        self.process = nil
+        _ = await process.signal(SIGTERM, waitingUpTo: .seconds(20))
+        process.stop()
+    }
+
+    /// SIGKILL to edgecore and to the containers it left running (their shims outlive it).
+    func kill9() {
+        process?.stop()
+        process = nil
+        _ = try? runProcess("/usr/bin/pkill", ["-9", "-f", "--", directory + "/edged/"])
+    }
+
+    /// What the edge's MetaServer (its local Kubernetes-shaped API) answers for `path`: the
+    /// status code and body.
+    func local(_ path: String) async -> (status: Int, body: String)? {
+        guard let response = try? await httpRequest(port: metaServerPort, path: path), let body = try? await response.text() else { return nil }
+        return (response.status, body)
+    }
+
+    /// The object at `path` on the edge, parsed; `nil` when the edge does not hold it.
+    func localObject(_ path: String) async -> [String: Any]? {
+        guard let (status, body) = await local(path), status == 200 else { return nil }
+        return (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
+    }
+
+    /// The names in the list at `path` on the edge.
+    func localNames(_ path: String) async -> Set<String>? {
+        guard let list = await localObject(path), let items = list["items"] as? [[String: Any]] else { return nil }
+        return Set(items.compactMap { ($0["metadata"] as? [String: Any])?["name"] as? String })
+    }
+}
+
+/// `data.KEY` of a ConfigMap the edge holds.
+func configMapValue(_ object: [String: Any]?, _ key: String) -> String? {
+    (object?["data"] as? [String: Any])?[key] as? String
+}

@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The product end to end: real cloudcore and edgecore processes, the embedded API server driven
+/// by the real kubectl, a real mosquitto broker; pods run under Edged's process runtime.
+@Suite(.serialized) struct EndToEndTests {
+    /// A ConfigMap and a pod for `node` whose container prints the ConfigMap's value (mounted as
+    /// a volume under `directory`) and stays up.
+    static func appYAML(node: String, name: String = "app", value: String, directory: String) -> String {
+        """
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: \(name)-cfg, namespace: default}
+        data: {greeting: "\(value)"}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: \(name), namespace: default}
+        spec:
+          nodeName: \(node)
+          containers:
+          - name: main
+            image: busybox
+            command: ["/bin/sh", "-c", "cat \(directory)/mnt-\(name)/greeting; echo; exec sleep 3600"]
+            volumeMounts: [{name: cfg, mountPath: \(directory)/mnt-\(name)}]
+          volumes: [{name: cfg, configMap: {name: \(name)-cfg}}]
+
+        """
+    }
+
+    @Test func kubectlAppliesAConfigMapAndAPodThatRunAtTheEdgeAndReportTheirStatusBack() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let broker = try await MosquittoBroker()
+        defer { broker.stop() }
+        let cloud = try CloudCoreProcess(directory: directory + "/cloud")
+        try await cloud.start()
+        let edge = try EdgeCoreProcess(name: "e2e-edge-1", directory: directory + "/edge", cloud: cloud, broker: broker)
+        try await edge.start()
+        defer { edge.kill9(); cloud.kill9() }
+
+        // The edge registers its Node on first connection, Ready.
+        #expect(await eventually(timeout: .seconds(30)) {
+            await cloud.jsonPath("{.status.conditions[?(@.type==\"Ready\")].status}", of: "node", "e2e-edge-1") == "True"
+        }, "\(cloud.log)")
+        let labels = await cloud.jsonPath("{.metadata.labels}", of: "node", "e2e-edge-1") ?? ""
+        #expect(labels.contains("node-role.kubernetes.io/edge"))
+
+        try await cloud.apply(Self.appYAML(node: "e2e-edge-1", value: "hello from the cloud", directory: directory))
+        // MetaManager holds both (the edge's own API answers them).
+        #expect(await eventually(timeout: .seconds(30)) {
+            configMapValue(await edge.localObject("/api/v1/namespaces/default/configmaps/app-cfg"), "greeting") == "hello from the cloud"
+        }, "\(edge.log)")
+        #expect(await edge.localObject("/api/v1/namespaces/default/pods/app") != nil)
+        // Edged runs it, and kubectl shows the status the edge reported.
+        #expect(await eventually(timeout: .seconds(30)) { await cloud.jsonPath("{.status.phase}", of: "pod", "app") == "Running" }, "\(edge.log)")
+        #expect(await cloud.jsonPath("{.status.containerStatuses[0].ready}", of: "pod", "app") == "true")
+        #expect(await cloud.jsonPath("{.status.containerStatuses[0].restartCount}", of: "pod", "app") == "0")
+        let podIP = await cloud.jsonPath("{.status.hostIP}", of: "pod", "app") ?? ""
+        #expect(!podIP.isEmpty)
+        // The container read the ConfigMap through its volume.
+        let logs = try FileManager.default.subpathsOfDirectory(atPath: directory + "/edge/edged").filter { $0.hasSuffix(".log") }
+        let printed = logs.compactMap { try? String(contentsOfFile: directory + "/edge/edged/" + $0, encoding: .utf8) }.joined()
+        #expect(printed.contains("hello from the cloud"), "\(logs)")
+
+        // Deleting the pod stops it at the edge and removes it from the edge's store.
+        try await cloud.kubectl("delete", "pod", "app", "--wait=false")
+        #expect(await eventually(timeout: .seconds(30)) { await edge.local("/api/v1/namespaces/default/pods/app")?.status == 404 }, "\(edge.log)")
+        #expect(await cloud.stop() == 0, "cloudcore did not exit cleanly on SIGTERM: \(cloud.log)")
+    }
+}
