@@ -119,6 +119,8 @@ struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
         var cgroupRoot = "/sys/fs/cgroup"
         /// Seconds between passes over every pod (container ends, back-offs, probes).
         var syncFrequency = 1
+        /// Seconds between reports of the node's status (Ready, addresses, capacity) to the cloud.
+        var nodeStatusUpdateFrequency = 10
         /// A container log larger than this is rotated (a quantity: `10Mi`).
         var containerLogMaxSize = "10Mi"
         /// Rotated logs kept per container.
@@ -142,6 +144,7 @@ struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
                 throw EdgeCoreConfigError("modules.edged.nodeIP \(modules.edged.nodeIP) is not an IP address")
             }
             if modules.edged.rootDirectory.isEmpty { throw EdgeCoreConfigError("modules.edged.rootDirectory must not be empty") }
+            if modules.edged.nodeStatusUpdateFrequency < 1 { throw EdgeCoreConfigError("modules.edged.nodeStatusUpdateFrequency must be at least 1 second") }
             if modules.edged.syncFrequency < 1 { throw EdgeCoreConfigError("modules.edged.syncFrequency must be at least 1 second") }
             if modules.edged.containerLogMaxFiles < 1 { throw EdgeCoreConfigError("modules.edged.containerLogMaxFiles must be at least 1") }
             _ = try containerLogMaxBytes()

@@ -55,7 +55,8 @@ struct EdgeNode {
             let edged = try Edged(
                 configuration: .init(nodeName: nodeName, rootDirectory: root, syncInterval: .seconds(modules.edged.syncFrequency),
                                      maxLogBytes: try settings.containerLogMaxBytes(), maxLogFiles: modules.edged.containerLogMaxFiles,
-                                     nodeIP: modules.edged.nodeIP.isEmpty ? nil : modules.edged.nodeIP),
+                                     nodeIP: modules.edged.nodeIP.isEmpty ? nil : modules.edged.nodeIP,
+                                     nodeStatusUpdateFrequency: .seconds(modules.edged.nodeStatusUpdateFrequency)),
                 store: store, bus: bus, runtime: runtime, logger: Logger(label: "edged"))
             services.append(ModuleService(name: "edged", start: { edged.start() }, stop: { await edged.stop() }))
             enabled.append("edged")

@@ -140,7 +140,7 @@ final class EdgeCoreProcess: @unchecked Sendable {
           eventBus: {mqttServerExternal: "tcp://127.0.0.1:\(broker.port)"}
           metaManager:
             metaServer: {server: "127.0.0.1:\(metaServerPort)"}
-          edged: {hostnameOverride: \(name), rootDirectory: \(directory)/edged, cgroupRoot: ""}
+          edged: {hostnameOverride: \(name), rootDirectory: \(directory)/edged, cgroupRoot: "", nodeStatusUpdateFrequency: 1}
         metrics: {server: "127.0.0.1:\(metricsPort)"}
 
         """.write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)

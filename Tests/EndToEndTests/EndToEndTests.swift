@@ -46,6 +46,18 @@ import TestSupport
         }, "\(cloud.log)")
         let labels = await cloud.jsonPath("{.metadata.labels}", of: "node", "e2e-edge-1") ?? ""
         #expect(labels.contains("node-role.kubernetes.io/edge"))
+        // Its status reports keep the Node and its Lease current.
+        #expect(await eventually(timeout: .seconds(15)) {
+            await cloud.jsonPath("{.status.nodeInfo.kubeletVersion}", of: "node", "e2e-edge-1")?.hasPrefix("v1.") == true
+        }, "\(cloud.log)")
+        #expect(await cloud.jsonPath("{.status.addresses[?(@.type==\"InternalIP\")].address}", of: "node", "e2e-edge-1")?.isEmpty == false)
+        #expect(await cloud.jsonPath("{.status.capacity.pods}", of: "node", "e2e-edge-1") == "110")
+        let firstRenewal = await cloud.jsonPath("{.spec.renewTime}", of: "lease", "-n", "kube-node-lease", "e2e-edge-1") ?? ""
+        #expect(!firstRenewal.isEmpty)
+        #expect(await eventually(timeout: .seconds(10)) {
+            let renewed = await cloud.jsonPath("{.spec.renewTime}", of: "lease", "-n", "kube-node-lease", "e2e-edge-1") ?? ""
+            return !renewed.isEmpty && renewed != firstRenewal
+        })
 
         try await cloud.apply(Self.appYAML(node: "e2e-edge-1", value: "hello from the cloud", directory: directory))
         // MetaManager holds both (the edge's own API answers them).

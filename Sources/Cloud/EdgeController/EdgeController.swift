@@ -36,6 +36,10 @@ public final class EdgeController: Sendable {
         public var deletesSent = 0
         public var podStatusesWritten = 0
         public var podStatusesDropped = 0
+        /// Node status reports written to the Node (each also renews the node's Lease).
+        public var nodeStatusesWritten = 0
+        /// Node status reports refused: malformed, or about another node.
+        public var nodeStatusesDropped = 0
         public var nodesRegistered = 0
         public var failures = 0
     }
@@ -186,22 +190,29 @@ public final class EdgeController: Sendable {
 
     // MARK: from the edge
 
-    /// Takes a message from a node if it is one for this controller (a pod status); `false`
-    /// when it is not.
+    /// Takes a message from a node if it is one for this controller (a pod's or the node's
+    /// status); `false` when it is not.
     public func handle(_ incoming: NodeMessage) async -> Bool {
         let parts = incoming.message.router.resource.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[1] == "podstatus" else { return false }
-        let namespace = String(parts[0])
-        let name = String(parts[2])
+        guard parts.count == 3 else { return false }
+        switch parts[1] {
+        case "podstatus": await handlePodStatus(incoming, namespace: String(parts[0]), name: String(parts[2]))
+        case "nodestatus": await handleNodeStatus(incoming, name: String(parts[2]))
+        default: return false
+        }
+        return true
+    }
+
+    private func handlePodStatus(_ incoming: NodeMessage, namespace: String, name: String) async {
         guard let report = try? JSONValue(parsing: String(buffer: incoming.message.content)), let status = report["status"] else {
             state.withLock { $0.counters.podStatusesDropped += 1 }
-            return true
+            return
         }
         // Only the node the pod is bound to, and only for this pod (not an earlier one of the name).
         guard let pod = pods.get(namespace: namespace, name: name), pod[path: ["spec", "nodeName"]]?.stringValue == incoming.node,
               report[path: ["metadata", "uid"]] == nil || report[path: ["metadata", "uid"]] == pod[path: ["metadata", "uid"]] else {
             state.withLock { $0.counters.podStatusesDropped += 1 }
-            return true
+            return
         }
         do {
             _ = try await client.patch(APIResource(Kube.Pod.self), namespace: namespace, name: name, .object(JSONObject([("status", status)])), status: true)
@@ -210,7 +221,66 @@ public final class EdgeController: Sendable {
             state.withLock { $0.counters.failures += 1 }
             logger.warning("cannot write a pod's status", metadata: ["pod": "\(namespace)/\(name)", "error": "\(error)"])
         }
-        return true
+    }
+
+    /// Writes a node's own status report (`{ns}/nodestatus/{node}`) to its Node, keeping the
+    /// `Ready` transition time unless the verdict changed, and renews its Lease.
+    private func handleNodeStatus(_ incoming: NodeMessage, name: String) async {
+        guard name == incoming.node, let report = try? JSONValue(parsing: String(buffer: incoming.message.content)),
+              var status = report["status"]?.objectValue else {
+            state.withLock { $0.counters.nodeStatusesDropped += 1 }
+            return
+        }
+        let current = nodes.get(name: name).map(Kube.Node.init(json:))
+        let now = Date()
+        if let conditions = status["conditions"] {
+            status["conditions"] = .array((conditions.arrayValue ?? []).map { condition in
+                guard var reported = condition.objectValue, let type = reported["type"]?.stringValue else { return condition }
+                let previous = current?.conditions.first { $0.type == type }
+                if let previous, previous.status == reported["status"]?.stringValue, let since = previous.json["lastTransitionTime"] {
+                    reported["lastTransitionTime"] = since
+                } else {
+                    reported["lastTransitionTime"] = .string(now.formatted(.iso8601))
+                }
+                return .object(reported)
+            })
+        }
+        do {
+            try await ensureNode(name)
+            _ = try await client.patch(APIResource(Kube.Node.self), name: name, .object(JSONObject([("status", .object(status))])), status: true)
+            try await renewLease(of: name, at: now)
+            state.withLock { $0.counters.nodeStatusesWritten += 1 }
+        } catch {
+            state.withLock { $0.counters.failures += 1 }
+            logger.warning("cannot write a node's status", metadata: ["node": "\(name)", "error": "\(error)"])
+        }
+    }
+
+    /// The node's Lease in `kube-node-lease`, created on first use, renewed to `now`.
+    private func renewLease(of node: String, at now: Date) async throws {
+        let resource = APIResource(Kube.Lease.self)
+        let renewTime = JSONValue.string(Self.microTime(now))
+        do {
+            _ = try await client.patch(resource, namespace: Self.leaseNamespace, name: node,
+                                       .object(JSONObject([("spec", .object(JSONObject([("renewTime", renewTime), ("holderIdentity", .string(node))])))])))
+        } catch let error as APIError where error.code == 404 {
+            _ = try await client.create(resource, namespace: Self.leaseNamespace, .object(JSONObject([
+                ("apiVersion", .string(Kube.Lease.apiVersion)), ("kind", .string(Kube.Lease.kind)),
+                ("metadata", .object(JSONObject([("name", .string(node)), ("namespace", .string(Self.leaseNamespace))]))),
+                ("spec", .object(JSONObject([
+                    ("holderIdentity", .string(node)), ("leaseDurationSeconds", .integer(Int64(Self.leaseDurationSeconds))), ("renewTime", renewTime),
+                ]))),
+            ])))
+        }
+    }
+
+    /// Where node Leases live, and how long one holds (kubelet's).
+    public static let leaseNamespace = "kube-node-lease"
+    public static let leaseDurationSeconds = 40
+
+    /// RFC 3339 with microseconds (Kubernetes' MicroTime).
+    static func microTime(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)).replacingOccurrences(of: "Z", with: "000Z")
     }
 
     // MARK: nodes
@@ -247,24 +317,37 @@ public final class EdgeController: Sendable {
             ("message", .string(ready ? "the edge node is connected to cloudcore" : "the edge node has been disconnected for longer than the grace period")),
             ("lastHeartbeatTime", .string(now)), ("lastTransitionTime", .string(now)),
         ]))
-        let resource = APIResource(Kube.Node.self)
         do {
-            if nodes.get(name: node) == nil, (try? await client.get(resource, name: node)) == nil {
-                guard ready else { return }
-                let object = JSONValue.object(JSONObject([
-                    ("apiVersion", .string("v1")), ("kind", .string("Node")),
-                    ("metadata", .object(JSONObject([("name", .string(node)), ("labels", .object(JSONObject([
-                        (Self.edgeLabel, .string("")), ("kubernetes.io/hostname", .string(node)),
-                    ])))]))),
-                ]))
-                _ = try await client.create(resource, object)
-                state.withLock { $0.counters.nodesRegistered += 1 }
-                logger.info("registered an edge node", metadata: ["node": "\(node)"])
-            }
-            _ = try await client.patch(resource, name: node, .object(JSONObject([("status", .object(JSONObject([("conditions", .array([condition]))])))])), status: true)
+            guard try await ensureNode(node, create: ready) else { return }
+            _ = try await client.patch(APIResource(Kube.Node.self), name: node,
+                                       .object(JSONObject([("status", .object(JSONObject([("conditions", .array([condition]))])))])), status: true)
         } catch {
             state.withLock { $0.counters.failures += 1 }
             logger.warning("cannot update a node", metadata: ["node": "\(node)", "error": "\(error)"])
         }
+    }
+
+    /// Creates the node's Node object (labelled as an edge node) unless it exists; whether it
+    /// exists now.
+    @discardableResult
+    private func ensureNode(_ node: String, create: Bool = true) async throws -> Bool {
+        let resource = APIResource(Kube.Node.self)
+        if nodes.get(name: node) != nil { return true }
+        if (try? await client.get(resource, name: node)) != nil { return true }
+        guard create else { return false }
+        let object = JSONValue.object(JSONObject([
+            ("apiVersion", .string("v1")), ("kind", .string("Node")),
+            ("metadata", .object(JSONObject([("name", .string(node)), ("labels", .object(JSONObject([
+                (Self.edgeLabel, .string("")), ("kubernetes.io/hostname", .string(node)),
+            ])))]))),
+        ]))
+        do {
+            _ = try await client.create(resource, object)
+        } catch let error as APIError where error.code == 409 {
+            return true  // registered meanwhile (a status report and the connection at once)
+        }
+        state.withLock { $0.counters.nodesRegistered += 1 }
+        logger.info("registered an edge node", metadata: ["node": "\(node)"])
+        return true
     }
 }

@@ -144,6 +144,8 @@ public protocol ContainerRuntime: Sendable {
     /// Whether every pod's containers use the host's network (no pod network of their own), so
     /// that a pod's IP is the node's.
     var podsShareHostNetwork: Bool { get }
+    /// `name://version` of the runtime, as a Node's `nodeInfo.containerRuntimeVersion` says it.
+    func versionDescription() async -> String
 }
 
 extension ContainerRuntime {

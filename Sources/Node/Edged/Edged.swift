@@ -40,10 +40,15 @@ public final class Edged: Sendable {
         public var concurrentSyncs: Int
         /// The node's address, reported as pods' `hostIP`. Default: ``HostAddress/primaryIPv4()``.
         public var nodeIP: String
+        /// How often the node's status (Ready with a heartbeat, addresses, capacity) goes to the
+        /// cloud. Default 10 s (KubeEdge's nodeStatusUpdateFrequency).
+        public var nodeStatusUpdateFrequency: Duration
 
         public init(nodeName: String, rootDirectory: String = "/var/lib/edged", syncInterval: Duration = .seconds(1), backoff: RestartBackoff = RestartBackoff(),
-                    maxLogBytes: Int = 10 << 20, maxLogFiles: Int = 5, concurrentSyncs: Int = 16, nodeIP: String? = nil) {
+                    maxLogBytes: Int = 10 << 20, maxLogFiles: Int = 5, concurrentSyncs: Int = 16, nodeIP: String? = nil,
+                    nodeStatusUpdateFrequency: Duration = .seconds(10)) {
             self.nodeName = nodeName
+            self.nodeStatusUpdateFrequency = nodeStatusUpdateFrequency
             self.nodeIP = nodeIP ?? HostAddress.primaryIPv4()
             self.rootDirectory = rootDirectory
             self.syncInterval = syncInterval
@@ -88,7 +93,8 @@ public final class Edged: Sendable {
     /// Starts listening to MetaManager and running pods.
     public func start() {
         let loop = Task { [self] in await run() }
-        tasks.start([loop]) { [self] lane in
+        let nodeStatus = Task { [self] in await reportNodeStatus() }
+        tasks.start([loop, nodeStatus]) { [self] lane in
             // A stored change of a pod, ConfigMap, Secret, …: look again now.
             for await message in endpoint.messages(on: lane) where message.header.parentID == nil { wake.signal() }
         }
@@ -237,6 +243,25 @@ public final class Edged: Sendable {
         }
     }
 
+    /// Sends the node's status to MetaManager (which stores it and tells the cloud) now and
+    /// then every ``Configuration/nodeStatusUpdateFrequency``.
+    private func reportNodeStatus() async {
+        let runtimeVersion = await runtime.versionDescription()
+        let reporter = NodeStatus(nodeName: configuration.nodeName, nodeIP: configuration.nodeIP, readySince: Date(), containerRuntimeVersion: runtimeVersion)
+        repeat {
+            let message = Message(router: MessageRouter(
+                source: Self.moduleName, destination: MetaManager.moduleName, group: MessageRouter.Group.meta, operation: MessageRouter.Operation.update,
+                resource: "default/nodestatus/\(configuration.nodeName)"), content: ByteBuffer(string: reporter.object().serialized))
+            do {
+                try await endpoint.send(message, toGroup: MetaManager.moduleGroup, on: .state)
+                counters.withLock { $0.nodeStatusReports += 1 }
+            } catch {
+                counters.withLock { $0.statusFailures += 1 }
+                logger.warning("could not report the node's status", metadata: ["error": "\(error)"])
+            }
+        } while (try? await Task.sleep(for: configuration.nodeStatusUpdateFrequency)) != nil
+    }
+
     private static func gracePeriod(of pod: Kube.Pod) -> Duration {
         let seconds = pod.json[path: ["metadata", "deletionGracePeriodSeconds"]]?.int64Value ?? pod.terminationGracePeriodSeconds
         return .seconds(max(0, seconds))
@@ -277,5 +302,8 @@ public struct EdgedCounters: Sendable, Equatable {
     public var syncs = 0
     /// Pod statuses sent to MetaManager (only changes are sent).
     public var statusReports = 0
+    /// Node statuses sent to MetaManager.
+    public var nodeStatusReports = 0
+    /// Pod or node statuses MetaManager did not take.
     public var statusFailures = 0
 }

@@ -20,6 +20,8 @@ public final class ProcessRuntime: ContainerRuntime {
     /// Containers are host processes: a pod's IP is the node's.
     public var podsShareHostNetwork: Bool { true }
 
+    public func versionDescription() async -> String { "process://container-shim" }
+
     public let root: String
     public let shimPath: String
     /// Where the cgroup v1 hierarchies are mounted (`nil`: no limits are applied).

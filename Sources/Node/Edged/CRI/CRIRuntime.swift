@@ -15,6 +15,13 @@ public final class CRIRuntime: ContainerRuntime {
     /// Pods other than host-network ones get the CRI runtime's pod network.
     public var podsShareHostNetwork: Bool { false }
 
+    /// `containerd://1.6.20` (the runtime's name and version), or `remote://unknown` when it does not answer.
+    public func versionDescription() async -> String {
+        guard let version = try? await version() else { return "remote://unknown" }
+        let parts = version.split(separator: " ", maxSplits: 1)
+        return parts.count == 2 ? "\(parts[0])://\(parts[1].hasPrefix("v") ? parts[1].dropFirst() : parts[1])" : "remote://\(version)"
+    }
+
     /// Marks what Edged created (and carries the pod ID it created it for).
     public static let podIDLabel = "edged.kubeedge.io/pod-id"
     public static let containerNameLabel = "io.kubernetes.container.name"

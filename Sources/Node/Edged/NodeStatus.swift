@@ -1,0 +1,83 @@
+import Foundation
+import KubeModel
+
+/// The status of the edge node as Edged reports it to the cloud every
+/// ``Edged/Configuration/nodeStatusUpdateFrequency``: `Ready` with a fresh heartbeat time,
+/// addresses, capacity and allocatable (CPUs, memory, pods), and `nodeInfo`.
+struct NodeStatus: Sendable {
+    /// The pods a node takes (kubelet's `maxPods`).
+    static let maxPods = 110
+    /// What `nodeInfo.kubeletVersion` says: the Kubernetes API level Edged follows, and that it is this project's.
+    static let kubeletVersion = "v1.31.0-swift-kubeedge"
+
+    let nodeName: String
+    let nodeIP: String
+    /// When Edged became ready (the `Ready` condition's transition time).
+    let readySince: Date
+    let containerRuntimeVersion: String
+
+    /// The Node object to send: metadata and status only.
+    func object(now: Date = Date()) -> JSONValue {
+        let resources = JSONValue.object(JSONObject([
+            ("cpu", .string(String(ProcessInfo.processInfo.activeProcessorCount))),
+            ("memory", .string("\(Self.memoryKibibytes())Ki")),
+            ("pods", .string(String(Self.maxPods))),
+        ]))
+        let ready = JSONValue.object(JSONObject([
+            ("type", .string("Ready")), ("status", .string("True")), ("reason", .string("EdgeReady")),
+            ("message", .string("edged is posting ready status")),
+            ("lastHeartbeatTime", .string(now.formatted(.iso8601))), ("lastTransitionTime", .string(readySince.formatted(.iso8601))),
+        ]))
+        let nodeInfo = JSONValue.object(JSONObject([
+            ("kubeletVersion", .string(Self.kubeletVersion)), ("kubeProxyVersion", .string("")),
+            ("operatingSystem", .string("linux")), ("architecture", .string(Self.architecture)),
+            ("kernelVersion", .string(Self.kernelVersion())), ("osImage", .string(Self.osImage())),
+            ("containerRuntimeVersion", .string(containerRuntimeVersion)),
+            ("machineID", .string(Self.firstLine("/etc/machine-id"))), ("bootID", .string(Self.firstLine("/proc/sys/kernel/random/boot_id"))),
+            ("systemUUID", .string("")),
+        ]))
+        let status = JSONValue.object(JSONObject([
+            ("conditions", .array([ready])),
+            ("addresses", .array([
+                .object(JSONObject([("type", .string("InternalIP")), ("address", .string(nodeIP))])),
+                .object(JSONObject([("type", .string("Hostname")), ("address", .string(nodeName))])),
+            ])),
+            ("capacity", resources), ("allocatable", resources), ("nodeInfo", nodeInfo),
+        ]))
+        return .object(JSONObject([
+            ("apiVersion", .string("v1")), ("kind", .string("Node")),
+            ("metadata", .object(JSONObject([("name", .string(nodeName))]))), ("status", status),
+        ]))
+    }
+
+    static var architecture: String {
+        #if arch(x86_64)
+        "amd64"
+        #elseif arch(arm64)
+        "arm64"
+        #else
+        "unknown"
+        #endif
+    }
+
+    /// `MemTotal` of `/proc/meminfo`.
+    static func memoryKibibytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
+              let value = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return 0 }
+        return value
+    }
+
+    static func kernelVersion() -> String { firstLine("/proc/sys/kernel/osrelease") }
+
+    /// `PRETTY_NAME` of `/etc/os-release`.
+    static func osImage() -> String {
+        guard let text = try? String(contentsOfFile: "/etc/os-release", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PRETTY_NAME=") }) else { return "Linux" }
+        return line.dropFirst("PRETTY_NAME=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+    }
+
+    static func firstLine(_ path: String) -> String {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").first.map(String.init) ?? ""
+    }
+}
