@@ -81,4 +81,110 @@ import TestSupport
         #expect(await eventually(timeout: .seconds(30)) { await edge.local("/api/v1/namespaces/default/pods/app")?.status == 404 }, "\(edge.log)")
         #expect(await cloud.stop() == 0, "cloudcore did not exit cleanly on SIGTERM: \(cloud.log)")
     }
+
+    @Test func anEdgeAwayConvergesToExactlyTheLatestStateAndCloudcoreKilledMidStreamLeavesNoDuplicateEffects() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let broker = try await MosquittoBroker()
+        defer { broker.stop() }
+        let cloud = try CloudCoreProcess(directory: directory + "/cloud")
+        try await cloud.start()
+        let edge = try EdgeCoreProcess(name: "e2e-away", directory: directory + "/edge", cloud: cloud, broker: broker)
+        try await edge.start()
+        defer { edge.kill9(); cloud.kill9() }
+        try await cloud.apply(Self.appYAML(node: "e2e-away", name: "app", value: "v1", directory: directory))
+        try await cloud.apply(Self.appYAML(node: "e2e-away", name: "old", value: "old", directory: directory))
+        for pod in ["app", "old"] {
+            #expect(await eventually(timeout: .seconds(30)) { await cloud.jsonPath("{.status.phase}", of: "pod", pod) == "Running" }, "\(edge.log)")
+        }
+        let started = await cloud.jsonPath("{.status.containerStatuses[0].state.running.startedAt}", of: "pod", "app")
+
+        // Away: the Node turns NotReady (Ready Unknown) after the grace period.
+        await edge.stop()
+        #expect(await eventually(timeout: .seconds(30)) {
+            await cloud.jsonPath("{.status.conditions[?(@.type==\"Ready\")].status}", of: "node", "e2e-away") == "Unknown"
+        }, "\(cloud.log)")
+        #expect(try await cloud.kubectl("get", "node", "e2e-away").contains("NotReady"))
+        // Changes while it is away: one update, one pod and its ConfigMap deleted, one pod added.
+        try await cloud.apply(Self.appYAML(node: "e2e-away", name: "app", value: "v2", directory: directory))
+        try await cloud.kubectl("delete", "pod", "old", "--wait=false")
+        try await cloud.kubectl("delete", "configmap", "old-cfg")
+        try await cloud.apply(Self.appYAML(node: "e2e-away", name: "new", value: "new", directory: directory))
+
+        try await edge.start()
+        #expect(await eventually(timeout: .seconds(30)) {
+            configMapValue(await edge.localObject("/api/v1/namespaces/default/configmaps/app-cfg"), "greeting") == "v2"
+        }, "\(edge.log)")
+        #expect(await eventually(timeout: .seconds(30)) { await cloud.jsonPath("{.status.phase}", of: "pod", "new") == "Running" }, "\(edge.log)")
+        #expect(await eventually(timeout: .seconds(30)) {
+            let pods = await edge.localNames("/api/v1/namespaces/default/pods")
+            let configMaps = await edge.localNames("/api/v1/namespaces/default/configmaps")
+            return pods == ["app", "new"] && configMaps == ["app-cfg", "new-cfg"]
+        }, "\(edge.log)")
+        // The deleted pod's container was stopped, the others kept running (not restarted).
+        #expect(await eventually(timeout: .seconds(30)) { (try? runProcess("/usr/bin/pgrep", ["-f", directory + "/mnt-old"]))?.status == 1 })
+        #expect(await cloud.jsonPath("{.status.containerStatuses[0].restartCount}", of: "pod", "app") == "0")
+        #expect(await cloud.jsonPath("{.status.containerStatuses[0].state.running.startedAt}", of: "pod", "app") == started)
+        #expect(await eventually(timeout: .seconds(30)) {
+            await cloud.jsonPath("{.status.conditions[?(@.type==\"Ready\")].status}", of: "node", "e2e-away") == "True"
+        })
+
+        // cloudcore killed while 300 ConfigMaps stream to the edge, then started again.
+        let many = (0..<300).map { index in
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bulk-\(index), namespace: default}\ndata: {n: \"\(index)\"}\n"
+        }.joined(separator: "---\n")
+        try await cloud.apply(many)
+        try await cloud.apply("""
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: bulk, namespace: default}
+            spec:
+              nodeName: e2e-away
+              containers:
+              - {name: main, image: busybox, command: ["/bin/sh", "-c", "exec sleep 3600"], envFrom: [\(
+                (0..<300).map { "{configMapRef: {name: bulk-\($0)}}" }.joined(separator: ", "))]}
+
+            """)
+        _ = await eventually(timeout: .seconds(10)) { (await edge.localNames("/api/v1/namespaces/default/configmaps")?.count ?? 0) > 2 }
+        cloud.kill9()
+        try await cloud.start()
+        #expect(await eventually(timeout: .seconds(60)) {
+            (await edge.localNames("/api/v1/namespaces/default/configmaps") ?? []).filter { $0.hasPrefix("bulk-") }.count == 300
+        }, "\(edge.log)")
+        #expect(await eventually(timeout: .seconds(30)) { await cloud.jsonPath("{.status.phase}", of: "pod", "bulk") == "Running" }, "\(edge.log)")
+        // No duplicate effects: the pods that ran before were not restarted.
+        #expect(await cloud.jsonPath("{.status.containerStatuses[0].restartCount}", of: "pod", "app") == "0")
+        #expect(await cloud.jsonPath("{.status.containerStatuses[0].state.running.startedAt}", of: "pod", "app") == started)
+        #expect(await cloud.jsonPath("{.status.containerStatuses[0].restartCount}", of: "pod", "bulk") == "0")
+    }
+
+    @Test func twoEdgeNodesEachReceiveOnlyTheirOwnObjects() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let broker = try await MosquittoBroker()
+        defer { broker.stop() }
+        let cloud = try CloudCoreProcess(directory: directory + "/cloud")
+        try await cloud.start()
+        let first = try EdgeCoreProcess(name: "e2e-one", directory: directory + "/one", cloud: cloud, broker: broker)
+        let second = try EdgeCoreProcess(name: "e2e-two", directory: directory + "/two", cloud: cloud, broker: broker)
+        try await first.start()
+        try await second.start()
+        defer { first.kill9(); second.kill9(); cloud.kill9() }
+        try await cloud.apply(Self.appYAML(node: "e2e-one", name: "one", value: "for one", directory: directory))
+        try await cloud.apply(Self.appYAML(node: "e2e-two", name: "two", value: "for two", directory: directory))
+        // A ConfigMap no pod uses goes nowhere.
+        try await cloud.kubectl("create", "configmap", "unused", "--from-literal=a=b")
+        for (edge, pod) in [(first, "one"), (second, "two")] {
+            #expect(await eventually(timeout: .seconds(30)) { await cloud.jsonPath("{.status.phase}", of: "pod", pod) == "Running" }, "\(edge.log)")
+        }
+        #expect(await first.localNames("/api/v1/namespaces/default/pods") == ["one"])
+        #expect(await second.localNames("/api/v1/namespaces/default/pods") == ["two"])
+        #expect(await first.localNames("/api/v1/namespaces/default/configmaps") == ["one-cfg"])
+        #expect(await second.localNames("/api/v1/namespaces/default/configmaps") == ["two-cfg"])
+        // Moving nothing between them: a pod deleted on one leaves the other alone.
+        try await cloud.kubectl("delete", "pod", "one", "--wait=false")
+        #expect(await eventually(timeout: .seconds(30)) { await first.localNames("/api/v1/namespaces/default/pods") == [] })
+        #expect(await second.localNames("/api/v1/namespaces/default/pods") == ["two"])
+        #expect(await cloud.jsonPath("{.status.phase}", of: "pod", "two") == "Running")
+    }
 }

@@ -61,10 +61,12 @@ enum APITable {
             return [
                 Column(name: "Status", type: "string", priority: 0) { node in
                     let ready = (node[path: ["status", "conditions"]]?.arrayValue ?? []).first { $0["type"]?.stringValue == "Ready" }
+                    // As Kubernetes prints it: any verdict but True (False, Unknown) is NotReady;
+                    // no Ready condition at all is Unknown.
                     let status = switch ready?["status"]?.stringValue {
                     case "True"?: "Ready"
-                    case "False"?: "NotReady"
-                    default: "Unknown"
+                    case nil: "Unknown"
+                    default: "NotReady"
                     }
                     return .string(node[path: ["spec", "unschedulable"]]?.boolValue == true ? "\(status),SchedulingDisabled" : status)
                 },
