@@ -2,7 +2,7 @@ import DaemonSupport
 import Foundation
 
 /// `cloudcore.yaml`, shaped like KubeEdge's (`apiVersion: cloudcore.config.kubeedge.io/v1alpha2`,
-/// `kubeAPIConfig`, `modules.{cloudHub,edgeController}` each with `enable`, the Prometheus
+/// `kubeAPIConfig`, `modules.{cloudHub,edgeController,syncController}` each with `enable`, the Prometheus
 /// endpoint at `commonConfig.monitorServer`). A file need only say what differs from
 /// ``CloudCoreConfig/init()``; unknown keys are errors. Durations are in seconds.
 ///
@@ -41,6 +41,15 @@ struct CloudCoreConfig: StrictYAMLConfig, Equatable {
     struct Modules: Codable, Equatable {
         var cloudHub = CloudHub()
         var edgeController = EdgeController()
+        var syncController = SyncController()
+    }
+
+    struct SyncController: Codable, Equatable {
+        /// Records what each node was sent as ObjectSync objects, so that a restarted cloudcore
+        /// resends only what changed and sends the deletes it missed.
+        var enable = true
+        /// ObjectSync writes in flight at once.
+        var concurrentWrites = 8
     }
 
     struct CloudHub: Codable, Equatable {
@@ -107,6 +116,9 @@ struct CloudCoreConfig: StrictYAMLConfig, Equatable {
             if hub.keepaliveInterval < 1 { throw CloudCoreConfigError("modules.cloudHub.keepaliveInterval must be at least 1 second") }
             if hub.tokenValidityHours < 1 { throw CloudCoreConfigError("modules.cloudHub.tokenValidityHours must be at least 1") }
             if hub.certificatesDirectory.isEmpty { throw CloudCoreConfigError("modules.cloudHub.certificatesDirectory must not be empty") }
+        }
+        if modules.syncController.enable, modules.syncController.concurrentWrites < 1 {
+            throw CloudCoreConfigError("modules.syncController.concurrentWrites must be at least 1")
         }
         if modules.edgeController.enable {
             if modules.edgeController.nodeNotReadyGracePeriod < 1 { throw CloudCoreConfigError("modules.edgeController.nodeNotReadyGracePeriod must be at least 1 second") }

@@ -22,6 +22,7 @@ final class CloudCoreServer: Sendable {
         var ports: CloudHub.Ports
         var hub: CloudHub
         var edgeController: EdgeController?
+        var syncController: SyncController?
         var router: Task<Void, Never>
     }
 
@@ -54,6 +55,7 @@ final class CloudCoreServer: Sendable {
         [
             .init(module: "cloudhub", counters: { [self] in hub?.statistics }, gauges: { [self] in ["online_nodes": Double(hub?.onlineNodes.count ?? 0)] }),
             .init(module: "edgecontroller", counters: { [self] in running.withLock { $0?.edgeController?.counters } }, gauges: { [:] }),
+            .init(module: "synccontroller", counters: { [self] in running.withLock { $0?.syncController?.statistics } }, gauges: { [:] }),
             .init(module: "router", counters: { [self] in counters.withLock { $0 } }, gauges: { [:] }),
         ]
     }
@@ -89,11 +91,13 @@ final class CloudCoreServer: Sendable {
             throw error
         }
         var edgeController: EdgeController?
+        let syncController = settings.modules.syncController.enable
+            ? SyncController(client: client, concurrency: settings.modules.syncController.concurrentWrites, logger: Logger(label: "synccontroller")) : nil
         if settings.modules.edgeController.enable {
             let configuration = EdgeController.Configuration(
                 nodeNotReadyGracePeriod: .seconds(settings.modules.edgeController.nodeNotReadyGracePeriod),
                 batchInterval: .milliseconds(settings.modules.edgeController.batchInterval))
-            let controller = EdgeController(client: client, hub: hub, configuration: configuration, logger: Logger(label: "edgecontroller"))
+            let controller = EdgeController(client: client, hub: hub, sync: syncController, configuration: configuration, logger: Logger(label: "edgecontroller"))
             controller.start()
             edgeController = controller
         }
@@ -104,7 +108,7 @@ final class CloudCoreServer: Sendable {
                 logger.debug("no controller takes this message", metadata: ["node": "\(incoming.node)", "resource": "\(incoming.message.router.resource)"])
             }
         }
-        running.withLock { $0 = Running(kubeconfig: kubeconfig, ports: ports, hub: hub, edgeController: edgeController, router: router) }
+        running.withLock { $0 = Running(kubeconfig: kubeconfig, ports: ports, hub: hub, edgeController: edgeController, syncController: syncController, router: router) }
         logger.info("cloudcore ready", metadata: [
             "websocket": "\(ports.webSocket)", "quic": "\(ports.quic)", "https": "\(ports.https)", "kubeconfig": "\(kubeconfig)",
         ])

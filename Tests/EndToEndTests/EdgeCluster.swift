@@ -71,6 +71,27 @@ final class CloudCoreProcess: @unchecked Sendable {
         process = nil
     }
 
+    /// Runs `cloudcore apiserver` alone on the same data and port (cloudcore itself stopped),
+    /// for `body` to change objects while no cloudcore is up.
+    func withAPIServerAlone(_ body: () async throws -> Void) async throws {
+        let alone = try BackgroundProcess(productDirectory + "/cloudcore", ["apiserver", "--data-dir", directory + "/api", "--port", "\(apiPort)"],
+                                          outputFile: directory + "/apiserver-alone.log")
+        defer { alone.stop() }
+        let port = apiPort
+        guard await eventually(timeout: .seconds(30), { acceptsConnections(port: port) }) else { throw TestTimeout(description: "the API server alone did not listen") }
+        try await body()
+        _ = await alone.signal(SIGTERM, waitingUpTo: .seconds(10))
+    }
+
+    /// A counter of cloudcore's `/metrics` (`0` when it has not counted yet).
+    func metric(_ name: String) async -> Int? {
+        guard let response = try? await httpRequest(port: monitorPort, path: "/metrics"), let text = try? await response.text() else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.split(separator: " ")[1]).map { Int($0) }
+        }
+        return 0
+    }
+
     /// A bootstrap token for an edge (`cloudcore gettoken --config`).
     func token() throws -> String {
         let result = try runProcess(productDirectory + "/cloudcore", ["gettoken", "--config", configPath])

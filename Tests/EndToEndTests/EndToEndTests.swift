@@ -187,4 +187,53 @@ import TestSupport
         #expect(await second.localNames("/api/v1/namespaces/default/pods") == ["two"])
         #expect(await cloud.jsonPath("{.status.phase}", of: "pod", "two") == "Running")
     }
+
+    @Test func afterARestartCloudcoreResendsOnlyWhatChangedAndSendsTheDeletesItMissed() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let broker = try await MosquittoBroker()
+        defer { broker.stop() }
+        let cloud = try CloudCoreProcess(directory: directory + "/cloud")
+        try await cloud.start()
+        let edge = try EdgeCoreProcess(name: "e2e-sync", directory: directory + "/edge", cloud: cloud, broker: broker)
+        try await edge.start()
+        defer { edge.kill9(); cloud.kill9() }
+        for name in ["stay", "gone", "changed"] {
+            try await cloud.apply(Self.appYAML(node: "e2e-sync", name: name, value: name, directory: directory))
+        }
+        for pod in ["stay", "gone", "changed"] {
+            #expect(await eventually(timeout: .seconds(30)) { await cloud.jsonPath("{.status.phase}", of: "pod", pod) == "Running" }, "\(edge.log)")
+        }
+        // One ObjectSync per node and object sent (three pods, three ConfigMaps).
+        #expect(await eventually(timeout: .seconds(10)) {
+            (await cloud.jsonPath("{.items[*].spec.objectName}", of: "objectsyncs", "-l", "reliablesyncs.kubeedge.io/node=e2e-sync") ?? "")
+                .split(separator: " ").count == 6
+        })
+
+        // cloudcore down; meanwhile (through the API server alone) a pod and its ConfigMap are
+        // deleted and a ConfigMap changes.
+        #expect(await cloud.stop() == 0)
+        try await cloud.withAPIServerAlone {
+            try await cloud.kubectl("delete", "pod", "gone", "--wait=false")
+            try await cloud.kubectl("delete", "configmap", "gone-cfg")
+            try await cloud.kubectl("patch", "configmap", "changed-cfg", "-p", #"{"data":{"greeting":"changed while cloudcore was down"}}"#)
+        }
+        try await cloud.start()
+        #expect(await eventually(timeout: .seconds(30)) {
+            let pods = await edge.localNames("/api/v1/namespaces/default/pods")
+            let configMaps = await edge.localNames("/api/v1/namespaces/default/configmaps")
+            return pods == ["stay", "changed"] && configMaps == ["stay-cfg", "changed-cfg"]
+        }, "\(edge.log)")
+        #expect(await eventually(timeout: .seconds(30)) {
+            configMapValue(await edge.localObject("/api/v1/namespaces/default/configmaps/changed-cfg"), "greeting") == "changed while cloudcore was down"
+        })
+        // Exactly the change and the two deletes went out; nothing else was resent.
+        #expect(await eventually(timeout: .seconds(10)) { await cloud.metric("cloudcore_edgecontroller_deletes_sent_total") == 2 })
+        #expect(await cloud.metric("cloudcore_edgecontroller_objects_sent_total") == 1, "\(cloud.log)")
+        #expect(await eventually(timeout: .seconds(10)) {
+            (await cloud.jsonPath("{.items[*].spec.objectName}", of: "objectsyncs", "-l", "reliablesyncs.kubeedge.io/node=e2e-sync") ?? "")
+                .split(separator: " ").count == 4
+        })
+        #expect(await cloud.jsonPath("{.status.containerStatuses[0].restartCount}", of: "pod", "stay") == "0")
+    }
 }

@@ -49,6 +49,7 @@ public final class EdgeController: Sendable {
     public let configuration: Configuration
     private let client: KubeClient
     private let hub: CloudHub
+    private let sync: SyncController?
     private let logger: Logger
     private let pods: Informer
     private let configMaps: Informer
@@ -57,8 +58,13 @@ public final class EdgeController: Sendable {
     private let changes: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
 
     private struct State {
-        /// What each node was sent: object key → ``fingerprint(of:)`` of the version sent.
-        var sent: [String: [EdgeObjectKey: String]] = [:]
+        /// What each node was sent: object key → its uid and the digest of the
+        /// ``fingerprint(of:)`` of the version sent. Loaded from ``SyncController`` when there is one.
+        var sent: [String: [EdgeObjectKey: SyncController.Record]] = [:]
+        /// Whether ``sent`` holds the durable records yet (always, without a SyncController).
+        var loaded = false
+        /// Record changes the SyncController could not write yet, by node and object (the newest).
+        var unrecorded: [String: SyncController.Change] = [:]
         var online: Set<String> = []
         /// Grace timers of nodes that went away.
         var leaving: [String: Task<Void, Never>] = [:]
@@ -67,9 +73,13 @@ public final class EdgeController: Sendable {
     private let state = Mutex(State())
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
-    public init(client: KubeClient, hub: CloudHub, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "edgecontroller")) {
+    /// - Parameter sync: keeps what each node was sent across restarts; without it, a restarted
+    ///   controller sends every node everything again and misses deletes made while it was down.
+    public init(client: KubeClient, hub: CloudHub, sync: SyncController? = nil, configuration: Configuration = Configuration(),
+                logger: Logger = Logger(label: "edgecontroller")) {
         self.client = client
         self.hub = hub
+        self.sync = sync
         self.configuration = configuration
         self.logger = logger
         pods = Informer(client: client, resource: APIResource(Kube.Pod.self))
@@ -139,36 +149,91 @@ public final class EdgeController: Sendable {
     }
 
     /// Sends every node what changed since it was last sent: new and newer objects, and
-    /// deletes of objects it holds but should not.
+    /// deletes of objects it holds but should not; then records what was sent.
     private func sendChanges() async {
+        guard await loadRecords() else { return }
         let wanted = wanted()
         let sent = state.withLock { $0.sent }
+        var changes: [SyncController.Change] = []
         for node in Set(wanted.keys).union(sent.keys).sorted() {
             let want = wanted[node] ?? [:]
             let had = sent[node] ?? [:]
-            var messages: [(EdgeObjectKey, Message, String?)] = []
+            var messages: [(key: EdgeObjectKey, message: Message, object: JSONValue?, fingerprint: String)] = []
             for (key, object) in want.sorted(by: { $0.key.resource < $1.key.resource }) {
-                let version = Self.fingerprint(of: object)
-                guard had[key] != version else { continue }
+                let fingerprint = SHA256.hex(Self.fingerprint(of: object))
+                guard had[key]?.fingerprint != fingerprint else { continue }
                 let operation = had[key] == nil ? "insert" : "update"
-                messages.append((key, Self.message(operation, key, content: object.serialized), version))
+                messages.append((key, Self.message(operation, key, content: object.serialized), object, fingerprint))
             }
             for key in had.keys.sorted(by: { $0.resource < $1.resource }) where want[key] == nil {
                 let deleted = #"{"metadata":{"name":"\#(key.name)","namespace":"\#(key.namespace)"}}"#
-                messages.append((key, Self.message("delete", key, content: deleted), nil))
+                messages.append((key, Self.message("delete", key, content: deleted), nil, ""))
             }
-            for (key, message, version) in messages {
+            for (key, message, object, fingerprint) in messages {
                 do {
                     try await hub.send(message, to: node, on: .state, delivery: .state(key: key.resource))
+                    let uid = object?[path: ["metadata", "uid"]]?.stringValue ?? ""
                     state.withLock { state in
-                        state.sent[node, default: [:]][key] = version
-                        if version == nil { state.sent[node]?[key] = nil; state.counters.deletesSent += 1 } else { state.counters.objectsSent += 1 }
+                        state.sent[node, default: [:]][key] = object == nil ? nil : SyncController.Record(uid: uid, fingerprint: fingerprint)
+                        if object == nil { state.counters.deletesSent += 1 } else { state.counters.objectsSent += 1 }
                     }
+                    changes.append(SyncController.Change(node: node, key: key, object: object, fingerprint: fingerprint, previous: had[key]))
                 } catch {
                     state.withLock { $0.counters.failures += 1 }
                     logger.warning("cannot send an object to a node", metadata: ["node": "\(node)", "object": "\(key)", "error": "\(error)"])
                 }
             }
+        }
+        await record(changes)
+    }
+
+    /// Loads what every node was sent from the SyncController's records, once; `false` (after
+    /// scheduling another try) when they cannot be read: sending before would resend everything
+    /// and miss deletes.
+    private func loadRecords() async -> Bool {
+        guard let sync, !state.withLock({ $0.loaded }) else { return true }
+        do {
+            let records = try await sync.load()
+            state.withLock { state in
+                state.sent = records
+                state.loaded = true
+            }
+            logger.info("loaded what the nodes were sent", metadata: ["nodes": "\(records.count)", "objects": "\(records.values.map(\.count).reduce(0, +))"])
+            return true
+        } catch {
+            state.withLock { $0.counters.failures += 1 }
+            logger.warning("cannot read the ObjectSync records; trying again", metadata: ["error": "\(error)"])
+            retryLater()
+            return false
+        }
+    }
+
+    /// Writes the records of `changes` (and of earlier ones that failed), keeping failures to
+    /// try again.
+    private func record(_ changes: [SyncController.Change]) async {
+        guard let sync else { return }
+        let pending = state.withLock { state in
+            for change in changes { state.unrecorded["\(change.node) \(change.key.resource)"] = change }
+            defer { state.unrecorded = [:] }
+            return state.unrecorded
+        }
+        guard !pending.isEmpty else { return }
+        // An older failure of an object followed by a newer change: the newer one replaced it.
+        let failed = await sync.record(Array(pending.values))
+        guard !failed.isEmpty else { return }
+        state.withLock { state in
+            for change in failed where state.unrecorded["\(change.node) \(change.key.resource)"] == nil {
+                state.unrecorded["\(change.node) \(change.key.resource)"] = change
+            }
+        }
+        retryLater()
+    }
+
+    /// Wakes the send loop again in a second.
+    private func retryLater() {
+        Task { [changes] in
+            try? await Task.sleep(for: .seconds(1))
+            changes.continuation.yield()
         }
     }
 
