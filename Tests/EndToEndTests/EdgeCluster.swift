@@ -178,12 +178,14 @@ final class EdgeCoreProcess: @unchecked Sendable {
         }
     }
 
-    /// SIGTERM, waiting for a graceful exit.
-    func stop() async {
-        guard let process else { return }
+    /// SIGTERM, waiting for a graceful exit; the exit status.
+    @discardableResult
+    func stop() async -> Int32? {
+        guard let process else { return nil }
         self.process = nil
-        _ = await process.signal(SIGTERM, waitingUpTo: .seconds(20))
+        let status = await process.signal(SIGTERM, waitingUpTo: .seconds(20))
         process.stop()
+        return status
     }
 
     /// SIGKILL to edgecore and to the containers it left running (their shims outlive it).

@@ -93,7 +93,10 @@ func edgecoreYAML(_ fixture: HubFixture, edge: String, eventBus: String, edged: 
         device.client.close()
 
         let metrics = try await httpRequest(port: metricsPort, path: "/metrics").text()
-        #expect(metrics.contains("edgecore_metamanager_stored_total 1"), "\(metrics)")
+        // The pod from the cloud, and Edged's node status reports.
+        let stored = metrics.split(separator: "\n").first { $0.hasPrefix("edgecore_metamanager_stored_total ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        #expect((stored ?? 0) >= 2, "\(metrics)")
+        #expect(metrics.contains("edgecore_edged_node_status_reports_total"), "\(metrics)")
         #expect(metrics.contains("edgecore_edgehub_connected 1.0") || metrics.contains("edgecore_edgehub_connected 1"), "\(metrics)")
         #expect(metrics.contains("process_resident_memory_bytes"))
 

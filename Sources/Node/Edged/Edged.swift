@@ -75,6 +75,8 @@ public final class Edged: Sendable {
     /// Pods being stopped and removed, by pod ID.
     private let terminating = Mutex<Set<String>>([])
     private let prober: ContainerProber
+    /// The node status reporter (it sleeps between reports; stopping cancels it).
+    private let nodeStatusTask = Mutex<Task<Void, Never>?>(nil)
 
     /// Creates the module and registers it on `bus`.
     /// - Parameter runtime: what runs containers; by default a ``ProcessRuntime`` under the root directory.
@@ -94,6 +96,7 @@ public final class Edged: Sendable {
     public func start() {
         let loop = Task { [self] in await run() }
         let nodeStatus = Task { [self] in await reportNodeStatus() }
+        nodeStatusTask.withLock { $0 = nodeStatus }
         tasks.start([loop, nodeStatus]) { [self] lane in
             // A stored change of a pod, ConfigMap, Secret, …: look again now.
             for await message in endpoint.messages(on: lane) where message.header.parentID == nil { wake.signal() }
@@ -104,6 +107,7 @@ public final class Edged: Sendable {
     /// to be adopted by the next start.
     public func stop() async {
         wake.finish()
+        nodeStatusTask.withLock { $0?.cancel() }
         await tasks.stop(leaving: bus, module: Self.moduleName)
     }
 
