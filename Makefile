@@ -51,11 +51,15 @@ bench: deps
 	$(SWIFT) run -c release --skip-build channel-bench --backend quic --verbose
 	$(SWIFT) run -c release --skip-build channel-bench --connections
 
-## run: install, build, and start a cloud and an edge joined by the channel (WebSocket+TLS on 127.0.0.1)
-## until cloudcore and edgecore land (later issues); Ctrl-C stops it
+## run: install, build, and start on this machine a mosquitto broker, cloudcore with its embedded
+## API server (keadm init) and one edgecore joined with a bootstrap token (keadm join); prints the
+## kubectl commands to try; Ctrl-C stops everything. State is kept in .run/.
 run: deps
-	$(SWIFT) build --product channel-bench
-	$(SWIFT) run --skip-build channel-bench --demo
+	$(SWIFT) build --product cloudcore
+	$(SWIFT) build --product edgecore
+	$(SWIFT) build --product keadm
+	$(SWIFT) build --product container-shim
+	tools/run/demo.sh "$$($(SWIFT) build --show-bin-path)"
 
 clean:
-	rm -rf .build Benchmarks/.build
+	rm -rf .build Benchmarks/.build .run

@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "transport-bench", targets: ["transport-bench"]),
         .executable(name: "cloudcore", targets: ["cloudcore"]),
         .executable(name: "edgecore", targets: ["edgecore"]),
+        .executable(name: "keadm", targets: ["keadm"]),
         .executable(name: "node-bench", targets: ["node-bench"]),
         .executable(name: "api-bench", targets: ["api-bench"]),
         .executable(name: "container-shim", targets: ["container-shim"]),
@@ -192,6 +193,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
             ],
+            swiftSettings: strictSwift6),
+
+        // The admin CLI in the spirit of KubeEdge's keadm: init, gettoken, join, reset.
+        .executableTarget(
+            name: "keadm",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSwift6),
 
         // The hubs' macro benchmark against iperf3 and nats-server (`swift run -c release transport-bench --help`).

@@ -192,7 +192,9 @@ final class EdgeCoreProcess: @unchecked Sendable {
     func kill9() {
         process?.stop()
         process = nil
-        _ = try? runProcess("/usr/bin/pkill", ["-9", "-f", "--", directory + "/edged/"])
+        // Each shim leads a session of its own with its container in it: end the whole session.
+        let shims = (try? runProcess("/usr/bin/pgrep", ["-f", "--", directory + "/edged/"]))?.output.split(separator: "\n") ?? []
+        for shim in shims where Int32(shim) != nil { _ = try? runProcess("/usr/bin/pkill", ["-9", "-s", String(shim)]) }
     }
 
     /// What the edge's MetaServer (its local Kubernetes-shaped API) answers for `path`: the
