@@ -44,14 +44,7 @@ struct Daemon: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(config): \(error)")
         }
-        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let registry = DaemonStartup.bootstrap(logLevel: settings.logLevel)
         let logger = Logger(label: "cloudcore")
         let server = try CloudCoreServer(settings: settings, logger: logger)
         var services: [any Service] = [ModuleService(name: "cloudcore", start: { try await server.start() }, stop: { await server.stop() })]
@@ -60,8 +53,7 @@ struct Daemon: AsyncParsableCommand {
             let collector = MetricsCollector(daemon: "cloudcore", sources: server.metricsSources)
             services.insert(MetricsEndpoint(host: host, port: port, registry: registry, collector: collector, logger: logger, isReady: { server.isReady }), at: 0)
         }
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await DaemonStartup.run(services, logger: logger)
         logger.info("cloudcore stopped")
     }
 }

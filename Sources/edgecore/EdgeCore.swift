@@ -37,14 +37,7 @@ struct EdgeCore: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(config): \(error)")
         }
-        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let registry = DaemonStartup.bootstrap(logLevel: settings.logLevel)
         let logger = Logger(label: "edgecore")
         let node = try EdgeNode(settings: settings, logger: logger)
         var services = node.services
@@ -53,8 +46,7 @@ struct EdgeCore: AsyncParsableCommand {
             services.insert(MetricsEndpoint(host: host, port: port, registry: registry, collector: node.collector, logger: logger), at: 0)
         }
         logger.info("edgecore starting", metadata: ["node": "\(settings.nodeName)", "modules": "\(node.enabled.joined(separator: ","))"])
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await DaemonStartup.run(services, logger: logger)
         logger.info("edgecore stopped")
     }
 }

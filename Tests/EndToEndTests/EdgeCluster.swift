@@ -5,6 +5,36 @@ import TestSupport
 /// The product's executables beside the test bundle (`make test` builds every product).
 let productDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
 
+/// A temporary directory, a mosquitto broker and a started cloudcore, and the edges joined to
+/// it; ``end()`` kills them all and removes the directory.
+final class EdgeCluster: @unchecked Sendable {
+    let directory = makeTemporaryDirectory()
+    let broker: MosquittoBroker
+    let cloud: CloudCoreProcess
+    private var edges: [EdgeCoreProcess] = []
+
+    init() async throws {
+        broker = try await MosquittoBroker()
+        cloud = try CloudCoreProcess(directory: directory + "/cloud")
+        try await cloud.start()
+    }
+
+    /// A started edgecore joined as `name`.
+    func addEdge(_ name: String) async throws -> EdgeCoreProcess {
+        let edge = try EdgeCoreProcess(name: name, directory: directory + "/" + name, cloud: cloud, broker: broker)
+        edges.append(edge)
+        try await edge.start()
+        return edge
+    }
+
+    func end() {
+        for edge in edges { edge.kill9() }
+        cloud.kill9()
+        broker.stop()
+        removeTemporaryDirectory(directory)
+    }
+}
+
 /// A real cloudcore process on loopback ports of its own, with the embedded API server, and the
 /// kubectl that drives it. Its files live under ``directory``; ``restart()`` and ``kill9()``
 /// keep them (the API server's objects, the CA, the hub's outbox).
@@ -192,9 +222,9 @@ final class EdgeCoreProcess: @unchecked Sendable {
     func kill9() {
         process?.stop()
         process = nil
-        // Each shim leads a session of its own with its container in it: end the whole session.
+        // Each shim leads a process group with its container in it: end the whole group.
         let shims = (try? runProcess("/usr/bin/pgrep", ["-f", "--", directory + "/edged/"]))?.output.split(separator: "\n") ?? []
-        for shim in shims where Int32(shim) != nil { _ = try? runProcess("/usr/bin/pkill", ["-9", "-s", String(shim)]) }
+        for shim in shims where Int32(shim) != nil { _ = try? runProcess("/usr/bin/pkill", ["-9", "-g", String(shim)]) }
     }
 
     /// What the edge's MetaServer (its local Kubernetes-shaped API) answers for `path`: the

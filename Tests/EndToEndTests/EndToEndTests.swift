@@ -30,15 +30,10 @@ import TestSupport
     }
 
     @Test func kubectlAppliesAConfigMapAndAPodThatRunAtTheEdgeAndReportTheirStatusBack() async throws {
-        let directory = makeTemporaryDirectory()
-        defer { removeTemporaryDirectory(directory) }
-        let broker = try await MosquittoBroker()
-        defer { broker.stop() }
-        let cloud = try CloudCoreProcess(directory: directory + "/cloud")
-        try await cloud.start()
-        let edge = try EdgeCoreProcess(name: "e2e-edge-1", directory: directory + "/edge", cloud: cloud, broker: broker)
-        try await edge.start()
-        defer { edge.kill9(); cloud.kill9() }
+        let cluster = try await EdgeCluster()
+        defer { cluster.end() }
+        let (directory, cloud) = (cluster.directory, cluster.cloud)
+        let edge = try await cluster.addEdge("e2e-edge-1")
 
         // The edge registers its Node on first connection, Ready.
         #expect(await eventually(timeout: .seconds(30)) {
@@ -72,8 +67,8 @@ import TestSupport
         let podIP = await cloud.jsonPath("{.status.hostIP}", of: "pod", "app") ?? ""
         #expect(!podIP.isEmpty)
         // The container read the ConfigMap through its volume.
-        let logs = try FileManager.default.subpathsOfDirectory(atPath: directory + "/edge/edged").filter { $0.hasSuffix(".log") }
-        let printed = logs.compactMap { try? String(contentsOfFile: directory + "/edge/edged/" + $0, encoding: .utf8) }.joined()
+        let logs = try FileManager.default.subpathsOfDirectory(atPath: edge.directory + "/edged").filter { $0.hasSuffix(".log") }
+        let printed = logs.compactMap { try? String(contentsOfFile: edge.directory + "/edged/" + $0, encoding: .utf8) }.joined()
         #expect(printed.contains("hello from the cloud"), "\(logs)")
 
         // Deleting the pod stops it at the edge and removes it from the edge's store.
@@ -83,15 +78,10 @@ import TestSupport
     }
 
     @Test func anEdgeAwayConvergesToExactlyTheLatestStateAndCloudcoreKilledMidStreamLeavesNoDuplicateEffects() async throws {
-        let directory = makeTemporaryDirectory()
-        defer { removeTemporaryDirectory(directory) }
-        let broker = try await MosquittoBroker()
-        defer { broker.stop() }
-        let cloud = try CloudCoreProcess(directory: directory + "/cloud")
-        try await cloud.start()
-        let edge = try EdgeCoreProcess(name: "e2e-away", directory: directory + "/edge", cloud: cloud, broker: broker)
-        try await edge.start()
-        defer { edge.kill9(); cloud.kill9() }
+        let cluster = try await EdgeCluster()
+        defer { cluster.end() }
+        let (directory, cloud) = (cluster.directory, cluster.cloud)
+        let edge = try await cluster.addEdge("e2e-away")
         try await cloud.apply(Self.appYAML(node: "e2e-away", name: "app", value: "v1", directory: directory))
         try await cloud.apply(Self.appYAML(node: "e2e-away", name: "old", value: "old", directory: directory))
         for pod in ["app", "old"] {
@@ -159,17 +149,11 @@ import TestSupport
     }
 
     @Test func twoEdgeNodesEachReceiveOnlyTheirOwnObjects() async throws {
-        let directory = makeTemporaryDirectory()
-        defer { removeTemporaryDirectory(directory) }
-        let broker = try await MosquittoBroker()
-        defer { broker.stop() }
-        let cloud = try CloudCoreProcess(directory: directory + "/cloud")
-        try await cloud.start()
-        let first = try EdgeCoreProcess(name: "e2e-one", directory: directory + "/one", cloud: cloud, broker: broker)
-        let second = try EdgeCoreProcess(name: "e2e-two", directory: directory + "/two", cloud: cloud, broker: broker)
-        try await first.start()
-        try await second.start()
-        defer { first.kill9(); second.kill9(); cloud.kill9() }
+        let cluster = try await EdgeCluster()
+        defer { cluster.end() }
+        let (directory, cloud) = (cluster.directory, cluster.cloud)
+        let first = try await cluster.addEdge("e2e-one")
+        let second = try await cluster.addEdge("e2e-two")
         try await cloud.apply(Self.appYAML(node: "e2e-one", name: "one", value: "for one", directory: directory))
         try await cloud.apply(Self.appYAML(node: "e2e-two", name: "two", value: "for two", directory: directory))
         // A ConfigMap no pod uses goes nowhere.
@@ -189,15 +173,10 @@ import TestSupport
     }
 
     @Test func afterARestartCloudcoreResendsOnlyWhatChangedAndSendsTheDeletesItMissed() async throws {
-        let directory = makeTemporaryDirectory()
-        defer { removeTemporaryDirectory(directory) }
-        let broker = try await MosquittoBroker()
-        defer { broker.stop() }
-        let cloud = try CloudCoreProcess(directory: directory + "/cloud")
-        try await cloud.start()
-        let edge = try EdgeCoreProcess(name: "e2e-sync", directory: directory + "/edge", cloud: cloud, broker: broker)
-        try await edge.start()
-        defer { edge.kill9(); cloud.kill9() }
+        let cluster = try await EdgeCluster()
+        defer { cluster.end() }
+        let (directory, cloud) = (cluster.directory, cluster.cloud)
+        let edge = try await cluster.addEdge("e2e-sync")
         for name in ["stay", "gone", "changed"] {
             try await cloud.apply(Self.appYAML(node: "e2e-sync", name: name, value: name, directory: directory))
         }
