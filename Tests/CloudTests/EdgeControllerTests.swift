@@ -112,6 +112,18 @@ import Transport
         #expect((try await server.kubectl("get", "pod", "web", "-o", "jsonpath={.status.phase}")).output == "Running")
         #expect((try await server.kubectl("get", "pod", "elsewhere", "-o", "jsonpath={.status.phase}")).output != "Failed")
 
+        // Node status: a node writes its own Node and Lease only; malformed reports are dropped.
+        let nodeStatus = #"{"status":{"conditions":[{"type":"Ready","status":"True"}],"nodeInfo":{"kubeletVersion":"v1.31.0-test"}}}"#
+        #expect(await controller.handle(report("edge-1", "default/nodestatus/edge-1", nodeStatus)))
+        #expect(await controller.handle(report("edge-1", "default/nodestatus/edge-2", nodeStatus)))
+        #expect(await controller.handle(report("edge-1", "default/nodestatus/edge-1", "{not json")))
+        #expect(await controller.handle(report("edge-1", "default/nodestatus/edge-1", #"{"status":"a string"}"#)))
+        #expect(controller.counters.nodeStatusesWritten == 1 && controller.counters.nodeStatusesDropped == 3, "\(controller.counters)")
+        #expect((try await server.kubectl("get", "node", "edge-1", "-o", "jsonpath={.status.nodeInfo.kubeletVersion}")).output == "v1.31.0-test")
+        #expect((try await server.kubectl("get", "node", "edge-2")).status != 0)
+        #expect((try await server.kubectl("get", "lease", "-n", "kube-node-lease", "edge-1", "-o", "jsonpath={.spec.holderIdentity}")).output == "edge-1")
+        #expect((try await server.kubectl("get", "lease", "-n", "kube-node-lease", "edge-2")).status != 0)
+
         // Deleting the pod deletes it at the edge, and the ConfigMap only it used.
         let deleted = try await server.kubectl("delete", "pod", "web")
         #expect(deleted.status == 0, "\(deleted.output)")
