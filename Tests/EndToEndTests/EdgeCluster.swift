@@ -35,53 +35,35 @@ final class EdgeCluster: @unchecked Sendable {
     }
 }
 
-/// A real cloudcore process on loopback ports of its own, with the embedded API server, and the
-/// kubectl that drives it. Its files live under ``directory``; ``restart()`` and ``kill9()``
-/// keep them (the API server's objects, the CA, the hub's outbox).
-final class CloudCoreProcess: @unchecked Sendable {
+/// One of the product's daemons run again and again from one configuration: each start's
+/// output in `{directory}/{program}.{n}.log`, ready once `/healthz` on `healthPort` answers 200.
+final class RestartableDaemon: @unchecked Sendable {
+    let program: String
     let directory: String
-    let webSocketPort = freeLoopbackPort()
-    let quicPort = freeLoopbackPort()
-    let httpsPort = freeLoopbackPort()
-    let apiPort = freeLoopbackPort()
-    let monitorPort = freeLoopbackPort()
+    let configPath: String
+    let healthPort: Int
     private var process: BackgroundProcess?
     private var starts = 0
 
-    var kubeconfig: String { directory + "/api/admin.kubeconfig" }
-    var configPath: String { directory + "/cloudcore.yaml" }
-    /// Everything every start of cloudcore printed.
-    var log: String {
-        (0..<starts).map { (try? String(contentsOfFile: directory + "/cloudcore.\($0).log", encoding: .utf8)) ?? "" }.joined()
-    }
-
-    init(directory: String, nodeNotReadyGracePeriod: Int = 2) throws {
+    init(program: String, directory: String, configPath: String, healthPort: Int) {
+        self.program = program
         self.directory = directory
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try """
-        commonConfig: {monitorServer: "127.0.0.1:\(monitorPort)"}
-        embeddedAPIServer: {dataDirectory: \(directory)/api, port: \(apiPort)}
-        modules:
-          cloudHub:
-            certificatesDirectory: \(directory)/ca
-            outbox: \(directory)/outbox.db
-            keepaliveInterval: 1
-            websocket: {address: 127.0.0.1, port: \(webSocketPort)}
-            quic: {address: 127.0.0.1, port: \(quicPort)}
-            https: {address: 127.0.0.1, port: \(httpsPort)}
-          edgeController: {nodeNotReadyGracePeriod: \(nodeNotReadyGracePeriod)}
-
-        """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        self.configPath = configPath
+        self.healthPort = healthPort
     }
 
-    /// Starts cloudcore and waits for `/healthz`.
+    /// Everything every start printed.
+    var log: String {
+        (0..<starts).map { (try? String(contentsOfFile: directory + "/\(program).\($0).log", encoding: .utf8)) ?? "" }.joined()
+    }
+
     func start() async throws {
-        let output = directory + "/cloudcore.\(starts).log"
+        let output = directory + "/\(program).\(starts).log"
         starts += 1
-        process = try BackgroundProcess(productDirectory + "/cloudcore", ["--config", configPath], outputFile: output)
-        let port = monitorPort
+        process = try BackgroundProcess(productDirectory + "/" + program, ["--config", configPath], outputFile: output)
+        let port = healthPort
         guard await eventually(timeout: .seconds(30), { (try? await httpRequest(port: port, path: "/healthz").status) == 200 }) else {
-            throw TestTimeout(description: "cloudcore did not become ready: \(log)")
+            throw TestTimeout(description: "\(program) did not become ready: \(log)")
         }
     }
 
@@ -100,6 +82,54 @@ final class CloudCoreProcess: @unchecked Sendable {
         process?.stop()
         process = nil
     }
+}
+
+/// A real cloudcore process on loopback ports of its own, with the embedded API server, and the
+/// kubectl that drives it. Its files live under ``directory``; ``stop()``, ``start()`` and ``kill9()``
+/// keep them (the API server's objects, the CA, the hub's outbox).
+final class CloudCoreProcess: @unchecked Sendable {
+    let directory: String
+    let webSocketPort = freeLoopbackPort()
+    let quicPort = freeLoopbackPort()
+    let httpsPort = freeLoopbackPort()
+    let apiPort = freeLoopbackPort()
+    let monitorPort = freeLoopbackPort()
+    private let daemon: RestartableDaemon
+
+    var kubeconfig: String { directory + "/api/admin.kubeconfig" }
+    var configPath: String { directory + "/cloudcore.yaml" }
+    /// Everything every start of cloudcore printed.
+    var log: String { daemon.log }
+
+    init(directory: String, nodeNotReadyGracePeriod: Int = 2) throws {
+        self.directory = directory
+        daemon = RestartableDaemon(program: "cloudcore", directory: directory, configPath: directory + "/cloudcore.yaml", healthPort: monitorPort)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try """
+        commonConfig: {monitorServer: "127.0.0.1:\(monitorPort)"}
+        embeddedAPIServer: {dataDirectory: \(directory)/api, port: \(apiPort)}
+        modules:
+          cloudHub:
+            certificatesDirectory: \(directory)/ca
+            outbox: \(directory)/outbox.db
+            keepaliveInterval: 1
+            websocket: {address: 127.0.0.1, port: \(webSocketPort)}
+            quic: {address: 127.0.0.1, port: \(quicPort)}
+            https: {address: 127.0.0.1, port: \(httpsPort)}
+          edgeController: {nodeNotReadyGracePeriod: \(nodeNotReadyGracePeriod)}
+
+        """.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// Starts cloudcore and waits for `/healthz`.
+    func start() async throws { try await daemon.start() }
+
+    /// SIGTERM, waiting for a graceful exit; the exit status.
+    @discardableResult
+    func stop() async -> Int32? { await daemon.stop() }
+
+    /// SIGKILL: no chance to finish anything.
+    func kill9() { daemon.kill9() }
 
     /// Runs `cloudcore apiserver` alone on the same data and port (cloudcore itself stopped),
     /// for `body` to change objects while no cloudcore is up.
@@ -166,16 +196,14 @@ final class EdgeCoreProcess: @unchecked Sendable {
     let directory: String
     let metaServerPort = freeLoopbackPort()
     let metricsPort = freeLoopbackPort()
-    private var process: BackgroundProcess?
-    private var starts = 0
+    private let daemon: RestartableDaemon
 
-    var log: String {
-        (0..<starts).map { (try? String(contentsOfFile: directory + "/edgecore.\($0).log", encoding: .utf8)) ?? "" }.joined()
-    }
+    var log: String { daemon.log }
 
     init(name: String, directory: String, cloud: CloudCoreProcess, broker: MosquittoBroker) throws {
         self.name = name
         self.directory = directory
+        daemon = RestartableDaemon(program: "edgecore", directory: directory, configPath: directory + "/edgecore.yaml", healthPort: metricsPort)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try """
         database: {dataSource: \(directory)/edgecore.db}
@@ -197,31 +225,16 @@ final class EdgeCoreProcess: @unchecked Sendable {
         """.write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
     }
 
-    /// Starts edgecore and waits until its MetaServer answers.
-    func start() async throws {
-        let output = directory + "/edgecore.\(starts).log"
-        starts += 1
-        process = try BackgroundProcess(productDirectory + "/edgecore", ["--config", directory + "/edgecore.yaml"], outputFile: output)
-        let port = metricsPort
-        guard await eventually(timeout: .seconds(30), { (try? await httpRequest(port: port, path: "/healthz").status) == 200 }) else {
-            throw TestTimeout(description: "edgecore \(name) did not start: \(log)")
-        }
-    }
+    /// Starts edgecore and waits for its `/healthz`.
+    func start() async throws { try await daemon.start() }
 
     /// SIGTERM, waiting for a graceful exit; the exit status.
     @discardableResult
-    func stop() async -> Int32? {
-        guard let process else { return nil }
-        self.process = nil
-        let status = await process.signal(SIGTERM, waitingUpTo: .seconds(20))
-        process.stop()
-        return status
-    }
+    func stop() async -> Int32? { await daemon.stop() }
 
     /// SIGKILL to edgecore and to the containers it left running (their shims outlive it).
     func kill9() {
-        process?.stop()
-        process = nil
+        daemon.kill9()
         // Each shim leads a process group with its container in it: end the whole group.
         let shims = (try? runProcess("/usr/bin/pgrep", ["-f", "--", directory + "/edged/"]))?.output.split(separator: "\n") ?? []
         for shim in shims where Int32(shim) != nil { _ = try? runProcess("/usr/bin/pkill", ["-9", "-g", String(shim)]) }
