@@ -2,7 +2,7 @@ import DaemonSupport
 import Foundation
 
 /// `cloudcore.yaml`, shaped like KubeEdge's (`apiVersion: cloudcore.config.kubeedge.io/v1alpha2`,
-/// `kubeAPIConfig`, `modules.{cloudHub,edgeController,syncController}` each with `enable`, the Prometheus
+/// `kubeAPIConfig`, `modules.{cloudHub,edgeController,deviceController,syncController}` each with `enable`, the Prometheus
 /// endpoint at `commonConfig.monitorServer`). A file need only say what differs from
 /// ``CloudCoreConfig/init()``; unknown keys are errors. Durations are in seconds.
 ///
@@ -41,7 +41,15 @@ struct CloudCoreConfig: StrictYAMLConfig, Equatable {
     struct Modules: Codable, Equatable {
         var cloudHub = CloudHub()
         var edgeController = EdgeController()
+        var deviceController = DeviceController()
         var syncController = SyncController()
+    }
+
+    struct DeviceController: Codable, Equatable {
+        /// Sends Devices to their nodes and writes what the nodes report back to Device status.
+        var enable = true
+        /// Milliseconds over which device changes are gathered into one send.
+        var batchInterval = 20
     }
 
     struct SyncController: Codable, Equatable {
@@ -123,6 +131,9 @@ struct CloudCoreConfig: StrictYAMLConfig, Equatable {
         if modules.edgeController.enable {
             if modules.edgeController.nodeNotReadyGracePeriod < 1 { throw CloudCoreConfigError("modules.edgeController.nodeNotReadyGracePeriod must be at least 1 second") }
             if modules.edgeController.batchInterval < 0 { throw CloudCoreConfigError("modules.edgeController.batchInterval must not be negative") }
+        }
+        if modules.deviceController.enable, modules.deviceController.batchInterval < 0 {
+            throw CloudCoreConfigError("modules.deviceController.batchInterval must not be negative")
         }
     }
 

@@ -22,6 +22,7 @@ final class CloudCoreServer: Sendable {
         var ports: CloudHub.Ports
         var hub: CloudHub
         var edgeController: EdgeController?
+        var deviceController: DeviceController?
         var syncController: SyncController?
         var router: Task<Void, Never>
     }
@@ -55,6 +56,7 @@ final class CloudCoreServer: Sendable {
         [
             .init(module: "cloudhub", counters: { [self] in hub?.statistics }, gauges: { [self] in ["online_nodes": Double(hub?.onlineNodes.count ?? 0)] }),
             .init(module: "edgecontroller", counters: { [self] in running.withLock { $0?.edgeController?.counters } }, gauges: { [:] }),
+            .init(module: "devicecontroller", counters: { [self] in running.withLock { $0?.deviceController?.statistics } }, gauges: { [:] }),
             .init(module: "synccontroller", counters: { [self] in running.withLock { $0?.syncController?.statistics } }, gauges: { [:] }),
             .init(module: "router", counters: { [self] in counters.withLock { $0 } }, gauges: { [:] }),
         ]
@@ -101,14 +103,23 @@ final class CloudCoreServer: Sendable {
             controller.start()
             edgeController = controller
         }
-        let router = Task { [self, edgeController] in
+        var deviceController: DeviceController?
+        if settings.modules.deviceController.enable {
+            let configuration = DeviceController.Configuration(batchInterval: .milliseconds(settings.modules.deviceController.batchInterval))
+            let controller = DeviceController(client: client, hub: hub, sync: syncController, configuration: configuration, logger: Logger(label: "devicecontroller"))
+            controller.start()
+            deviceController = controller
+        }
+        let router = Task { [self, edgeController, deviceController] in
             for await incoming in hub.incoming {
                 if let edgeController, await edgeController.handle(incoming) { continue }
+                if let deviceController, await deviceController.handle(incoming) { continue }
                 counters.withLock { $0.unroutedMessages += 1 }
                 logger.debug("no controller takes this message", metadata: ["node": "\(incoming.node)", "resource": "\(incoming.message.router.resource)"])
             }
         }
-        running.withLock { $0 = Running(kubeconfig: kubeconfig, ports: ports, hub: hub, edgeController: edgeController, syncController: syncController, router: router) }
+        running.withLock { $0 = Running(kubeconfig: kubeconfig, ports: ports, hub: hub, edgeController: edgeController, deviceController: deviceController,
+                                         syncController: syncController, router: router) }
         logger.info("cloudcore ready", metadata: [
             "websocket": "\(ports.webSocket)", "quic": "\(ports.quic)", "https": "\(ports.https)", "kubeconfig": "\(kubeconfig)",
         ])
@@ -117,6 +128,7 @@ final class CloudCoreServer: Sendable {
     func stop() async {
         guard let running = running.withLock({ state in defer { state = nil }; return state }) else { return }
         running.router.cancel()
+        await running.deviceController?.stop()
         await running.edgeController?.stop()
         await running.hub.stop()
         await running.router.value

@@ -145,4 +145,66 @@ import Transport
         removeTemporaryDirectory(server.directory)
         removeTemporaryDirectory(fixture.directory)
     }
+
+    @Test func theServicesSelectingAnEdgePodGoToItsNodeWithTheirEndpoints() async throws {
+        let server = try await EmbeddedServer()
+        let fixture = try await HubFixture()
+        let client = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))
+        let controller = EdgeController(client: client, hub: fixture.hub)
+        controller.start()
+        let bus = MessageBus()
+        let meta = bus.register(module: "metaManager", group: "meta")
+        let edge = try EdgeHub(configuration: fixture.edgeConfiguration("edge-1", token: try fixture.hub.makeToken()), bus: bus, group: testGroup)
+        edge.start()
+        let applied = try await server.kubectl("apply", "-f", "@input", input: """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: web, labels: {app: web, tier: front}}
+            spec:
+              nodeName: edge-1
+              containers: [{name: c, image: busybox}]
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web}
+            spec: {selector: {app: web}, ports: [{port: 80}]}
+            ---
+            apiVersion: v1
+            kind: Endpoints
+            metadata: {name: web}
+            subsets: [{addresses: [{ip: 192.0.2.7}], ports: [{port: 80}]}]
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: other}
+            spec: {selector: {app: web, tier: back}, ports: [{port: 81}]}
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: external}
+            spec: {ports: [{port: 82}]}
+            """)
+        #expect(applied.status == 0, "\(applied.output)")
+        let first = try await collect(3, from: meta, lane: .state)
+        #expect(Set(first.map { "\($0.router.operation) \($0.router.resource)" }) == ["insert default/pod/web", "insert default/service/web", "insert default/endpoints/web"])
+
+        // New endpoints follow; a selector that no longer matches takes the Service and its
+        // Endpoints away from the node.
+        let endpoints = try await server.kubectl("patch", "endpoints", "web", "--type", "merge", "-p", #"{"subsets":[{"addresses":[{"ip":"192.0.2.8"}],"ports":[{"port":80}]}]}"#)
+        #expect(endpoints.status == 0, "\(endpoints.output)")
+        let update = try await collect(1, from: meta, lane: .state)
+        #expect(update.first?.router.resource == "default/endpoints/web" && update.first.map { String(buffer: $0.content).contains("192.0.2.8") } == true)
+        let reselected = try await server.kubectl("patch", "service", "web", "--type", "merge", "-p", #"{"spec":{"selector":{"app":"api"}}}"#)
+        #expect(reselected.status == 0, "\(reselected.output)")
+        let deletes = try await collect(2, from: meta, lane: .state)
+        #expect(Set(deletes.map { "\($0.router.operation) \($0.router.resource)" }) == ["delete default/service/web", "delete default/endpoints/web"])
+        #expect(meta.pollMessage(on: .state) == nil)
+
+        await edge.stop()
+        await controller.stop()
+        await fixture.stop()
+        await server.server.stop()
+        removeTemporaryDirectory(server.directory)
+        removeTemporaryDirectory(fixture.directory)
+    }
 }

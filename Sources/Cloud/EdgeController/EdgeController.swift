@@ -6,14 +6,14 @@ import NIOCore
 import Synchronization
 import Transport
 
-/// KubeEdge's EdgeController: sends each edge node exactly the Pods bound to it and the
-/// ConfigMaps and Secrets those pods use, keeps the node's Node object (registered on its
-/// first connection, `Ready` while it is connected, `Unknown` after a grace period away), and
-/// writes pod status reported by the edge to the API server.
+/// KubeEdge's EdgeController: sends each edge node exactly the Pods bound to it, the
+/// ConfigMaps and Secrets those pods use, and the Services selecting them with their
+/// Endpoints; keeps the node's Node object (registered on its first connection, `Ready` while
+/// it is connected, `Unknown` after a grace period away); and writes pod status reported by
+/// the edge to the API server.
 ///
-/// Objects go as `insert`/`update`/`delete` messages of `{namespace}/{type}/{name}` on the
-/// state lane with `state(key)` delivery: the channel persists them, and a node that was away
-/// receives the latest version of each object (or its delete), not the history.
+/// Objects go through a ``NodeObjectSender`` (group `resource`, for the edge's MetaManager):
+/// only what changed, with `state(key)` delivery, recorded by the ``SyncController``.
 ///
 /// Edge nodes are the Node objects labelled `node-role.kubernetes.io/edge` and the nodes
 /// connected to CloudHub; pods bound to other nodes are not sent anywhere.
@@ -49,22 +49,17 @@ public final class EdgeController: Sendable {
     public let configuration: Configuration
     private let client: KubeClient
     private let hub: CloudHub
-    private let sync: SyncController?
+    private let sender: NodeObjectSender
     private let logger: Logger
     private let pods: Informer
     private let configMaps: Informer
     private let secrets: Informer
+    private let services: Informer
+    private let endpoints: Informer
     private let nodes: Informer
     private let changes: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
 
     private struct State {
-        /// What each node was sent: object key → its uid and the digest of the
-        /// ``fingerprint(of:)`` of the version sent. Loaded from ``SyncController`` when there is one.
-        var sent: [String: [EdgeObjectKey: SyncController.Record]] = [:]
-        /// Whether ``sent`` holds the durable records yet (always, without a SyncController).
-        var loaded = false
-        /// Record changes the SyncController could not write yet, by node and object (the newest).
-        var unrecorded: [String: SyncController.Change] = [:]
         var online: Set<String> = []
         /// Grace timers of nodes that went away.
         var leaving: [String: Task<Void, Never>] = [:]
@@ -79,21 +74,32 @@ public final class EdgeController: Sendable {
                 logger: Logger = Logger(label: "edgecontroller")) {
         self.client = client
         self.hub = hub
-        self.sync = sync
         self.configuration = configuration
         self.logger = logger
         pods = Informer(client: client, resource: APIResource(Kube.Pod.self))
         configMaps = Informer(client: client, resource: APIResource(Kube.ConfigMap.self))
         secrets = Informer(client: client, resource: APIResource(Kube.Secret.self))
+        services = Informer(client: client, resource: APIResource(Kube.Service.self))
+        endpoints = Informer(client: client, resource: APIResource(Kube.Endpoints.self))
         nodes = Informer(client: client, resource: APIResource(Kube.Node.self), configuration: .init(labelSelector: Self.edgeLabel))
-        changes = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let changes = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        self.changes = changes
+        sender = NodeObjectSender(hub: hub, sync: sync, kinds: ["pod", "configmap", "secret", "service", "endpoints"], group: "resource", source: "edgecontroller",
+                                  logger: logger, wake: { changes.continuation.yield() })
     }
 
-    public var counters: Counters { state.withLock { $0.counters } }
+    public var counters: Counters {
+        let sent = sender.counters
+        var counters = state.withLock { $0.counters }
+        counters.objectsSent = sent.objectsSent
+        counters.deletesSent = sent.deletesSent
+        counters.failures += sent.failures
+        return counters
+    }
 
     /// Starts the informers, the send loop and the node watch.
     public func start() {
-        let informers = [pods, configMaps, secrets, nodes]
+        let informers = [pods, configMaps, secrets, services, endpoints, nodes]
         for informer in informers { informer.start() }
         var started: [Task<Void, Never>] = informers.map { informer in
             Task { [changes] in
@@ -111,7 +117,7 @@ public final class EdgeController: Sendable {
     public func stop() async {
         let running = tasks.withLock { tasks in defer { tasks = [] }; return tasks }
         for task in running { task.cancel() }
-        for informer in [pods, configMaps, secrets, nodes] { await informer.stop() }
+        for informer in [pods, configMaps, secrets, services, endpoints, nodes] { await informer.stop() }
         changes.continuation.finish()
         for task in running { await task.value }
         state.withLock { state in
@@ -124,9 +130,9 @@ public final class EdgeController: Sendable {
 
     private func sendLoop() async {
         for await _ in changes.stream {
-            guard [pods, configMaps, secrets, nodes].allSatisfy(\.hasSynced) else { continue }
+            guard [pods, configMaps, secrets, services, endpoints, nodes].allSatisfy(\.hasSynced) else { continue }
             try? await Task.sleep(for: configuration.batchInterval)
-            await sendChanges()
+            await sender.send(wanted())
         }
     }
 
@@ -136,6 +142,7 @@ public final class EdgeController: Sendable {
         edgeNodes.formUnion(state.withLock { $0.online })
         var wanted: [String: [EdgeObjectKey: JSONValue]] = [:]
         for node in edgeNodes { wanted[node] = [:] }
+        let services = PodServices(services: services.objects)
         for pod in pods.objects {
             guard let node = pod[path: ["spec", "nodeName"]]?.stringValue, edgeNodes.contains(node),
                   let key = PodReferences.key(of: pod, type: "pod") else { continue }
@@ -144,113 +151,13 @@ public final class EdgeController: Sendable {
                 let informer = reference.kind == "configmap" ? configMaps : secrets
                 if let object = informer.get(namespace: reference.namespace, name: reference.name) { wanted[node]?[reference] = object }
             }
+            for (service, object) in services.selecting(pod) {
+                wanted[node]?[service] = object
+                let endpointsKey = EdgeObjectKey(kind: "endpoints", namespace: service.namespace, name: service.name)
+                if let object = endpoints.get(namespace: service.namespace, name: service.name) { wanted[node]?[endpointsKey] = object }
+            }
         }
         return wanted
-    }
-
-    /// Sends every node what changed since it was last sent: new and newer objects, and
-    /// deletes of objects it holds but should not; then records what was sent.
-    private func sendChanges() async {
-        guard await loadRecords() else { return }
-        let wanted = wanted()
-        let sent = state.withLock { $0.sent }
-        var changes: [SyncController.Change] = []
-        for node in Set(wanted.keys).union(sent.keys).sorted() {
-            let want = wanted[node] ?? [:]
-            let had = sent[node] ?? [:]
-            var messages: [(key: EdgeObjectKey, message: Message, object: JSONValue?, fingerprint: String)] = []
-            for (key, object) in want.sorted(by: { $0.key.resource < $1.key.resource }) {
-                let fingerprint = SHA256.hex(Self.fingerprint(of: object))
-                guard had[key]?.fingerprint != fingerprint else { continue }
-                let operation = had[key] == nil ? "insert" : "update"
-                messages.append((key, Self.message(operation, key, content: object.serialized), object, fingerprint))
-            }
-            for key in had.keys.sorted(by: { $0.resource < $1.resource }) where want[key] == nil {
-                let deleted = #"{"metadata":{"name":"\#(key.name)","namespace":"\#(key.namespace)"}}"#
-                messages.append((key, Self.message("delete", key, content: deleted), nil, ""))
-            }
-            for (key, message, object, fingerprint) in messages {
-                do {
-                    try await hub.send(message, to: node, on: .state, delivery: .state(key: key.resource))
-                    let uid = object?[path: ["metadata", "uid"]]?.stringValue ?? ""
-                    state.withLock { state in
-                        state.sent[node, default: [:]][key] = object == nil ? nil : SyncController.Record(uid: uid, fingerprint: fingerprint)
-                        if object == nil { state.counters.deletesSent += 1 } else { state.counters.objectsSent += 1 }
-                    }
-                    changes.append(SyncController.Change(node: node, key: key, object: object, fingerprint: fingerprint, previous: had[key]))
-                } catch {
-                    state.withLock { $0.counters.failures += 1 }
-                    logger.warning("cannot send an object to a node", metadata: ["node": "\(node)", "object": "\(key)", "error": "\(error)"])
-                }
-            }
-        }
-        await record(changes)
-    }
-
-    /// Loads what every node was sent from the SyncController's records, once; `false` (after
-    /// scheduling another try) when they cannot be read: sending before would resend everything
-    /// and miss deletes.
-    private func loadRecords() async -> Bool {
-        guard let sync, !state.withLock({ $0.loaded }) else { return true }
-        do {
-            let records = try await sync.load()
-            state.withLock { state in
-                state.sent = records
-                state.loaded = true
-            }
-            logger.info("loaded what the nodes were sent", metadata: ["nodes": "\(records.count)", "objects": "\(records.values.map(\.count).reduce(0, +))"])
-            return true
-        } catch {
-            state.withLock { $0.counters.failures += 1 }
-            logger.warning("cannot read the ObjectSync records; trying again", metadata: ["error": "\(error)"])
-            retryLater()
-            return false
-        }
-    }
-
-    /// Writes the records of `changes` (and of earlier ones that failed), keeping failures to
-    /// try again.
-    private func record(_ changes: [SyncController.Change]) async {
-        guard let sync else { return }
-        let pending = state.withLock { state in
-            for change in changes { state.unrecorded["\(change.node) \(change.key.resource)"] = change }
-            defer { state.unrecorded = [:] }
-            return state.unrecorded
-        }
-        guard !pending.isEmpty else { return }
-        // An older failure of an object followed by a newer change: the newer one replaced it.
-        let failed = await sync.record(Array(pending.values))
-        guard !failed.isEmpty else { return }
-        state.withLock { state in
-            for change in failed where state.unrecorded["\(change.node) \(change.key.resource)"] == nil {
-                state.unrecorded["\(change.node) \(change.key.resource)"] = change
-            }
-        }
-        retryLater()
-    }
-
-    /// Wakes the send loop again in a second.
-    private func retryLater() {
-        Task { [changes] in
-            try? await Task.sleep(for: .seconds(1))
-            changes.continuation.yield()
-        }
-    }
-
-    /// What decides whether a node needs an object again: the object without its status, its
-    /// resourceVersion and managed fields. A pod's status, which the edge itself reported, is
-    /// not echoed back to it.
-    static func fingerprint(of object: JSONValue) -> String {
-        var trimmed = object
-        trimmed.set(nil, at: ["status"])
-        trimmed.set(nil, at: ["metadata", "resourceVersion"])
-        trimmed.set(nil, at: ["metadata", "managedFields"])
-        return trimmed.serialized
-    }
-
-    private static func message(_ operation: String, _ key: EdgeObjectKey, content: String) -> Message {
-        Message(router: MessageRouter(source: "edgecontroller", group: "resource", operation: operation, resource: key.resource),
-                content: ByteBuffer(string: content))
     }
 
     // MARK: from the edge

@@ -1,0 +1,170 @@
+import CloudHub
+import Foundation
+import KubeModel
+import Logging
+import NIOCore
+import Synchronization
+import Transport
+
+/// Keeps edge nodes holding the objects they should: given what every node should hold now,
+/// it sends each node only what changed since it was last sent (new objects, newer content,
+/// and deletes of objects it holds but should not), and has the ``SyncController`` record it.
+///
+/// One sender per controller: each owns the object kinds it sends (EdgeController pods,
+/// ConfigMaps and Secrets; DeviceController devices), and only loads and compares records of
+/// those kinds, so that controllers never delete each other's objects at the edge.
+///
+/// Objects go as `insert`/`update`/`delete` messages of `{namespace}/{kind}/{name}` on the
+/// state lane with `state(key)` delivery: the channel persists them, and a node that was away
+/// receives the latest version of each object (or its delete), not the history.
+final class NodeObjectSender: Sendable {
+    struct Counters: Sendable, Equatable {
+        var objectsSent = 0
+        var deletesSent = 0
+        var failures = 0
+    }
+
+    private let hub: CloudHub
+    private let sync: SyncController?
+    private let kinds: Set<String>
+    private let group: String
+    private let source: String
+    private let logger: Logger
+    private let wake: @Sendable () -> Void
+
+    private struct State {
+        /// What each node was sent: object key → its uid and the digest of the content sent.
+        var sent: [String: [EdgeObjectKey: SyncController.Record]] = [:]
+        /// Whether ``sent`` holds the durable records yet (always, without a SyncController).
+        var loaded = false
+        /// Record changes the SyncController could not write yet, by node and object (the newest).
+        var unrecorded: [String: SyncController.Change] = [:]
+        var counters = Counters()
+    }
+    private let state = Mutex(State())
+
+    /// - Parameters:
+    ///   - kinds: the ``EdgeObjectKey/kind``s this sender owns (`pod`, `configmap`, `device`).
+    ///   - group: the messages' router group (`resource` for MetaManager, `twin` for DeviceTwin).
+    ///   - wake: asks the owner to call ``send(_:)`` again (records to retry).
+    init(hub: CloudHub, sync: SyncController?, kinds: Set<String>, group: String, source: String, logger: Logger,
+         wake: @escaping @Sendable () -> Void) {
+        self.hub = hub
+        self.sync = sync
+        self.kinds = kinds
+        self.group = group
+        self.source = source
+        self.logger = logger
+        self.wake = wake
+    }
+
+    var counters: Counters { state.withLock { $0.counters } }
+
+    /// Sends every node what changed between `wanted` (node → key → object) and what it was
+    /// sent, then records what was sent. Nodes missing from `wanted` are sent deletes of all
+    /// they hold.
+    func send(_ wanted: [String: [EdgeObjectKey: JSONValue]]) async {
+        guard await loadRecords() else { return }
+        let sent = state.withLock { $0.sent }
+        var changes: [SyncController.Change] = []
+        for node in Set(wanted.keys).union(sent.keys).sorted() {
+            let want = wanted[node] ?? [:]
+            let had = sent[node] ?? [:]
+            var messages: [(key: EdgeObjectKey, message: Message, object: JSONValue?, fingerprint: String)] = []
+            for (key, object) in want.sorted(by: { $0.key.resource < $1.key.resource }) {
+                let fingerprint = SHA256.hex(Self.fingerprint(of: object))
+                guard had[key]?.fingerprint != fingerprint else { continue }
+                let operation = had[key] == nil ? "insert" : "update"
+                messages.append((key, message(operation, key, content: object.serialized), object, fingerprint))
+            }
+            for key in had.keys.sorted(by: { $0.resource < $1.resource }) where want[key] == nil {
+                let deleted = #"{"metadata":{"name":"\#(key.name)","namespace":"\#(key.namespace)"}}"#
+                messages.append((key, message("delete", key, content: deleted), nil, ""))
+            }
+            for (key, message, object, fingerprint) in messages {
+                do {
+                    try await hub.send(message, to: node, on: .state, delivery: .state(key: key.resource))
+                    let uid = object?[path: ["metadata", "uid"]]?.stringValue ?? ""
+                    state.withLock { state in
+                        state.sent[node, default: [:]][key] = object == nil ? nil : SyncController.Record(uid: uid, fingerprint: fingerprint)
+                        if object == nil { state.counters.deletesSent += 1 } else { state.counters.objectsSent += 1 }
+                    }
+                    changes.append(SyncController.Change(node: node, key: key, object: object, fingerprint: fingerprint, previous: had[key]))
+                } catch {
+                    state.withLock { $0.counters.failures += 1 }
+                    logger.warning("cannot send an object to a node", metadata: ["node": "\(node)", "object": "\(key)", "error": "\(error)"])
+                }
+            }
+        }
+        await record(changes)
+    }
+
+    /// What decides whether a node needs an object again: the object without its status, its
+    /// resourceVersion and managed fields. Status, which the edge itself reported, is not
+    /// echoed back to it.
+    static func fingerprint(of object: JSONValue) -> String {
+        var trimmed = object
+        trimmed.set(nil, at: ["status"])
+        trimmed.set(nil, at: ["metadata", "resourceVersion"])
+        trimmed.set(nil, at: ["metadata", "managedFields"])
+        return trimmed.serialized
+    }
+
+    private func message(_ operation: String, _ key: EdgeObjectKey, content: String) -> Message {
+        Message(router: MessageRouter(source: source, group: group, operation: operation, resource: key.resource),
+                content: ByteBuffer(string: content))
+    }
+
+    /// Loads what every node was sent (of this sender's kinds) from the SyncController's
+    /// records, once; `false` (after scheduling another try) when they cannot be read: sending
+    /// before would resend everything and miss deletes.
+    private func loadRecords() async -> Bool {
+        guard let sync, !state.withLock({ $0.loaded }) else { return true }
+        do {
+            var records = try await sync.load()
+            for node in records.keys {
+                records[node] = records[node]?.filter { kinds.contains($0.key.kind) }
+            }
+            state.withLock { state in
+                state.sent = records.filter { !$0.value.isEmpty }
+                state.loaded = true
+            }
+            logger.info("loaded what the nodes were sent", metadata: ["nodes": "\(records.count)", "objects": "\(records.values.map(\.count).reduce(0, +))"])
+            return true
+        } catch {
+            state.withLock { $0.counters.failures += 1 }
+            logger.warning("cannot read the ObjectSync records; trying again", metadata: ["error": "\(error)"])
+            retryLater()
+            return false
+        }
+    }
+
+    /// Writes the records of `changes` (and of earlier ones that failed), keeping failures to
+    /// try again.
+    private func record(_ changes: [SyncController.Change]) async {
+        guard let sync else { return }
+        let pending = state.withLock { state in
+            for change in changes { state.unrecorded["\(change.node) \(change.key.resource)"] = change }
+            defer { state.unrecorded = [:] }
+            return state.unrecorded
+        }
+        guard !pending.isEmpty else { return }
+        // An older failure of an object followed by a newer change: the newer one replaced it.
+        let failed = await sync.record(Array(pending.values))
+        guard !failed.isEmpty else { return }
+        state.withLock { state in
+            for change in failed where state.unrecorded["\(change.node) \(change.key.resource)"] == nil {
+                state.unrecorded["\(change.node) \(change.key.resource)"] = change
+            }
+        }
+        retryLater()
+    }
+
+    /// Wakes the owner again in a second.
+    private func retryLater() {
+        Task { [wake] in
+            try? await Task.sleep(for: .seconds(1))
+            wake()
+        }
+    }
+}
