@@ -277,7 +277,7 @@ let package = Package(
         // The product end to end: cloudcore, edgecore, kubectl and mosquitto as real processes.
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["TestSupport"],
+            dependencies: ["TestSupport", "Node"],
             swiftSettings: strictSwift6),
         .testTarget(
             name: "SystemLibrariesTests",

@@ -12,7 +12,7 @@ struct CloudCoreConfigTests {
         let printed = try runProcess(cloudcore, ["--defaultconfig"])
         #expect(printed.status == 0)
         #expect(printed.output.contains("cloudHub:") && printed.output.contains("port: 10000") && printed.output.contains("monitorServer: 127.0.0.1:9091"))
-        #expect(printed.output.contains("syncController:") && printed.output.contains("kubeConfig: ''"))
+        #expect(printed.output.contains("syncController:") && printed.output.contains("deviceController:") && printed.output.contains("kubeConfig: ''"))
         for (yaml, complaint) in [
             ("modules:\n  cloudHub:\n    bogus: 1\n", "unknown key modules.cloudHub.bogus"),
             ("modules:\n  cloudHub:\n    enable: false\n", "modules.cloudHub.enable"),
@@ -23,6 +23,7 @@ struct CloudCoreConfigTests {
             ("modules:\n  cloudHub:\n    keepaliveInterval: soon\n", "keepaliveInterval"),
             ("modules:\n  edgeController:\n    nodeNotReadyGracePeriod: 0\n", "nodeNotReadyGracePeriod must be at least 1 second"),
             ("modules:\n  syncController:\n    concurrentWrites: 0\n", "concurrentWrites must be at least 1"),
+            ("modules:\n  deviceController:\n    batchInterval: -5\n", "modules.deviceController.batchInterval must not be negative"),
             ("commonConfig:\n  monitorServer: nowhere\n", "commonConfig.monitorServer"),
             ("logLevel: loud\n", "logLevel loud"),
             ("- a list\n", "mapping"),
