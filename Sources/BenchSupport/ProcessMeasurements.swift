@@ -20,3 +20,30 @@ public func residentBytes(pid: Int32? = nil) -> Int {
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
+
+/// RssAnon and RssFile of `pid`, in bytes.
+public func memoryParts(pid: Int32) -> (anonymous: Double, file: Double) {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
+    func field(_ name: String) -> Double {
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
+        return Double(line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0) * 1024
+    }
+    return (field("RssAnon"), field("RssFile"))
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+public func freePort() -> Int {
+    let (_, output) = shell("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")
+    return Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+}
+
+/// Why a benchmark could not produce its figure.
+public struct BenchError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension Duration {
+    /// The duration in seconds.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -2,6 +2,7 @@
 // channel's HELLO exchange), over QUIC (full, and resumed with 0-RTT) beside WebSocket+TLS in the
 // same run, and how much memory a server holds per idle connection (its channel included),
 // measured on a server running in a child process.
+import BenchSupport
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -73,7 +74,7 @@ final class BenchEdge: Sendable {
                 try await channel.waitUntilConnected(timeout: .seconds(30))
             } catch {
                 let statistics = (try? await open.statistics()).map { "\($0)" } ?? "unavailable"
-                throw BenchError(description: "\(channel.configuration.localNodeID): QUIC handshake completed but no HELLO exchange (\(error)); connection: \(statistics)")
+                throw BenchError("\(channel.configuration.localNodeID): QUIC handshake completed but no HELLO exchange (\(error)); connection: \(statistics)")
             }
             return
         } else if let webSocket {
@@ -109,7 +110,7 @@ final class ServerChild {
         try process.run()
         guard let line = output.fileHandleForReading.readLine(), line.hasPrefix("port "), let port = Int(line.dropFirst(5)) else {
             process.terminate()
-            throw BenchError(description: "the \(backend.rawValue) server child did not report its port")
+            throw BenchError("the \(backend.rawValue) server child did not report its port")
         }
         self.port = port
     }
@@ -119,7 +120,7 @@ final class ServerChild {
         guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
               let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
-        else { throw BenchError(description: "cannot read the server child's memory") }
+        else { throw BenchError("cannot read the server child's memory") }
         return kilobytes * 1024
     }
 
@@ -127,11 +128,11 @@ final class ServerChild {
     func cpuSeconds() throws -> Double {
         guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
               let afterName = stat.range(of: ") ")
-        else { throw BenchError(description: "cannot read the server child's CPU time") }
+        else { throw BenchError("cannot read the server child's CPU time") }
         // Fields after the command name start at field 3 (state); utime and stime are 14 and 15.
         let fields = stat[afterName.upperBound...].split(separator: " ")
         guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else {
-            throw BenchError(description: "cannot parse the server child's CPU time")
+            throw BenchError("cannot parse the server child's CPU time")
         }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
@@ -239,11 +240,6 @@ extension FileHandle {
             bytes.append(first)
         }
     }
-}
-
-extension Duration {
-    /// The duration in seconds.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// `--connections`: handshake rates and memory per idle connection, both backends, one table.

@@ -24,7 +24,7 @@ func makeCertificates() throws -> String {
     let directory = NSTemporaryDirectory() + "channel-bench-" + UUID().uuidString
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/dev-certs.sh").standardized.path
     let (status, _) = shell("'\(script)' '\(directory)'")
-    guard status == 0 else { throw BenchError(description: "scripts/dev-certs.sh failed") }
+    guard status == 0 else { throw BenchError("scripts/dev-certs.sh failed") }
     return directory
 }
 
@@ -33,7 +33,6 @@ func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
-struct BenchError: Error, CustomStringConvertible { var description: String }
 
 /// The value of `--name=VALUE` on the command line, if given.
 func option(_ name: String) -> Int? {

@@ -353,27 +353,3 @@ struct Broker {
 
     func stop() { kill(process.processIdentifier, SIGKILL) }
 }
-
-/// RssAnon and RssFile of `pid`, in bytes.
-func memoryParts(pid: Int32) -> (anonymous: Double, file: Double) {
-    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
-    func field(_ name: String) -> Double {
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
-        return Double(line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0) * 1024
-    }
-    return (field("RssAnon"), field("RssFile"))
-}
-
-func freePort() -> Int {
-    let (_, output) = shell("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")
-    return Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-}
-
-struct BenchError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
