@@ -239,6 +239,18 @@ let package = Package(
             path: "tools/api-bench",
             swiftSettings: strictSwift6),
 
+        // cloudcore's figures against same-run baselines (`swift run -c release cloud-bench`).
+        .executableTarget(
+            name: "cloud-bench",
+            dependencies: [
+                "Transport", "EdgeHub", "BenchSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/cloud-bench",
+            swiftSettings: strictSwift6),
+
         .testTarget(
             name: "TransportTests",
             dependencies: [
