@@ -71,7 +71,6 @@ public final class WebSocketServer: Sendable {
         let configuration = configuration
         let resolver = resolver
         let logger = logger
-        let maxMessage = configuration.limits.maxFrameLength + 1024
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -87,20 +86,7 @@ public final class WebSocketServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
                 }.flatMap {
-                    let upgrader = NIOWebSocketServerUpgrader(
-                        maxFrameSize: maxMessage, automaticErrorHandling: false,
-                        shouldUpgrade: { channel, head in
-                            channel.eventLoop.makeSucceededFuture(head.uri == configuration.path ? HTTPHeaders() : nil)
-                        },
-                        upgradePipelineHandler: { channel, _ in
-                            channel.eventLoop.makeCompletedFuture {
-                                try WebSocketPipeline.install(
-                                    WebSocketLinkHandler(server: resolver, limits: configuration.limits, helloTimeout: configuration.helloTimeout, logger: logger),
-                                    in: channel)
-                            }
-                        })
-                    return channel.pipeline.configureHTTPServerPipeline(
-                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                    Self.installPlaintextPipeline(on: channel, configuration: configuration, logger: logger, resolver: resolver)
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
@@ -117,6 +103,29 @@ public final class WebSocketServer: Sendable {
             return channel
         }
         try? await channel?.close()
+    }
+}
+
+extension WebSocketServer {
+    /// What a connection's pipeline does after TLS: HTTP/1.1 until the upgrade on
+    /// ``Configuration/path``, then WebSocket messages of channel frames whose first must be a
+    /// HELLO that `resolver` accepts. The fuzz targets feed raw bytes through it.
+    @_spi(Fuzzing)
+    public static func installPlaintextPipeline(on channel: any Channel, configuration: Configuration, logger: Logger,
+                                                resolver: @escaping SessionResolver) -> EventLoopFuture<Void> {
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: configuration.limits.maxFrameLength + 1024, automaticErrorHandling: false,
+            shouldUpgrade: { channel, head in
+                channel.eventLoop.makeSucceededFuture(head.uri == configuration.path ? HTTPHeaders() : nil)
+            },
+            upgradePipelineHandler: { channel, _ in
+                channel.eventLoop.makeCompletedFuture {
+                    try WebSocketPipeline.install(
+                        WebSocketLinkHandler(server: resolver, limits: configuration.limits, helloTimeout: configuration.helloTimeout, logger: logger),
+                        in: channel)
+                }
+            })
+        return channel.pipeline.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
     }
 }
 
