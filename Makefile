@@ -7,7 +7,7 @@ DEBIAN_PACKAGES := pkg-config openssl libsqlite3-dev libgnutls28-dev libngtcp2-d
 PYTHON_PACKAGES := websockets aioquic
 TEST_TIMEOUT ?= 2400
 
-.PHONY: deps build test bench run clean
+.PHONY: deps build test fuzz bench run clean
 
 ## deps: install the Debian packages and Python peers that are missing (a no-op when all are present)
 deps:
@@ -31,14 +31,25 @@ build:
 ## own after the rest: the suites that load both cores for a while (1,000 sessions, reconnect
 ## storms; beside them lossy-link QUIC handshakes lost real datagrams to starved sockets), and the
 ## QUIC flood test, whose bound on resident-memory growth only means something in a quiet process.
+## The fuzz targets run first, FUZZ_TEST_SECONDS each (see `make fuzz`).
 HEAVY_TESTS := ScaleTests|StormTests
 MEMORY_TESTS := QUICFloodTests
+FUZZ_TEST_SECONDS ?= 10
 test: deps
 	$(SWIFT) build --build-tests
-	SWIFT=$(SWIFT) tools/test/run-groups.sh $(TEST_TIMEOUT) \
+	@fuzz=0; SWIFT=$(SWIFT) tools/fuzz/run.sh $(FUZZ_TEST_SECONDS) || fuzz=1; \
+	tests=0; SWIFT=$(SWIFT) tools/test/run-groups.sh $(TEST_TIMEOUT) \
 	  parallel -- --skip-build --parallel --num-workers 2 --skip '$(HEAVY_TESTS)|$(MEMORY_TESTS)' :: \
 	  heavy -- --skip-build --filter '$(HEAVY_TESTS)' :: \
-	  memory -- --skip-build --filter '$(MEMORY_TESTS)'
+	  memory -- --skip-build --filter '$(MEMORY_TESTS)' || tests=1; \
+	if [ $$fuzz -ne 0 ]; then echo "== the fuzz targets failed: see the fuzz summary above, and .build-fuzz/"; cat .build-fuzz/fuzz-summary.txt 2>/dev/null; fi; \
+	[ $$fuzz -eq 0 ] && [ $$tests -eq 0 ]
+
+## fuzz: build the fuzz targets (tools/fuzz: libFuzzer + AddressSanitizer) and run each for
+## FUZZ_SECONDS over its seed corpus; a crash writes its reproducer under .build-fuzz/artifacts/
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	SWIFT=$(SWIFT) tools/fuzz/run.sh $(FUZZ_SECONDS)
 
 ## bench: micro-benchmarks (time, instructions and mallocs per message, Benchmarks/), then channel
 ## throughput on loopback over WebSocket+TLS (iperf3 TCP measured in the same run) and over QUIC

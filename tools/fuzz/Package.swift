@@ -1,8 +1,9 @@
 // swift-tools-version:6.0
 // The fuzz targets: one libFuzzer executable per decoder that faces the network. A package of
 // its own so that building the product never builds them; `make fuzz` (tools/fuzz/run.sh)
-// builds them with `-Xswiftc -sanitize=fuzzer,address` (SwiftPM's two
-// `--sanitize` flags reach swiftc as two options, of which only the last takes effect) and runs each over its seed corpus.
+// builds them with libFuzzer and AddressSanitizer and runs each over its seed corpus
+// (`tools/fuzz/corpus/TARGET`). Entry points live in files not named main.swift, so that their
+// globals are initialised lazily: libFuzzer's main runs, not Swift's top-level code.
 import Foundation
 import PackageDescription
 

@@ -14,10 +14,12 @@ if [ ${#targets[@]} -eq 0 ]; then
   for directory in "$root"/tools/fuzz/Sources/fuzz-*; do targets+=("$(basename "$directory" | sed 's/^fuzz-//')"); done
 fi
 echo "== fuzz: building ${#targets[@]} targets with -sanitize=fuzzer,address"
-# SwiftPM's --sanitize=fuzzer --sanitize=address reach swiftc as two options and only the last
-# takes effect (no coverage instrumentation): pass the pair as one.
+# --sanitize=fuzzer makes SwiftPM link libFuzzer's main instead of generating one. Its
+# --sanitize=fuzzer --sanitize=address reach swiftc as two options, of which only the last takes
+# effect (no coverage instrumentation), so the pair also goes to swiftc as one option, last.
 mkdir -p "$scratch"
-if ! "${SWIFT:-swift}" build --package-path "$root/tools/fuzz" --scratch-path "$scratch" -Xswiftc -sanitize=fuzzer,address > "$scratch/build.log" 2>&1; then
+if ! "${SWIFT:-swift}" build --package-path "$root/tools/fuzz" --scratch-path "$scratch" --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address \
+    > "$scratch/build.log" 2>&1; then
   grep -E "error" "$scratch/build.log" | head -20
   echo "== fuzz: the build failed (log: $scratch/build.log)"; exit 1
 fi
