@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import Testing
+import TestSupport
 @testable import Transport
 
 /// Round-trip properties of the wire codecs over generated frames and messages (decode ∘ encode
@@ -11,7 +12,7 @@ import Testing
     static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../tools/fuzz/corpus").standardized.path
 
     @Test func generatedFramesSurviveEncodeThenDecode() throws {
-        var random = SplitMix64(seed: 0x5EED)
+        var random = SplitMix(seed: 0x5EED)
         let limits = FrameLimits()
         for _ in 0..<3000 {
             let frame = random.frame()
@@ -24,7 +25,7 @@ import Testing
     }
 
     @Test func generatedMessagesSurviveEncodeThenDecode() throws {
-        var random = SplitMix64(seed: 0xC0DEC)
+        var random = SplitMix(seed: 0xC0DEC)
         for _ in 0..<3000 {
             let message = random.message()
             var buffer = ByteBuffer()
@@ -61,7 +62,7 @@ import Testing
         for (name, bytes) in webSocket {
             #expect(String(decoding: bytes.prefix(21), as: UTF8.self) == "GET /channel HTTP/1.1", "\(name)")
         }
-        for target in ["kube-json", "twin", "bootstrap"] {
+        for target in ["kube-json", "twin", "bootstrap", "quic"] {
             #expect(try Self.seeds(target).count >= 3, "\(target)")
         }
     }
@@ -85,7 +86,7 @@ import Testing
             for frame in frames { FrameCodec.encode(frame, into: &buffer) }
             return Array(buffer.readableBytesView)
         }
-        var random = SplitMix64(seed: 7)
+        var random = SplitMix(seed: 7)
         let hello = Frame.hello(Hello(nodeID: "edge-1", sessionID: MessageID(high: 1, low: 2), peerSessionID: MessageID(high: 3, low: 4),
                                       resumePoints: [.init(lane: .state, delivered: 42), .init(lane: .events, delivered: 7)], capabilities: ["batch"]))
         let message = Frame.message(MessageFrame(lane: .state, sequence: 1, delivery: .state(key: "default/pod/web"), message: random.message()))
@@ -117,20 +118,8 @@ import Testing
     }
 }
 
-/// A small deterministic generator (SplitMix64), so the property tests see the same cases on
-/// every run.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// Generated frames and messages from the seeded generator.
+extension SplitMix {
     mutating func string(maxLength: Int, alphabet: [String] = ["a", "z", "0", "/", "-", ".", "é", "節", " "]) -> String {
         (0..<Int.random(in: 0...maxLength, using: &self)).map { _ in alphabet.randomElement(using: &self)! }.joined()
     }

@@ -34,6 +34,9 @@ let package = Package(
             productModule("Transport"), .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
         ]),
         fuzzTarget("fuzz-kube-json", [productModule("KubeModel")]),
+        fuzzTarget("fuzz-quic", [
+            productModule("Transport"), .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        ]),
         fuzzTarget("fuzz-twin", [productModule("Node")]),
         fuzzTarget("fuzz-bootstrap", [productModule("CloudHub")]),
     ]

@@ -24,6 +24,9 @@ if ! "${SWIFT:-swift}" build --package-path "$root/tools/fuzz" --scratch-path "$
   echo "== fuzz: the build failed (log: $scratch/build.log)"; exit 1
 fi
 tail -1 "$scratch/build.log"
+# Swift's own crash backtracer reads the crashed process's memory, which AddressSanitizer reports
+# as a second error that hides the first.
+export SWIFT_BACKTRACE=enable=no
 failed=()
 total=0
 printf '%-12s %12s %10s %8s  %s\n' target executions exec/s corpus result > "$scratch/fuzz-summary.txt"
@@ -37,8 +40,9 @@ for target in "${targets[@]}"; do
   "$binary" -max_total_time="$seconds" -print_final_stats=1 -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$artifacts/" "$work" "$root/tools/fuzz/corpus/$target" > "$log" 2>&1
   status=$?
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
-  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  # (a leak report at exit prints the statistics a second time)
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | head -1 | grep -o '[0-9]*$')
+  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | head -1 | grep -o '[0-9]*$')
   units=$(find "$work" -type f | wc -l)
   total=$((total + ${runs:-0}))
   if [ $status -eq 0 ]; then

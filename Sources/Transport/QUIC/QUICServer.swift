@@ -106,8 +106,16 @@ public final class QUICServer: Sendable {
     @discardableResult
     public func start() async throws -> Int {
         let configuration = configuration
-        let resolver = resolver
-        let logger = logger
+        let bound = try await QUICEndpoint.bind(
+            host: configuration.host, port: configuration.port, isServer: true, configuration: try endpointConfiguration(), group: group,
+            onAccepted: acceptor())
+        endpoint.withLock { $0 = bound }
+        logger.info("listening", metadata: ["address": "\(bound.localAddress)"])
+        return bound.localAddress.port ?? configuration.port
+    }
+
+    /// The endpoint settings this server's configuration stands for.
+    private func endpointConfiguration() throws -> QUICEndpoint.Configuration {
         var endpointConfiguration = QUICEndpoint.Configuration(credentials: try QUICCredentials(configuration.tls))
         endpointConfiguration.options = QUICConnection.Options(channelStreams: configuration.limits.laneCount, streamWindow: configuration.streamWindow, idleTimeout: configuration.idleTimeout,
             handshakeTimeout: configuration.helloTimeout)
@@ -121,14 +129,24 @@ public final class QUICServer: Sendable {
         }
         endpointConfiguration.segmentationOffload = configuration.segmentationOffload
         endpointConfiguration.explicitCongestionNotification = configuration.explicitCongestionNotification
-        let bound = try await QUICEndpoint.bind(
-            host: configuration.host, port: configuration.port, isServer: true, configuration: endpointConfiguration, group: group
-        ) { driver in
+        return endpointConfiguration
+    }
+
+    /// What becomes of each accepted connection: a link waiting for its HELLO.
+    private func acceptor() -> (QUICConnectionDriver) -> Void {
+        let configuration = configuration
+        let resolver = resolver
+        let logger = logger
+        return { driver in
             _ = QUICLink.server(driver: driver, resolver: resolver, limits: configuration.limits, options: configuration.linkOptions, logger: logger)
         }
-        endpoint.withLock { $0 = bound }
-        logger.info("listening", metadata: ["address": "\(bound.localAddress)"])
-        return bound.localAddress.port ?? configuration.port
+    }
+
+    /// The handler the server's UDP socket feeds every datagram to, for a fuzz target to feed
+    /// datagrams itself (through a channel of its own, without a socket).
+    @_spi(Fuzzing)
+    public func datagramHandlerForFuzzing() throws -> any ChannelInboundHandler {
+        QUICEndpointHandler(isServer: true, configuration: try endpointConfiguration(), onAccepted: acceptor())
     }
 
     /// The number of open connections.
