@@ -7,7 +7,7 @@ DEBIAN_PACKAGES := pkg-config openssl libsqlite3-dev libgnutls28-dev libngtcp2-d
 PYTHON_PACKAGES := websockets aioquic
 TEST_TIMEOUT ?= 2400
 
-.PHONY: deps build test fuzz bench run clean
+.PHONY: deps build test fuzz chaos bench run clean
 
 ## deps: install the Debian packages and Python peers that are missing (a no-op when all are present)
 deps:
@@ -32,7 +32,7 @@ build:
 ## storms; beside them lossy-link QUIC handshakes lost real datagrams to starved sockets), and the
 ## QUIC flood test, whose bound on resident-memory growth only means something in a quiet process.
 ## The fuzz targets run first, FUZZ_TEST_SECONDS each (see `make fuzz`).
-HEAVY_TESTS := ScaleTests|StormTests
+HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests
 MEMORY_TESTS := QUICFloodTests
 FUZZ_TEST_SECONDS ?= 10
 test: deps
@@ -44,6 +44,15 @@ test: deps
 	  memory -- --skip-build --filter '$(MEMORY_TESTS)' || tests=1; \
 	if [ $$fuzz -ne 0 ]; then echo "== the fuzz targets failed: see the fuzz summary above, and .build-fuzz/"; cat .build-fuzz/fuzz-summary.txt 2>/dev/null; fi; \
 	[ $$fuzz -eq 0 ] && [ $$tests -eq 0 ]
+
+## chaos: the fault suite at length: FAULT_NODES edges (6) through chaos proxies for UDP and TCP,
+## FAULT_PHASE_SECONDS (10) per fault phase; prints messages sent, faults injected, lost and
+## duplicated (both must be 0) and the time to converge. `make test` runs it bounded.
+FAULT_NODES ?= 6
+FAULT_PHASE_SECONDS ?= 10
+chaos: deps
+	$(SWIFT) build --build-tests
+	FAULT_NODES=$(FAULT_NODES) FAULT_PHASE_SECONDS=$(FAULT_PHASE_SECONDS) $(SWIFT) test --skip-build --filter FaultSuiteTests
 
 ## fuzz: build the fuzz targets (tools/fuzz: libFuzzer + AddressSanitizer) and run each for
 ## FUZZ_SECONDS over its seed corpus; a crash writes its reproducer under .build-fuzz/artifacts/
