@@ -46,6 +46,18 @@ struct FaultSuiteTests {
         /// Per node: the sequence numbers the cloud received.
         let atCloud = Mutex<[String: [Int]]>([:])
         let sending = Atomic<Bool>(true)
+        /// Per node: how many of each kind were sent (accepted by the channel), and each state key's latest value.
+        let sent = Mutex<[String: (count: Int, latest: [String: Int])]>([:])
+    }
+
+    /// Whether `send` went through.
+    static func accepted(_ send: () async throws -> Void) async -> Bool {
+        do {
+            try await send()
+            return true
+        } catch {
+            return false
+        }
     }
 
     @Test("every reliable message arrives exactly once and in order, and state converges, through loss, delay, caps, partitions and resets")
@@ -107,28 +119,47 @@ struct FaultSuiteTests {
         // Traffic, paced, until the faults are over: per node, sequenced events each way and
         // ten state keys updated in turn.
         let senders = nodes.map { node in
-            Task { () -> (toEdge: Int, toCloud: Int, latest: [String: Int]) in
+            Task {
                 let meta = edges[node]!.meta
                 var sequence = 0
-                var latest: [String: Int] = [:]
                 while recorder.sending.load(ordering: .relaxed) {
-                    try? await fixture.hub.send(hubMessage("update", "default/event/e", content: "\(sequence)"), to: node, on: .events, delivery: .reliable)
+                    // The channel accepts every send (reliable sends wait for room); one it
+                    // refused would fail the test rather than count as sent.
                     let key = "default/configmap/k\(sequence % 10)"
-                    try? await fixture.hub.send(hubMessage("update", key, content: "\(sequence)"), to: node, on: .state, delivery: .state(key: key))
-                    latest[key] = sequence
-                    try? await meta.send(
-                        Message(router: MessageRouter(source: "metaManager", destination: EdgeHub.moduleName, group: "resource", operation: "update",
-                                                      resource: "default/podstatus/p\(sequence % 10)"), content: ByteBuffer(string: "\(sequence)")),
-                        on: .events, delivery: .reliable)
+                    let toEdge = await Self.accepted {
+                        try await fixture.hub.send(hubMessage("update", "default/event/e", content: "\(sequence)"), to: node, on: .events, delivery: .reliable)
+                    }
+                    let stateToEdge = await Self.accepted {
+                        try await fixture.hub.send(hubMessage("update", key, content: "\(sequence)"), to: node, on: .state, delivery: .state(key: key))
+                    }
+                    let toCloud = await Self.accepted {
+                        try await meta.send(
+                            Message(router: MessageRouter(source: "metaManager", destination: EdgeHub.moduleName, group: "resource", operation: "update",
+                                                          resource: "default/podstatus/p\(sequence % 10)"), content: ByteBuffer(string: "\(sequence)")),
+                            on: .events, delivery: .reliable)
+                    }
+                    let accepted = toEdge && stateToEdge && toCloud
+                    #expect(accepted, "a send was refused")
+                    recorder.sent.withLock { $0[node] = (sequence + 1, $0[node]?.latest.merging([key: sequence]) { $1 } ?? [key: sequence]) }
                     sequence += 1
                     try? await Task.sleep(for: .milliseconds(5))
                 }
-                return (sequence, sequence, latest)
             }
         }
 
-        // The faults, phase by phase.
-        var injected: [String: Int] = [:]
+        /// Whether everything sent so far (as of `snapshot`) has arrived.
+        func arrived(_ snapshot: [String: (count: Int, latest: [String: Int])]) -> Bool {
+            let edgeView = recorder.atEdges.withLock { $0 }
+            let cloudView = recorder.atCloud.withLock { $0 }
+            return snapshot.allSatisfy { node, sent in
+                edgeView[node]?.events.count ?? 0 >= sent.count && cloudView[node]?.count ?? 0 >= sent.count
+                    && sent.latest.allSatisfy { key, value in (edgeView[node]?.state[key]?.last ?? -1) >= value }
+            }
+        }
+
+        // The faults, phase by phase; after each, the links heal and the time until everything
+        // sent so far has arrived is the phase's convergence time.
+        var convergence: [(phase: String, time: Duration)] = []
         for phase in Self.phases {
             if phase.reset {
                 await udp.resetConnections()
@@ -136,28 +167,20 @@ struct FaultSuiteTests {
             }
             await udp.set(phase.impairment)
             await tcp.set(phase.impairment)
-            injected[phase.name, default: 0] += 1
             let seconds = phase.impairment.blackhole ? max(Self.phaseSeconds, 3) : Self.phaseSeconds  // past dead-peer detection
             try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            await udp.set(.none)
+            await tcp.set(.none)
+            let healed = ContinuousClock.now
+            let snapshot = recorder.sent.withLock { $0 }
+            #expect(await eventually(timeout: .seconds(60)) { arrived(snapshot) }, "after \(phase.name)")
+            convergence.append((phase.name, ContinuousClock.now - healed))
         }
-        await udp.set(.none)
-        await tcp.set(.none)
         recorder.sending.store(false, ordering: .relaxed)
-        var sent: [String: (toEdge: Int, toCloud: Int, latest: [String: Int])] = [:]
-        for (node, sender) in zip(nodes, senders) { sent[node] = await sender.value }
-        let healed = ContinuousClock.now
+        for sender in senders { await sender.value }
+        let sent = recorder.sent.withLock { $0 }
 
-        // Converged: everything sent has arrived.
-        let converged = await eventually(timeout: .seconds(60)) {
-            let edgeView = recorder.atEdges.withLock { $0 }
-            let cloudView = recorder.atCloud.withLock { $0 }
-            return nodes.allSatisfy { node in
-                guard let sent = sent[node] else { return false }
-                return edgeView[node]?.events.count ?? 0 >= sent.toEdge && cloudView[node]?.count ?? 0 >= sent.toCloud
-                    && sent.latest.allSatisfy { edgeView[node]?.state[$0.key]?.last == $0.value }
-            }
-        }
-        let convergence = ContinuousClock.now - healed
+        let converged = await eventually(timeout: .seconds(60)) { arrived(sent) }
         try await Task.sleep(for: .milliseconds(500))  // anything arriving twice would come now
         let edgeView = recorder.atEdges.withLock { $0 }
         let cloudView = recorder.atCloud.withLock { $0 }
@@ -165,8 +188,8 @@ struct FaultSuiteTests {
         var duplicates = 0
         var outOfOrder = 0
         for node in nodes {
-            let sent = sent[node]!
-            for (received, count) in [(edgeView[node]?.events ?? [], sent.toEdge), (cloudView[node] ?? [], sent.toCloud)] {
+            let sent = sent[node] ?? (0, [:])
+            for (received, count) in [(edgeView[node]?.events ?? [], sent.count), (cloudView[node] ?? [], sent.count)] {
                 lost += Set(0..<count).subtracting(received).count
                 duplicates += received.count - Set(received).count
                 outOfOrder += zip(received, received.dropFirst()).filter { $0 >= $1 }.count
@@ -177,14 +200,14 @@ struct FaultSuiteTests {
                 if values.last != sent.latest[key] { lost += 1 }
             }
         }
-        let total = sent.values.map { $0.toEdge + $0.toCloud }.reduce(0, +)
-        let stateSent = sent.values.map(\.toEdge).reduce(0, +)
+        let total = sent.values.map { 2 * $0.count }.reduce(0, +)
+        let stateSent = sent.values.map(\.count).reduce(0, +)
         let (u, t) = (udp.statistics, tcp.statistics)
         print("""
-            fault suite: \(nodes.count) nodes, \(total) reliable messages and \(stateSent) state updates sent over \(Self.phases.count) phases \
-            (\(injected.keys.sorted().joined(separator: "; "))); UDP proxy dropped \(u.dropped), duplicated \(u.duplicated), reordered \(u.reordered), \
+            fault suite: \(nodes.count) nodes, \(total) reliable messages and \(stateSent) state updates sent over \(Self.phases.count) phases; \
+            converged after each: \(convergence.map { "\($0.phase) \($0.time)" }.joined(separator: "; ")); UDP proxy dropped \(u.dropped), duplicated \(u.duplicated), reordered \(u.reordered), \
             remapped \(u.resets); TCP proxy held \(t.held) chunks, reset \(t.resets) connections; lost \(lost), duplicates \(duplicates), \
-            out of order \(outOfOrder); converged \(convergence) after the last fault
+            out of order \(outOfOrder)
             """)
         #expect(converged)
         #expect(lost == 0)
