@@ -86,21 +86,24 @@ import Transport
         let twin2 = try #require(twins["edge-2"])
 
         // The bound device reaches its node's twin module, its types filled from the model
-        // where the device names none; the unbound device goes nowhere.
-        let first = try await collect(1, from: twin1, lane: .state)
-        #expect(first.first?.router.group == "twin" && first.first?.router.operation == "insert" && first.first?.router.resource == "default/device/thermo")
-        let sent = try JSONValue(parsing: String(buffer: first[0].content))
-        let types = sent[path: ["spec", "properties"]].elements.map { $0[path: ["desired", "metadata", "type"]]?.stringValue ?? "-" }
-        #expect(types == ["FLOAT", "ENUM"])
+        // where the device names none; the unbound device goes nowhere. (The model and the
+        // device are watched apart: when the device's event comes first, it goes without the
+        // model's types, and an update with them follows.)
+        func types(_ message: Message) -> [String] {
+            let sent = try? JSONValue(parsing: String(buffer: message.content))
+            return sent?[path: ["spec", "properties"]].elements.map { $0[path: ["desired", "metadata", "type"]]?.stringValue ?? "-" } ?? []
+        }
+        let first = try await Self.messages(from: twin1, until: { types($0) == ["FLOAT", "ENUM"] })
+        #expect(first.first?.router.group == "twin" && first.first?.router.operation == "insert")
+        #expect(first.allSatisfy { $0.router.resource == "default/device/thermo" } && first.dropFirst().allSatisfy { $0.router.operation == "update" })
 
         // A new desired value follows; the status the node reports does not echo back.
         let patched = try await server.kubectl("patch", "device", "thermo", "--type", "merge", "-p", """
             {"spec":{"properties":[{"name":"temperature","desired":{"value":"23"}},{"name":"mode","desired":{"value":"eco","metadata":{"type":"ENUM"}}}]}}
             """)
         #expect(patched.status == 0, "\(patched.output)")
-        let update = try await collect(1, from: twin1, lane: .state)
-        #expect(update.first?.router.operation == "update")
-        #expect(update.first.map { String(buffer: $0.content).contains(#""23""#) } == true)
+        let update = try await Self.messages(from: twin1, until: { String(buffer: $0.content).contains(#""23""#) })
+        #expect(update.count == 1 && update.first?.router.operation == "update")
 
         // The node reports the device: kubectl sees state and values in the status.
         let report = #"{"device":"default/thermo","state":"online","lastOnline":"2026-11-23 10:00:00","twin":{"temperature":{"actual":{"value":"22.5","metadata":{"timestamp":1}},"expected":{"value":"23"}}}}"#
@@ -140,7 +143,7 @@ import Transport
         let removed = try await collect(1, from: twin2, lane: .state)
         #expect(removed.first?.router.operation == "delete")
         statistics = controller.statistics
-        #expect(statistics.devicesSent == 3 && statistics.deletesSent == 2 && statistics.failures == 0, "\(statistics)")
+        #expect(statistics.devicesSent == 2 + first.count && statistics.deletesSent == 2 && statistics.failures == 0, "\(statistics)")
         #expect(twin1.pollMessage(on: .state) == nil && twin2.pollMessage(on: .state) == nil)
 
         router.cancel()
@@ -151,5 +154,18 @@ import Transport
         await server.server.stop()
         removeTemporaryDirectory(server.directory)
         removeTemporaryDirectory(fixture.directory)
+    }
+
+    /// The messages `endpoint` receives on the state lane up to and including the first one
+    /// `matching`.
+    static func messages(from endpoint: BusEndpoint, until matching: (Message) -> Bool) async throws -> [Message] {
+        var received: [Message] = []
+        while received.count < 10 {
+            let next = try await collect(1, from: endpoint, lane: .state)
+            received += next
+            if next.contains(where: matching) { return received }
+        }
+        Issue.record("no matching message among \(received.map { "\($0.router.operation) \($0.router.resource)" })")
+        return received
     }
 }
