@@ -37,7 +37,8 @@ let package = Package(
         fuzzTarget("fuzz-quic", [
             productModule("Transport"), .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
         ]),
-        fuzzTarget("fuzz-twin", [productModule("Node")]),
-        fuzzTarget("fuzz-bootstrap", [productModule("CloudHub")]),
+        fuzzTarget("fuzz-twin", [productModule("Node"), "FuzzSupport"]),
+        fuzzTarget("fuzz-bootstrap", [productModule("CloudHub"), "FuzzSupport"]),
+        .target(name: "FuzzSupport", swiftSettings: strictSwift6),
     ]
 )

@@ -3,6 +3,7 @@
 // "current certificate" from the input instead of a token. The first byte chooses which; a
 // line of token or certificate follows, then the request body.
 import Foundation
+import FuzzSupport
 @_spi(Fuzzing) import CloudHub
 
 let endpoint: CertificateEndpointFuzzing = {
@@ -17,12 +18,8 @@ let endpoint: CertificateEndpointFuzzing = {
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzBootstrap(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
-    let bytes = Array(UnsafeRawBufferPointer(start: start, count: count))
-    guard let mode = bytes.first else { return 0 }
-    let rest = bytes.dropFirst()
-    let newline = rest.firstIndex(of: UInt8(ascii: "\n")) ?? rest.endIndex
-    let line = Array(rest[rest.startIndex..<newline])
-    let body = newline < rest.endIndex ? Array(rest[(newline + 1)...]) : []
+    guard let input = FuzzInput(start, count) else { return 0 }
+    let (mode, line, body) = (input.mode, input.line, input.rest)
     var headers = [("NodeName", "edge-1")]
     var peerCertificate: [UInt8]?
     switch mode % 4 {
