@@ -138,7 +138,7 @@ private func decodeEvent(_ line: String) -> (type: String, name: String?, resour
         try fixture.put("web", labels: ["app": "web"], resourceVersion: 1)
         try fixture.put("db", labels: ["app": "db"], resourceVersion: 2)
         let started = ContinuousClock.now
-        let watch = try await httpRequest(port: fixture.port, path: "/api/v1/pods?watch=true&labelSelector=app%3Dweb&allowWatchBookmarks=true&timeoutSeconds=3")
+        let watch = try await httpRequest(port: fixture.port, path: "/api/v1/pods?watch=true&labelSelector=app%3Dweb&allowWatchBookmarks=true&timeoutSeconds=6")
         var types: [String] = []
         var names: [String] = []
         var wrote = false
@@ -147,7 +147,8 @@ private func decodeEvent(_ line: String) -> (type: String, name: String?, resour
             types.append(event.type)
             if event.type != "BOOKMARK" { names.append(event.name ?? "?") }
             if !wrote {
-                // The watch is running (its first event arrived): change both pods.
+                // The watch is running (its first event arrived): change both pods. (The
+                // timeout leaves room for a loaded machine to deliver that first event late.)
                 wrote = true
                 try fixture.put("db", labels: ["app": "db"], resourceVersion: 3)
                 try fixture.put("web", labels: ["app": "web"], resourceVersion: 4)
@@ -157,7 +158,7 @@ private func decodeEvent(_ line: String) -> (type: String, name: String?, resour
         #expect(names == ["web", "web"])
         #expect(types.first == "ADDED" && types.contains("MODIFIED"))
         #expect(types.filter { $0 == "BOOKMARK" }.count >= 2)
-        #expect(elapsed >= .milliseconds(2900) && elapsed < .seconds(20))
+        #expect(elapsed >= .milliseconds(5900) && elapsed < .seconds(30))
         // The watch's connection is closed and the server stops with watches open.
         let open = try await httpRequest(port: fixture.port, path: "/api/v1/pods?watch=true")
         _ = open
