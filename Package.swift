@@ -101,7 +101,7 @@ let package = Package(
             swiftSettings: strictSwift6),
 
         // What the benchmark tools share: shell commands and the iperf3 baselines.
-        .target(name: "BenchSupport", swiftSettings: strictSwift6),
+        .target(name: "BenchSupport", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strictSwift6),
 
         // Channel throughput over WebSocket+TLS with an iperf3 baseline; `--demo` for `make run`.
         .executableTarget(

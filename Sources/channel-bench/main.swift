@@ -170,11 +170,7 @@ func demo(directory: String) async throws {
     }
 }
 
-LoggingSystem.bootstrap { label in
-    var handler = StreamLogHandler.standardError(label: label)
-    handler.logLevel = .warning
-    return handler
-}
+bootstrapBenchLogging(level: .warning)
 let arguments = CommandLine.arguments.dropFirst()
 /// The value following `name` on the command line, if any.
 func argument(after name: String) -> String? {

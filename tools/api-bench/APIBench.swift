@@ -35,11 +35,7 @@ struct APIBench: AsyncParsableCommand {
     var tls = false
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .error
-            return handler
-        }
+        bootstrapBenchLogging(level: .error)
         let directory = NSTemporaryDirectory() + "api-bench-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }

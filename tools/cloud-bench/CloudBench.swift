@@ -31,11 +31,7 @@ struct CloudBench: AsyncParsableCommand {
     var webSocket = false
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .critical
-            return handler
-        }
+        bootstrapBenchLogging(level: .critical)
         if only == .configmaps || only == .all { try await configMapFigures() }
         if only == .restart || only == .all { try await restartFigures() }
         if only == .rss || only == .all { try await memoryFigures() }

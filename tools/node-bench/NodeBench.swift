@@ -45,11 +45,7 @@ struct NodeBench: AsyncParsableCommand {
     var criImage = "localhost/edged-busybox:1"
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .error
-            return handler
-        }
+        bootstrapBenchLogging(level: .error)
         if only == .twin || only == .all { try await twinFigures() }
         if only == .meta || only == .all { try await metaFigures() }
         if only == .rss || only == .all { try await rssFigures() }
