@@ -24,6 +24,10 @@ final class CertificateServer: Sendable {
     private let logger: Logger
     private let listener = Mutex<(any Channel)?>(nil)
     private let connections = Atomic<Int>(0)
+    private let counterBox = CertificateEndpointCounterBox()
+
+    /// What the endpoint answered and refused so far.
+    var counters: CertificateEndpointCounters { counterBox.snapshot }
 
     init(host: String, port: Int, credentials: HubCredentials, limits: CertificateServerLimits, certificateValidity: Duration,
          group: any EventLoopGroup, logger: Logger) {
@@ -49,6 +53,7 @@ final class CertificateServer: Sendable {
         let service = CertificateService(credentials: credentials, certificateValidity: certificateValidity, logger: logger)
         let limits = limits
         let logger = logger
+        let counters = counterBox
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -56,14 +61,19 @@ final class CertificateServer: Sendable {
                 let open = connections.wrappingAdd(1, ordering: .relaxed).newValue
                 channel.closeFuture.whenComplete { _ in self.connections.wrappingSubtract(1, ordering: .relaxed) }
                 guard open <= limits.maxConnections else {
-                    logger.warning("refusing certificate endpoint connection: maxConnections reached", metadata: ["limit": "\(limits.maxConnections)"])
+                    let refused = counters.update { $0.connectionsOverLimit += 1; return $0.connectionsOverLimit }
+                    if RefusalLogThrottle.shouldLog(refused) {
+                        logger.warning("refusing certificate endpoint connection: maxConnections reached", metadata: [
+                            "limit": "\(limits.maxConnections)", "refusedSoFar": "\(refused)",
+                        ])
+                    }
                     return channel.close()
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(NIOSSLServerHandler(context: context))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
-                    try sync.addHandler(CertificateRequestHandler(service: service, limits: limits, logger: logger))
+                    try sync.addHandler(CertificateRequestHandler(service: service, limits: limits, counters: counters, logger: logger))
                 }
             }
             .bind(host: host, port: port).get()
@@ -161,23 +171,29 @@ final class CertificateRequestHandler: ChannelInboundHandler, RemovableChannelHa
 
     private let service: CertificateService
     private let limits: CertificateServerLimits
+    private let counters: CertificateEndpointCounterBox
     private let logger: Logger
+    private var answered = false
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var refused: CertificateService.Reply?
     private var timer: Scheduled<Void>?
 
-    init(service: CertificateService, limits: CertificateServerLimits, logger: Logger) {
+    init(service: CertificateService, limits: CertificateServerLimits, counters: CertificateEndpointCounterBox, logger: Logger) {
         self.service = service
         self.limits = limits
+        self.counters = counters
         self.logger = logger
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let loopBound = NIOLoopBound((context, self), eventLoop: context.eventLoop)
         let timeout = limits.requestTimeout
+        let counters = counters
         timer = context.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
-            loopBound.value.close(promise: nil)
+            let (context, handler) = loopBound.value
+            if !handler.answered { counters.update { $0.requestTimeouts += 1 } }
+            context.close(promise: nil)
         }
     }
 
@@ -211,11 +227,16 @@ final class CertificateRequestHandler: ChannelInboundHandler, RemovableChannelHa
             let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate?.toDERBytes()
             let reply = refused ?? service.answer(method: head.method, path: head.uri, headers: head.headers, body: body, peerCertificate: peer)
             body = []
-            if reply.status != .ok {
+            answered = true
+            let refusals = counters.update { counters in
+                counters.record(reply.status)
+                return counters.refused
+            }
+            if reply.status != .ok, RefusalLogThrottle.shouldLog(refusals) {
                 logger.warning("certificate endpoint refused a request", metadata: [
                     "path": "\(head.uri)", "status": "\(reply.status.code)",
                     "reason": "\(String(decoding: reply.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))",
-                    "address": "\(context.remoteAddress.map { "\($0)" } ?? "?")",
+                    "address": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "refusedSoFar": "\(refusals)",
                 ])
             }
             write(reply, keepAlive: head.isKeepAlive && refused == nil, context: context)

@@ -151,10 +151,32 @@ public final class CloudHub: Sendable {
     /// Node events: online (with the backend) and offline.
     public var events: AsyncStream<NodeEvent> { eventSink.stream }
 
-    /// What the hub counted so far.
+    /// What the hub counted so far, its listeners' refusals included.
     public var statistics: CloudHubCounters {
         var snapshot = counters.withLock { $0 }
         snapshot.droppedEvents = eventSink.droppedCount
+        snapshot.channelProtocolErrors = sessions.withLock { $0.values.reduce(0) { $0 + $1.channel.counters.protocolErrors } }
+        let (webSocket, quic, https) = running.withLock { ($0?.webSocket?.counters, $0?.quic?.counters, $0?.https?.counters) }
+        if let webSocket {
+            snapshot.webSocketRefusedOverLimit = webSocket.refusedOverLimit
+            snapshot.webSocketHandshakeTimeouts = webSocket.handshakeTimeouts
+            snapshot.webSocketFailedHandshakes = webSocket.failedHandshakes
+        }
+        if let quic {
+            snapshot.quicRefusedOverLimit = quic.refusedOverLimit
+            snapshot.quicAbandonedHandshakes = quic.handshakeTimeouts
+            snapshot.quicDroppedDatagrams = quic.droppedDatagrams
+            snapshot.quicRetries = quic.retries
+            snapshot.quicInvalidTokens = quic.invalidTokens
+        }
+        if let https {
+            snapshot.certificateRefusedUnauthorized = https.refusedUnauthorized
+            snapshot.certificateRefusedForbidden = https.refusedForbidden
+            snapshot.certificateRefusedMalformed = https.refusedMalformed
+            snapshot.certificateConnectionsOverLimit = https.connectionsOverLimit
+            snapshot.certificateRequestTimeouts = https.requestTimeouts
+            snapshot.certificateRequestsAnswered = https.answered
+        }
         return snapshot
     }
 

@@ -34,6 +34,40 @@ public struct CloudHubCounters: Sendable, Equatable {
     public var sentMessages = 0
     /// Node events dropped because nobody read ``CloudHub/events`` in time.
     public var droppedEvents = 0
+    /// Node connections closed because the node broke the protocol or a limit (a frame over
+    /// the length limit, a lane beyond the lane count, more than its credit), summed over the
+    /// nodes the hub holds.
+    public var channelProtocolErrors = 0
+
+    /// WebSocket connections closed on accept: `maxConnections` reached.
+    public var webSocketRefusedOverLimit = 0
+    /// WebSocket connections closed for not finishing TLS, upgrade and HELLO within `helloTimeout`.
+    public var webSocketHandshakeTimeouts = 0
+    /// WebSocket connections whose TLS handshake failed (bad or missing certificate, not TLS).
+    public var webSocketFailedHandshakes = 0
+    /// QUIC Initial packets dropped: `maxConnections` or `maxHandshakes` reached.
+    public var quicRefusedOverLimit = 0
+    /// QUIC connections that ended before their handshake completed (timed out or failed).
+    public var quicAbandonedHandshakes = 0
+    /// QUIC datagrams dropped outside connections: malformed, unknown, refused.
+    public var quicDroppedDatagrams = 0
+    /// QUIC Retry packets sent to validate new clients' addresses.
+    public var quicRetries = 0
+    /// QUIC Initial packets with a Retry or address token that did not validate.
+    public var quicInvalidTokens = 0
+
+    /// Certificate endpoint requests refused for a missing, forged, expired or foreign token (401).
+    public var certificateRefusedUnauthorized = 0
+    /// Certificate endpoint requests for another node's certificate (403).
+    public var certificateRefusedForbidden = 0
+    /// Certificate endpoint requests refused as malformed, too large, or for an unknown path.
+    public var certificateRefusedMalformed = 0
+    /// Certificate endpoint connections closed on accept: its `maxConnections` reached.
+    public var certificateConnectionsOverLimit = 0
+    /// Certificate endpoint connections closed without a whole request within its timeout.
+    public var certificateRequestTimeouts = 0
+    /// Certificate endpoint requests answered (CA certificate, node certificates issued).
+    public var certificateRequestsAnswered = 0
 }
 
 /// A message from a node, with the node's name from its certificate.

@@ -75,6 +75,13 @@ struct CloudCoreConfig: StrictYAMLConfig, Equatable {
         var outbox = "/var/lib/kubeedge/cloudhub-outbox.db"
         /// Hours a bootstrap token stays valid.
         var tokenValidityHours = 24
+        /// Connections each of the WebSocket and QUIC listeners holds at once; more are refused
+        /// and counted (node limit plus room for replacements).
+        var maxConnections = 12_000
+        /// QUIC handshakes in progress at once; Initial packets beyond are dropped and counted.
+        var maxHandshakes = 1_000
+        /// Seconds a new connection has to finish TLS and send its HELLO before it is closed.
+        var helloTimeout = 10
         var websocket = Listener(port: 10000)
         var quic = Listener(port: 10001)
         var https = Listener(port: 10002)
@@ -121,6 +128,9 @@ struct CloudCoreConfig: StrictYAMLConfig, Equatable {
             }
             if hub.advertiseAddress.isEmpty { throw CloudCoreConfigError("modules.cloudHub.advertiseAddress must name at least one address") }
             if hub.nodeLimit < 1 { throw CloudCoreConfigError("modules.cloudHub.nodeLimit must be at least 1") }
+            if hub.maxConnections < 1 { throw CloudCoreConfigError("modules.cloudHub.maxConnections must be at least 1") }
+            if hub.maxHandshakes < 1 { throw CloudCoreConfigError("modules.cloudHub.maxHandshakes must be at least 1") }
+            if hub.helloTimeout < 1 { throw CloudCoreConfigError("modules.cloudHub.helloTimeout must be at least 1 (seconds)") }
             if hub.keepaliveInterval < 1 { throw CloudCoreConfigError("modules.cloudHub.keepaliveInterval must be at least 1 second") }
             if hub.tokenValidityHours < 1 { throw CloudCoreConfigError("modules.cloudHub.tokenValidityHours must be at least 1") }
             if hub.certificatesDirectory.isEmpty { throw CloudCoreConfigError("modules.cloudHub.certificatesDirectory must not be empty") }

@@ -141,6 +141,9 @@ final class CloudCoreServer: Sendable {
             certificatesDirectory: hub.certificatesDirectory, outboxPath: hub.outbox.isEmpty ? nil : hub.outbox, bindAddress: hub.websocket.address,
             webSocketPort: hub.websocket.port, quicPort: hub.quic.enable ? hub.quic.port : nil, httpsPort: hub.https.port,
             advertiseAddresses: hub.advertiseAddress, nodeLimit: hub.nodeLimit, tokenValidity: .seconds(hub.tokenValidityHours * 3600))
+        configuration.maxConnections = hub.maxConnections
+        configuration.maxHandshakes = hub.maxHandshakes
+        configuration.helloTimeout = .seconds(hub.helloTimeout)
         configuration.channel.keepaliveInterval = .seconds(hub.keepaliveInterval)
         configuration.channel.deadPeerTimeout = .seconds(hub.keepaliveInterval * 3)
         if !hub.outbox.isEmpty {

@@ -65,6 +65,11 @@ final class QUICEndpoint: @unchecked Sendable {
         var versionNegotiations = 0
         /// Errors the socket reported (a failed send or receive).
         var socketErrors = 0
+        /// Server connections that closed before their handshake completed (timed out, or
+        /// failed: a bad certificate, a TLS alert).
+        var abandonedHandshakes = 0
+        /// Server connections created (handshakes begun).
+        var accepted = 0
     }
 
     /// The channel protocol's ALPN identifier.
@@ -183,6 +188,9 @@ final class QUICEndpoint: @unchecked Sendable {
         return try await onEventLoop { handler.statistics }
     }
 
+    /// The same, read from any thread (the event loop may be a moment ahead).
+    var statisticsSnapshot: Statistics { handler.statisticsSnapshot }
+
     /// Connections the endpoint holds.
     func connectionCount() async throws -> Int {
         let handler = handler
@@ -209,7 +217,13 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
     private let stateless: QUICStatelessReplies
     /// Connections that received datagrams in the current read burst.
     private var awaitingFlush: [QUICConnectionDriver] = []
-    private(set) var statistics = QUICEndpoint.Statistics()
+    /// Written on the event loop only; the lock lets metrics read it from anywhere.
+    private let statisticsBox = NIOLockedValueBox(QUICEndpoint.Statistics())
+    private(set) var statistics: QUICEndpoint.Statistics {
+        get { statisticsBox.withLockedValue { $0 } }
+        set { statisticsBox.withLockedValue { $0 = newValue } }
+    }
+    var statisticsSnapshot: QUICEndpoint.Statistics { statisticsBox.withLockedValue { $0 } }
     var openConnections: Int { connectionCount }
     var retainedStateCount: Int { drivers.count + handshaking.count + awaitingFlush.count }
 
@@ -304,6 +318,7 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
             connection.onEarlyData = { [weak self] in self?.statistics.earlyDataConnections += 1 }
             register(driver, ids: [issued, withUnsafePointer(to: header.dcid) { QUICConnectionID($0) }])
             handshaking[ObjectIdentifier(driver)] = driver
+            statistics.accepted += 1
             onAccepted?(driver)
             driver.receive(envelope.data, from: envelope.remoteAddress, ecn: envelope.metadata?.ecnState)
         } catch {
@@ -363,6 +378,7 @@ final class QUICEndpointHandler: ChannelInboundHandler, @unchecked Sendable {
             previous?(error)
             guard let self, let driver else { return }
             self.connectionCount -= 1
+            if self.isServer, !driver.connection.isHandshakeCompleted { self.statistics.abandonedHandshakes += 1 }
             self.handshaking[ObjectIdentifier(driver)] = nil
             self.drivers = self.drivers.filter { $0.value !== driver }
         }

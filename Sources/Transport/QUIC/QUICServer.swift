@@ -162,6 +162,19 @@ public final class QUICServer: Sendable {
         return try await endpoint.statistics()
     }
 
+    /// What the listener refused and dropped before sessions existed (zero before ``start()``).
+    public var counters: ListenerCounters {
+        guard let statistics = endpoint.withLock({ $0 })?.statisticsSnapshot else { return ListenerCounters() }
+        var counters = ListenerCounters()
+        counters.accepted = statistics.accepted
+        counters.refusedOverLimit = statistics.refusedByLimit
+        counters.handshakeTimeouts = statistics.abandonedHandshakes
+        counters.droppedDatagrams = statistics.dropped
+        counters.retries = statistics.retries
+        counters.invalidTokens = statistics.invalidTokens
+        return counters
+    }
+
     /// Stops: closes the socket; connections end without CONNECTION_CLOSE.
     public func stop() async {
         let bound = endpoint.withLock { endpoint in

@@ -200,6 +200,7 @@ final class WebSocketLinkHandler: ChannelInboundHandler, RemovableChannelHandler
                     return link.close(sending: goAway)
                 }
                 channel = resolved
+                link.nioChannel.triggerUserOutboundEvent(HandshakeDeadlineHandler.Established(), promise: nil)
                 resolved.attachAsServer(link, hello: hello)
                 payload = remainder
             }

@@ -23,7 +23,8 @@ public final class WebSocketServer: Sendable {
         public var limits: FrameLimits
         /// Connections held at once; more are closed on accept. Default 10,000.
         public var maxConnections: Int
-        /// Time a connection has to send its HELLO after the upgrade. Default 10 s.
+        /// Time a connection has from accept to finish TLS and the upgrade and send its HELLO;
+        /// one that has not is closed and counted. Default 10 s.
         public var helloTimeout: Duration
 
         /// Creates a configuration.
@@ -47,6 +48,7 @@ public final class WebSocketServer: Sendable {
     private let logger: Logger
     private let listener = Mutex<(any Channel)?>(nil)
     private let connections = Atomic<Int>(0)
+    private let listenerCounters = SharedListenerCounters()
 
     /// Creates a server; `resolver` maps each connection's HELLO to its channel.
     public init(
@@ -64,6 +66,10 @@ public final class WebSocketServer: Sendable {
     /// The number of open connections.
     public var connectionCount: Int { connections.load(ordering: .relaxed) }
 
+    /// What the listener refused before sessions existed: connections over the limit, handshakes
+    /// that timed out or failed.
+    public var counters: ListenerCounters { listenerCounters.snapshot }
+
     /// Binds and starts accepting; returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
@@ -71,6 +77,7 @@ public final class WebSocketServer: Sendable {
         let configuration = configuration
         let resolver = resolver
         let logger = logger
+        let counters = listenerCounters
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -80,11 +87,20 @@ public final class WebSocketServer: Sendable {
                 let open = connections.wrappingAdd(1, ordering: .relaxed).newValue
                 channel.closeFuture.whenComplete { _ in self.connections.wrappingSubtract(1, ordering: .relaxed) }
                 guard open <= configuration.maxConnections else {
-                    logger.warning("refusing connection: maxConnections reached", metadata: ["limit": "\(configuration.maxConnections)"])
+                    let refused = counters.snapshot.refusedOverLimit
+                    counters.update { $0.refusedOverLimit += 1 }
+                    // One line per 1,000 refusals: a flood must not turn into a flood of log lines.
+                    if refused % 1_000 == 0 {
+                        logger.warning("refusing connections: maxConnections reached", metadata: [
+                            "limit": "\(configuration.maxConnections)", "refusedSoFar": "\(refused + 1)",
+                        ])
+                    }
                     return channel.close()
                 }
+                counters.update { $0.accepted += 1 }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    try channel.pipeline.syncOperations.addHandler(HandshakeDeadlineHandler(timeout: configuration.helloTimeout, counters: counters))
                 }.flatMap {
                     Self.installPlaintextPipeline(on: channel, configuration: configuration, logger: logger, resolver: resolver)
                 }
