@@ -32,7 +32,7 @@ build:
 ## storms; beside them lossy-link QUIC handshakes lost real datagrams to starved sockets), and the
 ## QUIC flood test, whose bound on resident-memory growth only means something in a quiet process.
 ## The fuzz targets run first, FUZZ_TEST_SECONDS each (see `make fuzz`).
-HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests
+HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests|AbuseTests
 MEMORY_TESTS := QUICFloodTests
 FUZZ_TEST_SECONDS ?= 10
 test: deps

@@ -289,7 +289,12 @@ let package = Package(
         // The product end to end: cloudcore, edgecore, kubectl and mosquitto as real processes.
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["TestSupport", "Node"],
+            dependencies: [
+                "TestSupport", "Node", "Transport", "EdgeHub",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSwift6),
         .testTarget(
             name: "SystemLibrariesTests",

@@ -35,8 +35,8 @@ public struct CloudHubCounters: Sendable, Equatable {
     /// Node events dropped because nobody read ``CloudHub/events`` in time.
     public var droppedEvents = 0
     /// Node connections closed because the node broke the protocol or a limit (a frame over
-    /// the length limit, a lane beyond the lane count, more than its credit), summed over the
-    /// nodes the hub holds.
+    /// the length limit, a lane beyond the lane count, more than its credit) or fell silent past
+    /// the dead-peer timeout, summed over the nodes the hub holds.
     public var channelProtocolErrors = 0
 
     /// WebSocket connections closed on accept: `maxConnections` reached.

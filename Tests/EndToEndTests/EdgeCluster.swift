@@ -82,6 +82,9 @@ final class RestartableDaemon: @unchecked Sendable {
         process?.stop()
         process = nil
     }
+
+    /// The running process's id, if it runs.
+    var processIdentifier: Int32? { process?.processIdentifier }
 }
 
 /// A real cloudcore process on loopback ports of its own, with the embedded API server, and the
@@ -101,7 +104,8 @@ final class CloudCoreProcess: @unchecked Sendable {
     /// Everything every start of cloudcore printed.
     var log: String { daemon.log }
 
-    init(directory: String, nodeNotReadyGracePeriod: Int = 2) throws {
+    /// `hubSettings` are extra `modules.cloudHub` lines (`key: value`), for limits.
+    init(directory: String, nodeNotReadyGracePeriod: Int = 2, hubSettings: [String] = []) throws {
         self.directory = directory
         daemon = RestartableDaemon(program: "cloudcore", directory: directory, configPath: directory + "/cloudcore.yaml", healthPort: monitorPort)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -116,7 +120,7 @@ final class CloudCoreProcess: @unchecked Sendable {
             websocket: {address: 127.0.0.1, port: \(webSocketPort)}
             quic: {address: 127.0.0.1, port: \(quicPort)}
             https: {address: 127.0.0.1, port: \(httpsPort)}
-          edgeController: {nodeNotReadyGracePeriod: \(nodeNotReadyGracePeriod)}
+        \(hubSettings.map { "    " + $0 + "\n" }.joined())  edgeController: {nodeNotReadyGracePeriod: \(nodeNotReadyGracePeriod)}
 
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
@@ -130,6 +134,17 @@ final class CloudCoreProcess: @unchecked Sendable {
 
     /// SIGKILL: no chance to finish anything.
     func kill9() { daemon.kill9() }
+
+    /// Resident memory now and its peak since start (`VmRSS`, `VmHWM`), in bytes.
+    var memory: (resident: Int, peak: Int)? {
+        guard let pid = daemon.processIdentifier,
+              let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        func field(_ name: String) -> Int {
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
+            return (Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0) * 1024
+        }
+        return (field("VmRSS"), field("VmHWM"))
+    }
 
     /// Runs `cloudcore apiserver` alone on the same data and port (cloudcore itself stopped),
     /// for `body` to change objects while no cloudcore is up.
