@@ -25,13 +25,20 @@ public final class Outbox: Sendable {
         /// several rows (a row is deleted only once all its messages are acknowledged).
         /// Default 4 MiB.
         public var maxSegmentBytes: Int
+        /// Bytes of disk held in a file beside the outbox (`{path}-reserve`) and given up when
+        /// the disk is full, so that acknowledgements can still delete rows and free space: in
+        /// WAL mode even a delete needs room for its log frames, and emptying a log that filled
+        /// the disk needs room for its pages in the main file (the log is checkpointed at 2 MiB).
+        /// Without a reserve the outbox could never shrink again. 0 holds none. Default 4 MiB.
+        public var reserveBytes: Int
 
         /// Creates a configuration.
-        public init(path: String, synchronousFull: Bool = false, maxSizeBytes: Int? = nil, maxSegmentBytes: Int = 4 << 20) {
+        public init(path: String, synchronousFull: Bool = false, maxSizeBytes: Int? = nil, maxSegmentBytes: Int = 4 << 20, reserveBytes: Int = 4 << 20) {
             self.path = path
             self.synchronousFull = synchronousFull
             self.maxSizeBytes = maxSizeBytes
             self.maxSegmentBytes = maxSegmentBytes
+            self.reserveBytes = reserveBytes
         }
     }
 
@@ -43,9 +50,16 @@ public final class Outbox: Sendable {
     public init(configuration: Configuration) throws(SQLiteError) {
         self.configuration = configuration
         let db = try SQLiteConnection(path: configuration.path)
+        // Before WAL mode, which fixes it: pages freed by acknowledgements can go back to the
+        // file system (see reclaimSpace). A file made before keeps its mode.
+        try db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         try db.useWriteAheadLog(synchronousFull: configuration.synchronousFull, maxSizeBytes: configuration.maxSizeBytes)
+        // A log of at most about 2 MiB (SQLite's default is 4 MiB), which the reserve covers.
+        try db.execute("PRAGMA wal_autocheckpoint = 512")
         try Self.createSchema(db)
-        connection = Mutex(Storage(db: db))
+        let reserve = DiskReserve(path: configuration.path + "-reserve", bytes: configuration.reserveBytes)
+        reserve.hold()
+        connection = Mutex(Storage(db: db, reserve: reserve))
     }
 
     /// Loads (creating on first use) everything stored for `peer`.
@@ -157,49 +171,99 @@ public final class Outbox: Sendable {
         }
     }
 
+    /// Writes `batch`: first what frees or marks (acknowledgements, receive marks, a new peer
+    /// epoch) in one transaction, then the appends in another, so that a full disk refuses new
+    /// messages but never the acknowledgements that make room.
+    ///
+    /// On a full disk even a delete needs room for its log frames: the marks and the compaction
+    /// may use the reserve (``Configuration/reserveBytes``), appends never do. Once
+    /// acknowledgements deleted rows, their pages go back to the file system (``compact(_:)``)
+    /// before the reserve is taken back and before appends that found the disk full are tried
+    /// again.
     func commit(_ batch: OutboxBatch, peer: String) throws(SQLiteError) {
         try connection.withLock { (storage: inout Storage) throws(SQLiteError) in
+            defer { Self.restoreReserve(&storage) }
             let db = storage.db
-            try db.transaction { () throws(SQLiteError) in
-                if let epoch = batch.remoteEpoch {
-                    let update = try db.statement("UPDATE sessions SET remote_hi = ?, remote_lo = ? WHERE peer = ?")
-                    update.bind(Int64(bitPattern: epoch.high), at: 1)
-                    update.bind(Int64(bitPattern: epoch.low), at: 2)
-                    update.bind(peer, at: 3)
-                    try update.run()
-                    let clear = try db.statement("DELETE FROM receive_marks WHERE peer = ?")
-                    clear.bind(peer, at: 1)
-                    try clear.run()
+            var marks = batch
+            marks.appends = []
+            if !marks.isEmpty {
+                do throws(SQLiteError) {
+                    try commitMarks(marks, peer: peer, db: db)
+                } catch where error.isFull && storage.reserve.release() {
+                    // The log may be what fills the disk: empty it into the reserve's room first.
+                    Self.compact(&storage)
+                    try commitMarks(marks, peer: peer, db: db)
                 }
-                if !batch.appends.isEmpty {
-                    try writeSegments(batch.appends, peer: peer, storage: &storage)
+                if !marks.acknowledged.isEmpty { storage.deletedSinceCompaction = true }
+            }
+            guard !batch.appends.isEmpty else { return }
+            do throws(SQLiteError) {
+                try db.transaction { () throws(SQLiteError) in try writeSegments(batch.appends, peer: peer, storage: &storage) }
+            } catch where error.isFull && storage.deletedSinceCompaction {
+                // Compacting writes a few log frames itself: the reserve makes room for them.
+                let released = storage.reserve.release()
+                Self.compact(&storage)
+                if released { storage.reserve.hold() }
+                try db.transaction { () throws(SQLiteError) in try writeSegments(batch.appends, peer: peer, storage: &storage) }
+            }
+        }
+    }
+
+    /// Gives pages freed by deleted rows back to the file system: `incremental_vacuum` moves
+    /// them to the end of the file, and a checkpoint that empties the log truncates both. Without
+    /// it the freed pages would stay inside the file, and the log, which needs new disk space
+    /// for every write, could not be written on a full disk.
+    private static func compact(_ storage: inout Storage) {
+        storage.deletedSinceCompaction = false
+        try? storage.db.execute("PRAGMA incremental_vacuum")
+        try? storage.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+
+    /// Takes the reserve back after it was given up, once deleted rows may have made room.
+    private static func restoreReserve(_ storage: inout Storage) {
+        guard !storage.reserve.isHeld, storage.deletedSinceCompaction else { return }
+        compact(&storage)
+        storage.reserve.hold()
+    }
+
+    /// Acknowledgements, receive marks and a new peer epoch, in one transaction.
+    private func commitMarks(_ batch: OutboxBatch, peer: String, db: SQLiteConnection) throws(SQLiteError) {
+        try db.transaction { () throws(SQLiteError) in
+            if let epoch = batch.remoteEpoch {
+                let update = try db.statement("UPDATE sessions SET remote_hi = ?, remote_lo = ? WHERE peer = ?")
+                update.bind(Int64(bitPattern: epoch.high), at: 1)
+                update.bind(Int64(bitPattern: epoch.low), at: 2)
+                update.bind(peer, at: 3)
+                try update.run()
+                let clear = try db.statement("DELETE FROM receive_marks WHERE peer = ?")
+                clear.bind(peer, at: 1)
+                try clear.run()
+            }
+            if !batch.acknowledged.isEmpty {
+                let delete = try db.statement("DELETE FROM segments WHERE peer = ? AND lane = ? AND last_seq <= ?")
+                let mark = try db.statement("INSERT INTO send_lanes(peer, lane, next_seq, acknowledged) VALUES (?, ?, ?, ?) ON CONFLICT(peer, lane) DO UPDATE SET acknowledged = max(acknowledged, excluded.acknowledged)")
+                for (lane, sequence) in batch.acknowledged {
+                    delete.reset()
+                    delete.bind(peer, at: 1)
+                    delete.bind(Int64(lane.rawValue), at: 2)
+                    delete.bind(Int64(sequence), at: 3)
+                    try delete.run()
+                    mark.reset()
+                    mark.bind(peer, at: 1)
+                    mark.bind(Int64(lane.rawValue), at: 2)
+                    mark.bind(Int64(sequence + 1), at: 3)
+                    mark.bind(Int64(sequence), at: 4)
+                    try mark.run()
                 }
-                if !batch.acknowledged.isEmpty {
-                    let delete = try db.statement("DELETE FROM segments WHERE peer = ? AND lane = ? AND last_seq <= ?")
-                    let mark = try db.statement("INSERT INTO send_lanes(peer, lane, next_seq, acknowledged) VALUES (?, ?, ?, ?) ON CONFLICT(peer, lane) DO UPDATE SET acknowledged = max(acknowledged, excluded.acknowledged)")
-                    for (lane, sequence) in batch.acknowledged {
-                        delete.reset()
-                        delete.bind(peer, at: 1)
-                        delete.bind(Int64(lane.rawValue), at: 2)
-                        delete.bind(Int64(sequence), at: 3)
-                        try delete.run()
-                        mark.reset()
-                        mark.bind(peer, at: 1)
-                        mark.bind(Int64(lane.rawValue), at: 2)
-                        mark.bind(Int64(sequence + 1), at: 3)
-                        mark.bind(Int64(sequence), at: 4)
-                        try mark.run()
-                    }
-                }
-                if !batch.delivered.isEmpty {
-                    let mark = try db.statement("INSERT INTO receive_marks(peer, lane, delivered) VALUES (?, ?, ?) ON CONFLICT(peer, lane) DO UPDATE SET delivered = excluded.delivered")
-                    for (lane, sequence) in batch.delivered {
-                        mark.reset()
-                        mark.bind(peer, at: 1)
-                        mark.bind(Int64(lane.rawValue), at: 2)
-                        mark.bind(Int64(sequence), at: 3)
-                        try mark.run()
-                    }
+            }
+            if !batch.delivered.isEmpty {
+                let mark = try db.statement("INSERT INTO receive_marks(peer, lane, delivered) VALUES (?, ?, ?) ON CONFLICT(peer, lane) DO UPDATE SET delivered = excluded.delivered")
+                for (lane, sequence) in batch.delivered {
+                    mark.reset()
+                    mark.bind(peer, at: 1)
+                    mark.bind(Int64(lane.rawValue), at: 2)
+                    mark.bind(Int64(sequence), at: 3)
+                    try mark.run()
                 }
             }
         }
@@ -268,7 +332,10 @@ public final class Outbox: Sendable {
 
     private struct Storage: ~Copyable {
         let db: SQLiteConnection
+        let reserve: DiskReserve
         var scratch = ByteBuffer()
+        /// Acknowledgements deleted rows since the last ``Outbox/compact(_:)``.
+        var deletedSinceCompaction = false
     }
 }
 
