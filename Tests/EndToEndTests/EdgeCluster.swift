@@ -247,6 +247,9 @@ final class EdgeCoreProcess: @unchecked Sendable {
     @discardableResult
     func stop() async -> Int32? { await daemon.stop() }
 
+    /// SIGKILL to edgecore alone, as when the daemon crashes: its containers keep running.
+    func kill9DaemonOnly() { daemon.kill9() }
+
     /// SIGKILL to edgecore and to the containers it left running (their shims outlive it).
     func kill9() {
         daemon.kill9()
