@@ -42,14 +42,19 @@ final class RestartableDaemon: @unchecked Sendable {
     let directory: String
     let configPath: String
     let healthPort: Int
+    let healthHost: String
+    /// A command the program runs under (`ip netns exec NAME`), or none.
+    let launcher: [String]
     private var process: BackgroundProcess?
     private var starts = 0
 
-    init(program: String, directory: String, configPath: String, healthPort: Int) {
+    init(program: String, directory: String, configPath: String, healthPort: Int, healthHost: String = "127.0.0.1", launcher: [String] = []) {
         self.program = program
         self.directory = directory
         self.configPath = configPath
         self.healthPort = healthPort
+        self.healthHost = healthHost
+        self.launcher = launcher
     }
 
     /// Everything every start printed.
@@ -60,9 +65,10 @@ final class RestartableDaemon: @unchecked Sendable {
     func start() async throws {
         let output = directory + "/\(program).\(starts).log"
         starts += 1
-        process = try BackgroundProcess(productDirectory + "/" + program, ["--config", configPath], outputFile: output)
-        let port = healthPort
-        guard await eventually(timeout: .seconds(30), { (try? await httpRequest(port: port, path: "/healthz").status) == 200 }) else {
+        let command = launcher + [productDirectory + "/" + program, "--config", configPath]
+        process = try BackgroundProcess(command[0], Array(command.dropFirst()), outputFile: output)
+        let (host, port) = (healthHost, healthPort)
+        guard await eventually(timeout: .seconds(30), { (try? await httpRequest(host: host, port: port, path: "/healthz").status) == 200 }) else {
             throw TestTimeout(description: "\(program) did not become ready: \(log)")
         }
     }
@@ -105,7 +111,8 @@ final class CloudCoreProcess: @unchecked Sendable {
     var log: String { daemon.log }
 
     /// `hubSettings` are extra `modules.cloudHub` lines (`key: value`), for limits.
-    init(directory: String, nodeNotReadyGracePeriod: Int = 2, hubSettings: [String] = []) throws {
+    /// The listeners edges connect to bind `hubAddress`.
+    init(directory: String, nodeNotReadyGracePeriod: Int = 2, hubAddress: String = "127.0.0.1", hubSettings: [String] = []) throws {
         self.directory = directory
         daemon = RestartableDaemon(program: "cloudcore", directory: directory, configPath: directory + "/cloudcore.yaml", healthPort: monitorPort)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -117,9 +124,9 @@ final class CloudCoreProcess: @unchecked Sendable {
             certificatesDirectory: \(directory)/ca
             outbox: \(directory)/outbox.db
             keepaliveInterval: 1
-            websocket: {address: 127.0.0.1, port: \(webSocketPort)}
-            quic: {address: 127.0.0.1, port: \(quicPort)}
-            https: {address: 127.0.0.1, port: \(httpsPort)}
+            websocket: {address: \(hubAddress), port: \(webSocketPort)}
+            quic: {address: \(hubAddress), port: \(quicPort)}
+            https: {address: \(hubAddress), port: \(httpsPort)}
         \(hubSettings.map { "    " + $0 + "\n" }.joined())  edgeController: {nodeNotReadyGracePeriod: \(nodeNotReadyGracePeriod)}
 
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -211,31 +218,39 @@ final class EdgeCoreProcess: @unchecked Sendable {
     let directory: String
     let metaServerPort = freeLoopbackPort()
     let metricsPort = freeLoopbackPort()
+    /// Where the test reaches the edge's MetaServer and metrics.
+    let localAddress: String
     private let daemon: RestartableDaemon
 
     var log: String { daemon.log }
 
-    init(name: String, directory: String, cloud: CloudCoreProcess, broker: MosquittoBroker) throws {
+    /// With `namespace`, edgecore runs in that network namespace (`ip netns exec`), reaches the
+    /// cloud at `cloudHost` and serves MetaServer and metrics on `localAddress`, its address
+    /// there (MetaServer on every address, loopback included).
+    init(name: String, directory: String, cloud: CloudCoreProcess, broker: MosquittoBroker, cloudHost: String = "127.0.0.1",
+         namespace: String? = nil, localAddress: String = "127.0.0.1") throws {
         self.name = name
         self.directory = directory
-        daemon = RestartableDaemon(program: "edgecore", directory: directory, configPath: directory + "/edgecore.yaml", healthPort: metricsPort)
+        self.localAddress = localAddress
+        daemon = RestartableDaemon(program: "edgecore", directory: directory, configPath: directory + "/edgecore.yaml", healthPort: metricsPort,
+                                   healthHost: localAddress, launcher: namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] } ?? [])
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try """
         database: {dataSource: \(directory)/edgecore.db}
         modules:
           edgeHub:
             heartbeat: 1
-            httpServer: https://127.0.0.1:\(cloud.httpsPort)
-            quic: {server: "127.0.0.1:\(cloud.quicPort)"}
-            websocket: {server: "127.0.0.1:\(cloud.webSocketPort)"}
+            httpServer: https://\(cloudHost):\(cloud.httpsPort)
+            quic: {server: "\(cloudHost):\(cloud.quicPort)"}
+            websocket: {server: "\(cloudHost):\(cloud.webSocketPort)"}
             token: \(try cloud.token())
             certificatesDirectory: \(directory)/certs
             outbox: \(directory)/outbox.db
-          eventBus: {mqttServerExternal: "tcp://127.0.0.1:\(broker.port)"}
+          eventBus: {\(namespace == nil ? "mqttServerExternal: \"tcp://127.0.0.1:\(broker.port)\"" : "enable: false")}
           metaManager:
-            metaServer: {server: "127.0.0.1:\(metaServerPort)"}
+            metaServer: {server: "\(namespace == nil ? "127.0.0.1" : "0.0.0.0"):\(metaServerPort)"}
           edged: {hostnameOverride: \(name), rootDirectory: \(directory)/edged, cgroupRoot: "", nodeStatusUpdateFrequency: 1}
-        metrics: {server: "127.0.0.1:\(metricsPort)"}
+        metrics: {server: "\(localAddress):\(metricsPort)"}
 
         """.write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
     }
@@ -261,7 +276,7 @@ final class EdgeCoreProcess: @unchecked Sendable {
     /// What the edge's MetaServer (its local Kubernetes-shaped API) answers for `path`: the
     /// status code and body.
     func local(_ path: String) async -> (status: Int, body: String)? {
-        guard let response = try? await httpRequest(port: metaServerPort, path: path), let body = try? await response.text() else { return nil }
+        guard let response = try? await httpRequest(host: localAddress, port: metaServerPort, path: path), let body = try? await response.text() else { return nil }
         return (response.status, body)
     }
 

@@ -41,10 +41,12 @@ public struct TestHTTPResponse: Sendable {
     }
 }
 
-/// Sends `method path` to 127.0.0.1:`port` and returns the response once its head arrives.
-public func httpRequest(_ method: HTTPMethod = .GET, port: Int, path: String, body: String? = nil) async throws -> TestHTTPResponse {
+/// Sends `method path` to `host`:`port` (127.0.0.1 unless given) and returns the response once
+/// its head arrives.
+public func httpRequest(_ method: HTTPMethod = .GET, host: String = "127.0.0.1", port: Int, path: String, body: String? = nil) async throws -> TestHTTPResponse {
     let channel = try await ClientBootstrap(group: testGroup)
-        .connect(host: "127.0.0.1", port: port) { channel in
+        .connectTimeout(.seconds(5))
+        .connect(host: host, port: port) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHTTPClientHandlers()
                 return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
@@ -56,7 +58,7 @@ public func httpRequest(_ method: HTTPMethod = .GET, port: Int, path: String, bo
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
-                head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+                head.headers.add(name: "Host", value: "\(host):\(port)")
                 head.headers.add(name: "Connection", value: "close")
                 if let body { head.headers.add(name: "Content-Length", value: "\(body.utf8.count)") }
                 try await outbound.write(.head(head))
