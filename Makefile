@@ -7,7 +7,7 @@ DEBIAN_PACKAGES := pkg-config openssl libsqlite3-dev libgnutls28-dev libngtcp2-d
 PYTHON_PACKAGES := websockets aioquic
 TEST_TIMEOUT ?= 2400
 
-.PHONY: deps build test fuzz chaos bench run clean
+.PHONY: deps build test fuzz chaos abuse bench run clean
 
 ## deps: install the Debian packages and Python peers that are missing (a no-op when all are present)
 deps:
@@ -32,7 +32,7 @@ build:
 ## storms; beside them lossy-link QUIC handshakes lost real datagrams to starved sockets), and the
 ## QUIC flood test, whose bound on resident-memory growth only means something in a quiet process.
 ## The fuzz targets run first, FUZZ_TEST_SECONDS each (see `make fuzz`).
-HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests|AbuseTests
+HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests|AbuseTests|ProcessKillTests|LinkDownTests
 MEMORY_TESTS := QUICFloodTests
 FUZZ_TEST_SECONDS ?= 10
 test: deps
@@ -46,13 +46,26 @@ test: deps
 	[ $$fuzz -eq 0 ] && [ $$tests -eq 0 ]
 
 ## chaos: the fault suite at length: FAULT_NODES edges (6) through chaos proxies for UDP and TCP,
-## FAULT_PHASE_SECONDS (10) per fault phase; prints messages sent, faults injected, lost and
-## duplicated (both must be 0) and the time to converge. `make test` runs it bounded.
+## FAULT_PHASE_SECONDS (10) per fault phase; FAULT_KILLS (20) rounds of kill -9 of cloudcore or
+## edgecore; a full disk under the outbox; FAULT_LINK_DOWN_SECONDS (20) of a veth link down between
+## network namespaces. Prints messages sent, faults injected, lost and duplicated (both must be 0)
+## and the time to converge after each fault. `make test` runs it bounded. Needs root.
 FAULT_NODES ?= 6
 FAULT_PHASE_SECONDS ?= 10
+FAULT_KILLS ?= 20
+FAULT_LINK_DOWN_SECONDS ?= 20
 chaos: deps
 	$(SWIFT) build --build-tests
-	FAULT_NODES=$(FAULT_NODES) FAULT_PHASE_SECONDS=$(FAULT_PHASE_SECONDS) $(SWIFT) test --skip-build --filter FaultSuiteTests
+	FAULT_NODES=$(FAULT_NODES) FAULT_PHASE_SECONDS=$(FAULT_PHASE_SECONDS) FAULT_KILLS=$(FAULT_KILLS) \
+	  FAULT_LINK_DOWN_SECONDS=$(FAULT_LINK_DOWN_SECONDS) \
+	  $(SWIFT) test --skip-build --filter 'FaultSuiteTests|ProcessKillTests|FullDiskTests|LinkDownTests'
+
+## abuse: abuse tests against a real cloudcore (half-open handshakes, lanes and gigabyte frames,
+## a message flood, token guessing); each prints an `abuse:` line with cloudcore's peak RSS against
+## its bound and the refusals counted in /metrics. `make test` runs the same tests.
+abuse: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --filter AbuseTests
 
 ## fuzz: build the fuzz targets (tools/fuzz: libFuzzer + AddressSanitizer) and run each for
 ## FUZZ_SECONDS over its seed corpus; a crash writes its reproducer under .build-fuzz/artifacts/

@@ -13,6 +13,7 @@ struct CloudCoreConfigTests {
         #expect(printed.status == 0)
         #expect(printed.output.contains("cloudHub:") && printed.output.contains("port: 10000") && printed.output.contains("monitorServer: 127.0.0.1:9091"))
         #expect(printed.output.contains("syncController:") && printed.output.contains("deviceController:") && printed.output.contains("kubeConfig: ''"))
+        #expect(printed.output.contains("maxConnections: 12000") && printed.output.contains("maxHandshakes: 1000") && printed.output.contains("helloTimeout: 10"))
         for (yaml, complaint) in [
             ("modules:\n  cloudHub:\n    bogus: 1\n", "unknown key modules.cloudHub.bogus"),
             ("modules:\n  cloudHub:\n    enable: false\n", "modules.cloudHub.enable"),
@@ -20,6 +21,9 @@ struct CloudCoreConfigTests {
             ("modules:\n  cloudHub:\n    quic: {address: 10.0.0.1}\n", "must listen on the same address"),
             ("modules:\n  cloudHub:\n    https: {enable: false}\n", "modules.cloudHub.https.enable"),
             ("modules:\n  cloudHub:\n    nodeLimit: 0\n", "modules.cloudHub.nodeLimit must be at least 1"),
+            ("modules:\n  cloudHub:\n    maxConnections: 0\n", "modules.cloudHub.maxConnections must be at least 1"),
+            ("modules:\n  cloudHub:\n    maxHandshakes: 0\n", "modules.cloudHub.maxHandshakes must be at least 1"),
+            ("modules:\n  cloudHub:\n    helloTimeout: 0\n", "modules.cloudHub.helloTimeout must be at least 1"),
             ("modules:\n  cloudHub:\n    keepaliveInterval: soon\n", "keepaliveInterval"),
             ("modules:\n  edgeController:\n    nodeNotReadyGracePeriod: 0\n", "nodeNotReadyGracePeriod must be at least 1 second"),
             ("modules:\n  syncController:\n    concurrentWrites: 0\n", "concurrentWrites must be at least 1"),
