@@ -28,8 +28,10 @@ build:
 	$(SWIFT) build --build-tests
 
 ## test: install, build, run every test (bounded soak variants included). Two groups run on their
-## own after the rest: the suites that load both cores for a while (1,000 sessions, reconnect
-## storms; beside them lossy-link QUIC handshakes lost real datagrams to starved sockets), and the
+## own after the rest: the suites that load both cores for a while or hold many sockets, one
+## after another (1,000 sessions, reconnect storms, the fault suite, abuse with 10,000 half-open
+## connections, kill -9 and link-down rounds; beside them lossy-link QUIC handshakes lost real
+## datagrams to starved sockets), and the
 ## QUIC flood test, whose bound on resident-memory growth only means something in a quiet process.
 ## The fuzz targets run first, FUZZ_TEST_SECONDS each (see `make fuzz`).
 HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests|AbuseTests|ProcessKillTests|LinkDownTests
@@ -40,7 +42,7 @@ test: deps
 	@fuzz=0; SWIFT=$(SWIFT) tools/fuzz/run.sh $(FUZZ_TEST_SECONDS) || fuzz=1; \
 	tests=0; SWIFT=$(SWIFT) tools/test/run-groups.sh $(TEST_TIMEOUT) \
 	  parallel -- --skip-build --parallel --num-workers 2 --skip '$(HEAVY_TESTS)|$(MEMORY_TESTS)' :: \
-	  heavy -- --skip-build --filter '$(HEAVY_TESTS)' :: \
+	  heavy -- --skip-build --no-parallel --filter '$(HEAVY_TESTS)' :: \
 	  memory -- --skip-build --filter '$(MEMORY_TESTS)' || tests=1; \
 	if [ $$fuzz -ne 0 ]; then echo "== the fuzz targets failed: see the fuzz summary above, and .build-fuzz/"; cat .build-fuzz/fuzz-summary.txt 2>/dev/null; fi; \
 	[ $$fuzz -eq 0 ] && [ $$tests -eq 0 ]
