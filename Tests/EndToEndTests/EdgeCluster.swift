@@ -35,13 +35,20 @@ final class EdgeCluster: @unchecked Sendable {
     }
 }
 
+/// A daemon could not bind a port `freeLoopbackPort()` handed out: another test took it meanwhile.
+struct PortTaken: Error, CustomStringConvertible {
+    var program: String
+    var output: String
+    var description: String { "\(program) found a port taken: \(output)" }
+}
+
 /// One of the product's daemons run again and again from one configuration: each start's
 /// output in `{directory}/{program}.{n}.log`, ready once `/healthz` on `healthPort` answers 200.
 final class RestartableDaemon: @unchecked Sendable {
     let program: String
     let directory: String
     let configPath: String
-    let healthPort: Int
+    var healthPort: Int
     let healthHost: String
     /// A command the program runs under (`ip netns exec NAME`), or none.
     let launcher: [String]
@@ -68,7 +75,15 @@ final class RestartableDaemon: @unchecked Sendable {
         let command = launcher + [productDirectory + "/" + program, "--config", configPath]
         process = try BackgroundProcess(command[0], Array(command.dropFirst()), outputFile: output)
         let (host, port) = (healthHost, healthPort)
-        guard await eventually(timeout: .seconds(30), { (try? await httpRequest(host: host, port: port, path: "/healthz").status) == 200 }) else {
+        let started = process!
+        guard await eventually(timeout: .seconds(30), {
+            guard started.isRunning else { return true }  // exited: reported below, at once
+            return (try? await httpRequest(host: host, port: port, path: "/healthz", timeout: .seconds(2)).status) == 200
+        }), started.isRunning else {
+            let output = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            process = nil
+            started.stop()
+            if output.contains("Address already in use") { throw PortTaken(program: program, output: output) }
             throw TestTimeout(description: "\(program) did not become ready: \(log)")
         }
     }
@@ -98,12 +113,16 @@ final class RestartableDaemon: @unchecked Sendable {
 /// keep them (the API server's objects, the CA, the hub's outbox).
 final class CloudCoreProcess: @unchecked Sendable {
     let directory: String
-    let webSocketPort = freeLoopbackPort()
-    let quicPort = freeLoopbackPort()
-    let httpsPort = freeLoopbackPort()
-    let apiPort = freeLoopbackPort()
-    let monitorPort = freeLoopbackPort()
+    private(set) var webSocketPort = freeLoopbackPort()
+    private(set) var quicPort = freeLoopbackPort()
+    private(set) var httpsPort = freeLoopbackPort()
+    private(set) var apiPort = freeLoopbackPort()
+    private(set) var monitorPort = freeLoopbackPort()
     private let daemon: RestartableDaemon
+    private let nodeNotReadyGracePeriod: Int
+    private let hubAddress: String
+    private let hubSettings: [String]
+    private var hasStarted = false
 
     var kubeconfig: String { directory + "/api/admin.kubeconfig" }
     var configPath: String { directory + "/cloudcore.yaml" }
@@ -114,8 +133,15 @@ final class CloudCoreProcess: @unchecked Sendable {
     /// The listeners edges connect to bind `hubAddress`.
     init(directory: String, nodeNotReadyGracePeriod: Int = 2, hubAddress: String = "127.0.0.1", hubSettings: [String] = []) throws {
         self.directory = directory
+        self.nodeNotReadyGracePeriod = nodeNotReadyGracePeriod
+        self.hubAddress = hubAddress
+        self.hubSettings = hubSettings
         daemon = RestartableDaemon(program: "cloudcore", directory: directory, configPath: directory + "/cloudcore.yaml", healthPort: monitorPort)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try writeConfig()
+    }
+
+    private func writeConfig() throws {
         try """
         commonConfig: {monitorServer: "127.0.0.1:\(monitorPort)"}
         embeddedAPIServer: {dataDirectory: \(directory)/api, port: \(apiPort)}
@@ -132,8 +158,23 @@ final class CloudCoreProcess: @unchecked Sendable {
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
-    /// Starts cloudcore and waits for `/healthz`.
-    func start() async throws { try await daemon.start() }
+    /// Starts cloudcore and waits for `/healthz`. On the first start, a port another test took
+    /// since it was picked is picked again (later starts keep the ports edges know).
+    func start() async throws {
+        for attempt in 1...3 {
+            do {
+                try await daemon.start()
+                hasStarted = true
+                return
+            } catch let error as PortTaken {
+                guard !hasStarted, attempt < 3 else { throw error }
+                (webSocketPort, quicPort, httpsPort, apiPort, monitorPort) =
+                    (freeLoopbackPort(), freeLoopbackPort(), freeLoopbackPort(), freeLoopbackPort(), freeLoopbackPort())
+                daemon.healthPort = monitorPort
+                try writeConfig()
+            }
+        }
+    }
 
     /// SIGTERM, waiting for a graceful exit; the exit status.
     @discardableResult
@@ -216,11 +257,14 @@ struct KubectlFailed: Error, CustomStringConvertible {
 final class EdgeCoreProcess: @unchecked Sendable {
     let name: String
     let directory: String
-    let metaServerPort = freeLoopbackPort()
-    let metricsPort = freeLoopbackPort()
+    private(set) var metaServerPort = freeLoopbackPort()
+    private(set) var metricsPort = freeLoopbackPort()
     /// Where the test reaches the edge's MetaServer and metrics.
     let localAddress: String
     private let daemon: RestartableDaemon
+    /// The configuration for given MetaServer and metrics ports.
+    private let configuration: @Sendable (_ metaServerPort: Int, _ metricsPort: Int) -> String
+    private var hasStarted = false
 
     var log: String { daemon.log }
 
@@ -235,15 +279,17 @@ final class EdgeCoreProcess: @unchecked Sendable {
         daemon = RestartableDaemon(program: "edgecore", directory: directory, configPath: directory + "/edgecore.yaml", healthPort: metricsPort,
                                    healthHost: localAddress, launcher: namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] } ?? [])
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try """
+        let token = try cloud.token()
+        let (httpsPort, quicPort, webSocketPort) = (cloud.httpsPort, cloud.quicPort, cloud.webSocketPort)
+        configuration = { metaServerPort, metricsPort in """
         database: {dataSource: \(directory)/edgecore.db}
         modules:
           edgeHub:
             heartbeat: 1
-            httpServer: https://\(cloudHost):\(cloud.httpsPort)
-            quic: {server: "\(cloudHost):\(cloud.quicPort)"}
-            websocket: {server: "\(cloudHost):\(cloud.webSocketPort)"}
-            token: \(try cloud.token())
+            httpServer: https://\(cloudHost):\(httpsPort)
+            quic: {server: "\(cloudHost):\(quicPort)"}
+            websocket: {server: "\(cloudHost):\(webSocketPort)"}
+            token: \(token)
             certificatesDirectory: \(directory)/certs
             outbox: \(directory)/outbox.db
           eventBus: {\(namespace == nil ? "mqttServerExternal: \"tcp://127.0.0.1:\(broker.port)\"" : "enable: false")}
@@ -252,11 +298,26 @@ final class EdgeCoreProcess: @unchecked Sendable {
           edged: {hostnameOverride: \(name), rootDirectory: \(directory)/edged, cgroupRoot: "", nodeStatusUpdateFrequency: 1}
         metrics: {server: "\(localAddress):\(metricsPort)"}
 
-        """.write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
+        """ }
+        try configuration(metaServerPort, metricsPort).write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
     }
 
-    /// Starts edgecore and waits for its `/healthz`.
-    func start() async throws { try await daemon.start() }
+    /// Starts edgecore and waits for its `/healthz`. On the first start, a port another test
+    /// took since it was picked is picked again.
+    func start() async throws {
+        for attempt in 1...3 {
+            do {
+                try await daemon.start()
+                hasStarted = true
+                return
+            } catch let error as PortTaken {
+                guard !hasStarted, attempt < 3 else { throw error }
+                (metaServerPort, metricsPort) = (freeLoopbackPort(), freeLoopbackPort())
+                daemon.healthPort = metricsPort
+                try configuration(metaServerPort, metricsPort).write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
+            }
+        }
+    }
 
     /// SIGTERM, waiting for a graceful exit; the exit status.
     @discardableResult

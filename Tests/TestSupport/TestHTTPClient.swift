@@ -42,8 +42,10 @@ public struct TestHTTPResponse: Sendable {
 }
 
 /// Sends `method path` to `host`:`port` (127.0.0.1 unless given) and returns the response once
-/// its head arrives.
-public func httpRequest(_ method: HTTPMethod = .GET, host: String = "127.0.0.1", port: Int, path: String, body: String? = nil) async throws -> TestHTTPResponse {
+/// its head arrives; a peer that accepts and never answers (a port another test took) is given
+/// up after `timeout`.
+public func httpRequest(_ method: HTTPMethod = .GET, host: String = "127.0.0.1", port: Int, path: String, body: String? = nil,
+                        timeout: Duration = .seconds(10)) async throws -> TestHTTPResponse {
     let channel = try await ClientBootstrap(group: testGroup)
         .connectTimeout(.seconds(5))
         .connect(host: host, port: port) { channel in
@@ -82,6 +84,12 @@ public func httpRequest(_ method: HTTPMethod = .GET, host: String = "127.0.0.1",
             bodySink.finish(throwing: error)
         }
     }
+    let nioChannel = channel.channel
+    let timer = Task {
+        try await Task.sleep(for: timeout)
+        nioChannel.close(promise: nil)
+    }
+    defer { timer.cancel() }
     var iterator = headStream.makeAsyncIterator()
     guard let (status, headers) = try await iterator.next() else { throw TestTimeout(description: "no response from port \(port)") }
     return TestHTTPResponse(status: status, headers: headers, body: bodyStream)
