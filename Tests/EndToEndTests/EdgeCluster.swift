@@ -54,6 +54,7 @@ final class RestartableDaemon: @unchecked Sendable {
     let launcher: [String]
     private var process: BackgroundProcess?
     private var starts = 0
+    private var hasStarted = false
 
     init(program: String, directory: String, configPath: String, healthPort: Int, healthHost: String = "127.0.0.1", launcher: [String] = []) {
         self.program = program
@@ -85,6 +86,22 @@ final class RestartableDaemon: @unchecked Sendable {
             started.stop()
             if output.contains("Address already in use") { throw PortTaken(program: program, output: output) }
             throw TestTimeout(description: "\(program) did not become ready: \(log)")
+        }
+    }
+
+    /// Starts; while it has never started, a port another test took since it was picked calls
+    /// `repick` (fresh ports, configuration rewritten) and tries again, up to three times.
+    /// Later starts keep their ports: edges know them.
+    func start(repickingPortsWith repick: () throws -> Void) async throws {
+        for attempt in 1...3 {
+            do {
+                try await start()
+                hasStarted = true
+                return
+            } catch let error as PortTaken {
+                guard !hasStarted, attempt < 3 else { throw error }
+                try repick()
+            }
         }
     }
 
@@ -122,7 +139,6 @@ final class CloudCoreProcess: @unchecked Sendable {
     private let nodeNotReadyGracePeriod: Int
     private let hubAddress: String
     private let hubSettings: [String]
-    private var hasStarted = false
 
     var kubeconfig: String { directory + "/api/admin.kubeconfig" }
     var configPath: String { directory + "/cloudcore.yaml" }
@@ -158,21 +174,13 @@ final class CloudCoreProcess: @unchecked Sendable {
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
-    /// Starts cloudcore and waits for `/healthz`. On the first start, a port another test took
-    /// since it was picked is picked again (later starts keep the ports edges know).
+    /// Starts cloudcore and waits for `/healthz` (ports picked again if the first start finds one taken).
     func start() async throws {
-        for attempt in 1...3 {
-            do {
-                try await daemon.start()
-                hasStarted = true
-                return
-            } catch let error as PortTaken {
-                guard !hasStarted, attempt < 3 else { throw error }
-                (webSocketPort, quicPort, httpsPort, apiPort, monitorPort) =
-                    (freeLoopbackPort(), freeLoopbackPort(), freeLoopbackPort(), freeLoopbackPort(), freeLoopbackPort())
-                daemon.healthPort = monitorPort
-                try writeConfig()
-            }
+        try await daemon.start { [self] in
+            (webSocketPort, quicPort, httpsPort, apiPort, monitorPort) =
+                (freeLoopbackPort(), freeLoopbackPort(), freeLoopbackPort(), freeLoopbackPort(), freeLoopbackPort())
+            daemon.healthPort = monitorPort
+            try writeConfig()
         }
     }
 
@@ -264,7 +272,6 @@ final class EdgeCoreProcess: @unchecked Sendable {
     private let daemon: RestartableDaemon
     /// The configuration for given MetaServer and metrics ports.
     private let configuration: @Sendable (_ metaServerPort: Int, _ metricsPort: Int) -> String
-    private var hasStarted = false
 
     var log: String { daemon.log }
 
@@ -302,20 +309,12 @@ final class EdgeCoreProcess: @unchecked Sendable {
         try configuration(metaServerPort, metricsPort).write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
     }
 
-    /// Starts edgecore and waits for its `/healthz`. On the first start, a port another test
-    /// took since it was picked is picked again.
+    /// Starts edgecore and waits for its `/healthz` (ports picked again if the first start finds one taken).
     func start() async throws {
-        for attempt in 1...3 {
-            do {
-                try await daemon.start()
-                hasStarted = true
-                return
-            } catch let error as PortTaken {
-                guard !hasStarted, attempt < 3 else { throw error }
-                (metaServerPort, metricsPort) = (freeLoopbackPort(), freeLoopbackPort())
-                daemon.healthPort = metricsPort
-                try configuration(metaServerPort, metricsPort).write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
-            }
+        try await daemon.start { [self] in
+            (metaServerPort, metricsPort) = (freeLoopbackPort(), freeLoopbackPort())
+            daemon.healthPort = metricsPort
+            try configuration(metaServerPort, metricsPort).write(toFile: directory + "/edgecore.yaml", atomically: true, encoding: .utf8)
         }
     }
 
