@@ -53,7 +53,7 @@ struct AbuseTests {
 
         // The attacker still holds all its sockets; the slots are free again all the same.
         let late = try await rig.connectNode("late-ws", preferQUIC: false)
-        #expect(late.backend == .webSocket)
+        #expect(await eventually { late.backend == .webSocket })
         await late.stop()
         let peak = try #require(rig.cloud.memory).peak
         // Each held connection (TLS handler, HTTP decoder) may cost up to 64 KiB.
@@ -201,6 +201,11 @@ final class AbuseRig: @unchecked Sendable {
         cloud = try CloudCoreProcess(directory: directory + "/cloud", hubSettings: hubSettings)
         try await cloud.start()
         goodNode = GoodNode(hub: try await connectNode(Self.goodNodeName, preferQUIC: true), cloud: cloud)
+        // cloudcore marks a connecting node Ready, replacing its conditions: after that, probes.
+        let cloud = cloud
+        guard await eventually(timeout: .seconds(30), {
+            await cloud.jsonPath("{.status.conditions[?(@.type==\"Ready\")].status}", of: "node", Self.goodNodeName) == "True"
+        }) else { throw TestTimeout(description: "the good node never became Ready: \(cloud.log.suffix(3_000))") }
         _ = try await goodNode.roundTrip()
     }
 
@@ -268,25 +273,30 @@ final class AbuseRig: @unchecked Sendable {
     }
 }
 
-/// A well-behaved node: its status report, written by cloudcore's EdgeController to the API
-/// server, is the probe of whether the hub still serves good nodes.
+/// A well-behaved node: its status report, written by cloudcore's EdgeController to its Node in
+/// the API server, is the probe of whether the hub still serves good nodes.
 struct GoodNode: Sendable {
     let hub: EdgeHub
     let cloud: CloudCoreProcess
 
-    /// Sends one status report and waits until cloudcore has written it; the time it took.
-    func roundTrip(timeout: Duration = .seconds(20)) async throws -> Duration {
-        let name = "cloudcore_edgecontroller_node_statuses_written_total"
-        let before = await cloud.metric(name) ?? 0
+    /// Sends a status report carrying a fresh nonce and waits until the Node in the API server
+    /// shows it (read with kubectl); the time it took.
+    func roundTrip(timeout: Duration = .seconds(30)) async throws -> Duration {
+        let nonce = UUID().uuidString
         let started = ContinuousClock.now
-        let status = #"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#
-        try await hub.send(Message(router: MessageRouter(source: "edged", destination: "metaManager", group: "meta", operation: "update",
-                                                         resource: "default/nodestatus/\(AbuseRig.goodNodeName)"), content: ByteBuffer(string: status)),
-                           on: .state, delivery: .reliable)
-        guard await eventually(timeout: timeout, { (await cloud.metric(name) ?? 0) > before }) else {
-            throw TestTimeout(description: "the good node's status was not written within \(timeout)")
+        let status = #"{"status":{"conditions":[{"type":"Ready","status":"True"},{"type":"AbuseProbe","status":"True","message":"\#(nonce)"}]}}"#
+        let message = Message(router: MessageRouter(source: "edged", destination: "metaManager", group: "meta", operation: "update",
+                                                    resource: "default/nodestatus/\(AbuseRig.goodNodeName)"), content: ByteBuffer(string: status))
+        let path = "{.status.conditions[?(@.type==\"AbuseProbe\")].message}"
+        // Sent again every 2 s, as edgecore reports its status again and again: a write of the
+        // Node's conditions by cloudcore itself (its Ready mark at a connection) replaces them.
+        while ContinuousClock.now - started < timeout {
+            try await hub.send(message, on: .state, delivery: .reliable)
+            if await eventually(timeout: .seconds(2), { await cloud.jsonPath(path, of: "node", AbuseRig.goodNodeName) == nonce }) {
+                return ContinuousClock.now - started
+            }
         }
-        return ContinuousClock.now - started
+        throw TestTimeout(description: "the good node's status was not written within \(timeout): \(cloud.log.suffix(3_000))")
     }
 }
 
