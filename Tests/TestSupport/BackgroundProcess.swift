@@ -43,17 +43,33 @@ public final class BackgroundProcess: @unchecked Sendable {
     }
 }
 
-/// A TCP port on 127.0.0.1 the kernel just handed out and released.
+/// A port free for both TCP and UDP, picked at random below the kernel's ephemeral range.
+/// The kernel's own choice (bind to port 0) lies in the ephemeral range, where any client socket
+/// (a QUIC endpoint's UDP socket, an outgoing connection) may take it before the daemon binds
+/// it; and a TCP probe alone says nothing of UDP, where QUIC listens.
 public func freeLoopbackPort() -> Int {
-    let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let low = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+        .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
+    let range = 10_000..<max(10_001, min(low, 65_536))
+    for _ in 0..<1_000 {
+        let port = Int.random(in: range)
+        if canBind(port: port, type: SOCK_STREAM), canBind(port: port, type: SOCK_DGRAM) { return port }
+    }
+    fatalError("no free port in \(range)")
+}
+
+/// Whether `port` can be bound on every IPv4 address (so on loopback too) for `type`.
+private func canBind(port: Int, type: __socket_type) -> Bool {
+    let probe = socket(AF_INET, Int32(type.rawValue), 0)
+    guard probe >= 0 else { return false }
     defer { close(probe) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) } }
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = INADDR_ANY
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
