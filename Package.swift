@@ -14,6 +14,7 @@ let package = Package(
     name: "swift-kubeedge",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "Storage", targets: ["Storage"]),
         .library(name: "Transport", targets: ["Transport"]),
         .library(name: "CloudHub", targets: ["CloudHub"]),
         .library(name: "EdgeHub", targets: ["EdgeHub"]),
@@ -59,11 +60,23 @@ let package = Package(
             name: "CMosquitto", path: "Sources/C/CMosquitto", pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]),
 
+        // The only SQLite code: one database per file with its own threads and group commit, and
+        // the revisioned watch hub both object stores use.
+        .target(
+            name: "Storage",
+            dependencies: [
+                "CSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strictSwift6),
+
         // The channel: messages, frames, lanes, outbox, in-process bus, WebSocket backend.
         .target(
             name: "Transport",
             dependencies: [
-                "CSQLite",
+                "Storage",
                 "CNGTCP2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -130,7 +143,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Transport", "KubeModel", "CMosquitto", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                "Storage", "Transport", "KubeModel", "CMosquitto", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"), .product(name: "Logging", package: "swift-log"),
             ],
@@ -177,7 +190,7 @@ let package = Package(
         .target(
             name: "Cloud",
             dependencies: [
-                "Transport", "CloudHub", "KubeModel", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                "Storage", "Transport", "CloudHub", "KubeModel", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -219,7 +232,7 @@ let package = Package(
         .executableTarget(
             name: "node-bench",
             dependencies: [
-                "Transport", "CloudHub", "EdgeHub", "Node", "KubeModel", "BenchSupport",
+                "Storage", "Transport", "CloudHub", "EdgeHub", "Node", "KubeModel", "BenchSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -232,7 +245,7 @@ let package = Package(
         .executableTarget(
             name: "api-bench",
             dependencies: [
-                "Transport", "Cloud", "KubeModel", "BenchSupport",
+                "Storage", "Transport", "Cloud", "KubeModel", "BenchSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -252,9 +265,13 @@ let package = Package(
             swiftSettings: strictSwift6),
 
         .testTarget(
+            name: "StorageTests",
+            dependencies: ["Storage", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: strictSwift6),
+        .testTarget(
             name: "TransportTests",
             dependencies: [
-                "Transport", "TestSupport",
+                "Storage", "Transport", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -277,13 +294,13 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "KubeModel", "TestSupport", "Transport", "CloudHub", "EdgeHub", .product(name: "NIOCore", package: "swift-nio"),
+                "Storage", "Node", "KubeModel", "TestSupport", "Transport", "CloudHub", "EdgeHub", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6),
         .testTarget(
             name: "CloudTests",
-            dependencies: ["Cloud", "CloudHub", "EdgeHub", "KubeModel", "Transport", "TestSupport"],
+            dependencies: ["Storage", "Cloud", "CloudHub", "EdgeHub", "KubeModel", "Transport", "TestSupport"],
             exclude: ["testdata"],
             swiftSettings: strictSwift6),
         // The product end to end: cloudcore, edgecore, kubectl and mosquitto as real processes.
@@ -298,7 +315,7 @@ let package = Package(
             swiftSettings: strictSwift6),
         .testTarget(
             name: "SystemLibrariesTests",
-            dependencies: ["CNGTCP2", "CNGHTTP3", "CSQLite", "CMosquitto"],
+            dependencies: ["CNGTCP2", "CNGHTTP3", "CMosquitto"],
             swiftSettings: strictSwift6),
     ]
 )

@@ -200,7 +200,7 @@ private func resource(_ plural: String) -> APIResource { APIResource.standard.fi
         for index in 0..<3 {
             _ = try await client.create(resource("namespaces"), try JSONValue(parsing: #"{"metadata":{"name":"ns-\#(index)"}}"#))
         }
-        try server.server.store.compact()
+        try await server.server.store.compact()
         #expect(await eventually(timeout: .seconds(15)) { informer.counters.relistsAfterExpiry >= 1 && informer.counters.lists >= 2 }, "\(informer.counters)")
         // Watching again after the list: a delete arrives as such.
         #expect(try await server.kubectl("delete", "configmap", "before").status == 0)
@@ -222,7 +222,7 @@ private func resource(_ plural: String) -> APIResource { APIResource.standard.fi
         }
         // A bookmark carries the informer past the other resource's changes before compaction.
         try await Task.sleep(for: .milliseconds(600))
-        try server.server.store.compact()
+        try await server.server.store.compact()
         let watches = informer.counters.watches
         #expect(await eventually(timeout: .seconds(10)) { informer.counters.watches >= watches + 2 })
         #expect(informer.counters.relistsAfterExpiry == 0 && informer.counters.lists == 1, "\(informer.counters)")

@@ -439,7 +439,7 @@ struct EmbeddedServer {
         #expect(nameless["code"] == .number("422"), "\(nameless)")
         let wrongKind = try await call("POST", "/api/v1/namespaces/default/configmaps", #"{"kind":"Pod","metadata":{"name":"x"}}"#)
         #expect(wrongKind["code"] == .number("400"), "\(wrongKind)")
-        #expect(try store.list(resource: "configmaps").objects.isEmpty)
+        #expect(try await store.list(resource: "configmaps").objects.isEmpty)
 
         // Server-side apply, dry runs, validation and delete options refuse what they cannot read.
         let applyPath = "/api/v1/namespaces/default/configmaps/c"
@@ -453,13 +453,13 @@ struct EmbeddedServer {
         #expect(badDryRun["code"] == .number("400") && badDryRun["message"]?.stringValue?.contains("dryRun") == true, "\(badDryRun)")
         let badValidation = try await call("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Loose", #"{"metadata":{"name":"d"}}"#)
         #expect(badValidation["code"] == .number("400"), "\(badValidation)")
-        #expect(try store.list(resource: "configmaps").objects.isEmpty)
+        #expect(try await store.list(resource: "configmaps").objects.isEmpty)
         _ = try await call("POST", "/api/v1/namespaces/default/configmaps", #"{"metadata":{"name":"kept"}}"#)
         let badOptions = try await call("DELETE", "/api/v1/namespaces/default/configmaps/kept", #"{"dryRun":"#)
         #expect(badOptions["code"] == .number("400"), "\(badOptions)")
         let wrongUID = try await call("DELETE", "/api/v1/namespaces/default/configmaps/kept", #"{"preconditions":{"uid":"other"}}"#)
         #expect(wrongUID["code"] == .number("409"), "\(wrongUID)")
-        #expect(try store.list(resource: "configmaps").objects.count == 1)
+        #expect(try await store.list(resource: "configmaps").objects.count == 1)
         await server.stop()
     }
 }

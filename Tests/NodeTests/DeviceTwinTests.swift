@@ -235,7 +235,7 @@ struct TwinNode {
         await fixture.stop()
     }
 
-    @Test func aFailedWriteLeavesTheDevicesInMemoryAsTheyWere() throws {
+    @Test func aFailedWriteLeavesTheDevicesInMemoryAsTheyWere() async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }
         let store = try DeviceStore(path: directory + "/devices.db", maxSizeBytes: 128 * 1024)
@@ -244,7 +244,7 @@ struct TwinNode {
         var failure: DeviceTwinError?
         for index in 0..<100 {
             do {
-                try store.update { devices in
+                try await store.update { devices in
                     let id = "default/dev-\(index)"
                     devices[id] = DeviceRecord(namespace: "default", name: "dev-\(index)", description: description)
                     // A second device renamed in the same update must be undone too.
@@ -261,6 +261,13 @@ struct TwinNode {
         #expect(store.count == stored)
         #expect(store.device("dev-\(stored)") == nil)
         #expect(store.device("dev-0")?.state == (stored > 1 ? "online-\(stored - 1)" : "unknown"))
+        // The writer's working copy was put back too: the next update starts from what is stored.
+        let committed = stored
+        let working = try await store.update { devices in
+            ([], (devices["default/dev-\(committed)"] == nil, devices["default/dev-0"]?.state))
+        }
+        #expect(working.0)
+        #expect(working.1 == (stored > 1 ? "online-\(stored - 1)" : "unknown"))
         let reopened = try DeviceStore(path: directory + "/devices.db")
         #expect(reopened.devices == store.devices)
     }

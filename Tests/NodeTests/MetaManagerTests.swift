@@ -56,7 +56,7 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
         try await fixture.hub.send(objectMessage("update", "default/pod/web", podJSON("web", resourceVersion: 4, image: "old")), to: "edge-1", on: .state, delivery: .reliable)
         #expect(await eventually { node!.meta.statistics.stored + node!.meta.statistics.stale == 3 })
         #expect(node!.meta.statistics.stale == 1)
-        #expect(try node!.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))?.resourceVersion == 5)
+        #expect(try await node!.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))?.resourceVersion == 5)
         #expect(await eventually { fixture.hub.channel(of: "edge-1")?.statistics(for: .state).unacknowledged == 0 })
 
         // Online: a configmap query goes to the cloud, whose newer answer is returned and cached.
@@ -92,7 +92,7 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
         let restarted = try MetaNode(fixture: fixture)
         let afterRestart = try await restarted.query("default/configmap/app")
         #expect(String(buffer: afterRestart.content).contains("v8"))
-        #expect(try restarted.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))?.resourceVersion == 5)
+        #expect(try await restarted.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))?.resourceVersion == 5)
         // Edge applications list and get through MetaServer as well.
         let metaServer = MetaServer(configuration: .init(port: 0), store: restarted.store, group: testGroup)
         let port = try await metaServer.start()
@@ -124,7 +124,7 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
         await hub.stop()
         // The node comes back with MetaManager: the cloud sends the 20 again and they are stored.
         let node = try MetaNode(fixture: fixture)
-        #expect(await eventually(timeout: .seconds(20)) { (try? node.store.list(type: "pod").objects.count) == 20 })
+        #expect(await eventually(timeout: .seconds(20)) { (try? await node.store.list(type: "pod").objects.count) == 20 })
         #expect(await eventually { fixture.hub.channel(of: "edge-1")?.statistics(for: .state).unacknowledged == 0 })
         await node.stop()
         await fixture.stop()
@@ -151,7 +151,7 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
         // Edged reports a pod's status: stored here, then on its way to the cloud. A status of
         // a pod the cloud never assigned to this node is refused by the cloud.
         try await fixture.hub.send(objectMessage("insert", "default/pod/web", podJSON("web", resourceVersion: 5)), to: "edge-1", on: .state, delivery: .reliable)
-        #expect(await eventually { (try? node.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))) != nil })
+        #expect(await eventually { (try? await node.store.get(ResourceKey(namespace: "default", type: "pod", name: "web"))) != nil })
         // A burst: an update, a merge patch on top of it, and a malformed write between them.
         for message in [
             objectMessage("update", "default/pod/web", podJSON("web", resourceVersion: 6, image: "nginx:2")),
@@ -160,8 +160,8 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
         ] {
             try await fixture.hub.send(message, to: "edge-1", on: .state, delivery: .reliable)
         }
-        #expect(await eventually { (try? node.store.get(ResourceKey(namespace: "default", type: "pod", name: "web")))??.resourceVersion == 7 })
-        let patched = try #require(try node.store.get(ResourceKey(namespace: "default", type: "pod", name: "web")))
+        #expect(await eventually { (try? await node.store.get(ResourceKey(namespace: "default", type: "pod", name: "web")))??.resourceVersion == 7 })
+        let patched = try #require(try await node.store.get(ResourceKey(namespace: "default", type: "pod", name: "web")))
         #expect(patched.json.contains("nginx:2") && patched.json.contains("\"tier\":\"front\""))
         #expect(node.meta.statistics.refused == 4)
         #expect(await eventually { fixture.hub.channel(of: "edge-1")?.statistics(for: .state).unacknowledged == 0 })
@@ -171,7 +171,7 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
         try await node.edged.send(status, on: .state, delivery: .reliable)
         let upstream = try await nextMessages(1, from: fixture.hub)
         #expect(upstream.first?.message.router.resource == "default/podstatus/web")
-        #expect(try node.store.get(ResourceKey(namespace: "default", type: "podstatus", name: "web")) != nil)
+        #expect(try await node.store.get(ResourceKey(namespace: "default", type: "podstatus", name: "web")) != nil)
         let foreign = Message(
             router: MessageRouter(source: "edged", destination: MetaManager.moduleName, group: "meta", operation: "update", resource: "default/podstatus/other"),
             content: ByteBuffer(string: #"{"metadata":{"name":"other","namespace":"default"},"status":{"phase":"Running"}}"#))

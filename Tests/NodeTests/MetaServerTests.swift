@@ -19,10 +19,10 @@ struct MetaServerFixture {
         port = try await server.start()
     }
 
-    func put(_ name: String, namespace: String = "default", labels: [String: String] = [:], resourceVersion: Int) throws {
+    func put(_ name: String, namespace: String = "default", labels: [String: String] = [:], resourceVersion: Int) async throws {
         let labelJSON = labels.map { #""\#($0.key)":"\#($0.value)""# }.joined(separator: ",")
         let json = #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"\#(name)","namespace":"\#(namespace)","labels":{\#(labelJSON)},"resourceVersion":"\#(resourceVersion)"},"spec":{}}"#
-        _ = try store.apply([.upsert(ResourceKey(namespace: namespace, type: "pod", name: name), json: json, resourceVersion: Int64(resourceVersion))])
+        _ = try await store.apply([.upsert(ResourceKey(namespace: namespace, type: "pod", name: name), json: json, resourceVersion: Int64(resourceVersion))])
     }
 
     func get(_ path: String) async throws -> (status: Int, json: [String: Any]) {
@@ -56,9 +56,9 @@ private func decodeEvent(_ line: String) -> (type: String, name: String?, resour
 @Suite struct MetaServerTests {
     @Test func listsAndGetsWithSelectorsAndAnswersErrorsAsKubernetesStatus() async throws {
         let fixture = try await MetaServerFixture()
-        try fixture.put("web", labels: ["app": "web", "tier": "front"], resourceVersion: 11)
-        try fixture.put("db", labels: ["app": "db"], resourceVersion: 12)
-        try fixture.put("dns", namespace: "kube-system", resourceVersion: 13)
+        try await fixture.put("web", labels: ["app": "web", "tier": "front"], resourceVersion: 11)
+        try await fixture.put("db", labels: ["app": "db"], resourceVersion: 12)
+        try await fixture.put("dns", namespace: "kube-system", resourceVersion: 13)
 
         let all = try await fixture.get("/api/v1/pods")
         #expect(all.status == 200)
@@ -93,16 +93,16 @@ private func decodeEvent(_ line: String) -> (type: String, name: String?, resour
 
     @Test func watchesResumeFromAResourceVersionAndExpireWhenCompacted() async throws {
         let fixture = try await MetaServerFixture(historyLimit: 3)
-        try fixture.put("a", resourceVersion: 1)
+        try await fixture.put("a", resourceVersion: 1)
         let list = try await fixture.get("/api/v1/namespaces/default/pods")
         let listed = try #require(resourceVersion(list.json))
 
         let watch = try await httpRequest(port: fixture.port, path: "/api/v1/namespaces/default/pods?watch=true&resourceVersion=\(listed)")
         #expect(watch.status == 200)
         var lines = watch.lines().makeAsyncIterator()
-        try fixture.put("b", resourceVersion: 2)
-        try fixture.put("a", resourceVersion: 3)
-        _ = try fixture.store.apply([.delete(ResourceKey(namespace: "default", type: "pod", name: "b"), resourceVersion: nil)])
+        try await fixture.put("b", resourceVersion: 2)
+        try await fixture.put("a", resourceVersion: 3)
+        _ = try await fixture.store.apply([.delete(ResourceKey(namespace: "default", type: "pod", name: "b"), resourceVersion: nil)])
         var seen: [String] = []
         var lastVersion = ""
         for _ in 0..<3 {
@@ -114,7 +114,7 @@ private func decodeEvent(_ line: String) -> (type: String, name: String?, resour
         #expect(lastVersion == "4")
 
         // A client resuming from an event it saw gets only what came after.
-        try fixture.put("c", resourceVersion: 5)
+        try await fixture.put("c", resourceVersion: 5)
         let resumed = try await httpRequest(port: fixture.port, path: "/api/v1/namespaces/default/pods?watch=true&resourceVersion=\(lastVersion)&timeoutSeconds=1")
         var resumedLines: [String] = []
         for try await line in resumed.lines() { resumedLines.append("\(decodeEvent(line).type) \(decodeEvent(line).name ?? "?")") }
@@ -135,8 +135,8 @@ private func decodeEvent(_ line: String) -> (type: String, name: String?, resour
 
     @Test func aWatchFiltersByLabelSendsBookmarksAndEndsAtItsTimeout() async throws {
         let fixture = try await MetaServerFixture { $0.bookmarkInterval = .milliseconds(200) }
-        try fixture.put("web", labels: ["app": "web"], resourceVersion: 1)
-        try fixture.put("db", labels: ["app": "db"], resourceVersion: 2)
+        try await fixture.put("web", labels: ["app": "web"], resourceVersion: 1)
+        try await fixture.put("db", labels: ["app": "db"], resourceVersion: 2)
         let started = ContinuousClock.now
         let watch = try await httpRequest(port: fixture.port, path: "/api/v1/pods?watch=true&labelSelector=app%3Dweb&allowWatchBookmarks=true&timeoutSeconds=6")
         var types: [String] = []
@@ -150,8 +150,8 @@ private func decodeEvent(_ line: String) -> (type: String, name: String?, resour
                 // The watch is running (its first event arrived): change both pods. (The
                 // timeout leaves room for a loaded machine to deliver that first event late.)
                 wrote = true
-                try fixture.put("db", labels: ["app": "db"], resourceVersion: 3)
-                try fixture.put("web", labels: ["app": "web"], resourceVersion: 4)
+                try await fixture.put("db", labels: ["app": "db"], resourceVersion: 3)
+                try await fixture.put("web", labels: ["app": "web"], resourceVersion: 4)
             }
         }
         let elapsed = ContinuousClock.now - started

@@ -1,5 +1,6 @@
 import Foundation
 import Node
+import Storage
 import TestSupport
 import Testing
 
@@ -9,30 +10,30 @@ func podJSON(_ name: String, namespace: String = "default", resourceVersion: Int
 }
 
 @Suite struct MetaStoreTests {
-    @Test func resourceVersionsNeverGoBackwardsEvenAcrossADelete() throws {
+    @Test func resourceVersionsNeverGoBackwardsEvenAcrossADelete() async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }
         let store = try MetaStore(configuration: .init(path: directory + "/meta.db"))
         let key = ResourceKey(namespace: "default", type: "pod", name: "web")
-        #expect(try store.apply([.upsert(key, json: podJSON("web", resourceVersion: 5), resourceVersion: 5)]).first.map(isApplied) == true)
-        #expect(try store.apply([.upsert(key, json: podJSON("web", resourceVersion: 3), resourceVersion: 3)]) == [.stale(stored: 5)])
-        #expect(try store.get(key)?.resourceVersion == 5)
+        #expect(try await store.apply([.upsert(key, json: podJSON("web", resourceVersion: 5), resourceVersion: 5)]).first.map(isApplied) == true)
+        #expect(try await store.apply([.upsert(key, json: podJSON("web", resourceVersion: 3), resourceVersion: 3)]) == [.stale(stored: 5)])
+        #expect(try await store.get(key)?.resourceVersion == 5)
         // A delete older than what is stored is ignored; a current one removes the object.
-        #expect(try store.apply([.delete(key, resourceVersion: 4)]) == [.stale(stored: 5)])
-        #expect(try store.apply([.delete(key, resourceVersion: 6)]).first.map(isApplied) == true)
-        #expect(try store.get(key) == nil)
+        #expect(try await store.apply([.delete(key, resourceVersion: 4)]) == [.stale(stored: 5)])
+        #expect(try await store.apply([.delete(key, resourceVersion: 6)]).first.map(isApplied) == true)
+        #expect(try await store.get(key) == nil)
         // A late copy from before the delete does not bring the object back; a newer one does.
-        #expect(try store.apply([.upsert(key, json: podJSON("web", resourceVersion: 5), resourceVersion: 5)]) == [.stale(stored: 6)])
-        #expect(try store.apply([.delete(key, resourceVersion: nil)]) == [.absent])
-        #expect(try store.apply([.upsert(key, json: podJSON("web", resourceVersion: 9), resourceVersion: 9)]).first.map(isApplied) == true)
-        #expect(try store.get(key)?.resourceVersion == 9)
+        #expect(try await store.apply([.upsert(key, json: podJSON("web", resourceVersion: 5), resourceVersion: 5)]) == [.stale(stored: 6)])
+        #expect(try await store.apply([.delete(key, resourceVersion: nil)]) == [.absent])
+        #expect(try await store.apply([.upsert(key, json: podJSON("web", resourceVersion: 9), resourceVersion: 9)]).first.map(isApplied) == true)
+        #expect(try await store.get(key)?.resourceVersion == 9)
     }
 
-    @Test func listsByTypeAndNamespaceAndSurvivesAReopen() throws {
+    @Test func listsByTypeAndNamespaceAndSurvivesAReopen() async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }
         var store: MetaStore? = try MetaStore(configuration: .init(path: directory + "/meta.db"))
-        _ = try store!.apply([
+        _ = try await store!.apply([
             .upsert(ResourceKey(namespace: "default", type: "pod", name: "b"), json: podJSON("b", resourceVersion: 2), resourceVersion: 2),
             .upsert(ResourceKey(namespace: "default", type: "pod", name: "a"), json: podJSON("a", resourceVersion: 1), resourceVersion: 1),
             .upsert(ResourceKey(namespace: "kube-system", type: "pod", name: "c"), json: podJSON("c", namespace: "kube-system", resourceVersion: 3), resourceVersion: 3),
@@ -40,13 +41,14 @@ func podJSON(_ name: String, namespace: String = "default", resourceVersion: Int
         ])
         let revision = store!.revision
         #expect(revision == 4)
+        await store!.database.close()
         store = nil
         let reopened = try MetaStore(configuration: .init(path: directory + "/meta.db"))
         #expect(reopened.revision == revision)
-        #expect(try reopened.list(type: "pod").objects.map(\.key.name) == ["a", "b", "c"])
-        #expect(try reopened.list(type: "pod", namespace: "default").objects.map(\.key.name) == ["a", "b"])
-        #expect(try reopened.list(type: "configmap").revision == revision)
-        #expect(try reopened.get(ResourceKey(namespace: "kube-system", type: "pod", name: "c"))?.json.contains("kube-system") == true)
+        #expect(try await reopened.list(type: "pod").objects.map(\.key.name) == ["a", "b", "c"])
+        #expect(try await reopened.list(type: "pod", namespace: "default").objects.map(\.key.name) == ["a", "b"])
+        #expect(try await reopened.list(type: "configmap").revision == revision)
+        #expect(try await reopened.get(ResourceKey(namespace: "kube-system", type: "pod", name: "c"))?.json.contains("kube-system") == true)
     }
 
     @Test func watchersResumeFromHistoryAndAreToldWhenItIsCompacted() async throws {
@@ -54,12 +56,12 @@ func podJSON(_ name: String, namespace: String = "default", resourceVersion: Int
         defer { removeTemporaryDirectory(directory) }
         let store = try MetaStore(configuration: .init(path: directory + "/meta.db", historyLimit: 5))
         for index in 1...4 {
-            _ = try store.apply([.upsert(ResourceKey(namespace: "default", type: "pod", name: "p\(index)"), json: podJSON("p\(index)", resourceVersion: index), resourceVersion: Int64(index))])
+            _ = try await store.apply([.upsert(ResourceKey(namespace: "default", type: "pod", name: "p\(index)"), json: podJSON("p\(index)", resourceVersion: index), resourceVersion: Int64(index))])
         }
-        _ = try store.apply([.upsert(ResourceKey(namespace: "default", type: "configmap", name: "x"), json: #"{"metadata":{"name":"x"}}"#, resourceVersion: nil)])
+        _ = try await store.apply([.upsert(ResourceKey(namespace: "default", type: "configmap", name: "x"), json: #"{"metadata":{"name":"x"}}"#, resourceVersion: nil)])
         // From revision 2: pods 3 and 4 (the configmap is filtered out), then live changes.
-        let stream = try store.watch(type: "pod", namespace: "default", after: 2)
-        _ = try store.apply([.delete(ResourceKey(namespace: "default", type: "pod", name: "p1"), resourceVersion: nil)])
+        let stream = try await store.watch(type: "pod", namespace: "default", after: 2)
+        _ = try await store.apply([.delete(ResourceKey(namespace: "default", type: "pod", name: "p1"), resourceVersion: nil)])
         var iterator = stream.makeAsyncIterator()
         var seen: [String] = []
         for _ in 0..<3 {
@@ -68,18 +70,18 @@ func podJSON(_ name: String, namespace: String = "default", resourceVersion: Int
         }
         #expect(seen == ["ADDED p3 @3", "ADDED p4 @4", "DELETED p1 @6"])
         // Five changes kept: revisions 2–6. Revision 0 is too old.
-        #expect(throws: MetaStoreError.revisionCompacted(oldest: 2)) { _ = try store.watch(type: "pod", after: 0) }
-        _ = try store.watch(type: "pod", after: 1)
+        await #expect(throws: MetaStoreError.revisionCompacted(oldest: 2)) { _ = try await store.watch(type: "pod", after: 0) }
+        _ = try await store.watch(type: "pod", after: 1)
     }
 
     @Test func aSlowWatcherIsCutOffRatherThanBufferingWithoutBound() async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }
         let store = try MetaStore(configuration: .init(path: directory + "/meta.db", watcherBuffer: 10))
-        let stream = try store.watch(type: "pod", after: store.revision)
+        let stream = try await store.watch(type: "pod", after: store.revision)
         #expect(store.watcherCount == 1)
         for index in 0..<20 {
-            _ = try store.apply([.upsert(ResourceKey(namespace: "default", type: "pod", name: "p\(index)"), json: podJSON("p\(index)", resourceVersion: index), resourceVersion: nil)])
+            _ = try await store.apply([.upsert(ResourceKey(namespace: "default", type: "pod", name: "p\(index)"), json: podJSON("p\(index)", resourceVersion: index), resourceVersion: nil)])
         }
         var received = 0
         for await _ in stream { received += 1 }
@@ -87,17 +89,19 @@ func podJSON(_ name: String, namespace: String = "default", resourceVersion: Int
         #expect(store.watcherCount == 0)
     }
 
-    @Test func sharesItsFileWithDeviceTwinAsEdgecoreDoes() throws {
+    @Test func sharesItsFileWithDeviceTwinAsEdgecoreDoes() async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }
-        let store = try MetaStore(configuration: .init(path: directory + "/edgecore.db"))
-        _ = try store.get(ResourceKey(namespace: "default", type: "pod", name: "a"))
-        let devices = try DeviceStore(path: directory + "/edgecore.db")
-        #expect(try store.apply([.upsert(ResourceKey(namespace: "default", type: "pod", name: "a"), json: podJSON("a", resourceVersion: 1), resourceVersion: 1)]).count == 1)
+        // One database object for the file, as edgecore opens it.
+        let database = try Database(path: directory + "/edgecore.db")
+        let store = try MetaStore(configuration: .init(path: directory + "/edgecore.db"), database: database)
+        _ = try await store.get(ResourceKey(namespace: "default", type: "pod", name: "a"))
+        let devices = try DeviceStore(database: database)
+        #expect(try await store.apply([.upsert(ResourceKey(namespace: "default", type: "pod", name: "a"), json: podJSON("a", resourceVersion: 1), resourceVersion: 1)]).count == 1)
         #expect(devices.count == 0)
     }
 
-    @Test func aFullDiskFailsTheWriteCleanlyAndKeepsWhatWasStored() throws {
+    @Test func aFullDiskFailsTheWriteCleanlyAndKeepsWhatWasStored() async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }
         let store = try MetaStore(configuration: .init(path: directory + "/meta.db", maxSizeBytes: 256 * 1024))
@@ -107,7 +111,7 @@ func podJSON(_ name: String, namespace: String = "default", resourceVersion: Int
         for index in 0..<200 {
             let key = ResourceKey(namespace: "default", type: "configmap", name: "c\(index)")
             do {
-                _ = try store.apply([.upsert(key, json: #"{"metadata":{"name":"c\#(index)"},"data":{"v":"\#(big)"}}"#, resourceVersion: Int64(index))])
+                _ = try await store.apply([.upsert(key, json: #"{"metadata":{"name":"c\#(index)"},"data":{"v":"\#(big)"}}"#, resourceVersion: Int64(index))])
                 stored += 1
             } catch {
                 failure = error
@@ -120,7 +124,7 @@ func podJSON(_ name: String, namespace: String = "default", resourceVersion: Int
             return
         }
         #expect(reason.contains("full"))
-        #expect(try store.list(type: "configmap").objects.count == stored)
+        #expect(try await store.list(type: "configmap").objects.count == stored)
         #expect(store.revision == Int64(stored))
     }
 }

@@ -1,10 +1,10 @@
 import CMosquitto
 import CNGHTTP3
 import CNGTCP2
-import CSQLite
 import Testing
 
-/// Proves that every system-library target resolves, compiles and links against the Debian packages.
+/// Proves that every system-library target resolves, compiles and links against the Debian packages
+/// (SQLite's in StorageTests: only Storage imports it).
 @Suite struct SystemLibrariesTests {
     @Test func ngtcp2IsTheDebianZeroTwelveSeries() {
         let version = String(cString: cngtcp2_runtime_version())
@@ -15,11 +15,6 @@ import Testing
     @Test func nghttp3Links() {
         let version = String(cString: cnghttp3_runtime_version())
         #expect(version.hasPrefix("0."), "nghttp3 runtime version \(version)")
-    }
-
-    @Test func sqliteIsThreadSafeAndAtLeast340() {
-        #expect(sqlite3_libversion_number() >= 3_040_000)
-        #expect(sqlite3_threadsafe() != 0)
     }
 
     @Test func mosquittoInitialises() {

@@ -303,7 +303,7 @@ import Testing
         }
         #expect(sqliteError.isFull)
         #expect(stored > 5)
-        #expect(try outbox.pendingCount(peer: "cloud") == stored)
+        #expect(try await outbox.pendingCount(peer: "cloud") == stored)
         #expect(edge.statistics(for: .bulk).unacknowledged == stored)
         await edge.close()
         _ = backend

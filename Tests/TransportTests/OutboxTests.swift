@@ -1,5 +1,5 @@
-import CSQLite
 import NIOCore
+import Storage
 import Testing
 @testable import Transport
 
@@ -19,8 +19,8 @@ import Testing
         var frame = ByteBuffer()
         FrameCodec.encodeMessage(MessageFrame(lane: .state, sequence: 1, delivery: .reliable, message: makeMessage(0, size: 100)), into: &frame)
         let perSegment = (2048 + frame.readableBytes - 1) / frame.readableBytes
-        #expect(try reopened.segmentCount(peer: "cloud") == (100 + perSegment - 1) / perSegment)
-        #expect(try reopened.loadSession(peer: "cloud", limits: FrameLimits()).entries.map(\.sequence) == Array(1...100))
+        #expect(try await reopened.segmentCount(peer: "cloud") == (100 + perSegment - 1) / perSegment)
+        #expect(try await reopened.storedSession(peer: "cloud", limits: FrameLimits()).entries.map(\.sequence) == Array(1...100))
         let restarted = try MessageChannel(configuration: ChannelConfiguration(localNodeID: "edge-1", peerNodeID: "cloud"), outbox: reopened)
         #expect(restarted.statistics(for: .state).unacknowledged == 100)
         await restarted.close()
@@ -48,7 +48,7 @@ import Testing
         try await pair.restartEdge()
         // The file itself loads only the newest per key (not just the channel's in-memory supersede).
         let stored = try Outbox(configuration: .init(path: pair.directory + "/edge.sqlite"))
-        #expect(try stored.pendingCount(peer: "cloud") == 5)
+        #expect(try await stored.pendingCount(peer: "cloud") == 5)
         #expect(pair.edge.statistics(for: .state).unacknowledged == 5)
         try await pair.connect()
         let received = try await collect(5, from: pair.cloud, lane: .state)
@@ -58,11 +58,11 @@ import Testing
         await pair.shutdown()
     }
 
-    @Test func aFileOfAnotherLayoutIsRefusedWithAClearError() throws {
+    @Test func aFileOfAnotherLayoutIsRefusedWithAClearError() async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }
         let path = directory + "/old.sqlite"
-        try Self.createForeignFile(at: path)
+        try await Self.createForeignFile(at: path)
         let error = #expect(throws: SQLiteError.self) { try Outbox(configuration: .init(path: path)) }
         #expect(error?.message.contains("layout 0") == true, "\(String(describing: error))")
     }
@@ -75,26 +75,27 @@ import Testing
         let edge = try MessageChannel(configuration: ChannelConfiguration(localNodeID: "edge-1", peerNodeID: "cloud"), outbox: outbox)
         try await edge.send(makeMessage(1), on: .state, delivery: .reliable)
         await edge.close()
-        try Self.overwriteSegments(at: path, with: [0x01, 0x02, 0xFF, 0xFF])
+        try await Self.overwriteSegments(at: path, with: [0x01, 0x02, 0xFF, 0xFF])
         let error = #expect(throws: SQLiteError.self) {
             try MessageChannel(configuration: ChannelConfiguration(localNodeID: "edge-1", peerNodeID: "cloud"), outbox: try Outbox(configuration: .init(path: path)))
         }
         #expect(error?.message.contains("does not decode") == true, "\(String(describing: error))")
     }
 
-    private static func overwriteSegments(at path: String, with bytes: [UInt8]) throws {
-        let db = try SQLiteConnection(path: path)
-        let update = try db.statement("UPDATE segments SET frames = ?")
-        let failure = bytes.withUnsafeBytes { raw -> SQLiteError? in
-            update.bindBlob(raw, at: 1)
-            do throws(SQLiteError) { try update.run(); return nil } catch { return error }
+    private static func overwriteSegments(at path: String, with bytes: [UInt8]) async throws {
+        let db = try Database(path: path)
+        try await db.exclusive { db in
+            let update = try db.statement("UPDATE segments SET frames = ?")
+            update.bind(bytes: bytes, at: 1)
+            try update.run()
         }
-        if let failure { throw failure }
+        await db.close()
     }
 
     /// A SQLite file with a table of its own and no layout version.
-    private static func createForeignFile(at path: String) throws {
-        let db = try SQLiteConnection(path: path)
-        try db.execute("CREATE TABLE outbox(peer TEXT, lane INTEGER, seq INTEGER, message BLOB)")
+    private static func createForeignFile(at path: String) async throws {
+        let db = try Database(path: path)
+        try await db.exclusive { db in try db.execute("CREATE TABLE outbox(peer TEXT, lane INTEGER, seq INTEGER, message BLOB)") }
+        await db.close()
     }
 }

@@ -13,6 +13,7 @@ import Foundation
 import KubeModel
 import Logging
 import Synchronization
+import Storage
 import Transport
 
 @main
@@ -46,8 +47,10 @@ struct APIBench: AsyncParsableCommand {
 
         // Baselines first, on a file of their own with the store's settings.
         let raw = try RawSQLite(path: directory + "/raw.db")
-        let rawWrites = try raw.insert((0..<pods).map { podJSON($0).serializedBytes })
-        let rawList = try (0..<lists).map { _ in try raw.readAll() }
+        try await raw.createTable()
+        let rawWrites = try await raw.insert((0..<pods).map { podJSON($0).serializedBytes })
+        var rawList: [Double] = []
+        for _ in 0..<lists { rawList.append(try await raw.readAll()) }
 
         let store = try ObjectStore(configuration: .init(path: directory + "/objects.db"))
         var security: APIServer.Security?
@@ -170,7 +173,8 @@ struct APIBench: AsyncParsableCommand {
         let key = ObjectKey(resource: "configmaps", namespace: "bench", name: "fan-out")
         let from = store.revision
         let updates = updates
-        let streams = try (0..<watchers).map { _ in try store.watch(resource: "configmaps", namespace: "bench", after: from) }
+        var streams: [AsyncStream<ObjectEvent>] = []
+        for _ in 0..<watchers { streams.append(try await store.watch(resource: "configmaps", namespace: "bench", after: from)) }
         let start = ContinuousClock.now
         let consumers = Task {
             try await withThrowingTaskGroup(of: Int.self) { group in
@@ -189,10 +193,10 @@ struct APIBench: AsyncParsableCommand {
             }
         }
         var object = try JSONValue(parsing: #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"fan-out","namespace":"bench"},"data":{"k":"0"}}"#)
-        object = try store.create(key, object)
+        object = try await store.create(key, object)
         for index in 0..<updates {
             object.set(.string(String(index)), at: ["data", "k"])
-            object = try store.update(key, object)
+            object = try await store.update(key, object)
         }
         let delivered = try await consumers.value
         guard delivered == watchers * (updates + 1) else { throw BenchFailure("store watchers saw \(delivered) events") }
@@ -237,37 +241,44 @@ enum PodTemplate {
     }
 }
 
-/// The baseline: the same rows in SQLite with the store's settings (WAL), no server.
-final class RawSQLite {
-    let db: SQLiteConnection
+/// The baseline: the same rows in SQLite with the store's settings (WAL), no server, on the
+/// database's own thread as the store's statements run.
+final class RawSQLite: Sendable {
+    let db: Database
 
     init(path: String) throws {
-        db = try SQLiteConnection(path: path)
-        try db.useWriteAheadLog()
-        try db.execute("CREATE TABLE objects (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        db = try Database(path: path)
+    }
+
+    func createTable() async throws {
+        try await db.exclusive { db in try db.execute("CREATE TABLE objects (key TEXT PRIMARY KEY, value BLOB NOT NULL)") }
     }
 
     /// Inserts each row in its own transaction; rows per second.
-    func insert(_ rows: [[UInt8]]) throws -> Double {
-        let insert = try db.statement("INSERT INTO objects(key, value) VALUES (?, ?)")
-        let start = ContinuousClock.now
-        for (index, row) in rows.enumerated() {
-            insert.bind("pods/bench/pod-\(index)", at: 1)
-            insert.bind(bytes: row, at: 2)
-            try insert.run()
+    func insert(_ rows: [[UInt8]]) async throws -> Double {
+        try await db.exclusive { (db) throws -> Double in
+            let insert = try db.statement("INSERT INTO objects(key, value) VALUES (?, ?)")
+            let start = ContinuousClock.now
+            for (index, row) in rows.enumerated() {
+                insert.bind("pods/bench/pod-\(index)", at: 1)
+                insert.bind(bytes: row, at: 2)
+                try insert.run()
+            }
+            return Double(rows.count) / seconds(ContinuousClock.now - start)
         }
-        return Double(rows.count) / seconds(ContinuousClock.now - start)
     }
 
     /// Reads every row's bytes in key order; seconds.
-    func readAll() throws -> Double {
-        let read = try db.statement("SELECT value FROM objects ORDER BY key")
-        defer { read.reset() }
-        let start = ContinuousClock.now
-        var bytes = 0
-        while try read.step() { bytes += Array(read.blobBytes(at: 0)).count }
-        precondition(bytes > 0)
-        return seconds(ContinuousClock.now - start)
+    func readAll() async throws -> Double {
+        try await db.read { (db) throws -> Double in
+            let read = try db.statement("SELECT value FROM objects ORDER BY key")
+            defer { read.reset() }
+            let start = ContinuousClock.now
+            var bytes = 0
+            while try read.step() { bytes += read.bytes(at: 0).count }
+            precondition(bytes > 0)
+            return seconds(ContinuousClock.now - start)
+        }
     }
 }
 

@@ -14,6 +14,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Node
+import Storage
 import Synchronization
 import Transport
 
@@ -106,31 +107,36 @@ struct NodeBench: AsyncParsableCommand {
     func metaFigures() async throws {
         let directory = makeDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let pod = { (index: Int) in
+        let pod = { @Sendable (index: Int) in
             #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"pod-\#(index)","namespace":"default","resourceVersion":"\#(index + 1)","uid":"\#(UUID().uuidString)"},"spec":{"nodeName":"edge-1","containers":[{"name":"app","image":"registry.local/app:1.0","args":["--port","8080"],"resources":{"limits":{"cpu":"100m","memory":"64Mi"}}}]},"status":{"phase":"Pending"}}"#
         }
-        // Baseline: the same upserts as single-row transactions, then point reads, straight on SQLite.
-        let raw = try SQLiteConnection(path: directory + "/raw.db")
-        try raw.useWriteAheadLog()
-        try raw.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, type TEXT, value TEXT)")
-        var started = ContinuousClock.now
-        for index in 0..<operations {
-            try raw.transaction { () throws(SQLiteError) in
-                let upsert = try raw.statement("INSERT INTO meta(key, type, value) VALUES (?, 'pod', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-                upsert.bind("default/pod/pod-\(index)", at: 1)
-                upsert.bind(pod(index), at: 2)
-                try upsert.run()
+        // Baseline: the same upserts as single-row transactions, then point reads, straight on
+        // SQLite (on the database's thread, as the store's own statements run).
+        let raw = try Database(path: directory + "/raw.db")
+        let operations = operations
+        let (rawWrites, rawReads) = try await raw.exclusive { (db) throws -> (Double, Double) in
+            try db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, type TEXT, value TEXT)")
+            var started = ContinuousClock.now
+            for index in 0..<operations {
+                try db.transaction { () throws(SQLiteError) in
+                    let upsert = try db.statement("INSERT INTO meta(key, type, value) VALUES (?, 'pod', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                    upsert.bind("default/pod/pod-\(index)", at: 1)
+                    upsert.bind(pod(index), at: 2)
+                    try upsert.run()
+                }
             }
+            let writes = Double(operations) / (ContinuousClock.now - started).seconds
+            started = ContinuousClock.now
+            for index in 0..<operations {
+                let read = try db.statement("SELECT value FROM meta WHERE key = ?")
+                read.bind("default/pod/pod-\(index % operations)", at: 1)
+                guard try read.step(), read.string(at: 0) != nil else { throw BenchError("raw read missed") }
+                read.reset()
+            }
+            return (writes, Double(operations) / (ContinuousClock.now - started).seconds)
         }
-        let rawWrites = Double(operations) / (ContinuousClock.now - started).seconds
-        started = ContinuousClock.now
-        for index in 0..<operations {
-            let read = try raw.statement("SELECT value FROM meta WHERE key = ?")
-            read.bind("default/pod/pod-\(index % operations)", at: 1)
-            guard try read.step(), read.string(at: 0) != nil else { throw BenchError("raw read missed") }
-            read.reset()
-        }
-        let rawReads = Double(operations) / (ContinuousClock.now - started).seconds
+        await raw.close()
+        var started = ContinuousClock.now
 
         // MetaManager through the bus: cloud writes reported handled once stored, then queries.
         let bus = MessageBus()

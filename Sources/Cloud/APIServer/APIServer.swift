@@ -97,8 +97,8 @@ public final class APIServer: Sendable {
     /// Binds and serves (creating the initial namespaces that are missing); returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
-        for name in Self.initialNamespaces where try store.get(ObjectKey(resource: "namespaces", namespace: "", name: name)) == nil {
-            _ = try store.create(ObjectKey(resource: "namespaces", namespace: "", name: name), .object(JSONObject([
+        for name in Self.initialNamespaces where try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: name)) == nil {
+            _ = try await store.create(ObjectKey(resource: "namespaces", namespace: "", name: name), .object(JSONObject([
                 ("apiVersion", .string("v1")), ("kind", .string("Namespace")), ("metadata", .object(JSONObject([("name", .string(name))]))),
                 ("status", .object(JSONObject([("phase", .string("Active"))]))),
             ])))
@@ -121,7 +121,7 @@ public final class APIServer: Sendable {
                 },
                 Task { [configuration] in
                     while (try? await Task.sleep(for: configuration.compactionInterval)) != nil {
-                        do { try store.compact() } catch { logger.error("compaction failed", metadata: ["error": "\(error)"]) }
+                        do { try await store.compact() } catch { logger.error("compaction failed", metadata: ["error": "\(error)"]) }
                     }
                 },
             ]
@@ -219,11 +219,11 @@ public final class APIServer: Sendable {
                 }
                 let table = head.headers[canonicalForm: "Accept"].contains(where: { $0.contains("as=Table") })
                 if head.method == .GET, route.key == nil, !table {
-                    try await writer.send(encoded: try encodedList(route, selection))
+                    try await writer.send(encoded: try await encodedList(route, selection))
                     return true
                 }
                 var warnings: [String] = []
-                let (status, object) = try perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "",
+                let (status, object) = try await perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "",
                                                    query: query, warnings: &warnings)
                 if head.method == .GET, table {
                     let items = route.key == nil ? object["items"]?.arrayValue ?? [] : [object]
@@ -244,7 +244,7 @@ public final class APIServer: Sendable {
     // MARK: operations
 
     private func perform(_ method: HTTPMethod, _ route: APIRoute, _ selection: Selection, body: ByteBuffer, contentType: String,
-                         query: [String: String], warnings: inout [String]) throws -> (HTTPResponseStatus, JSONValue) {
+                         query: [String: String], warnings: inout [String]) async throws -> (HTTPResponseStatus, JSONValue) {
         let resource = route.resource
         // `dryRun=All`: every check, nothing stored (kubectl --dry-run=server).
         let dryRun = try Self.isDryRun(query)
@@ -255,37 +255,37 @@ public final class APIServer: Sendable {
         }
         switch (method, route.key) {
         case (.GET, nil):
-            let (all, revision) = try store.list(resource: resource.storageName, namespace: route.namespace)
+            let (all, revision) = try await store.list(resource: resource.storageName, namespace: route.namespace)
             let objects = all.filter(selection.matches)
             return (.ok, .object(JSONObject([
                 ("kind", .string("\(resource.kind)List")), ("apiVersion", .string(resource.groupVersion)),
                 ("metadata", .object(JSONObject([("resourceVersion", .string(String(revision)))]))), ("items", .array(objects)),
             ])))
         case (.GET, let key?):
-            guard let object = try store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
+            guard let object = try await store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
             return (.ok, object)
         case (.POST, nil):
             var object = try JSONValue(parsing: body.readableBytesView)
             try validate(object)
             let key = try identify(&object, route: route)
             if resource.group.isEmpty, resource.kind == "Pod" { object = PodDefaults.onCreate(object) }
-            if resource.namespaced, try store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
+            if resource.namespaced, try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
                 throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")
             }
-            return (.created, try store.create(key, object, dryRun: dryRun))
+            return (.created, try await store.create(key, object, dryRun: dryRun))
         case (.PUT, let key?):
             var object = try JSONValue(parsing: body.readableBytesView)
             try validate(object)
             _ = try identify(&object, route: route)
             if route.subresource == "status" {
-                guard var current = try store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
+                guard var current = try await store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
                 current["status"] = object["status"]
                 current.set(object[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
-                return (.ok, try store.update(key, current, dryRun: dryRun))
+                return (.ok, try await store.update(key, current, dryRun: dryRun))
             }
-            return (.ok, try store.update(key, object, dryRun: dryRun))
+            return (.ok, try await store.update(key, object, dryRun: dryRun))
         case (.PATCH, let key?) where contentType.hasPrefix("application/apply-patch+yaml"):
-            return try serverSideApply(route, key: key, body: body, query: query, dryRun: dryRun, validate: validate)
+            return try await serverSideApply(route, key: key, body: body, query: query, dryRun: dryRun, validate: validate)
         case (.PATCH, let key?):
             let strategic = contentType.hasPrefix("application/strategic-merge-patch+json")
             guard strategic || contentType.hasPrefix("application/merge-patch+json") else {
@@ -296,7 +296,7 @@ public final class APIServer: Sendable {
                 // As the Kubernetes API server answers for custom resources.
                 throw APIError(code: 415, reason: "UnsupportedMediaType", message: "strategic merge patch is not supported for \(resource.kind); use --type merge")
             }
-            guard let current = try store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
+            guard let current = try await store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
             var patch = try JSONValue(parsing: body.readableBytesView)
             if route.subresource == "status" { patch = .object(JSONObject([("status", patch["status"] ?? .null)])) }
             var patched = strategic ? StrategicMergePatch.apply(patch, to: current) : current.applyingMergePatch(patch)
@@ -306,17 +306,17 @@ public final class APIServer: Sendable {
             }
             try validate(patched)
             _ = try identify(&patched, route: route)
-            return (.ok, try store.update(key, patched, dryRun: dryRun))
+            return (.ok, try await store.update(key, patched, dryRun: dryRun))
         case (.DELETE, let key?):
             // DeleteOptions may come in the body (kubectl sends dryRun and preconditions there).
             let options = body.readableBytes > 0 ? try JSONValue(parsing: body.readableBytesView) : JSONValue.null
             let dryRunInBody = options["dryRun"]?.arrayValue?.contains(.string("All")) ?? false
             if let uid = options[path: ["preconditions", "uid"]]?.stringValue, !uid.isEmpty,
-               let current = try store.get(key), current[path: ["metadata", "uid"]]?.stringValue != uid {
+               let current = try await store.get(key), current[path: ["metadata", "uid"]]?.stringValue != uid {
                 throw APIError(code: 409, reason: "Conflict", message: "Precondition failed: UID in precondition: \(uid), UID in object meta: "
                                + (current[path: ["metadata", "uid"]]?.stringValue ?? ""))
             }
-            return (.ok, try store.delete(key, resourceVersion: options[path: ["preconditions", "resourceVersion"]]?.stringValue,
+            return (.ok, try await store.delete(key, resourceVersion: options[path: ["preconditions", "resourceVersion"]]?.stringValue,
                                           dryRun: dryRun || dryRunInBody))
         default:
             throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(method) is not allowed on \(route.key == nil ? "a collection" : "an object")")
@@ -334,7 +334,7 @@ public final class APIServer: Sendable {
     /// Server-side apply: the body (JSON or YAML) is the manager's configuration; it creates the
     /// object when absent. `fieldManager` is required; `force=true` takes conflicting fields.
     private func serverSideApply(_ route: APIRoute, key: ObjectKey, body: ByteBuffer, query: [String: String], dryRun: Bool,
-                                 validate: (JSONValue) throws -> Void) throws -> (HTTPResponseStatus, JSONValue) {
+                                 validate: (JSONValue) throws -> Void) async throws -> (HTTPResponseStatus, JSONValue) {
         guard let manager = query["fieldManager"], !manager.isEmpty else {
             throw APIError.badRequest("PATCH with application/apply-patch+yaml requires the fieldManager parameter")
         }
@@ -352,8 +352,8 @@ public final class APIServer: Sendable {
         _ = try identify(&configuration, route: route)
         let resource = route.resource
         let strategic = resource.group.isEmpty || resource.group == "coordination.k8s.io"
-        let live = try store.get(key)
-        if live == nil, resource.namespaced, try store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
+        let live = try await store.get(key)
+        if live == nil, resource.namespaced, try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
             throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")
         }
         var applied: JSONValue
@@ -368,19 +368,19 @@ public final class APIServer: Sendable {
         guard let live else {
             if resource.group.isEmpty, resource.kind == "Pod" { applied = PodDefaults.onCreate(applied) }
             applied.set(nil, at: ["metadata", "resourceVersion"])
-            return (.created, try store.create(key, applied, dryRun: dryRun))
+            return (.created, try await store.create(key, applied, dryRun: dryRun))
         }
         applied["status"] = live["status"]
         applied.set(live[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
-        return (.ok, try store.update(key, applied, dryRun: dryRun))
+        return (.ok, try await store.update(key, applied, dryRun: dryRun))
     }
 
     /// A list as JSON built from the stored bytes of the objects it selects: objects are parsed
     /// only to match a selector, and never serialised again.
-    private func encodedList(_ route: APIRoute, _ selection: Selection) throws(APIError) -> [UInt8] {
+    private func encodedList(_ route: APIRoute, _ selection: Selection) async throws(APIError) -> [UInt8] {
         let resource = route.resource
         let nodeName = selection.fields.requiredValues["spec.nodeName"]
-        var (objects, revision) = try store.listEncoded(resource: resource.storageName, namespace: route.namespace, nodeName: nodeName)
+        var (objects, revision) = try await store.listEncoded(resource: resource.storageName, namespace: route.namespace, nodeName: nodeName)
         if !selection.selectsEverything {
             objects = objects.filter { encoded in (try? JSONValue(parsing: encoded)).map(selection.matches) ?? false }
         }
@@ -437,13 +437,13 @@ public final class APIServer: Sendable {
             guard let revision = Int64(version) else { throw APIError.badRequest("resourceVersion \(version) is not one this server issued") }
             from = revision
         } else {
-            (initial, from) = try store.list(resource: resource.storageName, namespace: route.namespace)
+            (initial, from) = try await store.list(resource: resource.storageName, namespace: route.namespace)
             initial = initial.filter(selection.matches)
         }
         let namespace = route.namespace
         let events: AsyncStream<ObjectEvent>
         do {
-            events = try store.watch(resource: resource.storageName, namespace: namespace, after: from)
+            events = try await store.watch(resource: resource.storageName, namespace: namespace, after: from)
         } catch {
             try await writer.startStream()
             try await writer.streamLine(.object(JSONObject([("type", .string("ERROR")), ("object", error.status)])))

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Storage
 import Transport
 
 /// A device bound to this node, with its attributes and twin.
@@ -29,42 +30,62 @@ public struct DeviceRecord: Sendable, Equatable {
     }
 }
 
-/// DeviceTwin's SQLite file (WAL) in KubeEdge's layout — tables `device`, `device_attr` and
-/// `device_twin` — with every device also held in memory, so that reads never touch the disk
-/// and a burst of updates is written in one transaction. Thread-safe.
+/// DeviceTwin's tables in the node's SQLite file (WAL), in KubeEdge's layout — `device`,
+/// `device_attr` and `device_twin` — with every device also held in memory, so that reads never
+/// touch the disk and a burst of updates is written in one transaction.
+///
+/// Updates run on the database's writer thread against a working copy of the devices; readers
+/// see the devices as of the last commit.
 public final class DeviceStore: Sendable {
-    private struct Storage {
-        var db: SQLiteConnection
-        var devices: DeviceTable
-    }
+    /// The file, shared with the node's other stores.
+    public let database: Database
+    /// The devices as committed: what readers see.
+    private let published: Mutex<DeviceTable>
+    /// The writer thread's copy, edited in place by updates and published when they commit.
+    private let working: DatabaseLocal<DeviceTable>
 
-    private let storage: Mutex<Storage>
-
-    /// Opens (or creates) the store at `path` and loads every device.
-    public init(path: String, maxSizeBytes: Int? = nil) throws(DeviceTwinError) {
+    /// Opens (or creates) the store in a database of its own at `path` and loads every device.
+    public convenience init(path: String, maxSizeBytes: Int? = nil) throws(DeviceTwinError) {
+        let database: Database
         do {
-            let db = try SQLiteConnection(path: path)
-            try db.useWriteAheadLog(maxSizeBytes: maxSizeBytes)
-            try db.execute("""
-                CREATE TABLE IF NOT EXISTS device (
-                    id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT, state TEXT, last_online TEXT);
-                CREATE TABLE IF NOT EXISTS device_attr (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT, deviceid TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
-                    value TEXT, optional INTEGER, attr_type TEXT, metadata TEXT, UNIQUE(deviceid, name));
-                CREATE TABLE IF NOT EXISTS device_twin (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT, deviceid TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
-                    expected TEXT, actual TEXT, expected_meta TEXT, actual_meta TEXT, expected_version TEXT, actual_version TEXT,
-                    optional INTEGER, attr_type TEXT, metadata TEXT, UNIQUE(deviceid, name));
-                """)
-            storage = Mutex(Storage(db: db, devices: DeviceTable(try Self.load(db))))
+            database = try Database(configuration: DatabaseConfiguration(path: path, maxSizeBytes: maxSizeBytes))
         } catch {
             throw DeviceTwinError.storage("\(path): \(error)")
         }
+        try self.init(database: database)
     }
 
-    private static func load(_ db: SQLiteConnection) throws(SQLiteError) -> [String: DeviceRecord] {
+    /// Opens (or creates) the store's tables in `database` and loads every device. Blocks while
+    /// it reads: call it at start-up.
+    public init(database: Database) throws(DeviceTwinError) {
+        self.database = database
+        let devices: [String: DeviceRecord]
+        do {
+            devices = try database.openBlocking { (db) throws in
+                try db.execute("""
+                    CREATE TABLE IF NOT EXISTS device (
+                        id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT, state TEXT, last_online TEXT);
+                    CREATE TABLE IF NOT EXISTS device_attr (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT, deviceid TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
+                        value TEXT, optional INTEGER, attr_type TEXT, metadata TEXT, UNIQUE(deviceid, name));
+                    CREATE TABLE IF NOT EXISTS device_twin (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT, deviceid TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
+                        expected TEXT, actual TEXT, expected_meta TEXT, actual_meta TEXT, expected_version TEXT, actual_version TEXT,
+                        optional INTEGER, attr_type TEXT, metadata TEXT, UNIQUE(deviceid, name));
+                    """)
+                return try Self.load(db)
+            }
+        } catch {
+            throw DeviceTwinError.storage("\(database.configuration.path): \(error)")
+        }
+        published = Mutex(DeviceTable(devices))
+        working = DatabaseLocal(DeviceTable(devices))
+    }
+
+    private static func load(_ db: DatabaseConnection) throws(SQLiteError) -> [String: DeviceRecord] {
         var devices: [String: DeviceRecord] = [:]
         let rows = try db.statement("SELECT id, name, description, state, last_online FROM device")
+        defer { rows.reset() }
         while try rows.step() {
             let id = rows.string(at: 0) ?? ""
             let namespace = id.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
@@ -73,6 +94,7 @@ public final class DeviceStore: Sendable {
                 state: rows.string(at: 3) ?? "unknown", lastOnline: rows.string(at: 4) ?? "")
         }
         let attributes = try db.statement("SELECT deviceid, name, value FROM device_attr")
+        defer { attributes.reset() }
         while try attributes.step() {
             guard let id = attributes.string(at: 0), let name = attributes.string(at: 1) else { continue }
             devices[id]?.attributes[name] = attributes.string(at: 2) ?? ""
@@ -80,6 +102,7 @@ public final class DeviceStore: Sendable {
         let twins = try db.statement("""
             SELECT deviceid, name, expected, actual, expected_meta, actual_meta, expected_version, actual_version, optional, attr_type FROM device_twin
             """)
+        defer { twins.reset() }
         let decoder = JSONDecoder()
         func decode<T: Decodable>(_ type: T.Type, _ column: Int32) -> T? {
             guard let text = twins.string(at: column) else { return nil }
@@ -104,43 +127,36 @@ public final class DeviceStore: Sendable {
     /// The device named `id`: `{namespace}/{name}`, or a bare `{name}` when exactly one device
     /// on this node has it.
     public func device(_ id: String) -> DeviceRecord? {
-        storage.withLock { $0.devices.resolve(id) }
+        published.withLock { $0.resolve(id) }
     }
 
     /// Every device, ordered by id.
-    public var devices: [DeviceRecord] { storage.withLock { $0.devices.records.values.sorted { $0.id < $1.id } } }
+    public var devices: [DeviceRecord] { published.withLock { $0.records.values.sorted { $0.id < $1.id } } }
 
     /// Devices held.
-    public var count: Int { storage.withLock { $0.devices.records.count } }
+    public var count: Int { published.withLock { $0.records.count } }
 
-    /// Runs `body` on the devices (in place: nothing is copied), then writes what it changed in
-    /// one transaction: `body` returns the changed devices' ids with the twin properties whose
-    /// rows changed. If the write fails, the devices `body` touched are put back as they were.
-    func update<T>(_ body: (inout DeviceTable) -> (changes: [DeviceChange], result: T)) throws(DeviceTwinError) -> T {
+    /// Runs `body` on the writer thread's devices (in place), then writes what it changed in the
+    /// same transaction: `body` returns the changed devices' ids with the twin properties whose
+    /// rows changed. If the write fails, the devices are put back as they were before `body`.
+    func update<T: Sendable>(_ body: @escaping @Sendable (inout DeviceTable) -> (changes: [DeviceChange], result: T)) async throws(DeviceTwinError) -> T {
         do {
-            return try storage.withLock { storage throws(SQLiteError) -> T in
-                storage.devices.beginEdits()
-                let (changes, result) = body(&storage.devices)
+            return try await database.write { [self] transaction in
+                let before = self.working[transaction]
+                transaction.afterRollback { self.working[transaction] = before }
+                let (changes, result) = body(&self.working[transaction])
                 guard !changes.isEmpty else { return result }
-                let db = storage.db
-                let devices = storage.devices
-                let written = Result { () throws(SQLiteError) in
-                    try db.transaction { () throws(SQLiteError) in
-                        for change in changes { try Self.write(change, devices: devices, db: db) }
-                    }
-                }
-                if case .failure(let error) = written {
-                    storage.devices.revertEdits()
-                    throw error
-                }
+                let devices = self.working[transaction]
+                for change in changes { try Self.write(change, devices: devices, db: transaction.connection) }
+                transaction.afterCommit { self.published.withLock { $0 = devices } }
                 return result
             }
         } catch {
-            throw DeviceTwinError.storage(error.description)
+            throw DeviceTwinError.storage("\(error)")
         }
     }
 
-    private static func write(_ change: DeviceChange, devices: DeviceTable, db: SQLiteConnection) throws(SQLiteError) {
+    private static func write(_ change: DeviceChange, devices: DeviceTable, db: DatabaseConnection) throws(SQLiteError) {
         guard let device = devices[change.id] else {
             for table in ["device_twin", "device_attr"] {
                 let remove = try db.statement("DELETE FROM \(table) WHERE deviceid = ?")
@@ -232,13 +248,11 @@ public enum DeviceTwinError: Error, Sendable, Equatable, CustomStringConvertible
     }
 }
 
-/// The devices in memory, indexed by id and by name, remembering what an update changed so a
-/// failed write can be undone.
-struct DeviceTable {
+/// The devices in memory, indexed by id and by name (a value: an update that fails is undone by
+/// putting back the copy from before it).
+struct DeviceTable: Sendable {
     private(set) var records: [String: DeviceRecord]
     private var idsByName: [String: Set<String>] = [:]
-    /// The value before the current update of each device it touched (`nil`: it did not exist).
-    private var originals: [String: DeviceRecord?] = [:]
 
     init(_ records: [String: DeviceRecord]) {
         self.records = records
@@ -248,7 +262,6 @@ struct DeviceTable {
     subscript(id: String) -> DeviceRecord? {
         get { records[id] }
         set {
-            if originals[id] == nil { originals[id] = .some(records[id]) }
             if let old = records[id] { idsByName[old.name]?.remove(id) }
             records[id] = newValue
             if let newValue { idsByName[newValue.name, default: []].insert(id) }
@@ -263,12 +276,4 @@ struct DeviceTable {
     }
 
     var values: Dictionary<String, DeviceRecord>.Values { records.values }
-
-    mutating func beginEdits() { originals.removeAll(keepingCapacity: true) }
-
-    mutating func revertEdits() {
-        let undo = originals
-        for (id, original) in undo { self[id] = original }
-        originals.removeAll(keepingCapacity: true)
-    }
 }

@@ -97,13 +97,19 @@ public final class DeviceTwin: Sendable {
 
     /// Handles a batch: all changes in memory, one transaction, then the answers.
     private func handle(_ batch: [Message]) async {
-        var work = TwinWork(now: Self.now(), configuration: configuration)
+        let initial = TwinWork(now: Self.now(), configuration: configuration)
+        // What the batch did, also when the write fails (its requests are then answered 500).
+        let outcome = Mutex(initial)
+        var work = initial
         do {
-            try store.update { devices in
+            work = try await store.update { devices in
+                var work = initial
                 for message in batch { work.handle(message, devices: &devices) }
-                return (Array(work.changes.values), ())
+                outcome.withLock { $0 = work }
+                return (Array(work.changes.values), work)
             }
         } catch {
+            work = outcome.withLock { $0 }
             counters.withLock { $0.storageFailures += 1 }
             logger.error("could not store device changes; cloud messages stay unacknowledged", metadata: ["error": "\(error)"])
             var failed = TwinWork(now: work.now, configuration: configuration)

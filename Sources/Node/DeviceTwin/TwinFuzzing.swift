@@ -21,7 +21,6 @@ public enum TwinFuzzing {
         } else {
             message = EventBus.route(MQTTMessage(topic: topic, payload: ByteBuffer(bytes: payload), qos: 1, retain: false)).message
         }
-        devices.beginEdits()
         work.handle(message, devices: &devices)
         return work.publications.count
     }

@@ -4,7 +4,7 @@ import Transport
 
 /// The work of one batch: how each message changes the devices, and what to publish and report
 /// once the changes are stored. Pure: no I/O.
-struct TwinWork {
+struct TwinWork: Sendable {
     let now: Int64
     let configuration: DeviceTwin.Configuration
     var changes: [String: DeviceChange] = [:]
@@ -17,7 +17,7 @@ struct TwinWork {
     var ignored = 0
     var cloudChanges = 0
 
-    struct Request {
+    struct Request: Sendable {
         var topic: TwinTopic
         var eventID: String
     }

@@ -3,8 +3,8 @@ import KubeModel
 /// Where a pod's ConfigMaps and Secrets come from (on the edge: MetaManager's store, so pods
 /// start while the cloud is away).
 public protocol PodResourceSource: Sendable {
-    func configMap(namespace: String, name: String) -> Kube.ConfigMap?
-    func secret(namespace: String, name: String) -> Kube.Secret?
+    func configMap(namespace: String, name: String) async -> Kube.ConfigMap?
+    func secret(namespace: String, name: String) async -> Kube.Secret?
 }
 
 /// A container's environment as kubelet builds it: `envFrom` sources first (ConfigMaps and
@@ -15,21 +15,21 @@ public protocol PodResourceSource: Sendable {
 enum ContainerEnvironment {
     static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-    static func resolve(_ container: Kube.Container, pod: Kube.Pod, source: (any PodResourceSource)?) throws(ContainerRuntimeError) -> [String: String] {
+    static func resolve(_ container: Kube.Container, pod: Kube.Pod, source: (any PodResourceSource)?) async throws(ContainerRuntimeError) -> [String: String] {
         var environment = ["PATH": defaultPath, "HOSTNAME": pod.name]
         let namespace = pod.namespace.isEmpty ? "default" : pod.namespace
         for from in container.json["envFrom"]?.arrayValue ?? [] {
             let prefix = from["prefix"]?.stringValue ?? ""
             if let reference = from["configMapRef"] {
                 let name = reference["name"]?.stringValue ?? ""
-                guard let map = source?.configMap(namespace: namespace, name: name) else {
+                guard let map = await source?.configMap(namespace: namespace, name: name) else {
                     if reference["optional"] == .bool(true) { continue }
                     throw failure("configmap \"\(name)\" not found")
                 }
                 for (key, value) in map.data where isValidName(prefix + key) { environment[prefix + key] = value }
             } else if let reference = from["secretRef"] {
                 let name = reference["name"]?.stringValue ?? ""
-                guard let secret = source?.secret(namespace: namespace, name: name) else {
+                guard let secret = await source?.secret(namespace: namespace, name: name) else {
                     if reference["optional"] == .bool(true) { continue }
                     throw failure("secret \"\(name)\" not found")
                 }
@@ -41,7 +41,7 @@ enum ContainerEnvironment {
             if let value = variable["value"]?.stringValue {
                 environment[name] = expand(value, with: environment)
             } else if let from = variable["valueFrom"] {
-                if let value = try valueFrom(from, pod: pod, namespace: namespace, source: source) { environment[name] = value }
+                if let value = try await valueFrom(from, pod: pod, namespace: namespace, source: source) { environment[name] = value }
             } else {
                 environment[name] = ""
             }
@@ -49,10 +49,10 @@ enum ContainerEnvironment {
         return environment
     }
 
-    private static func valueFrom(_ from: JSONValue, pod: Kube.Pod, namespace: String, source: (any PodResourceSource)?) throws(ContainerRuntimeError) -> String? {
+    private static func valueFrom(_ from: JSONValue, pod: Kube.Pod, namespace: String, source: (any PodResourceSource)?) async throws(ContainerRuntimeError) -> String? {
         if let reference = from["configMapKeyRef"] {
             let (name, key, optional) = (reference["name"]?.stringValue ?? "", reference["key"]?.stringValue ?? "", reference["optional"] == .bool(true))
-            guard let map = source?.configMap(namespace: namespace, name: name) else {
+            guard let map = await source?.configMap(namespace: namespace, name: name) else {
                 if optional { return nil }
                 throw failure("configmap \"\(name)\" not found")
             }
@@ -64,7 +64,7 @@ enum ContainerEnvironment {
         }
         if let reference = from["secretKeyRef"] {
             let (name, key, optional) = (reference["name"]?.stringValue ?? "", reference["key"]?.stringValue ?? "", reference["optional"] == .bool(true))
-            guard let secret = source?.secret(namespace: namespace, name: name) else {
+            guard let secret = await source?.secret(namespace: namespace, name: name) else {
                 if optional { return nil }
                 throw failure("secret \"\(name)\" not found")
             }

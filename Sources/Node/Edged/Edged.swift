@@ -124,7 +124,7 @@ public final class Edged: Sendable {
         repeat {
             let pods: [Kube.Pod]
             do {
-                pods = try store.list(type: "pod").objects.compactMap { object in
+                pods = try await store.list(type: "pod").objects.compactMap { object in
                     guard let json = try? JSONValue(parsing: object.json) else { return nil }
                     let pod = Kube.Pod(json: json)
                     return pod.nodeName == configuration.nodeName ? pod : nil
@@ -282,16 +282,16 @@ public final class Edged: Sendable {
 struct MetaStoreResources: PodResourceSource {
     let store: MetaStore
 
-    func configMap(namespace: String, name: String) -> Kube.ConfigMap? {
-        object(namespace: namespace, type: "configmap", name: name).map(Kube.ConfigMap.init(json:))
+    func configMap(namespace: String, name: String) async -> Kube.ConfigMap? {
+        await object(namespace: namespace, type: "configmap", name: name).map(Kube.ConfigMap.init(json:))
     }
 
-    func secret(namespace: String, name: String) -> Kube.Secret? {
-        object(namespace: namespace, type: "secret", name: name).map(Kube.Secret.init(json:))
+    func secret(namespace: String, name: String) async -> Kube.Secret? {
+        await object(namespace: namespace, type: "secret", name: name).map(Kube.Secret.init(json:))
     }
 
-    private func object(namespace: String, type: String, name: String) -> JSONValue? {
-        guard let stored = try? store.get(ResourceKey(namespace: namespace, type: type, name: name)) else { return nil }
+    private func object(namespace: String, type: String, name: String) async -> JSONValue? {
+        guard let stored = try? await store.get(ResourceKey(namespace: namespace, type: type, name: name)) else { return nil }
         return try? JSONValue(parsing: stored.json)
     }
 }

@@ -17,12 +17,16 @@ struct PodVolumes {
 
     /// Every volume's host path, or why it is not there; each volume is materialised (or
     /// refreshed) first. A container fails only for the volumes it mounts.
-    func sync(_ pod: Kube.Pod, source: (any PodResourceSource)?) -> [String: Result<String, ContainerRuntimeError>] {
+    func sync(_ pod: Kube.Pod, source: (any PodResourceSource)?) async -> [String: Result<String, ContainerRuntimeError>] {
         var paths: [String: Result<String, ContainerRuntimeError>] = [:]
         let namespace = pod.namespace.isEmpty ? "default" : pod.namespace
         for volume in pod.json[path: ["spec", "volumes"]].elements {
             guard let name = volume["name"]?.stringValue, !name.isEmpty else { continue }
-            paths[name] = Result { () throws(ContainerRuntimeError) in try materialise(volume, name: name, namespace: namespace, source: source) }
+            do throws(ContainerRuntimeError) {
+                paths[name] = .success(try await materialise(volume, name: name, namespace: namespace, source: source))
+            } catch {
+                paths[name] = .failure(error)
+            }
         }
         return paths
     }
@@ -68,14 +72,14 @@ struct PodVolumes {
 
     // MARK: materialising
 
-    private func materialise(_ volume: JSONValue, name: String, namespace: String, source: (any PodResourceSource)?) throws(ContainerRuntimeError) -> String {
+    private func materialise(_ volume: JSONValue, name: String, namespace: String, source: (any PodResourceSource)?) async throws(ContainerRuntimeError) -> String {
         guard Self.isSafeRelativePath(name), !name.contains("/") else { throw Self.failure("volume name \(name) is not a file name") }
         let path = directory + "/" + name
         switch Self.kind(of: volume) {
         case "configMap":
             let reference = volume["configMap"]
             let mapName = reference?["name"]?.stringValue ?? ""
-            guard let map = source?.configMap(namespace: namespace, name: mapName) else {
+            guard let map = await source?.configMap(namespace: namespace, name: mapName) else {
                 if reference?["optional"] == .bool(true) { return try write([:], to: path) }
                 throw Self.failure("volume \"\(name)\": configmap \"\(mapName)\" not found")
             }
@@ -85,7 +89,7 @@ struct PodVolumes {
         case "secret":
             let reference = volume["secret"]
             let secretName = reference?["secretName"]?.stringValue ?? ""
-            guard let secret = source?.secret(namespace: namespace, name: secretName) else {
+            guard let secret = await source?.secret(namespace: namespace, name: secretName) else {
                 if reference?["optional"] == .bool(true) { return try write([:], to: path) }
                 throw Self.failure("volume \"\(name)\": secret \"\(secretName)\" not found")
             }

@@ -94,7 +94,7 @@ public actor PodWorker {
             pod.json["status"] = status
             return status
         }
-        if let volumes { volumePaths = volumes.sync(pod, source: resources) }
+        if let volumes { volumePaths = await volumes.sync(pod, source: resources) }
         listed = await runtime.containers(ofPod: uid)
         defer {
             listed = nil
@@ -140,7 +140,7 @@ public actor PodWorker {
             attempt = id.attempt + 1
         }
         do {
-            let id = try await runtime.start(try launch(container, attempt: attempt))
+            let id = try await runtime.start(try await launch(container, attempt: attempt))
             startFailures[container.name] = nil
             probeStates[container.name] = nil
             // Kubelet keeps the last ended attempt (for `lastState` and its logs); older ones go.
@@ -157,8 +157,8 @@ public actor PodWorker {
         }
     }
 
-    private func launch(_ container: Kube.Container, attempt: Int) throws(ContainerRuntimeError) -> ContainerLaunch {
-        let environment = try ContainerEnvironment.resolve(container, pod: pod, source: resources)
+    private func launch(_ container: Kube.Container, attempt: Int) async throws(ContainerRuntimeError) -> ContainerLaunch {
+        let environment = try await ContainerEnvironment.resolve(container, pod: pod, source: resources)
         var mounts: [ContainerMount] = []
         if !container.json["volumeMounts"].elements.isEmpty {
             guard volumes != nil else {

@@ -114,9 +114,13 @@ public final class MetaManager: Sendable {
     /// Stores writes in one transaction, then finishes each.
     private func write(_ messages: [Message], on lane: Lane) async {
         guard !messages.isEmpty else { return }
-        let prepared = messages.map { message in Result { () throws(MetaError) in try prepare(message) } }
+        var prepared: [Result<MetaWrite, MetaError>] = []
+        for message in messages {
+            do throws(MetaError) { prepared.append(.success(try await prepare(message))) } catch { prepared.append(.failure(error)) }
+        }
         let writes = prepared.compactMap { try? $0.get() }
-        let applied = Result { () throws(MetaError) in try store.apply(writes) }
+        let applied: Result<[MetaWriteOutcome], MetaError>
+        do throws(MetaError) { applied = .success(try await store.apply(writes)) } catch { applied = .failure(error) }
         var outcomes = (try? applied.get())?.makeIterator()
         for (message, preparation) in zip(messages, prepared) {
             switch (preparation, applied) {
@@ -165,7 +169,7 @@ public final class MetaManager: Sendable {
     }
 
     /// The store change a write message asks for.
-    private func prepare(_ message: Message) throws(MetaError) -> MetaWrite {
+    private func prepare(_ message: Message) async throws(MetaError) -> MetaWrite {
         guard let key = ResourceKey(resource: message.router.resource), key.isObject else {
             throw MetaError.malformedResource(message.router.resource)
         }
@@ -178,7 +182,7 @@ public final class MetaManager: Sendable {
             let metadata = try ObjectMetadata(json: content)
             return .upsert(key, json: String(decoding: content, as: UTF8.self), resourceVersion: metadata.resourceVersion ?? Int64(message.header.resourceVersion))
         case MessageRouter.Operation.patch:
-            let merged = try Self.mergePatch(content, onto: try store.get(key)?.json)
+            let merged = try Self.mergePatch(content, onto: try await store.get(key)?.json)
             let metadata = try ObjectMetadata(json: merged.utf8)
             return .upsert(key, json: merged, resourceVersion: metadata.resourceVersion)
         case MessageRouter.Operation.delete:
@@ -213,7 +217,7 @@ public final class MetaManager: Sendable {
         }
         counters.withLock { $0.localAnswers += 1 }
         do {
-            let content = try localAnswer(for: key)
+            let content = try await localAnswer(for: key)
             await send(query.makeResponse(content: content, source: Self.moduleName), answering: query, on: lane)
         } catch {
             await reply(to: query, with: .failure(error), on: lane)
@@ -232,7 +236,7 @@ public final class MetaManager: Sendable {
             guard answer.router.operation != MessageRouter.Operation.error else {
                 throw MetaError.notFound("the cloud answered: \(String(buffer: answer.content))")
             }
-            try cache(answer.content, for: key)
+            try await cache(answer.content, for: key)
             return answer.content
         } catch {
             counters.withLock { $0.remoteFailures += 1 }
@@ -242,7 +246,7 @@ public final class MetaManager: Sendable {
     }
 
     /// Stores what the cloud answered: one object, or every object of a list.
-    private func cache(_ content: ByteBuffer, for key: ResourceKey) throws {
+    private func cache(_ content: ByteBuffer, for key: ResourceKey) async throws {
         let data = Data(content.readableBytesView)
         var writes: [MetaWrite] = []
         if key.isObject {
@@ -260,16 +264,16 @@ public final class MetaManager: Sendable {
                 writes.append(.upsert(objectKey, json: String(decoding: json, as: UTF8.self), resourceVersion: metadata.resourceVersion))
             }
         }
-        _ = try store.apply(writes)
+        _ = try await store.apply(writes)
     }
 
     /// The store's answer: the object's JSON, or a JSON array of the type's objects.
-    private func localAnswer(for key: ResourceKey) throws(MetaError) -> ByteBuffer {
+    private func localAnswer(for key: ResourceKey) async throws(MetaError) -> ByteBuffer {
         if key.isObject {
-            guard let object = try store.get(key) else { throw MetaError.notFound(key.description) }
+            guard let object = try await store.get(key) else { throw MetaError.notFound(key.description) }
             return ByteBuffer(string: object.json)
         }
-        let objects = try store.list(type: key.type, namespace: key.namespace.isEmpty ? nil : key.namespace).objects
+        let objects = try await store.list(type: key.type, namespace: key.namespace.isEmpty ? nil : key.namespace).objects
         var buffer = ByteBuffer()
         buffer.writeInteger(UInt8(ascii: "["))
         for (index, object) in objects.enumerated() {

@@ -1,4 +1,4 @@
-import Foundation
+import Storage
 import Synchronization
 import Transport
 
@@ -44,7 +44,11 @@ public enum MetaWriteOutcome: Sendable, Equatable {
 /// MetaManager's SQLite file (WAL): KubeEdge's `meta` table (key, type, value) plus namespace,
 /// name, the cloud's resource version and this store's revision; a bounded history of changes
 /// so watchers can resume; and delete tombstones so that a late, older copy of a deleted object
-/// cannot bring it back. Thread-safe.
+/// cannot bring it back.
+///
+/// Statements run on the file's ``Database`` threads (the file is shared with DeviceTwin's
+/// store); watchers are served by a ``WatchHub``, recent changes from memory and older ones from
+/// `meta_history`.
 public final class MetaStore: Sendable {
     /// Limits of the store.
     public struct Configuration: Sendable {
@@ -59,112 +63,124 @@ public final class MetaStore: Sendable {
         public var watcherBuffer: Int
         /// A size cap for the file, past which writes fail cleanly; `nil` for none.
         public var maxSizeBytes: Int?
+        /// The newest changes also kept in memory for watches that resume. Default 256.
+        public var memoryHistory: Int
 
-        public init(path: String, historyLimit: Int = 10_000, tombstoneLimit: Int = 10_000, watcherBuffer: Int = 10_000, maxSizeBytes: Int? = nil) {
+        public init(path: String, historyLimit: Int = 10_000, tombstoneLimit: Int = 10_000, watcherBuffer: Int = 10_000, maxSizeBytes: Int? = nil,
+                    memoryHistory: Int = 256) {
             self.path = path
             self.historyLimit = historyLimit
             self.tombstoneLimit = tombstoneLimit
             self.watcherBuffer = watcherBuffer
             self.maxSizeBytes = maxSizeBytes
+            self.memoryHistory = memoryHistory
         }
+    }
+
+    /// Whose changes a watcher wants: one type, in one namespace or all.
+    struct WatchScope: Sendable {
+        var type: String
+        var namespace: String?
     }
 
     public let configuration: Configuration
-    private let storage: Mutex<Storage>
-
-    private struct Storage {
-        var db: SQLiteConnection
-        var revision: Int64
-        var watchers: [Int: Watcher] = [:]
-        var nextWatcher = 0
-    }
-
-    private struct Watcher {
-        var type: String
-        var namespace: String?
-        var continuation: AsyncStream<MetaEvent>.Continuation
-    }
+    /// The file, shared with the node's other stores.
+    public let database: Database
+    private let hub: WatchHub<MetaEvent, WatchScope>
 
     private static let schemaVersion: Int64 = 1
 
-    /// Opens (or creates) the store.
-    public init(configuration: Configuration) throws(MetaError) {
-        self.configuration = configuration
+    /// Opens (or creates) the store in a database of its own.
+    public convenience init(configuration: Configuration) throws(MetaError) {
+        let database: Database
         do {
-            let db = try SQLiteConnection(path: configuration.path)
-            try db.useWriteAheadLog(maxSizeBytes: configuration.maxSizeBytes)
-            try db.execute("""
-                CREATE TABLE IF NOT EXISTS meta (
-                    key TEXT PRIMARY KEY, type TEXT NOT NULL, value TEXT NOT NULL,
-                    namespace TEXT NOT NULL, name TEXT NOT NULL, resource_version INTEGER, revision INTEGER NOT NULL);
-                CREATE INDEX IF NOT EXISTS meta_by_type ON meta(type, namespace, name);
-                CREATE TABLE IF NOT EXISTS meta_history (
-                    revision INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL,
-                    namespace TEXT NOT NULL, name TEXT NOT NULL, resource_version INTEGER, value TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS meta_tombstones (key TEXT PRIMARY KEY, resource_version INTEGER, revision INTEGER NOT NULL);
-                CREATE TABLE IF NOT EXISTS meta_revision (id INTEGER PRIMARY KEY CHECK (id = 0), revision INTEGER NOT NULL);
-                INSERT OR IGNORE INTO meta_revision(id, revision) VALUES (0, 0);
-                PRAGMA user_version = \(Self.schemaVersion);
-                """)
-            let revision = try Self.storedRevision(db)
-            storage = Mutex(Storage(db: db, revision: revision))
+            database = try Database(configuration: DatabaseConfiguration(path: configuration.path, maxSizeBytes: configuration.maxSizeBytes))
         } catch {
             throw MetaError.storage("\(configuration.path): \(error)")
         }
+        try self.init(configuration: configuration, database: database)
     }
 
-    private static func storedRevision(_ db: SQLiteConnection) throws(SQLiteError) -> Int64 {
-        let read = try db.statement("SELECT revision FROM meta_revision WHERE id = 0")
-        // Reset after one row: a statement left on a row keeps a read snapshot open, and
-        // DeviceStore writes to the same file.
-        defer { read.reset() }
-        return try read.step() ? read.int64(at: 0) : 0
+    /// Opens (or creates) the store's tables in `database` (``Configuration/path`` and
+    /// ``Configuration/maxSizeBytes`` are the database's then). Blocks while it reads the
+    /// revision: call it at start-up.
+    public init(configuration: Configuration, database: Database) throws(MetaError) {
+        self.configuration = configuration
+        self.database = database
+        let state: (revision: Int64, compacted: Int64)
+        do {
+            state = try database.openBlocking { (db) throws -> (revision: Int64, compacted: Int64) in
+                try db.execute("""
+                    CREATE TABLE IF NOT EXISTS meta (
+                        key TEXT PRIMARY KEY, type TEXT NOT NULL, value TEXT NOT NULL,
+                        namespace TEXT NOT NULL, name TEXT NOT NULL, resource_version INTEGER, revision INTEGER NOT NULL);
+                    CREATE INDEX IF NOT EXISTS meta_by_type ON meta(type, namespace, name);
+                    CREATE TABLE IF NOT EXISTS meta_history (
+                        revision INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL,
+                        namespace TEXT NOT NULL, name TEXT NOT NULL, resource_version INTEGER, value TEXT NOT NULL);
+                    CREATE TABLE IF NOT EXISTS meta_tombstones (key TEXT PRIMARY KEY, resource_version INTEGER, revision INTEGER NOT NULL);
+                    CREATE TABLE IF NOT EXISTS meta_revision (id INTEGER PRIMARY KEY CHECK (id = 0), revision INTEGER NOT NULL);
+                    INSERT OR IGNORE INTO meta_revision(id, revision) VALUES (0, 0);
+                    PRAGMA user_version = \(Self.schemaVersion);
+                    """)
+                let revision = try db.integer("SELECT revision FROM meta_revision WHERE id = 0") ?? 0
+                // Watches resume from the oldest change kept; with none kept, only from now.
+                let oldest = try db.integer("SELECT MIN(revision) FROM meta_history")
+                return (revision, oldest.map { $0 - 1 } ?? revision)
+            }
+        } catch {
+            throw MetaError.storage("\(configuration.path): \(error)")
+        }
+        hub = WatchHub(
+            revision: state.revision, compacted: state.compacted,
+            configuration: WatchHubConfiguration(memoryHistory: configuration.memoryHistory, watcherBuffer: configuration.watcherBuffer),
+            matches: { event, scope in Self.matches(event, type: scope.type, namespace: scope.namespace) },
+            history: { after, through, scope in
+                try await database.read { (db) throws in try Self.history(after: after, through: through, scope: scope, db: db) }
+            })
     }
 
     /// The revision of the newest change.
-    public var revision: Int64 { storage.withLock { $0.revision } }
+    public var revision: Int64 { hub.revision }
 
     /// Applies `writes` in one transaction (all or none) and tells watchers what changed.
-    public func apply(_ writes: [MetaWrite]) throws(MetaError) -> [MetaWriteOutcome] {
-        var slowWatchers: [AsyncStream<MetaEvent>.Continuation] = []
-        // Finished outside the lock: finishing runs the stream's termination handler, which locks.
-        defer { for watcher in slowWatchers { watcher.finish() } }
+    public func apply(_ writes: [MetaWrite]) async throws(MetaError) -> [MetaWriteOutcome] {
+        let configuration = configuration
         do {
-            return try storage.withLock { storage throws(SQLiteError) -> [MetaWriteOutcome] in
-                var revision = storage.revision
-                let db = storage.db
-                let outcomes = try db.transaction { () throws(SQLiteError) -> [MetaWriteOutcome] in
-                    var outcomes: [MetaWriteOutcome] = []
-                    outcomes.reserveCapacity(writes.count)
-                    for write in writes {
-                        outcomes.append(try Self.apply(write, db: db, revision: &revision))
-                    }
-                    if revision != storage.revision {
-                        let save = try db.statement("UPDATE meta_revision SET revision = ? WHERE id = 0")
-                        save.bind(revision, at: 1)
-                        try save.run()
-                        try Self.trim(db: db, revision: revision, configuration: configuration)
-                    }
-                    return outcomes
+            return try await database.write { [hub] transaction in
+                let db = transaction.connection
+                let stored = try db.integer("SELECT revision FROM meta_revision WHERE id = 0") ?? 0
+                var revision = stored
+                var outcomes: [MetaWriteOutcome] = []
+                outcomes.reserveCapacity(writes.count)
+                for write in writes {
+                    outcomes.append(try Self.apply(write, db: db, revision: &revision))
                 }
-                storage.revision = revision
-                for outcome in outcomes {
-                    guard case .applied(let event) = outcome else { continue }
-                    for (id, watcher) in storage.watchers where Self.matches(event, type: watcher.type, namespace: watcher.namespace) {
-                        if case .dropped = watcher.continuation.yield(event) {
-                            slowWatchers.append(watcher.continuation)
-                            storage.watchers.removeValue(forKey: id)
-                        }
+                if revision != stored {
+                    let save = try db.statement("UPDATE meta_revision SET revision = ? WHERE id = 0")
+                    save.bind(revision, at: 1)
+                    try save.run()
+                    try Self.trim(db: db, revision: revision, configuration: configuration)
+                    let events = outcomes.compactMap { outcome -> MetaEvent? in
+                        guard case .applied(let event) = outcome else { return nil }
+                        return event
+                    }
+                    let compacted = revision - Int64(configuration.historyLimit)
+                    transaction.afterCommit {
+                        hub.publish(events)
+                        hub.compact(through: compacted)
                     }
                 }
                 return outcomes
             }
-        } catch {
+        } catch let error as SQLiteError {
             throw MetaError.storage(error.description)
+        } catch {
+            throw MetaError.storage("\(error)")
         }
     }
 
-    private static func apply(_ write: MetaWrite, db: SQLiteConnection, revision: inout Int64) throws(SQLiteError) -> MetaWriteOutcome {
+    private static func apply(_ write: MetaWrite, db: DatabaseConnection, revision: inout Int64) throws(SQLiteError) -> MetaWriteOutcome {
         switch write {
         case .upsert(let key, let json, let resourceVersion):
             let current = try stored(key, db: db)
@@ -210,7 +226,7 @@ public final class MetaStore: Sendable {
         }
     }
 
-    private static func bind(_ object: MetaObject, to statement: SQLiteStatement) {
+    private static func bind(_ object: MetaObject, to statement: PreparedStatement) {
         statement.bind(object.key.description, at: 1)
         statement.bind(object.key.type, at: 2)
         statement.bind(object.json, at: 3)
@@ -220,7 +236,7 @@ public final class MetaStore: Sendable {
         statement.bind(object.revision, at: 7)
     }
 
-    private static func record(_ event: MetaEvent, db: SQLiteConnection) throws(SQLiteError) {
+    private static func record(_ event: MetaEvent, db: DatabaseConnection) throws(SQLiteError) {
         let insert = try db.statement("""
             INSERT INTO meta_history(revision, kind, key, type, namespace, name, resource_version, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """)
@@ -235,7 +251,7 @@ public final class MetaStore: Sendable {
         try insert.run()
     }
 
-    private static func trim(db: SQLiteConnection, revision: Int64, configuration: Configuration) throws(SQLiteError) {
+    private static func trim(db: DatabaseConnection, revision: Int64, configuration: Configuration) throws(SQLiteError) {
         let history = try db.statement("DELETE FROM meta_history WHERE revision <= ?")
         history.bind(revision - Int64(configuration.historyLimit), at: 1)
         try history.run()
@@ -246,7 +262,7 @@ public final class MetaStore: Sendable {
         try tombstones.run()
     }
 
-    private static func stored(_ key: ResourceKey, db: SQLiteConnection) throws(SQLiteError) -> MetaObject? {
+    private static func stored(_ key: ResourceKey, db: DatabaseConnection) throws(SQLiteError) -> MetaObject? {
         let read = try db.statement("SELECT resource_version, revision, value FROM meta WHERE key = ?")
         defer { read.reset() }
         read.bind(key.description, at: 1)
@@ -256,7 +272,7 @@ public final class MetaStore: Sendable {
             json: read.string(at: 2) ?? "")
     }
 
-    private static func tombstone(_ key: ResourceKey, db: SQLiteConnection) throws(SQLiteError) -> Int64? {
+    private static func tombstone(_ key: ResourceKey, db: DatabaseConnection) throws(SQLiteError) -> Int64? {
         let read = try db.statement("SELECT resource_version FROM meta_tombstones WHERE key = ?")
         defer { read.reset() }
         read.bind(key.description, at: 1)
@@ -265,22 +281,23 @@ public final class MetaStore: Sendable {
     }
 
     /// The object stored under `key`.
-    public func get(_ key: ResourceKey) throws(MetaError) -> MetaObject? {
+    public func get(_ key: ResourceKey) async throws(MetaError) -> MetaObject? {
         do {
-            return try storage.withLock { storage throws(SQLiteError) in try Self.stored(key, db: storage.db) }
+            return try await database.read { (db) throws in try Self.stored(key, db: db) }
         } catch {
-            throw MetaError.storage(error.description)
+            throw MetaError.storage("\(error)")
         }
     }
 
     /// The objects of `type` (in `namespace`, or in every namespace when `nil`), ordered by
-    /// namespace and name, and the revision they are current at.
-    public func list(type: String, namespace: String? = nil) throws(MetaError) -> (objects: [MetaObject], revision: Int64) {
+    /// namespace and name, and the revision they are current at (read in one snapshot).
+    public func list(type: String, namespace: String? = nil) async throws(MetaError) -> (objects: [MetaObject], revision: Int64) {
         do {
-            return try storage.withLock { storage throws(SQLiteError) in
-                let read = try storage.db.statement(namespace == nil
+            return try await database.read { (db) throws -> (objects: [MetaObject], revision: Int64) in
+                let read = try db.statement(namespace == nil
                     ? "SELECT namespace, name, resource_version, revision, value FROM meta WHERE type = ? ORDER BY namespace, name"
                     : "SELECT namespace, name, resource_version, revision, value FROM meta WHERE type = ? AND namespace = ? ORDER BY name")
+                defer { read.reset() }
                 read.bind(type, at: 1)
                 if let namespace { read.bind(namespace, at: 2) }
                 var objects: [MetaObject] = []
@@ -290,10 +307,10 @@ public final class MetaStore: Sendable {
                         resourceVersion: read.isNull(at: 2) ? nil : read.int64(at: 2), revision: read.int64(at: 3),
                         json: read.string(at: 4) ?? ""))
                 }
-                return (objects, storage.revision)
+                return (objects, try db.integer("SELECT revision FROM meta_revision WHERE id = 0") ?? 0)
             }
         } catch {
-            throw MetaError.storage(error.description)
+            throw MetaError.storage("\(error)")
         }
     }
 
@@ -301,63 +318,49 @@ public final class MetaStore: Sendable {
     /// later change as it is applied. Throws ``MetaStoreError/revisionCompacted(oldest:)`` when
     /// the history no longer reaches back to `revision` (the watcher must list again). The stream
     /// ends when the watcher falls more than ``Configuration/watcherBuffer`` events behind.
-    public func watch(type: String, namespace: String? = nil, after revision: Int64) throws(MetaStoreError) -> AsyncStream<MetaEvent> {
-        let (stream, continuation) = AsyncStream<MetaEvent>.makeStream(bufferingPolicy: .bufferingOldest(configuration.watcherBuffer))
-        let id = try storage.withLock { storage throws(MetaStoreError) -> Int in
-            let backlog = try Self.history(after: revision, db: storage.db, current: storage.revision)
-            for event in backlog where Self.matches(event, type: type, namespace: namespace) {
-                if case .dropped = continuation.yield(event) {
-                    continuation.finish()
-                    return -1
-                }
+    public func watch(type: String, namespace: String? = nil, after revision: Int64) async throws(MetaStoreError) -> AsyncStream<MetaEvent> {
+        do {
+            return try await hub.watch(WatchScope(type: type, namespace: namespace), after: revision)
+        } catch {
+            switch error {
+            case .tooOld(_, let compacted): throw MetaStoreError.revisionCompacted(oldest: compacted + 1)
+            case .historyUnavailable(let why): throw MetaStoreError.storage(why)
             }
-            let id = storage.nextWatcher
-            storage.nextWatcher += 1
-            storage.watchers[id] = Watcher(type: type, namespace: namespace, continuation: continuation)
-            return id
         }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.storage.withLock { $0.watchers.removeValue(forKey: id) }
-        }
-        return stream
     }
 
     /// Watchers currently registered.
-    public var watcherCount: Int { storage.withLock { $0.watchers.count } }
+    public var watcherCount: Int { hub.watcherCount }
 
     private static func matches(_ event: MetaEvent, type: String, namespace: String?) -> Bool {
         event.object.key.type == type && (namespace == nil || event.object.key.namespace == namespace)
     }
 
-    private static func history(after revision: Int64, db: SQLiteConnection, current: Int64) throws(MetaStoreError) -> [MetaEvent] {
-        guard revision < current else { return [] }
-        do {
-            let oldest = try db.statement("SELECT MIN(revision) FROM meta_history")
-            defer { oldest.reset() }
-            let first = try oldest.step() && !oldest.isNull(at: 0) ? oldest.int64(at: 0) : current + 1
-            guard revision + 1 >= first else { throw MetaStoreError.revisionCompacted(oldest: first) }
-            let read = try db.statement("""
-                SELECT kind, namespace, type, name, resource_version, revision, value FROM meta_history WHERE revision > ? ORDER BY revision
-                """)
-            read.bind(revision, at: 1)
-            var events: [MetaEvent] = []
-            while try read.step() {
-                let key = ResourceKey(namespace: read.string(at: 1) ?? "", type: read.string(at: 2) ?? "", name: read.string(at: 3) ?? "")
-                events.append(MetaEvent(
-                    kind: MetaEvent.Kind(rawValue: read.string(at: 0) ?? "") ?? .modified,
-                    object: MetaObject(
-                        key: key, resourceVersion: read.isNull(at: 4) ? nil : read.int64(at: 4), revision: read.int64(at: 5),
-                        json: read.string(at: 6) ?? "")))
-            }
-            return events
-        } catch let error as SQLiteError {
-            throw MetaStoreError.storage(error.description)
-        } catch let error as MetaStoreError {
-            throw error
-        } catch {
-            throw MetaStoreError.storage("\(error)")
+    private static func history(after revision: Int64, through: Int64, scope: WatchScope, db: DatabaseConnection) throws(SQLiteError) -> [MetaEvent] {
+        let read = try db.statement("""
+            SELECT kind, namespace, type, name, resource_version, revision, value FROM meta_history
+            WHERE revision > ? AND revision <= ? AND type = ? ORDER BY revision
+            """)
+        defer { read.reset() }
+        read.bind(revision, at: 1)
+        read.bind(through, at: 2)
+        read.bind(scope.type, at: 3)
+        var events: [MetaEvent] = []
+        while try read.step() {
+            let key = ResourceKey(namespace: read.string(at: 1) ?? "", type: read.string(at: 2) ?? "", name: read.string(at: 3) ?? "")
+            let event = MetaEvent(
+                kind: MetaEvent.Kind(rawValue: read.string(at: 0) ?? "") ?? .modified,
+                object: MetaObject(
+                    key: key, resourceVersion: read.isNull(at: 4) ? nil : read.int64(at: 4), revision: read.int64(at: 5),
+                    json: read.string(at: 6) ?? ""))
+            if matches(event, type: scope.type, namespace: scope.namespace) { events.append(event) }
         }
+        return events
     }
+}
+
+extension MetaEvent: RevisionedEvent {
+    public var revision: Int64 { object.revision }
 }
 
 /// Why a watch could not start.

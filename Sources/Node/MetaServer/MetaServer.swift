@@ -156,7 +156,7 @@ public final class MetaServer: Sendable {
 
     private func get(_ request: MetaServerRequest, name: String, outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
         let key = ResourceKey(namespace: request.namespace ?? "", type: request.resource.type, name: name)
-        guard let object = try store.get(key), let served = MetaServerJSON.serve(object, as: request.resource) else {
+        guard let object = try await store.get(key), let served = MetaServerJSON.serve(object, as: request.resource) else {
             try await write(status: 404, reason: "NotFound", message: "\(request.resource.plural) \"\(name)\" not found", to: outbound)
             return
         }
@@ -164,15 +164,15 @@ public final class MetaServer: Sendable {
     }
 
     private func list(_ request: MetaServerRequest, outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
-        let (items, revision) = try matching(request)
+        let (items, revision) = try await matching(request)
         try await write(.ok, contentType: "application/json", body: MetaServerJSON.list(items, of: request.resource, revision: revision), to: outbound)
     }
 
     /// The served JSON of the objects `request` selects, and the revision they are current at.
-    private func matching(_ request: MetaServerRequest) throws -> (items: [Data], revision: Int64) {
+    private func matching(_ request: MetaServerRequest) async throws -> (items: [Data], revision: Int64) {
         let namespace = request.fieldNamespace ?? request.namespace
         if let requested = request.namespace, let field = request.fieldNamespace, requested != field { return ([], store.revision) }
-        let (objects, revision) = try store.list(type: request.resource.type, namespace: namespace)
+        let (objects, revision) = try await store.list(type: request.resource.type, namespace: namespace)
         let items = objects.compactMap { object -> Data? in
             if let name = request.fieldName, object.key.name != name { return nil }
             guard let served = MetaServerJSON.serve(object, as: request.resource), request.labelSelector.matches(served.labels) else { return nil }
@@ -196,7 +196,7 @@ public final class MetaServer: Sendable {
         switch request.resourceVersion {
         case nil, "0"?:
             // Kubernetes: the current state as ADDED events, then changes.
-            (initial, from) = try matching(request)
+            (initial, from) = try await matching(request)
         case let text?:
             guard let revision = Int64(text), revision >= 0 else {
                 try await write(status: 400, reason: "BadRequest", message: "resourceVersion \"\(text)\" is not one this server issued", to: outbound)
@@ -208,7 +208,13 @@ public final class MetaServer: Sendable {
         var head = HTTPResponseHead(version: .http1_1, status: .ok)
         head.headers.add(name: "Content-Type", value: "application/json")
         head.headers.add(name: "Transfer-Encoding", value: "chunked")
-        switch Result(catching: { () throws(MetaStoreError) in try store.watch(type: request.resource.type, namespace: namespace, after: from) }) {
+        let started: Result<AsyncStream<MetaEvent>, MetaStoreError>
+        do throws(MetaStoreError) {
+            started = .success(try await store.watch(type: request.resource.type, namespace: namespace, after: from))
+        } catch {
+            started = .failure(error)
+        }
+        switch started {
         case .success(let stream):
             events = stream
         case .failure(.storage(let reason)):

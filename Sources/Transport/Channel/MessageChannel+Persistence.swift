@@ -1,4 +1,5 @@
 import NIOCore
+import Storage
 import NIOPosix
 
 extension MessageChannel {
@@ -68,39 +69,44 @@ extension MessageChannel {
         }
     }
 
-    /// Hands the pending outbox batch to a background thread unless a write is in flight (the
-    /// writer picks up what accumulated meanwhile: group commit).
+    /// Hands the pending outbox batch to the outbox's writer thread unless a write is in flight
+    /// (what accumulates meanwhile goes with the next commit: group commit).
     func startPersistIfNeeded() {
-        guard let outbox else { return }
+        guard outbox != nil else { return }
         let batch: OutboxBatch? = state.withLock { state in
             guard !state.persisting, !state.pending.isEmpty else { return nil }
             state.persisting = true
             defer { state.pending = OutboxBatch() }
-            return state.pending
+            var batch = state.pending
+            batch.localEpoch = state.localEpoch
+            return batch
         }
-        guard let batch else { return }
-        NIOThreadPool.singleton.submit { [self] _ in
-            var next: OutboxBatch? = batch
-            while let batch = next {
-                let result: Result<Void, SQLiteError>
-                do throws(SQLiteError) {
-                    try outbox.commit(batch, peer: configuration.peerNodeID)
-                    result = .success(())
-                } catch {
-                    result = .failure(error)
-                }
-                var actions = ChannelActions()
-                next = state.withLock { state in
-                    persisted(batch, result: result, state: &state, actions: &actions)
-                    guard case .success = result, !state.pending.isEmpty else {
-                        state.persisting = false
-                        return nil
-                    }
-                    defer { state.pending = OutboxBatch() }
-                    return state.pending
-                }
-                perform(actions)
+        if let batch { persist(batch) }
+    }
+
+    /// Commits `batch`; once it is done, commits what accumulated meanwhile.
+    private func persist(_ batch: OutboxBatch) {
+        outbox!.submitCommit(batch, peer: configuration.peerNodeID) { [self] outcome in
+            let result: Result<Void, SQLiteError>
+            switch outcome {
+            case .success: result = .success(())
+            case .failure(let error as SQLiteError): result = .failure(error)
+            case .failure(let error): result = .failure(SQLiteError(code: 1, message: "\(error)"))
             }
+            var actions = ChannelActions()
+            let next: OutboxBatch? = state.withLock { state in
+                persisted(batch, result: result, state: &state, actions: &actions)
+                guard case .success = result, !state.pending.isEmpty else {
+                    state.persisting = false
+                    return nil
+                }
+                defer { state.pending = OutboxBatch() }
+                var next = state.pending
+                next.localEpoch = state.localEpoch
+                return next
+            }
+            perform(actions)
+            if let next { persist(next) }
         }
     }
 

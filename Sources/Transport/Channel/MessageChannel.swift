@@ -16,7 +16,8 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
     let logger: Logger
     let state: Mutex<ChannelState>
 
-    /// Creates a channel, loading what `outbox` holds for ``ChannelConfiguration/peerNodeID``.
+    /// Creates a channel with what `outbox` held for ``ChannelConfiguration/peerNodeID`` when it
+    /// was opened (no disk access: create one channel per peer and outbox).
     ///
     /// - Parameter outbox: where reliable messages and receive marks persist; `nil` keeps them in
     ///   memory only (they still survive reconnects, not restarts).
@@ -33,7 +34,7 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
             localEpoch: MessageID(high: .random(in: 1 ... .max), low: .random(in: 1 ... .max)),
             remoteEpoch: .zero)
         if let outbox {
-            let stored = try outbox.loadSession(peer: configuration.peerNodeID, limits: configuration.limits)
+            let stored = try outbox.takeSession(peer: configuration.peerNodeID, limits: configuration.limits)
             initial.localEpoch = stored.localEpoch
             initial.remoteEpoch = stored.remoteEpoch
             for (lane, next) in stored.nextSequence where Int(lane.rawValue) < laneCount {

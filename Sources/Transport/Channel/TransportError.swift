@@ -1,3 +1,4 @@
+import Storage
 /// Why a channel operation failed.
 public enum TransportError: Error, Sendable, CustomStringConvertible {
     /// The channel was closed.

@@ -1,15 +1,19 @@
 import NIOCore
+import Storage
 import Synchronization
 
 /// The SQLite-persisted store behind reliable delivery: unacknowledged outgoing messages, the next
 /// sequence number per lane, the receive high-water mark per lane, and the epochs of both sides.
 ///
 /// One file serves any number of peers (a cloud holds all its nodes in one outbox). Writes come
-/// in batches, one transaction each; the file is in WAL mode. Messages are stored as segments:
+/// in batches, one transaction each, on the file's ``Database`` writer thread (never the
+/// caller's); the file is in WAL mode. Messages are stored as segments:
 /// the messages one batch appends to one lane become one row of concatenated MESSAGE frames
 /// (`docs/protocol.md`), deleted once the peer acknowledged its last sequence. A row per message
-/// costs SQLite about 8 µs here; a row per segment makes the outbox cost what its bytes cost. All methods are thread-safe and
-/// blocking: channels call them from a background thread, never from an event loop.
+/// costs SQLite about 8 µs here; a row per segment makes the outbox cost what its bytes cost.
+///
+/// Opening reads what every peer left behind (the rows, not yet decoded) so that a channel is
+/// created without touching the disk (``takeSession(peer:limits:)``).
 public final class Outbox: Sendable {
     /// How the outbox file is opened.
     public struct Configuration: Sendable, Hashable {
@@ -42,39 +46,50 @@ public final class Outbox: Sendable {
         }
     }
 
-    private let connection: Mutex<Storage>
     /// The configuration the outbox was opened with.
     public let configuration: Configuration
+    private let database: Database
+    /// The writer thread's state: the reserve, a scratch buffer, whether rows were deleted.
+    private let local: DatabaseLocal<WriterState>
+    /// What each peer left behind, read at open and handed to its channel once.
+    private let leftBehind: Mutex<[String: RawSession]>
 
-    /// Opens (or creates) the outbox file.
+    /// Opens (or creates) the outbox file and reads what it holds. Blocks while it reads:
+    /// call it at start-up.
     public init(configuration: Configuration) throws(SQLiteError) {
         self.configuration = configuration
-        let db = try SQLiteConnection(path: configuration.path)
-        // Before WAL mode, which fixes it: pages freed by acknowledgements can go back to the
-        // file system (see reclaimSpace). A file made before keeps its mode.
-        try db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        try db.useWriteAheadLog(synchronousFull: configuration.synchronousFull, maxSizeBytes: configuration.maxSizeBytes)
-        // A log of at most about 2 MiB (SQLite's default is 4 MiB), which the reserve covers.
-        try db.execute("PRAGMA wal_autocheckpoint = 512")
-        try Self.createSchema(db)
+        let loaded = Mutex<[String: RawSession]>([:])
+        database = try Database(
+            configuration: DatabaseConfiguration(
+                path: configuration.path, synchronousFull: configuration.synchronousFull, maxSizeBytes: configuration.maxSizeBytes,
+                // A log of at most about 2 MiB (SQLite's default is 4 MiB), which the reserve covers.
+                walAutocheckpointPages: 512,
+                // Only the writer reads (at open, and tests' counts).
+                separateReader: false,
+                // Pages freed by acknowledgements go back to the file system (see compact).
+                incrementalVacuum: true),
+            setUp: { (connection) throws in
+                try Self.createSchema(connection)
+                let sessions = try Self.readAll(connection)
+                loaded.withLock { $0 = sessions }
+            })
+        leftBehind = Mutex(loaded.withLock { $0 })
         let reserve = DiskReserve(path: configuration.path + "-reserve", bytes: configuration.reserveBytes)
         reserve.hold()
-        connection = Mutex(Storage(db: db, reserve: reserve))
+        local = DatabaseLocal(WriterState(reserve: reserve))
     }
 
-    /// Loads (creating on first use) everything stored for `peer`.
+    /// Finishes queued writes and closes the file.
+    public func close() async {
+        await database.close()
+    }
+
     /// The layout this build reads and writes (`PRAGMA user_version`).
     static let schemaVersion: Int64 = 2
 
-    private static func createSchema(_ db: SQLiteConnection) throws(SQLiteError) {
-        let version = try db.statement("PRAGMA user_version")
-        _ = try version.step()
-        let found = version.int64(at: 0)
-        version.reset()
-        let tables = try db.statement("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
-        _ = try tables.step()
-        let tableCount = tables.int64(at: 0)
-        tables.reset()
+    private static func createSchema(_ db: DatabaseConnection) throws(SQLiteError) {
+        let found = try db.integer("PRAGMA user_version") ?? 0
+        let tableCount = try db.integer("SELECT count(*) FROM sqlite_master WHERE type = 'table'") ?? 0
         if found == schemaVersion { return }
         guard found == 0, tableCount == 0 else {
             throw SQLiteError(
@@ -97,65 +112,91 @@ public final class Outbox: Sendable {
             """)
     }
 
-    func loadSession(peer: String, limits: FrameLimits) throws(SQLiteError) -> StoredSession {
-        try connection.withLock { (storage: inout Storage) throws(SQLiteError) -> StoredSession in
-            let db = storage.db
-            var session = StoredSession()
-            let select = try db.statement("SELECT local_hi, local_lo, remote_hi, remote_lo FROM sessions WHERE peer = ?")
-            select.bind(peer, at: 1)
-            if try select.step() {
-                session.localEpoch = MessageID(high: UInt64(bitPattern: select.int64(at: 0)), low: UInt64(bitPattern: select.int64(at: 1)))
-                session.remoteEpoch = MessageID(high: UInt64(bitPattern: select.int64(at: 2)), low: UInt64(bitPattern: select.int64(at: 3)))
-            } else {
-                session.localEpoch = MessageID(high: .random(in: 1 ... .max), low: .random(in: 1 ... .max))
-                let insert = try db.statement("INSERT INTO sessions(peer, local_hi, local_lo) VALUES (?, ?, ?)")
-                insert.bind(peer, at: 1)
-                insert.bind(Int64(bitPattern: session.localEpoch.high), at: 2)
-                insert.bind(Int64(bitPattern: session.localEpoch.low), at: 3)
-                try insert.run()
-            }
-            var acknowledged: [Lane: UInt64] = [:]
-            let lanes = try db.statement("SELECT lane, next_seq, acknowledged FROM send_lanes WHERE peer = ?")
-            lanes.bind(peer, at: 1)
-            while try lanes.step() {
-                let lane = Lane(rawValue: UInt8(truncatingIfNeeded: lanes.int64(at: 0)))
-                session.nextSequence[lane] = UInt64(lanes.int64(at: 1))
-                acknowledged[lane] = UInt64(lanes.int64(at: 2))
-            }
-            let marks = try db.statement("SELECT lane, delivered FROM receive_marks WHERE peer = ?")
-            marks.bind(peer, at: 1)
-            while try marks.step() {
-                session.delivered[Lane(rawValue: UInt8(truncatingIfNeeded: marks.int64(at: 0)))] = UInt64(marks.int64(at: 1))
-            }
-            let segments = try db.statement("SELECT lane, first_seq, frames FROM segments WHERE peer = ? ORDER BY lane, first_seq")
-            segments.bind(peer, at: 1)
-            var frameLimits = limits
-            frameLimits.maxFrameLength = Int.max >> 2
-            while try segments.step() {
-                let lane = Lane(rawValue: UInt8(truncatingIfNeeded: segments.int64(at: 0)))
-                var frames = ByteBuffer(bytes: segments.blobBytes(at: 2))
-                while frames.readableBytes > 0 {
-                    let decoded: Frame?
-                    do {
-                        decoded = try FrameCodec.decode(from: &frames, limits: frameLimits)
-                    } catch {
-                        throw SQLiteError(code: 11, message: "outbox segment \(lane)/\(segments.int64(at: 1)) of \(peer) does not decode: \(error)", sql: nil)
-                    }
-                    guard case .message(let body)? = decoded, body.lane == lane, body.sequence > 0 else {
-                        let why = decoded == nil ? "it ends inside a frame" : "it holds a frame that is not a reliable message of its lane"
-                        throw SQLiteError(code: 11, message: "outbox segment \(lane)/\(segments.int64(at: 1)) of \(peer) does not decode: \(why)", sql: nil)
-                    }
-                    session.nextSequence[lane] = max(session.nextSequence[lane] ?? 1, body.sequence + 1)
-                    guard body.sequence > acknowledged[lane] ?? 0 else { continue }
-                    session.entries.append(StoredEntry(lane: lane, sequence: body.sequence, delivery: body.delivery, message: body.message))
-                }
-            }
-            session.entries = Self.droppingSuperseded(session.entries)
-            return session
+    /// Every peer's rows, undecoded.
+    private static func readAll(_ db: DatabaseConnection) throws(SQLiteError) -> [String: RawSession] {
+        var sessions: [String: RawSession] = [:]
+        let select = try db.statement("SELECT peer, local_hi, local_lo, remote_hi, remote_lo FROM sessions")
+        defer { select.reset() }
+        while try select.step() {
+            guard let peer = select.string(at: 0) else { continue }
+            sessions[peer] = RawSession(
+                localEpoch: MessageID(high: UInt64(bitPattern: select.int64(at: 1)), low: UInt64(bitPattern: select.int64(at: 2))),
+                remoteEpoch: MessageID(high: UInt64(bitPattern: select.int64(at: 3)), low: UInt64(bitPattern: select.int64(at: 4))))
         }
+        let lanes = try db.statement("SELECT peer, lane, next_seq, acknowledged FROM send_lanes")
+        defer { lanes.reset() }
+        while try lanes.step() {
+            guard let peer = lanes.string(at: 0), sessions[peer] != nil else { continue }
+            let lane = Lane(rawValue: UInt8(truncatingIfNeeded: lanes.int64(at: 1)))
+            sessions[peer]!.nextSequence[lane] = UInt64(lanes.int64(at: 2))
+            sessions[peer]!.acknowledged[lane] = UInt64(lanes.int64(at: 3))
+        }
+        let marks = try db.statement("SELECT peer, lane, delivered FROM receive_marks")
+        defer { marks.reset() }
+        while try marks.step() {
+            guard let peer = marks.string(at: 0), sessions[peer] != nil else { continue }
+            sessions[peer]!.delivered[Lane(rawValue: UInt8(truncatingIfNeeded: marks.int64(at: 1)))] = UInt64(marks.int64(at: 2))
+        }
+        let segments = try db.statement("SELECT peer, lane, first_seq, frames FROM segments ORDER BY peer, lane, first_seq")
+        defer { segments.reset() }
+        while try segments.step() {
+            guard let peer = segments.string(at: 0), sessions[peer] != nil else { continue }
+            let segment = RawSegment(
+                lane: Lane(rawValue: UInt8(truncatingIfNeeded: segments.int64(at: 1))), firstSequence: segments.int64(at: 2),
+                frames: segments.withBytes(at: 3) { ByteBuffer(bytes: $0) })
+            sessions[peer]!.segments.append(segment)
+        }
+        return sessions
     }
 
-    /// Writes `batch` for `peer` in one transaction.
+    /// What `peer` left behind when the outbox was opened, decoded for its channel (and then
+    /// forgotten here: call it once per peer), or a new session with a fresh epoch, stored with
+    /// the peer's first commit. Never touches the disk.
+    func takeSession(peer: String, limits: FrameLimits) throws(SQLiteError) -> StoredSession {
+        guard let raw = leftBehind.withLock({ $0.removeValue(forKey: peer) }) else {
+            var session = StoredSession()
+            session.localEpoch = MessageID(high: .random(in: 1 ... .max), low: .random(in: 1 ... .max))
+            return session
+        }
+        return try Self.decode(raw, peer: peer, limits: limits)
+    }
+
+    /// What the file holds for `peer` now, read from disk (for tests and tools).
+    func storedSession(peer: String, limits: FrameLimits) async throws -> StoredSession {
+        let raw = try await database.read { (connection) throws -> RawSession? in
+            try Self.readAll(connection)[peer]
+        }
+        guard let raw else { return StoredSession() }
+        return try Self.decode(raw, peer: peer, limits: limits)
+    }
+
+    private static func decode(_ raw: RawSession, peer: String, limits: FrameLimits) throws(SQLiteError) -> StoredSession {
+        var session = StoredSession(localEpoch: raw.localEpoch, remoteEpoch: raw.remoteEpoch, nextSequence: raw.nextSequence, delivered: raw.delivered)
+        var frameLimits = limits
+        frameLimits.maxFrameLength = Int.max >> 2
+        for segment in raw.segments {
+            let lane = segment.lane
+            var frames = segment.frames
+            while frames.readableBytes > 0 {
+                let decoded: Frame?
+                do {
+                    decoded = try FrameCodec.decode(from: &frames, limits: frameLimits)
+                } catch {
+                    throw SQLiteError(code: 11, message: "outbox segment \(lane)/\(segment.firstSequence) of \(peer) does not decode: \(error)", sql: nil)
+                }
+                guard case .message(let body)? = decoded, body.lane == lane, body.sequence > 0 else {
+                    let why = decoded == nil ? "it ends inside a frame" : "it holds a frame that is not a reliable message of its lane"
+                    throw SQLiteError(code: 11, message: "outbox segment \(lane)/\(segment.firstSequence) of \(peer) does not decode: \(why)", sql: nil)
+                }
+                session.nextSequence[lane] = max(session.nextSequence[lane] ?? 1, body.sequence + 1)
+                guard body.sequence > raw.acknowledged[lane] ?? 0 else { continue }
+                session.entries.append(StoredEntry(lane: lane, sequence: body.sequence, delivery: body.delivery, message: body.message))
+            }
+        }
+        session.entries = Self.droppingSuperseded(session.entries)
+        return session
+    }
+
     /// Keeps, of the state messages of one key on one lane, only the newest.
     private static func droppingSuperseded(_ entries: [StoredEntry]) -> [StoredEntry] {
         struct StateKey: Hashable { var lane: Lane; var key: String }
@@ -180,32 +221,42 @@ public final class Outbox: Sendable {
     /// acknowledgements deleted rows, their pages go back to the file system (``compact(_:)``)
     /// before the reserve is taken back and before appends that found the disk full are tried
     /// again.
-    func commit(_ batch: OutboxBatch, peer: String) throws(SQLiteError) {
-        try connection.withLock { (storage: inout Storage) throws(SQLiteError) in
-            defer { Self.restoreReserve(&storage) }
-            let db = storage.db
-            var marks = batch
-            marks.appends = []
-            if !marks.isEmpty {
-                do throws(SQLiteError) {
-                    try commitMarks(marks, peer: peer, db: db)
-                } catch where error.isFull && storage.reserve.release() {
-                    // The log may be what fills the disk: empty it into the reserve's room first.
-                    Self.compact(&storage)
-                    try commitMarks(marks, peer: peer, db: db)
-                }
-                if !marks.acknowledged.isEmpty { storage.deletedSinceCompaction = true }
-            }
-            guard !batch.appends.isEmpty else { return }
+    func submitCommit(_ batch: OutboxBatch, peer: String, completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        database.submitExclusive({ [self] (connection) throws in
+            try commit(batch, peer: peer, db: connection, state: &local[connection])
+        }, completion: completion)
+    }
+
+    /// ``submitCommit(_:peer:completion:)``, awaited (tests).
+    func commit(_ batch: OutboxBatch, peer: String) async throws {
+        try await database.exclusive { [self] (connection) throws in
+            try commit(batch, peer: peer, db: connection, state: &local[connection])
+        }
+    }
+
+    private func commit(_ batch: OutboxBatch, peer: String, db: DatabaseConnection, state storage: inout WriterState) throws(SQLiteError) {
+        defer { Self.restoreReserve(&storage, db: db) }
+        var marks = batch
+        marks.appends = []
+        if !marks.isEmpty {
             do throws(SQLiteError) {
-                try db.transaction { () throws(SQLiteError) in try writeSegments(batch.appends, peer: peer, storage: &storage) }
-            } catch where error.isFull && storage.deletedSinceCompaction {
-                // Compacting writes a few log frames itself: the reserve makes room for them.
-                let released = storage.reserve.release()
-                Self.compact(&storage)
-                if released { storage.reserve.hold() }
-                try db.transaction { () throws(SQLiteError) in try writeSegments(batch.appends, peer: peer, storage: &storage) }
+                try commitMarks(marks, peer: peer, db: db)
+            } catch where error.isFull && storage.reserve.release() {
+                // The log may be what fills the disk: empty it into the reserve's room first.
+                Self.compact(&storage, db: db)
+                try commitMarks(marks, peer: peer, db: db)
             }
+            if !marks.acknowledged.isEmpty { storage.deletedSinceCompaction = true }
+        }
+        guard !batch.appends.isEmpty else { return }
+        do throws(SQLiteError) {
+            try db.transaction { () throws(SQLiteError) in try writeSegments(batch, peer: peer, db: db, storage: &storage) }
+        } catch where error.isFull && storage.deletedSinceCompaction {
+            // Compacting writes a few log frames itself: the reserve makes room for them.
+            let released = storage.reserve.release()
+            Self.compact(&storage, db: db)
+            if released { storage.reserve.hold() }
+            try db.transaction { () throws(SQLiteError) in try writeSegments(batch, peer: peer, db: db, storage: &storage) }
         }
     }
 
@@ -213,22 +264,23 @@ public final class Outbox: Sendable {
     /// them to the end of the file, and a checkpoint that empties the log truncates both. Without
     /// it the freed pages would stay inside the file, and the log, which needs new disk space
     /// for every write, could not be written on a full disk.
-    private static func compact(_ storage: inout Storage) {
+    private static func compact(_ storage: inout WriterState, db: DatabaseConnection) {
         storage.deletedSinceCompaction = false
-        try? storage.db.execute("PRAGMA incremental_vacuum")
-        try? storage.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try? db.execute("PRAGMA incremental_vacuum")
+        try? db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     }
 
     /// Takes the reserve back after it was given up, once deleted rows may have made room.
-    private static func restoreReserve(_ storage: inout Storage) {
+    private static func restoreReserve(_ storage: inout WriterState, db: DatabaseConnection) {
         guard !storage.reserve.isHeld, storage.deletedSinceCompaction else { return }
-        compact(&storage)
+        compact(&storage, db: db)
         storage.reserve.hold()
     }
 
     /// Acknowledgements, receive marks and a new peer epoch, in one transaction.
-    private func commitMarks(_ batch: OutboxBatch, peer: String, db: SQLiteConnection) throws(SQLiteError) {
+    private func commitMarks(_ batch: OutboxBatch, peer: String, db: DatabaseConnection) throws(SQLiteError) {
         try db.transaction { () throws(SQLiteError) in
+            try Self.saveSession(batch.localEpoch, peer: peer, db: db)
             if let epoch = batch.remoteEpoch {
                 let update = try db.statement("UPDATE sessions SET remote_hi = ?, remote_lo = ? WHERE peer = ?")
                 update.bind(Int64(bitPattern: epoch.high), at: 1)
@@ -269,11 +321,20 @@ public final class Outbox: Sendable {
         }
     }
 
-    /// The number of stored, unacknowledged messages for `peer` (for tests and metrics).
+    /// Stores the session row of a peer whose channel started without one (its first commit).
+    private static func saveSession(_ epoch: MessageID, peer: String, db: DatabaseConnection) throws(SQLiteError) {
+        let insert = try db.statement("INSERT INTO sessions(peer, local_hi, local_lo) VALUES (?, ?, ?) ON CONFLICT(peer) DO NOTHING")
+        insert.bind(peer, at: 1)
+        insert.bind(Int64(bitPattern: epoch.high), at: 2)
+        insert.bind(Int64(bitPattern: epoch.low), at: 3)
+        try insert.run()
+    }
+
     /// Appends each lane's entries as segment rows of at most ``maxSegmentBytes`` and advances
     /// the lanes' next sequence numbers. Runs inside the commit transaction.
-    private func writeSegments(_ appends: [StoredEntry], peer: String, storage: inout Storage) throws(SQLiteError) {
-        let db = storage.db
+    private func writeSegments(_ batch: OutboxBatch, peer: String, db: DatabaseConnection, storage: inout WriterState) throws(SQLiteError) {
+        try Self.saveSession(batch.localEpoch, peer: peer, db: db)
+        let appends = batch.appends
         let insert = try db.statement("INSERT INTO segments(peer, lane, first_seq, last_seq, frames) VALUES (?, ?, ?, ?, ?)")
         let next = try db.statement("INSERT INTO send_lanes(peer, lane, next_seq) VALUES (?, ?, ?) ON CONFLICT(peer, lane) DO UPDATE SET next_seq = max(next_seq, excluded.next_seq)")
         var lanes: [Lane] = []
@@ -301,8 +362,7 @@ public final class Outbox: Sendable {
                 insert.bind(Int64(entries[start].sequence), at: 3)
                 insert.bind(Int64(entries[end - 1].sequence), at: 4)
                 try storage.scratch.withUnsafeReadableBytes { (bytes) throws(SQLiteError) in
-                    insert.bindBlob(bytes, at: 5)
-                    try insert.run()
+                    try insert.run(bindingBlob: bytes, at: 5)
                 }
                 start = end
             }
@@ -316,27 +376,45 @@ public final class Outbox: Sendable {
 
     /// The number of messages held for `peer` that it has not acknowledged (superseded state
     /// messages excluded): what a restart would replay.
-    public func pendingCount(peer: String) throws(SQLiteError) -> Int {
-        try loadSession(peer: peer, limits: FrameLimits()).entries.count
+    public func pendingCount(peer: String) async throws -> Int {
+        try await storedSession(peer: peer, limits: FrameLimits()).entries.count
     }
 
     /// The number of segment rows stored for `peer`.
-    func segmentCount(peer: String) throws(SQLiteError) -> Int {
-        try connection.withLock { (storage: inout Storage) throws(SQLiteError) -> Int in
-            let count = try storage.db.statement("SELECT count(*) FROM segments WHERE peer = ?")
+    func segmentCount(peer: String) async throws -> Int {
+        try await database.read { (connection) throws -> Int in
+            let count = try connection.statement("SELECT count(*) FROM segments WHERE peer = ?")
+            defer { count.reset() }
             count.bind(peer, at: 1)
             _ = try count.step()
             return Int(count.int64(at: 0))
         }
     }
 
-    private struct Storage: ~Copyable {
-        let db: SQLiteConnection
+    /// What the writer thread keeps between commits.
+    private struct WriterState {
         let reserve: DiskReserve
         var scratch = ByteBuffer()
-        /// Acknowledgements deleted rows since the last ``Outbox/compact(_:)``.
+        /// Acknowledgements deleted rows since the last ``Outbox/compact(_:db:)``.
         var deletedSinceCompaction = false
     }
+}
+
+/// A peer's rows as read at open, not yet decoded.
+private struct RawSession: Sendable {
+    var localEpoch: MessageID
+    var remoteEpoch: MessageID
+    var nextSequence: [Lane: UInt64] = [:]
+    var acknowledged: [Lane: UInt64] = [:]
+    var delivered: [Lane: UInt64] = [:]
+    var segments: [RawSegment] = []
+}
+
+/// One segment row: concatenated MESSAGE frames of one lane.
+private struct RawSegment: Sendable {
+    var lane: Lane
+    var firstSequence: Int64
+    var frames: ByteBuffer
 }
 
 /// What an outbox holds for one peer, read at channel start.
@@ -358,6 +436,8 @@ struct StoredEntry {
 
 /// Changes to write in one transaction.
 struct OutboxBatch {
+    /// The channel's own epoch: stored with the peer's first commit.
+    var localEpoch = MessageID.zero
     /// New reliable/state messages to persist (state messages supersede older ones of their key).
     var appends: [StoredEntry] = []
     /// Per lane, the highest sequence the peer acknowledged: rows up to it are deleted.
