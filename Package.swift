@@ -174,7 +174,7 @@ let package = Package(
         .executableTarget(
             name: "edgecore",
             dependencies: [
-                "Transport", "EdgeHub", "Node", "DaemonSupport",
+                "Storage", "Transport", "EdgeHub", "Node", "DaemonSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -146,10 +146,6 @@ final class CloudCoreServer: Sendable {
         configuration.helloTimeout = .seconds(hub.helloTimeout)
         configuration.channel.keepaliveInterval = .seconds(hub.keepaliveInterval)
         configuration.channel.deadPeerTimeout = .seconds(hub.keepaliveInterval * 3)
-        if !hub.outbox.isEmpty {
-            let directory = (hub.outbox as NSString).deletingLastPathComponent
-            if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        }
         return configuration
     }
 }

@@ -14,7 +14,8 @@ final class EmbeddedAPIServer: Sendable {
     init(dataDirectory: String, bindAddress: String, port: Int, logger: Logger) throws {
         self.dataDirectory = dataDirectory
         self.bindAddress = bindAddress
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        // Keys, the admin kubeconfig and the objects (Secrets among them): the owner's only.
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let names = Array(Set([bindAddress, "127.0.0.1", "localhost"]).subtracting(["0.0.0.0", "::"])).sorted()
         credentials = try APIServerCredentials.loadOrCreate(directory: dataDirectory + "/pki", names: names)
         let store = try ObjectStore(configuration: .init(path: dataDirectory + "/objects.db"))
@@ -30,5 +31,6 @@ final class EmbeddedAPIServer: Sendable {
 
     func stop() async {
         await server.stop()
+        await server.store.close()
     }
 }

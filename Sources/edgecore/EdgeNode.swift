@@ -5,6 +5,7 @@ import Logging
 import NIOPosix
 import Node
 import ServiceLifecycle
+import Storage
 import Transport
 
 /// The enabled modules of one node on one bus, as services in start order (the group stops
@@ -21,12 +22,12 @@ struct EdgeNode {
         var services: [any Service] = []
         var enabled: [String] = []
         var sources: [MetricsCollector.Source] = []
-        let dataDirectory = (settings.database.dataSource as NSString).deletingLastPathComponent
-        if !dataDirectory.isEmpty { try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true) }
 
+        // One database object for the node's file, shared by MetaManager's and DeviceTwin's stores.
+        let database = modules.metaManager.enable || modules.deviceTwin.enable ? try Database(path: settings.database.dataSource) : nil
         var metaStore: MetaStore?
-        if modules.metaManager.enable {
-            let store = try MetaStore(configuration: .init(path: settings.database.dataSource))
+        if modules.metaManager.enable, let database {
+            let store = try MetaStore(configuration: .init(path: settings.database.dataSource), database: database)
             metaStore = store
             let metaManager = MetaManager(
                 configuration: MetaManagerConfiguration(remoteQueryTimeout: .seconds(modules.metaManager.remoteQueryTimeout)), store: store, bus: bus,
@@ -62,8 +63,8 @@ struct EdgeNode {
             enabled.append("edged")
             sources.append(.init(module: "edged", counters: { edged.statistics }, gauges: { ["pods": Double(edged.statistics.pods)] }))
         }
-        if modules.deviceTwin.enable {
-            let store = try DeviceStore(path: settings.database.dataSource)
+        if modules.deviceTwin.enable, let database {
+            let store = try DeviceStore(database: database)
             let twin = DeviceTwin(
                 configuration: .init(nodeName: nodeName, coalesceReports: modules.deviceTwin.coalesceReports, maxPayloadBytes: modules.deviceTwin.maxPayloadBytes),
                 store: store, bus: bus, logger: Logger(label: "devicetwin"))
