@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -13,7 +14,7 @@ import Transport
 /// Layers above read ``incoming`` (all nodes, round-robin) and ``events``, and send with
 /// ``send(_:to:on:delivery:)``; each node's queues are its own, so a slow node only ever makes
 /// sends *to that node* wait.
-public final class CloudHub: Sendable {
+public final class CloudHub: Service, Sendable {
     public let configuration: CloudHubConfiguration
     private let group: any EventLoopGroup
     private let logger: Logger
@@ -102,6 +103,19 @@ public final class CloudHub: Sendable {
             "websocket": "\(ports.webSocket)", "quic": "\(ports.quic)", "https": "\(ports.https)",
         ])
         return ports
+    }
+
+    /// Starts (unless ``start()`` did) and serves until graceful shutdown or cancellation, then
+    /// stops as ``stop()`` does.
+    public func run() async throws {
+        if running.withLock({ $0 == nil }) { try await start() }
+        let shutdown = ShutdownSignal()
+        await withGracefulShutdownHandler {
+            await shutdown.wait()
+        } onGracefulShutdown: {
+            shutdown.trigger()
+        }
+        await stop()
     }
 
     /// Closes every node's channel with a GOAWAY (their reliable messages stay in the outbox),

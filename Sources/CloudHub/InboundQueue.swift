@@ -21,7 +21,8 @@ final class InboundQueue: Sendable {
     private struct State {
         var ready = CircularBuffer<(NodeSession, Lane)>(initialCapacity: 64)
         var readiness: [Key: Readiness] = [:]
-        var waiters: [UnsafeContinuation<Void, Never>] = []
+        var waiters: [(id: Int, continuation: UnsafeContinuation<Void, Never>)] = []
+        var nextWaiter = 0
         var closed = false
     }
 
@@ -40,15 +41,16 @@ final class InboundQueue: Sendable {
             case nil:
                 state.readiness[key] = .queued
                 state.ready.append((session, lane))
-                return state.waiters.popLast()
+                return state.waiters.popLast()?.continuation
             }
         }
         waiter?.resume()
     }
 
-    /// The next message from any node, in round-robin order over node lanes; `nil` once closed.
+    /// The next message from any node, in round-robin order over node lanes; `nil` once closed
+    /// or when the reading task is cancelled.
     func next() async -> (NodeSession, Lane, Message)? {
-        while true {
+        while !Task.isCancelled {
             let taken: (NodeSession, Lane)?? = state.withLock { state in
                 if state.closed { return .some(nil) }
                 guard let entry = state.ready.popFirst() else { return nil }
@@ -67,7 +69,7 @@ final class InboundQueue: Sendable {
                         state.readiness[key] = .queued
                         state.ready.append((session, lane))
                         // Another reader may take the rest while this one hands its message on.
-                        return state.waiters.popLast()
+                        return state.waiters.popLast()?.continuation
                     }
                     state.readiness[key] = nil
                     return nil
@@ -75,16 +77,29 @@ final class InboundQueue: Sendable {
                 waiter?.resume()
                 if let message { return (session, lane, message) }
             case nil:
-                await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-                    let resumeNow = state.withLock { state in
-                        if state.closed || !state.ready.isEmpty { return true }
-                        state.waiters.append(continuation)
-                        return false
+                let id = state.withLock { state in
+                    defer { state.nextWaiter += 1 }
+                    return state.nextWaiter
+                }
+                await withTaskCancellationHandler {
+                    await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                        let resumeNow = state.withLock { state in
+                            if state.closed || !state.ready.isEmpty || Task.isCancelled { return true }
+                            state.waiters.append((id, continuation))
+                            return false
+                        }
+                        if resumeNow { continuation.resume() }
                     }
-                    if resumeNow { continuation.resume() }
+                } onCancel: {
+                    let waiter = state.withLock { state -> UnsafeContinuation<Void, Never>? in
+                        guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                        return state.waiters.remove(at: index).continuation
+                    }
+                    waiter?.resume()
                 }
             }
         }
+        return nil
     }
 
     /// Ends every reader.
@@ -92,7 +107,7 @@ final class InboundQueue: Sendable {
         let waiters = state.withLock { state in
             state.closed = true
             defer { state.waiters = [] }
-            return state.waiters
+            return state.waiters.map(\.continuation)
         }
         for waiter in waiters { waiter.resume() }
     }

@@ -104,15 +104,16 @@ public struct MetricsEndpoint: Service {
 
     public func run() async throws {
         let server = ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>()
-        let bound = try await server.start(host: host, port: port) { channel in
+        let bound = try await server.bind(host: host, port: port) { channel in
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-        } serve: { wrapped, _ in
-            try? await serve(wrapped)
         }
         logger.info("metrics listening", metadata: ["address": "\(host):\(bound)"])
         // Serve until the lifecycle shuts down (or cancels this task).
-        try? await gracefulShutdown()
-        await server.stop()
+        await withGracefulShutdownHandler {
+            await server.run { wrapped, _ in try? await serve(wrapped) }
+        } onGracefulShutdown: {
+            server.stop()
+        }
     }
 
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async throws {

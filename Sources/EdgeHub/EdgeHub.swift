@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -11,7 +12,7 @@ import Transport
 /// certificate before it expires, and routes: cloud messages to the bus's module groups, and
 /// what modules send to the `edgehub` module (or to the `hub` group) to the cloud, reliable
 /// messages kept in the outbox while offline.
-public final class EdgeHub: Sendable {
+public final class EdgeHub: Service, Sendable {
     public let configuration: EdgeHubConfiguration
     /// The channel to the cloud (outlives connections).
     public let channel: MessageChannel
@@ -21,7 +22,6 @@ public final class EdgeHub: Sendable {
     private let logger: Logger
     private let credentials: NodeCredentials
     private let state = Mutex(State())
-    private let tasks = Mutex<[Task<Void, Never>]>([])
 
     /// The bus module name EdgeHub registers (KubeEdge's `websocket`/`edgehub`).
     public static let moduleName = "edgehub"
@@ -67,31 +67,33 @@ public final class EdgeHub: Sendable {
 
     // MARK: lifecycle
 
-    /// Starts connecting (joining first if there is no certificate) and routing.
-    public func start() {
-        var started: [Task<Void, Never>] = []
-        started.append(Task { [self] in await connectLoop() })
-        started.append(Task { [self] in await rotationLoop() })
-        for lane in Lane.standard where lane != .control {
-            started.append(Task { [self] in await routeFromCloud(lane: lane) })
-            started.append(Task { [self] in await routeToCloud(lane: lane) })
+    /// Connects (joining first if there is no certificate), reconnects and routes, each a child
+    /// task, until graceful shutdown or cancellation; then closes the connection and the
+    /// channel (reliable messages stay in the outbox), leaves the bus and returns once every
+    /// child has ended.
+    public func run() async {
+        let shutdown = ShutdownSignal()
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { children in
+                children.addTask { [self] in await connectLoop() }
+                children.addTask { [self] in await rotationLoop() }
+                for lane in Lane.standard where lane != .control {
+                    children.addTask { [self] in await routeFromCloud(lane: lane) }
+                    children.addTask { [self] in await routeToCloud(lane: lane) }
+                }
+                await shutdown.wait()
+                let connection = state.withLock { state -> EdgeConnection? in
+                    state.stopped = true
+                    return state.connection
+                }
+                children.cancelAll()
+                await channel.close()
+                await connection?.drop()
+                bus.unregister(module: Self.moduleName)
+            }
+        } onGracefulShutdown: {
+            shutdown.trigger()
         }
-        tasks.withLock { $0 = started }
-    }
-
-    /// Closes the connection and the channel (reliable messages stay in the outbox) and stops
-    /// every task.
-    public func stop() async {
-        let connection = state.withLock { state -> EdgeConnection? in
-            state.stopped = true
-            return state.connection
-        }
-        let running = tasks.withLock { tasks -> [Task<Void, Never>] in defer { tasks = [] }; return tasks }
-        for task in running { task.cancel() }
-        await channel.close()
-        await connection?.drop()
-        bus.unregister(module: Self.moduleName)
-        for task in running { await task.value }
     }
 
     /// The backend of the current connection, `nil` while disconnected.
@@ -197,18 +199,20 @@ public final class EdgeHub: Sendable {
     /// with the cloud's reason.
     private func waitForHello(on connection: EdgeConnection) async throws {
         let deadline = ContinuousClock.now + configuration.helloTimeout
-        let closed = Atomic<Bool>(false)
-        let watcher = Task {
-            await connection.closed()
-            closed.store(true, ordering: .relaxed)
-        }
-        defer { watcher.cancel() }
-        while !channel.isConnected {
-            if closed.load(ordering: .relaxed) {
-                throw EdgeHubError.refused(channel.lastGoAway?.reason ?? "the cloud closed the connection before HELLO")
+        let closed = ClosedFlag()
+        try await withThrowingTaskGroup(of: Void.self) { watcher in
+            watcher.addTask {
+                await connection.closed()
+                closed.set()
             }
-            guard ContinuousClock.now < deadline, !isStopped else { throw EdgeHubError.helloTimedOut(configuration.helloTimeout) }
-            try await Task.sleep(for: .milliseconds(2))
+            defer { watcher.cancelAll() }
+            while !channel.isConnected {
+                if closed.isSet {
+                    throw EdgeHubError.refused(channel.lastGoAway?.reason ?? "the cloud closed the connection before HELLO")
+                }
+                guard ContinuousClock.now < deadline, !isStopped else { throw EdgeHubError.helloTimedOut(configuration.helloTimeout) }
+                try await Task.sleep(for: .milliseconds(2))
+            }
         }
     }
 
@@ -426,4 +430,11 @@ public struct EdgeHubCounters: Sendable, Equatable {
     public var undeliverable = 0
     /// Module messages queued for the cloud.
     public var toCloud = 0
+}
+
+/// Set once a connection is seen closed (by a child task), read by its parent.
+private final class ClosedFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .relaxed) }
+    var isSet: Bool { flag.load(ordering: .relaxed) }
 }

@@ -25,12 +25,10 @@ struct APIServerCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = Logger(label: "cloudcore.apiserver")
         let server = try EmbeddedAPIServer(dataDirectory: dataDirectory, bindAddress: bindAddress, port: port, logger: logger)
-        let service = ModuleService(name: "apiserver", start: {
-            let kubeconfig = try await server.start()
-            logger.info("API server ready", metadata: ["kubeconfig": "\(kubeconfig)"])
-            print("kubectl --kubeconfig \(kubeconfig) get namespaces")
-        }, stop: { await server.stop() })
-        let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let kubeconfig = try await server.bind()
+        logger.info("API server ready", metadata: ["kubeconfig": "\(kubeconfig)"])
+        print("kubectl --kubeconfig \(kubeconfig) get namespaces")
+        let group = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

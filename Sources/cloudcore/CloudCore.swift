@@ -47,7 +47,7 @@ struct Daemon: AsyncParsableCommand {
         let registry = DaemonStartup.bootstrap(logLevel: settings.logLevel)
         let logger = Logger(label: "cloudcore")
         let server = try CloudCoreServer(settings: settings, logger: logger)
-        var services: [any Service] = [ModuleService(name: "cloudcore", start: { try await server.start() }, stop: { await server.stop() })]
+        var services: [any Service] = [server]
         if !settings.commonConfig.monitorServer.isEmpty {
             let (host, port) = try CloudCoreConfig.hostPort(settings.commonConfig.monitorServer, key: "commonConfig.monitorServer")
             let collector = MetricsCollector(daemon: "cloudcore", sources: server.metricsSources)

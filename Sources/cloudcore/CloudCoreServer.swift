@@ -3,20 +3,23 @@ import CloudHub
 import DaemonSupport
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 import Transport
 
-/// Everything cloudcore runs, started in dependency order and stopped in reverse: the embedded
-/// API server (unless a kubeconfig names a cluster), the Kubernetes client, CloudHub, the
-/// controllers, and the router that hands each message from an edge to its controller.
-final class CloudCoreServer: Sendable {
+/// Everything cloudcore runs, as one lifecycle service whose `run()` starts the parts in
+/// dependency order and stops them in reverse: the embedded API server (unless a kubeconfig
+/// names a cluster), the Kubernetes client, CloudHub, the controllers, and the router that hands
+/// each message from an edge to its controller. Each long-running part is a child task of
+/// `run()`.
+final class CloudCoreServer: Service, Sendable {
     /// What the router counted.
     struct RouterCounters: Sendable, Equatable {
         /// Messages from edges no controller takes (logged at debug level).
         var unroutedMessages = 0
     }
 
-    /// What is up once ``start()`` has returned.
+    /// What is up once everything has started.
     struct Running: Sendable {
         var kubeconfig: String
         var ports: CloudHub.Ports
@@ -24,7 +27,6 @@ final class CloudCoreServer: Sendable {
         var edgeController: EdgeController?
         var deviceController: DeviceController?
         var syncController: SyncController?
-        var router: Task<Void, Never>
     }
 
     let settings: CloudCoreConfig
@@ -62,77 +64,83 @@ final class CloudCoreServer: Sendable {
         ]
     }
 
-    func start() async throws {
-        let kubeconfig: String
-        if let apiServer {
-            kubeconfig = try await apiServer.start()
-            logger.info("embedded API server listening", metadata: ["kubeconfig": "\(kubeconfig)"])
-        } else {
-            kubeconfig = settings.kubeAPIConfig.kubeConfig
+    /// Starts everything and runs until graceful shutdown (or cancellation); then stops the
+    /// router and controllers, the hub (every node hears a GOAWAY) and the API server, in that
+    /// order, and returns once every child task has ended.
+    func run() async throws {
+        let shutdown = ShutdownSignal()
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { apiTasks in
+                let kubeconfig: String
+                if let apiServer {
+                    kubeconfig = try await apiServer.bind()
+                    apiTasks.addTask { try await apiServer.run() }
+                    logger.info("embedded API server listening", metadata: ["kubeconfig": "\(kubeconfig)"])
+                } else {
+                    kubeconfig = settings.kubeAPIConfig.kubeConfig
+                }
+                do {
+                    try await runHubAndControllers(kubeconfig: kubeconfig, shutdown: shutdown)
+                } catch {
+                    apiServer?.server.close()
+                    try? await apiTasks.waitForAll()
+                    throw error
+                }
+                apiServer?.server.close()
+                try await apiTasks.waitForAll()
+            }
+        } onGracefulShutdown: {
+            shutdown.trigger()
         }
+    }
+
+    /// The Kubernetes client, CloudHub, the controllers and the router, until `shutdown`.
+    private func runHubAndControllers(kubeconfig: String, shutdown: ShutdownSignal) async throws {
         let client: KubeClient
         do {
             let context = settings.kubeAPIConfig.context
             client = try KubeClient(configuration: try Kubeconfig.load(path: kubeconfig, context: context.isEmpty ? nil : context))
         } catch {
-            await apiServer?.stop()
             throw CloudCoreConfigError("kubeAPIConfig.kubeConfig \(kubeconfig): \(error)")
         }
-        let hub: CloudHub
-        do {
-            hub = try CloudHub(configuration: try hubConfiguration(), logger: Logger(label: "cloudhub"))
-        } catch {
-            await apiServer?.stop()
-            throw error
-        }
-        let ports: CloudHub.Ports
-        do {
-            ports = try await hub.start()
-        } catch {
-            await apiServer?.stop()
-            throw error
-        }
-        var edgeController: EdgeController?
+        let hub = try CloudHub(configuration: try hubConfiguration(), logger: Logger(label: "cloudhub"))
+        let ports = try await hub.start()
         let syncController = settings.modules.syncController.enable
             ? SyncController(client: client, concurrency: settings.modules.syncController.concurrentWrites, logger: Logger(label: "synccontroller")) : nil
+        var edgeController: EdgeController?
         if settings.modules.edgeController.enable {
             let configuration = EdgeController.Configuration(
                 nodeNotReadyGracePeriod: .seconds(settings.modules.edgeController.nodeNotReadyGracePeriod),
                 batchInterval: .milliseconds(settings.modules.edgeController.batchInterval))
-            let controller = EdgeController(client: client, hub: hub, sync: syncController, configuration: configuration, logger: Logger(label: "edgecontroller"))
-            controller.start()
-            edgeController = controller
+            edgeController = EdgeController(client: client, hub: hub, sync: syncController, configuration: configuration, logger: Logger(label: "edgecontroller"))
         }
         var deviceController: DeviceController?
         if settings.modules.deviceController.enable {
             let configuration = DeviceController.Configuration(batchInterval: .milliseconds(settings.modules.deviceController.batchInterval))
-            let controller = DeviceController(client: client, hub: hub, sync: syncController, configuration: configuration, logger: Logger(label: "devicecontroller"))
-            controller.start()
-            deviceController = controller
+            deviceController = DeviceController(client: client, hub: hub, sync: syncController, configuration: configuration, logger: Logger(label: "devicecontroller"))
         }
-        let router = Task { [self, edgeController, deviceController] in
-            for await incoming in hub.incoming {
-                if let edgeController, await edgeController.handle(incoming) { continue }
-                if let deviceController, await deviceController.handle(incoming) { continue }
-                counters.withLock { $0.unroutedMessages += 1 }
-                logger.debug("no controller takes this message", metadata: ["node": "\(incoming.node)", "resource": "\(incoming.message.router.resource)"])
+        let controllers = (edge: edgeController, device: deviceController)
+        await withDiscardingTaskGroup { children in
+            if let edgeController { children.addTask { await edgeController.run() } }
+            if let deviceController { children.addTask { await deviceController.run() } }
+            children.addTask { [self] in
+                for await incoming in hub.incoming {
+                    if let edge = controllers.edge, await edge.handle(incoming) { continue }
+                    if let device = controllers.device, await device.handle(incoming) { continue }
+                    counters.withLock { $0.unroutedMessages += 1 }
+                    logger.debug("no controller takes this message", metadata: ["node": "\(incoming.node)", "resource": "\(incoming.message.router.resource)"])
+                }
             }
+            running.withLock { $0 = Running(kubeconfig: kubeconfig, ports: ports, hub: hub, edgeController: edgeController, deviceController: deviceController,
+                                             syncController: syncController) }
+            logger.info("cloudcore ready", metadata: [
+                "websocket": "\(ports.webSocket)", "quic": "\(ports.quic)", "https": "\(ports.https)", "kubeconfig": "\(kubeconfig)",
+            ])
+            await shutdown.wait()
+            running.withLock { $0 = nil }
+            children.cancelAll()
         }
-        running.withLock { $0 = Running(kubeconfig: kubeconfig, ports: ports, hub: hub, edgeController: edgeController, deviceController: deviceController,
-                                         syncController: syncController, router: router) }
-        logger.info("cloudcore ready", metadata: [
-            "websocket": "\(ports.webSocket)", "quic": "\(ports.quic)", "https": "\(ports.https)", "kubeconfig": "\(kubeconfig)",
-        ])
-    }
-
-    func stop() async {
-        guard let running = running.withLock({ state in defer { state = nil }; return state }) else { return }
-        running.router.cancel()
-        await running.deviceController?.stop()
-        await running.edgeController?.stop()
-        await running.hub.stop()
-        await running.router.value
-        await apiServer?.stop()
+        await hub.stop()
     }
 
     private func hubConfiguration() throws -> CloudHubConfiguration {

@@ -1,11 +1,12 @@
 import Cloud
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// The embedded Kubernetes-compatible API server as cloudcore runs it: objects in
 /// `{dataDirectory}/objects.db`, its PKI in `{dataDirectory}/pki` (created on first start), and
 /// the admin kubeconfig written to `{dataDirectory}/admin.kubeconfig` once it listens.
-final class EmbeddedAPIServer: Sendable {
+final class EmbeddedAPIServer: Service, Sendable {
     let dataDirectory: String
     let bindAddress: String
     let credentials: APIServerCredentials
@@ -22,15 +23,22 @@ final class EmbeddedAPIServer: Sendable {
         server = APIServer(configuration: .init(host: bindAddress, port: port, security: .init(credentials: credentials)), store: store, logger: logger)
     }
 
-    /// Starts listening and writes the admin kubeconfig; returns its path.
-    func start() async throws -> String {
-        let port = try await server.start()
+    /// Binds the listener and writes the admin kubeconfig; returns its path. ``APIServer/run()``
+    /// serves.
+    func bind() async throws -> String {
+        let port = try await server.bind()
         let host = bindAddress == "0.0.0.0" || bindAddress == "::" ? "127.0.0.1" : bindAddress
         return try credentials.writeKubeconfig(to: dataDirectory + "/admin.kubeconfig", server: "https://\(host.contains(":") ? "[\(host)]" : host):\(port)")
     }
 
-    func stop() async {
-        await server.stop()
+    /// Serves until graceful shutdown or cancellation, then closes the store.
+    func run() async throws {
+        do {
+            try await server.run()
+        } catch {
+            await server.store.close()
+            throw error
+        }
         await server.store.close()
     }
 }

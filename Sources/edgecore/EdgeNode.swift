@@ -32,13 +32,13 @@ struct EdgeNode {
             let metaManager = MetaManager(
                 configuration: MetaManagerConfiguration(remoteQueryTimeout: .seconds(modules.metaManager.remoteQueryTimeout)), store: store, bus: bus,
                 logger: Logger(label: "metamanager"))
-            services.append(ModuleService(name: "metaManager", start: { metaManager.start() }, stop: { await metaManager.stop() }))
+            services.append(metaManager)
             enabled.append("metaManager")
             sources.append(.init(module: "metamanager", counters: { metaManager.statistics }, gauges: { ["revision": Double(store.revision)] }))
             if modules.metaManager.metaServer.enable {
                 let (host, port) = try EdgeCoreConfig.hostPort(modules.metaManager.metaServer.server, key: "modules.metaManager.metaServer.server")
                 let metaServer = MetaServer(configuration: .init(host: host, port: port), store: store, logger: Logger(label: "metaserver"))
-                services.append(ModuleService(name: "metaServer", start: { try await metaServer.start() }, stop: { await metaServer.stop() }))
+                services.append(metaServer)
                 enabled.append("metaServer")
                 sources.append(.init(module: "metaserver", counters: { nil }, gauges: { ["open_connections": Double(metaServer.openConnections)] }))
             }
@@ -59,7 +59,7 @@ struct EdgeNode {
                                      nodeIP: modules.edged.nodeIP.isEmpty ? nil : modules.edged.nodeIP,
                                      nodeStatusUpdateFrequency: .seconds(modules.edged.nodeStatusUpdateFrequency)),
                 store: store, bus: bus, runtime: runtime, logger: Logger(label: "edged"))
-            services.append(ModuleService(name: "edged", start: { edged.start() }, stop: { await edged.stop() }))
+            services.append(edged)
             enabled.append("edged")
             sources.append(.init(module: "edged", counters: { edged.statistics }, gauges: { ["pods": Double(edged.statistics.pods)] }))
         }
@@ -68,7 +68,7 @@ struct EdgeNode {
             let twin = DeviceTwin(
                 configuration: .init(nodeName: nodeName, coalesceReports: modules.deviceTwin.coalesceReports, maxPayloadBytes: modules.deviceTwin.maxPayloadBytes),
                 store: store, bus: bus, logger: Logger(label: "devicetwin"))
-            services.append(ModuleService(name: "deviceTwin", start: { twin.start() }, stop: { await twin.stop() }))
+            services.append(twin)
             enabled.append("deviceTwin")
             sources.append(.init(module: "devicetwin", counters: { twin.statistics }, gauges: { ["devices": Double(store.count)] }))
         }
@@ -78,13 +78,15 @@ struct EdgeNode {
                     timeout: .seconds(modules.serviceBus.timeout), maxRequestBytes: modules.serviceBus.maxRequestBytes,
                     maxResponseBytes: modules.serviceBus.maxResponseBytes, allowedHosts: Set(modules.serviceBus.allowedHosts)),
                 bus: bus, logger: Logger(label: "servicebus"))
-            services.append(ModuleService(name: "serviceBus", start: { serviceBus.start() }, stop: { await serviceBus.stop() }))
+            services.append(serviceBus)
             enabled.append("serviceBus")
             sources.append(.init(module: "servicebus", counters: { serviceBus.statistics }, gauges: { [:] }))
         }
         if modules.eventBus.enable {
             let (host, port) = try EdgeCoreConfig.hostPort(modules.eventBus.mqttServerExternal, scheme: "tcp", key: "modules.eventBus.mqttServerExternal")
             var configuration = EventBus.Configuration(nodeName: nodeName, host: host, port: port, qos: modules.eventBus.mqttQOS)
+            // A broker that is down at start is waited for, not fatal.
+            configuration.connectTimeout = nil
             if !modules.eventBus.mqttUsername.isEmpty {
                 configuration.username = modules.eventBus.mqttUsername
                 configuration.password = modules.eventBus.mqttPassword
@@ -95,14 +97,13 @@ struct EdgeNode {
                 configuration.tlsKeyFile = modules.eventBus.tls.tlsMqttPrivateKeyFile.isEmpty ? nil : modules.eventBus.tls.tlsMqttPrivateKeyFile
             }
             let eventBus = try EventBus(configuration: configuration, bus: bus, logger: Logger(label: "eventbus"))
-            // A broker that is down at start is waited for, not fatal.
-            services.append(ModuleService(name: "eventBus", start: { try await eventBus.start(connectTimeout: nil) }, stop: { await eventBus.stop() }))
+            services.append(eventBus)
             enabled.append("eventBus")
             sources.append(.init(module: "eventbus", counters: { eventBus.statistics }, gauges: { ["connected": eventBus.isConnected ? 1 : 0] }))
         }
         if modules.edgeHub.enable {
             let hub = try EdgeHub(configuration: try Self.edgeHubConfiguration(settings), bus: bus, logger: Logger(label: "edgehub"))
-            services.append(ModuleService(name: "edgeHub", start: { hub.start() }, stop: { await hub.stop() }))
+            services.append(hub)
             enabled.append("edgeHub")
             sources.append(.init(module: "edgehub", counters: { hub.statistics }, gauges: {
                 var gauges: [String: Double] = ["connected": hub.backend == nil ? 0 : 1]

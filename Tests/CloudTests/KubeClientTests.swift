@@ -105,7 +105,7 @@ private func resource(_ plural: String) -> APIResource { APIResource.standard.fi
         // A watch the client drops ends on the server too (its connection closes).
         let open = server.connections.open
         do {
-            var events = client.watch(resource("configmaps"), namespace: "default", resourceVersion: "0").makeAsyncIterator()
+            var events = client.watchStream(resource("configmaps"), namespace: "default", resourceVersion: "0").makeAsyncIterator()
             #expect(try await events.next()?.type == "ADDED")
             #expect(server.connections.open == open + 1)
         }
@@ -172,7 +172,7 @@ private func resource(_ plural: String) -> APIResource { APIResource.standard.fi
 
         // A typed watch.
         let from = try await client.list(Kube.ConfigMap.self, namespace: "default").resourceVersion
-        var events = client.watch(Kube.ConfigMap.self, namespace: "default", resourceVersion: from).makeAsyncIterator()
+        var events = client.watchStream(Kube.ConfigMap.self, namespace: "default", resourceVersion: from).makeAsyncIterator()
         #expect(try await server.kubectl("create", "configmap", "later", "--from-literal", "k=v").status == 0)
         let event = try await events.next()
         #expect(event?.type == "ADDED" && event?.object.data == ["k": "v"])

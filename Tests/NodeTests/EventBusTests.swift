@@ -94,9 +94,11 @@ struct EventBusTests {
     func brokerDownAtStart() async throws {
         let broker = try await MosquittoBroker()
         broker.stop()
-        let eventBus = try EventBus(configuration: .init(nodeName: "edge-1", port: broker.port), bus: MessageBus())
+        var configuration = EventBus.Configuration(nodeName: "edge-1", port: broker.port)
+        configuration.connectTimeout = .milliseconds(500)
+        let eventBus = try EventBus(configuration: configuration, bus: MessageBus())
         await #expect(throws: MQTTError.connectTimedOut(host: "127.0.0.1", port: broker.port)) {
-            try await eventBus.start(connectTimeout: .milliseconds(500))
+            try await eventBus.start()
         }
     }
 
@@ -105,8 +107,10 @@ struct EventBusTests {
         let port = freeLoopbackPort()
         let bus = MessageBus()
         let twin = bus.register(module: "twin", group: "twin")
-        let eventBus = try EventBus(configuration: .init(nodeName: "edge-1", port: port), bus: bus)
-        try await eventBus.start(connectTimeout: nil)
+        var configuration = EventBus.Configuration(nodeName: "edge-1", port: port)
+        configuration.connectTimeout = nil
+        let eventBus = try EventBus(configuration: configuration, bus: bus)
+        try await eventBus.start()
         #expect(!eventBus.isConnected)
         for index in 0..<3 {
             try await twin.send(

@@ -62,20 +62,26 @@ struct APIBench: AsyncParsableCommand {
             kubeconfig.token = credentials.adminToken
         }
         let server = APIServer(configuration: .init(port: 0, security: security), store: store)
-        let port = try await server.start()
+        let port = try await server.bind()
+        let serving = Task { try await server.run() }
         kubeconfig.server = "\(tls ? "https" : "http")://127.0.0.1:\(port)"
         let client = try KubeClient(configuration: kubeconfig, maxIdleConnections: max(writers, 16))
         let podsResource = APIResource.standard.first { $0.plural == "pods" }!
         _ = try await client.create(APIResource.standard.first { $0.plural == "namespaces" }!, try JSONValue(parsing: #"{"metadata":{"name":"bench"}}"#))
 
-        // Writes.
+        // Writes, while a probe measures how long a trivial task waits for the cooperative pool.
+        let idleProbe = PoolStallProbe()
+        try await Task.sleep(for: .milliseconds(500))
+        let idleStall = await idleProbe.stop()
         let cpu0 = cpuSeconds()
+        let probe = PoolStallProbe()
         let writeStart = ContinuousClock.now
         let writeLatencies = try await concurrently(count: pods, workers: writers) { index in
             _ = try await client.create(podsResource, namespace: "bench", podJSON(index))
         }
         let writeSeconds = seconds(ContinuousClock.now - writeStart)
         let writeCPU = cpuSeconds() - cpu0
+        let stall = await probe.stop()
 
         // Lists.
         var listAll: [Double] = []
@@ -95,7 +101,8 @@ struct APIBench: AsyncParsableCommand {
         let watchFigures = try await watchFigures(client: client, resource: podsResource, store: store)
         let baselineFanOut = try await storeFanOut(store: store)
         let rss = residentBytes()
-        await server.stop()
+        server.close()
+        try await serving.value
 
         let table: [(String, String, String, String)] = [
             ("figure", "embedded API server", "baseline (same run)", "ratio"),
@@ -103,6 +110,8 @@ struct APIBench: AsyncParsableCommand {
              "raw SQLite inserts: \(format(rawWrites))", ratio(Double(pods) / writeSeconds, rawWrites)),
             ("  create latency p50 / p99", "\(ms(percentile(writeLatencies, 0.5))) / \(ms(percentile(writeLatencies, 0.99)))", "", ""),
             ("  server+client CPU per create", String(format: "%.0f µs", writeCPU / Double(pods) * 1e6), "", ""),
+            ("  longest wait of a trivial task (p99)", "\(ms(stall.longest)) (\(ms(stall.p99)))",
+             "idle process: \(ms(idleStall.longest)) (\(ms(idleStall.p99)))", ""),
             ("list \(pods) pods, p50 (min)", "\(ms(percentile(listAll, 0.5))) (\(ms(listAll.min() ?? 0)))",
              "raw SQLite read: \(ms(percentile(rawList, 0.5)))", ratio(percentile(listAll, 0.5), percentile(rawList, 0.5))),
             ("list spec.nodeName=edge-7, p50", ms(percentile(listNode, 0.5)), "", ""),
@@ -133,15 +142,17 @@ struct APIBench: AsyncParsableCommand {
                     latencies.reserveCapacity(updates)
                     var seen = 0
                     var last = clock.now
-                    var stream = client.watch(resource, namespace: "bench", resourceVersion: from, timeoutSeconds: 600).makeAsyncIterator()
                     ready.value.add(1, ordering: .relaxed)
-                    while seen < updates, let event = try await stream.next() {
-                        guard event.type == "MODIFIED", let stamp = event.object[path: ["metadata", "annotations", "bench/sent"]]?.stringValue,
-                              let sent = Double(stamp) else { continue }
-                        last = clock.now
-                        latencies.append(seconds(last - origin) - sent)
-                        seen += 1
-                    }
+                    do {
+                        try await client.watch(resource, namespace: "bench", resourceVersion: from, timeoutSeconds: 600) { event in
+                            guard event.type == "MODIFIED", let stamp = event.object[path: ["metadata", "annotations", "bench/sent"]]?.stringValue,
+                                  let sent = Double(stamp) else { return }
+                            last = clock.now
+                            latencies.append(seconds(last - origin) - sent)
+                            seen += 1
+                            if seen == updates { throw WatchedEnough() }
+                        }
+                    } catch is WatchedEnough {}
                     return (seen, latencies, last)
                 }
             }
@@ -286,6 +297,9 @@ final class RawSQLite: Sendable {
 final class SharedCount: Sendable {
     let value = Atomic<Int>(0)
 }
+
+/// Ends a watch once it delivered what was measured.
+struct WatchedEnough: Error {}
 
 struct BenchFailure: Error, CustomStringConvertible {
     var description: String

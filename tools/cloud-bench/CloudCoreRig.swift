@@ -111,6 +111,8 @@ final class SimulatedEdges: Sendable {
     let names: [String]
     private let hubs: [EdgeHub]
     private let readers: [Task<Void, Never>]
+    /// Each hub's `run()`, started by ``connect(concurrency:timeout:)`` and cancelled by ``stop()``.
+    private let running = Mutex<[Task<Void, Never>]>([])
     private let received = Received()
 
     /// Per node: messages received, and the latest content by resource.
@@ -151,17 +153,17 @@ final class SimulatedEdges: Sendable {
             var pending = hubs.makeIterator()
             for _ in 0..<concurrency {
                 guard let hub = pending.next() else { break }
-                group.addTask { try await Self.join(hub, timeout: timeout) }
+                group.addTask { [self] in try await join(hub, timeout: timeout) }
             }
             while try await group.next() != nil {
                 guard let hub = pending.next() else { continue }
-                group.addTask { try await Self.join(hub, timeout: timeout) }
+                group.addTask { [self] in try await join(hub, timeout: timeout) }
             }
         }
     }
 
-    private static func join(_ hub: EdgeHub, timeout: Duration) async throws {
-        hub.start()
+    private func join(_ hub: EdgeHub, timeout: Duration) async throws {
+        running.withLock { $0.append(Task { await hub.run() }) }
         try await hub.channel.waitUntilConnected(timeout: timeout)
     }
 
@@ -176,9 +178,9 @@ final class SimulatedEdges: Sendable {
 
     func stop() async {
         for reader in readers { reader.cancel() }
-        await withTaskGroup(of: Void.self) { group in
-            for hub in hubs { group.addTask { await hub.stop() } }
-        }
+        let hubs = running.withLock { running in defer { running = [] }; return running }
+        for hub in hubs { hub.cancel() }
+        for hub in hubs { await hub.value }
     }
 }
 

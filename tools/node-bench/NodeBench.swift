@@ -142,7 +142,7 @@ struct NodeBench: AsyncParsableCommand {
         let bus = MessageBus()
         let store = try MetaStore(configuration: .init(path: directory + "/meta.db"))
         let meta = MetaManager(store: store, bus: bus)
-        meta.start()
+        let metaRunning = Task { await meta.run() }
         let cloud = bus.register(module: "bench-cloud", group: "bench")
         let handled = Atomic<Int>(0)
         started = ContinuousClock.now
@@ -170,7 +170,8 @@ struct NodeBench: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let reads = Double(operations) / (ContinuousClock.now - started).seconds
-        await meta.stop()
+        metaRunning.cancel()
+        await metaRunning.value
         print(String(format: "MetaManager writes (bus → SQLite, handled): %.0f /s; raw SQLite upserts: %.0f /s; ratio %.2f", writes, rawWrites, writes / rawWrites))
         print(String(format: "MetaManager reads (bus query → answer, 32 callers): %.0f /s; raw SQLite point reads: %.0f /s; ratio %.2f", reads, rawReads, reads / rawReads))
     }
@@ -261,6 +262,8 @@ struct TwinRig {
     let eventBus: EventBus
     let twin: DeviceTwin
     let edgeHub: EdgeHub
+    /// The modules' `run()`s (DeviceTwin, EventBus, EdgeHub).
+    private var running: [Task<Void, Never>] = []
     let brokerPort: Int
     let devices: Int
 
@@ -277,9 +280,8 @@ struct TwinRig {
         edgeHub = try EdgeHub(configuration: EdgeHubConfiguration(
             nodeName: "edge-1", cloudHost: "127.0.0.1", certificatesDirectory: directory + "/certs", outboxPath: directory + "/outbox.db",
             quicPort: ports.quic, webSocketPort: ports.webSocket, httpsPort: ports.https), bus: bus)
-        twin.start()
-        try await eventBus.start()
-        edgeHub.start()
+        let twin = twin, eventBus = eventBus, edgeHub = edgeHub
+        running = [Task { await twin.run() }, Task { try? await eventBus.run() }, Task { await edgeHub.run() }]
         try await edgeHub.channel.waitUntilConnected(timeout: .seconds(20))
         for index in 0..<devices {
             let device = #"{"spec":{"properties":[{"name":"temperature","desired":{"value":"20"}}]}}"#
@@ -331,10 +333,12 @@ struct TwinRig {
         return (Double(updates) / seconds, seconds, received.load(ordering: .relaxed), Double(brokerMessages) / seconds)
     }
 
+    /// Stops the modules in reverse order of starting them, then the cloud.
     func stop() async {
-        await edgeHub.stop()
-        await eventBus.stop()
-        await twin.stop()
+        for module in running.reversed() {
+            module.cancel()
+            await module.value
+        }
         await hub.stop()
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import KubeModel
 import Logging
+import ServiceLifecycle
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -18,7 +19,7 @@ import Transport
 /// Watches that ask for them get bookmarks; history is compacted periodically.
 /// Server-side apply, `fieldValidation` and `dryRun=All` work as kubectl uses them.
 /// Not yet: authorization rules (every authenticated user may do everything).
-public final class APIServer: Sendable {
+public final class APIServer: Service, Sendable {
     public struct Configuration: Sendable {
         public var host: String
         /// 0 picks a free port.
@@ -80,8 +81,8 @@ public final class APIServer: Sendable {
     private let discovery: APIDiscovery
     private let openAPI: APIOpenAPI
     private let logger: Logger
-    private let running = Mutex<ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>?>(nil)
-    private let housekeeping = Mutex<[Task<Void, Never>]>([])
+    /// The listener bound and its port, until ``run()`` ends (the server may then run again).
+    private let bound = Mutex<(listener: ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>, port: Int)?>(nil)
 
     public init(configuration: Configuration = Configuration(), store: ObjectStore, logger: Logger = Logger(label: "apiserver")) {
         self.configuration = configuration
@@ -94,9 +95,12 @@ public final class APIServer: Sendable {
     /// The namespaces a cluster starts with (KubeEdge keeps its own objects in `kubeedge`).
     public static let initialNamespaces = ["default", "kube-system", "kube-public", "kube-node-lease", "kubeedge"]
 
-    /// Binds and serves (creating the initial namespaces that are missing); returns the bound port.
+    /// Creates the initial namespaces that are missing and binds the listener (once; later
+    /// calls return the same port); returns the bound port. Connections wait for ``run()``.
     @discardableResult
-    public func start() async throws -> Int {
+    public func bind() async throws -> Int {
+        if let port = bound.withLock({ $0?.port }) { return port }
+        let listener = ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>()
         for name in Self.initialNamespaces where try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: name)) == nil {
             _ = try await store.create(ObjectKey(resource: "namespaces", namespace: "", name: name), .object(JSONObject([
                 ("apiVersion", .string("v1")), ("kind", .string("Namespace")), ("metadata", .object(JSONObject([("name", .string(name))]))),
@@ -104,41 +108,48 @@ public final class APIServer: Sendable {
             ])))
         }
         let context = try configuration.security?.makeContext()
-        let server = ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>()
-        let port = try await server.start(host: configuration.host, port: configuration.port) { channel in
+        let port = try await listener.bind(host: configuration.host, port: configuration.port) { channel in
             if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-        } serve: { [self] wrapped, channel in
-            await serve(APIConnection(channel: wrapped, nioChannel: channel))
         }
-        running.withLock { $0 = server }
-        let store = store
-        let logger = logger
-        housekeeping.withLock { tasks in
-            tasks = [
-                Task { [configuration] in
-                    while (try? await Task.sleep(for: configuration.bookmarkInterval)) != nil { store.sendBookmarks() }
-                },
-                Task { [configuration] in
-                    while (try? await Task.sleep(for: configuration.compactionInterval)) != nil {
-                        do { try await store.compact() } catch { logger.error("compaction failed", metadata: ["error": "\(error)"]) }
-                    }
-                },
-            ]
-        }
+        bound.withLock { $0 = (listener, port) }
         return port
     }
 
-    /// Connections open now, and accepted since ``start()``.
-    public var connections: (open: Int, accepted: Int) {
-        running.withLock { $0?.connections ?? (0, 0) }
+    /// Binds (unless ``bind()`` did) and serves, with bookmarks and compaction on their
+    /// intervals, until graceful shutdown, cancellation or ``close()``; returns once every
+    /// connection's task and chore has ended.
+    public func run() async throws {
+        try await bind()
+        guard let listener = bound.withLock({ $0?.listener }) else { return }
+        defer { bound.withLock { $0 = nil } }
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { chores in
+                chores.addTask { [configuration, store] in
+                    while (try? await Task.sleep(for: configuration.bookmarkInterval)) != nil { store.sendBookmarks() }
+                }
+                chores.addTask { [configuration, store, logger] in
+                    while (try? await Task.sleep(for: configuration.compactionInterval)) != nil {
+                        do { try await store.compact() } catch { logger.error("compaction failed", metadata: ["error": "\(error)"]) }
+                    }
+                }
+                await listener.run { [self] wrapped, channel in
+                    await serve(APIConnection(channel: wrapped, nioChannel: channel))
+                }
+                chores.cancelAll()
+            }
+        } onGracefulShutdown: { [listener] in
+            listener.stop()
+        }
     }
 
-    /// Stops listening and ends every connection and watch.
-    public func stop() async {
-        guard let server = running.withLock({ running in defer { running = nil }; return running }) else { return }
-        for chore in housekeeping.withLock({ tasks in defer { tasks = [] }; return tasks }) { chore.cancel() }
-        await server.stop()
+    /// Connections open now, and accepted since the listener was bound.
+    public var connections: (open: Int, accepted: Int) { bound.withLock { $0?.listener.connections } ?? (0, 0) }
+
+    /// Stops listening and closes every connection and watch; ``run()`` returns once their
+    /// tasks have ended.
+    public func close() {
+        bound.withLock { $0?.listener }?.stop()
     }
 
     // MARK: connections

@@ -2,6 +2,7 @@ import CloudHub
 import Foundation
 import KubeModel
 import Logging
+import ServiceLifecycle
 import NIOCore
 import Synchronization
 import Transport
@@ -22,7 +23,7 @@ import Transport
 ///   `status.lastOnlineTime` and `status.twins[]` (`propertyName`, `reported`,
 ///   `observedDesired`). Reports from another node, for an unknown device, or malformed are
 ///   dropped and counted.
-public final class DeviceController: Sendable {
+public final class DeviceController: Service, Sendable {
     public struct Configuration: Sendable {
         /// Changes arriving within this time are sent together.
         public var batchInterval: Duration
@@ -51,7 +52,6 @@ public final class DeviceController: Sendable {
     private let nodes: Informer
     private let changes: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
     private let counters = Mutex(Counters())
-    private let tasks = Mutex<[Task<Void, Never>]>([])
 
     /// - Parameter sync: keeps what each node was sent across restarts (see ``EdgeController``).
     public init(client: KubeClient, hub: CloudHub, sync: SyncController? = nil, configuration: Configuration = Configuration(),
@@ -78,32 +78,29 @@ public final class DeviceController: Sendable {
         return counters
     }
 
-    /// Starts the informers and the send loop.
-    public func start() {
+    /// Runs the informers and the send loop, each a child task, until graceful shutdown or
+    /// cancellation.
+    public func run() async {
         let informers = [devices, models, nodes]
-        for informer in informers { informer.start() }
-        var started: [Task<Void, Never>] = informers.map { informer in
-            Task { [changes] in
-                for await _ in informer.events { changes.continuation.yield() }
+        await cancelWhenGracefulShutdown { [self] in
+            await withDiscardingTaskGroup { children in
+                for informer in informers {
+                    children.addTask { await informer.run() }
+                    children.addTask { [changes] in
+                        for await _ in informer.events { changes.continuation.yield() }
+                    }
+                }
+                children.addTask { [self] in
+                    for await _ in changes.stream {
+                        guard informers.allSatisfy(\.hasSynced) else { continue }
+                        try? await Task.sleep(for: configuration.batchInterval)
+                        await sender.send(wanted())
+                    }
+                }
+                children.addTask { [sender] in await sender.retryLoop() }
             }
         }
-        started.append(Task { [self] in
-            for await _ in changes.stream {
-                guard informers.allSatisfy(\.hasSynced) else { continue }
-                try? await Task.sleep(for: configuration.batchInterval)
-                await sender.send(wanted())
-            }
-        })
-        tasks.withLock { $0 = started }
-    }
-
-    /// Stops everything it started.
-    public func stop() async {
-        let running = tasks.withLock { tasks in defer { tasks = [] }; return tasks }
-        for task in running { task.cancel() }
-        for informer in [devices, models, nodes] { await informer.stop() }
         changes.continuation.finish()
-        for task in running { await task.value }
     }
 
     // MARK: down

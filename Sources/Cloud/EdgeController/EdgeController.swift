@@ -2,6 +2,7 @@ import CloudHub
 import Foundation
 import KubeModel
 import Logging
+import ServiceLifecycle
 import NIOCore
 import Synchronization
 import Transport
@@ -17,7 +18,7 @@ import Transport
 ///
 /// Edge nodes are the Node objects labelled `node-role.kubernetes.io/edge` and the nodes
 /// connected to CloudHub; pods bound to other nodes are not sent anywhere.
-public final class EdgeController: Sendable {
+public final class EdgeController: Service, Sendable {
     public struct Configuration: Sendable {
         /// How long a node may be disconnected before its `Ready` condition becomes `Unknown`.
         public var nodeNotReadyGracePeriod: Duration
@@ -61,12 +62,11 @@ public final class EdgeController: Sendable {
 
     private struct State {
         var online: Set<String> = []
-        /// Grace timers of nodes that went away.
-        var leaving: [String: Task<Void, Never>] = [:]
+        /// When each node that went away is marked not ready, unless it comes back first.
+        var leaving: [String: ContinuousClock.Instant] = [:]
         var counters = Counters()
     }
     private let state = Mutex(State())
-    private let tasks = Mutex<[Task<Void, Never>]>([])
 
     /// - Parameter sync: keeps what each node was sent across restarts; without it, a restarted
     ///   controller sends every node everything again and misses deletes made while it was down.
@@ -97,33 +97,28 @@ public final class EdgeController: Sendable {
         return counters
     }
 
-    /// Starts the informers, the send loop and the node watch.
-    public func start() {
+    /// Runs the informers, the send loop, the node watch and the nodes' grace periods, each a
+    /// child task, until graceful shutdown or cancellation.
+    public func run() async {
         let informers = [pods, configMaps, secrets, services, endpoints, nodes]
-        for informer in informers { informer.start() }
-        var started: [Task<Void, Never>] = informers.map { informer in
-            Task { [changes] in
-                for await _ in informer.events { changes.continuation.yield() }
+        await cancelWhenGracefulShutdown { [self] in
+            await withDiscardingTaskGroup { children in
+                for informer in informers {
+                    children.addTask { await informer.run() }
+                    children.addTask { [changes] in
+                        for await _ in informer.events { changes.continuation.yield() }
+                    }
+                }
+                children.addTask { [self] in await sendLoop() }
+                children.addTask { [self] in
+                    for await event in hub.events { await handle(event) }
+                }
+                children.addTask { [self] in await graceLoop() }
+                children.addTask { [sender] in await sender.retryLoop() }
             }
         }
-        started.append(Task { [self] in await sendLoop() })
-        started.append(Task { [self] in
-            for await event in hub.events { await handle(event) }
-        })
-        tasks.withLock { $0 = started }
-    }
-
-    /// Stops everything it started.
-    public func stop() async {
-        let running = tasks.withLock { tasks in defer { tasks = [] }; return tasks }
-        for task in running { task.cancel() }
-        for informer in [pods, configMaps, secrets, services, endpoints, nodes] { await informer.stop() }
         changes.continuation.finish()
-        for task in running { await task.value }
-        state.withLock { state in
-            for timer in state.leaving.values { timer.cancel() }
-            state.leaving = [:]
-        }
+        state.withLock { $0.leaving = [:] }
     }
 
     // MARK: sending objects
@@ -262,21 +257,31 @@ public final class EdgeController: Sendable {
         case .online(let node, _, _):
             state.withLock { state in
                 state.online.insert(node)
-                state.leaving.removeValue(forKey: node)?.cancel()
+                state.leaving.removeValue(forKey: node)
             }
             await markReady(node, ready: true)
             changes.continuation.yield()
         case .offline(let node):
-            let grace = configuration.nodeNotReadyGracePeriod
-            let timer = Task { [self] in
-                guard (try? await Task.sleep(for: grace)) != nil else { return }
-                await markReady(node, ready: false)
-            }
+            let deadline = ContinuousClock.now + configuration.nodeNotReadyGracePeriod
             state.withLock { state in
                 state.online.remove(node)
-                state.leaving.removeValue(forKey: node)?.cancel()
-                state.leaving[node] = timer
+                state.leaving[node] = deadline
             }
+        }
+    }
+
+    /// Marks not ready the nodes whose grace period ran out, checking a tenth of the period at
+    /// a time (at least every 10 ms, at most every second), until cancelled.
+    private func graceLoop() async {
+        let tick = min(max(configuration.nodeNotReadyGracePeriod / 10, .milliseconds(10)), .seconds(1))
+        while (try? await Task.sleep(for: tick)) != nil {
+            let now = ContinuousClock.now
+            let expired = state.withLock { state -> [String] in
+                let expired = state.leaving.filter { $0.value <= now }.map(\.key)
+                for node in expired { state.leaving.removeValue(forKey: node) }
+                return expired
+            }
+            for node in expired.sorted() { await markReady(node, ready: false) }
         }
     }
 

@@ -54,7 +54,6 @@ public final class Informer: Sendable {
     public let configuration: Configuration
     private let client: KubeClient
     private let state = Mutex(State())
-    private let task = Mutex<Task<Void, Never>?>(nil)
     private let sink: AsyncStream<Event>.Continuation
     /// Changes to the cache, in order (bounded: a consumer that falls 100,000 behind loses the oldest).
     public let events: AsyncStream<Event>
@@ -66,18 +65,6 @@ public final class Informer: Sendable {
         (events, sink) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(100_000))
     }
 
-    /// Starts listing and watching.
-    public func start() {
-        task.withLock { $0 = Task { [self] in await run() } }
-    }
-
-    /// Stops watching and ends ``events``.
-    public func stop() async {
-        let running = task.withLock { task -> Task<Void, Never>? in defer { task = nil }; return task }
-        running?.cancel()
-        await running?.value
-        sink.finish()
-    }
 
     /// Whether the first list has been applied.
     public var hasSynced: Bool { state.withLock { $0.synced } }
@@ -93,7 +80,10 @@ public final class Informer: Sendable {
 
     // MARK: the loop
 
-    private func run() async {
+    /// Lists and watches, again after every failure (with back-off) or `410 Expired`, until the
+    /// calling task is cancelled; then ends ``events``.
+    public func run() async {
+        defer { sink.finish() }
         var backoff = configuration.initialBackoff
         while !Task.isCancelled {
             do {
@@ -101,10 +91,10 @@ public final class Informer: Sendable {
                 backoff = configuration.initialBackoff
                 while !Task.isCancelled {
                     state.withLock { $0.counters.watches += 1 }
-                    let stream = client.watch(
+                    try await client.watch(
                         resource, namespace: configuration.namespace, resourceVersion: version, labelSelector: configuration.labelSelector,
-                        fieldSelector: configuration.fieldSelector, timeoutSeconds: configuration.watchTimeoutSeconds)
-                    for try await event in stream {
+                        fieldSelector: configuration.fieldSelector, timeoutSeconds: configuration.watchTimeoutSeconds
+                    ) { event in
                         if let seen = event.object[path: ["metadata", "resourceVersion"]]?.stringValue { version = seen }
                         apply(event)
                     }

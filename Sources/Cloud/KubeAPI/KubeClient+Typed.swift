@@ -53,20 +53,13 @@ extension KubeClient {
         try await delete(APIResource(type), namespace: namespace, name: name)
     }
 
+    /// ``KubeClient/watch(_:namespace:resourceVersion:labelSelector:fieldSelector:timeoutSeconds:onEvent:)`` with typed objects.
     public func watch<Object: KubeObject>(_ type: Object.Type, namespace: String? = nil, resourceVersion: String, labelSelector: String? = nil,
-                                          fieldSelector: String? = nil, timeoutSeconds: Int = 300) -> AsyncThrowingStream<TypedWatchEvent<Object>, any Error> {
-        let events = watch(APIResource(type), namespace: namespace, resourceVersion: resourceVersion, labelSelector: labelSelector,
-                           fieldSelector: fieldSelector, timeoutSeconds: timeoutSeconds)
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    for try await event in events { continuation.yield(TypedWatchEvent(type: event.type, object: Object(json: event.object))) }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
+                                          fieldSelector: String? = nil, timeoutSeconds: Int = 300,
+                                          onEvent: (TypedWatchEvent<Object>) throws -> Void) async throws {
+        try await watch(APIResource(type), namespace: namespace, resourceVersion: resourceVersion, labelSelector: labelSelector,
+                        fieldSelector: fieldSelector, timeoutSeconds: timeoutSeconds) { event in
+            try onEvent(TypedWatchEvent(type: event.type, object: Object(json: event.object)))
         }
     }
 

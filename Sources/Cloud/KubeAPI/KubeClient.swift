@@ -87,43 +87,35 @@ public final class KubeClient: Sendable {
         try await call(.DELETE, path(resource, namespace, name))
     }
 
-    /// Events after `resourceVersion`, with bookmarks, until the server ends the watch
-    /// (`timeoutSeconds`) or the stream is dropped. A `410 Expired` arrives as an ``APIError``.
+    /// Hands `onEvent` the events after `resourceVersion`, with bookmarks, in the calling task,
+    /// until the server ends the watch (`timeoutSeconds`; then it returns), `onEvent` throws, or
+    /// the task is cancelled. A `410 Expired` or any other error the server sends is thrown as
+    /// an ``APIError``.
     public func watch(_ resource: APIResource, namespace: String? = nil, resourceVersion: String, labelSelector: String? = nil,
-                      fieldSelector: String? = nil, timeoutSeconds: Int = 300) -> AsyncThrowingStream<WatchEvent, any Error> {
+                      fieldSelector: String? = nil, timeoutSeconds: Int = 300, onEvent: (WatchEvent) throws -> Void) async throws {
         var query = [("watch", "true"), ("resourceVersion", resourceVersion), ("allowWatchBookmarks", "true"), ("timeoutSeconds", String(timeoutSeconds))]
         if let labelSelector { query.append(("labelSelector", labelSelector)) }
         if let fieldSelector { query.append(("fieldSelector", fieldSelector)) }
         let target = path(resource, namespace, nil) + "?" + Self.encode(query)
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    var pending: [UInt8] = []
-                    try await exchange(.GET, target) { status, chunk in
-                        guard status == 200 else {
-                            pending += chunk
-                            return
-                        }
-                        pending += chunk
-                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                            let line = Array(pending[..<newline])
-                            pending.removeSubrange(...newline)
-                            guard !line.isEmpty else { continue }
-                            let event = try JSONValue(parsing: line)
-                            let type = event["type"]?.stringValue ?? ""
-                            let object = event["object"] ?? .null
-                            if type == "ERROR" { throw Self.error(from: object, status: object["code"]?.int64Value.map(Int.init) ?? 500) }
-                            continuation.yield(WatchEvent(type: type, object: object))
-                        }
-                    } finished: { status in
-                        if status != 200 { throw Self.error(from: (try? JSONValue(parsing: pending)) ?? .null, status: status) }
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
+        var pending: [UInt8] = []
+        try await withoutActuallyEscaping(onEvent) { onEvent in
+            let deliver = UncheckedBox(onEvent)
+            try await exchange(.GET, target) { status, chunk in
+                pending += chunk
+                guard status == 200 else { return }
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = Array(pending[..<newline])
+                    pending.removeSubrange(...newline)
+                    guard !line.isEmpty else { continue }
+                    let event = try JSONValue(parsing: line)
+                    let type = event["type"]?.stringValue ?? ""
+                    let object = event["object"] ?? .null
+                    if type == "ERROR" { throw Self.error(from: object, status: object["code"]?.int64Value.map(Int.init) ?? 500) }
+                    try deliver.value(WatchEvent(type: type, object: object))
                 }
+            } finished: { status in
+                if status != 200 { throw Self.error(from: (try? JSONValue(parsing: pending)) ?? .null, status: status) }
             }
-            continuation.onTermination = { _ in task.cancel() }
         }
     }
 
@@ -194,4 +186,11 @@ public final class KubeClient: Sendable {
         allowed.remove(charactersIn: "&=+,")
         return query.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }.joined(separator: "&")
     }
+}
+
+/// Carries a non-escaping callback into `exchange`'s escaping chunk handler, which runs only
+/// while the watch call is in progress (on the calling task).
+private struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -31,6 +31,7 @@ final class NodeObjectSender: Sendable {
     private let source: String
     private let logger: Logger
     private let wake: @Sendable () -> Void
+    private let retryPending = Atomic<Bool>(false)
 
     private struct State {
         /// What each node was sent: object key → its uid and the digest of the content sent.
@@ -160,11 +161,16 @@ final class NodeObjectSender: Sendable {
         retryLater()
     }
 
-    /// Wakes the owner again in a second.
+    /// Asks ``retryLoop()`` to wake the owner again in a second.
     private func retryLater() {
-        Task { [wake] in
-            try? await Task.sleep(for: .seconds(1))
-            wake()
+        retryPending.store(true, ordering: .relaxed)
+    }
+
+    /// Wakes the owner a second after a send left records to retry; the owner runs it in its
+    /// task group, until cancelled.
+    func retryLoop() async {
+        while (try? await Task.sleep(for: .seconds(1))) != nil {
+            if retryPending.exchange(false, ordering: .relaxed) { wake() }
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import NIOCore
 import Synchronization
 import Transport
@@ -26,7 +27,7 @@ import Transport
 /// device's state and every actual value, on the state lane, where EdgeHub coalesces them per
 /// device while the cloud has not acknowledged them (or, with coalescing off, on the events lane,
 /// every report reliably).
-public final class DeviceTwin: Sendable {
+public final class DeviceTwin: Service, Sendable {
     /// Settings, with documented defaults.
     public struct Configuration: Sendable {
         /// This node's name (membership topics).
@@ -59,7 +60,6 @@ public final class DeviceTwin: Sendable {
     private let bus: MessageBus
     private let endpoint: BusEndpoint
     private let logger: Logger
-    private let tasks = ModuleTasks()
     private let counters = Mutex(DeviceTwinCounters())
 
     /// Creates the module and registers it on `bus`.
@@ -71,14 +71,10 @@ public final class DeviceTwin: Sendable {
         endpoint = bus.register(module: Self.moduleName, group: Self.moduleGroup, acknowledgesHandling: true)
     }
 
-    /// Starts serving every lane.
-    public func start() {
-        tasks.start { [self] lane in await serve(lane: lane) }
-    }
-
-    /// Leaves the bus and waits for the lanes to drain.
-    public func stop() async {
-        await tasks.stop(leaving: bus, module: Self.moduleName)
+    /// Serves every lane until graceful shutdown (or cancellation) takes the module off the
+    /// bus; returns once what was queued is handled.
+    public func run() async {
+        await ModuleRun.run(module: Self.moduleName, bus: bus) { [self] lane in await serve(lane: lane) }
     }
 
     /// What the module counted.

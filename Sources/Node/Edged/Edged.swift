@@ -1,6 +1,7 @@
 import Foundation
 import KubeModel
 import Logging
+import ServiceLifecycle
 import NIOCore
 import Synchronization
 import Transport
@@ -20,7 +21,7 @@ import Transport
 /// - A pod's status is sent when it changed, as an `update` of `{namespace}/podstatus/{name}` to
 ///   MetaManager, which stores it and passes it to the cloud on the state lane, where EdgeHub
 ///   keeps only the newest status of each pod queued (coalesced per pod, reliable).
-public final class Edged: Sendable {
+public final class Edged: Service, Sendable {
     /// Every setting, with a documented default.
     public struct Configuration: Sendable {
         /// The node whose pods run here (`spec.nodeName`).
@@ -69,14 +70,11 @@ public final class Edged: Sendable {
     private let bus: MessageBus
     private let endpoint: BusEndpoint
     private let logger: Logger
-    private let tasks = ModuleTasks()
     private let counters = Mutex(EdgedCounters())
     private let wake = WakeSignal()
     /// Pods being stopped and removed, by pod ID.
     private let terminating = Mutex<Set<String>>([])
     private let prober: ContainerProber
-    /// The node status reporter (it sleeps between reports; stopping cancels it).
-    private let nodeStatusTask = Mutex<Task<Void, Never>?>(nil)
 
     /// Creates the module and registers it on `bus`.
     /// - Parameter runtime: what runs containers; by default a ``ProcessRuntime`` under the root directory.
@@ -92,23 +90,15 @@ public final class Edged: Sendable {
         endpoint = bus.register(module: Self.moduleName, group: Self.moduleGroup)
     }
 
-    /// Starts listening to MetaManager and running pods.
-    public func start() {
-        let loop = Task { [self] in await run() }
-        let nodeStatus = Task { [self] in await reportNodeStatus() }
-        nodeStatusTask.withLock { $0 = nodeStatus }
-        tasks.start([loop, nodeStatus]) { [self] lane in
+    /// Runs pods (and reports the node's status) until graceful shutdown (or cancellation)
+    /// takes the module off the bus; returns once the pods being removed are gone. Containers
+    /// keep running (as kubelet's do), to be adopted by the next run.
+    public func run() async {
+        await ModuleRun.run(module: Self.moduleName, bus: bus, loops: [{ [self] in await syncLoop() }, { [self] in await reportNodeStatus() }],
+                            leaving: { [wake] in wake.finish() }) { [self] lane in
             // A stored change of a pod, ConfigMap, Secret, …: look again now.
             for await message in endpoint.messages(on: lane) where message.header.parentID == nil { wake.signal() }
         }
-    }
-
-    /// Leaves the bus and stops looking after pods. Containers keep running (as kubelet's do),
-    /// to be adopted by the next start.
-    public func stop() async {
-        wake.finish()
-        nodeStatusTask.withLock { $0?.cancel() }
-        await tasks.stop(leaving: bus, module: Self.moduleName)
     }
 
     /// What the module counted.
@@ -116,9 +106,14 @@ public final class Edged: Sendable {
 
     // MARK: the sync loop
 
-    private func run() async {
+    /// Looks after the pods until the wake signal finishes; pods being removed are removed in
+    /// child tasks, which it waits for.
+    private func syncLoop() async {
+        await withDiscardingTaskGroup { removals in await syncLoop(removals: &removals) }
+    }
+
+    private func syncLoop(removals: inout DiscardingTaskGroup) async {
         var workers: [String: Worker] = [:]
-        var removals: [Task<Void, Never>] = []
         let resources = MetaStoreResources(store: store)
         var lastRotation = ContinuousClock.now
         repeat {
@@ -134,22 +129,21 @@ public final class Edged: Sendable {
                 pods = workers.values.map(\.pod)
             }
             let wanted = Dictionary(pods.map { (PodWorker.podID($0), $0) }, uniquingKeysWith: { first, _ in first })
-            if terminating.withLock({ $0.isEmpty }) { removals.removeAll() }  // every removal has ended
 
             // Pods gone from the store (or being deleted): stop them in the background.
             for (id, worker) in workers where wanted[id] == nil || wanted[id]?.json[path: ["metadata", "deletionTimestamp"]] != nil {
                 workers[id] = nil
                 let grace = Self.gracePeriod(of: wanted[id] ?? worker.pod)
-                removals.append(removing(id) { [logger] in
+                removing(id, in: &removals) { [logger] in
                     await worker.worker.terminate(gracePeriod: grace)
                     await worker.worker.remove()
                     logger.info("pod removed", metadata: ["pod": "\(worker.pod.key)"])
-                })
+                }
             }
             // Containers of pods this edgecore does not know (deleted while it was down).
             let stopping = terminating.withLock { $0 }
             for orphan in await runtime.pods() where wanted[orphan] == nil && workers[orphan] == nil && !stopping.contains(orphan) {
-                removals.append(removing(orphan) { [runtime, configuration, logger] in
+                removing(orphan, in: &removals) { [runtime, configuration, logger] in
                     for id in await runtime.containers(ofPod: orphan) {
                         // The pod's own grace period went with it: kubelet's default.
                         await runtime.stop(id, gracePeriod: .seconds(30))
@@ -158,7 +152,7 @@ public final class Edged: Sendable {
                     await runtime.removePod(orphan)
                     try? FileManager.default.removeItem(atPath: configuration.rootDirectory + "/pods/" + orphan)
                     logger.info("removed the containers of a pod that is no longer assigned here", metadata: ["pod": "\(orphan)"])
-                })
+                }
             }
             // New and changed pods.
             for (id, pod) in wanted where pod.json[path: ["metadata", "deletionTimestamp"]] == nil && !stopping.contains(id) {
@@ -191,14 +185,14 @@ public final class Edged: Sendable {
             }
             // Until something changes, or the interval passes.
         } while await wake.wait(for: configuration.syncInterval)
-        for removal in removals { await removal.value }
     }
 
-    /// Runs `body` (stopping a pod) in the background, with the pod marked as terminating.
-    private func removing(_ id: String, _ body: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+    /// Runs `body` (stopping a pod) in a child task of the sync loop, with the pod marked as
+    /// terminating until it is done.
+    private func removing(_ id: String, in removals: inout DiscardingTaskGroup, _ body: @escaping @Sendable () async -> Void) {
         terminating.withLock { _ = $0.insert(id) }
         counters.withLock { $0.podsRemoved += 1 }
-        return Task { [self] in
+        removals.addTask { [self] in
             await body()
             terminating.withLock { _ = $0.remove(id) }
         }

@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Runs a host program to its end without blocking a thread of the cooperative pool: the
@@ -38,7 +40,7 @@ enum HostCommand {
             }
             watch.end(pid: process.processIdentifier, after: timeout)
         }
-        watch.finished.store(true, ordering: .releasing)
+        watch.finish()
         let data = (try? Data(contentsOf: output)) ?? Data()
         let text = String(decoding: data.prefix(maxOutputBytes), as: UTF8.self)
         if watch.killed.load(ordering: .acquiring) {
@@ -48,21 +50,26 @@ enum HostCommand {
     }
 }
 
-/// Ends a command that runs past its time.
+/// Ends a command that runs past its time: a timer on an event loop (no task waits for it).
 private final class Watch: Sendable {
-    let finished = Atomic(false)
     let killed = Atomic(false)
+    private let timer = Mutex<Scheduled<Void>?>(nil)
+    private let finished = Atomic(false)
 
     func end(pid: Int32, after timeout: Duration) {
-        Task {
-            let deadline = ContinuousClock.now + timeout
-            while !finished.load(ordering: .acquiring), ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(10))
-            }
-            if !finished.load(ordering: .acquiring) {
-                killed.store(true, ordering: .releasing)
-                kill(pid, SIGKILL)
-            }
+        let scheduled = NIOSingletons.posixEventLoopGroup.any().scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
+                                                                                              + timeout.components.attoseconds / 1_000_000_000)) { [self] in
+            guard !finished.load(ordering: .acquiring) else { return }
+            killed.store(true, ordering: .releasing)
+            kill(pid, SIGKILL)
         }
+        timer.withLock { $0 = scheduled }
+        if finished.load(ordering: .acquiring) { scheduled.cancel() }
+    }
+
+    /// The command ended: the timer is not needed any more.
+    func finish() {
+        finished.store(true, ordering: .releasing)
+        timer.withLock { $0 }?.cancel()
     }
 }

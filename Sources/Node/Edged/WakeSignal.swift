@@ -33,7 +33,8 @@ final class WakeSignal: Sendable {
         waiter?.resume()
     }
 
-    /// Waits for a signal or `timeout`; `false` once finished.
+    /// Waits for a signal or `timeout`; `false` once finished or when the waiting task is
+    /// cancelled.
     func wait(for timeout: Duration) async -> Bool {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await Task.sleep(for: timeout) }
@@ -41,7 +42,7 @@ final class WakeSignal: Sendable {
             await group.next()
             group.cancelAll()
         }
-        return !state.withLock { $0.finished }
+        return !state.withLock { $0.finished } && !Task.isCancelled
     }
 
     private func next() async {

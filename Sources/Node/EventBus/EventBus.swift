@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import NIOCore
 import Synchronization
 import Transport
@@ -11,7 +12,7 @@ import Transport
 /// - To MQTT: what modules send to `eventbus` with operation `publish` is published on the
 ///   topic named by its resource.
 /// Subscriptions are renewed each time the broker connection comes back.
-public final class EventBus: Sendable {
+public final class EventBus: Service, Sendable {
     /// Where the broker is and what to subscribe to.
     public struct Configuration: Sendable {
         /// Broker address. Default `127.0.0.1`.
@@ -34,6 +35,9 @@ public final class EventBus: Sendable {
         /// Whether the broker keeps EventBus's subscriptions and queued QoS 1 messages while it
         /// is disconnected (MQTT clean session off). Default true.
         public var persistentSession = true
+        /// How long ``EventBus/run()`` waits for the broker before failing; `nil` keeps trying in
+        /// the background (edgecore: a broker down at start is not fatal). Default 5 s.
+        public var connectTimeout: Duration? = .seconds(5)
 
         /// KubeEdge's EventBus subscriptions.
         public static let kubeEdgeTopics = [
@@ -66,10 +70,9 @@ public final class EventBus: Sendable {
     private let bus: MessageBus
     private let endpoint: BusEndpoint
     private let logger: Logger
-    private let tasks = ModuleTasks()
     private let counters = Mutex(EventBusCounters())
 
-    /// Creates the module and registers it on `bus`; nothing connects before ``start()``.
+    /// Creates the module and registers it on `bus`; nothing connects before ``run()``.
     public init(configuration: Configuration, bus: MessageBus, logger: Logger = Logger(label: "eventbus")) throws {
         self.configuration = configuration
         self.logger = logger
@@ -83,11 +86,21 @@ public final class EventBus: Sendable {
         endpoint = bus.register(module: Self.moduleName, group: Self.moduleGroup)
     }
 
-    /// Connects to the broker (renewing the subscriptions on every connect) and starts bridging.
-    /// With a `connectTimeout`, a broker that does not answer in time is an error; with `nil`,
-    /// EventBus keeps trying in the background (what edgecore does: a broker down at start is
-    /// not fatal) and modules' publications wait until it connects.
-    public func start(connectTimeout: Duration? = .seconds(5)) async throws {
+    /// Connects to the broker (renewing the subscriptions on every connect), then bridges until
+    /// graceful shutdown (or cancellation) disconnects it and takes the module off the bus.
+    /// With ``Configuration/connectTimeout``, a broker that does not answer in time is an error;
+    /// with `nil`, EventBus keeps trying in the background (what edgecore does: a broker down at
+    /// start is not fatal) and modules' publications wait until it connects.
+    public func run() async throws {
+        try await connect()
+        await ModuleRun.run(module: Self.moduleName, bus: bus, loops: [{ [self] in await fromBroker() }], leaving: { [client] in client.close() }) { [self] lane in
+            await toBroker(lane: lane)
+        }
+    }
+
+    /// Connects (or starts connecting) to the broker and sets up the subscriptions.
+    private func connect() async throws {
+        let connectTimeout = configuration.connectTimeout
         let client = client
         let configuration = configuration
         let logger = logger
@@ -105,13 +118,6 @@ public final class EventBus: Sendable {
         } else {
             try client.connectInBackground(host: configuration.host, port: configuration.port)
         }
-        tasks.start([Task { [self] in await fromBroker() }]) { [self] lane in await toBroker(lane: lane) }
-    }
-
-    /// Disconnects, leaves the bus and waits for the bridging to end.
-    public func stop() async {
-        client.close()
-        await tasks.stop(leaving: bus, module: Self.moduleName)
     }
 
     /// Whether the broker connection is up.

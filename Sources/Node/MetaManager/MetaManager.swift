@@ -1,6 +1,7 @@
 import Foundation
 import KubeModel
 import Logging
+import ServiceLifecycle
 import NIOCore
 import Synchronization
 import Transport
@@ -20,7 +21,7 @@ import Transport
 ///   every other type, the store answers. A missing object is an `error` response.
 /// Malformed messages are answered with an `error` response (when the sender waits for one),
 /// logged, counted and reported handled: sending them again would not help.
-public final class MetaManager: Sendable {
+public final class MetaManager: Service, Sendable {
     /// The bus module name and group (KubeEdge's).
     public static let moduleName = "metaManager"
     public static let moduleGroup = "meta"
@@ -33,7 +34,6 @@ public final class MetaManager: Sendable {
     private let bus: MessageBus
     private let endpoint: BusEndpoint
     private let logger: Logger
-    private let tasks = ModuleTasks()
     private let counters = Mutex(MetaManagerCounters())
     private let querySlots: QuerySlots
 
@@ -47,14 +47,10 @@ public final class MetaManager: Sendable {
         endpoint = bus.register(module: Self.moduleName, group: Self.moduleGroup, acknowledgesHandling: true)
     }
 
-    /// Starts serving every lane.
-    public func start() {
-        tasks.start { [self] lane in await serve(lane: lane) }
-    }
-
-    /// Leaves the bus and waits for the lanes to drain.
-    public func stop() async {
-        await tasks.stop(leaving: bus, module: Self.moduleName)
+    /// Serves every lane until graceful shutdown (or cancellation) takes the module off the
+    /// bus; returns once what was queued is handled and every query is answered.
+    public func run() async {
+        await ModuleRun.run(module: Self.moduleName, bus: bus) { [self] lane in await serve(lane: lane) }
     }
 
     /// What the module counted.
@@ -64,31 +60,35 @@ public final class MetaManager: Sendable {
 
     /// Takes a burst of messages at once: writes are stored in one transaction (a patch, which
     /// reads what is stored, goes alone), queries are answered concurrently.
+    /// Queries are answered in child tasks of the lane (at most
+    /// ``MetaManagerConfiguration/maxConcurrentQueries`` at once), which the lane waits for.
     private func serve(lane: Lane) async {
-        var messages = endpoint.messages(on: lane).makeAsyncIterator()
-        while let first = await messages.next() {
-            var writes: [Message] = []
-            var next: Message? = first
-            while let message = next {
-                if message.router.operation == MessageRouter.Operation.patch {
-                    await write(writes, on: lane)
-                    await write([message], on: lane)
-                    writes = []
-                } else if await !dispatch(message, on: lane) {
-                    writes.append(message)
+        await withDiscardingTaskGroup { queries in
+            var messages = endpoint.messages(on: lane).makeAsyncIterator()
+            while let first = await messages.next() {
+                var writes: [Message] = []
+                var next: Message? = first
+                while let message = next {
+                    if message.router.operation == MessageRouter.Operation.patch {
+                        await write(writes, on: lane)
+                        await write([message], on: lane)
+                        writes = []
+                    } else if await !dispatch(message, on: lane, queries: &queries) {
+                        writes.append(message)
+                    }
+                    next = writes.count < configuration.maxBatch ? endpoint.pollMessage(on: lane) : nil
                 }
-                next = writes.count < configuration.maxBatch ? endpoint.pollMessage(on: lane) : nil
+                await write(writes, on: lane)
             }
-            await write(writes, on: lane)
         }
     }
 
     /// Handles a message that is not a write; `false` for a write.
-    private func dispatch(_ message: Message, on lane: Lane) async -> Bool {
+    private func dispatch(_ message: Message, on lane: Lane, queries: inout DiscardingTaskGroup) async -> Bool {
         switch message.router.operation {
             case MessageRouter.Operation.query:
                 let slot = await querySlots.acquire()
-                Task { [self] in
+                queries.addTask { [self] in
                     await answer(message, on: lane)
                     slot.release()
                 }

@@ -1,6 +1,7 @@
 import Foundation
 import KubeModel
 import Logging
+import ServiceLifecycle
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -21,7 +22,7 @@ import Transport
 ///   server, and the client lists again.
 /// - Anything else gets a Kubernetes `Status` with the HTTP status: 404 for unknown paths or
 ///   objects, 400 for bad selectors, 405 for methods other than GET.
-public final class MetaServer: Sendable {
+public final class MetaServer: Service, Sendable {
     /// Where it listens and its limits.
     public struct Configuration: Sendable {
         /// Default 127.0.0.1 (KubeEdge's; the API is unauthenticated, so keep it local).
@@ -54,10 +55,11 @@ public final class MetaServer: Sendable {
     private let store: MetaStore
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let running = Mutex<ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>?>(nil)
+    /// The listener bound and its port, until ``run()`` ends (the server may then run again).
+    private let bound = Mutex<(listener: ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>, port: Int)?>(nil)
     private let connections = Atomic<Int>(0)
 
-    /// Creates the server; nothing listens before ``start()``.
+    /// Creates the server; nothing listens before ``bind()`` or ``run()``.
     public init(configuration: Configuration = Configuration(), store: MetaStore, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 logger: Logger = Logger(label: "metaserver")) {
         self.configuration = configuration
@@ -66,31 +68,47 @@ public final class MetaServer: Sendable {
         self.logger = logger
     }
 
-    /// Binds and starts serving; returns the bound port.
+    /// Binds the listener (once; later calls return the same port); returns the bound port.
+    /// Connections wait for ``run()``.
     @discardableResult
-    public func start() async throws -> Int {
-        let server = ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>()
-        let port = try await server.start(host: configuration.host, port: configuration.port, group: group) { channel in
+    public func bind() async throws -> Int {
+        if let port = bound.withLock({ $0?.port }) { return port }
+        let listener = ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>()
+        let port = try await listener.bind(host: configuration.host, port: configuration.port, group: group) { channel in
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-        } serve: { [self] wrapped, channel in
-            let count = connections.wrappingAdd(1, ordering: .relaxed).newValue
-            defer { connections.wrappingSubtract(1, ordering: .relaxed) }
-            guard count <= configuration.maxConnections else {
-                logger.warning("refusing a connection: maxConnections reached", metadata: ["limit": "\(configuration.maxConnections)"])
-                try? await wrapped.executeThenClose { _, _ in }
-                return
-            }
-            await serve(MetaServerConnection(channel: wrapped, closed: channel.closeFuture))
         }
-        running.withLock { $0 = server }
+        bound.withLock { $0 = (listener, port) }
         logger.info("MetaServer listening", metadata: ["address": "\(configuration.host):\(port)"])
         return port
     }
 
-    /// Stops listening and ends every connection and watch.
-    public func stop() async {
-        guard let server = running.withLock({ running in defer { running = nil }; return running }) else { return }
-        await server.stop()
+    /// Binds (unless ``bind()`` did) and serves until graceful shutdown, cancellation or
+    /// ``close()``, which close the listener and every connection and watch; returns once every
+    /// connection's task has ended.
+    public func run() async throws {
+        try await bind()
+        guard let listener = bound.withLock({ $0?.listener }) else { return }
+        defer { bound.withLock { $0 = nil } }
+        await withGracefulShutdownHandler {
+            await listener.run { [self] wrapped, channel in
+                let count = connections.wrappingAdd(1, ordering: .relaxed).newValue
+                defer { connections.wrappingSubtract(1, ordering: .relaxed) }
+                guard count <= configuration.maxConnections else {
+                    logger.warning("refusing a connection: maxConnections reached", metadata: ["limit": "\(configuration.maxConnections)"])
+                    try? await wrapped.executeThenClose { _, _ in }
+                    return
+                }
+                await serve(MetaServerConnection(channel: wrapped, closed: channel.closeFuture))
+            }
+        } onGracefulShutdown: { [listener] in
+            listener.stop()
+        }
+    }
+
+    /// Stops listening and closes every connection and watch; ``run()`` returns once their
+    /// tasks have ended.
+    public func close() {
+        bound.withLock { $0?.listener }?.stop()
     }
 
     /// Connections open now.

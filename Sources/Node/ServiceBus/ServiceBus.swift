@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -14,7 +15,7 @@ import Transport
 /// cannot use a node to reach its network. Every failure is a response with a status and the
 /// reason, never a silence: 400 (malformed), 403 (host not allowed), 413 (request too large),
 /// 502 (unreachable, or the answer is too large), 504 (no answer within the timeout).
-public final class ServiceBus: Sendable {
+public final class ServiceBus: Service, Sendable {
     /// Limits, with documented defaults.
     public struct Configuration: Sendable {
         /// How long a call may take, connecting included. Default 30 s.
@@ -48,7 +49,6 @@ public final class ServiceBus: Sendable {
     private let client: LocalHTTPClient
     private let logger: Logger
     private let slots: QuerySlots
-    private let tasks = ModuleTasks()
     private let counters = Mutex(ServiceBusCounters())
 
     /// Creates the module and registers it on `bus`.
@@ -62,33 +62,33 @@ public final class ServiceBus: Sendable {
         endpoint = bus.register(module: Self.moduleName, group: Self.moduleGroup)
     }
 
-    /// Starts serving every lane.
-    public func start() {
-        tasks.start { [self] lane in await serve(lane: lane) }
-    }
-
-    /// Leaves the bus and waits for the lanes to end (calls in progress finish).
-    public func stop() async {
-        await tasks.stop(leaving: bus, module: Self.moduleName)
+    /// Serves every lane until graceful shutdown (or cancellation) takes the module off the
+    /// bus; returns once the calls in progress have finished.
+    public func run() async {
+        await ModuleRun.run(module: Self.moduleName, bus: bus) { [self] lane in await serve(lane: lane) }
     }
 
     /// What the module counted.
     public var statistics: ServiceBusCounters { counters.withLock { $0 } }
 
+    /// Each call runs in a child task of the lane (at most
+    /// ``Configuration/maxConcurrentCalls`` at once), which the lane waits for.
     private func serve(lane: Lane) async {
-        for await message in endpoint.messages(on: lane) {
-            guard message.header.parentID == nil else { continue }
-            let slot = await slots.acquire()
-            Task { [self] in
-                let answer = await call(message)
-                var response = message.makeResponse(content: ByteBuffer(bytes: (try? JSONEncoder().encode(answer)) ?? Data()), source: Self.moduleName)
-                response.router.operation = MessageRouter.Operation.response
-                do {
-                    try await endpoint.send(response, toGroup: MetaManager.hubGroup, on: lane)
-                } catch {
-                    logger.warning("could not return an answer", metadata: ["error": "\(error)"])
+        await withDiscardingTaskGroup { calls in
+            for await message in endpoint.messages(on: lane) {
+                guard message.header.parentID == nil else { continue }
+                let slot = await slots.acquire()
+                calls.addTask { [self] in
+                    let answer = await call(message)
+                    var response = message.makeResponse(content: ByteBuffer(bytes: (try? JSONEncoder().encode(answer)) ?? Data()), source: Self.moduleName)
+                    response.router.operation = MessageRouter.Operation.response
+                    do {
+                        try await endpoint.send(response, toGroup: MetaManager.hubGroup, on: lane)
+                    } catch {
+                        logger.warning("could not return an answer", metadata: ["error": "\(error)"])
+                    }
+                    slot.release()
                 }
-                slot.release()
             }
         }
     }

@@ -17,7 +17,7 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
 
     private struct State {
         var lanes: [Queue]
-        var requests: [MessageID: UnsafeContinuation<Message, any Error>] = [:]
+        var requests: [MessageID: PendingRequest] = [:]
         /// Receipts of messages taken but not yet reported handled.
         var receipts: [MessageID: [HandlingReceipt]] = [:]
         var closed = false
@@ -33,6 +33,14 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
     private struct Queued {
         var message: Message
         var receipt: HandlingReceipt?
+    }
+
+    /// A request sent (or being sent) and its answer, whichever comes first: the caller waiting,
+    /// or the outcome it will find.
+    private enum PendingRequest {
+        case sending
+        case waiting(UnsafeContinuation<Message, any Error>)
+        case finished(Result<Message, any Error>)
     }
 
     init(name: String, group: String, acknowledgesHandling: Bool, bus: MessageBus) {
@@ -112,27 +120,65 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         let id = message.header.id
         guard let bus else { throw BusError.busReleased }
         let timeout = timeout ?? configuration.requestTimeout
+        // Registered before the request goes out: its answer may come back before `send` returns.
+        state.withLock { $0.requests[id] = .sending }
+        bus.awaitResponse(to: id, at: self)
         let timer = NIOSingletons.posixEventLoopGroup.any().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [self, weak bus] in
             bus?.forgetRequest(id)
-            state.withLock { $0.requests.removeValue(forKey: id) }?.resume(throwing: TransportError.requestTimedOut(id, timeout))
+            finishRequest(id, with: .failure(TransportError.requestTimedOut(id, timeout)))
         }
         defer { timer.cancel() }
-        let outgoing = message
-        return try await withUnsafeThrowingContinuation { continuation in
-            state.withLock { $0.requests[id] = continuation }
-            bus.awaitResponse(to: id, at: self)
-            Task {
-                do {
-                    if let group {
-                        try await self.send(outgoing, toGroup: group, on: lane)
-                    } else {
-                        try await self.send(outgoing, on: lane, delivery: .reliable)
+        do {
+            if let group {
+                try await send(message, toGroup: group, on: lane)
+            } else {
+                try await send(message, on: lane, delivery: .reliable)
+            }
+        } catch {
+            bus.forgetRequest(id)
+            finishRequest(id, with: .failure(error))
+        }
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Message, any Error>) in
+                let outcome: Result<Message, any Error>? = state.withLock { state in
+                    switch state.requests[id] {
+                    case .finished(let outcome)?:
+                        state.requests[id] = nil
+                        return outcome
+                    case .sending?:
+                        if Task.isCancelled {
+                            state.requests[id] = nil
+                            return .failure(CancellationError())
+                        }
+                        state.requests[id] = .waiting(continuation)
+                        return nil
+                    case .waiting?, nil:
+                        return .failure(TransportError.closed)
                     }
-                } catch {
-                    self.state.withLock { $0.requests.removeValue(forKey: id) }?.resume(throwing: error)
                 }
+                if let outcome { continuation.resume(with: outcome) }
+            }
+        } onCancel: { [weak bus] in
+            bus?.forgetRequest(id)
+            finishRequest(id, with: .failure(CancellationError()))
+        }
+    }
+
+    /// Settles request `id`: resumes its caller, or leaves the outcome for it to find.
+    private func finishRequest(_ id: MessageID, with outcome: Result<Message, any Error>) {
+        let waiting: UnsafeContinuation<Message, any Error>? = state.withLock { state in
+            switch state.requests[id] {
+            case .sending?:
+                state.requests[id] = .finished(outcome)
+                return nil
+            case .waiting(let continuation)?:
+                state.requests[id] = nil
+                return continuation
+            case .finished?, nil:
+                return nil
             }
         }
+        waiting?.resume(with: outcome)
     }
 
     /// Takes the next queued message of `lane` without waiting; `nil` when none is queued. A
@@ -150,23 +196,34 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         return message
     }
 
+    /// The next message of `lane`, waiting for one; `nil` once the module left the bus or the
+    /// waiting task is cancelled (the message stays queued).
     func nextMessage(on lane: Lane) async -> Message? {
         let index = Int(lane.rawValue)
         guard index < state.withLock({ $0.lanes.count }) else { return nil }
-        return await withUnsafeContinuation { (continuation: UnsafeContinuation<Message?, Never>) in
-            let (result, senders, handledNow): (Message??, [UnsafeContinuation<Bool, Never>], HandlingReceipt?) = state.withLock { state in
-                if let queued = state.lanes[index].messages.popFirst() {
-                    state.lanes[index].bytes -= queued.message.content.readableBytes
-                    defer { state.lanes[index].senders = [] }
-                    return (.some(queued.message), state.lanes[index].senders, taken(queued, state: &state))
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Message?, Never>) in
+                let (result, senders, handledNow): (Message??, [UnsafeContinuation<Bool, Never>], HandlingReceipt?) = state.withLock { state in
+                    if let queued = state.lanes[index].messages.popFirst() {
+                        state.lanes[index].bytes -= queued.message.content.readableBytes
+                        defer { state.lanes[index].senders = [] }
+                        return (.some(queued.message), state.lanes[index].senders, taken(queued, state: &state))
+                    }
+                    // Checked under the lock: a cancellation after this finds the consumer parked.
+                    if state.closed || Task.isCancelled { return (.some(nil), [], nil) }
+                    state.lanes[index].consumer = continuation
+                    return (.none, [], nil)
                 }
-                if state.closed { return (.some(nil), [], nil) }
-                state.lanes[index].consumer = continuation
-                return (.none, [], nil)
+                handledNow?.receiverHandled()
+                for sender in senders { sender.resume(returning: false) }
+                if let result { continuation.resume(returning: result) }
             }
-            handledNow?.receiverHandled()
-            for sender in senders { sender.resume(returning: false) }
-            if let result { continuation.resume(returning: result) }
+        } onCancel: {
+            let parked = state.withLock { state in
+                defer { state.lanes[index].consumer = nil }
+                return state.lanes[index].consumer
+            }
+            parked?.resume(returning: nil)
         }
     }
 
@@ -183,8 +240,8 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
 
     /// Completes a pending request of this endpoint; `false` if none is waiting for `id`.
     private func resolveRequest(_ id: MessageID, with message: Message) -> Bool {
-        guard let continuation = state.withLock({ $0.requests.removeValue(forKey: id) }) else { return false }
-        continuation.resume(returning: message)
+        guard state.withLock({ $0.requests[id] != nil }) else { return false }
+        finishRequest(id, with: .success(message))
         return true
     }
 
@@ -240,7 +297,9 @@ public final class BusEndpoint: ChannelEndpoint, LaneSource {
         }
         for consumer in consumers.0 { consumer.resume(returning: nil) }
         for sender in consumers.1 { sender.resume(returning: true) }
-        for request in requests { request.resume(throwing: TransportError.closed) }
+        for request in requests {
+            if case .waiting(let continuation) = request { continuation.resume(throwing: TransportError.closed) }
+        }
     }
 }
 

@@ -107,7 +107,7 @@ public final class QUICConnector: Sendable {
                     if handshake.fail(error ?? QUICError.closed(reason: "closed during the handshake")) {
                         logger.info("QUIC handshake failed", metadata: ["local": "\(driver.socket.localAddress.map { "\($0)" } ?? "?")", "error": "\(error.map { "\($0)" } ?? "closed")", "connection": "\(driver.statistics)"])
                     }
-                    Task { await endpoint.close() }
+                    endpoint.closeWithoutWaiting()
                 }
                 driver.connection.onHandshakeCompleted = { [unowned driver] in
                     if ticket == nil { _ = QUICLink.client(driver: driver, channel: channel, options: options, logger: logger) }
@@ -174,7 +174,7 @@ public struct QUICChannelConnection: Sendable {
 
     /// Completes when the connection has closed.
     public func closed() async {
-        try? await endpoint.socket.closeFuture.get()
+        _ = try? await endpoint.socket.closeFuture.valueUnlessCancelled()
     }
 }
 

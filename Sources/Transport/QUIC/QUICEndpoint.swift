@@ -201,6 +201,11 @@ final class QUICEndpoint: @unchecked Sendable {
     func close() async {
         for socket in sockets.withLockedValue({ $0 }) { try? await socket.close() }
     }
+
+    /// Starts closing the sockets without waiting (from an event-loop callback).
+    func closeWithoutWaiting() {
+        for socket in sockets.withLockedValue({ $0 }) { socket.close(promise: nil) }
+    }
 }
 
 /// The endpoint's pipeline handler: routes datagrams to connection drivers.

@@ -122,7 +122,7 @@ public struct WebSocketConnection: Sendable {
 
     /// Completes when the connection has closed.
     public func closed() async {
-        try? await nioChannel.closeFuture.get()
+        _ = try? await nioChannel.closeFuture.valueUnlessCancelled()
     }
 }
 

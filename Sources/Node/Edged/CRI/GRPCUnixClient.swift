@@ -35,10 +35,10 @@ final class GRPCUnixClient: Sendable {
         var channel: any Channel
         var multiplexer: Multiplexer
     }
-    /// The connection being made or made, and whether its closing is watched yet.
-    private struct Current {
-        var task: Task<Connection, any Error>
-        var watched = false
+    /// The connection: being made by one caller (the others wait for it), or made.
+    private enum Current {
+        case connecting(waiters: [CheckedContinuation<Connection, any Error>])
+        case connected(Connection, id: ObjectIdentifier)
     }
     private let connection = Mutex<Current?>(nil)
 
@@ -46,10 +46,6 @@ final class GRPCUnixClient: Sendable {
         self.socketPath = socketPath
         self.maxMessageBytes = maxMessageBytes
         self.group = group
-    }
-
-    deinit {
-        connection.withLock { $0?.task.cancel() }
     }
 
     /// HTTP/2 settings for a trusted local peer. gRPC servers in Go (containerd) answer every
@@ -64,11 +60,48 @@ final class GRPCUnixClient: Sendable {
         return configuration
     }
 
+    /// The open connection; the first caller that finds none makes it in its own task while
+    /// later callers wait for that attempt.
     private func connected() async throws(GRPCCallError) -> Connection {
-        let task = connection.withLock { current in
-            if let current { return current.task }
-            let made = Task { [group, socketPath] () throws -> Connection in
-                try await ClientBootstrap(group: group)
+        enum Next { case use(Connection), wait, make }
+        let next = connection.withLock { current -> Next in
+            switch current {
+            case .connected(let existing, _)?: return .use(existing)
+            case .connecting?: return .wait
+            case nil:
+                current = .connecting(waiters: [])
+                return .make
+            }
+        }
+        switch next {
+        case .use(let open):
+            return open
+        case .wait:
+            do {
+                return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Connection, any Error>) in
+                    let ready = connection.withLock { current -> Connection? in
+                        switch current {
+                        case .connecting(var waiters)?:
+                            waiters.append(continuation)
+                            current = .connecting(waiters: waiters)
+                            return nil
+                        case .connected(let existing, _)?: return existing
+                        case nil: return nil
+                        }
+                    }
+                    if let ready { continuation.resume(returning: ready) } else if connection.withLock({ $0 == nil }) {
+                        continuation.resume(throwing: GRPCCallError(code: GRPCCallError.unavailable, message: "cannot connect to \(socketPath)"))
+                    }
+                }
+            } catch let error as GRPCCallError {
+                throw error
+            } catch {
+                throw GRPCCallError(code: GRPCCallError.unavailable, message: "cannot connect to \(socketPath): \(error)")
+            }
+        case .make:
+            let result: Result<Connection, any Error>
+            do {
+                result = .success(try await ClientBootstrap(group: group)
                     .connectTimeout(.seconds(5))
                     .connect(unixDomainSocketPath: socketPath) { channel in
                         channel.eventLoop.makeCompletedFuture {
@@ -79,31 +112,35 @@ final class GRPCUnixClient: Sendable {
                             }
                             return Connection(channel: channel, multiplexer: multiplexer)
                         }
-                    }
+                    })
+            } catch {
+                result = .failure(error)
             }
-            current = Current(task: made)
-            return made
-        }
-        do {
-            let open = try await task.value
-            // Once per connection: forgotten when it closes, so that the next call reconnects.
-            let first = connection.withLock { current in
-                guard current?.task == task, current?.watched == false else { return false }
-                current?.watched = true
-                return true
+            let waiters = connection.withLock { current -> [CheckedContinuation<Connection, any Error>] in
+                guard case .connecting(let waiters)? = current else { return [] }
+                switch result {
+                case .success(let open): current = .connected(open, id: ObjectIdentifier(open.channel))
+                case .failure: current = nil
+                }
+                return waiters
             }
-            if first { open.channel.closeFuture.whenComplete { [weak self] _ in self?.forget(task) } }
-            return open
-        } catch {
-            forget(task)
-            throw GRPCCallError(code: GRPCCallError.unavailable, message: "cannot connect to \(socketPath): \(error)")
+            for waiter in waiters { waiter.resume(with: result) }
+            switch result {
+            case .success(let open):
+                // Forgotten when it closes, so that the next call reconnects.
+                let id = ObjectIdentifier(open.channel)
+                open.channel.closeFuture.whenComplete { [weak self] _ in self?.forget(id) }
+                return open
+            case .failure(let error):
+                throw GRPCCallError(code: GRPCCallError.unavailable, message: "cannot connect to \(socketPath): \(error)")
+            }
         }
     }
 
-    /// Drops `task` as the current connection (when it is still the current one).
-    private func forget(_ task: Task<Connection, any Error>) {
+    /// Drops the connection `id` (when it is still the current one).
+    private func forget(_ id: ObjectIdentifier) {
         connection.withLock { current in
-            if current?.task == task { current = nil }
+            if case .connected(_, let current_id)? = current, current_id == id { current = nil }
         }
     }
 
