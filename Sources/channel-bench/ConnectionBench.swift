@@ -225,7 +225,13 @@ func memoryPerIdleConnection(_ backend: Backend, count: Int, directory: String) 
 func serveUntilStdinCloses(_ backend: Backend, directory: String) async throws {
     let server = try await startServer(backend, directory: directory)
     say("port \(server.port)")
-    _ = await Task.detached { FileHandle.standardInput.readDataToEndOfFile() }.value
+    // Blocking read off the cooperative pool, on a thread of its own.
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        Thread.detachNewThread {
+            _ = FileHandle.standardInput.readDataToEndOfFile()
+            continuation.resume()
+        }
+    }
     await server.stop()
 }
 

@@ -107,21 +107,23 @@ func run(_ scenario: Scenario, directory: String) async throws -> (messagesPerSe
     let message = Message(router: MessageRouter(source: "bench", destination: "cloud", group: "user", operation: "publish", resource: "node/edge-1/bench"), content: payload)
     let count = scenario.count
     let start = ContinuousClock.now
-    let consumer = Task {
-        var received = 0
-        for await _ in cloud.messages(on: scenario.lane) {
-            received += 1
-            if received == count { break }
+    let end = try await withThrowingTaskGroup(of: ContinuousClock.Instant?.self) { group in
+        group.addTask {
+            var received = 0
+            for await _ in cloud.messages(on: scenario.lane) {
+                received += 1
+                if received == count { break }
+            }
+            return ContinuousClock.now
         }
-        return ContinuousClock.now
-    }
-    for _ in 0..<count {
-        // The fast path never suspends; a full lane or outbox falls back to the awaiting send.
-        if try edge.trySend(message, on: scenario.lane, delivery: scenario.delivery) == .wouldBlock {
-            try await edge.send(message, on: scenario.lane, delivery: scenario.delivery)
+        for _ in 0..<count {
+            // The fast path never suspends; a full lane or outbox falls back to the awaiting send.
+            if try edge.trySend(message, on: scenario.lane, delivery: scenario.delivery) == .wouldBlock {
+                try await edge.send(message, on: scenario.lane, delivery: scenario.delivery)
+            }
         }
+        return try await group.next()!!
     }
-    let end = await consumer.value
     let seconds = Double((end - start).components.attoseconds) / 1e18 + Double((end - start).components.seconds)
     await edge.close()
     await cloud.close()
@@ -154,19 +156,21 @@ func ngtcp2ReferencePair(directory: String, megabytes: Int) -> Double? {
 func demo(directory: String) async throws {
     let (edge, cloud, _) = try await connectPair(directory: directory, outbox: true, tag: "demo")
     say("cloud and edge-1 connected over WebSocket+TLS on 127.0.0.1 (certificates in \(directory)); Ctrl-C stops")
-    Task {
-        for await message in cloud.messages(on: .events) {
-            say("cloud received \(message.router.operation) \(message.router.resource): \(String(buffer: message.content))")
+    try await withThrowingDiscardingTaskGroup { group in
+        group.addTask {
+            for await message in cloud.messages(on: .events) {
+                say("cloud received \(message.router.operation) \(message.router.resource): \(String(buffer: message.content))")
+            }
         }
-    }
-    var tick = 0
-    while true {
-        tick += 1
-        let message = Message(
-            router: MessageRouter(source: "edge-1", destination: "cloud", group: "user", operation: "publish", resource: "node/edge-1/heartbeat"),
-            content: ByteBuffer(string: "tick \(tick)"))
-        try await edge.send(message, on: .events, delivery: .reliable)
-        try await Task.sleep(for: .seconds(1))
+        var tick = 0
+        while true {
+            tick += 1
+            let message = Message(
+                router: MessageRouter(source: "edge-1", destination: "cloud", group: "user", operation: "publish", resource: "node/edge-1/heartbeat"),
+                content: ByteBuffer(string: "tick \(tick)"))
+            try await edge.send(message, on: .events, delivery: .reliable)
+            try await Task.sleep(for: .seconds(1))
+        }
     }
 }
 

@@ -83,6 +83,19 @@ struct APIBench: AsyncParsableCommand {
         let writeCPU = cpuSeconds() - cpu0
         let stall = await probe.stop()
 
+        // The same creates straight into the store (no HTTP, no JSON parsing), 8 writers.
+        let storeKeys = (0..<pods).map { ObjectKey(resource: "pods", namespace: "bench-store", name: "pod-\($0)") }
+        let storePods = (0..<pods).map { index -> JSONValue in
+            var pod = podJSON(index)
+            pod.set(.string("bench-store"), at: ["metadata", "namespace"])
+            return pod
+        }
+        let storeStart = ContinuousClock.now
+        _ = try await concurrently(count: pods, workers: writers) { index in
+            _ = try await store.create(storeKeys[index], storePods[index])
+        }
+        let storeWrites = Double(pods) / seconds(ContinuousClock.now - storeStart)
+
         // Lists.
         var listAll: [Double] = []
         var listNode: [Double] = []
@@ -108,6 +121,7 @@ struct APIBench: AsyncParsableCommand {
             ("figure", "embedded API server", "baseline (same run)", "ratio"),
             ("pod creates/s (\(writers) writers\(tls ? ", TLS" : ""))", format(Double(pods) / writeSeconds),
              "raw SQLite inserts: \(format(rawWrites))", ratio(Double(pods) / writeSeconds, rawWrites)),
+            ("store creates/s in process (\(writers) writers)", format(storeWrites), "raw SQLite inserts: \(format(rawWrites))", ratio(storeWrites, rawWrites)),
             ("  create latency p50 / p99", "\(ms(percentile(writeLatencies, 0.5))) / \(ms(percentile(writeLatencies, 0.99)))", "", ""),
             ("  server+client CPU per create", String(format: "%.0f µs", writeCPU / Double(pods) * 1e6), "", ""),
             ("  longest wait of a trivial task (p99)", "\(ms(stall.longest)) (\(ms(stall.p99)))",

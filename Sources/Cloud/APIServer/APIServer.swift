@@ -280,10 +280,8 @@ public final class APIServer: Service, Sendable {
             try validate(object)
             let key = try identify(&object, route: route)
             if resource.group.isEmpty, resource.kind == "Pod" { object = PodDefaults.onCreate(object) }
-            if resource.namespaced, try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
-                throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")
-            }
-            return (.created, try await store.create(key, object, dryRun: dryRun))
+            // The namespace is checked in the create's own transaction.
+            return (.created, try await store.create(key, object, dryRun: dryRun, requiringNamespace: resource.namespaced))
         case (.PUT, let key?):
             var object = try JSONValue(parsing: body.readableBytesView)
             try validate(object)

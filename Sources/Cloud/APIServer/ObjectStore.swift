@@ -191,9 +191,15 @@ public final class ObjectStore: Sendable {
     // MARK: writing
 
     /// Stores a new object: sets `metadata.resourceVersion`, and `uid`, `creationTimestamp` and
-    /// `generation` when absent. `409 AlreadyExists` if the key is taken.
-    public func create(_ key: ObjectKey, _ object: JSONValue, dryRun: Bool = false) async throws(APIError) -> JSONValue {
+    /// `generation` when absent. `409 AlreadyExists` if the key is taken. With
+    /// `requiringNamespace`, that namespace must exist (`404` otherwise), checked in the same
+    /// transaction.
+    public func create(_ key: ObjectKey, _ object: JSONValue, dryRun: Bool = false, requiringNamespace: Bool = false) async throws(APIError) -> JSONValue {
         try await write(key, dryRun: dryRun) { db, revision throws(APIError) -> (JSONValue, ObjectEvent.Kind) in
+            if requiringNamespace, !key.namespace.isEmpty,
+               !(try Self.sqlite({ () throws(SQLiteError) in try Self.exists(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace), db: db) })) {
+                throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")
+            }
             if try Self.sqlite({ () throws(SQLiteError) in try Self.exists(key, db: db) }) {
                 throw APIError.alreadyExists(key.resource, key.name)
             }
