@@ -8,7 +8,7 @@ import KubeModel
 /// Query: `watch`, `resourceVersion`, `labelSelector`, `fieldSelector` (`metadata.name`,
 /// `metadata.namespace`, equality only), `timeoutSeconds`, `allowWatchBookmarks`.
 struct MetaServerRequest: Equatable {
-    var resource: KubeResource
+    var resource: APIResource
     /// `nil`: every namespace.
     var namespace: String?
     /// `nil`: the collection.
@@ -28,7 +28,7 @@ struct MetaServerRequest: Equatable {
         var message: String
     }
 
-    init(uri: String, resources: [KubeResource]) throws(Refusal) {
+    init(uri: String, resources: [APIResource]) throws(Refusal) {
         let (path, query) = Self.split(uri)
         let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         var rest: ArraySlice<String>
