@@ -22,7 +22,7 @@ public final class CloudHub: Service, Sendable {
     private let eventSink: NodeEventSink
     private let outbox: Outbox?
     private let sessions = Mutex<[String: NodeSession]>([:])
-    private let grants = Mutex<[String: Set<ObjectReference>]>([:])
+    private let grants = Mutex<[String: Set<EdgeObjectKey>]>([:])
     private let counters = Mutex(CloudHubCounters())
     private let running = Mutex<Running?>(nil)
 
@@ -306,16 +306,16 @@ public final class CloudHub: Service, Sendable {
     }
 
     /// Lets `node` send about `object` (a module that knows the binding, e.g. after a restart).
-    public func grant(_ object: ObjectReference, to node: String) {
+    public func grant(_ object: EdgeObjectKey, to node: String) {
         _ = grants.withLock { $0[node, default: []].insert(object) }
     }
 
     /// Withdraws `object` from `node` (the object is gone for good).
-    public func revoke(_ object: ObjectReference, from node: String) {
+    public func revoke(_ object: EdgeObjectKey, from node: String) {
         _ = grants.withLock { $0[node]?.remove(object) }
     }
 
-    private func owns(_ node: String, _ object: ObjectReference) -> Bool {
+    private func owns(_ node: String, _ object: EdgeObjectKey) -> Bool {
         grants.withLock { $0[node]?.contains(object) ?? false }
     }
 

@@ -46,7 +46,7 @@ public struct NodeAccessPolicy: Sendable {
     }
 
     /// Decides whether `node` may send `message`; `owns` answers whether the node holds an object.
-    public func check(_ message: Message, from node: String, owns: (ObjectReference) -> Bool) -> Verdict {
+    public func check(_ message: Message, from node: String, owns: (EdgeObjectKey) -> Bool) -> Verdict {
         let router = message.router
         if openOperations.contains(router.operation) { return .allowed }
         if dataGroups.contains(router.group), router.operation == "upload" || router.operation == "publish" { return .allowed }
@@ -68,35 +68,17 @@ public struct NodeAccessPolicy: Sendable {
         guard let name = parsed.name else {
             return .refused("resource \(router.resource) names no \(kind): name each object")
         }
-        let object = ObjectReference(kind: kind, namespace: parsed.namespace, name: name)
+        let object = EdgeObjectKey(kind: kind, namespace: parsed.namespace, name: name)
         return owns(object) ? .allowed : .refused("node \(node) may not send about \(object), which is not assigned to it (\(router.operation) \(router.resource))")
     }
 
     /// The object a cloud→node message delivers, if its type is one the policy tracks.
-    func object(in parsed: ResourcePath) -> ObjectReference? {
+    func object(in parsed: ResourcePath) -> EdgeObjectKey? {
         guard let kind = objectTypes[parsed.type], let name = parsed.name else { return nil }
         // Only the object itself assigns it, not its status.
         guard parsed.type == kind else { return nil }
-        return ObjectReference(kind: kind, namespace: parsed.namespace, name: name)
+        return EdgeObjectKey(kind: kind, namespace: parsed.namespace, name: name)
     }
-}
-
-/// A namespaced cluster object a node may hold.
-public struct ObjectReference: Hashable, Sendable, CustomStringConvertible {
-    /// The object's kind in lower case as KubeEdge's resource types write it: `pod`, `device`, …
-    public var kind: String
-    /// The namespace; empty or `null` for cluster-scoped objects.
-    public var namespace: String
-    public var name: String
-
-    /// Creates a reference.
-    public init(kind: String, namespace: String, name: String) {
-        self.kind = kind
-        self.namespace = namespace
-        self.name = name
-    }
-
-    public var description: String { "\(kind) \(namespace)/\(name)" }
 }
 
 /// A resource string taken apart: `[node/{node}/]{namespace}/{type}[/{name}]`.

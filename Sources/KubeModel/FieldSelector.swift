@@ -2,17 +2,24 @@
 /// commas, where a path is dotted (`metadata.name`, `spec.nodeName`, `status.phase`). A field the
 /// object lacks compares as the empty string, as in Kubernetes.
 public struct FieldSelector: Sendable, Equatable {
-    enum Term: Sendable, Equatable {
+    /// One term: a field's dotted path taken apart (`["metadata", "name"]`) and the value it is
+    /// compared with.
+    public enum Term: Sendable, Equatable {
+        /// `path=value` or `path==value`.
         case equals([String], String)
+        /// `path!=value`.
         case notEquals([String], String)
     }
 
-    var terms: [Term]
+    /// The terms in the order written; an object must satisfy all of them.
+    public private(set) var terms: [Term]
 
+    /// No terms: every object matches.
     public static let everything = FieldSelector(terms: [])
 
     init(terms: [Term]) { self.terms = terms }
 
+    /// Parses `text`; empty text selects everything.
     public init(parsing text: String) throws(SelectorError) {
         var terms: [Term] = []
         for raw in text.split(separator: ",") where !raw.isEmpty {
@@ -51,6 +58,7 @@ public struct FieldSelector: Sendable, Equatable {
         return values
     }
 
+    /// Whether `object` satisfies every term.
     public func matches(_ object: JSONValue) -> Bool {
         terms.allSatisfy { term in
             switch term {

@@ -107,7 +107,7 @@ struct FaultSuiteTests {
                     recorder.atEdges.withLock { $0[node, default: ([], [:])].state[message.router.resource, default: []].append(value) }
                 }
             })
-            for index in 0..<10 { fixture.hub.grant(ObjectReference(kind: "pod", namespace: "default", name: "p\(index)"), to: node) }
+            for index in 0..<10 { fixture.hub.grant(EdgeObjectKey(kind: "pod", namespace: "default", name: "p\(index)"), to: node) }
         }
         readers.append(Task {
             for await incoming in fixture.hub.incoming {

@@ -44,7 +44,7 @@ struct FullDiskTests {
         let bus = MessageBus()
         let meta = bus.register(module: "metaManager", group: "meta")
         let edge = try EdgeHub(configuration: configuration, bus: bus, group: testGroup)
-        fixture.hub.grant(ObjectReference(kind: "pod", namespace: "default", name: "p"), to: "full-disk")
+        fixture.hub.grant(EdgeObjectKey(kind: "pod", namespace: "default", name: "p"), to: "full-disk")
 
         // Offline (not started): reliable messages go to the outbox until the disk is full.
         let payload = String(repeating: "x", count: 4 * 1024)

@@ -28,7 +28,7 @@ struct StormTests {
         #expect(await eventually { edge.backend == .quic }, "\(edge.lastError ?? "")")
         let count = Self.messageCount
         // The cloud gives the node the objects it will report on.
-        for index in 0..<count { fixture.hub.grant(ObjectReference(kind: "pod", namespace: "default", name: "p\(index)"), to: "edge-1") }
+        for index in 0..<count { fixture.hub.grant(EdgeObjectKey(kind: "pod", namespace: "default", name: "p\(index)"), to: "edge-1") }
 
         let toEdge = Task {
             for index in 0..<count {

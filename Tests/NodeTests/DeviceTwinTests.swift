@@ -222,7 +222,7 @@ struct TwinNode {
         #expect(await eventually { hub.channel.statistics(for: .state).unacknowledged == 2 })
         // The node gets its certificate; the cloud receives one report per device, the latest.
         // (The devices were bound from inside the node here, so the hub is told they are its.)
-        for name in ["a", "b"] { fixture.hub.grant(ObjectReference(kind: "device", namespace: "default", name: name), to: "edge-1") }
+        for name in ["a", "b"] { fixture.hub.grant(EdgeObjectKey(kind: "device", namespace: "default", name: name), to: "edge-1") }
         _ = try fixture.issueCredentials(for: "edge-1")
         let reports = try await nextMessages(2, from: fixture.hub)
         let levels = try reports.map { try JSONDecoder().decode(DeviceReport.self, from: Data($0.message.content.readableBytesView)).twin["level"]?.actual?.value }

@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 import NIOCore
 import Node
 import TestSupport
@@ -54,6 +55,14 @@ private func decodeEvent(_ line: String) -> (type: String, name: String?, resour
 }
 
 @Suite struct MetaServerTests {
+    @Test func servesByDefaultTheNodesSelectionOfTheOneResourceTable() {
+        let served = MetaServer.Configuration.standardResources
+        #expect(Set(served.map(\.plural)) == ["pods", "configmaps", "secrets", "services", "endpoints", "nodes", "devices", "devicemodels"])
+        #expect(served.allSatisfy { APIResource.standard.contains($0) })
+        // MetaManager's types, as KubeEdge's resource strings write them.
+        #expect(Set(served.map(\.edgeType)) == ["pod", "configmap", "secret", "service", "endpoints", "node", "device", "devicemodel"])
+    }
+
     @Test func listsAndGetsWithSelectorsAndAnswersErrorsAsKubernetesStatus() async throws {
         let fixture = try await MetaServerFixture()
         try await fixture.put("web", labels: ["app": "web", "tier": "front"], resourceVersion: 11)

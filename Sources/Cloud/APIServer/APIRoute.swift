@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 
 /// What a request path names: a resource collection or one object (optionally its `status`),
 /// or a discovery document.

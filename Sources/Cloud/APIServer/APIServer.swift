@@ -198,7 +198,9 @@ public final class APIServer: Service, Sendable {
 
     /// Answers one request; `false` when the connection must close (after a watch).
     private func handle(_ head: HTTPRequestHead, body: ByteBuffer, writer: ResponseWriter, closed: EventLoopFuture<Void>) async throws -> Bool {
-        let (path, query) = Self.split(head.uri)
+        let uri = RequestURI(head.uri)
+        let path = uri.path
+        let query = uri.query
         if path == "/openapi/v3" || path.hasPrefix("/openapi/v3/") {
             let document = path == "/openapi/v3" ? openAPI.index : openAPI.document(String(path.dropFirst("/openapi/v3/".count)))
             if let document { try await writer.send(document) } else {
@@ -488,17 +490,6 @@ public final class APIServer: Service, Sendable {
             group.cancelAll()
         }
         try? await writer.endStream()
-    }
-
-    static func split(_ uri: String) -> (String, [String: String]) {
-        guard let mark = uri.firstIndex(of: "?") else { return (uri, [:]) }
-        var query: [String: String] = [:]
-        for item in uri[uri.index(after: mark)...].split(separator: "&") {
-            let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let decode = { (text: Substring) in String(text).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(text) }
-            query[decode(pair[0])] = pair.count > 1 ? decode(pair[1]) : ""
-        }
-        return (String(uri[..<mark]), query)
     }
 }
 

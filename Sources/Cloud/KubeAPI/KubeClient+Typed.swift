@@ -1,14 +1,5 @@
 import KubeModel
 
-extension APIResource {
-    /// Where objects of a typed kind live (`Kube.Pod` → `/api/v1/…/pods`).
-    public init<Object: KubeObject>(_ type: Object.Type) {
-        let parts = Object.apiVersion.split(separator: "/", maxSplits: 1)
-        self.init(group: parts.count == 2 ? String(parts[0]) : "", version: String(parts.last ?? ""), plural: Object.plural,
-                  singular: Object.kind.lowercased(), kind: Object.kind, namespaced: Object.namespaced)
-    }
-}
-
 /// A watch event carrying a typed object (`BOOKMARK` events carry only a resourceVersion).
 public struct TypedWatchEvent<Object: KubeObject>: Sendable {
     public var type: String

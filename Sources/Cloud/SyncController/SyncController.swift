@@ -32,8 +32,8 @@ public final class SyncController: Sendable {
 
     public static let nodeLabel = "reliablesyncs.kubeedge.io/node"
     public static let fingerprintAnnotation = "reliablesyncs.kubeedge.io/fingerprint"
-    public static let resource = APIResource(group: "reliablesyncs.kubeedge.io", version: "v1alpha1", plural: "objectsyncs", singular: "objectsync",
-                                             kind: "ObjectSync", namespaced: true, hasStatus: true)
+    /// ObjectSync, as the one resource table (``APIResource/standard``) has it.
+    public static let resource = APIResource.standard.first { $0.storageName == "objectsyncs.reliablesyncs.kubeedge.io" }!
 
     private let client: KubeClient
     private let logger: Logger

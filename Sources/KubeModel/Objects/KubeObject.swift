@@ -87,7 +87,9 @@ public struct KubeCondition: Sendable, Hashable {
     public var message: String? { json["message"]?.stringValue }
 }
 
-/// A reference to another object (an Event's `involvedObject`, an owner).
+/// Kubernetes' reference to another object (an Event's `involvedObject`, an owner), as the JSON
+/// has it. (CloudHub's `EdgeObjectKey` is a different thing: KubeEdge's `{namespace}/{type}/{name}`
+/// key of an object delivered to a node.)
 public struct ObjectReference: Sendable, Hashable {
     public var apiVersion: String?
     public var kind: String

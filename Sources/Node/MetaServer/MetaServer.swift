@@ -12,7 +12,7 @@ import Transport
 /// store (default `127.0.0.1:10550`), so that applications on the node can list, get and watch
 /// what the node holds while the cloud is unreachable.
 ///
-/// - `GET` list, get and watch (`?watch=true` or `/watch/…`) for ``KubeResource/standard``,
+/// - `GET` list, get and watch (`?watch=true` or `/watch/…`) for ``Configuration/standardResources``,
 ///   with label selectors (equality), `metadata.name`/`metadata.namespace` field selectors,
 ///   `resourceVersion` to resume a watch, `timeoutSeconds`, and bookmarks.
 /// - `resourceVersion` is the store's revision of the object's last change, in lists, gets and
@@ -35,12 +35,22 @@ public final class MetaServer: Service, Sendable {
         public var maxWatchDuration: Duration
         /// How often a watch that asked for bookmarks gets one. Default 60 s.
         public var bookmarkInterval: Duration
-        /// What is served.
-        public var resources: [KubeResource]
+        /// What is served. Default ``standardResources``.
+        public var resources: [APIResource]
+
+        /// What MetaServer serves by default, a selection from ``APIResource/standard``: the core
+        /// objects a node holds (pods, configmaps, secrets, services, endpoints, nodes) and
+        /// KubeEdge's devices and device models.
+        public static let standardResources = APIResource.standard.filter { standardStorageNames.contains($0.storageName) }
+
+        private static let standardStorageNames: Set<String> = [
+            "pods", "configmaps", "secrets", "services", "endpoints", "nodes",
+            "devices.devices.kubeedge.io", "devicemodels.devices.kubeedge.io",
+        ]
 
         public init(
             host: String = "127.0.0.1", port: Int = 10550, maxConnections: Int = 128, maxWatchDuration: Duration = .seconds(1800),
-            bookmarkInterval: Duration = .seconds(60), resources: [KubeResource] = KubeResource.standard
+            bookmarkInterval: Duration = .seconds(60), resources: [APIResource] = MetaServer.Configuration.standardResources
         ) {
             self.host = host
             self.port = port
@@ -173,7 +183,7 @@ public final class MetaServer: Service, Sendable {
     }
 
     private func get(_ request: MetaServerRequest, name: String, outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
-        let key = ResourceKey(namespace: request.namespace ?? "", type: request.resource.type, name: name)
+        let key = ResourceKey(namespace: request.namespace ?? "", type: request.resource.edgeType, name: name)
         guard let object = try await store.get(key), let served = MetaServerJSON.serve(object, as: request.resource) else {
             try await write(status: 404, reason: "NotFound", message: "\(request.resource.plural) \"\(name)\" not found", to: outbound)
             return
@@ -190,7 +200,7 @@ public final class MetaServer: Service, Sendable {
     private func matching(_ request: MetaServerRequest) async throws -> (items: [Data], revision: Int64) {
         let namespace = request.fieldNamespace ?? request.namespace
         if let requested = request.namespace, let field = request.fieldNamespace, requested != field { return ([], store.revision) }
-        let (objects, revision) = try await store.list(type: request.resource.type, namespace: namespace)
+        let (objects, revision) = try await store.list(type: request.resource.edgeType, namespace: namespace)
         let items = objects.compactMap { object -> Data? in
             if let name = request.fieldName, object.key.name != name { return nil }
             guard let served = MetaServerJSON.serve(object, as: request.resource), request.labelSelector.matches(served.labels) else { return nil }
@@ -228,7 +238,7 @@ public final class MetaServer: Service, Sendable {
         head.headers.add(name: "Transfer-Encoding", value: "chunked")
         let started: Result<AsyncStream<MetaEvent>, MetaStoreError>
         do throws(MetaStoreError) {
-            started = .success(try await store.watch(type: request.resource.type, namespace: namespace, after: from))
+            started = .success(try await store.watch(type: request.resource.edgeType, namespace: namespace, after: from))
         } catch {
             started = .failure(error)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 import NIOCore
 
 /// The JSON MetaServer writes: objects with this node's revision as `resourceVersion`, lists,
@@ -12,7 +13,7 @@ enum MetaServerJSON {
         var labels: [String: String]
     }
 
-    static func serve(_ object: MetaObject, as resource: KubeResource) -> Served? {
+    static func serve(_ object: MetaObject, as resource: APIResource) -> Served? {
         guard var root = (try? JSONSerialization.jsonObject(with: Data(object.json.utf8))) as? [String: Any] else { return nil }
         var metadata = root["metadata"] as? [String: Any] ?? [:]
         metadata["resourceVersion"] = String(object.revision)
@@ -20,14 +21,14 @@ enum MetaServerJSON {
         if resource.namespaced, metadata["namespace"] == nil { metadata["namespace"] = object.key.namespace }
         root["metadata"] = metadata
         if root["kind"] == nil { root["kind"] = resource.kind }
-        if root["apiVersion"] == nil { root["apiVersion"] = resource.apiVersion }
+        if root["apiVersion"] == nil { root["apiVersion"] = resource.groupVersion }
         guard let json = try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys]) else { return nil }
         return Served(json: json, labels: metadata["labels"] as? [String: String] ?? [:])
     }
 
-    static func list(_ items: [Data], of resource: KubeResource, revision: Int64) -> ByteBuffer {
+    static func list(_ items: [Data], of resource: APIResource, revision: Int64) -> ByteBuffer {
         var buffer = ByteBuffer()
-        buffer.writeString(#"{"kind":"\#(resource.kind)List","apiVersion":"\#(resource.apiVersion)","metadata":{"resourceVersion":"\#(revision)"},"items":["#)
+        buffer.writeString(#"{"kind":"\#(resource.kind)List","apiVersion":"\#(resource.groupVersion)","metadata":{"resourceVersion":"\#(revision)"},"items":["#)
         for (index, item) in items.enumerated() {
             if index > 0 { buffer.writeString(",") }
             buffer.writeBytes(item)
@@ -45,8 +46,8 @@ enum MetaServerJSON {
         return buffer
     }
 
-    static func bookmark(of resource: KubeResource, revision: Int64) -> ByteBuffer {
-        event("BOOKMARK", object: Data(#"{"kind":"\#(resource.kind)","apiVersion":"\#(resource.apiVersion)","metadata":{"resourceVersion":"\#(revision)"}}"#.utf8))
+    static func bookmark(of resource: APIResource, revision: Int64) -> ByteBuffer {
+        event("BOOKMARK", object: Data(#"{"kind":"\#(resource.kind)","apiVersion":"\#(resource.groupVersion)","metadata":{"resourceVersion":"\#(revision)"}}"#.utf8))
     }
 
     /// A `Status` object for an error.

@@ -1,4 +1,3 @@
-import Foundation
 import KubeModel
 
 /// A request MetaServer understands, parsed from a URI.
@@ -8,7 +7,7 @@ import KubeModel
 /// Query: `watch`, `resourceVersion`, `labelSelector`, `fieldSelector` (`metadata.name`,
 /// `metadata.namespace`, equality only), `timeoutSeconds`, `allowWatchBookmarks`.
 struct MetaServerRequest: Equatable {
-    var resource: KubeResource
+    var resource: APIResource
     /// `nil`: every namespace.
     var namespace: String?
     /// `nil`: the collection.
@@ -28,8 +27,9 @@ struct MetaServerRequest: Equatable {
         var message: String
     }
 
-    init(uri: String, resources: [KubeResource]) throws(Refusal) {
-        let (path, query) = Self.split(uri)
+    init(uri: String, resources: [APIResource]) throws(Refusal) {
+        let parsed = RequestURI(uri)
+        let path = parsed.path
         let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         var rest: ArraySlice<String>
         var group = ""
@@ -66,7 +66,7 @@ struct MetaServerRequest: Equatable {
         self.namespace = namespace
         name = rest.count == 2 ? rest.last : nil
         watch = watchPath
-        for (key, value) in query {
+        for (key, value) in parsed.queryItems {
             switch key {
             case "watch": watch = watch || value == "true" || value == "1"
             case "resourceVersion": resourceVersion = value.isEmpty ? nil : value
@@ -83,7 +83,7 @@ struct MetaServerRequest: Equatable {
                     throw Refusal(status: 400, reason: "BadRequest", message: error.description)
                 }
             case "fieldSelector":
-                try parseFieldSelector(value)
+                try select(fields: value)
             default:
                 break  // limit, continue, pretty...: accepted and ignored (lists are whole)
             }
@@ -93,32 +93,29 @@ struct MetaServerRequest: Equatable {
         }
     }
 
-    private mutating func parseFieldSelector(_ text: String) throws(Refusal) {
-        for term in text.split(separator: ",") {
-            let parts = term.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let field = parts.first.map { String($0).trimmingCharacters(in: CharacterSet(charactersIn: "=")) } ?? ""
-            guard parts.count == 2, !term.contains("!=") else {
-                throw Refusal(status: 400, reason: "BadRequest", message: "unsupported field selector \"\(term)\": only equality on metadata.name and metadata.namespace")
-            }
-            let value = String(parts[1]).trimmingCharacters(in: CharacterSet(charactersIn: "="))
-            switch field {
-            case "metadata.name": fieldName = value
-            case "metadata.namespace": fieldNamespace = value
-            default:
-                throw Refusal(status: 400, reason: "BadRequest", message: "field label not supported: \(field)")
+    /// Takes `metadata.name` and `metadata.namespace` from a field selector (a later value of a
+    /// field replaces an earlier one); any other field, and `!=`, is refused.
+    private mutating func select(fields text: String) throws(Refusal) {
+        let selector: FieldSelector
+        do {
+            selector = try FieldSelector(parsing: text)
+        } catch {
+            throw Refusal(status: 400, reason: "BadRequest", message: error.description)
+        }
+        for term in selector.terms {
+            switch term {
+            case .notEquals(let path, let value):
+                let written = "\(path.joined(separator: "."))!=\(value)"
+                throw Refusal(status: 400, reason: "BadRequest", message: "unsupported field selector \"\(written)\": only equality on metadata.name and metadata.namespace")
+            case .equals(let path, _):
+                let field = path.joined(separator: ".")
+                guard field == "metadata.name" || field == "metadata.namespace" else {
+                    throw Refusal(status: 400, reason: "BadRequest", message: "field label not supported: \(field)")
+                }
             }
         }
-    }
-
-    /// Path and decoded query items of `uri`.
-    static func split(_ uri: String) -> (path: String, query: [(String, String)]) {
-        guard let mark = uri.firstIndex(of: "?") else { return (uri, []) }
-        let path = String(uri[..<mark])
-        let query = uri[uri.index(after: mark)...].split(separator: "&").map { item -> (String, String) in
-            let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let decode = { (text: Substring) in (String(text).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(text)) }
-            return (decode(pair[0]), pair.count > 1 ? decode(pair[1]) : "")
-        }
-        return (path, query)
+        let required = selector.requiredValues
+        fieldName = required["metadata.name"] ?? fieldName
+        fieldNamespace = required["metadata.namespace"] ?? fieldNamespace
     }
 }

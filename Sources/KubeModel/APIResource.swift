@@ -1,17 +1,23 @@
-/// One resource type the embedded API server serves.
+/// One Kubernetes resource type: its group and version, URL names and kind. The one table of
+/// them, ``standard``, is what the cloud's embedded API server serves; the edge's MetaServer
+/// serves a selection of it.
 public struct APIResource: Sendable, Hashable {
     /// Empty for the core group.
     public var group: String
     public var version: String
     /// The URL name (`pods`).
     public var plural: String
+    /// The singular name, lower case (`pod`, `endpoints`); KubeEdge's resource type (see ``edgeType``).
     public var singular: String
+    /// The object kind (`Pod`); lists are `{kind}List`.
     public var kind: String
     public var namespaced: Bool
+    /// What kubectl also accepts for the plural (`po`).
     public var shortNames: [String]
     /// Whether `{plural}/status` is served (status updates that leave the spec alone).
     public var hasStatus: Bool
 
+    /// Creates a resource type.
     public init(group: String, version: String, plural: String, singular: String, kind: String, namespaced: Bool,
                 shortNames: [String] = [], hasStatus: Bool = false) {
         self.group = group
@@ -30,8 +36,19 @@ public struct APIResource: Sendable, Hashable {
     /// The storage name: `pods`, or `devices.devices.kubeedge.io` (Kubernetes' `plural.group`).
     public var storageName: String { group.isEmpty ? plural : "\(plural).\(group)" }
 
-    /// What the embedded server serves: the core objects KubeEdge moves between cloud and edge,
-    /// leases, and KubeEdge's CRDs.
+    /// The type as KubeEdge's resource strings (`{namespace}/{type}/{name}`) and the edge's
+    /// MetaManager name it: the singular (`pod`, `configmap`, `endpoints`, `devicemodel`).
+    public var edgeType: String { singular }
+
+    /// Where objects of a typed kind live (`Kube.Pod` → `/api/v1/…/pods`).
+    public init<Object: KubeObject>(_ type: Object.Type) {
+        let parts = Object.apiVersion.split(separator: "/", maxSplits: 1)
+        self.init(group: parts.count == 2 ? String(parts[0]) : "", version: String(parts.last ?? ""), plural: Object.plural,
+                  singular: Object.kind.lowercased(), kind: Object.kind, namespaced: Object.namespaced)
+    }
+
+    /// Every resource type this project knows, and what the cloud's embedded API server serves:
+    /// the core objects KubeEdge moves between cloud and edge, leases, and KubeEdge's CRDs.
     public static let standard: [APIResource] = [
         APIResource(group: "", version: "v1", plural: "namespaces", singular: "namespace", kind: "Namespace", namespaced: false, shortNames: ["ns"], hasStatus: true),
         APIResource(group: "", version: "v1", plural: "nodes", singular: "node", kind: "Node", namespaced: false, shortNames: ["no"], hasStatus: true),
