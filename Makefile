@@ -34,7 +34,7 @@ build:
 ## datagrams to starved sockets), and the
 ## QUIC flood test, whose bound on resident-memory growth only means something in a quiet process.
 ## The fuzz targets run first, FUZZ_TEST_SECONDS each (see `make fuzz`).
-HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests|AbuseTests|ProcessKillTests|LinkDownTests
+HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests|AbuseTests|ProcessKillTests|LinkDownTests|ShutdownTests
 MEMORY_TESTS := QUICFloodTests
 FUZZ_TEST_SECONDS ?= 10
 test: deps

@@ -61,13 +61,15 @@ public final class Database: Sendable {
     }
 
     private static func configureWriter(_ connection: DatabaseConnection, _ configuration: DatabaseConfiguration) throws(SQLiteError) {
+        // First: the pragmas below wait for a connection another process (or a database object
+        // being replaced) still holds.
+        try connection.execute("PRAGMA busy_timeout=\(configuration.busyTimeout.milliseconds)")
         if configuration.incrementalVacuum {
             // Only takes effect before the first table exists; harmless afterwards.
             try connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
         }
         try connection.execute("PRAGMA journal_mode=WAL")
         try connection.execute("PRAGMA synchronous=\(configuration.synchronousFull ? "FULL" : "NORMAL")")
-        try connection.execute("PRAGMA busy_timeout=\(configuration.busyTimeout.milliseconds)")
         try connection.execute("PRAGMA wal_autocheckpoint=\(configuration.walAutocheckpointPages)")
         try connection.execute("PRAGMA cache_size=-\(configuration.cacheKiB)")
         if let maxSizeBytes = configuration.maxSizeBytes {
@@ -247,7 +249,7 @@ public final class Database: Sendable {
     private static func checkNotInTask(_ method: String) {
         #if DEBUG
         if withUnsafeCurrentTask(body: { $0 != nil }) {
-            fatalError("Database.\(method) called from a Swift task: use the async form, which never blocks the cooperative pool")
+            MisuseReport.report("Database.\(method) called from a Swift task: use the async form, which never blocks the cooperative pool")
         }
         #endif
     }

@@ -49,7 +49,7 @@ public final class DatabaseConnection {
     func checkThread() {
         #if DEBUG
         if pthread_equal(pthread_self(), owner) == 0 {
-            fatalError("SQLite reached off its database thread (\(path)): run it inside Database.read/write, never from a Swift task or an event loop")
+            MisuseReport.report("SQLite reached off its database thread (\(path)): run it inside Database.read/write, never from a Swift task or an event loop")
         }
         #endif
     }

@@ -1,6 +1,4 @@
 import Foundation
-import NIOCore
-import NIOPosix
 import Synchronization
 
 /// Runs a host program to its end without blocking a thread of the cooperative pool: the
@@ -27,20 +25,29 @@ enum HostCommand {
         process.standardOutput = handle
         process.standardError = handle
         let watch = Watch()
-        let status: Int32? = await withCheckedContinuation { (continuation: CheckedContinuation<Int32?, Never>) in
-            process.terminationHandler = { ended in
-                continuation.resume(returning: ended.terminationReason == .uncaughtSignal ? 128 + ended.terminationStatus : ended.terminationStatus)
+        // The time limit is a child task beside the wait: it ends the command (SIGKILL) unless
+        // the command ended first, and is cancelled once it has.
+        let status: Int32? = await withTaskGroup(of: Void.self) { group in
+            let status: Int32? = await withCheckedContinuation { (continuation: CheckedContinuation<Int32?, Never>) in
+                process.terminationHandler = { ended in
+                    // Told here, on the thread that saw it end: a limit that runs out while the
+                    // waiting task is not yet resumed must not count a finished command as killed.
+                    watch.finished.store(true, ordering: .releasing)
+                    continuation.resume(returning: ended.terminationReason == .uncaughtSignal ? 128 + ended.terminationStatus : ended.terminationStatus)
+                }
+                do {
+                    try process.run()
+                } catch {
+                    process.terminationHandler = nil
+                    continuation.resume(returning: nil)
+                    return
+                }
+                let pid = process.processIdentifier
+                group.addTask { await watch.end(pid: pid, after: timeout) }
             }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(returning: nil)
-                return
-            }
-            watch.end(pid: process.processIdentifier, after: timeout)
+            group.cancelAll()
+            return status
         }
-        watch.finish()
         let data = (try? Data(contentsOf: output)) ?? Data()
         let text = String(decoding: data.prefix(maxOutputBytes), as: UTF8.self)
         if watch.killed.load(ordering: .acquiring) {
@@ -50,26 +57,15 @@ enum HostCommand {
     }
 }
 
-/// Ends a command that runs past its time: a timer on an event loop (no task waits for it).
+/// Ends a command that runs past its time.
 private final class Watch: Sendable {
+    let finished = Atomic(false)
     let killed = Atomic(false)
-    private let timer = Mutex<Scheduled<Void>?>(nil)
-    private let finished = Atomic(false)
 
-    func end(pid: Int32, after timeout: Duration) {
-        let scheduled = NIOSingletons.posixEventLoopGroup.any().scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
-                                                                                              + timeout.components.attoseconds / 1_000_000_000)) { [self] in
-            guard !finished.load(ordering: .acquiring) else { return }
-            killed.store(true, ordering: .releasing)
-            kill(pid, SIGKILL)
-        }
-        timer.withLock { $0 = scheduled }
-        if finished.load(ordering: .acquiring) { scheduled.cancel() }
-    }
-
-    /// The command ended: the timer is not needed any more.
-    func finish() {
-        finished.store(true, ordering: .releasing)
-        timer.withLock { $0 }?.cancel()
+    /// Waits `timeout` (until cancelled), then kills `pid` unless the command has ended.
+    func end(pid: Int32, after timeout: Duration) async {
+        guard (try? await Task.sleep(for: timeout)) != nil, !finished.load(ordering: .acquiring) else { return }
+        killed.store(true, ordering: .releasing)
+        kill(pid, SIGKILL)
     }
 }
