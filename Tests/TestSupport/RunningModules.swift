@@ -22,42 +22,23 @@ private func stopRunning(_ service: some Service & AnyObject) async {
     try? await running.stop()
 }
 
-// Tests start and stop modules by hand; the product only ever runs them as services.
+/// A long-running part a test starts and stops by hand (the product only ever runs them as
+/// services): ``start()`` runs it in a service group, ``stop()`` shuts it down gracefully and
+/// waits for its `run()` to return.
+public protocol StartedByTests: Service, AnyObject {}
 
-extension MetaManager {
+extension StartedByTests {
     public func start() { startRunning(self) }
     public func stop() async { await stopRunning(self) }
 }
 
-extension DeviceTwin {
-    public func start() { startRunning(self) }
-    public func stop() async { await stopRunning(self) }
-}
-
-extension ServiceBus {
-    public func start() { startRunning(self) }
-    public func stop() async { await stopRunning(self) }
-}
-
-extension Edged {
-    public func start() { startRunning(self) }
-    public func stop() async { await stopRunning(self) }
-}
-
-extension EdgeHub {
-    public func start() { startRunning(self) }
-    public func stop() async { await stopRunning(self) }
-}
-
-extension EdgeController {
-    public func start() { startRunning(self) }
-    public func stop() async { await stopRunning(self) }
-}
-
-extension DeviceController {
-    public func start() { startRunning(self) }
-    public func stop() async { await stopRunning(self) }
-}
+extension MetaManager: StartedByTests {}
+extension DeviceTwin: StartedByTests {}
+extension ServiceBus: StartedByTests {}
+extension Edged: StartedByTests {}
+extension EdgeHub: StartedByTests {}
+extension EdgeController: StartedByTests {}
+extension DeviceController: StartedByTests {}
 
 extension EventBus {
     /// Connects first (so that a broker that does not answer fails here, as `run()` would),
@@ -87,7 +68,12 @@ private func startConnected(_ eventBus: EventBus) async throws {
 /// EventBus's `run()` ended before it connected without saying why.
 public struct EventBusStartError: Error {}
 
-extension MetaServer {
+/// A server a test binds and runs by hand.
+public protocol BoundByTests: Service, AnyObject {
+    func bind() async throws -> Int
+}
+
+extension BoundByTests {
     /// Binds and runs the server; the bound port.
     @discardableResult
     public func start() async throws -> Int {
@@ -99,17 +85,8 @@ extension MetaServer {
     public func stop() async { await stopRunning(self) }
 }
 
-extension APIServer {
-    /// Binds and runs the server; the bound port.
-    @discardableResult
-    public func start() async throws -> Int {
-        let port = try await bind()
-        startRunning(self)
-        return port
-    }
-
-    public func stop() async { await stopRunning(self) }
-}
+extension MetaServer: BoundByTests {}
+extension APIServer: BoundByTests {}
 
 /// Informers a test started, by identity.
 private let runningInformers = Mutex<[ObjectIdentifier: Task<Void, Never>]>([:])
