@@ -125,6 +125,8 @@ import Transport
         #expect(await controller.handle(message("edge-1", "default/devicestatus/ghost", offline)))
         #expect(await controller.handle(message("edge-1", "default/devicestatus/thermo", "{not json")))
         #expect(await controller.handle(message("edge-1", "default/podstatus/thermo", offline)) == false)
+        // The write is counted once the API server has answered it, which may be after kubectl saw it.
+        #expect(await eventually { controller.statistics.statusesWritten == 1 }, "\(controller.statistics)")
         var statistics = controller.statistics
         #expect(statistics.statusesWritten == 1 && statistics.statusesDropped == 3, "\(statistics)")
         #expect((try await server.kubectl("get", "device", "thermo", "-o", "jsonpath={.status.state}")).output == "online")

@@ -20,7 +20,7 @@ import Testing
             }
         }
         // Rebind once messages are flowing.
-        #expect(await eventually { pair.cloud.counters.messagesReceived > 300 })
+        #expect(await eventually(timeout: .seconds(30)) { pair.cloud.counters.messagesReceived > 300 })
         let newAddress = try await connection.rebind()
         try await producer.value
         #expect(try await received.value.map { index(of: $0) } == Array(0..<count))
