@@ -321,7 +321,9 @@ public final class CloudHub: Service, Sendable {
 
     // MARK: sessions
 
-    /// The session of `node`, created (with its channel, loaded from the outbox) if needed.
+    /// The session of `node`, created (with its channel and what the outbox held for it) if
+    /// needed. Created under the sessions lock: the outbox hands a node's stored messages to
+    /// one channel only, so two racing creations must not both take them.
     private func session(for node: String) throws -> NodeSession {
         if let existing = sessions.withLock({ $0[node] }) { return existing }
         do {
@@ -331,15 +333,15 @@ public final class CloudHub: Service, Sendable {
         }
         var channelConfiguration = configuration.channel
         channelConfiguration.peerNodeID = node
-        let created = try MessageChannel(configuration: channelConfiguration, outbox: outbox, logger: logger)
-        let session = NodeSession(node: node, channel: created, inbound: inbound, events: eventSink)
-        let (chosen, isNew) = try sessions.withLock { sessions -> (NodeSession, Bool) in
+        let (chosen, isNew) = try sessions.withLock { sessions throws -> (NodeSession, Bool) in
             if let raced = sessions[node] { return (raced, false) }
             guard sessions.count < configuration.nodeLimit else { throw CloudHubError.nodeLimitReached(configuration.nodeLimit) }
+            let created = try MessageChannel(configuration: channelConfiguration, outbox: outbox, logger: logger)
+            let session = NodeSession(node: node, channel: created, inbound: inbound, events: eventSink)
             sessions[node] = session
             return (session, true)
         }
-        if isNew { created.setObserver(session) }
+        if isNew { chosen.channel.setObserver(chosen) }
         return chosen
     }
 
