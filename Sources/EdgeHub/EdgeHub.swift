@@ -135,7 +135,7 @@ public final class EdgeHub: Service, Sendable {
             }
             let delay = backoff.nextDelay()
             state.withLock { $0.counters.backoffs += 1 }
-            try? await Task.sleep(for: delay)
+            try? await configuration.clock.sleep(for: delay)
         }
     }
 
@@ -303,7 +303,7 @@ public final class EdgeHub: Service, Sendable {
             if let certificate = credentials.current() {
                 let due = renewAt ?? NodeCredentials.renewalTime(of: certificate, window: configuration.rotationWindow)
                 renewAt = due
-                if Date() >= due {
+                if configuration.clock.wallTime >= due {
                     do {
                         try await credentials.rotate(client: certificateClient, logger: logger)
                         let connectors = try makeConnectors()
@@ -318,7 +318,7 @@ public final class EdgeHub: Service, Sendable {
                     }
                 }
             }
-            try? await Task.sleep(for: configuration.rotationCheckInterval)
+            try? await configuration.clock.sleep(for: configuration.rotationCheckInterval)
         }
     }
 

@@ -61,6 +61,9 @@ public struct EdgeHubConfiguration: Sendable {
     public var rotationWindow: ClosedRange<Double>
     /// How often the certificate's age is checked. Default 1 h.
     public var rotationCheckInterval: Duration
+    /// The clock of the reconnect back-off and the certificate's renewal (tests advance their
+    /// own). Default the system's.
+    public var clock: any ServiceClock = .system
 
     /// Creates a configuration with the documented defaults.
     public init(

@@ -32,7 +32,8 @@ import Transport
         let server = try await EmbeddedServer()
         let fixture = try await HubFixture()
         let client = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))
-        let controller = EdgeController(client: client, hub: fixture.hub, configuration: .init(nodeNotReadyGracePeriod: .seconds(1)))
+        let clock = ManualClock()
+        let controller = EdgeController(client: client, hub: fixture.hub, configuration: .init(clock: clock))
         controller.start()
         let router = Task {
             for await incoming in fixture.hub.incoming { _ = await controller.handle(incoming) }
@@ -130,11 +131,19 @@ import Transport
         let deletes = try await collect(2, from: meta, lane: .state)
         #expect(Set(deletes.map { "\($0.router.operation) \($0.router.resource)" }) == ["delete default/configmap/app", "delete default/pod/web"])
 
-        // Away for longer than the grace period: Ready turns Unknown.
+        // Away for less than the default grace period (40 s, on the test's clock): still Ready.
+        // Longer: Ready turns Unknown.
         await edge.stop()
-        #expect(await eventually(timeout: .seconds(20)) {
-            (try? await server.kubectl("get", "node", "edge-1", "-o", #"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#))?.output == "Unknown"
-        })
+        let readiness = { try? await server.kubectl("get", "node", "edge-1", "-o", #"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#).output }
+        #expect(await eventually(timeout: .seconds(20)) { controller.nodesInGracePeriod == ["edge-1"] })
+        #expect(await clock.waitForSleepers())
+        clock.advance(by: .seconds(39))
+        #expect(await clock.waitForSleepers(), "the grace loop looked at the clock and sleeps again")
+        #expect(controller.nodesInGracePeriod == ["edge-1"])
+        #expect(await readiness() == "True")
+        clock.advance(by: .seconds(2))
+        #expect(await eventually(timeout: .seconds(20)) { await readiness() == "Unknown" })
+        #expect(controller.nodesInGracePeriod.isEmpty)
         let counters = controller.counters
         #expect(counters.nodesRegistered == 1 && counters.podStatusesWritten == 1 && counters.failures == 0, "\(counters)")
 

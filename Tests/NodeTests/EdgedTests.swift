@@ -18,12 +18,12 @@ struct PodNode {
     let hub: EdgeHub
     let edged: Edged
 
-    init(fixture: HubFixture, node: String = "edge-1") throws {
+    init(fixture: HubFixture, node: String = "edge-1", backoff: RestartBackoff = RestartBackoff(initial: .milliseconds(200)), clock: any ServiceClock = .system) throws {
         store = try MetaStore(configuration: .init(path: fixture.directory + "/\(node)-meta.db"))
         meta = MetaManager(store: store, bus: bus)
         hub = try EdgeHub(configuration: fixture.edgeConfiguration(node, token: nil), bus: bus, group: testGroup)
         edged = try Edged(configuration: .init(nodeName: node, rootDirectory: fixture.directory + "/\(node)-edged", syncInterval: .milliseconds(200),
-                                               backoff: RestartBackoff(initial: .milliseconds(200))),
+                                               backoff: backoff, nodeStatusUpdateFrequency: .seconds(3600), clock: clock),
                           store: store, bus: bus)
         meta.start()
         edged.start()
@@ -65,13 +65,14 @@ final class ReceivedStatuses: Sendable {
 
     /// Runs `body` with an edge node that runs pods, the statuses its cloud receives, and a way
     /// to send it objects from the cloud; cleans up after.
-    private func withPodNode(_ body: (HubFixture, PodNode, ReceivedStatuses, _ send: (String, String, String) async throws -> Void) async throws -> Void) async throws {
+    private func withPodNode(backoff: RestartBackoff = RestartBackoff(initial: .milliseconds(200)), clock: any ServiceClock = .system,
+                             _ body: (HubFixture, PodNode, ReceivedStatuses, _ send: (String, String, String) async throws -> Void) async throws -> Void) async throws {
         let fixture = try await HubFixture()
         defer { removeTemporaryDirectory(fixture.directory) }
         _ = try fixture.issueCredentials(for: "edge-1")
         let received = ReceivedStatuses(fixture.hub)
         defer { received.cancel() }
-        let node = try PodNode(fixture: fixture)
+        let node = try PodNode(fixture: fixture, backoff: backoff, clock: clock)
         var failure: (any Error)?
         do {
             try await body(fixture, node, received) { operation, resource, json in
@@ -136,6 +137,29 @@ final class ReceivedStatuses: Sendable {
             #expect(await eventually { !FileManager.default.fileExists(atPath: fixture.directory + "/edge-1-edged/pods/uid-web") })
             #expect((try? await httpRequest(port: port, path: "/index.html")) == nil, "the server is gone")
             #expect(node.edged.statistics.podsRemoved == 1 && node.edged.statistics.pods == 0, "\(node.edged.statistics)")
+        }
+    }
+
+    @Test func edgedRestartsACrashingContainerWhenItsBackOffHasPassedOnItsClock() async throws {
+        // Kubelet's default back-off (10 s) on a clock the test moves one sync interval at a time.
+        let clock = ManualClock()
+        let startedAt = ContinuousClock.now
+        try await withPodNode(backoff: RestartBackoff(), clock: clock) { _, node, _, send in
+            try await send("insert", "default/pod/crash", #"{"metadata":{"name":"crash","namespace":"default","uid":"uid-crash","resourceVersion":"1"},"spec":{"nodeName":"edge-1","containers":[{"name":"c","image":"x","command":["/bin/sh","-c","exit 3"]}]}}"#)
+            #expect(await eventually(timeout: .seconds(20)) { await node.edged.runtime.containers().contains { $0.podUID == "uid-crash" } })
+            var restarted = false
+            while !restarted, clock.monotonic < .seconds(60) {
+                clock.advance(by: .milliseconds(200))
+                // The sync pass that this step woke has run once the loop sleeps from the new time.
+                #expect(await clock.waitForSleeper(until: clock.monotonic + .milliseconds(200)))
+                restarted = await node.edged.runtime.containers().contains { $0.podUID == "uid-crash" && $0.attempt == 1 }
+            }
+            // The container ended a moment after the clock started (at most the test's real time
+            // so far); it restarts 10 s after its end, at the first pass past that.
+            let realTime = startedAt.duration(to: .now)
+            #expect(restarted)
+            #expect(clock.monotonic >= .seconds(10), "restarted before its back-off")
+            #expect(clock.monotonic <= .seconds(10) + realTime + .milliseconds(200), "restarted \(clock.monotonic) into the clock, \(realTime) of real time")
         }
     }
 

@@ -62,22 +62,33 @@ import TestSupport
         let crashing = { (policy: String, uid: String) in
             try self.pod(#"{"metadata":{"name":"crash","uid":"\#(uid)"},"spec":{"restartPolicy":"\#(policy)","containers":[{"name":"c","image":"none","command":["/bin/sh","-c","exit 3"]}]}}"#)
         }
-        let worker = PodWorker(pod: try crashing("OnFailure", "u-restart"), runtime: runtime, backoff: RestartBackoff(initial: .milliseconds(300)))
-        let restarted = await drive(worker) { (self.container($0, "c")?["restartCount"]?.int64Value ?? 0) >= 2 }
-        #expect(container(restarted, "c")?["restartCount"]?.int64Value ?? 0 >= 2, "\(restarted)")
-        let waiting = await drive(worker) { self.container($0, "c")?[path: ["state", "waiting", "reason"]] == .string("CrashLoopBackOff") }
-        #expect(container(waiting, "c")?[path: ["lastState", "terminated", "exitCode"]] == .number("3"), "\(waiting)")
-        // Back-off: each start waits 300 ms, then 600 ms, after the previous end.
-        let attempts = runtime.containers().filter { $0.podUID == "u-restart" }.sorted { $0.attempt < $1.attempt }
-        for (previous, next) in zip(attempts, attempts.dropFirst()) {
-            guard case .exited(_, _, _, let ended) = runtime.state(of: previous) else { continue }
-            let started: Date
-            switch runtime.state(of: next) {
-            case .running(let at), .exited(_, _, let at, _): started = at
-            case .unknown: continue
+        // Kubelet's default back-off (10 s, then 20 s, …), driven by the time each sync is given.
+        let worker = PodWorker(pod: try crashing("OnFailure", "u-restart"), runtime: runtime)
+        func end(ofAttempt attempt: Int) async throws -> Date {
+            var end: Date?
+            _ = await eventually(timeout: .seconds(20)) {
+                guard let id = runtime.containers().first(where: { $0.podUID == "u-restart" && $0.attempt == attempt }),
+                      case .exited(_, _, _, let finished) = runtime.state(of: id) else { return false }
+                end = finished
+                return true
             }
-            #expect(started.timeIntervalSince(ended) >= 0.25 * Double(1 << previous.attempt), "attempt \(next.attempt) started too early")
+            return try #require(end, "attempt \(attempt) ended")
         }
+        func restarts(_ status: JSONValue) -> Int64? { container(status, "c")?["restartCount"]?.int64Value }
+
+        await worker.sync()
+        let firstEnd = try await end(ofAttempt: 0)
+        let waiting = await worker.sync(now: firstEnd.addingTimeInterval(9.9))
+        #expect(container(waiting, "c")?[path: ["state", "waiting", "reason"]] == .string("CrashLoopBackOff"), "\(waiting)")
+        #expect(container(waiting, "c")?[path: ["lastState", "terminated", "exitCode"]] == .number("3"), "\(waiting)")
+        #expect(restarts(waiting) == 0)
+        #expect(waiting["phase"] != .string("Failed"))
+        #expect(restarts(await worker.sync(now: firstEnd.addingTimeInterval(10))) == 1, "restarted once its 10 s were up")
+
+        let secondEnd = try await end(ofAttempt: 1)
+        #expect(restarts(await worker.sync(now: secondEnd.addingTimeInterval(19.9))) == 1, "the second wait is 20 s")
+        #expect(restarts(await worker.sync(now: secondEnd.addingTimeInterval(20))) == 2)
+        #expect(runtime.containers().filter { $0.podUID == "u-restart" }.count == 2, "kubelet keeps the last ended attempt only")
 
         let never = PodWorker(pod: try crashing("Never", "u-never"), runtime: runtime)
         let failed = await drive(never) { $0["phase"] == .string("Failed") }

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 import Testing
 @testable import Transport
 
@@ -264,21 +265,67 @@ import Testing
     }
 
     @Test(arguments: Backend.allCases)
-    func deadPeerIsDetectedAndKeepaliveKeepsALiveOneOpen(backend: Backend) async throws {
-        // Both sides ping every 50 ms and give up after 300 ms of silence.
-        let pair = try await ChannelPair(backend: backend) { $0.keepaliveInterval = .milliseconds(50); $0.deadPeerTimeout = .milliseconds(300) }
+    func requestsTimeOutAfterTheirTimeoutOnTheChannelsClock(backend: Backend) async throws {
+        // The default 30 s, on a clock the test advances.
+        let time = NIOAsyncTestingEventLoop()
+        let pair = try await ChannelPair(backend: backend) { $0.timerLoop = time }
         try await pair.connect()
-        try await Task.sleep(for: .milliseconds(700))
+
+        // Answered after 29 s: in time.
+        async let answered = pair.edge.request(makeMessage(1), on: .request)
+        let first = try await collect(1, from: pair.cloud, lane: .request)[0]
+        await time.advanceTime(by: .seconds(29))
+        try await pair.cloud.respond(to: first, content: ByteBuffer(string: "late but in time"))
+        #expect(String(buffer: try await answered.content) == "late but in time")
+
+        // Unanswered for 30 s: timed out, with the request's id and timeout.
+        async let unanswered = pair.edge.request(makeMessage(2), on: .request)
+        let second = try await collect(1, from: pair.cloud, lane: .request)[0]
+        await time.advanceTime(by: .seconds(30))
+        do {
+            _ = try await unanswered
+            Issue.record("the request did not time out")
+        } catch TransportError.requestTimedOut(let id, let timeout) {
+            #expect(id == second.header.id && timeout == .seconds(30))
+        }
+        await pair.shutdown()
+        await time.shutdownGracefully()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deadPeerIsDetectedAndKeepaliveKeepsALiveOneOpen(backend: Backend) async throws {
+        // Default timings (a PING after 15 s without sending, dead after 45 s of silence) on a
+        // clock the test advances.
+        let time = NIOAsyncTestingEventLoop()
+        let pair = try await ChannelPair(backend: backend) { $0.timerLoop = time }
+        try await pair.connect()
+        // Two idle minutes, 5 s at a time: each step's PINGs cross the real connection and are
+        // answered before the next.
+        for _ in 0..<24 {
+            await time.advanceTime(by: .seconds(5))
+            let pings = pair.edge.counters.pingsSent + pair.cloud.counters.pingsSent
+            #expect(await eventually { pair.edge.counters.pongsReceived + pair.cloud.counters.pongsReceived == pings })
+        }
+        #expect(pair.edge.counters.pingsSent >= 4 && pair.cloud.counters.pingsSent >= 4, "\(pair.edge.counters) \(pair.cloud.counters)")
         #expect(pair.edge.isConnected && pair.cloud.isConnected, "an idle but live connection was dropped")
         await pair.shutdown()
+        await time.shutdownGracefully()
 
-        // The edge never pings; the cloud declares it dead.
-        let silent = try await ChannelPair(backend: backend) { $0.keepaliveInterval = .seconds(60); $0.deadPeerTimeout = .milliseconds(300) }
-        silent.edgeConfiguration.deadPeerTimeout = .seconds(60)
+        // Nobody pings; the cloud tolerates 44 s of the edge's silence, and not a minute more
+        // (it looks every 7.5 s, a sixth of the timeout; a frame the edge sent after the
+        // handshake may arrive when the clock already reads 44 s).
+        let silentTime = NIOAsyncTestingEventLoop()
+        let silent = try await ChannelPair(backend: backend) { $0.timerLoop = silentTime; $0.keepaliveInterval = .seconds(3600) }
+        silent.edgeConfiguration.deadPeerTimeout = .seconds(3600)
         try await silent.restartEdge()
         try await silent.connect()
+        await silentTime.advanceTime(by: .seconds(44))
+        #expect(silent.cloud.isConnected)
+        await silentTime.advanceTime(by: .seconds(60))
         #expect(await eventually(timeout: .seconds(5)) { !silent.cloud.isConnected })
+        #expect(silent.cloud.counters.protocolErrors == 1)
         await silent.shutdown()
+        await silentTime.shutdownGracefully()
     }
 
     @Test(arguments: Backend.allCases)

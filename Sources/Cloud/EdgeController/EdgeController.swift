@@ -24,10 +24,14 @@ public final class EdgeController: Service, Sendable {
         public var nodeNotReadyGracePeriod: Duration
         /// Changes arriving within this time are sent together.
         public var batchInterval: Duration
+        /// The clock of the grace periods and of the conditions' timestamps (tests advance
+        /// their own).
+        public var clock: any ServiceClock
 
-        public init(nodeNotReadyGracePeriod: Duration = .seconds(40), batchInterval: Duration = .milliseconds(20)) {
+        public init(nodeNotReadyGracePeriod: Duration = .seconds(40), batchInterval: Duration = .milliseconds(20), clock: any ServiceClock = .system) {
             self.nodeNotReadyGracePeriod = nodeNotReadyGracePeriod
             self.batchInterval = batchInterval
+            self.clock = clock
         }
     }
 
@@ -62,8 +66,9 @@ public final class EdgeController: Service, Sendable {
 
     private struct State {
         var online: Set<String> = []
-        /// When each node that went away is marked not ready, unless it comes back first.
-        var leaving: [String: ContinuousClock.Instant] = [:]
+        /// When (``ServiceClock/monotonic``) each node that went away is marked not ready,
+        /// unless it comes back first.
+        var leaving: [String: Duration] = [:]
         var counters = Counters()
     }
     private let state = Mutex(State())
@@ -96,6 +101,9 @@ public final class EdgeController: Service, Sendable {
         counters.failures += sent.failures
         return counters
     }
+
+    /// The nodes that went away and whose grace period is still running.
+    public var nodesInGracePeriod: Set<String> { state.withLock { Set($0.leaving.keys) } }
 
     /// Runs the informers, the send loop, the node watch and the nodes' grace periods, each a
     /// child task, until graceful shutdown or cancellation.
@@ -199,7 +207,7 @@ public final class EdgeController: Service, Sendable {
             return
         }
         let current = nodes.get(name: name).map(Kube.Node.init(json:))
-        let now = Date()
+        let now = configuration.clock.wallTime
         if let conditions = status["conditions"] {
             status["conditions"] = .array((conditions.arrayValue ?? []).map { condition in
                 guard var reported = condition.objectValue, let type = reported["type"]?.stringValue else { return condition }
@@ -262,7 +270,7 @@ public final class EdgeController: Service, Sendable {
             await markReady(node, ready: true)
             changes.continuation.yield()
         case .offline(let node):
-            let deadline = ContinuousClock.now + configuration.nodeNotReadyGracePeriod
+            let deadline = configuration.clock.monotonic + configuration.nodeNotReadyGracePeriod
             state.withLock { state in
                 state.online.remove(node)
                 state.leaving[node] = deadline
@@ -274,8 +282,8 @@ public final class EdgeController: Service, Sendable {
     /// a time (at least every 10 ms, at most every second), until cancelled.
     private func graceLoop() async {
         let tick = min(max(configuration.nodeNotReadyGracePeriod / 10, .milliseconds(10)), .seconds(1))
-        while (try? await Task.sleep(for: tick)) != nil {
-            let now = ContinuousClock.now
+        while (try? await configuration.clock.sleep(for: tick)) != nil {
+            let now = configuration.clock.monotonic
             let expired = state.withLock { state -> [String] in
                 let expired = state.leaving.filter { $0.value <= now }.map(\.key)
                 for node in expired { state.leaving.removeValue(forKey: node) }
@@ -287,7 +295,7 @@ public final class EdgeController: Service, Sendable {
 
     /// Registers the node when it has no Node object, and sets its `Ready` condition.
     private func markReady(_ node: String, ready: Bool) async {
-        let now = Date().formatted(.iso8601)
+        let now = configuration.clock.wallTime.formatted(.iso8601)
         let condition = JSONValue.object(JSONObject([
             ("type", .string("Ready")), ("status", .string(ready ? "True" : "Unknown")),
             ("reason", .string(ready ? "EdgeConnected" : "NodeStatusUnknown")),

@@ -44,11 +44,15 @@ public final class Edged: Service, Sendable {
         /// How often the node's status (Ready with a heartbeat, addresses, capacity) goes to the
         /// cloud. Default 10 s (KubeEdge's nodeStatusUpdateFrequency).
         public var nodeStatusUpdateFrequency: Duration
+        /// The clock of the sync passes, back-offs, probes and status reports (tests advance
+        /// their own).
+        public var clock: any ServiceClock
 
         public init(nodeName: String, rootDirectory: String = "/var/lib/edged", syncInterval: Duration = .seconds(1), backoff: RestartBackoff = RestartBackoff(),
                     maxLogBytes: Int = 10 << 20, maxLogFiles: Int = 5, concurrentSyncs: Int = 16, nodeIP: String? = nil,
-                    nodeStatusUpdateFrequency: Duration = .seconds(10)) {
+                    nodeStatusUpdateFrequency: Duration = .seconds(10), clock: any ServiceClock = .system) {
             self.nodeName = nodeName
+            self.clock = clock
             self.nodeStatusUpdateFrequency = nodeStatusUpdateFrequency
             self.nodeIP = nodeIP ?? HostAddress.primaryIPv4()
             self.rootDirectory = rootDirectory
@@ -115,7 +119,7 @@ public final class Edged: Service, Sendable {
     private func syncLoop(removals: inout DiscardingTaskGroup) async {
         var workers: [String: Worker] = [:]
         let resources = MetaStoreResources(store: store)
-        var lastRotation = ContinuousClock.now
+        var lastRotation = configuration.clock.monotonic
         repeat {
             let pods: [Kube.Pod]
             do {
@@ -179,12 +183,12 @@ public final class Edged: Service, Sendable {
                 $0.syncs += 1
                 $0.pods = workers.count
             }
-            if ContinuousClock.now - lastRotation > .seconds(10) {
+            if configuration.clock.monotonic - lastRotation > .seconds(10) {
                 await runtime.rotateLogs(maxBytes: configuration.maxLogBytes, keep: configuration.maxLogFiles)
-                lastRotation = .now
+                lastRotation = configuration.clock.monotonic
             }
             // Until something changes, or the interval passes.
-        } while await wake.wait(for: configuration.syncInterval)
+        } while await wake.wait(for: configuration.syncInterval, on: configuration.clock)
     }
 
     /// Runs `body` (stopping a pod) in a child task of the sync loop, with the pod marked as
@@ -204,9 +208,9 @@ public final class Edged: Service, Sendable {
             var results: [(Kube.Pod, JSONValue)] = []
             var pending = workers.makeIterator()
             func add(_ worker: PodWorker) {
-                group.addTask {
-                    await worker.probe()
-                    let status = await worker.sync()
+                group.addTask { [clock = configuration.clock] in
+                    await worker.probe(now: clock.wallTime)
+                    let status = await worker.sync(now: clock.wallTime)
                     return (await worker.pod, status)
                 }
             }
@@ -245,11 +249,12 @@ public final class Edged: Service, Sendable {
     /// then every ``Configuration/nodeStatusUpdateFrequency``.
     private func reportNodeStatus() async {
         let runtimeVersion = await runtime.versionDescription()
-        let reporter = NodeStatus(nodeName: configuration.nodeName, nodeIP: configuration.nodeIP, readySince: Date(), containerRuntimeVersion: runtimeVersion)
+        let reporter = NodeStatus(nodeName: configuration.nodeName, nodeIP: configuration.nodeIP, readySince: configuration.clock.wallTime,
+                                  containerRuntimeVersion: runtimeVersion)
         repeat {
             let message = Message(router: MessageRouter(
                 source: Self.moduleName, destination: MetaManager.moduleName, group: MessageRouter.Group.meta, operation: MessageRouter.Operation.update,
-                resource: "default/nodestatus/\(configuration.nodeName)"), content: ByteBuffer(string: reporter.object().serialized))
+                resource: "default/nodestatus/\(configuration.nodeName)"), content: ByteBuffer(string: reporter.object(now: configuration.clock.wallTime).serialized))
             do {
                 try await endpoint.send(message, toGroup: MetaManager.moduleGroup, on: .state)
                 counters.withLock { $0.nodeStatusReports += 1 }
@@ -257,7 +262,7 @@ public final class Edged: Service, Sendable {
                 counters.withLock { $0.statusFailures += 1 }
                 logger.warning("could not report the node's status", metadata: ["error": "\(error)"])
             }
-        } while (try? await Task.sleep(for: configuration.nodeStatusUpdateFrequency)) != nil
+        } while (try? await configuration.clock.sleep(for: configuration.nodeStatusUpdateFrequency)) != nil
     }
 
     private static func gracePeriod(of pod: Kube.Pod) -> Duration {

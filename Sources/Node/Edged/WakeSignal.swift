@@ -1,4 +1,5 @@
 import Synchronization
+import Transport
 
 /// Wakes one waiting loop: ``signal()`` before or during ``wait(for:)`` ends the wait (signals
 /// that arrive while nobody waits are kept as one); ``finish()`` ends every wait for good.
@@ -33,11 +34,11 @@ final class WakeSignal: Sendable {
         waiter?.resume()
     }
 
-    /// Waits for a signal or `timeout`; `false` once finished or when the waiting task is
-    /// cancelled.
-    func wait(for timeout: Duration) async -> Bool {
+    /// Waits for a signal or `timeout` of `clock`'s time; `false` once finished or when the
+    /// waiting task is cancelled.
+    func wait(for timeout: Duration, on clock: any ServiceClock = .system) async -> Bool {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: timeout) }
+            group.addTask { try? await clock.sleep(for: timeout) }
             group.addTask { await self.next() }
             await group.next()
             group.cancelAll()

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Limits, windows and timers of a ``MessageChannel``. Every value has a documented default.
 public struct ChannelConfiguration: Sendable {
     /// This side's node id, sent in HELLO.
@@ -41,6 +43,11 @@ public struct ChannelConfiguration: Sendable {
     /// ``MessageChannel/acknowledge(_:on:)`` (after storing them, say), not when it takes them:
     /// a crash in between makes the peer send them again. Default: none.
     public var lanesAcknowledgedAfterHandling: Set<Lane> = []
+    /// The event loop whose clock runs the request timeouts and the keepalive (PING after
+    /// ``keepaliveInterval`` idle, close after ``deadPeerTimeout`` silent). Default `nil`: NIO's
+    /// shared loops for request timeouts and the connection's own loop for the keepalive. A test
+    /// passes an `NIOAsyncTestingEventLoop` and advances its time instead of waiting.
+    public var timerLoop: (any EventLoop)?
 
     /// Creates a configuration with the documented defaults.
     public init(

@@ -16,6 +16,10 @@ public struct ChannelCounters: Sendable, Hashable {
     public var protocolErrors = 0
     /// Connections that completed the HELLO exchange.
     public var handshakes = 0
+    /// Keepalive PINGs sent (after ``ChannelConfiguration/keepaliveInterval`` without sending).
+    public var pingsSent = 0
+    /// PONGs received, each answering one of our PINGs.
+    public var pongsReceived = 0
 
     public init() {}
 }

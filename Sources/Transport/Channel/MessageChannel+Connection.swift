@@ -67,7 +67,7 @@ extension MessageChannel {
         var actions = ChannelActions()
         state.withLock { state in
             guard let current = state.link, current === link else { return }
-            state.lastReceived = .now()
+            state.lastReceived = timerNow()
             for (frame, length) in frames {
                 handle(frame, bodyLength: length, state: &state, actions: &actions)
                 if state.link == nil { return }
@@ -124,7 +124,7 @@ extension MessageChannel {
             state.control.append(.pong(value))
             requestFlush(state: &state, actions: &actions)
         case .pong:
-            break
+            state.counters.pongsReceived += 1
         case .goAway(let goAway):
             logger.info("peer went away", metadata: ["code": "\(goAway.code)", "reason": "\(goAway.reason)"])
             state.lastGoAway = goAway
@@ -271,8 +271,8 @@ extension MessageChannel {
         state.control = []
         // A flush still pending is for the old link; the new one needs its own.
         state.flushScheduled = false
-        state.lastReceived = .now()
-        state.lastSent = .now()
+        state.lastReceived = timerNow()
+        state.lastSent = timerNow()
     }
 
     /// The current link is gone. Unless a newer link `replaced` it, an announced connection
@@ -323,7 +323,7 @@ extension MessageChannel {
     private func startKeepalive(on link: any ChannelLink) {
         let interval = min(configuration.keepaliveInterval, configuration.deadPeerTimeout / 3)
         let period = TimeAmount.nanoseconds(max(1_000_000, interval.nanoseconds / 2))
-        let task = link.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self, weak link] task in
+        let task = (configuration.timerLoop ?? link.eventLoop).scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self, weak link] task in
             guard let self, let link else { return task.cancel() }
             self.keepaliveTick(link: link, task: task)
         }
@@ -340,7 +340,7 @@ extension MessageChannel {
         var actions = ChannelActions()
         state.withLock { state in
             guard let current = state.link, current === link else { return task.cancel() }
-            let now = NIODeadline.now()
+            let now = timerNow()
             if now - state.lastReceived > .nanoseconds(configuration.deadPeerTimeout.nanoseconds) {
                 state.counters.protocolErrors += 1
                 logger.warning("peer is silent beyond the dead-peer timeout; closing the connection")
@@ -348,6 +348,7 @@ extension MessageChannel {
                 connectionEnded(state: &state, actions: &actions)
             } else if now - state.lastSent >= .nanoseconds(configuration.keepaliveInterval.nanoseconds) {
                 state.pingCounter += 1
+                state.counters.pingsSent += 1
                 state.control.append(.ping(state.pingCounter))
                 requestFlush(state: &state, actions: &actions)
             }

@@ -64,7 +64,7 @@ extension MessageChannel {
                 }
             }
             if buffer.readableBytes > 0 || parts.isEmpty { parts.append(buffer) }
-            if parts.count > 1 || parts[0].readableBytes > 0 { state.lastSent = .now() }
+            if parts.count > 1 || parts[0].readableBytes > 0 { state.lastSent = timerNow() }
             if more { state.flushScheduled = true }
             return more
         }

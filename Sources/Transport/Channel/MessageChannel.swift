@@ -214,7 +214,7 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
         message.header.sync = true
         let id = message.header.id
         let timeout = timeout ?? configuration.requestTimeout
-        let timer = NIOSingletons.posixEventLoopGroup.any().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [self] in
+        let timer = (configuration.timerLoop ?? NIOSingletons.posixEventLoopGroup.any()).scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [self] in
             requestTimedOut(id, after: timeout)
         }
         state.withLock { $0.requests[id] = .waiting(nil, timer) }
@@ -241,6 +241,9 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
             if let early { continuation.resume(with: early) }
         }
     }
+
+    /// Now, on the clock of the channel's timers (``ChannelConfiguration/timerLoop``).
+    func timerNow() -> NIODeadline { configuration.timerLoop?.now ?? .now() }
 
     private func requestTimedOut(_ id: MessageID, after timeout: Duration) {
         let waiter: UnsafeContinuation<Message, any Error>? = state.withLock { state in
