@@ -31,7 +31,7 @@ public final class Database: Sendable {
                 setUp: (@Sendable (DatabaseConnection) throws -> Void)? = nil) throws(SQLiteError) {
         self.configuration = configuration
         try DatabaseFiles.prepare(path: configuration.path)
-        writer = try DatabaseWorker(name: "writer") { () throws(SQLiteError) in
+        writer = try DatabaseWorker { () throws(SQLiteError) in
             let connection = try DatabaseConnection(path: configuration.path)
             try Self.configureWriter(connection, configuration)
             do {
@@ -44,7 +44,7 @@ public final class Database: Sendable {
             return connection
         }
         if configuration.separateReader {
-            reader = try DatabaseWorker(name: "reader") { () throws(SQLiteError) in
+            reader = try DatabaseWorker { () throws(SQLiteError) in
                 let connection = try DatabaseConnection(path: configuration.path)
                 try connection.execute("PRAGMA busy_timeout=\(configuration.busyTimeout.milliseconds); PRAGMA cache_size=-\(configuration.cacheKiB); PRAGMA query_only=1")
                 return connection

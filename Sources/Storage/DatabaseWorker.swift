@@ -7,7 +7,7 @@ final class DatabaseWorker: Sendable {
     private let slot: ConnectionSlot
 
     /// Starts the thread and opens the connection on it with `open`; throws what `open` threw.
-    init(name: String, open: @escaping @Sendable () throws(SQLiteError) -> DatabaseConnection) throws(SQLiteError) {
+    init(open: @escaping @Sendable () throws(SQLiteError) -> DatabaseConnection) throws(SQLiteError) {
         pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         let slot = ConnectionSlot()

@@ -45,6 +45,37 @@ func configMapJSON(_ name: String, resourceVersion: Int, value: String) -> Strin
 }
 
 @Suite(.serialized) struct MetaManagerTests {
+    @Test func aQueryOrAPatchAfterABurstOfWritesOnItsLaneSeesEveryOneOfThem() async throws {
+        // Batches commit while the next is taken: what follows a write on its lane must still
+        // see it.
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let bus = MessageBus()
+        let meta = MetaManager(store: try MetaStore(configuration: .init(path: directory + "/meta.db")), bus: bus)
+        meta.start()
+        let cloud = bus.register(module: "cloud", group: "cloud")
+        for round in 0..<20 {
+            for version in 1...50 {
+                try await cloud.send(objectMessage("update", "default/configmap/c", configMapJSON("c", resourceVersion: round * 100 + version, value: "v\(version)")),
+                                     toGroup: MetaManager.moduleGroup, on: .request)
+            }
+            let query = Message(router: MessageRouter(source: "cloud", destination: MetaManager.moduleName, group: "meta", operation: "query", resource: "default/configmap/c"))
+            let queried = String(buffer: try await cloud.request(query, toGroup: MetaManager.moduleGroup, on: .request, timeout: .seconds(20)).content)
+            #expect(queried.contains(#""resourceVersion":"\#(round * 100 + 50)""#) && queried.contains(#""key":"v50""#), "round \(round): \(queried)")
+            try await cloud.send(objectMessage("patch", "default/configmap/c", #"{"data":{"round":"\#(round)"}}"#), toGroup: MetaManager.moduleGroup, on: .request)
+            let merged = String(buffer: try await cloud.request(query, toGroup: MetaManager.moduleGroup, on: .request, timeout: .seconds(20)).content)
+            #expect(merged.contains(#""key":"v50""#) && merged.contains(#""round":"\#(round)""#), "round \(round): \(merged)")
+            for version in 51...60 {
+                try await cloud.send(objectMessage("update", "default/configmap/c", configMapJSON("c", resourceVersion: round * 100 + version, value: "v\(version)")),
+                                     toGroup: MetaManager.moduleGroup, on: .request)
+            }
+            let replaced = String(buffer: try await cloud.request(query, toGroup: MetaManager.moduleGroup, on: .request, timeout: .seconds(20)).content)
+            #expect(replaced.contains(#""resourceVersion":"\#(round * 100 + 60)""#) && !replaced.contains(#""round""#), "round \(round): \(replaced)")
+        }
+        #expect(meta.statistics.stored == 20 * 61, "\(meta.statistics)")
+        await meta.stop()
+    }
+
     @Test func objectsDeliveredOnlineAreServedOfflineAndAfterARestart() async throws {
         let fixture = try await HubFixture()
         _ = try fixture.issueCredentials(for: "edge-1")

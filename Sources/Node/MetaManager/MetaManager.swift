@@ -60,26 +60,46 @@ public final class MetaManager: Service, Sendable {
 
     /// Takes a burst of messages at once: writes are stored in one transaction (a patch, which
     /// reads what is stored, goes alone), queries are answered concurrently.
+    /// A batch commits while the next one is taken and prepared; batches are finished (reported
+    /// handled, answered, passed on) in order, and before a query or a patch is looked at, so
+    /// both see every write that came before them.
     /// Queries are answered in child tasks of the lane (at most
     /// ``MetaManagerConfiguration/maxConcurrentQueries`` at once), which the lane waits for.
     private func serve(lane: Lane) async {
         await withDiscardingTaskGroup { queries in
             var messages = endpoint.messages(on: lane).makeAsyncIterator()
-            while let first = await messages.next() {
+            var committing: SubmittedWrites?
+            while true {
+                var next = endpoint.pollMessage(on: lane)
+                if next == nil {
+                    // Nothing more to overlap the commit with: finish it, then wait.
+                    if let batch = committing { await finish(batch, on: lane) }
+                    committing = nil
+                    next = await messages.next()
+                    if next == nil { break }
+                }
                 var writes: [Message] = []
-                var next: Message? = first
                 while let message = next {
-                    if message.router.operation == MessageRouter.Operation.patch {
-                        await write(writes, on: lane)
-                        await write([message], on: lane)
+                    let operation = message.router.operation
+                    if operation == MessageRouter.Operation.patch || operation == MessageRouter.Operation.query {
+                        if let batch = committing { await finish(batch, on: lane) }
+                        committing = nil
+                        if !writes.isEmpty { await finish(await submit(writes), on: lane) }
                         writes = []
+                    }
+                    if operation == MessageRouter.Operation.patch {
+                        await finish(await submit([message]), on: lane)
                     } else if await !dispatch(message, on: lane, queries: &queries) {
                         writes.append(message)
                     }
                     next = writes.count < configuration.maxBatch ? endpoint.pollMessage(on: lane) : nil
                 }
-                await write(writes, on: lane)
+                guard !writes.isEmpty else { continue }
+                let submitted = await submit(writes)
+                if let batch = committing { await finish(batch, on: lane) }
+                committing = submitted
             }
+            if let batch = committing { await finish(batch, on: lane) }
         }
     }
 
@@ -111,18 +131,30 @@ public final class MetaManager: Service, Sendable {
 
     private func isLocal(_ message: Message) -> Bool { configuration.localModules.contains(message.router.source) }
 
-    /// Stores writes in one transaction, then finishes each.
-    private func write(_ messages: [Message], on lane: Lane) async {
-        guard !messages.isEmpty else { return }
+    /// Writes handed to the store, with what their preparation found.
+    private struct SubmittedWrites {
+        let messages: [Message]
+        let prepared: [Result<MetaWrite, MetaError>]
+        let pending: PendingMetaWrites
+    }
+
+    /// Prepares `messages` and hands the valid writes to the store in one transaction, without
+    /// waiting for it to commit.
+    private func submit(_ messages: [Message]) async -> SubmittedWrites {
         var prepared: [Result<MetaWrite, MetaError>] = []
+        prepared.reserveCapacity(messages.count)
         for message in messages {
             do throws(MetaError) { prepared.append(.success(try await prepare(message))) } catch { prepared.append(.failure(error)) }
         }
-        let writes = prepared.compactMap { try? $0.get() }
+        return SubmittedWrites(messages: messages, prepared: prepared, pending: store.submit(prepared.compactMap { try? $0.get() }))
+    }
+
+    /// Waits for the batch's commit, then finishes each of its messages in order.
+    private func finish(_ batch: SubmittedWrites, on lane: Lane) async {
         let applied: Result<[MetaWriteOutcome], MetaError>
-        do throws(MetaError) { applied = .success(try await store.apply(writes)) } catch { applied = .failure(error) }
+        do throws(MetaError) { applied = .success(try await batch.pending.outcomes()) } catch { applied = .failure(error) }
         var outcomes = (try? applied.get())?.makeIterator()
-        for (message, preparation) in zip(messages, prepared) {
+        for (message, preparation) in zip(batch.messages, batch.prepared) {
             switch (preparation, applied) {
             case (.failure(let error), _): await finish(message, .failure(error), on: lane)
             case (.success, .failure(let error)): await finish(message, .failure(error), on: lane)

@@ -145,39 +145,47 @@ public final class MetaStore: Sendable {
 
     /// Applies `writes` in one transaction (all or none) and tells watchers what changed.
     public func apply(_ writes: [MetaWrite]) async throws(MetaError) -> [MetaWriteOutcome] {
+        let pending = submit(writes)
+        return try await pending.outcomes()
+    }
+
+    /// ``apply(_:)`` without waiting: the writes are queued on the database's writer thread
+    /// now, behind every write submitted before, and the result is awaited later. MetaManager
+    /// prepares its next batch while this one commits.
+    public func submit(_ writes: [MetaWrite]) -> PendingMetaWrites {
+        let pending = PendingMetaWrites()
         let configuration = configuration
-        do {
-            return try await database.write { [hub] transaction in
-                let db = transaction.connection
-                let stored = try db.integer("SELECT revision FROM meta_revision WHERE id = 0") ?? 0
-                var revision = stored
-                var outcomes: [MetaWriteOutcome] = []
-                outcomes.reserveCapacity(writes.count)
-                for write in writes {
-                    outcomes.append(try Self.apply(write, db: db, revision: &revision))
-                }
-                if revision != stored {
-                    let save = try db.statement("UPDATE meta_revision SET revision = ? WHERE id = 0")
-                    save.bind(revision, at: 1)
-                    try save.run()
-                    try Self.trim(db: db, revision: revision, configuration: configuration)
-                    let events = outcomes.compactMap { outcome -> MetaEvent? in
-                        guard case .applied(let event) = outcome else { return nil }
-                        return event
-                    }
-                    let compacted = revision - Int64(configuration.historyLimit)
-                    transaction.afterCommit {
-                        hub.publish(events)
-                        hub.compact(through: compacted)
-                    }
-                }
-                return outcomes
+        database.submitWrite({ [hub] transaction in
+            let db = transaction.connection
+            let stored = try db.integer("SELECT revision FROM meta_revision WHERE id = 0") ?? 0
+            var revision = stored
+            var outcomes: [MetaWriteOutcome] = []
+            outcomes.reserveCapacity(writes.count)
+            for write in writes {
+                outcomes.append(try Self.apply(write, db: db, revision: &revision))
             }
-        } catch let error as SQLiteError {
-            throw MetaError.storage(error.description)
-        } catch {
-            throw MetaError.storage("\(error)")
-        }
+            if revision != stored {
+                let save = try db.statement("UPDATE meta_revision SET revision = ? WHERE id = 0")
+                save.bind(revision, at: 1)
+                try save.run()
+                try Self.trim(db: db, revision: revision, configuration: configuration)
+                let events = outcomes.compactMap { outcome -> MetaEvent? in
+                    guard case .applied(let event) = outcome else { return nil }
+                    return event
+                }
+                let compacted = revision - Int64(configuration.historyLimit)
+                transaction.afterCommit {
+                    hub.publish(events)
+                    hub.compact(through: compacted)
+                }
+            }
+            return outcomes
+        }, completion: { result in
+            pending.complete(result.mapError { error in
+                (error as? SQLiteError).map { MetaError.storage($0.description) } ?? MetaError.storage("\(error)")
+            })
+        })
+        return pending
     }
 
     private static func apply(_ write: MetaWrite, db: DatabaseConnection, revision: inout Int64) throws(SQLiteError) -> MetaWriteOutcome {

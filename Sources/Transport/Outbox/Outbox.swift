@@ -113,9 +113,16 @@ public final class Outbox: Sendable {
     }
 
     /// Every peer's rows, undecoded.
-    private static func readAll(_ db: DatabaseConnection) throws(SQLiteError) -> [String: RawSession] {
+    private static func readAll(_ db: DatabaseConnection, peer only: String? = nil) throws(SQLiteError) -> [String: RawSession] {
         var sessions: [String: RawSession] = [:]
-        let select = try db.statement("SELECT peer, local_hi, local_lo, remote_hi, remote_lo FROM sessions")
+        // Every peer's rows (at open), or one peer's (`WHERE peer = ?1`, on the primary keys).
+        let filter = only == nil ? "" : " WHERE peer = ?1"
+        func statement(_ sql: String) throws(SQLiteError) -> PreparedStatement {
+            let statement = try db.statement(sql)
+            if let only { statement.bind(only, at: 1) }
+            return statement
+        }
+        let select = try statement("SELECT peer, local_hi, local_lo, remote_hi, remote_lo FROM sessions" + filter)
         defer { select.reset() }
         while try select.step() {
             guard let peer = select.string(at: 0) else { continue }
@@ -123,7 +130,7 @@ public final class Outbox: Sendable {
                 localEpoch: MessageID(high: UInt64(bitPattern: select.int64(at: 1)), low: UInt64(bitPattern: select.int64(at: 2))),
                 remoteEpoch: MessageID(high: UInt64(bitPattern: select.int64(at: 3)), low: UInt64(bitPattern: select.int64(at: 4))))
         }
-        let lanes = try db.statement("SELECT peer, lane, next_seq, acknowledged FROM send_lanes")
+        let lanes = try statement("SELECT peer, lane, next_seq, acknowledged FROM send_lanes" + filter)
         defer { lanes.reset() }
         while try lanes.step() {
             guard let peer = lanes.string(at: 0), sessions[peer] != nil else { continue }
@@ -131,13 +138,13 @@ public final class Outbox: Sendable {
             sessions[peer]!.nextSequence[lane] = UInt64(lanes.int64(at: 2))
             sessions[peer]!.acknowledged[lane] = UInt64(lanes.int64(at: 3))
         }
-        let marks = try db.statement("SELECT peer, lane, delivered FROM receive_marks")
+        let marks = try statement("SELECT peer, lane, delivered FROM receive_marks" + filter)
         defer { marks.reset() }
         while try marks.step() {
             guard let peer = marks.string(at: 0), sessions[peer] != nil else { continue }
             sessions[peer]!.delivered[Lane(rawValue: UInt8(truncatingIfNeeded: marks.int64(at: 1)))] = UInt64(marks.int64(at: 2))
         }
-        let segments = try db.statement("SELECT peer, lane, first_seq, frames FROM segments ORDER BY peer, lane, first_seq")
+        let segments = try statement("SELECT peer, lane, first_seq, frames FROM segments" + filter + " ORDER BY peer, lane, first_seq")
         defer { segments.reset() }
         while try segments.step() {
             guard let peer = segments.string(at: 0), sessions[peer] != nil else { continue }
@@ -164,7 +171,7 @@ public final class Outbox: Sendable {
     /// What the file holds for `peer` now, read from disk (for tests and tools).
     func storedSession(peer: String, limits: FrameLimits) async throws -> StoredSession {
         let raw = try await database.read { (connection) throws -> RawSession? in
-            try Self.readAll(connection)[peer]
+            try Self.readAll(connection, peer: peer)[peer]
         }
         guard let raw else { return StoredSession() }
         return try Self.decode(raw, peer: peer, limits: limits)
