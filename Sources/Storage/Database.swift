@@ -100,6 +100,14 @@ public final class Database: Sendable {
         enqueue(GroupedWrite(exclusive: false, body: body, completion: completion))
     }
 
+    /// ``write(_:)`` queued now and awaited later (``PendingWrite/value()``): writes started one
+    /// after another commit in that order, while the caller goes on.
+    public func startWrite<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) -> PendingWrite<T> {
+        let pending = PendingWrite<T>()
+        submitWrite(body) { pending.complete($0) }
+        return pending
+    }
+
     /// Runs `body` alone on the writer thread with the connection, outside any transaction: it
     /// begins and commits its own (hooks of ``Transaction`` do not apply).
     public func exclusive<T: Sendable>(_ body: @escaping @Sendable (DatabaseConnection) throws -> T) async throws -> T {

@@ -282,12 +282,14 @@ import Testing
         async let unanswered = pair.edge.request(makeMessage(2), on: .request)
         let second = try await collect(1, from: pair.cloud, lane: .request)[0]
         await time.advanceTime(by: .seconds(30))
+        let advanced = ContinuousClock.now
         do {
             _ = try await unanswered
             Issue.record("the request did not time out")
         } catch TransportError.requestTimedOut(let id, let timeout) {
             #expect(id == second.header.id && timeout == .seconds(30))
         }
+        #expect(ContinuousClock.now - advanced < .seconds(10), "timed out on the channel's clock, not after 30 s of real time")
         await pair.shutdown()
         await time.shutdownGracefully()
     }

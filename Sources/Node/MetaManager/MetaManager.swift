@@ -135,7 +135,7 @@ public final class MetaManager: Service, Sendable {
     private struct SubmittedWrites {
         let messages: [Message]
         let prepared: [Result<MetaWrite, MetaError>]
-        let pending: PendingMetaWrites
+        let pending: MetaStore.PendingMetaWrites
     }
 
     /// Prepares `messages` and hands the valid writes to the store in one transaction, without

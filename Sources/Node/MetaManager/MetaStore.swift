@@ -145,17 +145,15 @@ public final class MetaStore: Sendable {
 
     /// Applies `writes` in one transaction (all or none) and tells watchers what changed.
     public func apply(_ writes: [MetaWrite]) async throws(MetaError) -> [MetaWriteOutcome] {
-        let pending = submit(writes)
-        return try await pending.outcomes()
+        try await submit(writes).outcomes()
     }
 
     /// ``apply(_:)`` without waiting: the writes are queued on the database's writer thread
     /// now, behind every write submitted before, and the result is awaited later. MetaManager
     /// prepares its next batch while this one commits.
     public func submit(_ writes: [MetaWrite]) -> PendingMetaWrites {
-        let pending = PendingMetaWrites()
         let configuration = configuration
-        database.submitWrite({ [hub] transaction in
+        return PendingMetaWrites(write: database.startWrite { [hub] transaction in
             let db = transaction.connection
             let stored = try db.integer("SELECT revision FROM meta_revision WHERE id = 0") ?? 0
             var revision = stored
@@ -180,12 +178,24 @@ public final class MetaStore: Sendable {
                 }
             }
             return outcomes
-        }, completion: { result in
-            pending.complete(result.mapError { error in
-                (error as? SQLiteError).map { MetaError.storage($0.description) } ?? MetaError.storage("\(error)")
-            })
         })
-        return pending
+    }
+
+    /// Writes handed to ``submit(_:)``, awaited once they committed.
+    public struct PendingMetaWrites: Sendable {
+        let write: PendingWrite<[MetaWriteOutcome]>
+
+        /// Each write's outcome, in order, once the transaction committed; the store's error if it
+        /// did not.
+        public func outcomes() async throws(MetaError) -> [MetaWriteOutcome] {
+            do {
+                return try await write.value()
+            } catch let error as SQLiteError {
+                throw MetaError.storage(error.description)
+            } catch {
+                throw MetaError.storage("\(error)")
+            }
+        }
     }
 
     private static func apply(_ write: MetaWrite, db: DatabaseConnection, revision: inout Int64) throws(SQLiteError) -> MetaWriteOutcome {
