@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 DEBIAN_PACKAGES := pkg-config openssl libsqlite3-dev libgnutls28-dev libngtcp2-dev \
-	libngtcp2-crypto-gnutls-dev libnghttp3-dev libmosquitto-dev mosquitto mosquitto-clients iperf3 nats-server \
+	libngtcp2-crypto-gnutls-dev libnghttp3-dev libmosquitto-dev mosquitto mosquitto-clients iperf3 nats-server protobuf-compiler \
 	libjemalloc-dev ngtcp2-client ngtcp2-server curl containerd runc busybox-static containernetworking-plugins
 PYTHON_PACKAGES := websockets aioquic
 TEST_TIMEOUT ?= 2400

@@ -1,0 +1,162 @@
+extension KubeProtobuf {
+    /// The message of type `type` (a full message name) for a JSON value; members the schema
+    /// does not know (`apiVersion`, `kind` of a top-level object among them) are left out.
+    public func message(fromJSON value: JSONValue, type: String) throws(ProtobufEncodingError) -> [UInt8] {
+        guard let message = schema.messages[type] else { throw ProtobufEncodingError("unknown message type \(type)") }
+        var writer = ProtoWriter()
+        try encode(value, as: message, into: &writer, path: "", depth: 0)
+        return writer.bytes
+    }
+
+    private static let maxDepth = 100
+
+    private func encode(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtoWriter, path: String,
+                        depth: Int) throws(ProtobufEncodingError) {
+        guard depth < Self.maxDepth else { throw ProtobufEncodingError("\(path): objects nest deeper than \(Self.maxDepth)") }
+        if try encodeSpecial(value, as: message, into: &writer, path: path, depth: depth) { return }
+        guard case .object(let object) = value else {
+            throw ProtobufEncodingError("\(path.isEmpty ? message.name : path): expected an object")
+        }
+        for field in message.fields {
+            if field.inline {
+                // The embedded struct's members are this object's own.
+                try encodeValue(value, type: field.type, number: field.number, into: &writer, path: path, depth: depth)
+                continue
+            }
+            guard let member = object[field.name], member != .null || Self.keepsNull(field.type) else { continue }
+            let fieldPath = path.isEmpty ? field.name : path + "." + field.name
+            switch field.type {
+            case .map(let keyType, let valueType):
+                guard case .object(let entries) = member else { throw ProtobufEncodingError("\(fieldPath): expected an object") }
+                for (key, entryValue) in entries.sorted(by: { $0.key < $1.key }) {
+                    var entry = ProtoWriter()
+                    try encodeValue(Self.keyValue(key, keyType), type: keyType, number: 1, into: &entry, path: fieldPath, depth: depth)
+                    try encodeValue(entryValue, type: valueType, number: 2, into: &entry, path: fieldPath + "[" + key + "]", depth: depth)
+                    writer.lengthDelimited(field.number, entry.bytes)
+                }
+            default:
+                if field.repeated {
+                    guard case .array(let items) = member else { throw ProtobufEncodingError("\(fieldPath): expected a list") }
+                    for (index, item) in items.enumerated() {
+                        try encodeValue(item, type: field.type, number: field.number, into: &writer, path: "\(fieldPath)[\(index)]", depth: depth)
+                    }
+                } else {
+                    try encodeValue(member, type: field.type, number: field.number, into: &writer, path: fieldPath, depth: depth)
+                }
+            }
+        }
+    }
+
+    /// `null` times are written (as empty messages) so that they come back as `null`.
+    private static func keepsNull(_ type: KubeProtoSchema.FieldType) -> Bool {
+        type == .message(time) || type == .message(microTime)
+    }
+
+    private static func keyValue(_ key: String, _ type: KubeProtoSchema.FieldType) -> JSONValue {
+        type == .string ? .string(key) : .number(key)
+    }
+
+    private func encodeValue(_ value: JSONValue, type: KubeProtoSchema.FieldType, number: Int, into writer: inout ProtoWriter,
+                             path: String, depth: Int) throws(ProtobufEncodingError) {
+        switch type {
+        case .string:
+            guard case .string(let text) = value else { throw ProtobufEncodingError("\(path): expected a string") }
+            writer.lengthDelimited(number, Array(text.utf8))
+        case .bytes:
+            guard case .string(let text) = value, let bytes = GoFormats.decodeBase64(text) else {
+                throw ProtobufEncodingError("\(path): expected base64 bytes")
+            }
+            writer.lengthDelimited(number, bytes)
+        case .bool:
+            guard case .bool(let flag) = value else { throw ProtobufEncodingError("\(path): expected a boolean") }
+            writer.tag(number, .varint)
+            writer.varint(flag ? 1 : 0)
+        case .int32, .int64:
+            guard case .number(let text) = value, let integer = Self.integer(text), type == .int64 || Int32(exactly: integer) != nil else {
+                throw ProtobufEncodingError("\(path): expected \(type == .int32 ? "a 32-bit" : "an") integer")
+            }
+            writer.tag(number, .varint)
+            writer.varint(UInt64(bitPattern: integer))
+        case .uint32, .uint64:
+            guard case .number(let text) = value, let integer = UInt64(text) ?? Self.integer(text).flatMap(UInt64.init(exactly:)),
+                  type == .uint64 || UInt32(exactly: integer) != nil else { throw ProtobufEncodingError("\(path): expected an unsigned integer") }
+            writer.tag(number, .varint)
+            writer.varint(integer)
+        case .double, .float:
+            guard case .number(let text) = value, let double = Double(text) else { throw ProtobufEncodingError("\(path): expected a number") }
+            if type == .double { writer.fixed64(number, double.bitPattern) } else { writer.fixed32(number, Float(double).bitPattern) }
+        case .message(let name):
+            guard let nested = schema.messages[name] else { throw ProtobufEncodingError("unknown message type \(name)") }
+            var inner = ProtoWriter()
+            try encode(value, as: nested, into: &inner, path: path, depth: depth + 1)
+            writer.lengthDelimited(number, inner.bytes)
+        case .map:
+            throw ProtobufEncodingError("\(path): a map inside a map")
+        }
+    }
+
+    /// An integer written as `3`, `-3` or `3.0` / `3e2` (exact); `nil` otherwise.
+    private static func integer(_ text: String) -> Int64? {
+        if let integer = Int64(text) { return integer }
+        guard let double = Double(text), double == double.rounded(), abs(double) < 9.3e18 else { return nil }
+        return Int64(double)
+    }
+
+    /// Writes the messages that are strings, numbers or embedded JSON in JSON; `false` for an
+    /// ordinary message.
+    private func encodeSpecial(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtoWriter, path: String,
+                               depth: Int) throws(ProtobufEncodingError) -> Bool {
+        switch message.name {
+        case Self.time, Self.microTime:
+            if value == .null { return true }
+            guard case .string(let text) = value, let time = GoFormats.parseRFC3339(text) else {
+                throw ProtobufEncodingError("\(path): expected an RFC 3339 time")
+            }
+            writer.tag(1, .varint)
+            writer.varint(UInt64(bitPattern: time.seconds))
+            if time.nanos != 0 {
+                writer.tag(2, .varint)
+                writer.varint(UInt64(bitPattern: Int64(time.nanos)))
+            }
+        case Self.duration:
+            guard case .string(let text) = value, let nanoseconds = GoFormats.parseDuration(text) else {
+                throw ProtobufEncodingError("\(path): expected a duration")
+            }
+            writer.tag(1, .varint)
+            writer.varint(UInt64(bitPattern: nanoseconds))
+        case Self.quantity:
+            switch value {
+            case .string(let text): writer.lengthDelimited(1, Array(text.utf8))
+            case .number(let text): writer.lengthDelimited(1, Array(text.utf8))
+            default: throw ProtobufEncodingError("\(path): expected a quantity")
+            }
+        case Self.intOrString:
+            switch value {
+            case .number(let text):
+                guard let integer = Int64(text), let small = Int32(exactly: integer) else { throw ProtobufEncodingError("\(path): expected a 32-bit integer") }
+                writer.tag(1, .varint)
+                writer.varint(0)
+                writer.tag(2, .varint)
+                writer.varint(UInt64(bitPattern: Int64(small)))
+            case .string(let text):
+                writer.tag(1, .varint)
+                writer.varint(1)
+                writer.lengthDelimited(3, Array(text.utf8))
+            default:
+                throw ProtobufEncodingError("\(path): expected an integer or a string")
+            }
+        case Self.rawExtension, Self.fieldsV1, Self.apiExtensionsJSON:
+            if value != .null { writer.lengthDelimited(1, value.serializedBytes) }
+        default:
+            guard message.isList, let items = message.fields.first else { return false }
+            guard case .array(let values) = value else {
+                if value == .null { return true }
+                throw ProtobufEncodingError("\(path): expected a list")
+            }
+            for (index, item) in values.enumerated() {
+                try encodeValue(item, type: items.type, number: items.number, into: &writer, path: "\(path)[\(index)]", depth: depth)
+            }
+        }
+        return true
+    }
+}

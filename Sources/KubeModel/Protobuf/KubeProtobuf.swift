@@ -1,0 +1,137 @@
+/// Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`) of the built-in kinds,
+/// transcoded to and from their JSON form with the published schemas (``KubeProtoSchema``):
+/// an object is the magic `k8s\0` and a `runtime.Unknown` whose `typeMeta` names the kind and
+/// whose `raw` is the kind's message. Custom resources have no protobuf form.
+///
+/// JSON produced from protobuf follows Go's encoding of the same object: times as RFC 3339,
+/// quantities and durations as strings, bytes as base64, `IntOrString` as a number or string,
+/// and fields marked `+optional` left out when empty (Go writes every scalar into protobuf, and
+/// `omitempty` drops the empty ones from JSON). A field the schema does not know is skipped.
+public struct KubeProtobuf: Sendable {
+    /// The 4 bytes that start every enveloped object.
+    public static let magic: [UInt8] = [0x6b, 0x38, 0x73, 0x00]
+    /// The content type.
+    public static let contentType = "application/vnd.kubernetes.protobuf"
+
+    /// Transcoding with the built-in kinds' schemas.
+    public static let builtIn = KubeProtobuf(schema: .builtIn)
+
+    public let schema: KubeProtoSchema
+
+    public init(schema: KubeProtoSchema) {
+        self.schema = schema
+    }
+
+    static let meta = "k8s.io.apimachinery.pkg.apis.meta.v1."
+    static let time = meta + "Time"
+    static let microTime = meta + "MicroTime"
+    static let duration = meta + "Duration"
+    static let fieldsV1 = meta + "FieldsV1"
+    static let quantity = "k8s.io.apimachinery.pkg.api.resource.Quantity"
+    static let intOrString = "k8s.io.apimachinery.pkg.util.intstr.IntOrString"
+    static let rawExtension = "k8s.io.apimachinery.pkg.runtime.RawExtension"
+    static let unknown = "k8s.io.apimachinery.pkg.runtime.Unknown"
+    static let apiExtensionsJSON = "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSON"
+
+    // MARK: the envelope
+
+    /// The kind, API version and message bytes of an enveloped object.
+    public struct Envelope: Sendable, Equatable {
+        public var apiVersion: String
+        public var kind: String
+        public var raw: [UInt8]
+
+        public init(apiVersion: String, kind: String, raw: [UInt8]) {
+            self.apiVersion = apiVersion
+            self.kind = kind
+            self.raw = raw
+        }
+    }
+
+    /// Opens `k8s\0` + `runtime.Unknown` (kube-apiserver's messages for what is not one).
+    public static func envelope(of bytes: [UInt8]) throws(ProtobufDecodingError) -> Envelope {
+        guard !bytes.isEmpty else { throw ProtobufDecodingError("empty data") }
+        guard bytes.count >= magic.count, Array(bytes.prefix(magic.count)) == magic else {
+            throw ProtobufDecodingError("provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]")
+        }
+        guard bytes.count > magic.count else { throw ProtobufDecodingError("empty body") }
+        var reader = ProtoReader(bytes, from: magic.count)
+        var envelope = Envelope(apiVersion: "", kind: "", raw: [])
+        while !reader.isAtEnd {
+            let (number, wireType) = try reader.tag()
+            guard wireType == .lengthDelimited, number == 1 || number == 2 else {
+                try reader.skip(wireType)
+                continue
+            }
+            let range = try reader.lengthDelimited()
+            if number == 2 {
+                envelope.raw = Array(reader.slice(range))
+                continue
+            }
+            var typeMeta = reader.nested(range)
+            while !typeMeta.isAtEnd {
+                let (field, type) = try typeMeta.tag()
+                guard type == .lengthDelimited, field == 1 || field == 2 else {
+                    try typeMeta.skip(type)
+                    continue
+                }
+                let text = String(decoding: typeMeta.slice(try typeMeta.lengthDelimited()), as: UTF8.self)
+                if field == 1 { envelope.apiVersion = text } else { envelope.kind = text }
+            }
+        }
+        return envelope
+    }
+
+    /// `k8s\0` + `runtime.Unknown` around `envelope`.
+    public static func bytes(of envelope: Envelope) -> [UInt8] {
+        var typeMeta = ProtoWriter()
+        typeMeta.lengthDelimited(1, Array(envelope.apiVersion.utf8))
+        typeMeta.lengthDelimited(2, Array(envelope.kind.utf8))
+        var unknown = ProtoWriter()
+        unknown.bytes = magic
+        unknown.lengthDelimited(1, typeMeta.bytes)
+        unknown.lengthDelimited(2, envelope.raw)
+        return unknown.bytes
+    }
+
+    // MARK: objects
+
+    /// The message name of an object of `apiVersion` and `kind`; `nil` when it has no protobuf
+    /// form.
+    public func messageName(apiVersion: String, kind: String) -> String? {
+        let parts = apiVersion.split(separator: "/", maxSplits: 1)
+        let (group, version) = parts.count == 2 ? (String(parts[0]), String(parts[1])) : ("", apiVersion)
+        return schema.messageName(group: group, version: version, kind: kind)
+    }
+
+    /// An enveloped object as JSON, `apiVersion` and `kind` first.
+    public func decodeObject(_ bytes: [UInt8]) throws(ProtobufDecodingError) -> JSONValue {
+        let envelope = try Self.envelope(of: bytes)
+        guard let name = messageName(apiVersion: envelope.apiVersion, kind: envelope.kind) else {
+            throw ProtobufDecodingError("no protobuf message is known for \(envelope.kind) in \(envelope.apiVersion)")
+        }
+        var object = JSONObject([("apiVersion", .string(envelope.apiVersion)), ("kind", .string(envelope.kind))])
+        if case .object(let fields) = try json(fromMessage: envelope.raw, type: name) {
+            for (key, value) in fields { object[key] = value }
+        }
+        return .object(object)
+    }
+
+    /// An object (with `apiVersion` and `kind`) enveloped as protobuf.
+    public func encodeObject(_ object: JSONValue) throws(ProtobufEncodingError) -> [UInt8] {
+        guard let apiVersion = object["apiVersion"]?.stringValue, let kind = object["kind"]?.stringValue else {
+            throw ProtobufEncodingError("the object has no apiVersion and kind")
+        }
+        guard let name = messageName(apiVersion: apiVersion, kind: kind) else {
+            throw ProtobufEncodingError("\(kind) in \(apiVersion) has no protobuf form")
+        }
+        return Self.bytes(of: Envelope(apiVersion: apiVersion, kind: kind, raw: try message(fromJSON: object, type: name)))
+    }
+}
+
+/// Why a JSON value has no protobuf form.
+public struct ProtobufEncodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,185 @@
+import Foundation
+@testable import KubeModel
+import Testing
+
+/// Kubernetes protobuf against an encoder that is not ours: Debian's `protoc` with the
+/// published schemas in `../shared/testdata/kubernetes-proto`.
+@Suite struct KubeProtobufTests {
+    static let shared = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../shared/testdata").standardized.path
+    static let schemas = shared + "/kubernetes-proto"
+
+    /// Runs protoc with `arguments` on `input`; its standard output.
+    private func protoc(_ arguments: [String], input: [UInt8]) throws -> [UInt8] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/protoc")
+        process.arguments = ["-I", Self.schemas] + arguments
+        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        let writer = Thread {
+            stdin.fileHandleForWriting.write(Data(input))
+            try? stdin.fileHandleForWriting.close()
+        }
+        writer.start()
+        let output = stdout.fileHandleForReading.readDataToEndOfFile()
+        let errors = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw ProtocFailed(message: errors) }
+        return [UInt8](output)
+    }
+
+    struct ProtocFailed: Error { let message: String }
+
+    private func file(of type: String) -> String {
+        let package = type.split(separator: ".").dropLast().joined(separator: ".")
+        let path = package.replacingOccurrences(of: "k8s.io.apiextensions_apiserver.", with: "k8s.io/apiextensions-apiserver/")
+            .replacingOccurrences(of: "k8s.io.", with: "k8s.io/").replacingOccurrences(of: ".", with: "/")
+        return path + "/generated.proto"
+    }
+
+    private func encodeWithProtoc(_ text: String, as type: String) throws -> [UInt8] {
+        try protoc(["--encode=\(type)", file(of: type)], input: Array(text.utf8))
+    }
+
+    private func decodeWithProtoc(_ bytes: [UInt8], as type: String) throws -> String {
+        String(decoding: try protoc(["--decode=\(type)", file(of: type)], input: bytes), as: UTF8.self)
+    }
+
+    @Test func goTextFormsOfTimesDurationsAndBytes() {
+        #expect(GoFormats.rfc3339(seconds: 0, nanos: 0) == "1970-01-01T00:00:00Z")
+        #expect(GoFormats.rfc3339(seconds: 1_700_000_000, nanos: 123_456_789, fractionDigits: 6) == "2023-11-14T22:13:20.123456Z")
+        #expect(GoFormats.rfc3339(seconds: -1, nanos: 0) == "1969-12-31T23:59:59Z")
+        #expect(GoFormats.rfc3339(seconds: 951_782_400, nanos: 0) == "2000-02-29T00:00:00Z")
+        #expect(GoFormats.parseRFC3339("2023-11-14T22:13:20.123456Z")! == (1_700_000_000, 123_456_000))
+        #expect(GoFormats.parseRFC3339("2023-11-15T00:13:20+02:00")! == (1_700_000_000, 0))
+        #expect(GoFormats.parseRFC3339("2023-11-14 22:13:20Z") == nil && GoFormats.parseRFC3339("yesterday") == nil)
+        for (nanoseconds, text) in [(0, "0s"), (1500, "1.5µs"), (150_000_000, "150ms"), (3_723_500_000_000, "1h2m3.5s"), (-60_000_000_000, "-1m0s"),
+                                    (7_200_000_000_000, "2h0m0s"), (999, "999ns")] as [(Int64, String)] {
+            #expect(GoFormats.duration(nanoseconds: nanoseconds) == text)
+            #expect(GoFormats.parseDuration(text) == nanoseconds, "\(text)")
+        }
+        #expect(GoFormats.parseDuration("5x") == nil && GoFormats.parseDuration("") == nil)
+        for bytes in [[], [0], [0, 1], [0, 1, 2], Array(0...255)] as [[UInt8]] {
+            #expect(GoFormats.decodeBase64(GoFormats.base64(bytes)) == bytes)
+        }
+        #expect(GoFormats.base64(Array("hello".utf8)) == "aGVsbG8=" && GoFormats.decodeBase64("aGVsbG8") == Array("hello".utf8))
+        #expect(GoFormats.decodeBase64("a b") == nil)
+    }
+
+    @Test func anObjectProtocEncodedDecodesToItsJSON() throws {
+        let text = """
+            metadata { name: "app" namespace: "default" uid: "" resourceVersion: "7" creationTimestamp { seconds: 1700000000 }
+                       labels { key: "tier" value: "front" } }
+            data { key: "mode" value: "edge" }
+            binaryData { key: "blob" value: "\\000\\001\\377" }
+            immutable: false
+            """
+        let raw = try encodeWithProtoc(text, as: "k8s.io.api.core.v1.ConfigMap")
+        let body = KubeProtobuf.bytes(of: .init(apiVersion: "v1", kind: "ConfigMap", raw: raw))
+        let object = try KubeProtobuf.builtIn.decodeObject(body)
+        let expected = try JSONValue(parsing: """
+            {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"app","namespace":"default","resourceVersion":"7",
+             "creationTimestamp":"2023-11-14T22:13:20Z","labels":{"tier":"front"}},"immutable":false,"data":{"mode":"edge"},"binaryData":{"blob":"AAH/"}}
+            """)
+        #expect(object == expected, "\(object.serialized)")
+    }
+
+    @Test func podFieldsOfEveryKindDecodeAsGoWritesThemInJSON() throws {
+        let text = """
+            metadata { name: "web" }
+            spec {
+              containers { name: "c" image: "nginx" ports { containerPort: 80 protocol: "TCP" }
+                           resources { limits { key: "cpu" value { string: "100m" } } }
+                           livenessProbe { handler { httpGet { path: "/" port { type: 1 strVal: "http" } } } periodSeconds: 10 }
+                           readinessProbe { handler { tcpSocket { port { type: 0 intVal: 8080 } } } } }
+              volumes { name: "scratch" volumeSource { emptyDir { } } }
+              automountServiceAccountToken: false
+              hostNetwork: false
+            }
+            status { phase: "Running" startTime { } conditions { type: "Ready" status: "True" lastTransitionTime { seconds: 86400 } } }
+            """
+        let raw = try encodeWithProtoc(text, as: "k8s.io.api.core.v1.Pod")
+        let pod = try KubeProtobuf.builtIn.json(fromMessage: raw, type: "k8s.io.api.core.v1.Pod")
+        let container = pod[path: ["spec", "containers"]]?.arrayValue?.first
+        #expect(container?[path: ["resources", "limits", "cpu"]] == .string("100m"))
+        #expect(container?[path: ["livenessProbe", "httpGet", "port"]] == .string("http"))
+        #expect(container?[path: ["readinessProbe", "tcpSocket", "port"]] == .number("8080"))
+        #expect(container?[path: ["ports"]] == .array([try JSONValue(parsing: #"{"containerPort":80,"protocol":"TCP"}"#)]))
+        #expect(pod[path: ["spec", "volumes"]] == .array([try JSONValue(parsing: #"{"name":"scratch","emptyDir":{}}"#)]), "an empty emptyDir stays")
+        #expect(pod[path: ["spec", "automountServiceAccountToken"]] == .bool(false), "a false that was set stays")
+        #expect(pod[path: ["status", "startTime"]] == .null, "a zero time is null, as in Go's JSON")
+        #expect(pod[path: ["status", "conditions"]]?.arrayValue?.first?["lastTransitionTime"] == .string("1970-01-02T00:00:00Z"))
+    }
+
+    @Test func ourEncodingDecodesWithProtocAndBack() throws {
+        for name in ["core.v1.ConfigMap", "core.v1.Node"] {
+            let original = try JSONValue(parsing: try String(contentsOfFile: Self.shared + "/kubernetes/\(name).json", encoding: .utf8))
+            let kind = String(name.split(separator: ".").last!)
+            let type = "k8s.io.api.\(name)"
+            let ours = try KubeProtobuf.builtIn.message(fromJSON: original, type: type)
+            // protoc reads our bytes, writes them as text, encodes that text again: the same message.
+            let text = try decodeWithProtoc(ours, as: type)
+            #expect(!text.isEmpty)
+            let theirs = try encodeWithProtoc(text, as: type)
+            #expect(try KubeProtobuf.builtIn.json(fromMessage: theirs, type: type) == KubeProtobuf.builtIn.json(fromMessage: ours, type: type), "\(kind)")
+        }
+    }
+
+    @Test func kubernetesRoundTripDataSurvivesJSONToProtobufToJSON() throws {
+        for name in ["core.v1.ConfigMap", "core.v1.Node"] {
+            let original = try JSONValue(parsing: try String(contentsOfFile: Self.shared + "/kubernetes/\(name).json", encoding: .utf8))
+            let body = try KubeProtobuf.builtIn.encodeObject(original)
+            #expect(Array(body.prefix(4)) == KubeProtobuf.magic)
+            let back = try KubeProtobuf.builtIn.decodeObject(body)
+            // Only what Kubernetes 1.32's schema no longer has is lost (as kube-apiserver 1.32 loses it).
+            #expect(Self.differences(original, back) == ["metadata.clusterName: only in the original"], "\(name)")
+        }
+    }
+
+    @Test func badBodiesAreRefusedWithKubeAPIServersMessages() throws {
+        #expect(throws: ProtobufDecodingError("empty data")) { try KubeProtobuf.builtIn.decodeObject([]) }
+        #expect(throws: ProtobufDecodingError("provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]")) {
+            try KubeProtobuf.builtIn.decodeObject(Array("{}".utf8))
+        }
+        #expect(throws: ProtobufDecodingError("empty body")) { try KubeProtobuf.builtIn.decodeObject(KubeProtobuf.magic) }
+        let truncated = KubeProtobuf.bytes(of: .init(apiVersion: "v1", kind: "ConfigMap", raw: [0x0a, 0x05, 0x0a]))
+        #expect(throws: ProtobufDecodingError.self) { try KubeProtobuf.builtIn.decodeObject(truncated) }
+        let unknownKind = KubeProtobuf.bytes(of: .init(apiVersion: "example.com/v1", kind: "Widget", raw: []))
+        #expect(throws: ProtobufDecodingError("no protobuf message is known for Widget in example.com/v1")) { try KubeProtobuf.builtIn.decodeObject(unknownKind) }
+        #expect(throws: ProtobufEncodingError("metadata.generation: expected an integer")) {
+            try KubeProtobuf.builtIn.encodeObject(try JSONValue(parsing: #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generation":"x"}}"#))
+        }
+    }
+
+    @Test func everyKindIsFoundInItsGroupsPackage() {
+        let protobuf = KubeProtobuf.builtIn
+        #expect(protobuf.messageName(apiVersion: "v1", kind: "Pod") == "k8s.io.api.core.v1.Pod")
+        #expect(protobuf.messageName(apiVersion: "apps/v1", kind: "Deployment") == "k8s.io.api.apps.v1.Deployment")
+        #expect(protobuf.messageName(apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role") == "k8s.io.api.rbac.v1.Role")
+        #expect(protobuf.messageName(apiVersion: "coordination.k8s.io/v1", kind: "Lease") == "k8s.io.api.coordination.v1.Lease")
+        #expect(protobuf.messageName(apiVersion: "v1", kind: "Status") == "k8s.io.apimachinery.pkg.apis.meta.v1.Status")
+        #expect(protobuf.messageName(apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition")
+                == "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition")
+        #expect(protobuf.messageName(apiVersion: "devices.kubeedge.io/v1beta1", kind: "Device") == nil)
+    }
+
+    /// Paths where two JSON values differ.
+    static func differences(_ a: JSONValue, _ b: JSONValue, path: String = "") -> [String] {
+        switch (a, b) {
+        case (.object(let left), .object(let right)):
+            var found: [String] = []
+            for (key, value) in left {
+                let child = path.isEmpty ? key : path + "." + key
+                if let other = right[key] { found += differences(value, other, path: child) } else { found.append("\(child): only in the original") }
+            }
+            for (key, _) in right where left[key] == nil { found.append("\(path.isEmpty ? key : path + "." + key): only in the copy") }
+            return found
+        case (.array(let left), .array(let right)) where left.count == right.count:
+            return zip(left, right).enumerated().flatMap { differences($1.0, $1.1, path: "\(path)[\($0)]") }
+        default:
+            return a == b ? [] : ["\(path): \(a.serialized) ≠ \(b.serialized)"]
+        }
+    }
+}
