@@ -33,10 +33,9 @@ import Testing
     struct ProtocFailed: Error { let message: String }
 
     private func file(of type: String) -> String {
-        let package = type.split(separator: ".").dropLast().joined(separator: ".")
-        let path = package.replacingOccurrences(of: "k8s.io.apiextensions_apiserver.", with: "k8s.io/apiextensions-apiserver/")
-            .replacingOccurrences(of: "k8s.io.", with: "k8s.io/").replacingOccurrences(of: ".", with: "/")
-        return path + "/generated.proto"
+        // k8s.io.api.core.v1.Pod → k8s.io/api/core/v1/generated.proto
+        let package = type.split(separator: ".").dropFirst(2).dropLast().joined(separator: "/")
+        return "k8s.io/" + package.replacingOccurrences(of: "apiextensions_apiserver", with: "apiextensions-apiserver") + "/generated.proto"
     }
 
     private func encodeWithProtoc(_ text: String, as type: String) throws -> [UInt8] {

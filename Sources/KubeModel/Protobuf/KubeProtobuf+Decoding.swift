@@ -212,13 +212,12 @@ extension KubeProtobuf {
     /// (Go writes every non-pointer field into protobuf, and `omitempty` drops these from JSON).
     /// `false`, `0` and `{}` stay: the schema does not say which fields are pointers, whose
     /// `false`, `0` or empty object was set on purpose (`automountServiceAccountToken: false`,
-    /// `emptyDir: {}`).
+    /// `emptyDir: {}`); so does a zero time's `null`, which Go writes for a struct field.
     static func isEmpty(_ value: JSONValue) -> Bool {
         switch value {
-        case .null: true
         case .string(let text): text.isEmpty
         case .array(let items): items.isEmpty
-        case .bool, .number, .object: false
+        case .null, .bool, .number, .object: false
         }
     }
 
