@@ -5,46 +5,10 @@ import Testing
 /// Kubernetes protobuf against an encoder that is not ours: Debian's `protoc` with the
 /// published schemas in `../shared/testdata/kubernetes-proto`.
 @Suite struct KubeProtobufTests {
-    static let shared = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../shared/testdata").standardized.path
-    static let schemas = shared + "/kubernetes-proto"
+    static let shared = Protoc.testdata
 
-    /// Runs protoc with `arguments` on `input`; its standard output.
-    private func protoc(_ arguments: [String], input: [UInt8]) throws -> [UInt8] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/protoc")
-        process.arguments = ["-I", Self.schemas] + arguments
-        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        let writer = Thread {
-            stdin.fileHandleForWriting.write(Data(input))
-            try? stdin.fileHandleForWriting.close()
-        }
-        writer.start()
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        let errors = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw ProtocFailed(message: errors) }
-        return [UInt8](output)
-    }
-
-    struct ProtocFailed: Error { let message: String }
-
-    private func file(of type: String) -> String {
-        // k8s.io.api.core.v1.Pod → k8s.io/api/core/v1/generated.proto
-        let package = type.split(separator: ".").dropFirst(2).dropLast().joined(separator: "/")
-        return "k8s.io/" + package.replacingOccurrences(of: "apiextensions_apiserver", with: "apiextensions-apiserver") + "/generated.proto"
-    }
-
-    private func encodeWithProtoc(_ text: String, as type: String) throws -> [UInt8] {
-        try protoc(["--encode=\(type)", file(of: type)], input: Array(text.utf8))
-    }
-
-    private func decodeWithProtoc(_ bytes: [UInt8], as type: String) throws -> String {
-        String(decoding: try protoc(["--decode=\(type)", file(of: type)], input: bytes), as: UTF8.self)
-    }
+    private func encodeWithProtoc(_ text: String, as type: String) throws -> [UInt8] { try Protoc.encode(text, as: type) }
+    private func decodeWithProtoc(_ bytes: [UInt8], as type: String) throws -> String { try Protoc.decode(bytes, as: type) }
 
     @Test func goTextFormsOfTimesDurationsAndBytes() {
         #expect(GoFormats.rfc3339(seconds: 0, nanos: 0) == "1970-01-01T00:00:00Z")

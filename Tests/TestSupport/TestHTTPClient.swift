@@ -17,6 +17,13 @@ public struct TestHTTPResponse: Sendable {
         return String(buffer: all)
     }
 
+    /// The whole body's bytes.
+    public func bytes() async throws -> [UInt8] {
+        var all: [UInt8] = []
+        for try await chunk in body { all += chunk.readableBytesView }
+        return all
+    }
+
     /// The body split into newline-terminated lines, as they arrive (watch streams).
     public func lines() -> AsyncThrowingStream<String, any Error> {
         let body = body
@@ -45,7 +52,8 @@ public struct TestHTTPResponse: Sendable {
 /// its head arrives; a peer that accepts and never answers (a port another test took) is given
 /// up after `timeout`.
 public func httpRequest(_ method: HTTPMethod = .GET, host: String = "127.0.0.1", port: Int, path: String, body: String? = nil,
-                        timeout: Duration = .seconds(10)) async throws -> TestHTTPResponse {
+                        bytes: [UInt8]? = nil, headers: [(String, String)] = [], timeout: Duration = .seconds(10)) async throws -> TestHTTPResponse {
+    let payload = bytes.map { ByteBuffer(bytes: $0) } ?? body.map { ByteBuffer(string: $0) }
     let channel = try await ClientBootstrap(group: testGroup)
         .connectTimeout(.seconds(5))
         .connect(host: host, port: port) { channel in
@@ -62,9 +70,10 @@ public func httpRequest(_ method: HTTPMethod = .GET, host: String = "127.0.0.1",
                 var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
                 head.headers.add(name: "Host", value: "\(host):\(port)")
                 head.headers.add(name: "Connection", value: "close")
-                if let body { head.headers.add(name: "Content-Length", value: "\(body.utf8.count)") }
+                for (name, value) in headers { head.headers.add(name: name, value: value) }
+                if let payload { head.headers.add(name: "Content-Length", value: "\(payload.readableBytes)") }
                 try await outbound.write(.head(head))
-                if let body { try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body)))) }
+                if let payload { try await outbound.write(.body(.byteBuffer(payload))) }
                 try await outbound.write(.end(nil))
                 for try await part in inbound {
                     switch part {

@@ -198,6 +198,8 @@ public final class APIServer: Service, Sendable {
 
     /// Answers one request; `false` when the connection must close (after a watch).
     private func handle(_ head: HTTPRequestHead, body: ByteBuffer, writer: ResponseWriter, closed: EventLoopFuture<Void>) async throws -> Bool {
+        // Errors go in the encoding negotiated for the request, once there is one.
+        var writer = writer
         let uri = RequestURI(head.uri)
         let path = uri.path
         let query = uri.query
@@ -225,6 +227,11 @@ public final class APIServer: Service, Sendable {
             case .resource(let route):
                 let watch = watchPath || query["watch"] == "true" || query["watch"] == "1"
                 let selection = try Selection(query)
+                let protobufAvailable = KubeProtobuf.builtIn.messageName(apiVersion: route.resource.groupVersion, kind: route.resource.kind) != nil
+                guard let encoding = APIMediaType.negotiate(accept: head.headers[canonicalForm: "Accept"].map(String.init), protobufAvailable: protobufAvailable) else {
+                    throw APIMediaType.notAcceptable(protobufAvailable: protobufAvailable)
+                }
+                writer.encoding = encoding
                 if watch, head.method == .GET {
                     try await self.watch(route, selection, from: query["resourceVersion"], timeoutSeconds: query["timeoutSeconds"].flatMap { Int($0) },
                                          bookmarks: query["allowWatchBookmarks"] == "true", writer: writer, closed: closed)
@@ -278,14 +285,14 @@ public final class APIServer: Service, Sendable {
             guard let object = try await store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
             return (.ok, object)
         case (.POST, nil):
-            var object = try JSONValue(parsing: body.readableBytesView)
+            var object = try Self.decodeBody(body, contentType: contentType, resource: resource)
             try validate(object)
             let key = try identify(&object, route: route)
             if resource.group.isEmpty, resource.kind == "Pod" { object = PodDefaults.onCreate(object) }
             // The namespace is checked in the create's own transaction.
             return (.created, try await store.create(key, object, dryRun: dryRun, requiringNamespace: resource.namespaced))
         case (.PUT, let key?):
-            var object = try JSONValue(parsing: body.readableBytesView)
+            var object = try Self.decodeBody(body, contentType: contentType, resource: resource)
             try validate(object)
             _ = try identify(&object, route: route)
             if route.subresource == "status" {
@@ -388,6 +395,28 @@ public final class APIServer: Service, Sendable {
 
     /// A list as JSON built from the stored bytes of the objects it selects: objects are parsed
     /// only to match a selector, and never serialised again.
+    /// A create's or update's body as JSON: JSON as it is, or Kubernetes protobuf (built-in
+    /// kinds) transcoded, its API version checked against the URL's.
+    private static func decodeBody(_ body: ByteBuffer, contentType: String, resource: APIResource) throws -> JSONValue {
+        guard APIMediaType.isProtobuf(contentType: contentType) else { return try JSONValue(parsing: body.readableBytesView) }
+        guard KubeProtobuf.builtIn.messageName(apiVersion: resource.groupVersion, kind: resource.kind) != nil else {
+            throw APIError(code: 415, reason: "UnsupportedMediaType",
+                           message: "the body of a request for \(resource.plural) must be JSON: \(resource.kind) has no protobuf form")
+        }
+        let object: JSONValue
+        do {
+            object = try KubeProtobuf.builtIn.decodeObject(Array(body.readableBytesView))
+        } catch {
+            throw APIError.badRequest("the request body is not a Kubernetes protobuf object: \(error)")
+        }
+        // A kind that does not belong at the URL is refused by `identify`, as for JSON.
+        let apiVersion = object["apiVersion"]?.stringValue ?? ""
+        guard apiVersion == resource.groupVersion else {
+            throw APIError.badRequest("the API version in the data (\(apiVersion)) does not match the expected API version (\(resource.groupVersion))")
+        }
+        return object
+    }
+
     private func encodedList(_ route: APIRoute, _ selection: Selection) async throws(APIError) -> [UInt8] {
         let resource = route.resource
         let nodeName = selection.fields.requiredValues["spec.nodeName"]
@@ -457,12 +486,12 @@ public final class APIServer: Service, Sendable {
             events = try await store.watch(resource: resource.storageName, namespace: namespace, after: from)
         } catch {
             try await writer.startStream()
-            try await writer.streamLine(.object(JSONObject([("type", .string("ERROR")), ("object", error.status)])))
+            try await writer.streamEvent("ERROR", object: error.status)
             try await writer.endStream()
             return
         }
         try await writer.startStream()
-        for object in initial { try await writer.streamLine(.object(JSONObject([("type", .string("ADDED")), ("object", object)]))) }
+        for object in initial { try await writer.streamEvent("ADDED", object: object) }
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds ?? 1800)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -473,7 +502,7 @@ public final class APIServer: Service, Sendable {
                             ("kind", .string(resource.kind)), ("apiVersion", .string(resource.groupVersion)),
                             ("metadata", .object(JSONObject([("resourceVersion", .string(String(event.revision)))]))),
                         ]))
-                        try await writer.streamLine(.object(JSONObject([("type", .string("BOOKMARK")), ("object", marker)])))
+                        try await writer.streamEvent("BOOKMARK", object: marker)
                         continue
                     }
                     guard selection.matches(event.object) else { continue }
@@ -499,22 +528,39 @@ struct APIConnection: Sendable {
     let nioChannel: any Channel
 }
 
-/// Writes JSON responses and watch streams on one connection.
+/// Writes responses and watch streams on one connection, as JSON or, when negotiated,
+/// Kubernetes protobuf (objects in their envelope; watch events as length-prefixed
+/// `WatchEvent` messages).
 struct ResponseWriter: Sendable {
     let outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+    /// What ``APIMediaType/negotiate(accept:protobufAvailable:)`` chose for this request.
+    var encoding = APIEncoding.json
 
     /// Sends `value`; each warning goes in a `Warning: 299 - "…"` header, as Kubernetes sends them.
     func send(_ value: JSONValue, status: HTTPResponseStatus = .ok, warnings: [String] = []) async throws {
-        try await send(encoded: value.serializedBytes, status: status, warnings: warnings)
+        if encoding == .protobuf, let bytes = try? KubeProtobuf.builtIn.encodeObject(value) {
+            try await send(bytes, contentType: APIMediaType.protobuf, status: status, warnings: warnings)
+        } else {
+            try await send(value.serializedBytes, contentType: "application/json", status: status, warnings: warnings)
+        }
     }
 
+    /// Sends an object already encoded as JSON (transcoded when protobuf was negotiated).
     func send(encoded bytes: [UInt8], status: HTTPResponseStatus = .ok, warnings: [String] = []) async throws {
+        if encoding == .protobuf {
+            try await send(try JSONValue(parsing: bytes), status: status, warnings: warnings)
+        } else {
+            try await send(bytes, contentType: "application/json", status: status, warnings: warnings)
+        }
+    }
+
+    private func send(_ bytes: [UInt8], contentType: String, status: HTTPResponseStatus, warnings: [String]) async throws {
         var head = HTTPResponseHead(version: .http1_1, status: status)
         for warning in warnings {
             let quoted = warning.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             head.headers.add(name: "Warning", value: "299 - \"\(quoted)\"")
         }
-        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Content-Type", value: contentType)
         head.headers.add(name: "Content-Length", value: "\(bytes.count)")
         try await outbound.write(.head(head))
         try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes))))
@@ -527,25 +573,38 @@ struct ResponseWriter: Sendable {
 
     func startStream() async throws {
         var head = HTTPResponseHead(version: .http1_1, status: .ok)
-        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Content-Type", value: encoding == .protobuf ? APIMediaType.protobufWatch : "application/json")
         head.headers.add(name: "Transfer-Encoding", value: "chunked")
         try await outbound.write(.head(head))
     }
 
-    func streamLine(_ value: JSONValue) async throws {
-        var bytes = value.serializedBytes
-        bytes.append(UInt8(ascii: "\n"))
-        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes))))
+    /// One watch event: `{"type":TYPE,"object":OBJECT}` and a newline, or a protobuf frame.
+    func streamEvent(_ type: String, object: JSONValue) async throws {
+        if encoding == .protobuf {
+            try await streamProtobufEvent(type, object: object)
+        } else {
+            var bytes = JSONValue.object(JSONObject([("type", .string(type)), ("object", object)])).serializedBytes
+            bytes.append(UInt8(ascii: "\n"))
+            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes))))
+        }
     }
 
-    /// `{"type":TYPE,"object":OBJECT}` and a newline, from the object's stored bytes.
+    /// One watch event from the object's stored JSON bytes.
     func streamEvent(_ type: String, encodedObject: [UInt8]) async throws {
+        guard encoding == .json else { return try await streamProtobufEvent(type, object: try JSONValue(parsing: encodedObject)) }
         var buffer = ByteBuffer()
         buffer.reserveCapacity(encodedObject.count + 32)
         buffer.writeString(#"{"type":"\#(type)","object":"#)
         buffer.writeBytes(encodedObject)
         buffer.writeString("}\n")
         try await outbound.write(.body(.byteBuffer(buffer)))
+    }
+
+    /// A `metav1.WatchEvent` whose object is the enveloped protobuf object, after its length
+    /// (4 bytes, big-endian), as kube-apiserver frames protobuf watches.
+    private func streamProtobufEvent(_ type: String, object: JSONValue) async throws {
+        let frame = try KubeProtobuf.builtIn.watchEventFrame(type: type, object: object)
+        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: frame))))
     }
 
     func endStream() async throws {

@@ -1,0 +1,85 @@
+import Cloud
+import Foundation
+import KubeModel
+import Testing
+import TestSupport
+
+/// The embedded API server speaking Kubernetes protobuf, as client-go does, checked with
+/// protoc (bodies it encoded, responses it decodes) and kubectl (the JSON side of the same objects).
+@Suite struct APIProtobufTests {
+    static let protobuf = "application/vnd.kubernetes.protobuf"
+
+    @Test func aBuiltInKindIsCreatedReadListedWatchedAndRefusedInProtobuf() async throws {
+        let server = try await EmbeddedServer()
+        defer { removeTemporaryDirectory(server.directory) }
+        let port = server.port
+        let configMaps = "/api/v1/namespaces/default/configmaps"
+
+        // A watch in protobuf, opened first.
+        let watch = try await httpRequest(port: port, path: configMaps + "?watch=true&timeoutSeconds=20", headers: [("Accept", Self.protobuf)])
+        #expect(watch.headers.first(name: "Content-Type") == Self.protobuf + ";stream=watch")
+
+        // Created from protoc's encoding, answered in protobuf.
+        let raw = try Protoc.encode(#"metadata { name: "from-go" labels { key: "tier" value: "edge" } } data { key: "mode" value: "protobuf" }"#,
+                                    as: "k8s.io.api.core.v1.ConfigMap")
+        let created = try await httpRequest(.POST, port: port, path: configMaps, bytes: KubeProtobuf.bytes(of: .init(apiVersion: "v1", kind: "ConfigMap", raw: raw)),
+                                            headers: [("Content-Type", Self.protobuf), ("Accept", Self.protobuf + ", application/json")])
+        #expect(created.status == 201)
+        #expect(created.headers.first(name: "Content-Type") == Self.protobuf)
+        let envelope = try KubeProtobuf.envelope(of: try await created.bytes())
+        #expect(envelope.apiVersion == "v1" && envelope.kind == "ConfigMap")
+        let text = try Protoc.decode(envelope.raw, as: "k8s.io.api.core.v1.ConfigMap")
+        #expect(text.contains(#"name: "from-go""#) && text.contains("resourceVersion: ") && text.contains("creationTimestamp {"), "\(text)")
+
+        // kubectl (JSON) sees what protobuf wrote; a protobuf read equals the JSON read.
+        #expect(try await server.kubectl("get", "configmap", "from-go", "-o", "jsonpath={.data.mode}/{.metadata.labels.tier}").output == "protobuf/edge")
+        let asJSON = try JSONValue(parsing: try await httpRequest(port: port, path: configMaps + "/from-go").text())
+        let read = try await httpRequest(port: port, path: configMaps + "/from-go", headers: [("Accept", Self.protobuf)])
+        let asProtobuf = try KubeProtobuf.builtIn.decodeObject(try await read.bytes())
+        #expect(KubeProtobufTests.differences(asJSON, asProtobuf).isEmpty, "\(KubeProtobufTests.differences(asJSON, asProtobuf))")
+
+        // A list in protobuf.
+        _ = try await server.kubectl("create", "configmap", "second", "--from-literal=k=v")
+        let list = try await httpRequest(port: port, path: configMaps, headers: [("Accept", Self.protobuf)])
+        let listed = try KubeProtobuf.envelope(of: try await list.bytes())
+        #expect(listed.kind == "ConfigMapList")
+        let listText = try Protoc.decode(listed.raw, as: "k8s.io.api.core.v1.ConfigMapList")
+        #expect(listText.contains(#"name: "from-go""#) && listText.contains(#"name: "second""#), "\(listText)")
+
+        // The watch saw both, as length-prefixed WatchEvents.
+        var pending: [UInt8] = []
+        var events: [(type: String, object: JSONValue)] = []
+        for try await chunk in watch.body {
+            pending += chunk.readableBytesView
+            events += try KubeProtobuf.builtIn.watchEvents(from: &pending)
+            if events.count >= 2 { break }
+        }
+        #expect(events.map(\.type) == ["ADDED", "ADDED"])
+        #expect(events.map { $0.object[path: ["metadata", "name"]]?.stringValue } == ["from-go", "second"])
+
+        // Errors are a protobuf Status.
+        let missing = try await httpRequest(port: port, path: configMaps + "/absent", headers: [("Accept", Self.protobuf)])
+        #expect(missing.status == 404)
+        let status = try KubeProtobuf.envelope(of: try await missing.bytes())
+        #expect(status.kind == "Status")
+        let statusText = try Protoc.decode(status.raw, as: "k8s.io.apimachinery.pkg.apis.meta.v1.Status")
+        #expect(statusText.contains(#"reason: "NotFound""#) && statusText.contains("code: 404"), "\(statusText)")
+
+        // Bad bodies and kinds without a protobuf form.
+        let garbage = try await httpRequest(.POST, port: port, path: configMaps, bytes: [0x6b, 0x38, 0x73, 0x00, 0x0a, 0x40],
+                                            headers: [("Content-Type", Self.protobuf)])
+        #expect(garbage.status == 400)
+        #expect(try await garbage.text().contains("the request body is not a Kubernetes protobuf object"))
+        let podEnvelope = KubeProtobuf.bytes(of: .init(apiVersion: "v1", kind: "Pod", raw: try Protoc.encode(#"metadata { name: "p" }"#, as: "k8s.io.api.core.v1.Pod")))
+        let wrongKind = try await httpRequest(.POST, port: port, path: configMaps, bytes: podEnvelope, headers: [("Content-Type", Self.protobuf)])
+        #expect(wrongKind.status == 400)
+        #expect(try await wrongKind.text().contains("kind Pod does not belong at configmaps"))
+        let devices = "/apis/devices.kubeedge.io/v1beta1/namespaces/default/devices"
+        let onlyProtobuf = try await httpRequest(port: port, path: devices, headers: [("Accept", Self.protobuf)])
+        #expect(onlyProtobuf.status == 406)
+        #expect(try await onlyProtobuf.text().contains("only the following media types are accepted: application/json"))
+        let either = try await httpRequest(port: port, path: devices, headers: [("Accept", Self.protobuf + ", application/json")])
+        #expect(either.status == 200 && either.headers.first(name: "Content-Type") == "application/json")
+        await server.server.stop()
+    }
+}
