@@ -1,7 +1,8 @@
 import Testing
+import KubeModel
 @testable import Node
 
-/// The hand-written protocol buffer codec behind Edged's CRI client.
+/// The hand-written protocol buffer codec behind Edged's CRI client and Kubernetes protobuf.
 @Suite struct ProtobufWireTests {
     @Test func fieldsRoundTripAndDefaultsAreLeftOut() throws {
         var writer = ProtobufWriter()

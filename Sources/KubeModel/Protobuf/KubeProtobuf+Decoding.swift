@@ -2,54 +2,47 @@ extension KubeProtobuf {
     /// The JSON form of a message of type `type` (a full message name).
     public func json(fromMessage bytes: [UInt8], type: String) throws(ProtobufDecodingError) -> JSONValue {
         guard let message = schema.messages[type] else { throw ProtobufDecodingError("unknown message type \(type)") }
-        return try decode(ProtoReader(bytes), as: message, depth: 0)
+        return try decode(ProtobufReader(bytes), as: message, depth: 0)
     }
 
     private static let maxDepth = 100
 
-    private func decode(_ reader: ProtoReader, as message: KubeProtoSchema.Message, depth: Int) throws(ProtobufDecodingError) -> JSONValue {
+    private func decode(_ reader: ProtobufReader, as message: KubeProtoSchema.Message, depth: Int) throws(ProtobufDecodingError) -> JSONValue {
         guard depth < Self.maxDepth else { throw ProtobufDecodingError("messages nest deeper than \(Self.maxDepth)") }
         if let special = try decodeSpecial(reader, as: message, depth: depth) { return special }
         var values: [JSONValue?] = Array(repeating: nil, count: message.fields.count)
         var reader = reader
-        while !reader.isAtEnd {
-            let (number, wireType) = try reader.tag()
-            guard let index = message.fieldIndexByNumber[number] else {
-                try reader.skip(wireType)
-                continue
-            }
+        while let (number, value) = try reader.next() {
+            guard let index = message.fieldIndexByNumber[number] else { continue }
             let field = message.fields[index]
             switch field.type {
             case .map(let keyType, let valueType):
-                guard wireType == .lengthDelimited else { throw mismatch(field, in: message) }
-                var entry = reader.nested(try reader.lengthDelimited())
+                guard case .bytes = value else { throw mismatch(field, in: message) }
+                var entry = value.message
                 var key: JSONValue = Self.zero(of: keyType)
-                var value: JSONValue = Self.zero(of: valueType)
-                while !entry.isAtEnd {
-                    let (entryField, entryWireType) = try entry.tag()
+                var mapped: JSONValue = Self.zero(of: valueType)
+                while let (entryField, entryValue) = try entry.next() {
                     switch entryField {
-                    case 1: key = try decodeValue(keyType, wireType: entryWireType, from: &entry, field: field, in: message, depth: depth)
-                    case 2: value = try decodeValue(valueType, wireType: entryWireType, from: &entry, field: field, in: message, depth: depth)
-                    default: try entry.skip(entryWireType)
+                    case 1: key = try decodeValue(entryValue, as: keyType, field: field, in: message, depth: depth)
+                    case 2: mapped = try decodeValue(entryValue, as: valueType, field: field, in: message, depth: depth)
+                    default: continue
                     }
                 }
                 var map = values[index]?.objectValue ?? JSONObject()
-                map[Self.mapKey(key)] = value
+                map[Self.mapKey(key)] = mapped
                 values[index] = .object(map)
             default:
-                if field.repeated {
-                    var items = values[index]?.arrayValue ?? []
-                    if wireType == .lengthDelimited, Self.isPackable(field.type) {
-                        var packed = reader.nested(try reader.lengthDelimited())
-                        let itemWireType: ProtoWireType = field.type == .double ? .fixed64 : field.type == .float ? .fixed32 : .varint
-                        while !packed.isAtEnd { items.append(try decodeValue(field.type, wireType: itemWireType, from: &packed, field: field, in: message, depth: depth)) }
-                    } else {
-                        items.append(try decodeValue(field.type, wireType: wireType, from: &reader, field: field, in: message, depth: depth))
-                    }
-                    values[index] = .array(items)
-                } else {
-                    values[index] = try decodeValue(field.type, wireType: wireType, from: &reader, field: field, in: message, depth: depth)
+                guard field.repeated else {
+                    values[index] = try decodeValue(value, as: field.type, field: field, in: message, depth: depth)
+                    continue
                 }
+                var items = values[index]?.arrayValue ?? []
+                if case .bytes(let packed) = value, Self.isPackable(field.type) {
+                    items += try unpack(packed, as: field.type, field: field, in: message)
+                } else {
+                    items.append(try decodeValue(value, as: field.type, field: field, in: message, depth: depth))
+                }
+                values[index] = .array(items)
             }
         }
         var object = JSONObject()
@@ -65,71 +58,85 @@ extension KubeProtobuf {
         return .object(object)
     }
 
-    private func decodeValue(_ type: KubeProtoSchema.FieldType, wireType: ProtoWireType, from reader: inout ProtoReader,
-                             field: KubeProtoSchema.Field, in message: KubeProtoSchema.Message, depth: Int) throws(ProtobufDecodingError) -> JSONValue {
-        switch (type, wireType) {
-        case (.string, .lengthDelimited):
-            return .string(String(decoding: reader.slice(try reader.lengthDelimited()), as: UTF8.self))
-        case (.bytes, .lengthDelimited):
-            return .string(GoFormats.base64(reader.slice(try reader.lengthDelimited())))
-        case (.bool, .varint):
-            return .bool(try reader.varint() != 0)
-        case (.int32, .varint):
-            return .number(String(Int32(truncatingIfNeeded: try reader.varint())))
-        case (.int64, .varint):
-            return .number(String(Int64(bitPattern: try reader.varint())))
-        case (.uint32, .varint):
-            return .number(String(UInt32(truncatingIfNeeded: try reader.varint())))
-        case (.uint64, .varint):
-            return .number(String(try reader.varint()))
-        case (.double, .fixed64):
-            return .number(Self.number(Double(bitPattern: try reader.fixed64())))
-        case (.float, .fixed32):
-            return .number(Self.number(Double(Float(bitPattern: try reader.fixed32()))))
-        case (.message(let name), .lengthDelimited):
+    private func decodeValue(_ value: ProtobufReader.Value, as type: KubeProtoSchema.FieldType, field: KubeProtoSchema.Field,
+                             in message: KubeProtoSchema.Message, depth: Int) throws(ProtobufDecodingError) -> JSONValue {
+        switch (type, value) {
+        case (.string, .bytes(let bytes)): return .string(String(decoding: bytes, as: UTF8.self))
+        case (.bytes, .bytes(let bytes)): return .string(GoFormats.base64(bytes))
+        case (.bool, .varint(let raw)): return .bool(raw != 0)
+        case (.int32, .varint(let raw)): return .number(String(Int32(truncatingIfNeeded: raw)))
+        case (.int64, .varint(let raw)): return .number(String(Int64(bitPattern: raw)))
+        case (.uint32, .varint(let raw)): return .number(String(UInt32(truncatingIfNeeded: raw)))
+        case (.uint64, .varint(let raw)): return .number(String(raw))
+        case (.double, .fixed(let raw)): return .number(Self.number(Double(bitPattern: raw)))
+        case (.float, .fixed(let raw)): return .number(Self.number(Double(Float(bitPattern: UInt32(truncatingIfNeeded: raw)))))
+        case (.message(let name), .bytes):
             guard let nested = schema.messages[name] else { throw ProtobufDecodingError("unknown message type \(name)") }
-            return try decode(reader.nested(try reader.lengthDelimited()), as: nested, depth: depth + 1)
+            return try decode(value.message, as: nested, depth: depth + 1)
         default:
             throw mismatch(field, in: message)
         }
+    }
+
+    /// A packed repeated field's values (proto3 writes them so; proto2 may).
+    private func unpack(_ bytes: ArraySlice<UInt8>, as type: KubeProtoSchema.FieldType, field: KubeProtoSchema.Field,
+                        in message: KubeProtoSchema.Message) throws(ProtobufDecodingError) -> [JSONValue] {
+        var values: [JSONValue] = []
+        var rest = bytes
+        while !rest.isEmpty {
+            switch type {
+            case .double, .float:
+                let width = type == .double ? 8 : 4
+                guard rest.count >= width else { throw mismatch(field, in: message) }
+                var raw: UInt64 = 0
+                for (offset, byte) in rest.prefix(width).enumerated() { raw |= UInt64(byte) << (8 * UInt64(offset)) }
+                rest = rest.dropFirst(width)
+                values.append(try decodeValue(.fixed(raw), as: type, field: field, in: message, depth: 0))
+            default:
+                var raw: UInt64 = 0
+                var shift: UInt64 = 0
+                while true {
+                    guard let byte = rest.popFirst(), shift < 64 else { throw ProtobufDecodingError("a packed varint of \(field.name) is cut short") }
+                    raw |= UInt64(byte & 0x7f) << shift
+                    if byte < 0x80 { break }
+                    shift += 7
+                }
+                values.append(try decodeValue(.varint(raw), as: type, field: field, in: message, depth: 0))
+            }
+        }
+        return values
     }
 
     private func mismatch(_ field: KubeProtoSchema.Field, in message: KubeProtoSchema.Message) -> ProtobufDecodingError {
         ProtobufDecodingError("field \(field.name) (\(field.number)) of \(message.name) has the wrong wire type")
     }
 
+    /// The fields of a small message, by number (the last of each wins).
+    private func fields(_ reader: ProtobufReader) throws(ProtobufDecodingError) -> [Int: ProtobufReader.Value] {
+        var reader = reader
+        var fields: [Int: ProtobufReader.Value] = [:]
+        while let (number, value) = try reader.next() { fields[number] = value }
+        return fields
+    }
+
     /// The JSON forms of the messages Go encodes as strings, numbers or embedded JSON; `nil`
     /// for an ordinary message.
-    private func decodeSpecial(_ reader: ProtoReader, as message: KubeProtoSchema.Message, depth: Int) throws(ProtobufDecodingError) -> JSONValue? {
+    private func decodeSpecial(_ reader: ProtobufReader, as message: KubeProtoSchema.Message, depth: Int) throws(ProtobufDecodingError) -> JSONValue? {
         switch message.name {
         case Self.time, Self.microTime:
             guard !reader.isAtEnd else { return .null }
-            let fields = try scalarFields(reader)
-            let seconds = Int64(bitPattern: fields[1] ?? 0)
-            let nanos = Int32(truncatingIfNeeded: fields[2] ?? 0)
-            return .string(GoFormats.rfc3339(seconds: seconds, nanos: message.name == Self.microTime ? nanos : 0,
-                                             fractionDigits: message.name == Self.microTime ? 6 : 0))
+            let fields = try fields(reader)
+            let micro = message.name == Self.microTime
+            return .string(GoFormats.rfc3339(seconds: fields[1]?.int64 ?? 0, nanos: micro ? fields[2]?.int32 ?? 0 : 0, fractionDigits: micro ? 6 : 0))
         case Self.duration:
-            return .string(GoFormats.duration(nanoseconds: Int64(bitPattern: try scalarFields(reader)[1] ?? 0)))
+            return .string(GoFormats.duration(nanoseconds: try fields(reader)[1]?.int64 ?? 0))
         case Self.quantity:
-            return .string(try stringFields(reader)[1] ?? "0")
+            return .string(try fields(reader)[1]?.string ?? "0")
         case Self.intOrString:
-            var copy = reader
-            var type: UInt64 = 0
-            var intValue: Int32 = 0
-            var stringValue = ""
-            while !copy.isAtEnd {
-                let (number, wireType) = try copy.tag()
-                switch (number, wireType) {
-                case (1, .varint): type = try copy.varint()
-                case (2, .varint): intValue = Int32(truncatingIfNeeded: try copy.varint())
-                case (3, .lengthDelimited): stringValue = String(decoding: copy.slice(try copy.lengthDelimited()), as: UTF8.self)
-                default: try copy.skip(wireType)
-                }
-            }
-            return type == 1 ? .string(stringValue) : .number(String(intValue))
+            let fields = try fields(reader)
+            return fields[1]?.int64 == 1 ? .string(fields[3]?.string ?? "") : .number(String(fields[2]?.int32 ?? 0))
         case Self.rawExtension, Self.fieldsV1, Self.apiExtensionsJSON:
-            let raw = try bytesField(reader, number: 1)
+            let raw = try fields(reader)[1]?.data ?? []
             guard !raw.isEmpty else { return .null }
             if raw.starts(with: Self.magic) { return try decodeObject(raw) }
             do {
@@ -140,47 +147,13 @@ extension KubeProtobuf {
         default:
             guard message.isList, let items = message.fields.first else { return nil }
             var values: [JSONValue] = []
-            var copy = reader
-            while !copy.isAtEnd {
-                let (number, wireType) = try copy.tag()
-                guard number == items.number else {
-                    try copy.skip(wireType)
-                    continue
-                }
-                values.append(try decodeValue(items.type, wireType: wireType, from: &copy, field: items, in: message, depth: depth))
+            var reader = reader
+            while let (number, value) = try reader.next() {
+                guard number == items.number else { continue }
+                values.append(try decodeValue(value, as: items.type, field: items, in: message, depth: depth))
             }
             return .array(values)
         }
-    }
-
-    private func scalarFields(_ reader: ProtoReader) throws(ProtobufDecodingError) -> [Int: UInt64] {
-        var copy = reader
-        var fields: [Int: UInt64] = [:]
-        while !copy.isAtEnd {
-            let (number, wireType) = try copy.tag()
-            if wireType == .varint { fields[number] = try copy.varint() } else { try copy.skip(wireType) }
-        }
-        return fields
-    }
-
-    private func stringFields(_ reader: ProtoReader) throws(ProtobufDecodingError) -> [Int: String] {
-        var copy = reader
-        var fields: [Int: String] = [:]
-        while !copy.isAtEnd {
-            let (number, wireType) = try copy.tag()
-            if wireType == .lengthDelimited { fields[number] = String(decoding: copy.slice(try copy.lengthDelimited()), as: UTF8.self) } else { try copy.skip(wireType) }
-        }
-        return fields
-    }
-
-    private func bytesField(_ reader: ProtoReader, number wanted: Int) throws(ProtobufDecodingError) -> [UInt8] {
-        var copy = reader
-        var bytes: [UInt8] = []
-        while !copy.isAtEnd {
-            let (number, wireType) = try copy.tag()
-            if number == wanted, wireType == .lengthDelimited { bytes = Array(copy.slice(try copy.lengthDelimited())) } else { try copy.skip(wireType) }
-        }
-        return bytes
     }
 
     static func isPackable(_ type: KubeProtoSchema.FieldType) -> Bool {

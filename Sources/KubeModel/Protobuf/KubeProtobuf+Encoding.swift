@@ -3,14 +3,14 @@ extension KubeProtobuf {
     /// does not know (`apiVersion`, `kind` of a top-level object among them) are left out.
     public func message(fromJSON value: JSONValue, type: String) throws(ProtobufEncodingError) -> [UInt8] {
         guard let message = schema.messages[type] else { throw ProtobufEncodingError("unknown message type \(type)") }
-        var writer = ProtoWriter()
+        var writer = ProtobufWriter()
         try encode(value, as: message, into: &writer, path: "", depth: 0)
         return writer.bytes
     }
 
     private static let maxDepth = 100
 
-    private func encode(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtoWriter, path: String,
+    private func encode(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtobufWriter, path: String,
                         depth: Int) throws(ProtobufEncodingError) {
         guard depth < Self.maxDepth else { throw ProtobufEncodingError("\(path): objects nest deeper than \(Self.maxDepth)") }
         if try encodeSpecial(value, as: message, into: &writer, path: path, depth: depth) { return }
@@ -29,10 +29,10 @@ extension KubeProtobuf {
             case .map(let keyType, let valueType):
                 guard case .object(let entries) = member else { throw ProtobufEncodingError("\(fieldPath): expected an object") }
                 for (key, entryValue) in entries.sorted(by: { $0.key < $1.key }) {
-                    var entry = ProtoWriter()
+                    var entry = ProtobufWriter()
                     try encodeValue(Self.keyValue(key, keyType), type: keyType, number: 1, into: &entry, path: fieldPath, depth: depth)
                     try encodeValue(entryValue, type: valueType, number: 2, into: &entry, path: fieldPath + "[" + key + "]", depth: depth)
-                    writer.lengthDelimited(field.number, entry.bytes)
+                    writer.lengthDelimitedField(field.number, entry.bytes)
                 }
             default:
                 if field.repeated {
@@ -56,40 +56,37 @@ extension KubeProtobuf {
         type == .string ? .string(key) : .number(key)
     }
 
-    private func encodeValue(_ value: JSONValue, type: KubeProtoSchema.FieldType, number: Int, into writer: inout ProtoWriter,
+    private func encodeValue(_ value: JSONValue, type: KubeProtoSchema.FieldType, number: Int, into writer: inout ProtobufWriter,
                              path: String, depth: Int) throws(ProtobufEncodingError) {
         switch type {
         case .string:
             guard case .string(let text) = value else { throw ProtobufEncodingError("\(path): expected a string") }
-            writer.lengthDelimited(number, Array(text.utf8))
+            writer.lengthDelimitedField(number, text.utf8)
         case .bytes:
             guard case .string(let text) = value, let bytes = GoFormats.decodeBase64(text) else {
                 throw ProtobufEncodingError("\(path): expected base64 bytes")
             }
-            writer.lengthDelimited(number, bytes)
+            writer.lengthDelimitedField(number, bytes)
         case .bool:
             guard case .bool(let flag) = value else { throw ProtobufEncodingError("\(path): expected a boolean") }
-            writer.tag(number, .varint)
-            writer.varint(flag ? 1 : 0)
+            writer.varintField(number, flag ? 1 : 0)
         case .int32, .int64:
             guard case .number(let text) = value, let integer = Self.integer(text), type == .int64 || Int32(exactly: integer) != nil else {
                 throw ProtobufEncodingError("\(path): expected \(type == .int32 ? "a 32-bit" : "an") integer")
             }
-            writer.tag(number, .varint)
-            writer.varint(UInt64(bitPattern: integer))
+            writer.varintField(number, UInt64(bitPattern: integer))
         case .uint32, .uint64:
             guard case .number(let text) = value, let integer = UInt64(text) ?? Self.integer(text).flatMap(UInt64.init(exactly:)),
                   type == .uint64 || UInt32(exactly: integer) != nil else { throw ProtobufEncodingError("\(path): expected an unsigned integer") }
-            writer.tag(number, .varint)
-            writer.varint(integer)
+            writer.varintField(number, integer)
         case .double, .float:
             guard case .number(let text) = value, let double = Double(text) else { throw ProtobufEncodingError("\(path): expected a number") }
-            if type == .double { writer.fixed64(number, double.bitPattern) } else { writer.fixed32(number, Float(double).bitPattern) }
+            if type == .double { writer.fixed64Field(number, double.bitPattern) } else { writer.fixed32Field(number, Float(double).bitPattern) }
         case .message(let name):
             guard let nested = schema.messages[name] else { throw ProtobufEncodingError("unknown message type \(name)") }
-            var inner = ProtoWriter()
+            var inner = ProtobufWriter()
             try encode(value, as: nested, into: &inner, path: path, depth: depth + 1)
-            writer.lengthDelimited(number, inner.bytes)
+            writer.lengthDelimitedField(number, inner.bytes)
         case .map:
             throw ProtobufEncodingError("\(path): a map inside a map")
         }
@@ -104,7 +101,7 @@ extension KubeProtobuf {
 
     /// Writes the messages that are strings, numbers or embedded JSON in JSON; `false` for an
     /// ordinary message.
-    private func encodeSpecial(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtoWriter, path: String,
+    private func encodeSpecial(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtobufWriter, path: String,
                                depth: Int) throws(ProtobufEncodingError) -> Bool {
         switch message.name {
         case Self.time, Self.microTime:
@@ -112,41 +109,33 @@ extension KubeProtobuf {
             guard case .string(let text) = value, let time = GoFormats.parseRFC3339(text) else {
                 throw ProtobufEncodingError("\(path): expected an RFC 3339 time")
             }
-            writer.tag(1, .varint)
-            writer.varint(UInt64(bitPattern: time.seconds))
-            if time.nanos != 0 {
-                writer.tag(2, .varint)
-                writer.varint(UInt64(bitPattern: Int64(time.nanos)))
-            }
+            writer.varintField(1, UInt64(bitPattern: time.seconds))
+            if time.nanos != 0 { writer.varintField(2, UInt64(bitPattern: Int64(time.nanos))) }
         case Self.duration:
             guard case .string(let text) = value, let nanoseconds = GoFormats.parseDuration(text) else {
                 throw ProtobufEncodingError("\(path): expected a duration")
             }
-            writer.tag(1, .varint)
-            writer.varint(UInt64(bitPattern: nanoseconds))
+            writer.varintField(1, UInt64(bitPattern: nanoseconds))
         case Self.quantity:
             switch value {
-            case .string(let text): writer.lengthDelimited(1, Array(text.utf8))
-            case .number(let text): writer.lengthDelimited(1, Array(text.utf8))
+            case .string(let text): writer.lengthDelimitedField(1, text.utf8)
+            case .number(let text): writer.lengthDelimitedField(1, text.utf8)
             default: throw ProtobufEncodingError("\(path): expected a quantity")
             }
         case Self.intOrString:
             switch value {
             case .number(let text):
                 guard let integer = Int64(text), let small = Int32(exactly: integer) else { throw ProtobufEncodingError("\(path): expected a 32-bit integer") }
-                writer.tag(1, .varint)
-                writer.varint(0)
-                writer.tag(2, .varint)
-                writer.varint(UInt64(bitPattern: Int64(small)))
+                writer.varintField(1, 0)
+                writer.varintField(2, UInt64(bitPattern: Int64(small)))
             case .string(let text):
-                writer.tag(1, .varint)
-                writer.varint(1)
-                writer.lengthDelimited(3, Array(text.utf8))
+                writer.varintField(1, 1)
+                writer.lengthDelimitedField(3, text.utf8)
             default:
                 throw ProtobufEncodingError("\(path): expected an integer or a string")
             }
         case Self.rawExtension, Self.fieldsV1, Self.apiExtensionsJSON:
-            if value != .null { writer.lengthDelimited(1, value.serializedBytes) }
+            if value != .null { writer.lengthDelimitedField(1, value.serializedBytes) }
         default:
             guard message.isList, let items = message.fields.first else { return false }
             guard case .array(let values) = value else {

@@ -3,11 +3,11 @@ extension KubeProtobuf {
     /// `metav1.WatchEvent` (no envelope) whose `object.raw` is the enveloped object, after the
     /// message's length in 4 big-endian bytes.
     public func watchEventFrame(type: String, object: JSONValue) throws(ProtobufEncodingError) -> [UInt8] {
-        var extensionMessage = ProtoWriter()
-        extensionMessage.lengthDelimited(1, try encodeObject(object))
-        var event = ProtoWriter()
-        event.lengthDelimited(1, Array(type.utf8))
-        event.lengthDelimited(2, extensionMessage.bytes)
+        var extensionMessage = ProtobufWriter()
+        extensionMessage.lengthDelimitedField(1, try encodeObject(object))
+        var event = ProtobufWriter()
+        event.lengthDelimitedField(1, type.utf8)
+        event.lengthDelimitedField(2, extensionMessage.bytes)
         let length = UInt32(event.bytes.count)
         return [UInt8(length >> 24), UInt8(length >> 16 & 255), UInt8(length >> 8 & 255), UInt8(length & 255)] + event.bytes
     }

@@ -55,28 +55,19 @@ public struct KubeProtobuf: Sendable {
             throw ProtobufDecodingError("provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]")
         }
         guard bytes.count > magic.count else { throw ProtobufDecodingError("empty body") }
-        var reader = ProtoReader(bytes, from: magic.count)
+        var reader = ProtobufReader(bytes[magic.count...])
         var envelope = Envelope(apiVersion: "", kind: "", raw: [])
-        while !reader.isAtEnd {
-            let (number, wireType) = try reader.tag()
-            guard wireType == .lengthDelimited, number == 1 || number == 2 else {
-                try reader.skip(wireType)
-                continue
-            }
-            let range = try reader.lengthDelimited()
-            if number == 2 {
-                envelope.raw = Array(reader.slice(range))
-                continue
-            }
-            var typeMeta = reader.nested(range)
-            while !typeMeta.isAtEnd {
-                let (field, type) = try typeMeta.tag()
-                guard type == .lengthDelimited, field == 1 || field == 2 else {
-                    try typeMeta.skip(type)
-                    continue
+        while let (number, value) = try reader.next() {
+            switch number {
+            case 1:
+                var typeMeta = value.message
+                while let (field, text) = try typeMeta.next() {
+                    if field == 1 { envelope.apiVersion = text.string } else if field == 2 { envelope.kind = text.string }
                 }
-                let text = String(decoding: typeMeta.slice(try typeMeta.lengthDelimited()), as: UTF8.self)
-                if field == 1 { envelope.apiVersion = text } else { envelope.kind = text }
+            case 2:
+                envelope.raw = value.data
+            default:
+                continue
             }
         }
         return envelope
@@ -84,13 +75,12 @@ public struct KubeProtobuf: Sendable {
 
     /// `k8s\0` + `runtime.Unknown` around `envelope`.
     public static func bytes(of envelope: Envelope) -> [UInt8] {
-        var typeMeta = ProtoWriter()
-        typeMeta.lengthDelimited(1, Array(envelope.apiVersion.utf8))
-        typeMeta.lengthDelimited(2, Array(envelope.kind.utf8))
-        var unknown = ProtoWriter()
-        unknown.bytes = magic
-        unknown.lengthDelimited(1, typeMeta.bytes)
-        unknown.lengthDelimited(2, envelope.raw)
+        var typeMeta = ProtobufWriter()
+        typeMeta.lengthDelimitedField(1, envelope.apiVersion.utf8)
+        typeMeta.lengthDelimitedField(2, envelope.kind.utf8)
+        var unknown = ProtobufWriter(prefix: magic)
+        unknown.lengthDelimitedField(1, typeMeta.bytes)
+        unknown.lengthDelimitedField(2, envelope.raw)
         return unknown.bytes
     }
 
@@ -127,6 +117,13 @@ public struct KubeProtobuf: Sendable {
         }
         return Self.bytes(of: Envelope(apiVersion: apiVersion, kind: kind, raw: try message(fromJSON: object, type: name)))
     }
+}
+
+/// Why protobuf bytes do not decode.
+public struct ProtobufDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    package init(_ message: String) { self.message = message }
+    public var description: String { message }
 }
 
 /// Why a JSON value has no protobuf form.

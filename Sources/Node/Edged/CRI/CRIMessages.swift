@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 
 /// The Kubernetes CRI (`runtime.v1`) messages Edged sends and reads, with the field numbers of
 /// the CRI's `api.proto`. Only the fields Edged uses are written; unknown fields in replies are

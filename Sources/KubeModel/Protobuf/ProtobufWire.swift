@@ -1,9 +1,11 @@
-import Foundation
-
 /// Writes protocol buffer messages field by field (the wire format: varints, length-delimited
-/// fields, nested messages). Fields with their default value are left out, as proto3 does.
-struct ProtobufWriter {
-    private(set) var bytes: [UInt8] = []
+/// fields, nested messages). The typed writers leave out fields with their default value, as
+/// proto3 does (CRI); the `…Field` writers always write, as proto2 with presence needs
+/// (Kubernetes' own messages).
+package struct ProtobufWriter {
+    package private(set) var bytes: [UInt8] = []
+
+    package init(prefix: [UInt8] = []) { bytes = prefix }
 
     private mutating func varint(_ value: UInt64) {
         var value = value
@@ -16,25 +18,50 @@ struct ProtobufWriter {
 
     private mutating func key(_ field: Int, _ wireType: UInt64) { varint(UInt64(field) << 3 | wireType) }
 
+    /// A varint field, written whatever its value.
+    package mutating func varintField(_ field: Int, _ value: UInt64) {
+        key(field, 0)
+        varint(value)
+    }
+
+    /// A length-delimited field (bytes, string, nested message), written even when empty.
+    package mutating func lengthDelimitedField(_ field: Int, _ value: some Collection<UInt8>) {
+        key(field, 2)
+        varint(UInt64(value.count))
+        bytes.append(contentsOf: value)
+    }
+
+    /// A 64-bit little-endian field (`double`, `fixed64`).
+    package mutating func fixed64Field(_ field: Int, _ value: UInt64) {
+        key(field, 1)
+        for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+    }
+
+    /// A 32-bit little-endian field (`float`, `fixed32`).
+    package mutating func fixed32Field(_ field: Int, _ value: UInt32) {
+        key(field, 5)
+        for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+    }
+
     /// An `int32`, `int64`, `uint32`, enum or `bool` field (negative numbers take ten bytes).
-    mutating func int(_ field: Int, _ value: Int64) {
+    package mutating func int(_ field: Int, _ value: Int64) {
         guard value != 0 else { return }
         key(field, 0)
         varint(UInt64(bitPattern: value))
     }
 
-    mutating func bool(_ field: Int, _ value: Bool) { int(field, value ? 1 : 0) }
+    package mutating func bool(_ field: Int, _ value: Bool) { int(field, value ? 1 : 0) }
 
-    mutating func bytes(_ field: Int, _ value: some Collection<UInt8>) {
+    package mutating func bytes(_ field: Int, _ value: some Collection<UInt8>) {
         guard !value.isEmpty else { return }
         key(field, 2)
         varint(UInt64(value.count))
         bytes.append(contentsOf: value)
     }
 
-    mutating func string(_ field: Int, _ value: String) { bytes(field, Array(value.utf8)) }
+    package mutating func string(_ field: Int, _ value: String) { bytes(field, Array(value.utf8)) }
 
-    mutating func strings(_ field: Int, _ values: [String]) {
+    package mutating func strings(_ field: Int, _ values: [String]) {
         for value in values {
             key(field, 2)
             varint(UInt64(value.utf8.count))
@@ -43,7 +70,7 @@ struct ProtobufWriter {
     }
 
     /// A nested message; written even when empty (presence matters for messages).
-    mutating func message(_ field: Int, _ build: (inout ProtobufWriter) -> Void) {
+    package mutating func message(_ field: Int, _ build: (inout ProtobufWriter) -> Void) {
         var nested = ProtobufWriter()
         build(&nested)
         key(field, 2)
@@ -52,7 +79,7 @@ struct ProtobufWriter {
     }
 
     /// A `map<string, string>` field: one entry message per key, in key order.
-    mutating func map(_ field: Int, _ values: [String: String]) {
+    package mutating func map(_ field: Int, _ values: [String: String]) {
         for (name, value) in values.sorted(by: { $0.key < $1.key }) {
             message(field) {
                 $0.string(1, name)
@@ -62,16 +89,11 @@ struct ProtobufWriter {
     }
 }
 
-/// Why bytes are not a protocol buffer message.
-struct ProtobufDecodingError: Error, CustomStringConvertible {
-    var description: String
-}
-
 /// Reads the fields of one protocol buffer message. Unknown fields are skipped, so newer
 /// runtimes that add fields still decode.
-struct ProtobufReader {
+package struct ProtobufReader {
     /// One field as found: its number and value.
-    enum Value {
+    package enum Value {
         case varint(UInt64)
         case bytes(ArraySlice<UInt8>)
         case fixed(UInt64)
@@ -79,24 +101,27 @@ struct ProtobufReader {
 
     private var bytes: ArraySlice<UInt8>
 
-    init(_ bytes: ArraySlice<UInt8>) { self.bytes = bytes }
-    init(_ bytes: [UInt8]) { self.bytes = bytes[...] }
+    package init(_ bytes: ArraySlice<UInt8>) { self.bytes = bytes }
+    package init(_ bytes: [UInt8]) { self.bytes = bytes[...] }
+
+    /// Whether every field was read.
+    package var isAtEnd: Bool { bytes.isEmpty }
 
     private mutating func varint() throws(ProtobufDecodingError) -> UInt64 {
         var value: UInt64 = 0
         var shift: UInt64 = 0
         while let byte = bytes.popFirst() {
-            guard shift < 64 else { throw ProtobufDecodingError(description: "a varint is longer than ten bytes") }
+            guard shift < 64 else { throw ProtobufDecodingError("a varint is longer than ten bytes") }
             value |= UInt64(byte & 0x7F) << shift
             if byte < 0x80 { return value }
             shift += 7
         }
-        throw ProtobufDecodingError(description: "a varint is cut short")
+        throw ProtobufDecodingError("a varint is cut short")
     }
 
     private mutating func take(_ count: Int) throws(ProtobufDecodingError) -> ArraySlice<UInt8> {
         guard count >= 0, count <= bytes.count else {
-            throw ProtobufDecodingError(description: "a field of \(count) bytes runs past the message's \(bytes.count)")
+            throw ProtobufDecodingError("a field of \(count) bytes runs past the message's \(bytes.count)")
         }
         let value = bytes.prefix(count)
         bytes = bytes.dropFirst(count)
@@ -110,50 +135,53 @@ struct ProtobufReader {
     }
 
     /// The next field, or `nil` at the end of the message.
-    mutating func next() throws(ProtobufDecodingError) -> (field: Int, value: Value)? {
+    package mutating func next() throws(ProtobufDecodingError) -> (field: Int, value: Value)? {
         guard !bytes.isEmpty else { return nil }
         let key = try varint()
         let field = Int(truncatingIfNeeded: key >> 3)
-        guard field > 0 else { throw ProtobufDecodingError(description: "field number 0") }
+        guard field > 0 else { throw ProtobufDecodingError("field number 0") }
         switch key & 7 {
         case 0: return (field, .varint(try varint()))
         case 1: return (field, .fixed(Self.littleEndian(try take(8))))
         case 2:
             let length = try varint()
-            guard length <= UInt64(Int.max) else { throw ProtobufDecodingError(description: "a length of \(length)") }
+            guard length <= UInt64(Int.max) else { throw ProtobufDecodingError("a length of \(length)") }
             return (field, .bytes(try take(Int(length))))
         case 5: return (field, .fixed(Self.littleEndian(try take(4))))
-        case let other: throw ProtobufDecodingError(description: "wire type \(other) of field \(field) is not supported")
+        case let other: throw ProtobufDecodingError("wire type \(other) of field \(field) is not supported")
         }
     }
 }
 
 extension ProtobufReader.Value {
-    var int64: Int64 {
+    package var int64: Int64 {
         if case .varint(let value) = self { return Int64(bitPattern: value) }
         return 0
     }
 
     /// An `int32` (sent sign-extended to 64 bits).
-    var int32: Int32 { Int32(truncatingIfNeeded: int64) }
+    package var int32: Int32 { Int32(truncatingIfNeeded: int64) }
 
-    var string: String {
+    package var string: String {
         if case .bytes(let value) = self { return String(decoding: value, as: UTF8.self) }
         return ""
     }
 
-    var data: [UInt8] {
+    package var data: [UInt8] {
         if case .bytes(let value) = self { return Array(value) }
         return []
     }
 
     /// The value as a nested message.
-    var message: ProtobufReader { ProtobufReader(data) }
+    package var message: ProtobufReader {
+        if case .bytes(let value) = self { return ProtobufReader(value) }
+        return ProtobufReader([])
+    }
 }
 
 extension ProtobufReader {
     /// Reads a `map<string, string>` entry.
-    static func mapEntry(_ value: Value) throws(ProtobufDecodingError) -> (String, String) {
+    package static func mapEntry(_ value: Value) throws(ProtobufDecodingError) -> (String, String) {
         var entry = value.message
         var key = ""
         var mapped = ""
