@@ -4,7 +4,7 @@ SWIFT ?= swift
 DEBIAN_PACKAGES := pkg-config openssl libsqlite3-dev libgnutls28-dev libngtcp2-dev \
 	libngtcp2-crypto-gnutls-dev libnghttp3-dev libmosquitto-dev mosquitto mosquitto-clients iperf3 nats-server protobuf-compiler \
 	libjemalloc-dev ngtcp2-client ngtcp2-server curl containerd runc busybox-static containernetworking-plugins
-PYTHON_PACKAGES := websockets aioquic
+PYTHON_PACKAGES := websockets aioquic kubernetes
 TEST_TIMEOUT ?= 2400
 
 .PHONY: deps build test fuzz chaos abuse bench run clean

@@ -29,6 +29,31 @@ import TestSupport
         """
     }
 
+    /// Lists every kind the embedded server serves with the `kubernetes` package from PyPI, whose
+    /// models refuse objects that lack a field the Kubernetes API marks required.
+    static let pythonListsEveryKind = """
+        import sys
+        from kubernetes import client, config
+        config.load_kube_config(config_file=sys.argv[1])
+        core, custom = client.CoreV1Api(), client.CustomObjectsApi()
+        for kind, items in [
+            ("Namespace", core.list_namespace().items), ("Node", core.list_node().items),
+            ("Pod", core.list_pod_for_all_namespaces().items), ("ConfigMap", core.list_config_map_for_all_namespaces().items),
+            ("Secret", core.list_secret_for_all_namespaces().items), ("Service", core.list_service_for_all_namespaces().items),
+            ("Endpoints", core.list_endpoints_for_all_namespaces().items), ("Event", core.list_event_for_all_namespaces().items),
+            ("Lease", client.CoordinationV1Api().list_lease_for_all_namespaces().items),
+            ("Device", custom.list_cluster_custom_object("devices.kubeedge.io", "v1beta1", "devices")["items"]),
+            ("DeviceModel", custom.list_cluster_custom_object("devices.kubeedge.io", "v1beta1", "devicemodels")["items"]),
+            ("ObjectSync", custom.list_cluster_custom_object("reliablesyncs.kubeedge.io", "v1alpha1", "objectsyncs")["items"]),
+            ("ClusterObjectSync", custom.list_cluster_custom_object("reliablesyncs.kubeedge.io", "v1alpha1", "clusterobjectsyncs")["items"]),
+        ]:
+            print("listed", kind, len(items))
+        pod = core.read_namespaced_pod("app", "default")
+        print("pod", pod.metadata.name, pod.status.phase, "ready=%s" % pod.status.container_statuses[0].ready)
+        node = core.read_node("e2e-edge-1")
+        print("node", node.metadata.name, "Ready=%s" % [c.status for c in node.status.conditions if c.type == "Ready"][0])
+        """
+
     @Test func kubectlAppliesAConfigMapAndAPodThatRunAtTheEdgeAndReportTheirStatusBack() async throws {
         let cluster = try await EdgeCluster()
         defer { cluster.end() }
@@ -70,6 +95,15 @@ import TestSupport
         let logs = try FileManager.default.subpathsOfDirectory(atPath: edge.directory + "/edged").filter { $0.hasSuffix(".log") }
         let printed = logs.compactMap { try? String(contentsOfFile: edge.directory + "/edged/" + $0, encoding: .utf8) }.joined()
         #expect(printed.contains("hello from the cloud"), "\(logs)")
+
+        // The official Python client reads every kind served, the edge's pod and node included.
+        let python = try await runProcessOffPool("/usr/bin/env", ["python3", "-c", Self.pythonListsEveryKind, cloud.kubeconfig])
+        #expect(python.status == 0, "\(python.output)")
+        for kind in ["Namespace", "Node", "Pod", "ConfigMap", "Secret", "Service", "Endpoints", "Event", "Lease", "Device", "DeviceModel", "ObjectSync", "ClusterObjectSync"] {
+            #expect(python.output.contains("listed \(kind)"), "\(python.output)")
+        }
+        #expect(python.output.contains("pod app Running ready=True"), "\(python.output)")
+        #expect(python.output.contains("node e2e-edge-1 Ready=True"), "\(python.output)")
 
         // Deleting the pod stops it at the edge and removes it from the edge's store.
         try await cloud.kubectl("delete", "pod", "app", "--wait=false")

@@ -65,6 +65,10 @@ import TestSupport
             #expect(ready["phase"] == .string("Running"), "\(ready)")
             #expect(container(ready, "web")?["ready"] == .bool(true), "the readiness probe reached httpd in the host-network pod: \(container(ready, "web") ?? .null)")
             #expect(ready["initContainerStatuses"]?.arrayValue?.first?[path: ["state", "terminated", "exitCode"]] == .integer(0))
+            // As kubelet names them: containerd's id and the image's digest.
+            let webStatus = container(ready, "web")
+            #expect(webStatus?["containerID"]?.stringValue?.hasPrefix("containerd://") == true, "\(webStatus ?? .null)")
+            #expect(webStatus?["imageID"]?.stringValue?.contains("sha256:") == true, "\(webStatus ?? .null)")
 
             // What ran is in containerd's CRI-format log, and limits are runc's cgroup settings.
             let web = ContainerID(podUID: "u-cri-web", name: "web", attempt: 0)

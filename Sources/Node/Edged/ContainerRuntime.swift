@@ -146,6 +146,22 @@ public protocol ContainerRuntime: Sendable {
     var podsShareHostNetwork: Bool { get }
     /// `name://version` of the runtime, as a Node's `nodeInfo.containerRuntimeVersion` says it.
     func versionDescription() async -> String
+    /// How the container's status names it and its image, as kubelet reports them; `nil` when
+    /// the runtime does not know the container.
+    func identity(of id: ContainerID) async -> ContainerIdentity?
+}
+
+/// A container's `containerID` (`<runtime>://<id>`) and `imageID` (the image's digest
+/// reference, empty when the runtime runs no image), the two fields kubelet adds to a
+/// container's status.
+public struct ContainerIdentity: Sendable, Equatable {
+    public var containerID: String
+    public var imageID: String
+
+    public init(containerID: String, imageID: String) {
+        self.containerID = containerID
+        self.imageID = imageID
+    }
 }
 
 extension ContainerRuntime {

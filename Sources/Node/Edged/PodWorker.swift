@@ -390,6 +390,11 @@ public actor PodWorker {
         }
         object["ready"] = .bool(ready)
         if object["started"] == nil { object["started"] = .bool(false) }
+        // What kubelet always reports (the Kubernetes API requires `imageID`).
+        if object["lastState"] == nil { object["lastState"] = .object(JSONObject()) }
+        let identity: ContainerIdentity? = if let newest { await runtime.identity(of: newest.id) } else { nil }
+        object["imageID"] = .string(identity?.imageID ?? "")
+        if let identity { object["containerID"] = .string(identity.containerID) }
         return (.object(object), summary, message)
     }
 

@@ -22,6 +22,11 @@ public final class ProcessRuntime: ContainerRuntime {
 
     public func versionDescription() async -> String { "process://container-shim" }
 
+    /// `process://<pod>_<name>_<attempt>`; no image, so an empty `imageID`.
+    public func identity(of id: ContainerID) async -> ContainerIdentity? {
+        load(id).map { _ in ContainerIdentity(containerID: "process://\(id)", imageID: "") }
+    }
+
     public let root: String
     public let shimPath: String
     /// Where the cgroup v1 hierarchies are mounted (`nil`: no limits are applied).

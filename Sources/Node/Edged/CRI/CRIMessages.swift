@@ -141,6 +141,8 @@ enum CRI {
         var startedAt: Int64 = 0
         var finishedAt: Int64 = 0
         var exitCode: Int32 = 0
+        /// The image the runtime resolved, by digest (kubelet's `imageID`).
+        var imageRef = ""
         var reason = ""
         var message = ""
 
@@ -157,6 +159,7 @@ enum CRI {
                     case 5: startedAt = value.int64
                     case 6: finishedAt = value.int64
                     case 7: exitCode = value.int32
+                    case 9: imageRef = value.string
                     case 10: reason = value.string
                     case 11: message = value.string
                     default: continue

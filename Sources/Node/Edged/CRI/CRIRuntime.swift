@@ -191,6 +191,14 @@ public final class CRIRuntime: ContainerRuntime {
         return known.withLock { $0.keys.filter { $0.podUID == podID } }.sorted { $0.description < $1.description }
     }
 
+    /// `<runtime name>://<CRI id>` and the image reference the runtime resolved (its digest).
+    public func identity(of id: ContainerID) async -> ContainerIdentity? {
+        guard let runtimeID = await runtimeID(of: id),
+              let status = try? CRI.ContainerStatus(reply: try await call(CRI.runtimeService + "ContainerStatus", CRI.id(runtimeID))) else { return nil }
+        let runtimeName = await versionDescription().split(separator: ":").first.map(String.init) ?? "remote"
+        return ContainerIdentity(containerID: "\(runtimeName)://\(status.id.isEmpty ? runtimeID : status.id)", imageID: status.imageRef)
+    }
+
     public func state(of id: ContainerID) async -> ContainerState {
         guard let runtimeID = await runtimeID(of: id) else { return .unknown }
         let status: CRI.ContainerStatus
