@@ -82,4 +82,52 @@ import TestSupport
         #expect(either.status == 200 && either.headers.first(name: "Content-Type") == "application/json")
         await server.server.stop()
     }
+
+    @Test func aKubeClientInProtobufSeesWhatAJSONClientSees() async throws {
+        let server = try await EmbeddedServer()
+        defer { removeTemporaryDirectory(server.directory) }
+        let kubeconfig = try Kubeconfig.load(path: server.directory + "/kubeconfig")
+        let protobuf = try KubeClient(configuration: kubeconfig, encoding: .protobuf)
+        let json = try KubeClient(configuration: kubeconfig)
+        let pods = APIResource(Kube.Pod.self)
+        let pod = try JSONValue(parsing: """
+            {"metadata":{"name":"web","labels":{"app":"web"}},"spec":{"automountServiceAccountToken":false,"containers":[{"name":"c","image":"nginx",
+             "ports":[{"containerPort":80}],"resources":{"limits":{"cpu":"100m","memory":"64Mi"}},
+             "readinessProbe":{"httpGet":{"path":"/","port":"http"},"periodSeconds":5}}],
+             "volumes":[{"name":"scratch","emptyDir":{}},{"name":"cfg","configMap":{"name":"app","defaultMode":420}}]}}
+            """)
+        let watched = Task {
+            var events: [KubeClient.WatchEvent] = []
+            struct Enough: Error {}
+            do {
+                try await protobuf.watch(pods, namespace: "default", resourceVersion: "0", timeoutSeconds: 20) { event in
+                    events.append(event)
+                    if events.count == 2 { throw Enough() }
+                }
+            } catch is Enough {}
+            return events
+        }
+        let created = try await protobuf.create(pods, namespace: "default", pod)
+        #expect(created[path: ["spec", "automountServiceAccountToken"]] == .bool(false))
+        #expect(created[path: ["spec", "volumes"]]?.arrayValue?.first?["emptyDir"] == .object(JSONObject()))
+        let seenByJSON = try await json.get(pods, namespace: "default", name: "web")
+        #expect(KubeProtobufTests.differences(seenByJSON, try await protobuf.get(pods, namespace: "default", name: "web")).isEmpty)
+        #expect(seenByJSON[path: ["spec", "containers"]]?.arrayValue?.first?[path: ["readinessProbe", "httpGet", "port"]] == .string("http"))
+        var changed = created
+        changed.set(.string("front"), at: ["metadata", "labels", "tier"])
+        let updated = try await protobuf.update(pods, namespace: "default", changed)
+        #expect(updated[path: ["metadata", "labels", "tier"]] == .string("front"))
+        let (items, _) = try await protobuf.list(pods, namespace: "default")
+        #expect(items.count == 1 && items[0][path: ["metadata", "labels", "tier"]] == .string("front"))
+        let events = try await watched.value
+        #expect(events.map(\.type) == ["ADDED", "MODIFIED"], "\(events)")
+        // A missing object is the server's Status, decoded from protobuf.
+        await #expect(throws: APIError.notFound("pods", "absent")) { _ = try await protobuf.get(pods, namespace: "default", name: "absent") }
+        // Kinds without a protobuf form go as JSON.
+        let device = try await protobuf.create(APIResource(Kube.Device.self), namespace: "default",
+                                               try JSONValue(parsing: #"{"metadata":{"name":"sensor"},"spec":{"nodeName":"edge-1"}}"#))
+        #expect(device[path: ["metadata", "name"]] == .string("sensor"))
+        _ = try await protobuf.delete(pods, namespace: "default", name: "web")
+        await server.server.stop()
+    }
 }

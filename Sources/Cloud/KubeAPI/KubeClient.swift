@@ -9,12 +9,23 @@ import NIOSSL
 /// uses, objects as ``JSONValue`` (so fields this code does not know survive a
 /// read-modify-write), errors as the server's `Status` (``APIError``), and watches as streams.
 public final class KubeClient: Sendable {
+    /// How objects travel.
+    public enum Encoding: Sendable {
+        case json
+        /// Kubernetes protobuf for the built-in kinds (as client-go sends them), JSON for the
+        /// rest and for patches; responses are read in whichever the server answered.
+        case protobuf
+    }
+
     public let configuration: Kubeconfig
+    public let encoding: Encoding
     private let pool: HTTPConnectionPool
 
     /// - Parameter maxIdleConnections: keep-alive connections kept for reuse (default 16).
-    public init(configuration: Kubeconfig, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdleConnections: Int = 16) throws {
+    public init(configuration: Kubeconfig, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdleConnections: Int = 16,
+                encoding: Encoding = .json) throws {
         self.configuration = configuration
+        self.encoding = encoding
         guard let url = URLComponents(string: configuration.server), let host = url.host, let scheme = url.scheme else {
             throw KubeconfigError("server \(configuration.server) is not a URL")
         }
@@ -50,7 +61,7 @@ public final class KubeClient: Sendable {
     // MARK: operations
 
     public func get(_ resource: APIResource, namespace: String? = nil, name: String) async throws -> JSONValue {
-        try await call(.GET, path(resource, namespace, name))
+        try await call(.GET, path(resource, namespace, name), resource: resource)
     }
 
     /// The objects and the list's resourceVersion (to watch from).
@@ -59,22 +70,22 @@ public final class KubeClient: Sendable {
         var query: [(String, String)] = []
         if let labelSelector { query.append(("labelSelector", labelSelector)) }
         if let fieldSelector { query.append(("fieldSelector", fieldSelector)) }
-        let list = try await call(.GET, path(resource, namespace, nil), query: query)
+        let list = try await call(.GET, path(resource, namespace, nil), query: query, resource: resource)
         return (list["items"]?.arrayValue ?? [], list[path: ["metadata", "resourceVersion"]]?.stringValue ?? "")
     }
 
     public func create(_ resource: APIResource, namespace: String? = nil, _ object: JSONValue) async throws -> JSONValue {
-        try await call(.POST, path(resource, namespace, nil), body: object)
+        try await call(.POST, path(resource, namespace, nil), body: object, resource: resource)
     }
 
     /// Replaces the object (named by its metadata); its resourceVersion makes it conditional.
     public func update(_ resource: APIResource, namespace: String? = nil, _ object: JSONValue) async throws -> JSONValue {
-        try await call(.PUT, path(resource, namespace, object[path: ["metadata", "name"]]?.stringValue ?? ""), body: object)
+        try await call(.PUT, path(resource, namespace, object[path: ["metadata", "name"]]?.stringValue ?? ""), body: object, resource: resource)
     }
 
     /// Replaces the object's status only.
     public func updateStatus(_ resource: APIResource, namespace: String? = nil, _ object: JSONValue) async throws -> JSONValue {
-        try await call(.PUT, path(resource, namespace, object[path: ["metadata", "name"]]?.stringValue ?? "") + "/status", body: object)
+        try await call(.PUT, path(resource, namespace, object[path: ["metadata", "name"]]?.stringValue ?? "") + "/status", body: object, resource: resource)
     }
 
     public func patch(_ resource: APIResource, namespace: String? = nil, name: String, _ patch: JSONValue, type: PatchType = .merge,
@@ -84,7 +95,7 @@ public final class KubeClient: Sendable {
 
     @discardableResult
     public func delete(_ resource: APIResource, namespace: String? = nil, name: String) async throws -> JSONValue {
-        try await call(.DELETE, path(resource, namespace, name))
+        try await call(.DELETE, path(resource, namespace, name), resource: resource)
     }
 
     /// Hands `onEvent` the events after `resourceVersion`, with bookmarks, in the calling task,
@@ -100,9 +111,17 @@ public final class KubeClient: Sendable {
         var pending: [UInt8] = []
         try await withoutActuallyEscaping(onEvent) { onEvent in
             let deliver = UncheckedBox(onEvent)
-            try await exchange(.GET, target) { status, chunk in
+            try await exchange(.GET, target, accept: accept(for: resource)) { status, chunk in
                 pending += chunk
                 guard status == 200 else { return }
+                // Protobuf frames start with their length; JSON events with `{`.
+                if let first = pending.first, first != UInt8(ascii: "{"), first != UInt8(ascii: "\n") {
+                    for (type, object) in try KubeProtobuf.builtIn.watchEvents(from: &pending) {
+                        if type == "ERROR" { throw Self.error(from: object, status: object["code"]?.int64Value.map(Int.init) ?? 500) }
+                        try deliver.value(WatchEvent(type: type, object: object))
+                    }
+                    return
+                }
                 while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                     let line = Array(pending[..<newline])
                     pending.removeSubrange(...newline)
@@ -114,7 +133,7 @@ public final class KubeClient: Sendable {
                     try deliver.value(WatchEvent(type: type, object: object))
                 }
             } finished: { status in
-                if status != 200 { throw Self.error(from: (try? JSONValue(parsing: pending)) ?? .null, status: status) }
+                if status != 200 { throw Self.error(from: (try? Self.decode(pending)) ?? .null, status: status) }
             }
         }
     }
@@ -130,20 +149,46 @@ public final class KubeClient: Sendable {
     }
 
     private func call(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,
-                      contentType: String = "application/json") async throws -> JSONValue {
-        let bytes = body?.serializedBytes
+                      contentType: String = "application/json", resource: APIResource? = nil) async throws -> JSONValue {
+        var bytes = body?.serializedBytes
+        var contentType = contentType
+        if let body, let resource, contentType == "application/json", usesProtobuf(resource) {
+            // The body's kind is the resource's: the server fills it in for JSON, protobuf names it.
+            var object = body
+            object["apiVersion"] = .string(resource.groupVersion)
+            object["kind"] = .string(resource.kind)
+            bytes = try KubeProtobuf.builtIn.encodeObject(object)
+            contentType = KubeProtobuf.contentType
+        }
         let head = requestHead(method, query.isEmpty ? path : path + "?" + Self.encode(query), contentType: bytes == nil ? nil : contentType,
-                               contentLength: bytes?.count)
+                               contentLength: bytes?.count, accept: accept(for: resource))
         let response = try await pool.perform(head, body: bytes, idempotent: method != .POST)
-        let value = response.body.isEmpty ? JSONValue.null : try JSONValue(parsing: response.body)
+        let value = try Self.decode(response.body)
         guard (200..<300).contains(response.status) else { throw Self.error(from: value, status: response.status) }
         return value
     }
 
-    private func requestHead(_ method: HTTPMethod, _ target: String, contentType: String?, contentLength: Int?) -> HTTPRequestHead {
+    /// A response body: JSON, or a protobuf envelope (`k8s\0`), or nothing.
+    private static func decode(_ body: [UInt8]) throws -> JSONValue {
+        if body.isEmpty { return .null }
+        if body.starts(with: KubeProtobuf.magic) { return try KubeProtobuf.builtIn.decodeObject(body) }
+        return try JSONValue(parsing: body)
+    }
+
+    private func usesProtobuf(_ resource: APIResource?) -> Bool {
+        guard encoding == .protobuf, let resource else { return false }
+        return KubeProtobuf.builtIn.messageName(apiVersion: resource.groupVersion, kind: resource.kind) != nil
+    }
+
+    /// client-go's `Accept` for a built-in kind in protobuf: protobuf first, JSON as the fallback.
+    private func accept(for resource: APIResource?) -> String {
+        usesProtobuf(resource) ? KubeProtobuf.contentType + ", application/json" : "application/json"
+    }
+
+    private func requestHead(_ method: HTTPMethod, _ target: String, contentType: String?, contentLength: Int?, accept: String = "application/json") -> HTTPRequestHead {
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: target)
         head.headers.add(name: "Host", value: "\(pool.endpoint.host):\(pool.endpoint.port)")
-        head.headers.add(name: "Accept", value: "application/json")
+        head.headers.add(name: "Accept", value: accept)
         head.headers.add(name: "User-Agent", value: "swift-kubeedge")
         if let token = configuration.token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let contentType, let contentLength {
@@ -154,12 +199,12 @@ public final class KubeClient: Sendable {
     }
 
     /// A streamed request (a watch) on a connection of its own; `chunk` sees the body as it arrives.
-    private func exchange(_ method: HTTPMethod, _ target: String, chunk: @escaping (Int, [UInt8]) throws -> Void,
+    private func exchange(_ method: HTTPMethod, _ target: String, accept: String = "application/json", chunk: @escaping (Int, [UInt8]) throws -> Void,
                           finished: (Int) throws -> Void) async throws {
         let channel = try await pool.connect { channel in
             try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
         }
-        let head = requestHead(method, target, contentType: nil, contentLength: nil)
+        let head = requestHead(method, target, contentType: nil, contentLength: nil, accept: accept)
         try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(.head(head))
             try await outbound.write(.end(nil))
