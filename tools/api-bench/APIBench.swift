@@ -96,6 +96,19 @@ struct APIBench: AsyncParsableCommand {
         }
         let storeWrites = Double(pods) / seconds(ContinuousClock.now - storeStart)
 
+        // The same creates in Kubernetes protobuf (as client-go sends them), into their own namespace.
+        let protobufClient = try KubeClient(configuration: kubeconfig, maxIdleConnections: max(writers, 16), encoding: .protobuf)
+        _ = try await client.create(APIResource.standard.first { $0.plural == "namespaces" }!, try JSONValue(parsing: #"{"metadata":{"name":"bench-pb"}}"#))
+        let protobufCPU0 = cpuSeconds()
+        let protobufStart = ContinuousClock.now
+        let protobufLatencies = try await concurrently(count: pods, workers: writers) { index in
+            var pod = podJSON(index)
+            pod.set(.string("bench-pb"), at: ["metadata", "namespace"])
+            _ = try await protobufClient.create(podsResource, namespace: "bench-pb", pod)
+        }
+        let protobufWrites = Double(pods) / seconds(ContinuousClock.now - protobufStart)
+        let protobufCPU = cpuSeconds() - protobufCPU0
+
         // Lists.
         var listAll: [Double] = []
         var listNode: [Double] = []
@@ -109,9 +122,17 @@ struct APIBench: AsyncParsableCommand {
             listNode.append(seconds(ContinuousClock.now - nodeStart))
             guard one.items.count == (0..<pods).filter({ $0 % nodes == 7 }).count else { throw BenchFailure("the field selector listed \(one.items.count) pods") }
         }
+        var listProtobuf: [Double] = []
+        for _ in 0..<lists {
+            let start = ContinuousClock.now
+            let all = try await protobufClient.list(podsResource, namespace: "bench")
+            listProtobuf.append(seconds(ContinuousClock.now - start))
+            guard all.items.count == pods else { throw BenchFailure("listed \(all.items.count) pods in protobuf, expected \(pods)") }
+        }
 
         // Watch: every watcher sees every update; the writer stamps each with its send time.
         let watchFigures = try await watchFigures(client: client, resource: podsResource, store: store)
+        let protobufWatch = try await self.watchFigures(client: protobufClient, resource: podsResource, store: store)
         let baselineFanOut = try await storeFanOut(store: store)
         let rss = residentBytes()
         server.close()
@@ -132,6 +153,15 @@ struct APIBench: AsyncParsableCommand {
             ("watch events/s delivered (\(watchers) watchers)", format(watchFigures.perSecond),
              "store fan-out in process: \(format(baselineFanOut))", ratio(watchFigures.perSecond, baselineFanOut)),
             ("  write→watcher latency p50 / p99", "\(ms(percentile(watchFigures.latencies, 0.5))) / \(ms(percentile(watchFigures.latencies, 0.99)))", "", ""),
+            ("pod creates/s in protobuf (\(writers) writers)", format(protobufWrites), "in JSON: \(format(Double(pods) / writeSeconds))",
+             ratio(protobufWrites, Double(pods) / writeSeconds)),
+            ("  create latency p50 / p99", "\(ms(percentile(protobufLatencies, 0.5))) / \(ms(percentile(protobufLatencies, 0.99)))", "", ""),
+            ("  server+client CPU per create", String(format: "%.0f µs", protobufCPU / Double(pods) * 1e6),
+             String(format: "in JSON: %.0f µs", writeCPU / Double(pods) * 1e6), ""),
+            ("list \(pods) pods in protobuf, p50 (min)", "\(ms(percentile(listProtobuf, 0.5))) (\(ms(listProtobuf.min() ?? 0)))",
+             "in JSON: \(ms(percentile(listAll, 0.5)))", ratio(percentile(listProtobuf, 0.5), percentile(listAll, 0.5))),
+            ("watch events/s in protobuf (\(watchers) watchers)", format(protobufWatch.perSecond), "in JSON: \(format(watchFigures.perSecond))",
+             ratio(protobufWatch.perSecond, watchFigures.perSecond)),
             ("process RSS at the end", String(format: "%.1f MB", Double(rss) / 1e6), "", ""),
         ]
         let widths = (0..<3).map { column in table.map { [$0.0, $0.1, $0.2][column].count }.max() ?? 0 }
