@@ -5,7 +5,8 @@ public struct KubeProtoSchema: Sendable {
     /// A field's type.
     indirect enum FieldType: Sendable, Equatable {
         case string, bool, int32, int64, uint32, uint64, bytes, double, float
-        case message(String)
+        /// A message, by its index in ``KubeProtoSchema/messageList``.
+        case message(Int)
         case map(key: FieldType, value: FieldType)
     }
 
@@ -22,17 +23,36 @@ public struct KubeProtoSchema: Sendable {
         let inline: Bool
     }
 
-    /// A message and the `+protobuf` markers that change its JSON form.
+    /// The messages whose JSON form is not an object of their fields.
+    enum Special: Sendable, Equatable {
+        case none
+        /// `metav1.Time` (RFC 3339, seconds) and `metav1.MicroTime` (microseconds).
+        case time, microTime
+        /// `metav1.Duration`: Go's duration string.
+        case duration
+        /// `resource.Quantity`: its string.
+        case quantity
+        /// `intstr.IntOrString`: a number or a string.
+        case intOrString
+        /// `RawExtension`, `FieldsV1`, apiextensions' `JSON`: embedded JSON (or an enveloped object).
+        case embeddedJSON
+        /// `+protobuf.nullable=true`: a list in JSON (its one repeated field's items).
+        case list
+    }
+
+    /// A message and how its JSON form is made.
     struct Message: Sendable {
         let name: String
         let fields: [Field]
         let fieldIndexByNumber: [Int: Int]
         let fieldIndexByName: [String: Int]
-        /// `+protobuf.nullable=true`: a list in JSON (its one repeated field's items).
-        let isList: Bool
+        let special: Special
+        /// The inline fields (embedded structs whose members are this object's in JSON).
+        let inlineFields: [Int]
     }
 
-    let messages: [String: Message]
+    let messageList: [Message]
+    private let messageIndex: [String: Int]
     /// Message names by kind (`Pod`), for finding a kind's message in its group's package.
     private let namesByKind: [String: [String]]
 
@@ -42,11 +62,13 @@ public struct KubeProtoSchema: Sendable {
     }()
 
     init(table: String) throws(ProtobufDecodingError) {
-        var messages: [String: Message] = [:]
+        let lines = table.split(separator: "\n").map { $0.split(separator: " ") }.filter { !$0.isEmpty }
+        var messageIndex: [String: Int] = [:]
+        for (index, words) in lines.enumerated() { messageIndex[String(words[0])] = index }
+        var messages: [Message] = []
         var namesByKind: [String: [String]] = [:]
-        for line in table.split(separator: "\n") {
-            let words = line.split(separator: " ")
-            guard let name = words.first.map(String.init) else { continue }
+        for words in lines {
+            let name = String(words[0])
             var fields: [Field] = []
             var isList = false
             for word in words.dropFirst() {
@@ -57,7 +79,7 @@ public struct KubeProtoSchema: Sendable {
                 let parts = word.split(separator: ":", omittingEmptySubsequences: false)
                 guard parts.count >= 3, let number = Int(parts[0]) else { throw ProtobufDecodingError("schema line for \(name): \(word)") }
                 let flags = parts.count > 3 ? parts[3] : ""
-                fields.append(Field(number: number, name: String(parts[1]), type: try Self.type(parts[2]), repeated: flags.contains("r"),
+                fields.append(Field(number: number, name: String(parts[1]), type: try Self.type(parts[2], messageIndex), repeated: flags.contains("r"),
                                     omitEmpty: flags.contains("o"), inline: flags.contains("i")))
             }
             var byNumber: [Int: Int] = [:]
@@ -66,14 +88,31 @@ public struct KubeProtoSchema: Sendable {
                 byNumber[field.number] = index
                 byName[field.name] = index
             }
-            messages[name] = Message(name: name, fields: fields, fieldIndexByNumber: byNumber, fieldIndexByName: byName, isList: isList)
+            messages.append(Message(name: name, fields: fields, fieldIndexByNumber: byNumber, fieldIndexByName: byName,
+                                    special: Self.special(name, isList: isList), inlineFields: fields.indices.filter { fields[$0].inline }))
             if let kind = name.split(separator: ".").last { namesByKind[String(kind), default: []].append(name) }
         }
-        self.messages = messages
+        messageList = messages
+        self.messageIndex = messageIndex
         self.namesByKind = namesByKind
     }
 
-    private static func type(_ text: Substring) throws(ProtobufDecodingError) -> FieldType {
+    private static func special(_ name: String, isList: Bool) -> Special {
+        switch name {
+        case KubeProtobuf.time: .time
+        case KubeProtobuf.microTime: .microTime
+        case KubeProtobuf.duration: .duration
+        case KubeProtobuf.quantity: .quantity
+        case KubeProtobuf.intOrString: .intOrString
+        case KubeProtobuf.rawExtension, KubeProtobuf.fieldsV1, KubeProtobuf.apiExtensionsJSON: .embeddedJSON
+        default: isList ? .list : .none
+        }
+    }
+
+    /// The message named `name` (a full name).
+    func message(named name: String) -> Message? { messageIndex[name].map { messageList[$0] } }
+
+    private static func type(_ text: Substring, _ messages: [String: Int]) throws(ProtobufDecodingError) -> FieldType {
         switch text {
         case "s": return .string
         case "b": return .bool
@@ -85,11 +124,14 @@ public struct KubeProtoSchema: Sendable {
         case "d": return .double
         case "f": return .float
         default:
-            if text.hasPrefix("M") { return .message(String(text.dropFirst())) }
+            if text.hasPrefix("M") {
+                guard let index = messages[String(text.dropFirst())] else { throw ProtobufDecodingError("unknown message \(text.dropFirst())") }
+                return .message(index)
+            }
             if text.hasPrefix("{"), text.hasSuffix("}") {
                 let inner = text.dropFirst().dropLast().split(separator: ",")
                 guard inner.count == 2 else { throw ProtobufDecodingError("map type \(text)") }
-                return .map(key: try type(inner[0]), value: try type(inner[1]))
+                return .map(key: try type(inner[0], messages), value: try type(inner[1], messages))
             }
             throw ProtobufDecodingError("field type \(text)")
         }

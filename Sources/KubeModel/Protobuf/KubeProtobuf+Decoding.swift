@@ -1,7 +1,7 @@
 extension KubeProtobuf {
     /// The JSON form of a message of type `type` (a full message name).
     public func json(fromMessage bytes: [UInt8], type: String) throws(ProtobufDecodingError) -> JSONValue {
-        guard let message = schema.messages[type] else { throw ProtobufDecodingError("unknown message type \(type)") }
+        guard let message = schema.message(named: type) else { throw ProtobufDecodingError("unknown message type \(type)") }
         return try decode(ProtobufReader(bytes), as: message, depth: 0)
     }
 
@@ -10,7 +10,11 @@ extension KubeProtobuf {
     private func decode(_ reader: ProtobufReader, as message: KubeProtoSchema.Message, depth: Int) throws(ProtobufDecodingError) -> JSONValue {
         guard depth < Self.maxDepth else { throw ProtobufDecodingError("messages nest deeper than \(Self.maxDepth)") }
         if let special = try decodeSpecial(reader, as: message, depth: depth) { return special }
+        // Repeated fields and maps collect in buffers of their own: appending to an array
+        // still held in `values` would copy it each time (a 10,000-item list quadratically).
         var values: [JSONValue?] = Array(repeating: nil, count: message.fields.count)
+        var lists: [Int: [JSONValue]] = [:]
+        var maps: [Int: JSONObject] = [:]
         var reader = reader
         while let (number, value) = try reader.next() {
             guard let index = message.fieldIndexByNumber[number] else { continue }
@@ -28,23 +32,21 @@ extension KubeProtobuf {
                     default: continue
                     }
                 }
-                var map = values[index]?.objectValue ?? JSONObject()
-                map[Self.mapKey(key)] = mapped
-                values[index] = .object(map)
+                maps[index, default: JSONObject()][Self.mapKey(key)] = mapped
             default:
                 guard field.repeated else {
                     values[index] = try decodeValue(value, as: field.type, field: field, in: message, depth: depth)
                     continue
                 }
-                var items = values[index]?.arrayValue ?? []
                 if case .bytes(let packed) = value, Self.isPackable(field.type) {
-                    items += try unpack(packed, as: field.type, field: field, in: message)
+                    lists[index, default: []] += try unpack(packed, as: field.type, field: field, in: message)
                 } else {
-                    items.append(try decodeValue(value, as: field.type, field: field, in: message, depth: depth))
+                    lists[index, default: []].append(try decodeValue(value, as: field.type, field: field, in: message, depth: depth))
                 }
-                values[index] = .array(items)
             }
         }
+        for (index, items) in lists { values[index] = .array(items) }
+        for (index, map) in maps { values[index] = .object(map) }
         var object = JSONObject()
         for (index, field) in message.fields.enumerated() {
             guard let value = values[index] else { continue }
@@ -70,9 +72,8 @@ extension KubeProtobuf {
         case (.uint64, .varint(let raw)): return .number(String(raw))
         case (.double, .fixed(let raw)): return .number(Self.number(Double(bitPattern: raw)))
         case (.float, .fixed(let raw)): return .number(Self.number(Double(Float(bitPattern: UInt32(truncatingIfNeeded: raw)))))
-        case (.message(let name), .bytes):
-            guard let nested = schema.messages[name] else { throw ProtobufDecodingError("unknown message type \(name)") }
-            return try decode(value.message, as: nested, depth: depth + 1)
+        case (.message(let index), .bytes):
+            return try decode(value.message, as: schema.messageList[index], depth: depth + 1)
         default:
             throw mismatch(field, in: message)
         }
@@ -122,20 +123,22 @@ extension KubeProtobuf {
     /// The JSON forms of the messages Go encodes as strings, numbers or embedded JSON; `nil`
     /// for an ordinary message.
     private func decodeSpecial(_ reader: ProtobufReader, as message: KubeProtoSchema.Message, depth: Int) throws(ProtobufDecodingError) -> JSONValue? {
-        switch message.name {
-        case Self.time, Self.microTime:
+        switch message.special {
+        case .none:
+            return nil
+        case .time, .microTime:
             guard !reader.isAtEnd else { return .null }
             let fields = try fields(reader)
-            let micro = message.name == Self.microTime
+            let micro = message.special == .microTime
             return .string(GoFormats.rfc3339(seconds: fields[1]?.int64 ?? 0, nanos: micro ? fields[2]?.int32 ?? 0 : 0, fractionDigits: micro ? 6 : 0))
-        case Self.duration:
+        case .duration:
             return .string(GoFormats.duration(nanoseconds: try fields(reader)[1]?.int64 ?? 0))
-        case Self.quantity:
+        case .quantity:
             return .string(try fields(reader)[1]?.string ?? "0")
-        case Self.intOrString:
+        case .intOrString:
             let fields = try fields(reader)
             return fields[1]?.int64 == 1 ? .string(fields[3]?.string ?? "") : .number(String(fields[2]?.int32 ?? 0))
-        case Self.rawExtension, Self.fieldsV1, Self.apiExtensionsJSON:
+        case .embeddedJSON:
             let raw = try fields(reader)[1]?.data ?? []
             guard !raw.isEmpty else { return .null }
             if raw.starts(with: Self.magic) { return try decodeObject(raw) }
@@ -144,8 +147,8 @@ extension KubeProtobuf {
             } catch {
                 throw ProtobufDecodingError("the embedded object of a \(message.name) is neither JSON nor protobuf: \(error)")
             }
-        default:
-            guard message.isList, let items = message.fields.first else { return nil }
+        case .list:
+            guard let items = message.fields.first else { return .array([]) }
             var values: [JSONValue] = []
             var reader = reader
             while let (number, value) = try reader.next() {

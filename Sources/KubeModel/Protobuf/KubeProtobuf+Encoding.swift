@@ -2,7 +2,7 @@ extension KubeProtobuf {
     /// The message of type `type` (a full message name) for a JSON value; members the schema
     /// does not know (`apiVersion`, `kind` of a top-level object among them) are left out.
     public func message(fromJSON value: JSONValue, type: String) throws(ProtobufEncodingError) -> [UInt8] {
-        guard let message = schema.messages[type] else { throw ProtobufEncodingError("unknown message type \(type)") }
+        guard let message = schema.message(named: type) else { throw ProtobufEncodingError("unknown message type \(type)") }
         var writer = ProtobufWriter()
         try encode(value, as: message, into: &writer, path: "", depth: 0)
         return writer.bytes
@@ -17,13 +17,12 @@ extension KubeProtobuf {
         guard case .object(let object) = value else {
             throw ProtobufEncodingError("\(path.isEmpty ? message.name : path): expected an object")
         }
-        for field in message.fields {
-            if field.inline {
-                // The embedded struct's members are this object's own.
-                try encodeValue(value, type: field.type, number: field.number, into: &writer, path: path, depth: depth)
-                continue
-            }
-            guard let member = object[field.name], member != .null || Self.keepsNull(field.type) else { continue }
+        // The members in their own order (protobuf does not mind); what belongs to no field may
+        // be an inline embedded struct's, which reads the same object below.
+        for (key, member) in object {
+            guard let index = message.fieldIndexByName[key], !message.fields[index].inline else { continue }
+            let field = message.fields[index]
+            guard member != .null || Self.keepsNull(field.type, schema) else { continue }
             let fieldPath = path.isEmpty ? field.name : path + "." + field.name
             switch field.type {
             case .map(let keyType, let valueType):
@@ -45,11 +44,18 @@ extension KubeProtobuf {
                 }
             }
         }
+        // Embedded structs are always written, as Go writes a non-pointer field.
+        for index in message.inlineFields {
+            let field = message.fields[index]
+            try encodeValue(value, type: field.type, number: field.number, into: &writer, path: path, depth: depth)
+        }
     }
 
     /// `null` times are written (as empty messages) so that they come back as `null`.
-    private static func keepsNull(_ type: KubeProtoSchema.FieldType) -> Bool {
-        type == .message(time) || type == .message(microTime)
+    private static func keepsNull(_ type: KubeProtoSchema.FieldType, _ schema: KubeProtoSchema) -> Bool {
+        guard case .message(let index) = type else { return false }
+        let special = schema.messageList[index].special
+        return special == .time || special == .microTime
     }
 
     private static func keyValue(_ key: String, _ type: KubeProtoSchema.FieldType) -> JSONValue {
@@ -82,10 +88,9 @@ extension KubeProtobuf {
         case .double, .float:
             guard case .number(let text) = value, let double = Double(text) else { throw ProtobufEncodingError("\(path): expected a number") }
             if type == .double { writer.fixed64Field(number, double.bitPattern) } else { writer.fixed32Field(number, Float(double).bitPattern) }
-        case .message(let name):
-            guard let nested = schema.messages[name] else { throw ProtobufEncodingError("unknown message type \(name)") }
+        case .message(let index):
             var inner = ProtobufWriter()
-            try encode(value, as: nested, into: &inner, path: path, depth: depth + 1)
+            try encode(value, as: schema.messageList[index], into: &inner, path: path, depth: depth + 1)
             writer.lengthDelimitedField(number, inner.bytes)
         case .map:
             throw ProtobufEncodingError("\(path): a map inside a map")
@@ -103,26 +108,28 @@ extension KubeProtobuf {
     /// ordinary message.
     private func encodeSpecial(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtobufWriter, path: String,
                                depth: Int) throws(ProtobufEncodingError) -> Bool {
-        switch message.name {
-        case Self.time, Self.microTime:
+        switch message.special {
+        case .none:
+            return false
+        case .time, .microTime:
             if value == .null { return true }
             guard case .string(let text) = value, let time = GoFormats.parseRFC3339(text) else {
                 throw ProtobufEncodingError("\(path): expected an RFC 3339 time")
             }
             writer.varintField(1, UInt64(bitPattern: time.seconds))
             if time.nanos != 0 { writer.varintField(2, UInt64(bitPattern: Int64(time.nanos))) }
-        case Self.duration:
+        case .duration:
             guard case .string(let text) = value, let nanoseconds = GoFormats.parseDuration(text) else {
                 throw ProtobufEncodingError("\(path): expected a duration")
             }
             writer.varintField(1, UInt64(bitPattern: nanoseconds))
-        case Self.quantity:
+        case .quantity:
             switch value {
             case .string(let text): writer.lengthDelimitedField(1, text.utf8)
             case .number(let text): writer.lengthDelimitedField(1, text.utf8)
             default: throw ProtobufEncodingError("\(path): expected a quantity")
             }
-        case Self.intOrString:
+        case .intOrString:
             switch value {
             case .number(let text):
                 guard let integer = Int64(text), let small = Int32(exactly: integer) else { throw ProtobufEncodingError("\(path): expected a 32-bit integer") }
@@ -134,10 +141,10 @@ extension KubeProtobuf {
             default:
                 throw ProtobufEncodingError("\(path): expected an integer or a string")
             }
-        case Self.rawExtension, Self.fieldsV1, Self.apiExtensionsJSON:
+        case .embeddedJSON:
             if value != .null { writer.lengthDelimitedField(1, value.serializedBytes) }
-        default:
-            guard message.isList, let items = message.fields.first else { return false }
+        case .list:
+            guard let items = message.fields.first else { return true }
             guard case .array(let values) = value else {
                 if value == .null { return true }
                 throw ProtobufEncodingError("\(path): expected a list")
