@@ -80,6 +80,8 @@ public final class APIServer: Service, Sendable {
     public let store: ObjectStore
     private let discovery: APIDiscovery
     private let openAPI: APIOpenAPI
+    /// Protobuf watch frames shared by the watchers of a change.
+    private let watchFrames = WatchFrameCache()
     private let logger: Logger
     /// The listener bound and its port, until ``run()`` ends (the server may then run again).
     private let bound = Mutex<(listener: ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>, port: Int)?>(nil)
@@ -506,7 +508,7 @@ public final class APIServer: Service, Sendable {
                         continue
                     }
                     guard selection.matches(event.object) else { continue }
-                    try await writer.streamEvent(event.kind.rawValue, encodedObject: event.encodedObject)
+                    try await writer.streamEvent(event, frames: self.watchFrames)
                 }
             }
             group.addTask { try await Task.sleep(until: deadline) }
@@ -589,9 +591,20 @@ struct ResponseWriter: Sendable {
         }
     }
 
+    /// A stored change: its JSON bytes as stored, or its protobuf frame from `frames` (encoded
+    /// once for every watcher).
+    func streamEvent(_ event: ObjectEvent, frames: WatchFrameCache) async throws {
+        guard encoding == .json else {
+            let frame = try frames.frame(revision: event.revision) {
+                try KubeProtobuf.builtIn.watchEventFrame(type: event.kind.rawValue, object: event.object)
+            }
+            return try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: frame))))
+        }
+        try await streamEvent(event.kind.rawValue, encodedObject: event.encodedObject)
+    }
+
     /// One watch event from the object's stored JSON bytes.
     func streamEvent(_ type: String, encodedObject: [UInt8]) async throws {
-        guard encoding == .json else { return try await streamProtobufEvent(type, object: try JSONValue(parsing: encodedObject)) }
         var buffer = ByteBuffer()
         buffer.reserveCapacity(encodedObject.count + 32)
         buffer.writeString(#"{"type":"\#(type)","object":"#)
