@@ -7,7 +7,7 @@ DEBIAN_PACKAGES := pkg-config openssl libsqlite3-dev libgnutls28-dev libngtcp2-d
 PYTHON_PACKAGES := websockets aioquic kubernetes
 TEST_TIMEOUT ?= 2400
 
-.PHONY: deps build test fuzz chaos abuse bench run clean
+.PHONY: deps build test fuzz chaos abuse bench run clean proto-schema
 
 ## deps: install the Debian packages and Python peers that are missing (a no-op when all are present)
 deps:
@@ -74,6 +74,12 @@ chaos: deps
 abuse: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --filter AbuseTests
+
+## proto-schema: regenerate KubeModel's protobuf schema table from Kubernetes' published
+## generated.proto files (../shared/testdata/kubernetes-proto, or PROTO_DIR)
+PROTO_DIR ?= ../shared/testdata/kubernetes-proto
+proto-schema:
+	python3 tools/proto-schema/generate.py $(PROTO_DIR)
 
 ## fuzz: build the fuzz targets (tools/fuzz: libFuzzer + AddressSanitizer) and run each for
 ## FUZZ_SECONDS over its seed corpus; a crash writes its reproducer under .build-fuzz/artifacts/
