@@ -101,6 +101,38 @@ import Testing
         }
     }
 
+    @Test func aCustomResourceDefinitionsSchemaSurvivesProtobufWithItsEitherOrFields() throws {
+        let crd = try JSONValue(parsing: """
+            {"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"widgets.example.com"},
+             "spec":{"group":"example.com","names":{"plural":"widgets","singular":"widget","kind":"Widget","listKind":"WidgetList"},"scope":"Namespaced",
+              "versions":[{"name":"v1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object","properties":{
+                "spec":{"type":"object","required":["size"],"properties":{
+                  "size":{"type":"integer","minimum":1,"maximum":10,"default":3},
+                  "tags":{"type":"array","items":{"type":"string","maxLength":20}},
+                  "pair":{"type":"array","items":[{"type":"string"},{"type":"integer"}]},
+                  "labels":{"type":"object","additionalProperties":{"type":"string"}},
+                  "open":{"type":"object","additionalProperties":false,"x-kubernetes-preserve-unknown-fields":true},
+                  "a":{"type":"string","dependencies":{"b":["c","d"],"e":{"required":["f"]}}}}}}}},
+               "additionalPrinterColumns":[{"name":"Size","type":"integer","jsonPath":".spec.size"}]}]}}
+            """)
+        let body = try KubeProtobuf.builtIn.encodeObject(crd)
+        let back = try KubeProtobuf.builtIn.decodeObject(body)
+        #expect(Self.differences(crd, back).isEmpty, "\(Self.differences(crd, back))")
+        let spec = back[path: ["spec", "versions"]]?.arrayValue?.first?[path: ["schema", "openAPIV3Schema", "properties", "spec"]]
+        #expect(spec?[path: ["properties", "tags", "items"]] == .object(JSONObject([("type", .string("string")), ("maxLength", .number("20"))])))
+        #expect(spec?[path: ["properties", "pair", "items"]]?.arrayValue?.count == 2)
+        #expect(spec?[path: ["properties", "labels", "additionalProperties", "type"]] == .string("string"))
+        #expect(spec?[path: ["properties", "open", "additionalProperties"]] == .bool(false))
+        #expect(spec?[path: ["properties", "open", "x-kubernetes-preserve-unknown-fields"]] == .bool(true))
+        #expect(spec?[path: ["properties", "a", "dependencies", "b"]] == .array([.string("c"), .string("d")]))
+        #expect(spec?[path: ["properties", "a", "dependencies", "e", "required"]] == .array([.string("f")]))
+        #expect(spec?[path: ["properties", "size", "default"]] == .number("3"))
+        #expect(spec?[path: ["properties", "size", "description"]] == nil, "no empty strings appear")
+        // protoc reads what we wrote as a CustomResourceDefinition.
+        let text = try decodeWithProtoc(try KubeProtobuf.envelope(of: body).raw, as: "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition")
+        #expect(text.contains(#"jsonPath: ".spec.size""#) && text.contains("allows: false"), "\(text)")
+    }
+
     @Test func badBodiesAreRefusedWithKubeAPIServersMessages() throws {
         #expect(throws: ProtobufDecodingError("empty data")) { try KubeProtobuf.builtIn.decodeObject([]) }
         #expect(throws: ProtobufDecodingError("provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]")) {

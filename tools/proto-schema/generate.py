@@ -36,6 +36,8 @@ INLINE = {
 # JSON names that differ from the protobuf field names (the Go types' json tags).
 JSON_SCHEMA_PROPS = "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"
 RENAMED = {(JSON_SCHEMA_PROPS, "ref"): "$ref", (JSON_SCHEMA_PROPS, "schema"): "$schema"}
+# Messages whose Go fields are all `omitempty` though the schema marks none `+optional`.
+ALL_OPTIONAL = {JSON_SCHEMA_PROPS}
 
 
 def json_name(message, name):
@@ -74,13 +76,14 @@ def parse(path):
                 messages.append(current)
             elif match := FIELD.match(line):
                 label, type_name, name, number = match.groups()
-                flags = ("r" if label == "repeated" else "") + ("o" if "+optional" in comments else "") + \
+                optional = "+optional" in comments or current["name"] in ALL_OPTIONAL
+                flags = ("r" if label == "repeated" else "") + ("o" if optional else "") + \
                     ("i" if (current["name"], name) in INLINE else "")
                 name = json_name(current["name"], name)
                 current["fields"].append(f"{number}:{name}:{qualify(type_name, package)}" + (f":{flags}" if flags else ""))
             elif match := MAP.match(line):
                 key, value, name, number = match.groups()
-                flags = "o" if "+optional" in comments else ""
+                flags = "o" if "+optional" in comments or current["name"] in ALL_OPTIONAL else ""
                 name = json_name(current["name"], name)
                 current["fields"].append(f"{number}:{name}:{{{qualify(key, package)},{qualify(value, package)}}}" + (f":{flags}" if flags else ""))
             elif stripped and not stripped.startswith(("syntax", "option", "import", "}", "/*", "*", "Copyright", "Licensed",

@@ -38,6 +38,10 @@ public struct KubeProtoSchema: Sendable {
         case embeddedJSON
         /// `+protobuf.nullable=true`: a list in JSON (its one repeated field's items).
         case list
+        /// apiextensions' `JSONSchemaPropsOrArray` (a schema or a list of schemas),
+        /// `JSONSchemaPropsOrBool` (a boolean or a schema) and `JSONSchemaPropsOrStringArray`
+        /// (a schema or a list of strings).
+        case schemaOrArray, schemaOrBool, schemaOrStringArray
     }
 
     /// A message and how its JSON form is made.
@@ -105,6 +109,9 @@ public struct KubeProtoSchema: Sendable {
         case KubeProtobuf.quantity: .quantity
         case KubeProtobuf.intOrString: .intOrString
         case KubeProtobuf.rawExtension, KubeProtobuf.fieldsV1, KubeProtobuf.apiExtensionsJSON: .embeddedJSON
+        case KubeProtobuf.apiExtensions + "JSONSchemaPropsOrArray": .schemaOrArray
+        case KubeProtobuf.apiExtensions + "JSONSchemaPropsOrBool": .schemaOrBool
+        case KubeProtobuf.apiExtensions + "JSONSchemaPropsOrStringArray": .schemaOrStringArray
         default: isList ? .list : .none
         }
     }

@@ -147,6 +147,21 @@ extension KubeProtobuf {
             } catch {
                 throw ProtobufDecodingError("the embedded object of a \(message.name) is neither JSON nor protobuf: \(error)")
             }
+        case .schemaOrArray, .schemaOrBool, .schemaOrStringArray:
+            // Field 1 (2 for OrBool) is the schema; the other the list or the boolean.
+            let schemaField = message.special == .schemaOrBool ? 2 : 1
+            var reader = reader
+            var schemaValue: JSONValue?
+            var others: [JSONValue] = []
+            var flag = false
+            while let (number, value) = try reader.next() {
+                guard let index = message.fieldIndexByNumber[number] else { continue }
+                let field = message.fields[index]
+                let decoded = try decodeValue(value, as: field.type, field: field, in: message, depth: depth)
+                if number == schemaField { schemaValue = decoded } else if case .bool(let allows) = decoded { flag = allows } else { others.append(decoded) }
+            }
+            if let schemaValue { return schemaValue }
+            return message.special == .schemaOrBool ? .bool(flag) : .array(others)
         case .list:
             guard let items = message.fields.first else { return .array([]) }
             var values: [JSONValue] = []

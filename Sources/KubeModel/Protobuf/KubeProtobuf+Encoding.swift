@@ -143,6 +143,24 @@ extension KubeProtobuf {
             }
         case .embeddedJSON:
             if value != .null { writer.lengthDelimitedField(1, value.serializedBytes) }
+        case .schemaOrArray, .schemaOrBool, .schemaOrStringArray:
+            let schemaField = message.special == .schemaOrBool ? 2 : 1
+            guard let schema = message.fieldIndexByNumber[schemaField].map({ message.fields[$0] }),
+                  let other = message.fieldIndexByNumber[schemaField == 1 ? 2 : 1].map({ message.fields[$0] }) else { return true }
+            switch value {
+            case .object:
+                // Go's decoder of a schema sets `allows` too.
+                if message.special == .schemaOrBool { writer.varintField(other.number, 1) }
+                try encodeValue(value, type: schema.type, number: schema.number, into: &writer, path: path, depth: depth)
+            case .bool(let allows) where message.special == .schemaOrBool:
+                writer.varintField(other.number, allows ? 1 : 0)
+            case .array(let items) where message.special != .schemaOrBool:
+                for (index, item) in items.enumerated() {
+                    try encodeValue(item, type: other.type, number: other.number, into: &writer, path: "\(path)[\(index)]", depth: depth)
+                }
+            default:
+                throw ProtobufEncodingError("\(path): expected a schema\(message.special == .schemaOrBool ? " or a boolean" : " or a list")")
+            }
         case .list:
             guard let items = message.fields.first else { return true }
             guard case .array(let values) = value else {

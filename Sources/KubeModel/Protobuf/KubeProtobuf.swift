@@ -31,7 +31,8 @@ public struct KubeProtobuf: Sendable {
     static let intOrString = "k8s.io.apimachinery.pkg.util.intstr.IntOrString"
     static let rawExtension = "k8s.io.apimachinery.pkg.runtime.RawExtension"
     static let unknown = "k8s.io.apimachinery.pkg.runtime.Unknown"
-    static let apiExtensionsJSON = "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSON"
+    static let apiExtensions = "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1."
+    static let apiExtensionsJSON = apiExtensions + "JSON"
 
     // MARK: the envelope
 
