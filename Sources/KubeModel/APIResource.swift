@@ -58,6 +58,8 @@ public struct APIResource: Sendable, Hashable {
         APIResource(group: "", version: "v1", plural: "services", singular: "service", kind: "Service", namespaced: true, shortNames: ["svc"], hasStatus: true),
         APIResource(group: "", version: "v1", plural: "endpoints", singular: "endpoints", kind: "Endpoints", namespaced: true, shortNames: ["ep"]),
         APIResource(group: "", version: "v1", plural: "events", singular: "event", kind: "Event", namespaced: true, shortNames: ["ev"]),
+        APIResource(group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions", singular: "customresourcedefinition",
+                    kind: "CustomResourceDefinition", namespaced: false, shortNames: ["crd", "crds"], hasStatus: true),
         APIResource(group: "coordination.k8s.io", version: "v1", plural: "leases", singular: "lease", kind: "Lease", namespaced: true),
         APIResource(group: "devices.kubeedge.io", version: "v1beta1", plural: "devices", singular: "device", kind: "Device", namespaced: true, hasStatus: true),
         APIResource(group: "devices.kubeedge.io", version: "v1beta1", plural: "devicemodels", singular: "devicemodel", kind: "DeviceModel", namespaced: true),

@@ -78,7 +78,8 @@ public final class APIServer: Service, Sendable {
 
     public let configuration: Configuration
     public let store: ObjectStore
-    private let discovery: APIDiscovery
+    /// The built-in resources and those custom resource definitions add.
+    private let served: ServedResources
     private let openAPI: APIOpenAPI
     /// Protobuf watch frames shared by the watchers of a change.
     private let watchFrames = WatchFrameCache()
@@ -89,7 +90,7 @@ public final class APIServer: Service, Sendable {
     public init(configuration: Configuration = Configuration(), store: ObjectStore, logger: Logger = Logger(label: "apiserver")) {
         self.configuration = configuration
         self.store = store
-        discovery = APIDiscovery(resources: configuration.resources)
+        served = ServedResources(builtIn: configuration.resources)
         openAPI = APIOpenAPI(resources: configuration.resources)
         self.logger = logger
     }
@@ -109,6 +110,7 @@ public final class APIServer: Service, Sendable {
                 ("status", .object(JSONObject([("phase", .string("Active"))]))),
             ])))
         }
+        try await refreshCustomResources()
         let context = try configuration.security?.makeContext()
         let port = try await listener.bind(host: configuration.host, port: configuration.port) { channel in
             if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
@@ -212,17 +214,17 @@ public final class APIServer: Service, Sendable {
             }
             return true
         }
-        guard let (target, watchPath) = APIRoute.parse(path: path, resources: configuration.resources) else {
+        guard let (target, watchPath) = APIRoute.parse(path: path, resources: served.snapshot.resources) else {
             try await writer.send(APIError(code: 404, reason: "NotFound", message: "the server could not find the requested resource"))
             return true
         }
         do {
             switch target {
-            case .version: try await writer.send(discovery.version)
-            case .coreVersions: try await writer.send(discovery.coreVersions)
-            case .groups: try await writer.send(discovery.groups)
+            case .version: try await writer.send(served.snapshot.discovery.version)
+            case .coreVersions: try await writer.send(served.snapshot.discovery.coreVersions)
+            case .groups: try await writer.send(served.snapshot.discovery.groups)
             case .resourceList(let group, let version):
-                guard let list = discovery.resourceList(group: group, version: version) else {
+                guard let list = served.snapshot.discovery.resourceList(group: group, version: version) else {
                     throw APIError(code: 404, reason: "NotFound", message: "the server could not find the requested resource")
                 }
                 try await writer.send(list)
@@ -247,6 +249,12 @@ public final class APIServer: Service, Sendable {
                 var warnings: [String] = []
                 let (status, object) = try await perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "",
                                                    query: query, warnings: &warnings)
+                if route.resource.storageName == Self.definitions.storageName, head.method != .GET {
+                    let dryRun = (try? Self.isDryRun(query)) == true
+                        || ((try? JSONValue(parsing: body.readableBytesView))?["dryRun"]?.arrayValue?.contains(.string("All")) ?? false)
+                    if head.method == .DELETE, let name = route.key?.name, !dryRun { try await deleteCustomResources(of: object, definition: name) }
+                    try await refreshCustomResources()
+                }
                 if head.method == .GET, table {
                     let items = route.key == nil ? object["items"]?.arrayValue ?? [] : [object]
                     let revision = object[path: ["metadata", "resourceVersion"]]?.stringValue.flatMap { Int64($0) }
@@ -291,6 +299,7 @@ public final class APIServer: Service, Sendable {
             try validate(object)
             let key = try identify(&object, route: route)
             if resource.group.isEmpty, resource.kind == "Pod" { object = PodDefaults.onCreate(object) }
+            if resource.storageName == Self.definitions.storageName { object = Self.establishing(object) }
             // The namespace is checked in the create's own transaction.
             return (.created, try await store.create(key, object, dryRun: dryRun, requiringNamespace: resource.namespaced))
         case (.PUT, let key?):
@@ -397,6 +406,44 @@ public final class APIServer: Service, Sendable {
 
     /// A list as JSON built from the stored bytes of the objects it selects: objects are parsed
     /// only to match a selector, and never serialised again.
+    // MARK: custom resources
+
+    static let definitions = APIResource.standard.first { $0.plural == "customresourcedefinitions" }!
+
+    /// Serves what the stored CustomResourceDefinitions define.
+    private func refreshCustomResources() async throws {
+        served.update(definitions: try await store.list(resource: Self.definitions.storageName).objects)
+    }
+
+    /// A definition as stored on create: its names accepted and the definition established
+    /// (kube-apiserver's controllers set both at once for names that do not clash).
+    static func establishing(_ definition: JSONValue) -> JSONValue {
+        var definition = definition
+        let now = ObjectStore.now()
+        let conditions: [JSONValue] = [("NamesAccepted", "no conflicts found", "NoConflicts"), ("Established", "the initial names have been accepted", "InitialNamesAccepted")]
+            .map { type, message, reason in
+                .object(JSONObject([("type", .string(type)), ("status", .string("True")), ("lastTransitionTime", .string(now)),
+                                    ("reason", .string(reason)), ("message", .string(message))]))
+            }
+        let storedVersions = (definition[path: ["spec", "versions"]]?.arrayValue ?? []).filter { $0["storage"]?.boolValue == true }.compactMap { $0["name"] }
+        definition["status"] = .object(JSONObject([
+            ("conditions", .array(conditions)), ("acceptedNames", definition[path: ["spec", "names"]] ?? .object(JSONObject())),
+            ("storedVersions", .array(storedVersions)),
+        ]))
+        return definition
+    }
+
+    /// Deletes every object of a deleted definition (all versions share its storage).
+    private func deleteCustomResources(of definition: JSONValue, definition name: String) async throws {
+        guard let resource = ServedResources.resources(of: definition).first else { return }
+        for object in try await store.list(resource: resource.storageName).objects {
+            guard let objectName = object[path: ["metadata", "name"]]?.stringValue else { continue }
+            let key = ObjectKey(resource: resource.storageName, namespace: object[path: ["metadata", "namespace"]]?.stringValue ?? "", name: objectName)
+            _ = try? await store.delete(key)
+        }
+        logger.info("deleted the objects of a custom resource definition", metadata: ["definition": "\(name)"])
+    }
+
     /// A create's or update's body as JSON: JSON as it is, or Kubernetes protobuf (built-in
     /// kinds) transcoded, its API version checked against the URL's.
     private static func decodeBody(_ body: ByteBuffer, contentType: String, resource: APIResource) throws -> JSONValue {

@@ -1,0 +1,45 @@
+import KubeModel
+import Synchronization
+
+/// What the API server serves now: the built-in table and the resources that established
+/// CustomResourceDefinitions add, with the discovery documents of both. Replaced as a whole
+/// when a definition is created, changed or deleted.
+final class ServedResources: Sendable {
+    struct Snapshot: Sendable {
+        let resources: [APIResource]
+        let discovery: APIDiscovery
+    }
+
+    private let builtIn: [APIResource]
+    private let current: Mutex<Snapshot>
+
+    init(builtIn: [APIResource]) {
+        self.builtIn = builtIn
+        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn)))
+    }
+
+    var snapshot: Snapshot { current.withLock { $0 } }
+
+    /// Serves the built-in resources and those of `definitions` (CustomResourceDefinition
+    /// objects): every served version of each, under its group, names and scope.
+    func update(definitions: [JSONValue]) {
+        var resources = builtIn
+        for definition in definitions { resources += Self.resources(of: definition).filter { added in !resources.contains { $0.storageName == added.storageName && $0.version == added.version } } }
+        let snapshot = Snapshot(resources: resources, discovery: APIDiscovery(resources: resources))
+        current.withLock { $0 = snapshot }
+    }
+
+    /// The resources one definition serves (one per served version).
+    static func resources(of definition: JSONValue) -> [APIResource] {
+        guard let group = definition[path: ["spec", "group"]]?.stringValue, let plural = definition[path: ["spec", "names", "plural"]]?.stringValue,
+              let kind = definition[path: ["spec", "names", "kind"]]?.stringValue else { return [] }
+        let singular = definition[path: ["spec", "names", "singular"]]?.stringValue ?? kind.lowercased()
+        let shortNames = definition[path: ["spec", "names", "shortNames"]]?.arrayValue?.compactMap(\.stringValue) ?? []
+        let namespaced = definition[path: ["spec", "scope"]]?.stringValue != "Cluster"
+        return (definition[path: ["spec", "versions"]]?.arrayValue ?? []).compactMap { version in
+            guard version["served"]?.boolValue == true, let name = version["name"]?.stringValue else { return nil }
+            return APIResource(group: group, version: name, plural: plural, singular: singular, kind: kind, namespaced: namespaced,
+                               shortNames: shortNames, hasStatus: version[path: ["subresources", "status"]] != nil)
+        }
+    }
+}
