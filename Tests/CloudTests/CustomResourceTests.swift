@@ -60,4 +60,80 @@ import TestSupport
         #expect(list["items"]?.arrayValue?.isEmpty == true, "\(list.serialized)")
         await server.server.stop()
     }
+
+    @Test func customResourcesArePrunedDefaultedAndValidatedAgainstTheirSchema() async throws {
+        let server = try await EmbeddedServer()
+        defer { removeTemporaryDirectory(server.directory) }
+        let crd = """
+            apiVersion: apiextensions.k8s.io/v1
+            kind: CustomResourceDefinition
+            metadata: {name: gadgets.example.com}
+            spec:
+              group: example.com
+              scope: Namespaced
+              names: {plural: gadgets, singular: gadget, kind: Gadget}
+              versions:
+              - name: v1
+                served: true
+                storage: true
+                schema:
+                  openAPIV3Schema:
+                    type: object
+                    properties:
+                      spec:
+                        type: object
+                        required: [size]
+                        properties:
+                          size: {type: integer, minimum: 1, maximum: 10}
+                          color: {type: string, enum: [red, blue], default: red}
+                          name: {type: string, maxLength: 5, pattern: "^[a-z]+$"}
+                          tags: {type: array, maxItems: 2, items: {type: string}}
+                          extra: {type: object, x-kubernetes-preserve-unknown-fields: true}
+            """
+        #expect(try await server.kubectl("apply", "-f", "@input", input: crd).status == 0)
+
+        // Unknown fields pruned (kubectl not validating), defaults filled in, preserved subtrees kept.
+        let good = try await server.kubectl("apply", "--validate=false", "-f", "@input", input: """
+            apiVersion: example.com/v1
+            kind: Gadget
+            metadata: {name: ok, namespace: default}
+            spec: {size: 3, unknown: dropped, extra: {anything: [1, 2]}}
+            """)
+        #expect(good.status == 0, "\(good.output)")
+        let stored = try JSONValue(parsing: try await server.kubectl("get", "gadget", "ok", "-o", "json").output)
+        #expect(stored[path: ["spec", "color"]] == .string("red"))
+        #expect(stored[path: ["spec", "unknown"]] == nil)
+        #expect(stored[path: ["spec", "extra", "anything"]] == .array([.number("1"), .number("2")]))
+
+        // Every violation, in kube-apiserver's words, and nothing stored.
+        let bad = try await httpRequest(.POST, port: server.port, path: "/apis/example.com/v1/namespaces/default/gadgets", body: """
+            {"apiVersion":"example.com/v1","kind":"Gadget","metadata":{"name":"bad"},"spec":{"size":"big","color":"pink","name":"TOOLONG","tags":["a","b","c"]}}
+            """)
+        #expect(bad.status == 422)
+        let status = try JSONValue(parsing: try await bad.text())
+        let message = status["message"]?.stringValue ?? ""
+        #expect(message.hasPrefix(#"Gadget.example.com "bad" is invalid: ["#), "\(message)")
+        for part in [#"spec.size: Invalid value: "big": spec.size in body must be of type integer: "string""#,
+                     #"spec.color: Unsupported value: "pink": supported values: "red", "blue""#,
+                     #"spec.name: Invalid value: "TOOLONG": spec.name in body should be at most 5 chars long"#,
+                     #"spec.name: Invalid value: "TOOLONG": spec.name in body should match '^[a-z]+$'"#,
+                     #"spec.tags: Invalid value: ["a","b","c"]: spec.tags in body should have at most 2 items"#] {
+            #expect(message.contains(part), "\(part) in \(message)")
+        }
+        #expect(status[path: ["details", "causes"]]?.arrayValue?.count == 5)
+        let missing = try await httpRequest(.POST, port: server.port, path: "/apis/example.com/v1/namespaces/default/gadgets",
+                                            body: #"{"apiVersion":"example.com/v1","kind":"Gadget","metadata":{"name":"empty"},"spec":{"size":11}}"#)
+        let missingMessage = try JSONValue(parsing: try await missing.text())["message"]?.stringValue ?? ""
+        #expect(missingMessage == #"Gadget.example.com "empty" is invalid: spec.size: Invalid value: 11: spec.size in body should be less than or equal to 10"#,
+                "\(missingMessage)")
+        let viaKubectl = try await server.kubectl("apply", "-f", "@input", input: """
+            apiVersion: example.com/v1
+            kind: Gadget
+            metadata: {name: nosize, namespace: default}
+            spec: {color: blue}
+            """)
+        #expect(viaKubectl.status != 0 && viaKubectl.output.contains(#"The Gadget "nosize" is invalid: spec.size: Required value"#), "\(viaKubectl.output)")
+        #expect(try await server.kubectl("get", "gadgets", "-o", "name").output.trimmingCharacters(in: .whitespacesAndNewlines) == "gadget.example.com/ok")
+        await server.server.stop()
+    }
 }

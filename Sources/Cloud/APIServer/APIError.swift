@@ -6,11 +6,14 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Kubernetes' `StatusReason` (`NotFound`, `AlreadyExists`, `Conflict`, `Expired`, ...).
     public var reason: String
     public var message: String
+    /// The `Status`'s `details` (name, group, kind and the causes of an `Invalid`), when given.
+    public var details: JSONValue?
 
-    public init(code: Int, reason: String, message: String) {
+    public init(code: Int, reason: String, message: String, details: JSONValue? = nil) {
         self.code = code
         self.reason = reason
         self.message = message
+        self.details = details
     }
 
     public var description: String { "\(code) \(reason): \(message)" }
@@ -38,9 +41,12 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// The `Status` object for this error.
     public var status: JSONValue {
-        .object(JSONObject([
+        var status = JSONObject([
             ("kind", .string("Status")), ("apiVersion", .string("v1")), ("metadata", .object(JSONObject())), ("status", .string("Failure")),
-            ("message", .string(message)), ("reason", .string(reason)), ("code", .integer(code)),
-        ]))
+            ("message", .string(message)), ("reason", .string(reason)),
+        ])
+        if let details { status["details"] = details }
+        status["code"] = .integer(code)
+        return .object(status)
     }
 }

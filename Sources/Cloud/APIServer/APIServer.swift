@@ -283,6 +283,15 @@ public final class APIServer: Service, Sendable {
             guard route.subresource == nil else { return }
             warnings += try FieldValidation(query: query).check(object, kind: resource.kind)
         }
+        /// A custom resource as its definition's schema has it: pruned, defaulted, validated.
+        let schema = served.snapshot.schema(of: resource)
+        func admit(_ object: inout JSONValue) throws {
+            guard let schema else { return try validate(object) }
+            object = schema.defaulted(schema.pruned(object))
+            let errors = schema.errors(in: object)
+            guard !errors.isEmpty else { return }
+            throw Self.invalid(errors, resource: resource, name: object[path: ["metadata", "name"]]?.stringValue ?? "")
+        }
         switch (method, route.key) {
         case (.GET, nil):
             let (all, revision) = try await store.list(resource: resource.storageName, namespace: route.namespace)
@@ -296,7 +305,7 @@ public final class APIServer: Service, Sendable {
             return (.ok, object)
         case (.POST, nil):
             var object = try Self.decodeBody(body, contentType: contentType, resource: resource)
-            try validate(object)
+            try admit(&object)
             let key = try identify(&object, route: route)
             if resource.group.isEmpty, resource.kind == "Pod" { object = PodDefaults.onCreate(object) }
             if resource.storageName == Self.definitions.storageName { object = Self.establishing(object) }
@@ -304,7 +313,7 @@ public final class APIServer: Service, Sendable {
             return (.created, try await store.create(key, object, dryRun: dryRun, requiringNamespace: resource.namespaced))
         case (.PUT, let key?):
             var object = try Self.decodeBody(body, contentType: contentType, resource: resource)
-            try validate(object)
+            try admit(&object)
             _ = try identify(&object, route: route)
             if route.subresource == "status" {
                 guard var current = try await store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
@@ -333,7 +342,7 @@ public final class APIServer: Service, Sendable {
             if patch[path: ["metadata", "resourceVersion"]] == nil {
                 patched.set(current[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
             }
-            try validate(patched)
+            try admit(&patched)
             _ = try identify(&patched, route: route)
             return (.ok, try await store.update(key, patched, dryRun: dryRun))
         case (.DELETE, let key?):
@@ -407,6 +416,20 @@ public final class APIServer: Service, Sendable {
     /// A list as JSON built from the stored bytes of the objects it selects: objects are parsed
     /// only to match a selector, and never serialised again.
     // MARK: custom resources
+
+    /// kube-apiserver's 422 for field errors: `Kind.group "name" is invalid: …`, with the
+    /// causes in the details (which kubectl prints).
+    static func invalid(_ errors: [StructuralSchema.FieldError], resource: APIResource, name: String) -> APIError {
+        let qualified = resource.group.isEmpty ? resource.kind : "\(resource.kind).\(resource.group)"
+        let listed = errors.count == 1 ? errors[0].message : "[" + errors.map(\.message).joined(separator: ", ") + "]"
+        let causes = errors.map { error in
+            JSONValue.object(JSONObject([("reason", .string(error.kind.rawValue)), ("message", .string(String(error.message.dropFirst(error.field.count + 2)))),
+                                         ("field", .string(error.field))]))
+        }
+        let details = JSONValue.object(JSONObject([("name", .string(name)), ("group", .string(resource.group)), ("kind", .string(resource.kind)),
+                                                   ("causes", .array(causes))]))
+        return APIError(code: 422, reason: "Invalid", message: "\(qualified) \"\(name)\" is invalid: \(listed)", details: details)
+    }
 
     static let definitions = APIResource.standard.first { $0.plural == "customresourcedefinitions" }!
 

@@ -8,6 +8,10 @@ final class ServedResources: Sendable {
     struct Snapshot: Sendable {
         let resources: [APIResource]
         let discovery: APIDiscovery
+        /// The schema of each custom resource version, by `{storageName}/{version}`.
+        let schemas: [String: StructuralSchema]
+
+        func schema(of resource: APIResource) -> StructuralSchema? { schemas[resource.storageName + "/" + resource.version] }
     }
 
     private let builtIn: [APIResource]
@@ -15,7 +19,7 @@ final class ServedResources: Sendable {
 
     init(builtIn: [APIResource]) {
         self.builtIn = builtIn
-        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn)))
+        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn), schemas: [:]))
     }
 
     var snapshot: Snapshot { current.withLock { $0 } }
@@ -24,8 +28,16 @@ final class ServedResources: Sendable {
     /// objects): every served version of each, under its group, names and scope.
     func update(definitions: [JSONValue]) {
         var resources = builtIn
-        for definition in definitions { resources += Self.resources(of: definition).filter { added in !resources.contains { $0.storageName == added.storageName && $0.version == added.version } } }
-        let snapshot = Snapshot(resources: resources, discovery: APIDiscovery(resources: resources))
+        var schemas: [String: StructuralSchema] = [:]
+        for definition in definitions {
+            let added = Self.resources(of: definition).filter { added in !resources.contains { $0.storageName == added.storageName && $0.version == added.version } }
+            resources += added
+            for resource in added {
+                let version = definition[path: ["spec", "versions"]]?.arrayValue?.first { $0["name"]?.stringValue == resource.version }
+                if let schema = version?[path: ["schema", "openAPIV3Schema"]] { schemas[resource.storageName + "/" + resource.version] = StructuralSchema(root: schema) }
+            }
+        }
+        let snapshot = Snapshot(resources: resources, discovery: APIDiscovery(resources: resources), schemas: schemas)
         current.withLock { $0 = snapshot }
     }
 
