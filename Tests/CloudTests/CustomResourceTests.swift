@@ -19,6 +19,10 @@ import TestSupport
             served: true
             storage: true
             subresources: {status: {}}
+            additionalPrinterColumns:
+            - {name: Size, type: integer, jsonPath: .spec.size}
+            - {name: Ready, type: boolean, jsonPath: .status.ready}
+            - {name: Created, type: date, jsonPath: .metadata.creationTimestamp}
             schema:
               openAPIV3Schema:
                 type: object
@@ -49,6 +53,10 @@ import TestSupport
         let status = try await server.kubectl("patch", "widget", "blue", "--subresource", "status", "--type", "merge", "-p", #"{"status":{"ready":true}}"#)
         #expect(status.status == 0, "\(status.output)")
         #expect(try await server.kubectl("get", "widget", "blue", "-o", "jsonpath={.status.ready}").output == "true")
+        // kubectl get shows the definition's printer columns.
+        let table = try await server.kubectl("get", "widgets").output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
+        #expect(table.first == ["NAME", "SIZE", "READY", "CREATED"], "\(table)")
+        #expect(table.dropFirst().first?.prefix(3) == ["blue", "3", "true"], "\(table)")
 
         // Deleting the definition deletes its objects: defined again, it has none.
         let deleted = try await server.kubectl("delete", "crd", "widgets.example.com")

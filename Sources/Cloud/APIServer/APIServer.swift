@@ -258,7 +258,8 @@ public final class APIServer: Service, Sendable {
                 if head.method == .GET, table {
                     let items = route.key == nil ? object["items"]?.arrayValue ?? [] : [object]
                     let revision = object[path: ["metadata", "resourceVersion"]]?.stringValue.flatMap { Int64($0) }
-                    try await writer.send(APITable.table(items, resource: route.resource, revision: revision), status: status)
+                    try await writer.send(APITable.table(items, resource: route.resource, revision: revision,
+                                                         printerColumns: served.snapshot.printerColumns(of: route.resource)), status: status)
                 } else {
                     try await writer.send(object, status: status, warnings: warnings)
                 }

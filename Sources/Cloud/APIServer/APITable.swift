@@ -12,12 +12,18 @@ enum APITable {
         var cell: (JSONValue) -> JSONValue
     }
 
-    /// The Table for `objects` of `resource`.
-    static func table(_ objects: [JSONValue], resource: APIResource, revision: Int64?, now: Date = Date()) -> JSONValue {
-        let columns = [Column(name: "Name", type: "string", priority: 0) { .string($0[path: ["metadata", "name"]]?.stringValue ?? "") }]
-            + columns(for: resource.kind)
-            + [Column(name: "Age", type: "string", priority: 0) { .string(age(of: $0, now: now)) }]
-            + wideColumns(for: resource.kind)
+    /// The Table for `objects` of `resource`; a custom resource's `printerColumns` (its
+    /// version's `additionalPrinterColumns`) replace the Age column, as for CRDs in Kubernetes.
+    static func table(_ objects: [JSONValue], resource: APIResource, revision: Int64?, printerColumns: [JSONValue]? = nil,
+                      now: Date = Date()) -> JSONValue {
+        let name = Column(name: "Name", type: "string", priority: 0) { .string($0[path: ["metadata", "name"]]?.stringValue ?? "") }
+        let columns: [Column]
+        if let printerColumns, !printerColumns.isEmpty {
+            columns = [name] + printerColumns.compactMap { printerColumn(of: $0, now: now) }
+        } else {
+            columns = [name] + self.columns(for: resource.kind) + [Column(name: "Age", type: "string", priority: 0) { .string(age(of: $0, now: now)) }]
+                + wideColumns(for: resource.kind)
+        }
         let definitions = columns.map { column in
             JSONValue.object(JSONObject([
                 ("name", .string(column.name)), ("type", .string(column.type)), ("format", .string(column.name == "Name" ? "name" : "")),
@@ -114,6 +120,49 @@ enum APITable {
     private static func count(_ object: JSONValue, _ field: String) -> Int64 { Int64(object[field]?.objectValue?.count ?? 0) }
 
     /// `kubectl`'s short age: 45s, 3m20s, 2h15m, 3d4h, 400d.
+    /// A CRD's printer column: its name, type and priority, and each cell the value at its
+    /// `jsonPath` (`.spec.size`, `.status.conditions[0].type`); `date` columns show an age.
+    private static func printerColumn(of definition: JSONValue, now: Date) -> Column? {
+        guard let name = definition["name"]?.stringValue, let path = definition["jsonPath"]?.stringValue else { return nil }
+        let type = definition["type"]?.stringValue ?? "string"
+        let steps = jsonPathSteps(path)
+        return Column(name: name, type: type, priority: Int(definition["priority"]?.int64Value ?? 0)) { object in
+            var value: JSONValue? = object
+            for step in steps {
+                switch step {
+                case .member(let key): value = value?[key]
+                case .index(let index): value = value?.arrayValue.flatMap { index < $0.count ? $0[index] : nil }
+                }
+            }
+            guard let value else { return .null }
+            if type == "date", case .string(let text) = value {
+                return .string(age(of: .object(JSONObject([("metadata", .object(JSONObject([("creationTimestamp", .string(text))])))])), now: now))
+            }
+            return value
+        }
+    }
+
+    private enum PathStep { case member(String), index(Int) }
+
+    /// `.a.b[2].c` as steps (the simple JSONPath CRD printer columns use).
+    private static func jsonPathSteps(_ path: String) -> [PathStep] {
+        var steps: [PathStep] = []
+        for part in path.split(separator: ".") {
+            var rest = Substring(part)
+            if let bracket = rest.firstIndex(of: "[") {
+                if bracket > rest.startIndex { steps.append(.member(String(rest[..<bracket]))) }
+                rest = rest[bracket...]
+                while rest.hasPrefix("["), let end = rest.firstIndex(of: "]") {
+                    if let index = Int(rest[rest.index(after: rest.startIndex)..<end]) { steps.append(.index(index)) }
+                    rest = rest[rest.index(after: end)...]
+                }
+            } else {
+                steps.append(.member(String(rest)))
+            }
+        }
+        return steps
+    }
+
     static func age(of object: JSONValue, now: Date) -> String {
         guard let text = object[path: ["metadata", "creationTimestamp"]]?.stringValue,
               let created = try? Date(text, strategy: .iso8601)

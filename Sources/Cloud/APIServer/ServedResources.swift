@@ -10,8 +10,11 @@ final class ServedResources: Sendable {
         let discovery: APIDiscovery
         /// The schema of each custom resource version, by `{storageName}/{version}`.
         let schemas: [String: StructuralSchema]
+        /// The `additionalPrinterColumns` of each custom resource version, by the same key.
+        let printerColumns: [String: [JSONValue]]
 
         func schema(of resource: APIResource) -> StructuralSchema? { schemas[resource.storageName + "/" + resource.version] }
+        func printerColumns(of resource: APIResource) -> [JSONValue]? { printerColumns[resource.storageName + "/" + resource.version] }
     }
 
     private let builtIn: [APIResource]
@@ -19,7 +22,7 @@ final class ServedResources: Sendable {
 
     init(builtIn: [APIResource]) {
         self.builtIn = builtIn
-        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn), schemas: [:]))
+        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn), schemas: [:], printerColumns: [:]))
     }
 
     var snapshot: Snapshot { current.withLock { $0 } }
@@ -29,15 +32,18 @@ final class ServedResources: Sendable {
     func update(definitions: [JSONValue]) {
         var resources = builtIn
         var schemas: [String: StructuralSchema] = [:]
+        var printerColumns: [String: [JSONValue]] = [:]
         for definition in definitions {
             let added = Self.resources(of: definition).filter { added in !resources.contains { $0.storageName == added.storageName && $0.version == added.version } }
             resources += added
             for resource in added {
                 let version = definition[path: ["spec", "versions"]]?.arrayValue?.first { $0["name"]?.stringValue == resource.version }
-                if let schema = version?[path: ["schema", "openAPIV3Schema"]] { schemas[resource.storageName + "/" + resource.version] = StructuralSchema(root: schema) }
+                let key = resource.storageName + "/" + resource.version
+                if let schema = version?[path: ["schema", "openAPIV3Schema"]] { schemas[key] = StructuralSchema(root: schema) }
+                if let columns = version?["additionalPrinterColumns"]?.arrayValue { printerColumns[key] = columns }
             }
         }
-        let snapshot = Snapshot(resources: resources, discovery: APIDiscovery(resources: resources), schemas: schemas)
+        let snapshot = Snapshot(resources: resources, discovery: APIDiscovery(resources: resources), schemas: schemas, printerColumns: printerColumns)
         current.withLock { $0 = snapshot }
     }
 
