@@ -144,4 +144,35 @@ import TestSupport
         #expect(try await server.kubectl("get", "gadgets", "-o", "name").output.trimmingCharacters(in: .whitespacesAndNewlines) == "gadget.example.com/ok")
         await server.server.stop()
     }
+
+    @Test func aDefinitionsVersionsShareTheirObjectsEachReadWithItsOwnAPIVersion() async throws {
+        let server = try await EmbeddedServer()
+        defer { removeTemporaryDirectory(server.directory) }
+        let crd = """
+            apiVersion: apiextensions.k8s.io/v1
+            kind: CustomResourceDefinition
+            metadata: {name: gizmos.example.com}
+            spec:
+              group: example.com
+              scope: Cluster
+              names: {plural: gizmos, singular: gizmo, kind: Gizmo}
+              versions:
+              - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+              - {name: v1beta1, served: true, storage: false, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+              - {name: v1alpha1, served: false, storage: false, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+            """
+        #expect(try await server.kubectl("apply", "-f", "@input", input: crd).status == 0)
+        #expect(try await server.kubectl("get", "crd", "gizmos.example.com", "-o", "jsonpath={.status.storedVersions}").output == #"["v1"]"#)
+        let created = try await httpRequest(.POST, port: server.port, path: "/apis/example.com/v1beta1/gizmos",
+                                            body: #"{"apiVersion":"example.com/v1beta1","kind":"Gizmo","metadata":{"name":"g"},"spec":{"x":1}}"#)
+        #expect(created.status == 201)
+        let asV1 = try JSONValue(parsing: try await httpRequest(port: server.port, path: "/apis/example.com/v1/gizmos/g").text())
+        #expect(asV1["apiVersion"] == .string("example.com/v1") && asV1[path: ["spec", "x"]] == .number("1"))
+        let listed = try JSONValue(parsing: try await httpRequest(port: server.port, path: "/apis/example.com/v1beta1/gizmos").text())
+        #expect(listed["apiVersion"] == .string("example.com/v1beta1"))
+        #expect(listed["items"]?.arrayValue?.map { $0["apiVersion"] } == [.string("example.com/v1beta1")])
+        #expect(try await server.kubectl("get", "gizmos.v1beta1.example.com", "g", "-o", "jsonpath={.apiVersion}").output == "example.com/v1beta1")
+        #expect(try await httpRequest(port: server.port, path: "/apis/example.com/v1alpha1/gizmos").status == 404, "a version not served")
+        await server.server.stop()
+    }
 }

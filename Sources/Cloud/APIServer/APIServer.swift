@@ -242,13 +242,15 @@ public final class APIServer: Service, Sendable {
                     return false
                 }
                 let table = head.headers[canonicalForm: "Accept"].contains(where: { $0.contains("as=Table") })
-                if head.method == .GET, route.key == nil, !table {
+                let custom = served.snapshot.isCustom(route.resource)
+                if head.method == .GET, route.key == nil, !table, !custom {
                     try await writer.send(encoded: try await encodedList(route, selection))
                     return true
                 }
                 var warnings: [String] = []
-                let (status, object) = try await perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "",
+                var (status, object) = try await perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "",
                                                    query: query, warnings: &warnings)
+                if custom { object = Self.converted(object, to: route.resource) }
                 if route.resource.storageName == Self.definitions.storageName, head.method != .GET {
                     let dryRun = (try? Self.isDryRun(query)) == true
                         || ((try? JSONValue(parsing: body.readableBytesView))?["dryRun"]?.arrayValue?.contains(.string("All")) ?? false)
@@ -434,6 +436,19 @@ public final class APIServer: Service, Sendable {
 
     static let definitions = APIResource.standard.first { $0.plural == "customresourcedefinitions" }!
 
+    /// A custom resource (or a list of them) as the version it is read through names it: the
+    /// versions of a definition share their storage and convert with `None` (only `apiVersion`
+    /// changes), as Kubernetes does for such definitions.
+    static func converted(_ value: JSONValue, to resource: APIResource) -> JSONValue {
+        var value = value
+        if value["kind"]?.stringValue == resource.kind { value["apiVersion"] = .string(resource.groupVersion) }
+        if let items = value["items"]?.arrayValue {
+            value["apiVersion"] = .string(resource.groupVersion)
+            value["items"] = .array(items.map { converted($0, to: resource) })
+        }
+        return value
+    }
+
     /// Serves what the stored CustomResourceDefinitions define.
     private func refreshCustomResources() async throws {
         served.update(definitions: try await store.list(resource: Self.definitions.storageName).objects)
@@ -564,7 +579,8 @@ public final class APIServer: Service, Sendable {
             return
         }
         try await writer.startStream()
-        for object in initial { try await writer.streamEvent("ADDED", object: object) }
+        let custom = served.snapshot.isCustom(resource)
+        for object in initial { try await writer.streamEvent("ADDED", object: custom ? Self.converted(object, to: resource) : object) }
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds ?? 1800)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -579,7 +595,11 @@ public final class APIServer: Service, Sendable {
                         continue
                     }
                     guard selection.matches(event.object) else { continue }
-                    try await writer.streamEvent(event, frames: self.watchFrames)
+                    if custom {
+                        try await writer.streamEvent(event.kind.rawValue, object: Self.converted(event.object, to: resource))
+                    } else {
+                        try await writer.streamEvent(event, frames: self.watchFrames)
+                    }
                 }
             }
             group.addTask { try await Task.sleep(until: deadline) }

@@ -13,6 +13,11 @@ final class ServedResources: Sendable {
         /// The `additionalPrinterColumns` of each custom resource version, by the same key.
         let printerColumns: [String: [JSONValue]]
 
+        /// The storage names of custom resources (every version of a kind shares one).
+        let customStorageNames: Set<String>
+
+        func isCustom(_ resource: APIResource) -> Bool { customStorageNames.contains(resource.storageName) }
+
         func schema(of resource: APIResource) -> StructuralSchema? { schemas[resource.storageName + "/" + resource.version] }
         func printerColumns(of resource: APIResource) -> [JSONValue]? { printerColumns[resource.storageName + "/" + resource.version] }
     }
@@ -22,7 +27,7 @@ final class ServedResources: Sendable {
 
     init(builtIn: [APIResource]) {
         self.builtIn = builtIn
-        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn), schemas: [:], printerColumns: [:]))
+        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn), schemas: [:], printerColumns: [:], customStorageNames: []))
     }
 
     var snapshot: Snapshot { current.withLock { $0 } }
@@ -43,7 +48,8 @@ final class ServedResources: Sendable {
                 if let columns = version?["additionalPrinterColumns"]?.arrayValue { printerColumns[key] = columns }
             }
         }
-        let snapshot = Snapshot(resources: resources, discovery: APIDiscovery(resources: resources), schemas: schemas, printerColumns: printerColumns)
+        let snapshot = Snapshot(resources: resources, discovery: APIDiscovery(resources: resources), schemas: schemas, printerColumns: printerColumns,
+                                customStorageNames: Set(resources.dropFirst(builtIn.count).map(\.storageName)))
         current.withLock { $0 = snapshot }
     }
 
