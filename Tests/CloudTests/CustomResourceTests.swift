@@ -175,4 +175,26 @@ import TestSupport
         #expect(try await httpRequest(port: server.port, path: "/apis/example.com/v1alpha1/gizmos").status == 404, "a version not served")
         await server.server.stop()
     }
+
+    @Test func aDefinitionThatIsNotStructuralOrMisnamedIsRefusedWithKubeAPIServersMessages() async throws {
+        let server = try await EmbeddedServer()
+        defer { removeTemporaryDirectory(server.directory) }
+        let refused = try await httpRequest(.POST, port: server.port, path: "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body: """
+            {"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"wrong.example.com"},
+             "spec":{"group":"example.com","scope":"Namespaced","names":{"plural":"things","kind":"Thing"},
+              "versions":[{"name":"v1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object","properties":{"spec":{"properties":{"a":{"type":"string"}}}}}}},
+                          {"name":"v2","served":true,"storage":true}]}}
+            """)
+        #expect(refused.status == 422)
+        let message = try JSONValue(parsing: try await refused.text())["message"]?.stringValue ?? ""
+        for part in [#"CustomResourceDefinition.apiextensions.k8s.io "wrong.example.com" is invalid: ["#,
+                     #"metadata.name: Invalid value: "wrong.example.com": must be spec.names.plural+"."+spec.group"#,
+                     "spec.versions: Invalid value:", "must have exactly one version marked as storage version",
+                     "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
+                     "spec.versions[1].schema.openAPIV3Schema: Required value: schemas are required"] {
+            #expect(message.contains(part), "\(part) in \(message)")
+        }
+        #expect(try await server.kubectl("get", "crd", "-o", "name").output.isEmpty, "nothing stored")
+        await server.server.stop()
+    }
 }

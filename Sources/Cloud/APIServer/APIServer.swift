@@ -289,6 +289,10 @@ public final class APIServer: Service, Sendable {
         /// A custom resource as its definition's schema has it: pruned, defaulted, validated.
         let schema = served.snapshot.schema(of: resource)
         func admit(_ object: inout JSONValue) throws {
+            if resource.storageName == Self.definitions.storageName {
+                let errors = DefinitionCheck.errors(in: object)
+                if !errors.isEmpty { throw Self.invalid(errors, resource: resource, name: object[path: ["metadata", "name"]]?.stringValue ?? "") }
+            }
             guard let schema else { return try validate(object) }
             object = schema.defaulted(schema.pruned(object))
             let errors = schema.errors(in: object)

@@ -9,7 +9,9 @@ struct StructuralSchema: Sendable {
 
     /// One field's failure, as `k8s.io/apimachinery`'s `field.Error` words it.
     struct FieldError: Sendable, Equatable {
-        enum Kind: String, Sendable { case invalid = "FieldValueInvalid", required = "FieldValueRequired", notSupported = "FieldValueNotSupported" }
+        enum Kind: String, Sendable {
+            case invalid = "FieldValueInvalid", required = "FieldValueRequired", notSupported = "FieldValueNotSupported", forbidden = "FieldValueForbidden"
+        }
         let kind: Kind
         let field: String
         let value: JSONValue?
@@ -17,7 +19,8 @@ struct StructuralSchema: Sendable {
 
         var message: String {
             switch kind {
-            case .required: "\(field): Required value"
+            case .required: detail.isEmpty ? "\(field): Required value" : "\(field): Required value: \(detail)"
+            case .forbidden: "\(field): Forbidden: \(detail)"
             case .invalid: "\(field): Invalid value: \(StructuralSchema.quoted(value ?? .null)): \(detail)"
             case .notSupported: "\(field): Unsupported value: \(StructuralSchema.quoted(value ?? .null)): \(detail)"
             }
