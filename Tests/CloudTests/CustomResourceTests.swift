@@ -53,6 +53,10 @@ import TestSupport
         let status = try await server.kubectl("patch", "widget", "blue", "--subresource", "status", "--type", "merge", "-p", #"{"status":{"ready":true}}"#)
         #expect(status.status == 0, "\(status.output)")
         #expect(try await server.kubectl("get", "widget", "blue", "-o", "jsonpath={.status.ready}").output == "true")
+        // kubectl explain reads the kind's schema.
+        let explained = try await server.kubectl("explain", "widgets.spec")
+        #expect(explained.status == 0 && explained.output.contains("size") && explained.output.contains("<integer>"), "\(explained.output)")
+        #expect(try await server.kubectl("explain", "widget").output.contains("KIND:"))
         // kubectl get shows the definition's printer columns.
         let table = try await server.kubectl("get", "widgets").output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
         #expect(table.first == ["NAME", "SIZE", "READY", "CREATED"], "\(table)")

@@ -80,7 +80,6 @@ public final class APIServer: Service, Sendable {
     public let store: ObjectStore
     /// The built-in resources and those custom resource definitions add.
     private let served: ServedResources
-    private let openAPI: APIOpenAPI
     /// Protobuf watch frames shared by the watchers of a change.
     private let watchFrames = WatchFrameCache()
     private let logger: Logger
@@ -91,7 +90,6 @@ public final class APIServer: Service, Sendable {
         self.configuration = configuration
         self.store = store
         served = ServedResources(builtIn: configuration.resources)
-        openAPI = APIOpenAPI(resources: configuration.resources)
         self.logger = logger
     }
 
@@ -208,6 +206,7 @@ public final class APIServer: Service, Sendable {
         let path = uri.path
         let query = uri.query
         if path == "/openapi/v3" || path.hasPrefix("/openapi/v3/") {
+            let openAPI = served.snapshot.openAPI
             let document = path == "/openapi/v3" ? openAPI.index : openAPI.document(String(path.dropFirst("/openapi/v3/".count)))
             if let document { try await writer.send(document) } else {
                 try await writer.send(APIError(code: 404, reason: "NotFound", message: "no OpenAPI document at \(path)"))

@@ -8,6 +8,7 @@ final class ServedResources: Sendable {
     struct Snapshot: Sendable {
         let resources: [APIResource]
         let discovery: APIDiscovery
+        let openAPI: APIOpenAPI
         /// The schema of each custom resource version, by `{storageName}/{version}`.
         let schemas: [String: StructuralSchema]
         /// The `additionalPrinterColumns` of each custom resource version, by the same key.
@@ -27,7 +28,7 @@ final class ServedResources: Sendable {
 
     init(builtIn: [APIResource]) {
         self.builtIn = builtIn
-        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn), schemas: [:], printerColumns: [:], customStorageNames: []))
+        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn), openAPI: APIOpenAPI(resources: builtIn), schemas: [:], printerColumns: [:], customStorageNames: []))
     }
 
     var snapshot: Snapshot { current.withLock { $0 } }
@@ -38,17 +39,22 @@ final class ServedResources: Sendable {
         var resources = builtIn
         var schemas: [String: StructuralSchema] = [:]
         var printerColumns: [String: [JSONValue]] = [:]
+        var openAPISchemas: [String: JSONValue] = [:]
         for definition in definitions {
             let added = Self.resources(of: definition).filter { added in !resources.contains { $0.storageName == added.storageName && $0.version == added.version } }
             resources += added
             for resource in added {
                 let version = definition[path: ["spec", "versions"]]?.arrayValue?.first { $0["name"]?.stringValue == resource.version }
                 let key = resource.storageName + "/" + resource.version
-                if let schema = version?[path: ["schema", "openAPIV3Schema"]] { schemas[key] = StructuralSchema(root: schema) }
+                if let schema = version?[path: ["schema", "openAPIV3Schema"]] {
+                    schemas[key] = StructuralSchema(root: schema)
+                    openAPISchemas[key] = schema
+                }
                 if let columns = version?["additionalPrinterColumns"]?.arrayValue { printerColumns[key] = columns }
             }
         }
-        let snapshot = Snapshot(resources: resources, discovery: APIDiscovery(resources: resources), schemas: schemas, printerColumns: printerColumns,
+        let snapshot = Snapshot(resources: resources, discovery: APIDiscovery(resources: resources),
+                                openAPI: APIOpenAPI(resources: resources, customSchemas: openAPISchemas), schemas: schemas, printerColumns: printerColumns,
                                 customStorageNames: Set(resources.dropFirst(builtIn.count).map(\.storageName)))
         current.withLock { $0 = snapshot }
     }
