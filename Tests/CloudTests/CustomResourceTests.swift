@@ -116,6 +116,15 @@ import TestSupport
         #expect(stored[path: ["spec", "color"]] == .string("red"))
         #expect(stored[path: ["spec", "unknown"]] == nil)
         #expect(stored[path: ["spec", "extra", "anything"]] == .array([.number("1"), .number("2")]))
+        // kubectl's default (--validate=strict) refuses unknown fields, as kube-apiserver does.
+        let strict = try await server.kubectl("apply", "-f", "@input", input: """
+            apiVersion: example.com/v1
+            kind: Gadget
+            metadata: {name: typo, namespace: default}
+            spec: {size: 3, colour: red}
+            """)
+        #expect(strict.status != 0 && strict.output.contains(#"Gadget in version "v1" cannot be handled as a Gadget: strict decoding error: unknown field "spec.colour""#),
+                "\(strict.output)")
 
         // Every violation, in kube-apiserver's words, and nothing stored.
         let bad = try await httpRequest(.POST, port: server.port, path: "/apis/example.com/v1/namespaces/default/gadgets", body: """

@@ -283,7 +283,7 @@ public final class APIServer: Service, Sendable {
         /// Unknown fields in what is written (not in status updates): refused or warned of.
         func validate(_ object: JSONValue) throws {
             guard route.subresource == nil else { return }
-            warnings += try FieldValidation(query: query).check(object, kind: resource.kind)
+            warnings += try FieldValidation(query: query).check(object, kind: resource.kind, version: resource.version)
         }
         /// A custom resource as its definition's schema has it: pruned, defaulted, validated.
         let schema = served.snapshot.schema(of: resource)
@@ -293,6 +293,10 @@ public final class APIServer: Service, Sendable {
                 if !errors.isEmpty { throw Self.invalid(errors, resource: resource, name: object[path: ["metadata", "name"]]?.stringValue ?? "") }
             }
             guard let schema else { return try validate(object) }
+            // Unknown fields are refused or warned of as `fieldValidation` says, then pruned.
+            if route.subresource == nil {
+                warnings += try FieldValidation(query: query).report(schema.unknownFields(in: object), kind: resource.kind, version: resource.version)
+            }
             object = schema.defaulted(schema.pruned(object))
             let errors = schema.errors(in: object)
             guard !errors.isEmpty else { return }

@@ -22,13 +22,16 @@ enum FieldValidation: String {
     }
 
     /// Warnings to send, or a `400` in Strict mode.
-    func check(_ object: JSONValue, kind: String) throws(APIError) -> [String] {
-        guard self != .ignore else { return [] }
-        let unknown = Self.unknownFields(in: object, kind: kind)
-        guard !unknown.isEmpty else { return [] }
+    func check(_ object: JSONValue, kind: String, version: String) throws(APIError) -> [String] {
+        try report(Self.unknownFields(in: object, kind: kind), kind: kind, version: version)
+    }
+
+    /// `unknown` (dotted paths) as warnings, or kube-apiserver's `400` in Strict mode.
+    func report(_ unknown: [String], kind: String, version: String) throws(APIError) -> [String] {
+        guard self != .ignore, !unknown.isEmpty else { return [] }
         if self == .strict {
             let listed = unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", ")
-            throw APIError.badRequest("\(kind) in version cannot be handled as a \(kind): strict decoding error: \(listed)")
+            throw APIError.badRequest("\(kind) in version \"\(version)\" cannot be handled as a \(kind): strict decoding error: \(listed)")
         }
         return unknown.map { "unknown field \"\($0)\"" }
     }

@@ -63,6 +63,38 @@ struct StructuralSchema: Sendable {
         }
     }
 
+    /// The dotted paths of what ``pruned(_:)`` would drop (`spec.colour`), for
+    /// `fieldValidation` to warn of or refuse.
+    func unknownFields(in value: JSONValue) -> [String] {
+        guard case .object(var object) = value else { return [] }
+        for key in ["apiVersion", "kind", "metadata"] { object[key] = nil }
+        var unknown: [String] = []
+        Self.collectUnknown(.object(object), root, path: "", into: &unknown)
+        return unknown
+    }
+
+    private static func collectUnknown(_ value: JSONValue, _ schema: JSONValue, path: String, into unknown: inout [String]) {
+        switch value {
+        case .object(let object):
+            if schema["x-kubernetes-preserve-unknown-fields"] == .bool(true), schema["properties"] == nil, schema["additionalProperties"] == nil { return }
+            for (key, member) in object {
+                let child = path.isEmpty ? key : path + "." + key
+                if let property = schema[path: ["properties", key]] {
+                    collectUnknown(member, property, path: child, into: &unknown)
+                } else if let additional = schema["additionalProperties"], case .object = additional {
+                    collectUnknown(member, additional, path: child, into: &unknown)
+                } else if schema["x-kubernetes-preserve-unknown-fields"] != .bool(true), schema["additionalProperties"] != .bool(true) {
+                    unknown.append(child)
+                }
+            }
+        case .array(let items):
+            guard let itemSchema = schema["items"], case .object = itemSchema else { return }
+            for (index, item) in items.enumerated() { collectUnknown(item, itemSchema, path: "\(path)[\(index)]", into: &unknown) }
+        default:
+            return
+        }
+    }
+
     // MARK: defaulting
 
     /// `value` with the schema's defaults filled in where members are missing.
