@@ -154,6 +154,24 @@ import TestSupport
             spec: {color: blue}
             """)
         #expect(viaKubectl.status != 0 && viaKubectl.output.contains(#"The Gadget "nosize" is invalid: spec.size: Required value"#), "\(viaKubectl.output)")
+        // Server-side apply goes through the same schema.
+        let applied = try await server.kubectl("apply", "--server-side", "--validate=false", "-f", "@input", input: """
+            apiVersion: example.com/v1
+            kind: Gadget
+            metadata: {name: ssa, namespace: default}
+            spec: {size: 2, unknown: dropped}
+            """)
+        #expect(applied.status == 0, "\(applied.output)")
+        let ssa = try JSONValue(parsing: try await server.kubectl("get", "gadget", "ssa", "-o", "json").output)
+        #expect(ssa[path: ["spec", "color"]] == .string("red") && ssa[path: ["spec", "unknown"]] == nil, "\(ssa.serialized)")
+        let ssaInvalid = try await server.kubectl("apply", "--server-side", "-f", "@input", input: """
+            apiVersion: example.com/v1
+            kind: Gadget
+            metadata: {name: ssa, namespace: default}
+            spec: {size: 20}
+            """)
+        #expect(ssaInvalid.status != 0 && ssaInvalid.output.contains("spec.size in body should be less than or equal to 10"), "\(ssaInvalid.output)")
+        _ = try await server.kubectl("delete", "gadget", "ssa")
         #expect(try await server.kubectl("get", "gadgets", "-o", "name").output.trimmingCharacters(in: .whitespacesAndNewlines) == "gadget.example.com/ok")
         await server.server.stop()
     }

@@ -297,6 +297,11 @@ public final class APIServer: Service, Sendable {
             if route.subresource == nil {
                 warnings += try FieldValidation(query: query).report(schema.unknownFields(in: object), kind: resource.kind, version: resource.version)
             }
+            try conform(&object)
+        }
+        /// A custom resource pruned, defaulted and validated against its schema.
+        func conform(_ object: inout JSONValue) throws {
+            guard let schema else { return }
             object = schema.defaulted(schema.pruned(object))
             let errors = schema.errors(in: object)
             guard !errors.isEmpty else { return }
@@ -333,7 +338,7 @@ public final class APIServer: Service, Sendable {
             }
             return (.ok, try await store.update(key, object, dryRun: dryRun))
         case (.PATCH, let key?) where contentType.hasPrefix("application/apply-patch+yaml"):
-            return try await serverSideApply(route, key: key, body: body, query: query, dryRun: dryRun, validate: validate)
+            return try await serverSideApply(route, key: key, body: body, query: query, dryRun: dryRun, validate: admit, conform: conform)
         case (.PATCH, let key?):
             let strategic = contentType.hasPrefix("application/strategic-merge-patch+json")
             guard strategic || contentType.hasPrefix("application/merge-patch+json") else {
@@ -382,7 +387,8 @@ public final class APIServer: Service, Sendable {
     /// Server-side apply: the body (JSON or YAML) is the manager's configuration; it creates the
     /// object when absent. `fieldManager` is required; `force=true` takes conflicting fields.
     private func serverSideApply(_ route: APIRoute, key: ObjectKey, body: ByteBuffer, query: [String: String], dryRun: Bool,
-                                 validate: (JSONValue) throws -> Void) async throws -> (HTTPResponseStatus, JSONValue) {
+                                 validate: (inout JSONValue) throws -> Void,
+                                 conform: (inout JSONValue) throws -> Void) async throws -> (HTTPResponseStatus, JSONValue) {
         guard let manager = query["fieldManager"], !manager.isEmpty else {
             throw APIError.badRequest("PATCH with application/apply-patch+yaml requires the fieldManager parameter")
         }
@@ -396,7 +402,7 @@ public final class APIServer: Service, Sendable {
                 throw APIError.badRequest(error.description)
             }
         }
-        try validate(configuration)
+        try validate(&configuration)
         _ = try identify(&configuration, route: route)
         let resource = route.resource
         let strategic = resource.group.isEmpty || resource.group == "coordination.k8s.io"
@@ -413,6 +419,8 @@ public final class APIServer: Service, Sendable {
         }
         // Identity as the URL says; the stored object's version, so a concurrent write conflicts.
         _ = try identify(&applied, route: route)
+        // What the merge made, as a custom resource's schema has it.
+        try conform(&applied)
         guard let live else {
             if resource.group.isEmpty, resource.kind == "Pod" { applied = PodDefaults.onCreate(applied) }
             applied.set(nil, at: ["metadata", "resourceVersion"])
