@@ -16,10 +16,13 @@ public struct APIResource: Sendable, Hashable {
     public var shortNames: [String]
     /// Whether `{plural}/status` is served (status updates that leave the spec alone).
     public var hasStatus: Bool
+    /// Whether `{plural}/scale` is served (an `autoscaling/v1` `Scale` of the object).
+    public var hasScale: Bool
 
     /// Creates a resource type.
     public init(group: String, version: String, plural: String, singular: String, kind: String, namespaced: Bool,
-                shortNames: [String] = [], hasStatus: Bool = false) {
+                shortNames: [String] = [], hasStatus: Bool = false, hasScale: Bool = false) {
+        self.hasScale = hasScale
         self.group = group
         self.version = version
         self.plural = plural

@@ -228,4 +228,47 @@ import TestSupport
         #expect(try await server.kubectl("get", "crd", "-o", "name").output.isEmpty, "nothing stored")
         await server.server.stop()
     }
+
+    @Test func theScaleSubresourceReadsAndWritesTheReplicasItsDefinitionNames() async throws {
+        let server = try await EmbeddedServer()
+        defer { removeTemporaryDirectory(server.directory) }
+        let crd = """
+            apiVersion: apiextensions.k8s.io/v1
+            kind: CustomResourceDefinition
+            metadata: {name: pools.example.com}
+            spec:
+              group: example.com
+              scope: Namespaced
+              names: {plural: pools, singular: pool, kind: Pool}
+              versions:
+              - name: v1
+                served: true
+                storage: true
+                subresources:
+                  status: {}
+                  scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
+                schema:
+                  openAPIV3Schema:
+                    type: object
+                    properties:
+                      spec: {type: object, properties: {replicas: {type: integer}}}
+                      status: {type: object, properties: {replicas: {type: integer}, selector: {type: string}}}
+            """
+        #expect(try await server.kubectl("apply", "-f", "@input", input: crd).status == 0)
+        #expect(try await server.kubectl("apply", "-f", "@input", input: """
+            apiVersion: example.com/v1
+            kind: Pool
+            metadata: {name: workers, namespace: default}
+            spec: {replicas: 1}
+            """).status == 0)
+        _ = try await server.kubectl("patch", "pool", "workers", "--subresource", "status", "--type", "merge", "-p", #"{"status":{"replicas":1,"selector":"app=workers"}}"#)
+        let scale = try JSONValue(parsing: try await httpRequest(port: server.port, path: "/apis/example.com/v1/namespaces/default/pools/workers/scale").text())
+        #expect(scale["kind"] == .string("Scale") && scale[path: ["spec", "replicas"]] == .number("1") && scale[path: ["status", "selector"]] == .string("app=workers"),
+                "\(scale.serialized)")
+        let scaled = try await server.kubectl("scale", "pool", "workers", "--replicas=5")
+        #expect(scaled.status == 0, "\(scaled.output)")
+        #expect(try await server.kubectl("get", "pool", "workers", "-o", "jsonpath={.spec.replicas}").output == "5")
+        #expect(try await server.kubectl("api-resources", "--api-group", "example.com", "-o", "wide").status == 0)
+        await server.server.stop()
+    }
 }

@@ -49,6 +49,13 @@ struct APIDiscovery {
                 ("kind", .string(resource.kind)), ("verbs", .array(verbs)), ("shortNames", .array(resource.shortNames.map { .string($0) })),
                 ("storageVersionHash", .string("")),
             ]))
+            if resource.hasScale {
+                entries.append(object([
+                    ("name", .string("\(resource.plural)/scale")), ("singularName", .string("")), ("namespaced", .bool(resource.namespaced)),
+                    ("group", .string("autoscaling")), ("version", .string("v1")),
+                    ("kind", .string("Scale")), ("verbs", .array(["get", "patch", "update"].map { .string($0) })),
+                ]))
+            }
             if resource.hasStatus {
                 entries.append(object([
                     ("name", .string("\(resource.plural)/status")), ("singularName", .string("")), ("namespaced", .bool(resource.namespaced)),

@@ -307,6 +307,9 @@ public final class APIServer: Service, Sendable {
             guard !errors.isEmpty else { return }
             throw Self.invalid(errors, resource: resource, name: object[path: ["metadata", "name"]]?.stringValue ?? "")
         }
+        if route.subresource == "scale", let key = route.key, let scale = served.snapshot.scale(of: resource) {
+            return try await self.scale(method, key: key, resource: resource, paths: scale, body: body, contentType: contentType, dryRun: dryRun)
+        }
         switch (method, route.key) {
         case (.GET, nil):
             let (all, revision) = try await store.list(resource: resource.storageName, namespace: route.namespace)
@@ -434,6 +437,41 @@ public final class APIServer: Service, Sendable {
     /// A list as JSON built from the stored bytes of the objects it selects: objects are parsed
     /// only to match a selector, and never serialised again.
     // MARK: custom resources
+
+    /// `{name}/scale` of a custom resource: an `autoscaling/v1` `Scale` read from, and written to,
+    /// the paths its definition names (`.spec.replicas`, `.status.replicas`, a selector).
+    private func scale(_ method: HTTPMethod, key: ObjectKey, resource: APIResource, paths: JSONValue, body: ByteBuffer, contentType: String,
+                       dryRun: Bool) async throws -> (HTTPResponseStatus, JSONValue) {
+        func steps(_ name: String) -> [String] { (paths[name]?.stringValue ?? "").split(separator: ".").map(String.init) }
+        guard var object = try await store.get(key) else { throw APIError.notFound("\(resource.plural).\(resource.group)", key.name) }
+        func scaleObject(_ object: JSONValue) -> JSONValue {
+            var status = JSONObject([("replicas", object[path: steps("statusReplicasPath")] ?? .integer(0))])
+            if let selector = object[path: steps("labelSelectorPath")] { status["selector"] = selector }
+            return .object(JSONObject([
+                ("kind", .string("Scale")), ("apiVersion", .string("autoscaling/v1")),
+                ("metadata", .object(JSONObject([("name", object[path: ["metadata", "name"]] ?? .null), ("namespace", object[path: ["metadata", "namespace"]] ?? .null),
+                                                 ("uid", object[path: ["metadata", "uid"]] ?? .null),
+                                                 ("resourceVersion", object[path: ["metadata", "resourceVersion"]] ?? .null)]))),
+                ("spec", .object(JSONObject([("replicas", object[path: steps("specReplicasPath")] ?? .integer(0))]))),
+                ("status", .object(status)),
+            ]))
+        }
+        switch method {
+        case .GET:
+            return (.ok, scaleObject(object))
+        case .PUT, .PATCH:
+            let input = try JSONValue(parsing: body.readableBytesView)
+            let wanted = method == .PUT ? input : scaleObject(object).applyingMergePatch(input)
+            guard let replicas = wanted[path: ["spec", "replicas"]], replicas.int64Value != nil else {
+                throw APIError.badRequest("the Scale has no spec.replicas")
+            }
+            object.set(replicas, at: steps("specReplicasPath"))
+            if let version = input[path: ["metadata", "resourceVersion"]] { object.set(version, at: ["metadata", "resourceVersion"]) }
+            return (.ok, scaleObject(try await store.update(key, object, dryRun: dryRun)))
+        default:
+            throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(method) is not allowed on a scale")
+        }
+    }
 
     /// kube-apiserver's 422 for field errors: `Kind.group "name" is invalid: …`, with the
     /// causes in the details (which kubectl prints).

@@ -13,6 +13,10 @@ final class ServedResources: Sendable {
         let schemas: [String: StructuralSchema]
         /// The `additionalPrinterColumns` of each custom resource version, by the same key.
         let printerColumns: [String: [JSONValue]]
+        /// The `subresources.scale` of each custom resource version that has one, by the same key.
+        let scales: [String: JSONValue]
+
+        func scale(of resource: APIResource) -> JSONValue? { scales[resource.storageName + "/" + resource.version] }
 
         /// The storage names of custom resources (every version of a kind shares one).
         let customStorageNames: Set<String>
@@ -28,7 +32,7 @@ final class ServedResources: Sendable {
 
     init(builtIn: [APIResource]) {
         self.builtIn = builtIn
-        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn), openAPI: APIOpenAPI(resources: builtIn), schemas: [:], printerColumns: [:], customStorageNames: []))
+        current = Mutex(Snapshot(resources: builtIn, discovery: APIDiscovery(resources: builtIn), openAPI: APIOpenAPI(resources: builtIn), schemas: [:], printerColumns: [:], scales: [:], customStorageNames: []))
     }
 
     var snapshot: Snapshot { current.withLock { $0 } }
@@ -40,6 +44,7 @@ final class ServedResources: Sendable {
         var schemas: [String: StructuralSchema] = [:]
         var printerColumns: [String: [JSONValue]] = [:]
         var openAPISchemas: [String: JSONValue] = [:]
+        var scales: [String: JSONValue] = [:]
         for definition in definitions {
             let added = Self.resources(of: definition).filter { added in !resources.contains { $0.storageName == added.storageName && $0.version == added.version } }
             resources += added
@@ -51,10 +56,11 @@ final class ServedResources: Sendable {
                     openAPISchemas[key] = schema
                 }
                 if let columns = version?["additionalPrinterColumns"]?.arrayValue { printerColumns[key] = columns }
+                if let scale = version?[path: ["subresources", "scale"]] { scales[key] = scale }
             }
         }
         let snapshot = Snapshot(resources: resources, discovery: APIDiscovery(resources: resources),
-                                openAPI: APIOpenAPI(resources: resources, customSchemas: openAPISchemas), schemas: schemas, printerColumns: printerColumns,
+                                openAPI: APIOpenAPI(resources: resources, customSchemas: openAPISchemas), schemas: schemas, printerColumns: printerColumns, scales: scales,
                                 customStorageNames: Set(resources.dropFirst(builtIn.count).map(\.storageName)))
         current.withLock { $0 = snapshot }
     }
@@ -69,7 +75,8 @@ final class ServedResources: Sendable {
         return (definition[path: ["spec", "versions"]]?.arrayValue ?? []).compactMap { version in
             guard version["served"]?.boolValue == true, let name = version["name"]?.stringValue else { return nil }
             return APIResource(group: group, version: name, plural: plural, singular: singular, kind: kind, namespaced: namespaced,
-                               shortNames: shortNames, hasStatus: version[path: ["subresources", "status"]] != nil)
+                               shortNames: shortNames, hasStatus: version[path: ["subresources", "status"]] != nil,
+                               hasScale: version[path: ["subresources", "scale"]] != nil)
         }
     }
 }
