@@ -7,7 +7,7 @@ DEBIAN_PACKAGES := pkg-config openssl libsqlite3-dev libgnutls28-dev libngtcp2-d
 PYTHON_PACKAGES := websockets aioquic kubernetes
 TEST_TIMEOUT ?= 2400
 
-.PHONY: deps build test fuzz chaos abuse bench run clean proto-schema
+.PHONY: deps build test fuzz chaos abuse bench run clean proto-schema crds
 
 ## deps: install the Debian packages and Python peers that are missing (a no-op when all are present)
 deps:
@@ -80,6 +80,10 @@ abuse: deps
 PROTO_DIR ?= ../shared/testdata/kubernetes-proto
 proto-schema:
 	python3 tools/proto-schema/generate.py $(PROTO_DIR)
+
+## crds: embed deploy/crds (KubeEdge's kinds as CustomResourceDefinitions) in cloudcore
+crds:
+	python3 tools/crds/embed.py
 
 ## fuzz: build the fuzz targets (tools/fuzz: libFuzzer + AddressSanitizer) and run each for
 ## FUZZ_SECONDS over its seed corpus; a crash writes its reproducer under .build-fuzz/artifacts/

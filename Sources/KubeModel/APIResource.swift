@@ -69,4 +69,11 @@ public struct APIResource: Sendable, Hashable {
         APIResource(group: "reliablesyncs.kubeedge.io", version: "v1alpha1", plural: "objectsyncs", singular: "objectsync", kind: "ObjectSync", namespaced: true, hasStatus: true),
         APIResource(group: "reliablesyncs.kubeedge.io", version: "v1alpha1", plural: "clusterobjectsyncs", singular: "clusterobjectsync", kind: "ClusterObjectSync", namespaced: false, hasStatus: true),
     ]
+
+    /// The API groups of KubeEdge's own kinds, which a Kubernetes API server serves through
+    /// CustomResourceDefinitions.
+    public static let kubeEdgeGroups: Set<String> = ["devices.kubeedge.io", "reliablesyncs.kubeedge.io"]
+
+    /// The kinds an API server serves without definitions: ``standard`` without KubeEdge's.
+    public static let builtIn = standard.filter { !kubeEdgeGroups.contains($0.group) }
 }

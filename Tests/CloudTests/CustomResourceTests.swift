@@ -225,7 +225,7 @@ import TestSupport
                      "spec.versions[1].schema.openAPIV3Schema: Required value: schemas are required"] {
             #expect(message.contains(part), "\(part) in \(message)")
         }
-        #expect(try await server.kubectl("get", "crd", "-o", "name").output.isEmpty, "nothing stored")
+        #expect(try await server.kubectl("get", "crd", "wrong.example.com").status != 0, "nothing stored")
         await server.server.stop()
     }
 
@@ -269,6 +269,50 @@ import TestSupport
         #expect(scaled.status == 0, "\(scaled.output)")
         #expect(try await server.kubectl("get", "pool", "workers", "-o", "jsonpath={.spec.replicas}").output == "5")
         #expect(try await server.kubectl("api-resources", "--api-group", "example.com", "-o", "wide").status == 0)
+        await server.server.stop()
+    }
+
+    @Test func kubeEdgesKindsAreDefinitionsInstalledAtStartFromTheFilesInTheRepository() async throws {
+        // The embedded copies are the files users apply by hand to a real cluster.
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy/crds").standardized.path
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files == KubeEdgeDefinitions.files.map(\.name))
+        for (name, yaml) in KubeEdgeDefinitions.files {
+            let text = try String(contentsOfFile: directory + "/" + name, encoding: .utf8)
+            #expect(text.trimmingCharacters(in: .newlines) == yaml, "deploy/crds/\(name) differs from what cloudcore installs: run make crds")
+        }
+
+        let server = try await EmbeddedServer()
+        defer { removeTemporaryDirectory(server.directory) }
+        let listed = try await server.kubectl("get", "crd", "-o", "name").output.split(separator: "\n").sorted()
+        #expect(listed == ["customresourcedefinition.apiextensions.k8s.io/clusterobjectsyncs.reliablesyncs.kubeedge.io",
+                           "customresourcedefinition.apiextensions.k8s.io/devicemodels.devices.kubeedge.io",
+                           "customresourcedefinition.apiextensions.k8s.io/devices.devices.kubeedge.io",
+                           "customresourcedefinition.apiextensions.k8s.io/objectsyncs.reliablesyncs.kubeedge.io"])
+        // Applying the files again, as on a real cluster, changes nothing.
+        #expect(try await server.kubectl("apply", "-f", directory).status == 0)
+        let device = try await server.kubectl("apply", "-f", "@input", input: """
+            apiVersion: devices.kubeedge.io/v1beta1
+            kind: Device
+            metadata: {name: thermometer, namespace: default}
+            spec:
+              deviceModelRef: {name: thermometer-model}
+              nodeName: edge-1
+              protocol: {protocolName: modbus, configData: {slaveID: 1}}
+              properties: [{name: temperature, desired: {value: "20"}, visitors: {register: HoldingRegister}}]
+            """)
+        #expect(device.status == 0, "\(device.output)")
+        let table = try await server.kubectl("get", "devices").output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
+        #expect(table.first == ["NAME", "NODE", "MODEL", "AGE"] && table.dropFirst().first?.prefix(3) == ["thermometer", "edge-1", "thermometer-model"], "\(table)")
+        #expect(try await server.kubectl("get", "device", "thermometer", "-o", "jsonpath={.spec.properties[0].visitors.register}").output == "HoldingRegister",
+                "protocol-specific settings are kept")
+        let badModel = try await server.kubectl("apply", "-f", "@input", input: """
+            apiVersion: devices.kubeedge.io/v1beta1
+            kind: DeviceModel
+            metadata: {name: m, namespace: default}
+            spec: {protocol: modbus, properties: [{name: temperature, accessMode: WriteOnly}]}
+            """)
+        #expect(badModel.status != 0 && badModel.output.contains(#"Unsupported value: "WriteOnly""#), "\(badModel.output)")
         await server.server.stop()
     }
 }

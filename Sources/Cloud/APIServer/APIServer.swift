@@ -26,7 +26,12 @@ public final class APIServer: Service, Sendable {
         public var port: Int
         /// The largest request body. Default 3 MiB (Kubernetes' limit).
         public var maxBodyBytes: Int
+        /// The built-in resources. Default: ``APIResource/standard`` without KubeEdge's kinds, which
+        /// come from ``definitions``.
         public var resources: [APIResource]
+        /// CustomResourceDefinitions (YAML) installed at start when missing. Default KubeEdge's
+        /// (``KubeEdgeDefinitions``).
+        public var definitions: [String]
         /// TLS and who may call; `nil` serves plain HTTP to anyone (tests and loopback only).
         public var security: Security?
         /// How often watches that asked for bookmarks get one. Default 60 s.
@@ -34,12 +39,14 @@ public final class APIServer: Service, Sendable {
         /// How often history beyond the store's limit is compacted. Default 5 min.
         public var compactionInterval: Duration
 
-        public init(host: String = "127.0.0.1", port: Int = 6443, maxBodyBytes: Int = 3 << 20, resources: [APIResource] = APIResource.standard,
+        public init(host: String = "127.0.0.1", port: Int = 6443, maxBodyBytes: Int = 3 << 20, resources: [APIResource] = APIResource.builtIn,
+                    definitions: [String] = KubeEdgeDefinitions.files.map(\.yaml),
                     security: Security? = nil, bookmarkInterval: Duration = .seconds(60), compactionInterval: Duration = .seconds(300)) {
             self.host = host
             self.port = port
             self.maxBodyBytes = maxBodyBytes
             self.resources = resources
+            self.definitions = definitions
             self.security = security
             self.bookmarkInterval = bookmarkInterval
             self.compactionInterval = compactionInterval
@@ -108,6 +115,7 @@ public final class APIServer: Service, Sendable {
                 ("status", .object(JSONObject([("phase", .string("Active"))]))),
             ])))
         }
+        try await installDefinitions()
         try await refreshCustomResources()
         let context = try configuration.security?.makeContext()
         let port = try await listener.bind(host: configuration.host, port: configuration.port) { channel in
@@ -500,6 +508,20 @@ public final class APIServer: Service, Sendable {
             value["items"] = .array(items.map { converted($0, to: resource) })
         }
         return value
+    }
+
+    /// Stores the configured definitions that are missing (established at once); a stored one
+    /// is left as it is (a user may have changed it).
+    private func installDefinitions() async throws {
+        for yaml in configuration.definitions {
+            let definition = try YAMLDocument.parse(yaml)
+            guard let name = definition[path: ["metadata", "name"]]?.stringValue else { continue }
+            let key = ObjectKey(resource: Self.definitions.storageName, namespace: "", name: name)
+            guard try await store.get(key) == nil else { continue }
+            let errors = DefinitionCheck.errors(in: definition)
+            guard errors.isEmpty else { throw Self.invalid(errors, resource: Self.definitions, name: name) }
+            _ = try await store.create(key, Self.establishing(definition))
+        }
     }
 
     /// Serves what the stored CustomResourceDefinitions define.
