@@ -23,12 +23,13 @@ import TestSupport
             - {name: Size, type: integer, jsonPath: .spec.size}
             - {name: Ready, type: boolean, jsonPath: .status.ready}
             - {name: Created, type: date, jsonPath: .metadata.creationTimestamp}
+            - {name: Phase, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].reason'}
             schema:
               openAPIV3Schema:
                 type: object
                 properties:
                   spec: {type: object, properties: {size: {type: integer}}}
-                  status: {type: object, properties: {ready: {type: boolean}}}
+                  status: {type: object, properties: {ready: {type: boolean}, conditions: {type: array, items: {type: object, x-kubernetes-preserve-unknown-fields: true}}}}
         """
 
     @Test func aDefinitionAppliedWithKubectlServesItsKindAtOnceAndDeletingItRemovesItsObjects() async throws {
@@ -50,7 +51,8 @@ import TestSupport
         #expect(created.status == 0, "\(created.output)")
         #expect(try await server.kubectl("get", "wg", "blue", "-o", "jsonpath={.spec.size}").output == "3")
         #expect(try await server.kubectl("get", "widgets", "-o", "name").output.trimmingCharacters(in: .whitespacesAndNewlines) == "widget.example.com/blue")
-        let status = try await server.kubectl("patch", "widget", "blue", "--subresource", "status", "--type", "merge", "-p", #"{"status":{"ready":true}}"#)
+        let status = try await server.kubectl("patch", "widget", "blue", "--subresource", "status", "--type", "merge", "-p",
+                                              #"{"status":{"ready":true,"conditions":[{"type":"Synced","reason":"Old"},{"type":"Ready","reason":"AllGood"}]}}"#)
         #expect(status.status == 0, "\(status.output)")
         #expect(try await server.kubectl("get", "widget", "blue", "-o", "jsonpath={.status.ready}").output == "true")
         // kubectl explain reads the kind's schema.
@@ -59,8 +61,8 @@ import TestSupport
         #expect(try await server.kubectl("explain", "widget").output.contains("KIND:"))
         // kubectl get shows the definition's printer columns.
         let table = try await server.kubectl("get", "widgets").output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
-        #expect(table.first == ["NAME", "SIZE", "READY", "CREATED"], "\(table)")
-        #expect(table.dropFirst().first?.prefix(3) == ["blue", "3", "true"], "\(table)")
+        #expect(table.first == ["NAME", "SIZE", "READY", "CREATED", "PHASE"], "\(table)")
+        #expect(table.dropFirst().first?.prefix(3) == ["blue", "3", "true"] && table.dropFirst().first?.last == "AllGood", "\(table)")
 
         // Deleting the definition deletes its objects: defined again, it has none.
         let deleted = try await server.kubectl("delete", "crd", "widgets.example.com")

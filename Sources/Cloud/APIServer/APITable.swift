@@ -132,6 +132,7 @@ enum APITable {
                 switch step {
                 case .member(let key): value = value?[key]
                 case .index(let index): value = value?.arrayValue.flatMap { index < $0.count ? $0[index] : nil }
+                case .filter(let key, let wanted): value = value?.arrayValue?.first { $0[key]?.stringValue == wanted }
                 }
             }
             guard let value else { return .null }
@@ -142,22 +143,37 @@ enum APITable {
         }
     }
 
-    private enum PathStep { case member(String), index(Int) }
+    private enum PathStep {
+        case member(String), index(Int)
+        /// `[?(@.key=="value")]`: the first item whose `key` is `value`.
+        case filter(key: String, value: String)
+    }
 
-    /// `.a.b[2].c` as steps (the simple JSONPath CRD printer columns use).
+    /// The JSONPath CRD printer columns use, as steps: `.a.b`, `[2]`, `[?(@.type=="Ready")]`.
     private static func jsonPathSteps(_ path: String) -> [PathStep] {
         var steps: [PathStep] = []
-        for part in path.split(separator: ".") {
-            var rest = Substring(part)
-            if let bracket = rest.firstIndex(of: "[") {
-                if bracket > rest.startIndex { steps.append(.member(String(rest[..<bracket]))) }
-                rest = rest[bracket...]
-                while rest.hasPrefix("["), let end = rest.firstIndex(of: "]") {
-                    if let index = Int(rest[rest.index(after: rest.startIndex)..<end]) { steps.append(.index(index)) }
-                    rest = rest[rest.index(after: end)...]
+        var rest = Substring(path)
+        while let first = rest.first {
+            if first == "." {
+                rest = rest.dropFirst()
+                let name = rest.prefix { $0 != "." && $0 != "[" }
+                if !name.isEmpty { steps.append(.member(String(name))) }
+                rest = rest.dropFirst(name.count)
+            } else if first == "[" {
+                guard let end = rest.firstIndex(of: "]") else { break }
+                let inside = rest[rest.index(after: rest.startIndex)..<end]
+                if let index = Int(inside) {
+                    steps.append(.index(index))
+                } else if inside.hasPrefix("?(@."), inside.hasSuffix(")"), let equals = inside.range(of: "==") {
+                    let key = inside[inside.index(inside.startIndex, offsetBy: 4)..<equals.lowerBound]
+                    let value = inside[equals.upperBound..<inside.index(before: inside.endIndex)].trimmingCharacters(in: CharacterSet(charactersIn: "\"' "))
+                    steps.append(.filter(key: String(key), value: value))
                 }
+                rest = rest[rest.index(after: end)...]
             } else {
-                steps.append(.member(String(rest)))
+                let name = rest.prefix { $0 != "." && $0 != "[" }
+                steps.append(.member(String(name)))
+                rest = rest.dropFirst(name.count)
             }
         }
         return steps
