@@ -213,9 +213,19 @@ public final class APIServer: Service, Sendable {
         let uri = RequestURI(head.uri)
         let path = uri.path
         let query = uri.query
-        if path == "/openapi/v3" || path.hasPrefix("/openapi/v3/") {
+        if path == "/openapi/v2" || path == "/openapi/v3" || path.hasPrefix("/openapi/v3/") {
+            // JSON only: the OpenAPI documents' protobuf form (gnostic's, which kubectl asks for
+            // v2 in) is not served.
+            guard APIMediaType.negotiate(accept: head.headers[canonicalForm: "Accept"].map(String.init), protobufAvailable: false) != nil else {
+                try await writer.send(APIMediaType.notAcceptable(protobufAvailable: false))
+                return true
+            }
             let openAPI = served.snapshot.openAPI
-            let document = path == "/openapi/v3" ? openAPI.index : openAPI.document(String(path.dropFirst("/openapi/v3/".count)))
+            let document = switch path {
+            case "/openapi/v2": openAPI.documentV2
+            case "/openapi/v3": openAPI.index
+            default: openAPI.document(String(path.dropFirst("/openapi/v3/".count)))
+            }
             if let document { try await writer.send(document) } else {
                 try await writer.send(APIError(code: 404, reason: "NotFound", message: "no OpenAPI document at \(path)"))
             }

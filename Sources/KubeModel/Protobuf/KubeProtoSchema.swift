@@ -56,7 +56,7 @@ public struct KubeProtoSchema: Sendable {
     }
 
     let messageList: [Message]
-    private let messageIndex: [String: Int]
+    let messageIndex: [String: Int]
     /// Message names by kind (`Pod`), for finding a kind's message in its group's package.
     private let namesByKind: [String: [String]]
 
