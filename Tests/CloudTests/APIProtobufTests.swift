@@ -130,4 +130,66 @@ import TestSupport
         _ = try await protobuf.delete(pods, namespace: "default", name: "web")
         await server.server.stop()
     }
+
+    /// A protobuf list equals the JSON list item by item (protoc decodes it), whether its items
+    /// are encoded for it or come from the message cache; a change is seen at once (the cache
+    /// is keyed by the object's revision), selectors apply, and the cache keeps to its bound.
+    @Test func protobufListsEqualJSONListsThroughTheMessageCache() async throws {
+        let server = try await EmbeddedServer(protobufCacheBytes: 4096)
+        defer { removeTemporaryDirectory(server.directory) }
+        let port = server.port
+        let configMaps = "/api/v1/namespaces/default/configmaps"
+        for index in 0..<12 {
+            _ = try await server.kubectl("create", "configmap", "cm-\(index)", "--from-literal=index=\(index)", "--from-literal=pad=\(String(repeating: "x", count: 200))")
+        }
+        _ = try await server.kubectl("label", "configmap", "cm-3", "cm-4", "role=picked")
+
+        func protobufItems(_ query: String = "") async throws -> [JSONValue] {
+            let response = try await httpRequest(port: port, path: configMaps + query, headers: [("Accept", Self.protobuf)])
+            let bytes = try await response.bytes()
+            #expect(response.status == 200 && response.headers.first(name: "Content-Type") == Self.protobuf)
+            let envelope = try KubeProtobuf.envelope(of: bytes)
+            #expect(envelope.kind == "ConfigMapList" && envelope.apiVersion == "v1")
+            // protoc reads what we wrote, and our decoder agrees with it on the item count.
+            let text = try Protoc.decode(envelope.raw, as: "k8s.io.api.core.v1.ConfigMapList")
+            let list = try KubeProtobuf.builtIn.json(fromMessage: envelope.raw, type: "k8s.io.api.core.v1.ConfigMapList")
+            let items = list["items"]?.arrayValue ?? []
+            #expect(text.components(separatedBy: "items {").count - 1 == items.count, "\(text)")
+            #expect(list[path: ["metadata", "resourceVersion"]]?.stringValue?.isEmpty == false)
+            return items.map { item in
+                var item = item
+                item["apiVersion"] = .string("v1")
+                item["kind"] = .string("ConfigMap")
+                return item
+            }
+        }
+        func jsonItems(_ query: String = "") async throws -> [JSONValue] {
+            try JSONValue(parsing: try await httpRequest(port: port, path: configMaps + query).text())["items"]?.arrayValue ?? []
+        }
+        func expectSame(_ protobuf: [JSONValue], _ json: [JSONValue]) {
+            #expect(protobuf.count == json.count)
+            for (left, right) in zip(json, protobuf) {
+                let differences = KubeProtobufTests.differences(left, right)
+                #expect(differences.isEmpty, "\(differences)")
+            }
+        }
+        let first = try await protobufItems()
+        expectSame(first, try await jsonItems())
+        #expect(first.count == 12)
+        let second = try await protobufItems()
+        expectSame(second, first)
+        let figures = server.server.protobufCacheFigures
+        #expect(figures.hits > 0 && figures.misses >= 12, "\(figures)")
+        #expect(figures.bytes <= 4096, "the cache holds \(figures.bytes) bytes over its 4096")
+
+        _ = try await server.kubectl("patch", "configmap", "cm-5", "--type", "merge", "-p", #"{"data":{"index":"changed"}}"#)
+        let third = try await protobufItems()
+        expectSame(third, try await jsonItems())
+        #expect(third.first { $0[path: ["metadata", "name"]] == .string("cm-5") }?[path: ["data", "index"]] == .string("changed"))
+
+        let picked = try await protobufItems("?labelSelector=role%3Dpicked")
+        expectSame(picked, try await jsonItems("?labelSelector=role%3Dpicked"))
+        #expect(picked.compactMap { $0[path: ["metadata", "name"]]?.stringValue } == ["cm-3", "cm-4"])
+        await server.server.stop()
+    }
 }

@@ -14,10 +14,11 @@ struct EmbeddedServer {
     /// Credentials when the server runs with TLS and authentication.
     let credentials: APIServerCredentials?
 
-    init(secure: Bool = false, historyLimit: Int = 100_000, bookmarkInterval: Duration = .seconds(60)) async throws {
+    init(secure: Bool = false, historyLimit: Int = 100_000, bookmarkInterval: Duration = .seconds(60), protobufCacheBytes: Int = 64 << 20) async throws {
         let store = try ObjectStore(configuration: .init(path: directory + "/api.db", historyLimit: historyLimit))
         credentials = secure ? try APIServerCredentials.loadOrCreate(directory: directory + "/pki") : nil
-        server = APIServer(configuration: .init(port: 0, security: credentials.map { APIServer.Security(credentials: $0) }, bookmarkInterval: bookmarkInterval), store: store)
+        server = APIServer(configuration: .init(port: 0, security: credentials.map { APIServer.Security(credentials: $0) }, bookmarkInterval: bookmarkInterval,
+                                                protobufCacheBytes: protobufCacheBytes), store: store)
         port = try await server.start()
         if let credentials {
             try credentials.writeKubeconfig(to: directory + "/kubeconfig", server: "https://127.0.0.1:\(port)")

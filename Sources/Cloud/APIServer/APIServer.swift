@@ -38,10 +38,15 @@ public final class APIServer: Service, Sendable {
         public var bookmarkInterval: Duration
         /// How often history beyond the store's limit is compacted. Default 5 min.
         public var compactionInterval: Duration
+        /// The most bytes of objects' protobuf messages kept for protobuf lists (see
+        /// ``ProtobufMessageCache``); 0 keeps none. Default 64 MiB.
+        public var protobufCacheBytes: Int
 
         public init(host: String = "127.0.0.1", port: Int = 6443, maxBodyBytes: Int = 3 << 20, resources: [APIResource] = APIResource.builtIn,
                     definitions: [String] = KubeEdgeDefinitions.files.map(\.yaml),
-                    security: Security? = nil, bookmarkInterval: Duration = .seconds(60), compactionInterval: Duration = .seconds(300)) {
+                    security: Security? = nil, bookmarkInterval: Duration = .seconds(60), compactionInterval: Duration = .seconds(300),
+                    protobufCacheBytes: Int = 64 << 20) {
+            self.protobufCacheBytes = protobufCacheBytes
             self.host = host
             self.port = port
             self.maxBodyBytes = maxBodyBytes
@@ -89,6 +94,11 @@ public final class APIServer: Service, Sendable {
     private let served: ServedResources
     /// Protobuf watch frames shared by the watchers of a change.
     private let watchFrames = WatchFrameCache()
+    /// Objects' protobuf messages for protobuf lists.
+    let protobufMessages: ProtobufMessageCache
+
+    /// The protobuf message cache: objects and bytes held, lookups it answered and not.
+    public var protobufCacheFigures: (objects: Int, bytes: Int, hits: Int, misses: Int) { protobufMessages.figures }
     private let logger: Logger
     /// The listener bound and its port, until ``run()`` ends (the server may then run again).
     private let bound = Mutex<(listener: ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>, port: Int)?>(nil)
@@ -96,6 +106,7 @@ public final class APIServer: Service, Sendable {
     public init(configuration: Configuration = Configuration(), store: ObjectStore, logger: Logger = Logger(label: "apiserver")) {
         self.configuration = configuration
         self.store = store
+        protobufMessages = ProtobufMessageCache(byteLimit: configuration.protobufCacheBytes)
         served = ServedResources(builtIn: configuration.resources)
         self.logger = logger
     }
@@ -261,7 +272,11 @@ public final class APIServer: Service, Sendable {
                 let table = head.headers[canonicalForm: "Accept"].contains(where: { $0.contains("as=Table") })
                 let custom = served.snapshot.isCustom(route.resource)
                 if head.method == .GET, route.key == nil, !table, !custom {
-                    try await writer.send(encoded: try await encodedList(route, selection))
+                    if encoding == .protobuf, let list = try await protobufList(route, selection) {
+                        try await writer.send(protobuf: list)
+                    } else {
+                        try await writer.send(encoded: try await encodedList(route, selection))
+                    }
                     return true
                 }
                 var warnings: [String] = []
@@ -608,6 +623,39 @@ public final class APIServer: Service, Sendable {
         return out
     }
 
+    /// A list in Kubernetes protobuf, its items' messages from ``protobufMessages`` where it
+    /// holds them at their revision; `nil` when an item has no protobuf form (the list then
+    /// goes as JSON).
+    private func protobufList(_ route: APIRoute, _ selection: Selection) async throws(APIError) -> [UInt8]? {
+        let resource = route.resource
+        let nodeName = selection.fields.requiredValues["spec.nodeName"]
+        var (objects, revision) = try await store.listStored(resource: resource.storageName, namespace: route.namespace, nodeName: nodeName)
+        var parsed: [String: JSONValue] = [:]
+        if !selection.selectsEverything {
+            objects = objects.filter { object in
+                guard let value = try? JSONValue(parsing: object.value), selection.matches(value) else { return false }
+                parsed[object.key] = value
+                return true
+            }
+        }
+        let protobuf = KubeProtobuf.builtIn
+        let items: [[UInt8]]
+        do {
+            items = try protobufMessages.messages(for: objects) { object throws(ProtobufEncodingError) in
+                guard let value = parsed[object.key] ?? (try? JSONValue(parsing: object.value)) else {
+                    throw ProtobufEncodingError(reason: "stored object \(object.key) is not JSON")
+                }
+                guard let message = try protobuf.itemMessage(value, apiVersion: resource.groupVersion, kind: resource.kind) else {
+                    throw ProtobufEncodingError(reason: "\(resource.kind) has no protobuf form")
+                }
+                return message
+            }
+        } catch {
+            return nil
+        }
+        return protobuf.encodeList(apiVersion: resource.groupVersion, kind: resource.kind, resourceVersion: String(revision), items: items)
+    }
+
     /// Checks and completes the object's identity against the URL: kind, apiVersion, name and
     /// namespace (filled in when missing, refused when different).
     private func identify(_ object: inout JSONValue, route: APIRoute) throws(APIError) -> ObjectKey {
@@ -721,6 +769,11 @@ struct ResponseWriter: Sendable {
         } else {
             try await send(value.serializedBytes, contentType: "application/json", status: status, warnings: warnings)
         }
+    }
+
+    /// Sends an enveloped protobuf object or list as it is.
+    func send(protobuf bytes: [UInt8]) async throws {
+        try await send(bytes, contentType: APIMediaType.protobuf, status: .ok, warnings: [])
     }
 
     /// Sends an object already encoded as JSON (transcoded when protobuf was negotiated).

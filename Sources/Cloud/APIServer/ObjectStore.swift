@@ -171,9 +171,23 @@ public final class ObjectStore: Sendable {
     /// selects nothing out is sent as it is stored), read in one snapshot with its revision.
     /// With `nodeName`, only objects whose `spec.nodeName` is that (through an index).
     public func listEncoded(resource: String, namespace: String? = nil, nodeName: String? = nil) async throws(APIError) -> (objects: [[UInt8]], revision: Int64) {
+        let (objects, revision) = try await listStored(resource: resource, namespace: namespace, nodeName: nodeName)
+        return (objects.map(\.value), revision)
+    }
+
+    /// One stored object: its storage key, the revision that last changed it, and its JSON.
+    public struct StoredObject: Sendable {
+        public var key: String
+        public var modRevision: Int64
+        public var value: [UInt8]
+    }
+
+    /// ``listEncoded(resource:namespace:nodeName:)`` with each object's key and revision, which
+    /// identify an encoding of it made earlier.
+    public func listStored(resource: String, namespace: String? = nil, nodeName: String? = nil) async throws(APIError) -> (objects: [StoredObject], revision: Int64) {
         try await Self.storage { [database] in
-            try await database.read { (db) throws -> (objects: [[UInt8]], revision: Int64) in
-                var sql = "SELECT value FROM objects WHERE resource = ?1"
+            try await database.read { (db) throws -> (objects: [StoredObject], revision: Int64) in
+                var sql = "SELECT value, key, mod_revision FROM objects WHERE resource = ?1"
                 if namespace != nil { sql += " AND namespace = ?2" }
                 if nodeName != nil { sql += " AND node = ?3" }
                 let read = try db.statement(sql + " ORDER BY namespace, name")
@@ -181,8 +195,8 @@ public final class ObjectStore: Sendable {
                 read.bind(resource, at: 1)
                 if let namespace { read.bind(namespace, at: 2) }
                 if let nodeName { read.bind(nodeName, at: 3) }
-                var objects: [[UInt8]] = []
-                while try read.step() { objects.append(read.bytes(at: 0)) }
+                var objects: [StoredObject] = []
+                while try read.step() { objects.append(StoredObject(key: read.string(at: 1) ?? "", modRevision: read.int64(at: 2), value: read.bytes(at: 0))) }
                 return (objects, try Self.readState(db).revision)
             }
         }

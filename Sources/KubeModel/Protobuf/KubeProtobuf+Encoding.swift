@@ -4,50 +4,69 @@ extension KubeProtobuf {
     public func message(fromJSON value: JSONValue, type: String) throws(ProtobufEncodingError) -> [UInt8] {
         guard let message = schema.message(named: type) else { throw ProtobufEncodingError("unknown message type \(type)") }
         var writer = ProtobufWriter()
-        try encode(value, as: message, into: &writer, path: "", depth: 0)
+        try encode(value, as: message, into: &writer, depth: 0)
         return writer.bytes
     }
 
     private static let maxDepth = 100
 
-    private func encode(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtobufWriter, path: String,
+    /// Writes `value` as `message`. Errors name the field they are about: each level puts its
+    /// field's name in front of the path as the error passes (no path is built otherwise).
+    private func encode(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtobufWriter,
                         depth: Int) throws(ProtobufEncodingError) {
-        guard depth < Self.maxDepth else { throw ProtobufEncodingError("\(path): objects nest deeper than \(Self.maxDepth)") }
-        if try encodeSpecial(value, as: message, into: &writer, path: path, depth: depth) { return }
-        guard case .object(let object) = value else {
-            throw ProtobufEncodingError("\(path.isEmpty ? message.name : path): expected an object")
-        }
+        guard depth < Self.maxDepth else { throw ProtobufEncodingError(reason: "objects nest deeper than \(Self.maxDepth)") }
+        if try encodeSpecial(value, as: message, into: &writer, depth: depth) { return }
+        guard case .object(let object) = value else { throw ProtobufEncodingError(reason: "expected an object") }
         // The members in their own order (protobuf does not mind); what belongs to no field may
         // be an inline embedded struct's, which reads the same object below.
         for (key, member) in object {
             guard let index = message.fieldIndexByName[key], !message.fields[index].inline else { continue }
             let field = message.fields[index]
             guard member != .null || Self.keepsNull(field.type, schema) else { continue }
-            let fieldPath = path.isEmpty ? field.name : path + "." + field.name
-            switch field.type {
-            case .map(let keyType, let valueType):
-                guard case .object(let entries) = member else { throw ProtobufEncodingError("\(fieldPath): expected an object") }
-                for (key, entryValue) in entries.sorted(by: { $0.key < $1.key }) {
-                    var entry = ProtobufWriter()
-                    try encodeValue(Self.keyValue(key, keyType), type: keyType, number: 1, into: &entry, path: fieldPath, depth: depth)
-                    try encodeValue(entryValue, type: valueType, number: 2, into: &entry, path: fieldPath + "[" + key + "]", depth: depth)
-                    writer.lengthDelimitedField(field.number, entry.bytes)
-                }
-            default:
-                if field.repeated {
-                    guard case .array(let items) = member else { throw ProtobufEncodingError("\(fieldPath): expected a list") }
-                    for (index, item) in items.enumerated() {
-                        try encodeValue(item, type: field.type, number: field.number, into: &writer, path: "\(fieldPath)[\(index)]", depth: depth)
-                    }
-                } else {
-                    try encodeValue(member, type: field.type, number: field.number, into: &writer, path: fieldPath, depth: depth)
-                }
+            do {
+                try encodeField(member, field, into: &writer, depth: depth)
+            } catch {
+                throw error.within(field.name)
             }
         }
         // Embedded structs are always written, as Go writes a non-pointer field.
         for index in message.inlineFields {
             let field = message.fields[index]
-            try encodeValue(value, type: field.type, number: field.number, into: &writer, path: path, depth: depth)
+            try encodeValue(value, type: field.type, number: field.number, into: &writer, depth: depth)
+        }
+    }
+
+    /// One member of an object: a map's entries, a list's items, or a value.
+    private func encodeField(_ member: JSONValue, _ field: KubeProtoSchema.Field, into writer: inout ProtobufWriter,
+                             depth: Int) throws(ProtobufEncodingError) {
+        switch field.type {
+        case .map(let keyType, let valueType):
+            guard case .object(let entries) = member else { throw ProtobufEncodingError(reason: "expected an object") }
+            for (key, entryValue) in entries.sorted(by: { $0.key < $1.key }) {
+                do {
+                    try writer.lengthDelimitedField(field.number) { (entry: inout ProtobufWriter) throws(ProtobufEncodingError) in
+                        try encodeValue(Self.keyValue(key, keyType), type: keyType, number: 1, into: &entry, depth: depth)
+                        try encodeValue(entryValue, type: valueType, number: 2, into: &entry, depth: depth)
+                    }
+                } catch {
+                    throw error.within("[" + key + "]")
+                }
+            }
+        default:
+            guard field.repeated else { return try encodeValue(member, type: field.type, number: field.number, into: &writer, depth: depth) }
+            guard case .array(let items) = member else { throw ProtobufEncodingError(reason: "expected a list") }
+            try encodeItems(items, type: field.type, number: field.number, into: &writer, depth: depth)
+        }
+    }
+
+    private func encodeItems(_ items: [JSONValue], type: KubeProtoSchema.FieldType, number: Int, into writer: inout ProtobufWriter,
+                             depth: Int) throws(ProtobufEncodingError) {
+        for (index, item) in items.enumerated() {
+            do {
+                try encodeValue(item, type: type, number: number, into: &writer, depth: depth)
+            } catch {
+                throw error.within("[\(index)]")
+            }
         }
     }
 
@@ -63,37 +82,38 @@ extension KubeProtobuf {
     }
 
     private func encodeValue(_ value: JSONValue, type: KubeProtoSchema.FieldType, number: Int, into writer: inout ProtobufWriter,
-                             path: String, depth: Int) throws(ProtobufEncodingError) {
+                             depth: Int) throws(ProtobufEncodingError) {
         switch type {
         case .string:
-            guard case .string(let text) = value else { throw ProtobufEncodingError("\(path): expected a string") }
+            guard case .string(let text) = value else { throw ProtobufEncodingError(reason: "expected a string") }
             writer.lengthDelimitedField(number, text.utf8)
         case .bytes:
             guard case .string(let text) = value, let bytes = GoFormats.decodeBase64(text) else {
-                throw ProtobufEncodingError("\(path): expected base64 bytes")
+                throw ProtobufEncodingError(reason: "expected base64 bytes")
             }
             writer.lengthDelimitedField(number, bytes)
         case .bool:
-            guard case .bool(let flag) = value else { throw ProtobufEncodingError("\(path): expected a boolean") }
+            guard case .bool(let flag) = value else { throw ProtobufEncodingError(reason: "expected a boolean") }
             writer.varintField(number, flag ? 1 : 0)
         case .int32, .int64:
             guard case .number(let text) = value, let integer = Self.integer(text), type == .int64 || Int32(exactly: integer) != nil else {
-                throw ProtobufEncodingError("\(path): expected \(type == .int32 ? "a 32-bit" : "an") integer")
+                throw ProtobufEncodingError(reason: "expected \(type == .int32 ? "a 32-bit" : "an") integer")
             }
             writer.varintField(number, UInt64(bitPattern: integer))
         case .uint32, .uint64:
             guard case .number(let text) = value, let integer = UInt64(text) ?? Self.integer(text).flatMap(UInt64.init(exactly:)),
-                  type == .uint64 || UInt32(exactly: integer) != nil else { throw ProtobufEncodingError("\(path): expected an unsigned integer") }
+                  type == .uint64 || UInt32(exactly: integer) != nil else { throw ProtobufEncodingError(reason: "expected an unsigned integer") }
             writer.varintField(number, integer)
         case .double, .float:
-            guard case .number(let text) = value, let double = Double(text) else { throw ProtobufEncodingError("\(path): expected a number") }
+            guard case .number(let text) = value, let double = Double(text) else { throw ProtobufEncodingError(reason: "expected a number") }
             if type == .double { writer.fixed64Field(number, double.bitPattern) } else { writer.fixed32Field(number, Float(double).bitPattern) }
         case .message(let index):
-            var inner = ProtobufWriter()
-            try encode(value, as: schema.messageList[index], into: &inner, path: path, depth: depth + 1)
-            writer.lengthDelimitedField(number, inner.bytes)
+            let message = schema.messageList[index]
+            try writer.lengthDelimitedField(number) { (inner: inout ProtobufWriter) throws(ProtobufEncodingError) in
+                try encode(value, as: message, into: &inner, depth: depth + 1)
+            }
         case .map:
-            throw ProtobufEncodingError("\(path): a map inside a map")
+            throw ProtobufEncodingError(reason: "a map inside a map")
         }
     }
 
@@ -106,7 +126,7 @@ extension KubeProtobuf {
 
     /// Writes the messages that are strings, numbers or embedded JSON in JSON; `false` for an
     /// ordinary message.
-    private func encodeSpecial(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtobufWriter, path: String,
+    private func encodeSpecial(_ value: JSONValue, as message: KubeProtoSchema.Message, into writer: inout ProtobufWriter,
                                depth: Int) throws(ProtobufEncodingError) -> Bool {
         switch message.special {
         case .none:
@@ -114,32 +134,32 @@ extension KubeProtobuf {
         case .time, .microTime:
             if value == .null { return true }
             guard case .string(let text) = value, let time = GoFormats.parseRFC3339(text) else {
-                throw ProtobufEncodingError("\(path): expected an RFC 3339 time")
+                throw ProtobufEncodingError(reason: "expected an RFC 3339 time")
             }
             writer.varintField(1, UInt64(bitPattern: time.seconds))
             if time.nanos != 0 { writer.varintField(2, UInt64(bitPattern: Int64(time.nanos))) }
         case .duration:
             guard case .string(let text) = value, let nanoseconds = GoFormats.parseDuration(text) else {
-                throw ProtobufEncodingError("\(path): expected a duration")
+                throw ProtobufEncodingError(reason: "expected a duration")
             }
             writer.varintField(1, UInt64(bitPattern: nanoseconds))
         case .quantity:
             switch value {
             case .string(let text): writer.lengthDelimitedField(1, text.utf8)
             case .number(let text): writer.lengthDelimitedField(1, text.utf8)
-            default: throw ProtobufEncodingError("\(path): expected a quantity")
+            default: throw ProtobufEncodingError(reason: "expected a quantity")
             }
         case .intOrString:
             switch value {
             case .number(let text):
-                guard let integer = Int64(text), let small = Int32(exactly: integer) else { throw ProtobufEncodingError("\(path): expected a 32-bit integer") }
+                guard let integer = Int64(text), let small = Int32(exactly: integer) else { throw ProtobufEncodingError(reason: "expected a 32-bit integer") }
                 writer.varintField(1, 0)
                 writer.varintField(2, UInt64(bitPattern: Int64(small)))
             case .string(let text):
                 writer.varintField(1, 1)
                 writer.lengthDelimitedField(3, text.utf8)
             default:
-                throw ProtobufEncodingError("\(path): expected an integer or a string")
+                throw ProtobufEncodingError(reason: "expected an integer or a string")
             }
         case .embeddedJSON:
             if value != .null { writer.lengthDelimitedField(1, value.serializedBytes) }
@@ -151,25 +171,21 @@ extension KubeProtobuf {
             case .object:
                 // Go's decoder of a schema sets `allows` too.
                 if message.special == .schemaOrBool { writer.varintField(other.number, 1) }
-                try encodeValue(value, type: schema.type, number: schema.number, into: &writer, path: path, depth: depth)
+                try encodeValue(value, type: schema.type, number: schema.number, into: &writer, depth: depth)
             case .bool(let allows) where message.special == .schemaOrBool:
                 writer.varintField(other.number, allows ? 1 : 0)
             case .array(let items) where message.special != .schemaOrBool:
-                for (index, item) in items.enumerated() {
-                    try encodeValue(item, type: other.type, number: other.number, into: &writer, path: "\(path)[\(index)]", depth: depth)
-                }
+                try encodeItems(items, type: other.type, number: other.number, into: &writer, depth: depth)
             default:
-                throw ProtobufEncodingError("\(path): expected a schema\(message.special == .schemaOrBool ? " or a boolean" : " or a list")")
+                throw ProtobufEncodingError(reason: "expected a schema\(message.special == .schemaOrBool ? " or a boolean" : " or a list")")
             }
         case .list:
             guard let items = message.fields.first else { return true }
             guard case .array(let values) = value else {
                 if value == .null { return true }
-                throw ProtobufEncodingError("\(path): expected a list")
+                throw ProtobufEncodingError(reason: "expected a list")
             }
-            for (index, item) in values.enumerated() {
-                try encodeValue(item, type: items.type, number: items.number, into: &writer, path: "\(path)[\(index)]", depth: depth)
-            }
+            try encodeItems(values, type: items.type, number: items.number, into: &writer, depth: depth)
         }
         return true
     }

@@ -120,6 +120,38 @@ public struct KubeProtobuf: Sendable {
     }
 }
 
+extension KubeProtobuf {
+    /// The message of an object of `apiVersion` and `kind`, without the envelope: what a
+    /// list's items are. `nil` when the kind has no protobuf form.
+    public func itemMessage(_ object: JSONValue, apiVersion: String, kind: String) throws(ProtobufEncodingError) -> [UInt8]? {
+        guard let name = messageName(apiVersion: apiVersion, kind: kind) else { return nil }
+        return try message(fromJSON: object, type: name)
+    }
+
+    /// An enveloped `{kind}List` at `resourceVersion` whose items are given as their messages
+    /// (``itemMessage(_:apiVersion:kind:)``), written straight into the list: no item is
+    /// decoded or copied twice. `nil` when the kind has no protobuf list.
+    public func encodeList(apiVersion: String, kind: String, resourceVersion: String, items: [[UInt8]]) -> [UInt8]? {
+        let listKind = kind + "List"
+        guard let name = messageName(apiVersion: apiVersion, kind: listKind), let list = schema.message(named: name),
+              let metadata = list.fieldIndexByName["metadata"].map({ list.fields[$0] }),
+              let itemsField = list.fieldIndexByName["items"].map({ list.fields[$0] }),
+              case .message(let listMetaIndex) = metadata.type,
+              let version = schema.messageList[listMetaIndex].fieldIndexByName["resourceVersion"].map({ schema.messageList[listMetaIndex].fields[$0] })
+        else { return nil }
+        var writer = ProtobufWriter(prefix: Self.magic)
+        writer.lengthDelimitedField(1) { typeMeta in
+            typeMeta.lengthDelimitedField(1, apiVersion.utf8)
+            typeMeta.lengthDelimitedField(2, listKind.utf8)
+        }
+        writer.lengthDelimitedField(2) { raw in
+            raw.lengthDelimitedField(metadata.number) { listMeta in listMeta.lengthDelimitedField(version.number, resourceVersion.utf8) }
+            for item in items { raw.lengthDelimitedField(itemsField.number, item) }
+        }
+        return writer.bytes
+    }
+}
+
 /// Why protobuf bytes do not decode.
 public struct ProtobufDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
     public let message: String
@@ -127,9 +159,28 @@ public struct ProtobufDecodingError: Error, Sendable, Equatable, CustomStringCon
     public var description: String { message }
 }
 
-/// Why a JSON value has no protobuf form.
+/// Why a JSON value has no protobuf form: the path of the member at fault
+/// (`spec.containers[0].ports`) and what is wrong with it.
 public struct ProtobufEncodingError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let message: String
-    init(_ message: String) { self.message = message }
+    private var path = ""
+    private var reason: String
+
+    /// The whole message: `path: reason`, or the reason alone.
+    public var message: String { path.isEmpty ? reason : path + ": " + reason }
+
+    init(_ message: String) { reason = message }
+    /// An error about the value being written, before any field names it.
+    public init(reason: String) { self.reason = reason }
+
+    /// The error as seen from the field, map key (`[key]`) or list index (`[0]`) `component`
+    /// that holds the value at fault.
+    func within(_ component: String) -> ProtobufEncodingError {
+        var outer = self
+        outer.path = path.isEmpty ? component : path.hasPrefix("[") ? component + path : component + "." + path
+        return outer
+    }
+
+    public static func == (lhs: ProtobufEncodingError, rhs: ProtobufEncodingError) -> Bool { lhs.message == rhs.message }
+
     public var description: String { message }
 }

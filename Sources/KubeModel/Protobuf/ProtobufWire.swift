@@ -69,6 +69,29 @@ package struct ProtobufWriter {
         }
     }
 
+    /// A length-delimited field whose content `build` writes in place (no buffer of its own):
+    /// its length is written after it, in front of it, moving the content only when the
+    /// length takes more than one byte.
+    package mutating func lengthDelimitedField<Failure: Error>(_ field: Int, _ build: (inout ProtobufWriter) throws(Failure) -> Void) throws(Failure) {
+        key(field, 2)
+        let start = bytes.count
+        bytes.append(0)
+        try build(&self)
+        let length = bytes.count - start - 1
+        guard length >= 0x80 else {
+            bytes[start] = UInt8(length)
+            return
+        }
+        var prefix: [UInt8] = []
+        var value = UInt64(length)
+        while value >= 0x80 {
+            prefix.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        prefix.append(UInt8(value))
+        bytes.replaceSubrange(start..<start + 1, with: prefix)
+    }
+
     /// A nested message; written even when empty (presence matters for messages).
     package mutating func message(_ field: Int, _ build: (inout ProtobufWriter) -> Void) {
         var nested = ProtobufWriter()
