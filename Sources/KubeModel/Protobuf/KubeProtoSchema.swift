@@ -44,15 +44,39 @@ public struct KubeProtoSchema: Sendable {
         case schemaOrArray, schemaOrBool, schemaOrStringArray
     }
 
-    /// A message and how its JSON form is made.
-    struct Message: Sendable {
+    /// A message and how its JSON form is made. A class: the transcoders pass messages around
+    /// in their inner loops, where a struct of five collections would be retained five times.
+    final class Message: Sendable {
         let name: String
         let fields: [Field]
-        let fieldIndexByNumber: [Int: Int]
+        /// Field number → index in ``fields`` (-1: none); numbers beyond it are unknown.
+        private let fieldIndexTable: [Int32]
         let fieldIndexByName: [String: Int]
         let special: Special
         /// The inline fields (embedded structs whose members are this object's in JSON).
         let inlineFields: [Int]
+
+        init(name: String, fields: [Field], special: Special) {
+            self.name = name
+            self.fields = fields
+            var table = [Int32](repeating: -1, count: (fields.map(\.number).max() ?? 0) + 1)
+            var byName: [String: Int] = [:]
+            for (index, field) in fields.enumerated() {
+                table[field.number] = Int32(index)
+                byName[field.name] = index
+            }
+            fieldIndexTable = table
+            fieldIndexByName = byName
+            self.special = special
+            inlineFields = fields.indices.filter { fields[$0].inline }
+        }
+
+        /// The index in ``fields`` of field `number`, if the message has it.
+        func fieldIndex(number: Int) -> Int? {
+            guard number >= 0, number < fieldIndexTable.count else { return nil }
+            let index = fieldIndexTable[number]
+            return index < 0 ? nil : Int(index)
+        }
     }
 
     let messageList: [Message]
@@ -86,14 +110,8 @@ public struct KubeProtoSchema: Sendable {
                 fields.append(Field(number: number, name: String(parts[1]), type: try Self.type(parts[2], messageIndex), repeated: flags.contains("r"),
                                     omitEmpty: flags.contains("o"), inline: flags.contains("i")))
             }
-            var byNumber: [Int: Int] = [:]
-            var byName: [String: Int] = [:]
-            for (index, field) in fields.enumerated() {
-                byNumber[field.number] = index
-                byName[field.name] = index
-            }
-            messages.append(Message(name: name, fields: fields, fieldIndexByNumber: byNumber, fieldIndexByName: byName,
-                                    special: Self.special(name, isList: isList), inlineFields: fields.indices.filter { fields[$0].inline }))
+            guard fields.allSatisfy({ $0.number > 0 && $0.number < 1 << 16 }) else { throw ProtobufDecodingError("schema line for \(name): field number out of range") }
+            messages.append(Message(name: name, fields: fields, special: Self.special(name, isList: isList)))
             if let kind = name.split(separator: ".").last { namesByKind[String(kind), default: []].append(name) }
         }
         messageList = messages

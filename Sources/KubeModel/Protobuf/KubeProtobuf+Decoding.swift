@@ -10,14 +10,12 @@ extension KubeProtobuf {
     private func decode(_ reader: ProtobufReader, as message: KubeProtoSchema.Message, depth: Int) throws(ProtobufDecodingError) -> JSONValue {
         guard depth < Self.maxDepth else { throw ProtobufDecodingError("messages nest deeper than \(Self.maxDepth)") }
         if let special = try decodeSpecial(reader, as: message, depth: depth) { return special }
-        // Repeated fields and maps collect in buffers of their own: appending to an array
-        // still held in `values` would copy it each time (a 10,000-item list quadratically).
-        var values: [JSONValue?] = Array(repeating: nil, count: message.fields.count)
-        var lists: [Int: [JSONValue]] = [:]
-        var maps: [Int: JSONObject] = [:]
+        // Each field's value collects in its slot; a list or map is taken out of its slot while
+        // it grows, so that it is never copied (a 10,000-item list would be, quadratically).
+        var slots = [Slot](repeating: .empty, count: message.fields.count)
         var reader = reader
         while let (number, value) = try reader.next() {
-            guard let index = message.fieldIndexByNumber[number] else { continue }
+            guard let index = message.fieldIndex(number: number) else { continue }
             let field = message.fields[index]
             switch field.type {
             case .map(let keyType, let valueType):
@@ -32,24 +30,32 @@ extension KubeProtobuf {
                     default: continue
                     }
                 }
-                maps[index, default: JSONObject()][Self.mapKey(key)] = mapped
+                var map = slots[index].takeMap()
+                map[Self.mapKey(key)] = mapped
+                slots[index] = .map(map)
             default:
                 guard field.repeated else {
-                    values[index] = try decodeValue(value, as: field.type, field: field, in: message, depth: depth)
+                    slots[index] = .value(try decodeValue(value, as: field.type, field: field, in: message, depth: depth))
                     continue
                 }
+                var list = slots[index].takeList()
                 if case .bytes(let packed) = value, Self.isPackable(field.type) {
-                    lists[index, default: []] += try unpack(packed, as: field.type, field: field, in: message)
+                    list += try unpack(packed, as: field.type, field: field, in: message)
                 } else {
-                    lists[index, default: []].append(try decodeValue(value, as: field.type, field: field, in: message, depth: depth))
+                    list.append(try decodeValue(value, as: field.type, field: field, in: message, depth: depth))
                 }
+                slots[index] = .list(list)
             }
         }
-        for (index, items) in lists { values[index] = .array(items) }
-        for (index, map) in maps { values[index] = .object(map) }
         var object = JSONObject()
         for (index, field) in message.fields.enumerated() {
-            guard let value = values[index] else { continue }
+            let value: JSONValue
+            switch slots[index] {
+            case .empty: continue
+            case .value(let single): value = single
+            case .list(let items): value = .array(items)
+            case .map(let entries): value = .object(entries)
+            }
             if field.inline, case .object(let members) = value {
                 for (key, member) in members { object[key] = member }
                 continue
@@ -58,6 +64,27 @@ extension KubeProtobuf {
             object[field.name] = value
         }
         return .object(object)
+    }
+
+    /// What a message's field has collected while decoding.
+    private enum Slot {
+        case empty
+        case value(JSONValue)
+        case list([JSONValue])
+        case map(JSONObject)
+
+        /// The list collected so far, left in the slot no more (so that it can grow in place).
+        mutating func takeList() -> [JSONValue] {
+            guard case .list(let items) = self else { return [] }
+            self = .empty
+            return items
+        }
+
+        mutating func takeMap() -> JSONObject {
+            guard case .map(let entries) = self else { return JSONObject() }
+            self = .empty
+            return entries
+        }
     }
 
     private func decodeValue(_ value: ProtobufReader.Value, as type: KubeProtoSchema.FieldType, field: KubeProtoSchema.Field,
@@ -112,13 +139,34 @@ extension KubeProtobuf {
         ProtobufDecodingError("field \(field.name) (\(field.number)) of \(message.name) has the wrong wire type")
     }
 
-    /// The fields of a small message, by number (the last of each wins).
-    private func fields(_ reader: ProtobufReader) throws(ProtobufDecodingError) -> [Int: ProtobufReader.Value] {
-        var reader = reader
-        var fields: [Int: ProtobufReader.Value] = [:]
-        while let (number, value) = try reader.next() { fields[number] = value }
-        return fields
+    /// Fields 1 to 3 of a small message (times, quantities, int-or-strings, embedded JSON),
+    /// the last of each number winning; the rest are skipped.
+    private struct SmallFields {
+        private var slots: (ProtobufReader.Value?, ProtobufReader.Value?, ProtobufReader.Value?) = (nil, nil, nil)
+
+        init(_ reader: ProtobufReader) throws(ProtobufDecodingError) {
+            var reader = reader
+            while let (number, value) = try reader.next() {
+                switch number {
+                case 1: slots.0 = value
+                case 2: slots.1 = value
+                case 3: slots.2 = value
+                default: continue
+                }
+            }
+        }
+
+        subscript(number: Int) -> ProtobufReader.Value? {
+            switch number {
+            case 1: slots.0
+            case 2: slots.1
+            case 3: slots.2
+            default: nil
+            }
+        }
     }
+
+    private func fields(_ reader: ProtobufReader) throws(ProtobufDecodingError) -> SmallFields { try SmallFields(reader) }
 
     /// The JSON forms of the messages Go encodes as strings, numbers or embedded JSON; `nil`
     /// for an ordinary message.
@@ -155,7 +203,7 @@ extension KubeProtobuf {
             var others: [JSONValue] = []
             var flag = false
             while let (number, value) = try reader.next() {
-                guard let index = message.fieldIndexByNumber[number] else { continue }
+                guard let index = message.fieldIndex(number: number) else { continue }
                 let field = message.fields[index]
                 let decoded = try decodeValue(value, as: field.type, field: field, in: message, depth: depth)
                 if number == schemaField { schemaValue = decoded } else if case .bool(let allows) = decoded { flag = allows } else { others.append(decoded) }

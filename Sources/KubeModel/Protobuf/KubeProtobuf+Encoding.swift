@@ -165,8 +165,8 @@ extension KubeProtobuf {
             if value != .null { writer.lengthDelimitedField(1, value.serializedBytes) }
         case .schemaOrArray, .schemaOrBool, .schemaOrStringArray:
             let schemaField = message.special == .schemaOrBool ? 2 : 1
-            guard let schema = message.fieldIndexByNumber[schemaField].map({ message.fields[$0] }),
-                  let other = message.fieldIndexByNumber[schemaField == 1 ? 2 : 1].map({ message.fields[$0] }) else { return true }
+            guard let schema = message.fieldIndex(number: schemaField).map({ message.fields[$0] }),
+                  let other = message.fieldIndex(number: schemaField == 1 ? 2 : 1).map({ message.fields[$0] }) else { return true }
             switch value {
             case .object:
                 // Go's decoder of a schema sets `allows` too.
