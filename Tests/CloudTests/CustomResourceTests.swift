@@ -138,12 +138,15 @@ import TestSupport
         #expect(message.hasPrefix(#"Gadget.example.com "bad" is invalid: ["#), "\(message)")
         for part in [#"spec.size: Invalid value: "big": spec.size in body must be of type integer: "string""#,
                      #"spec.color: Unsupported value: "pink": supported values: "red", "blue""#,
-                     #"spec.name: Invalid value: "TOOLONG": spec.name in body should be at most 5 chars long"#,
+                     #"spec.name: Too long: may not be more than 5 bytes"#,
                      #"spec.name: Invalid value: "TOOLONG": spec.name in body should match '^[a-z]+$'"#,
-                     #"spec.tags: Invalid value: ["a","b","c"]: spec.tags in body should have at most 2 items"#] {
+                     #"spec.tags: Too many: 3: must have at most 2 items"#] {
             #expect(message.contains(part), "\(part) in \(message)")
         }
-        #expect(status[path: ["details", "causes"]]?.arrayValue?.count == 5)
+        let causes = status[path: ["details", "causes"]]?.arrayValue ?? []
+        #expect(causes.count == 5)
+        #expect(causes.compactMap { $0["reason"]?.stringValue }.sorted()
+                == ["FieldValueInvalid", "FieldValueNotSupported", "FieldValueTooLong", "FieldValueTooMany", "FieldValueTypeInvalid"], "\(causes)")
         let missing = try await httpRequest(.POST, port: server.port, path: "/apis/example.com/v1/namespaces/default/gadgets",
                                             body: #"{"apiVersion":"example.com/v1","kind":"Gadget","metadata":{"name":"empty"},"spec":{"size":11}}"#)
         let missingMessage = try JSONValue(parsing: try await missing.text())["message"]?.stringValue ?? ""
@@ -175,6 +178,99 @@ import TestSupport
         #expect(ssaInvalid.status != 0 && ssaInvalid.output.contains("spec.size in body should be less than or equal to 10"), "\(ssaInvalid.output)")
         _ = try await server.kubectl("delete", "gadget", "ssa")
         #expect(try await server.kubectl("get", "gadgets", "-o", "name").output.trimmingCharacters(in: .whitespacesAndNewlines) == "gadget.example.com/ok")
+        await server.server.stop()
+    }
+
+    /// The rest of the schema's checks kube-apiserver makes: multipleOf, uniqueItems, property
+    /// counts, string formats, and the duplicates x-kubernetes-list-type forbids, each in its
+    /// words and with its cause's reason; valid values of every format pass.
+    @Test func formatsCountsMultiplesAndListTypesAreCheckedAsKubeAPIServerChecksThem() async throws {
+        let server = try await EmbeddedServer()
+        defer { removeTemporaryDirectory(server.directory) }
+        let crd = """
+            apiVersion: apiextensions.k8s.io/v1
+            kind: CustomResourceDefinition
+            metadata: {name: probes.example.com}
+            spec:
+              group: example.com
+              scope: Namespaced
+              names: {plural: probes, singular: probe, kind: Probe}
+              versions:
+              - name: v1
+                served: true
+                storage: true
+                schema:
+                  openAPIV3Schema:
+                    type: object
+                    properties:
+                      spec:
+                        type: object
+                        properties:
+                          step: {type: integer, multipleOf: 5}
+                          zones: {type: array, uniqueItems: true, items: {type: string}}
+                          labels: {type: object, minProperties: 1, maxProperties: 2, additionalProperties: {type: string}}
+                          at: {type: string, format: date-time}
+                          day: {type: string, format: date}
+                          address: {type: string, format: ipv4}
+                          network: {type: string, format: cidr}
+                          id: {type: string, format: uuid}
+                          mac: {type: string, format: mac}
+                          host: {type: string, format: hostname}
+                          blob: {type: string, format: byte}
+                          size: {type: string, format: int32}
+                          tags: {type: array, x-kubernetes-list-type: set, items: {type: string}}
+                          ports:
+                            type: array
+                            x-kubernetes-list-type: map
+                            x-kubernetes-list-map-keys: [name]
+                            items: {type: object, properties: {name: {type: string}, port: {type: integer}}}
+            """
+        #expect(try await server.kubectl("apply", "-f", "@input", input: crd).status == 0)
+        let probes = "/apis/example.com/v1/namespaces/default/probes"
+
+        let valid = try await httpRequest(.POST, port: server.port, path: probes, body: """
+            {"apiVersion":"example.com/v1","kind":"Probe","metadata":{"name":"good"},"spec":{"step":15,"zones":["a","b"],"labels":{"k":"v"},
+             "at":"2026-12-07T08:00:00.123Z","day":"2024-02-29","address":"10.0.0.1","network":"fd00::/64","id":"5f0c4a3e-1b2c-4d5e-8f90-0a1b2c3d4e5f",
+             "mac":"02:42:ac:11:00:02","host":"edge-1.example.com","blob":"aGVsbG8=","size":"anything","tags":["x","y"],
+             "ports":[{"name":"http","port":80},{"name":"https","port":443}]}}
+            """)
+        let validBody = try await valid.text()
+        #expect(valid.status == 201, "\(validBody)")
+
+        let bad = try await httpRequest(.POST, port: server.port, path: probes, body: """
+            {"apiVersion":"example.com/v1","kind":"Probe","metadata":{"name":"bad"},"spec":{"step":7,"zones":["a","a"],"labels":{"a":"1","b":"2","c":"3"},
+             "at":"yesterday","day":"2023-02-29","address":"10.0.0.256","network":"10.0.0.0/33","id":"not-a-uuid","mac":"02:42","host":"-bad-",
+             "blob":"not base64!","tags":["x","y","x","x"],"ports":[{"name":"http","port":80},{"name":"http","port":8080}]}}
+            """)
+        let status = try JSONValue(parsing: try await bad.text())
+        #expect(bad.status == 422, "\(status)")
+        let message = status["message"]?.stringValue ?? ""
+        let expected: [(String, String)] = [
+            (#"spec.step: Invalid value: 7: spec.step in body should be a multiple of 5"#, "FieldValueInvalid"),
+            (#"spec.zones: Invalid value: "": spec.zones in body shouldn't contain duplicates"#, "FieldValueInvalid"),
+            (#"spec.labels: Too many: 3: must have at most 2 items"#, "FieldValueTooMany"),
+            (#"spec.at: Invalid value: "yesterday": spec.at in body must be of type date-time: "yesterday""#, "FieldValueTypeInvalid"),
+            (#"spec.day: Invalid value: "2023-02-29": spec.day in body must be of type date: "2023-02-29""#, "FieldValueTypeInvalid"),
+            (#"spec.address: Invalid value: "10.0.0.256": spec.address in body must be of type ipv4: "10.0.0.256""#, "FieldValueTypeInvalid"),
+            (#"spec.network: Invalid value: "10.0.0.0/33": spec.network in body must be of type cidr: "10.0.0.0/33""#, "FieldValueTypeInvalid"),
+            (#"spec.id: Invalid value: "not-a-uuid": spec.id in body must be of type uuid: "not-a-uuid""#, "FieldValueTypeInvalid"),
+            (#"spec.mac: Invalid value: "02:42": spec.mac in body must be of type mac: "02:42""#, "FieldValueTypeInvalid"),
+            (#"spec.host: Invalid value: "-bad-": spec.host in body must be of type hostname: "-bad-""#, "FieldValueTypeInvalid"),
+            (#"spec.blob: Invalid value: "not base64!": spec.blob in body must be of type byte: "not base64!""#, "FieldValueTypeInvalid"),
+            (#"spec.tags[2]: Duplicate value: "x""#, "FieldValueDuplicate"),
+            (#"spec.ports[1]: Duplicate value: map[string]interface {}{"name":"http"}"#, "FieldValueDuplicate"),
+        ]
+        for (part, _) in expected { #expect(message.contains(part), "\(part) in \(message)") }
+        let causes = status[path: ["details", "causes"]]?.arrayValue ?? []
+        #expect(causes.count == expected.count, "\(causes)")
+        #expect(causes.compactMap { $0["reason"]?.stringValue }.sorted() == expected.map(\.1).sorted(), "\(causes)")
+        #expect(!message.contains("spec.tags[3]"), "a duplicate value is reported once")
+        #expect(try await httpRequest(port: server.port, path: probes + "/bad").status == 404, "nothing stored")
+
+        let few = try await httpRequest(.POST, port: server.port, path: probes,
+                                        body: #"{"apiVersion":"example.com/v1","kind":"Probe","metadata":{"name":"few"},"spec":{"labels":{}}}"#)
+        let fewMessage = try JSONValue(parsing: try await few.text())["message"]?.stringValue ?? ""
+        #expect(fewMessage == #"Probe.example.com "few" is invalid: spec.labels: Invalid value: 0: spec.labels in body should have at least 1 properties"#, "\(fewMessage)")
         await server.server.stop()
     }
 

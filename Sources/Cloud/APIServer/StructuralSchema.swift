@@ -7,26 +7,6 @@ import KubeModel
 struct StructuralSchema: Sendable {
     let root: JSONValue
 
-    /// One field's failure, as `k8s.io/apimachinery`'s `field.Error` words it.
-    struct FieldError: Sendable, Equatable {
-        enum Kind: String, Sendable {
-            case invalid = "FieldValueInvalid", required = "FieldValueRequired", notSupported = "FieldValueNotSupported", forbidden = "FieldValueForbidden"
-        }
-        let kind: Kind
-        let field: String
-        let value: JSONValue?
-        let detail: String
-
-        var message: String {
-            switch kind {
-            case .required: detail.isEmpty ? "\(field): Required value" : "\(field): Required value: \(detail)"
-            case .forbidden: "\(field): Forbidden: \(detail)"
-            case .invalid: "\(field): Invalid value: \(StructuralSchema.quoted(value ?? .null)): \(detail)"
-            case .notSupported: "\(field): Unsupported value: \(StructuralSchema.quoted(value ?? .null)): \(detail)"
-            }
-        }
-    }
-
     // MARK: pruning
 
     /// `value` without the members its schema does not name (unless the schema preserves
@@ -127,79 +107,115 @@ struct StructuralSchema: Sendable {
         guard case .object(var object) = value else { return errors }
         for key in ["apiVersion", "kind", "metadata"] { object[key] = nil }
         Self.validate(.object(object), root, path: "", into: &errors)
+        Self.listTypeErrors(in: .object(object), root, path: "", into: &errors)
         return errors
     }
 
+    /// The checks in the order kube-openapi's schema validator makes them: type, then the
+    /// string, format, number and list checks, the enum, then the object's.
     private static func validate(_ value: JSONValue, _ schema: JSONValue, path: String, into errors: inout [FieldError]) {
         let name = path.isEmpty ? "<root>" : path
         if value == .null {
-            if schema["nullable"] != .bool(true), schema["type"] != nil { errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body must be of type \(schema["type"]?.stringValue ?? ""): \"null\"")) }
+            if schema["nullable"] != .bool(true), schema["type"] != nil {
+                errors.append(FieldError(kind: .typeInvalid, field: name, value: value, detail: "\(name) in body must be of type \(schema["type"]?.stringValue ?? ""): \"null\""))
+            }
             return
         }
         if let type = schema["type"]?.stringValue, !matches(value, type: type), schema["x-kubernetes-int-or-string"] != .bool(true) {
-            errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body must be of type \(type): \"\(typeName(of: value))\""))
+            errors.append(FieldError(kind: .typeInvalid, field: name, value: value, detail: "\(name) in body must be of type \(type): \"\(typeName(of: value))\""))
             return
         }
         if schema["x-kubernetes-int-or-string"] == .bool(true), !(matches(value, type: "integer") || matches(value, type: "string")) {
-            errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body must be of type integer or string: \"\(typeName(of: value))\""))
+            errors.append(FieldError(kind: .typeInvalid, field: name, value: value, detail: "\(name) in body must be of type integer or string: \"\(typeName(of: value))\""))
             return
+        }
+        switch value {
+        case .string(let text): validateString(text, value, schema, name: name, into: &errors)
+        case .number(let text): validateNumber(text, value, schema, name: name, into: &errors)
+        case .array(let items): validateList(items, value, schema, path: path, into: &errors)
+        default: break
         }
         if let options = schema["enum"]?.arrayValue, !options.contains(value) {
             errors.append(FieldError(kind: .notSupported, field: name, value: value, detail: "supported values: " + options.map(quoted).joined(separator: ", ")))
         }
-        switch value {
-        case .object(let object):
-            for required in schema["required"]?.arrayValue?.compactMap(\.stringValue) ?? [] where object[required] == nil {
-                errors.append(FieldError(kind: .required, field: path.isEmpty ? required : path + "." + required, value: nil, detail: ""))
+        if case .object(let object) = value { validateObject(object, schema, path: path, into: &errors) }
+    }
+
+    private static func validateString(_ text: String, _ value: JSONValue, _ schema: JSONValue, name: String, into errors: inout [FieldError]) {
+        let length = text.count
+        if let most = schema["maxLength"]?.int64Value, length > most {
+            errors.append(FieldError(kind: .tooLong, field: name, value: nil, detail: "may not be more than \(most) bytes"))
+        }
+        if let least = schema["minLength"]?.int64Value, length < least {
+            errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body should be at least \(least) chars long"))
+        }
+        if let pattern = schema["pattern"]?.stringValue, let regex = try? NSRegularExpression(pattern: pattern),
+           regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) == nil {
+            errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body should match '\(pattern)'"))
+        }
+        if let format = schema["format"]?.stringValue, SchemaFormats.check(text, format: format) == false {
+            errors.append(FieldError(kind: .typeInvalid, field: name, value: value, detail: "\(name) in body must be of type \(format): \(quoted(value))"))
+        }
+    }
+
+    private static func validateNumber(_ text: String, _ value: JSONValue, _ schema: JSONValue, name: String, into errors: inout [FieldError]) {
+        guard let number = Double(text) else { return }
+        if let factor = schema["multipleOf"]?.numberValue, factor > 0 {
+            let quotient = number / factor
+            if quotient != quotient.rounded() {
+                errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body should be a multiple of \(format(factor))"))
             }
-            for (key, member) in object {
-                let child = path.isEmpty ? key : path + "." + key
-                if let property = schema[path: ["properties", key]] {
-                    validate(member, property, path: child, into: &errors)
-                } else if let additional = schema["additionalProperties"], case .object = additional {
-                    validate(member, additional, path: child, into: &errors)
-                }
+        }
+        if let maximum = schema["maximum"]?.numberValue {
+            let exclusive = schema["exclusiveMaximum"] == .bool(true)
+            if exclusive ? number >= maximum : number > maximum {
+                errors.append(FieldError(kind: .invalid, field: name, value: value,
+                                         detail: "\(name) in body should be less than \(exclusive ? "" : "or equal to ")\(format(maximum))"))
             }
-        case .array(let items):
-            if let most = schema["maxItems"]?.int64Value, items.count > most {
-                errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body should have at most \(most) items"))
+        }
+        if let minimum = schema["minimum"]?.numberValue {
+            let exclusive = schema["exclusiveMinimum"] == .bool(true)
+            if exclusive ? number <= minimum : number < minimum {
+                errors.append(FieldError(kind: .invalid, field: name, value: value,
+                                         detail: "\(name) in body should be greater than \(exclusive ? "" : "or equal to ")\(format(minimum))"))
             }
-            if let least = schema["minItems"]?.int64Value, items.count < least {
-                errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body should have at least \(least) items"))
+        }
+    }
+
+    private static func validateList(_ items: [JSONValue], _ value: JSONValue, _ schema: JSONValue, path: String, into errors: inout [FieldError]) {
+        let name = path.isEmpty ? "<root>" : path
+        if let itemSchema = schema["items"], case .object = itemSchema {
+            for (index, item) in items.enumerated() { validate(item, itemSchema, path: "\(path)[\(index)]", into: &errors) }
+        }
+        if let least = schema["minItems"]?.int64Value, items.count < least {
+            errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body should have at least \(least) items"))
+        }
+        if let most = schema["maxItems"]?.int64Value, items.count > most {
+            errors.append(FieldError(kind: .tooMany, field: name, value: .integer(items.count), detail: "must have at most \(most) items"))
+        }
+        if schema["uniqueItems"] == .bool(true), Set(items).count != items.count {
+            errors.append(FieldError(kind: .invalid, field: name, value: .string(""), detail: "\(name) in body shouldn't contain duplicates"))
+        }
+    }
+
+    private static func validateObject(_ object: JSONObject, _ schema: JSONValue, path: String, into errors: inout [FieldError]) {
+        let name = path.isEmpty ? "<root>" : path
+        if let least = schema["minProperties"]?.int64Value, object.count < least {
+            errors.append(FieldError(kind: .invalid, field: name, value: .integer(object.count), detail: "\(name) in body should have at least \(least) properties"))
+        }
+        if let most = schema["maxProperties"]?.int64Value, object.count > most {
+            errors.append(FieldError(kind: .tooMany, field: name, value: .integer(object.count), detail: "must have at most \(most) items"))
+        }
+        for required in schema["required"]?.arrayValue?.compactMap(\.stringValue) ?? [] where object[required] == nil {
+            errors.append(FieldError(kind: .required, field: path.isEmpty ? required : path + "." + required, value: nil, detail: ""))
+        }
+        for (key, member) in object {
+            let child = path.isEmpty ? key : path + "." + key
+            if let property = schema[path: ["properties", key]] {
+                validate(member, property, path: child, into: &errors)
+            } else if let additional = schema["additionalProperties"], case .object = additional {
+                validate(member, additional, path: child, into: &errors)
             }
-            if let itemSchema = schema["items"], case .object = itemSchema {
-                for (index, item) in items.enumerated() { validate(item, itemSchema, path: "\(path)[\(index)]", into: &errors) }
-            }
-        case .string(let text):
-            let length = text.count
-            if let most = schema["maxLength"]?.int64Value, length > most {
-                errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body should be at most \(most) chars long"))
-            }
-            if let least = schema["minLength"]?.int64Value, length < least {
-                errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body should be at least \(least) chars long"))
-            }
-            if let pattern = schema["pattern"]?.stringValue, let regex = try? NSRegularExpression(pattern: pattern),
-               regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) == nil {
-                errors.append(FieldError(kind: .invalid, field: name, value: value, detail: "\(name) in body should match '\(pattern)'"))
-            }
-        case .number(let text):
-            guard let number = Double(text) else { break }
-            if let maximum = schema["maximum"]?.numberValue {
-                let exclusive = schema["exclusiveMaximum"] == .bool(true)
-                if exclusive ? number >= maximum : number > maximum {
-                    errors.append(FieldError(kind: .invalid, field: name, value: value,
-                                             detail: "\(name) in body should be less than \(exclusive ? "" : "or equal to ")\(format(maximum))"))
-                }
-            }
-            if let minimum = schema["minimum"]?.numberValue {
-                let exclusive = schema["exclusiveMinimum"] == .bool(true)
-                if exclusive ? number <= minimum : number < minimum {
-                    errors.append(FieldError(kind: .invalid, field: name, value: value,
-                                             detail: "\(name) in body should be greater than \(exclusive ? "" : "or equal to ")\(format(minimum))"))
-                }
-            }
-        default:
-            break
         }
     }
 
@@ -227,11 +243,6 @@ struct StructuralSchema: Sendable {
         number == number.rounded() && abs(number) < 9e18 ? String(Int64(number)) : String(number)
     }
 
-    /// A value as Go's `%q`/`%v` shows it in field errors: strings quoted, the rest as JSON.
-    static func quoted(_ value: JSONValue) -> String {
-        if case .string(let text) = value { return "\"" + text.replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-        return value.serialized
-    }
 }
 
 extension JSONValue {
