@@ -575,12 +575,23 @@ public final class APIServer: Service, Sendable {
     /// Deletes every object of a deleted definition (all versions share its storage).
     private func deleteCustomResources(of definition: JSONValue, definition name: String) async throws {
         guard let resource = ServedResources.resources(of: definition).first else { return }
+        var deleted = 0
+        var failed = 0
         for object in try await store.list(resource: resource.storageName).objects {
             guard let objectName = object[path: ["metadata", "name"]]?.stringValue else { continue }
             let key = ObjectKey(resource: resource.storageName, namespace: object[path: ["metadata", "namespace"]]?.stringValue ?? "", name: objectName)
-            _ = try? await store.delete(key)
+            do {
+                _ = try await store.delete(key)
+                deleted += 1
+            } catch where error.code == 404 {
+                // Deleted meanwhile by someone else.
+            } catch {
+                failed += 1
+                logger.error("could not delete an object of a deleted custom resource definition",
+                             metadata: ["definition": "\(name)", "object": "\(key)", "error": "\(error.message)"])
+            }
         }
-        logger.info("deleted the objects of a custom resource definition", metadata: ["definition": "\(name)"])
+        logger.info("deleted the objects of a custom resource definition", metadata: ["definition": "\(name)", "deleted": "\(deleted)", "failed": "\(failed)"])
     }
 
     /// A create's or update's body as JSON: JSON as it is, or Kubernetes protobuf (built-in
