@@ -134,6 +134,18 @@ public struct JSONObject: Sendable, Hashable, Sequence {
         }
     }
 
+    /// Appends a member whose key the caller knows is not present (a decoder writing a
+    /// schema's distinct fields), without looking the key up first.
+    package mutating func appendNew(_ key: String, _ value: JSONValue) {
+        assert(position(of: key) == nil, "appendNew: \(key) is already a member")
+        members.append(Member(key: key, value: value))
+        if index != nil {
+            index?[key] = members.count - 1
+        } else if members.count > Self.indexThreshold {
+            rebuildIndex()
+        }
+    }
+
     private mutating func rebuildIndex() {
         var built: [String: Int] = [:]
         built.reserveCapacity(members.count)

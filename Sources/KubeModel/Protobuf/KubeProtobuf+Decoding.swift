@@ -61,7 +61,8 @@ extension KubeProtobuf {
                 continue
             }
             if field.omitEmpty, Self.isEmpty(value) { continue }
-            object[field.name] = value
+            // A message's field names are distinct; only an inline struct's may repeat them.
+            if message.inlineFields.isEmpty { object.appendNew(field.name, value) } else { object[field.name] = value }
         }
         return .object(object)
     }
