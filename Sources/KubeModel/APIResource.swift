@@ -18,11 +18,14 @@ public struct APIResource: Sendable, Hashable {
     public var hasStatus: Bool
     /// Whether `{plural}/scale` is served (an `autoscaling/v1` `Scale` of the object).
     public var hasScale: Bool
+    /// A kind that is only ever created, answered and never stored (access and token reviews).
+    public var createOnly: Bool
 
     /// Creates a resource type.
     public init(group: String, version: String, plural: String, singular: String, kind: String, namespaced: Bool,
-                shortNames: [String] = [], hasStatus: Bool = false, hasScale: Bool = false) {
+                shortNames: [String] = [], hasStatus: Bool = false, hasScale: Bool = false, createOnly: Bool = false) {
         self.hasScale = hasScale
+        self.createOnly = createOnly
         self.group = group
         self.version = version
         self.plural = plural
@@ -64,6 +67,21 @@ public struct APIResource: Sendable, Hashable {
         APIResource(group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions", singular: "customresourcedefinition",
                     kind: "CustomResourceDefinition", namespaced: false, shortNames: ["crd", "crds"], hasStatus: true),
         APIResource(group: "coordination.k8s.io", version: "v1", plural: "leases", singular: "lease", kind: "Lease", namespaced: true),
+        APIResource(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterroles", singular: "clusterrole", kind: "ClusterRole", namespaced: false),
+        APIResource(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterrolebindings", singular: "clusterrolebinding", kind: "ClusterRoleBinding",
+                    namespaced: false),
+        APIResource(group: "rbac.authorization.k8s.io", version: "v1", plural: "roles", singular: "role", kind: "Role", namespaced: true),
+        APIResource(group: "rbac.authorization.k8s.io", version: "v1", plural: "rolebindings", singular: "rolebinding", kind: "RoleBinding", namespaced: true),
+        APIResource(group: "authorization.k8s.io", version: "v1", plural: "selfsubjectaccessreviews", singular: "selfsubjectaccessreview",
+                    kind: "SelfSubjectAccessReview", namespaced: false, createOnly: true),
+        APIResource(group: "authorization.k8s.io", version: "v1", plural: "selfsubjectrulesreviews", singular: "selfsubjectrulesreview",
+                    kind: "SelfSubjectRulesReview", namespaced: false, createOnly: true),
+        APIResource(group: "authorization.k8s.io", version: "v1", plural: "subjectaccessreviews", singular: "subjectaccessreview",
+                    kind: "SubjectAccessReview", namespaced: false, createOnly: true),
+        APIResource(group: "authorization.k8s.io", version: "v1", plural: "localsubjectaccessreviews", singular: "localsubjectaccessreview",
+                    kind: "LocalSubjectAccessReview", namespaced: true, createOnly: true),
+        APIResource(group: "authentication.k8s.io", version: "v1", plural: "selfsubjectreviews", singular: "selfsubjectreview",
+                    kind: "SelfSubjectReview", namespaced: false, createOnly: true),
         APIResource(group: "devices.kubeedge.io", version: "v1beta1", plural: "devices", singular: "device", kind: "Device", namespaced: true, hasStatus: true),
         APIResource(group: "devices.kubeedge.io", version: "v1beta1", plural: "devicemodels", singular: "devicemodel", kind: "DeviceModel", namespaced: true),
         APIResource(group: "reliablesyncs.kubeedge.io", version: "v1alpha1", plural: "objectsyncs", singular: "objectsync", kind: "ObjectSync", namespaced: true, hasStatus: true),

@@ -14,10 +14,18 @@ struct EmbeddedServer {
     /// Credentials when the server runs with TLS and authentication.
     let credentials: APIServerCredentials?
 
-    init(secure: Bool = false, historyLimit: Int = 100_000, bookmarkInterval: Duration = .seconds(60), protobufCacheBytes: Int = 64 << 20) async throws {
+    /// With `secure`, `users` are more bearer-token users (token → user), each given a
+    /// kubeconfig by ``writeKubeconfig(for:token:)``.
+    init(secure: Bool = false, users: [String: UserInfo] = [:], historyLimit: Int = 100_000, bookmarkInterval: Duration = .seconds(60),
+         protobufCacheBytes: Int = 64 << 20) async throws {
         let store = try ObjectStore(configuration: .init(path: directory + "/api.db", historyLimit: historyLimit))
         credentials = secure ? try APIServerCredentials.loadOrCreate(directory: directory + "/pki") : nil
-        server = APIServer(configuration: .init(port: 0, security: credentials.map { APIServer.Security(credentials: $0) }, bookmarkInterval: bookmarkInterval,
+        let security = credentials.map { credentials in
+            var security = APIServer.Security(credentials: credentials)
+            security.tokens.merge(users) { admin, _ in admin }
+            return security
+        }
+        server = APIServer(configuration: .init(port: 0, security: security, bookmarkInterval: bookmarkInterval,
                                                 protobufCacheBytes: protobufCacheBytes), store: store)
         port = try await server.start()
         if let credentials {
@@ -42,9 +50,16 @@ struct EmbeddedServer {
         try kubeconfig.write(toFile: directory + "/kubeconfig", atomically: true, encoding: .utf8)
     }
 
-    /// Runs kubectl against the server with a fresh discovery cache.
-    func kubectl(_ arguments: String..., input: String? = nil, environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
-        var all = ["--kubeconfig", directory + "/kubeconfig", "--cache-dir", directory + "/cache", "--request-timeout", "20s"] + arguments
+    /// Writes a kubeconfig for a token user of a secure server; returns its path.
+    func writeKubeconfig(for user: String, token: String) throws -> String {
+        try credentials!.writeKubeconfig(to: directory + "/\(user).kubeconfig", server: "https://127.0.0.1:\(port)", user: user, token: token)
+    }
+
+    /// Runs kubectl against the server with a fresh discovery cache (as the admin, or with
+    /// another `kubeconfig`).
+    func kubectl(_ arguments: String..., input: String? = nil, kubeconfig: String? = nil,
+                 environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+        var all = ["--kubeconfig", kubeconfig ?? directory + "/kubeconfig", "--cache-dir", directory + "/cache", "--request-timeout", "20s"] + arguments
         if let input {
             try input.write(toFile: directory + "/input.yaml", atomically: true, encoding: .utf8)
             all = all.map { $0 == "@input" ? directory + "/input.yaml" : $0 }
@@ -418,8 +433,12 @@ struct EmbeddedServer {
         try Data(try credentials.authority.certificate.export()).write(to: URL(fileURLWithPath: server.directory + "/ca.crt"))
         let base = ["--server", "https://127.0.0.1:\(server.port)", "--certificate-authority", server.directory + "/ca.crt", "--cache-dir", server.directory + "/cache2",
                     "--kubeconfig", "/dev/null"]
-        let byCertificate = try await runProcessOffPool("/usr/bin/kubectl", base + ["--client-certificate", server.directory + "/node.crt",
-                                                                                      "--client-key", server.directory + "/node.key", "get", "namespaces", "-o", "name"])
+        let asNode = base + ["--client-certificate", server.directory + "/node.crt", "--client-key", server.directory + "/node.key", "get", "namespaces", "-o", "name"]
+        // Authenticated (403, not 401) as the common name in the organization's group; RBAC decides what it may do.
+        let beforeBinding = try await runProcessOffPool("/usr/bin/kubectl", asNode)
+        #expect(beforeBinding.status != 0 && beforeBinding.output.contains(#"User "system:node:edge-1" cannot list resource "namespaces""#), "\(beforeBinding.output)")
+        #expect(try await server.kubectl("create", "clusterrolebinding", "nodes-view", "--clusterrole=view", "--group=" + CertificateAuthority.nodeOrganization).status == 0)
+        let byCertificate = try await runProcessOffPool("/usr/bin/kubectl", asNode)
         #expect(byCertificate.status == 0 && byCertificate.output.contains("namespace/edge"), "\(byCertificate.output)")
         // No credentials at all; and a certificate from another CA does not get through TLS.
         // (curl, since kubectl would prompt for a user name)

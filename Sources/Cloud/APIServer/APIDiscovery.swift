@@ -43,7 +43,8 @@ struct APIDiscovery {
         guard !served.isEmpty else { return nil }
         var entries: [JSONValue] = []
         for resource in served {
-            let verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"].map { JSONValue.string($0) }
+            let verbs = (resource.createOnly ? ["create"] : ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
+                .map { JSONValue.string($0) }
             entries.append(object([
                 ("name", .string(resource.plural)), ("singularName", .string(resource.singular)), ("namespaced", .bool(resource.namespaced)),
                 ("kind", .string(resource.kind)), ("verbs", .array(verbs)), ("shortNames", .array(resource.shortNames.map { .string($0) })),

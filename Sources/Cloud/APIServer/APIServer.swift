@@ -58,22 +58,25 @@ public final class APIServer: Service, Sendable {
         }
     }
 
-    /// HTTPS with authentication: a bearer token from `tokens`, or a client certificate the CA in
-    /// `tls.trustRoots` issued (the user is its common name). Anything else is `401`.
-    /// Every authenticated user may do everything (no authorization rules yet).
+    /// HTTPS with authentication and authorization: a bearer token from `tokens`, or a client
+    /// certificate the CA in `tls.trustRoots` issued (the user is its common name, its
+    /// organization a group); anything else is `401`. What a user may do is what RBAC's Roles
+    /// and bindings allow (deny by default, `403`); the bootstrap policy (``BootstrapPolicy``)
+    /// is created at start.
     public struct Security: Sendable {
         public var tls: TLSFiles
-        /// Bearer token → user name.
-        public var tokens: [String: String]
+        /// Bearer token → the user it proves.
+        public var tokens: [String: UserInfo]
 
-        public init(tls: TLSFiles, tokens: [String: String]) {
+        public init(tls: TLSFiles, tokens: [String: UserInfo]) {
             self.tls = tls
             self.tokens = tokens
         }
 
-        /// The admin token of `credentials`, serving with its certificate.
+        /// The admin token of `credentials` (its user in `system:masters`, so `cluster-admin`),
+        /// serving with its certificate.
         public init(credentials: APIServerCredentials) {
-            self.init(tls: credentials.tls, tokens: [credentials.adminToken: APIServerCredentials.adminUser])
+            self.init(tls: credentials.tls, tokens: [credentials.adminToken: .authenticated(APIServerCredentials.adminUser, groups: [UserInfo.masters])])
         }
 
         func makeContext() throws -> NIOSSLContext {
@@ -96,6 +99,8 @@ public final class APIServer: Service, Sendable {
     private let watchFrames = WatchFrameCache()
     /// Objects' protobuf messages for protobuf lists.
     let protobufMessages: ProtobufMessageCache
+    /// The RBAC policy requests are checked against (with ``Configuration/security``).
+    let authorizer = RBACAuthorizer()
 
     /// The protobuf message cache: objects and bytes held, lookups it answered and not.
     public var protobufCacheFigures: (objects: Int, bytes: Int, hits: Int, misses: Int) { protobufMessages.figures }
@@ -128,6 +133,8 @@ public final class APIServer: Service, Sendable {
         }
         try await installDefinitions()
         try await refreshCustomResources()
+        try await installBootstrapPolicy()
+        try await authorizer.reload(from: store)
         let context = try configuration.security?.makeContext()
         let port = try await listener.bind(host: configuration.host, port: configuration.port) { channel in
             if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
@@ -193,10 +200,10 @@ public final class APIServer: Service, Sendable {
                     let writer = ResponseWriter(outbound: outbound)
                     if tooLarge {
                         try await writer.send(APIError(code: 413, reason: "RequestEntityTooLarge", message: "the request body is over \(configuration.maxBodyBytes) bytes"))
-                    } else if try await authenticate(request, on: connection) == nil {
+                    } else if let user = try await authenticate(request, on: connection) {
+                        if try await !handle(request, body: body, user: user, writer: writer, closed: connection.nioChannel.closeFuture) { return }
+                    } else {
                         try await writer.send(APIError(code: 401, reason: "Unauthorized", message: "Unauthorized"))
-                    } else if try await !handle(request, body: body, writer: writer, closed: connection.nioChannel.closeFuture) {
-                        return
                     }
                     if !request.isKeepAlive { return }
                 }
@@ -205,25 +212,72 @@ public final class APIServer: Service, Sendable {
     }
 
     /// The user a request comes from: its bearer token's, or its verified client certificate's
-    /// common name; `nil` when it proves nobody (anyone, without ``Configuration/security``).
-    private func authenticate(_ head: HTTPRequestHead, on connection: APIConnection) async throws -> String? {
-        guard let security = configuration.security else { return "anonymous" }
+    /// (the common name, and the organization as a group); `nil` when it proves nobody.
+    /// Without ``Configuration/security`` everyone is `system:anonymous` and nothing is checked.
+    private func authenticate(_ head: HTTPRequestHead, on connection: APIConnection) async throws -> UserInfo? {
+        guard let security = configuration.security else { return UserInfo(name: "system:anonymous", groups: ["system:unauthenticated"]) }
         if let authorization = head.headers.first(name: "Authorization") {
             guard authorization.hasPrefix("Bearer ") else { return nil }
             return security.tokens[String(authorization.dropFirst("Bearer ".count))]
         }
         let der = try? await connection.nioChannel.pipeline.handler(type: NIOSSLServerHandler.self).map { $0.peerCertificate.flatMap { try? $0.toDERBytes() } }.get()
         guard let der, let certificate = try? Certificate(bytes: der, encoding: .der), !certificate.commonName.isEmpty else { return nil }
-        return certificate.commonName
+        return UserInfo.authenticated(certificate.commonName, groups: certificate.organization.isEmpty ? [] : [certificate.organization])
+    }
+
+    /// The user the request acts as: `user`, or whom its `Impersonate-User` and
+    /// `Impersonate-Group` headers name, when `user` may impersonate them (403 otherwise).
+    private func effectiveUser(_ head: HTTPRequestHead, _ user: UserInfo) throws(APIError) -> UserInfo {
+        guard let name = head.headers.first(name: "Impersonate-User") else {
+            guard head.headers.first(name: "Impersonate-Group") == nil else {
+                throw APIError(code: 500, reason: "InternalError", message: "Internal error occurred: requested [] without impersonating a user")
+            }
+            return user
+        }
+        let groups = head.headers["Impersonate-Group"]
+        var asked = [RequestAttributes(verb: "impersonate", apiGroup: "", resource: "users", subresource: "", namespace: "", name: name)]
+        let serviceAccount = name.split(separator: ":", omittingEmptySubsequences: false)
+        if serviceAccount.count == 4, name.hasPrefix("system:serviceaccount:") {
+            asked = [RequestAttributes(verb: "impersonate", apiGroup: "", resource: "serviceaccounts", subresource: "",
+                                       namespace: String(serviceAccount[2]), name: String(serviceAccount[3]))]
+        }
+        asked += groups.map { RequestAttributes(verb: "impersonate", apiGroup: "", resource: "groups", subresource: "", namespace: "", name: $0) }
+        if configuration.security != nil {
+            let policy = authorizer.policy
+            if let refused = asked.first(where: { !policy.allows(user, $0) }) { throw refused.forbidden(for: user) }
+        }
+        return name == "system:anonymous" ? UserInfo(name: name, groups: groups) : UserInfo.authenticated(name, groups: groups)
+    }
+
+    /// Refuses (403) what the policy does not allow `user` to do; nothing is checked without
+    /// ``Configuration/security``.
+    private func authorize(_ user: UserInfo, _ request: RequestAttributes) throws(APIError) {
+        guard configuration.security != nil, !authorizer.policy.allows(user, request) else { return }
+        throw request.forbidden(for: user)
     }
 
     /// Answers one request; `false` when the connection must close (after a watch).
-    private func handle(_ head: HTTPRequestHead, body: ByteBuffer, writer: ResponseWriter, closed: EventLoopFuture<Void>) async throws -> Bool {
+    private func handle(_ head: HTTPRequestHead, body: ByteBuffer, user authenticated: UserInfo, writer: ResponseWriter,
+                        closed: EventLoopFuture<Void>) async throws -> Bool {
         // Errors go in the encoding negotiated for the request, once there is one.
         var writer = writer
         let uri = RequestURI(head.uri)
         let path = uri.path
         let query = uri.query
+        let user: UserInfo
+        let parsed = APIRoute.parse(path: path, resources: served.snapshot.resources)
+        do {
+            user = try effectiveUser(head, authenticated)
+            if case .resource(let route)? = parsed?.path {
+                let watch = parsed?.watch == true || query["watch"] == "true" || query["watch"] == "1"
+                try authorize(user, RequestAttributes(method: head.method, route: route, watch: watch))
+            } else {
+                try authorize(user, RequestAttributes(method: head.method, path: path))
+            }
+        } catch {
+            try await writer.send(error)
+            return true
+        }
         if path == "/openapi/v2" || path == "/openapi/v3" || path.hasPrefix("/openapi/v3/") {
             // JSON only: the OpenAPI documents' protobuf form (gnostic's, which kubectl asks for
             // v2 in) is not served.
@@ -242,7 +296,7 @@ public final class APIServer: Service, Sendable {
             }
             return true
         }
-        guard let (target, watchPath) = APIRoute.parse(path: path, resources: served.snapshot.resources) else {
+        guard let (target, watchPath) = parsed else {
             try await writer.send(APIError(code: 404, reason: "NotFound", message: "the server could not find the requested resource"))
             return true
         }
@@ -279,9 +333,19 @@ public final class APIServer: Service, Sendable {
                     }
                     return true
                 }
+                if route.resource.createOnly {
+                    guard head.method == .POST, route.name == nil else {
+                        throw APIError(code: 405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
+                    }
+                    let review = try AccessReview.answer(try Self.decodeBody(body, contentType: head.headers.first(name: "Content-Type") ?? "", resource: route.resource),
+                                                         resource: route.resource, namespace: route.namespace, user: user, policy: authorizer.policy)
+                    try await writer.send(review, status: .created)
+                    return true
+                }
                 var warnings: [String] = []
                 var (status, object) = try await perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "",
                                                    query: query, warnings: &warnings)
+                if head.method != .GET, RBACAuthorizer.storageNames.contains(route.resource.storageName) { try await authorizer.reload(from: store) }
                 if custom { object = Self.converted(object, to: route.resource) }
                 if route.resource.storageName == Self.definitions.storageName, head.method != .GET {
                     let dryRun = (try? Self.isDryRun(query)) == true
@@ -546,6 +610,17 @@ public final class APIServer: Service, Sendable {
             let errors = DefinitionCheck.errors(in: definition)
             guard errors.isEmpty else { throw Self.invalid(errors, resource: Self.definitions, name: name) }
             _ = try await store.create(key, Self.establishing(definition))
+        }
+    }
+
+    /// Stores the bootstrap ClusterRoles and ClusterRoleBindings that are missing; a stored one
+    /// is left as it is.
+    private func installBootstrapPolicy() async throws {
+        for (yaml, plural) in BootstrapPolicy.clusterRoles.map({ ($0, "clusterroles") }) + BootstrapPolicy.clusterRoleBindings.map({ ($0, "clusterrolebindings") }) {
+            let object = try YAMLDocument.parse(yaml)
+            guard let name = object[path: ["metadata", "name"]]?.stringValue else { continue }
+            let key = ObjectKey(resource: plural + ".rbac.authorization.k8s.io", namespace: "", name: name)
+            if try await store.get(key) == nil { _ = try await store.create(key, object) }
         }
     }
 

@@ -42,10 +42,11 @@ public struct APIServerCredentials: Sendable {
             adminToken: token)
     }
 
-    /// Writes a kubeconfig for the admin user against `server` (`https://host:port`) and returns
-    /// its path.
+    /// Writes a kubeconfig (0600) for the admin user, or for `user` with its bearer `token`,
+    /// against `server` (`https://host:port`) and returns its path.
     @discardableResult
-    public func writeKubeconfig(to path: String, server: String) throws -> String {
+    public func writeKubeconfig(to path: String, server: String, user: String = adminUser, token: String? = nil) throws -> String {
+        let token = token ?? adminToken
         let authorityPEM = try authority.certificate.export(.pem)
         let kubeconfig = """
             apiVersion: v1
@@ -56,12 +57,12 @@ public struct APIServerCredentials: Sendable {
                 server: \(server)
                 certificate-authority-data: \(Data(authorityPEM).base64EncodedString())
             users:
-            - name: \(Self.adminUser)
+            - name: \(user)
               user:
-                token: \(adminToken)
+                token: \(token)
             contexts:
             - name: swift-kubeedge
-              context: {cluster: swift-kubeedge, user: \(Self.adminUser), namespace: default}
+              context: {cluster: swift-kubeedge, user: \(user), namespace: default}
             current-context: swift-kubeedge
 
             """

@@ -36,8 +36,14 @@ enum FieldValidation: String {
         return unknown.map { "unknown field \"\($0)\"" }
     }
 
-    /// Dotted paths of the fields the known levels do not have (`spec.containers[0].imagePullPolice`).
+    /// Dotted paths of the fields the kind does not have (`spec.containers[0].imagePullPolice`):
+    /// at every depth for a built-in kind (its published schema), at the known levels otherwise.
     static func unknownFields(in object: JSONValue, kind: String) -> [String] {
+        if let apiVersion = object["apiVersion"]?.stringValue {
+            let parts = apiVersion.split(separator: "/", maxSplits: 1).map(String.init)
+            let (group, version) = parts.count == 2 ? (parts[0], parts[1]) : ("", apiVersion)
+            if let unknown = KubeProtoSchema.builtIn.unknownFields(in: object, group: group, version: version, kind: kind) { return unknown }
+        }
         var unknown: [String] = []
         check(object, allowed: topLevel[kind] ?? customResource, path: "", into: &unknown)
         check(object["metadata"], allowed: objectMeta, path: "metadata", into: &unknown)

@@ -1,0 +1,140 @@
+/// The ClusterRoles and ClusterRoleBindings a Kubernetes API server creates at start, as
+/// `kubectl get clusterroles` shows them on a real cluster: `cluster-admin` (bound to the
+/// `system:masters` group, which the admin kubeconfig's user is in), the aggregated `admin`,
+/// `edit` and `view` with the `system:aggregate-to-*` roles that carry their rules, and what
+/// every authenticated user may do (discovery, public information, asking what they may do).
+/// Missing ones are created at start; a stored one is left as it is.
+enum BootstrapPolicy {
+    static let clusterRoles = [
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: cluster-admin, labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        rules:
+        - {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
+        - {nonResourceURLs: ["*"], verbs: ["*"]}
+        """,
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: system:discovery, labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        rules:
+        - nonResourceURLs: [/api, /api/*, /apis, /apis/*, /healthz, /livez, /openapi, /openapi/*, /readyz, /version, /version/]
+          verbs: [get]
+        """,
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: system:public-info-viewer, labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        rules:
+        - {nonResourceURLs: [/healthz, /livez, /readyz, /version, /version/], verbs: [get]}
+        """,
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: system:basic-user, labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        rules:
+        - {apiGroups: [authorization.k8s.io], resources: [selfsubjectaccessreviews, selfsubjectrulesreviews], verbs: [create]}
+        - {apiGroups: [authentication.k8s.io], resources: [selfsubjectreviews], verbs: [create]}
+        """,
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: admin, labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        aggregationRule:
+          clusterRoleSelectors: [{matchLabels: {rbac.authorization.k8s.io/aggregate-to-admin: "true"}}]
+        rules: []
+        """,
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: edit, labels: {kubernetes.io/bootstrapping: rbac-defaults, rbac.authorization.k8s.io/aggregate-to-admin: "true"}}
+        aggregationRule:
+          clusterRoleSelectors: [{matchLabels: {rbac.authorization.k8s.io/aggregate-to-edit: "true"}}]
+        rules: []
+        """,
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: view, labels: {kubernetes.io/bootstrapping: rbac-defaults, rbac.authorization.k8s.io/aggregate-to-edit: "true"}}
+        aggregationRule:
+          clusterRoleSelectors: [{matchLabels: {rbac.authorization.k8s.io/aggregate-to-view: "true"}}]
+        rules: []
+        """,
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: system:aggregate-to-admin, labels: {kubernetes.io/bootstrapping: rbac-defaults, rbac.authorization.k8s.io/aggregate-to-admin: "true"}}
+        rules:
+        - {apiGroups: [authorization.k8s.io], resources: [localsubjectaccessreviews], verbs: [create]}
+        - apiGroups: [rbac.authorization.k8s.io]
+          resources: [rolebindings, roles]
+          verbs: [create, delete, deletecollection, get, list, patch, update, watch]
+        """,
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: system:aggregate-to-edit, labels: {kubernetes.io/bootstrapping: rbac-defaults, rbac.authorization.k8s.io/aggregate-to-edit: "true"}}
+        rules:
+        - apiGroups: [""]
+          resources: [pods/attach, pods/exec, pods/portforward, pods/proxy, secrets, services/proxy]
+          verbs: [get, list, watch]
+        - {apiGroups: [""], resources: [serviceaccounts], verbs: [impersonate]}
+        - apiGroups: [""]
+          resources: [pods, pods/attach, pods/exec, pods/portforward, pods/proxy]
+          verbs: [create, delete, deletecollection, patch, update]
+        - {apiGroups: [""], resources: [pods/eviction], verbs: [create]}
+        - apiGroups: [""]
+          resources: [configmaps, events, persistentvolumeclaims, replicationcontrollers, replicationcontrollers/scale, secrets, serviceaccounts, services, services/proxy]
+          verbs: [create, delete, deletecollection, patch, update]
+        - {apiGroups: [""], resources: [serviceaccounts/token], verbs: [create]}
+        - apiGroups: [apps]
+          resources: [daemonsets, deployments, deployments/rollback, deployments/scale, replicasets, replicasets/scale, statefulsets, statefulsets/scale]
+          verbs: [create, delete, deletecollection, patch, update]
+        - {apiGroups: [autoscaling], resources: [horizontalpodautoscalers], verbs: [create, delete, deletecollection, patch, update]}
+        - {apiGroups: [batch], resources: [cronjobs, jobs], verbs: [create, delete, deletecollection, patch, update]}
+        - {apiGroups: [networking.k8s.io], resources: [ingresses, networkpolicies], verbs: [create, delete, deletecollection, patch, update]}
+        - {apiGroups: [policy], resources: [poddisruptionbudgets], verbs: [create, delete, deletecollection, patch, update]}
+        - {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [create, delete, deletecollection, get, list, patch, update, watch]}
+        """,
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: system:aggregate-to-view, labels: {kubernetes.io/bootstrapping: rbac-defaults, rbac.authorization.k8s.io/aggregate-to-view: "true"}}
+        rules:
+        - apiGroups: [""]
+          resources: [configmaps, endpoints, persistentvolumeclaims, persistentvolumeclaims/status, pods, replicationcontrollers, replicationcontrollers/scale, serviceaccounts, services, services/status]
+          verbs: [get, list, watch]
+        - apiGroups: [""]
+          resources: [bindings, events, limitranges, namespaces/status, pods/log, pods/status, replicationcontrollers/status, resourcequotas, resourcequotas/status]
+          verbs: [get, list, watch]
+        - {apiGroups: [""], resources: [namespaces], verbs: [get, list, watch]}
+        - {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch]}
+        - apiGroups: [apps]
+          resources: [controllerrevisions, daemonsets, daemonsets/status, deployments, deployments/scale, deployments/status, replicasets, replicasets/scale, replicasets/status, statefulsets, statefulsets/scale, statefulsets/status]
+          verbs: [get, list, watch]
+        - {apiGroups: [autoscaling], resources: [horizontalpodautoscalers, horizontalpodautoscalers/status], verbs: [get, list, watch]}
+        - {apiGroups: [batch], resources: [cronjobs, cronjobs/status, jobs, jobs/status], verbs: [get, list, watch]}
+        - {apiGroups: [networking.k8s.io], resources: [ingresses, ingresses/status, networkpolicies], verbs: [get, list, watch]}
+        - {apiGroups: [policy], resources: [poddisruptionbudgets, poddisruptionbudgets/status], verbs: [get, list, watch]}
+        """,
+    ]
+
+    static let clusterRoleBindings = [
+        binding("cluster-admin", role: "cluster-admin", groups: [UserInfo.masters]),
+        binding("system:discovery", role: "system:discovery", groups: [UserInfo.authenticated]),
+        binding("system:public-info-viewer", role: "system:public-info-viewer", groups: [UserInfo.authenticated, "system:unauthenticated"]),
+        binding("system:basic-user", role: "system:basic-user", groups: [UserInfo.authenticated]),
+    ]
+
+    private static func binding(_ name: String, role: String, groups: [String]) -> String {
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRoleBinding
+        metadata: {name: "\(name)", labels: {kubernetes.io/bootstrapping: rbac-defaults}, annotations: {rbac.authorization.kubernetes.io/autoupdate: "true"}}
+        roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "\(role)"}
+        subjects:
+        \(groups.map { "- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: \"\($0)\"}" }.joined(separator: "\n"))
+        """
+    }
+}

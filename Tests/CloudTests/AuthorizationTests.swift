@@ -1,0 +1,145 @@
+@testable import Cloud
+import Foundation
+import KubeModel
+import Testing
+import TestSupport
+
+/// RBAC on the embedded server: deny by default, Roles and bindings applied with kubectl,
+/// kube-apiserver's 403 messages, `kubectl auth can-i` / `whoami`, impersonation, the
+/// bootstrap roles, and the official Python client seeing the same refusals.
+@Suite struct AuthorizationTests {
+    static let aliceToken = "alice-token-0123456789abcdef"
+
+    @Test func rulesMatchVerbsGroupsResourcesSubresourcesNamesAndPaths() throws {
+        let rule = RBACPolicy.Rule(try JSONValue(parsing: #"{"apiGroups":[""],"resources":["pods","pods/log","*/status"],"verbs":["get","list"],"resourceNames":[]}"#))
+        func request(_ verb: String, _ resource: String, _ subresource: String = "", group: String = "", name: String = "") -> RequestAttributes {
+            RequestAttributes(verb: verb, apiGroup: group, resource: resource, subresource: subresource, namespace: "default", name: name)
+        }
+        #expect(rule.allows(request("get", "pods")))
+        #expect(rule.allows(request("list", "pods")))
+        #expect(!rule.allows(request("delete", "pods")))
+        #expect(!rule.allows(request("get", "pods", group: "apps")))
+        #expect(rule.allows(request("get", "pods", "log")))
+        #expect(!rule.allows(request("get", "pods", "exec")), "a resource does not grant its subresources")
+        #expect(rule.allows(request("get", "nodes", "status")), "*/status grants every resource's status")
+        let named = RBACPolicy.Rule(try JSONValue(parsing: #"{"apiGroups":["*"],"resources":["configmaps"],"verbs":["*"],"resourceNames":["app"]}"#))
+        #expect(named.allows(request("update", "configmaps", name: "app")))
+        #expect(!named.allows(request("update", "configmaps", name: "other")))
+        let paths = RBACPolicy.Rule(try JSONValue(parsing: #"{"nonResourceURLs":["/apis/*","/version"],"verbs":["get"]}"#))
+        #expect(paths.allows(RequestAttributes(verb: "get", path: "/apis/apps/v1")))
+        #expect(paths.allows(RequestAttributes(verb: "get", path: "/version")))
+        #expect(!paths.allows(RequestAttributes(verb: "get", path: "/version/extra")))
+        #expect(!paths.allows(RequestAttributes(verb: "post", path: "/version")))
+        #expect(!paths.allows(request("get", "pods")), "path rules grant no resource")
+    }
+
+    @Test func aggregatedRolesHoldTheRulesOfTheRolesTheySelectTransitively() throws {
+        let roles = try BootstrapPolicy.clusterRoles.map { try YAMLDocument.parse($0) }
+        let bindings = try JSONValue(parsing: """
+            [{"metadata":{"name":"v"},"roleRef":{"kind":"ClusterRole","name":"view"},"subjects":[{"kind":"User","name":"viewer"}]},
+             {"metadata":{"name":"a","namespace":"team"},"roleRef":{"kind":"ClusterRole","name":"admin"},"subjects":[{"kind":"Group","name":"team-admins"}]},
+             {"metadata":{"name":"s","namespace":"team"},"roleRef":{"kind":"ClusterRole","name":"edit"},"subjects":[{"kind":"ServiceAccount","name":"deployer"}]}]
+            """).arrayValue!
+        let policy = RBACPolicy(clusterRoles: roles, roles: [], clusterRoleBindings: [bindings[0]], roleBindings: Array(bindings[1...]))
+        let viewer = UserInfo.authenticated("viewer")
+        let pods = RequestAttributes(verb: "list", apiGroup: "", resource: "pods", subresource: "", namespace: "team", name: "")
+        let secrets = RequestAttributes(verb: "get", apiGroup: "", resource: "secrets", subresource: "", namespace: "team", name: "")
+        #expect(policy.allows(viewer, pods))
+        #expect(!policy.allows(viewer, secrets), "view does not read secrets")
+        let admin = UserInfo.authenticated("carol", groups: ["team-admins"])
+        let roleBindings = RequestAttributes(verb: "create", apiGroup: "rbac.authorization.k8s.io", resource: "rolebindings", subresource: "", namespace: "team", name: "")
+        #expect(policy.allows(admin, roleBindings), "admin's own rules")
+        #expect(policy.allows(admin, secrets), "edit's rules, through admin")
+        #expect(policy.allows(admin, pods), "view's rules, through edit, through admin")
+        #expect(!policy.allows(admin, RequestAttributes(verb: "list", apiGroup: "", resource: "pods", subresource: "", namespace: "other", name: "")),
+                "a RoleBinding grants in its namespace only")
+        let deployer = UserInfo.authenticated("system:serviceaccount:team:deployer", groups: ["system:serviceaccounts"])
+        #expect(policy.allows(deployer, RequestAttributes(verb: "create", apiGroup: "", resource: "pods", subresource: "", namespace: "team", name: "")))
+        #expect(!policy.allows(UserInfo.authenticated("system:serviceaccount:other:deployer"), secrets), "a service account of another namespace")
+        #expect(policy.decision(deployer, secrets) == #"RBAC: allowed by RoleBinding "s/team" of ClusterRole "edit" to ServiceAccount "deployer/team""#)
+    }
+
+    @Test func kubectlUsersGetWhatTheirRolesAllowAndKubeAPIServersRefusalsOtherwise() async throws {
+        let server = try await EmbeddedServer(secure: true, users: [Self.aliceToken: .authenticated("alice", groups: ["developers"])])
+        defer { removeTemporaryDirectory(server.directory) }
+        let alice = try server.writeKubeconfig(for: "alice", token: Self.aliceToken)
+        #expect(try await server.kubectl("create", "configmap", "app", "--from-literal=k=v").status == 0, "the admin is cluster-admin")
+        #expect(try await server.kubectl("create", "secret", "generic", "db", "--from-literal=password=s3cret").status == 0)
+
+        // Nothing is allowed until a binding says so; discovery and whoami are.
+        let denied = try await server.kubectl("get", "configmaps", kubeconfig: alice)
+        #expect(denied.status != 0)
+        #expect(denied.output.contains(#"Error from server (Forbidden): configmaps is forbidden: User "alice" cannot list resource "configmaps" in API group "" in the namespace "default""#),
+                "\(denied.output)")
+        let whoami = try await server.kubectl("auth", "whoami", kubeconfig: alice)
+        #expect(whoami.status == 0 && whoami.output.contains("alice") && whoami.output.contains("developers"), "\(whoami.output)")
+        #expect(try await server.kubectl("api-resources", kubeconfig: alice).status == 0, "discovery is every authenticated user's")
+
+        // A Role and RoleBinding, applied by the admin with kubectl.
+        let applied = try await server.kubectl("apply", "-f", "@input", input: """
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: Role
+            metadata: {name: config-reader, namespace: default}
+            rules:
+            - {apiGroups: [""], resources: [configmaps], verbs: [get, list, watch]}
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: developers-read-config, namespace: default}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: config-reader}
+            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: developers}]
+            """)
+        #expect(applied.status == 0, "\(applied.output)")
+        let listed = try await server.kubectl("get", "configmaps", "-o", "name", kubeconfig: alice)
+        #expect(listed.status == 0 && listed.output.contains("configmap/app"), "\(listed.output)")
+        let deleting = try await server.kubectl("delete", "configmap", "app", kubeconfig: alice)
+        #expect(deleting.output.contains(#"configmaps "app" is forbidden: User "alice" cannot delete resource "configmaps" in API group "" in the namespace "default""#),
+                "\(deleting.output)")
+        let otherNamespace = try await server.kubectl("get", "configmaps", "-n", "kube-system", kubeconfig: alice)
+        #expect(otherNamespace.output.contains(#"in the namespace "kube-system""#), "\(otherNamespace.output)")
+        let secrets = try await server.kubectl("get", "secret", "db", kubeconfig: alice)
+        #expect(secrets.output.contains(#"secrets "db" is forbidden"#), "\(secrets.output)")
+        let nodes = try await server.kubectl("get", "nodes", kubeconfig: alice)
+        #expect(nodes.output.contains(#"nodes is forbidden: User "alice" cannot list resource "nodes" in API group "" at the cluster scope"#), "\(nodes.output)")
+
+        // kubectl auth can-i, for oneself and (impersonating) for another.
+        #expect(try await server.kubectl("auth", "can-i", "list", "configmaps", kubeconfig: alice).output.hasPrefix("yes"))
+        let cannot = try await server.kubectl("auth", "can-i", "delete", "configmaps", kubeconfig: alice)
+        #expect(cannot.status != 0 && cannot.output.hasPrefix("no"), "\(cannot.output)")
+        #expect(try await server.kubectl("auth", "can-i", "list", "configmaps", "--as", "bob", "--as-group", "developers").output.hasPrefix("yes"))
+        #expect(try await server.kubectl("auth", "can-i", "list", "configmaps", "--as", "bob").output.hasPrefix("no"))
+        let rules = try await server.kubectl("auth", "can-i", "--list", kubeconfig: alice)
+        #expect(rules.status == 0 && rules.output.contains("configmaps") && rules.output.contains("selfsubjectaccessreviews"), "\(rules.output)")
+        // Impersonation is itself a permission.
+        let impersonating = try await server.kubectl("get", "configmaps", "--as", "admin", kubeconfig: alice)
+        #expect(impersonating.output.contains(#"users "admin" is forbidden: User "alice" cannot impersonate resource "users" in API group "" at the cluster scope"#),
+                "\(impersonating.output)")
+
+        // The bootstrap `view` role, bound cluster-wide: every namespace's configmaps, no secrets.
+        #expect(try await server.kubectl("create", "clusterrolebinding", "alice-view", "--clusterrole=view", "--user=alice").status == 0)
+        #expect(try await server.kubectl("get", "configmaps", "-n", "kube-system", kubeconfig: alice).status == 0)
+        #expect(try await server.kubectl("get", "secrets", "-A", kubeconfig: alice).status != 0)
+        // Taking the binding away takes the access away at once.
+        #expect(try await server.kubectl("delete", "rolebinding", "developers-read-config").status == 0)
+        #expect(try await server.kubectl("delete", "clusterrolebinding", "alice-view").status == 0)
+        #expect(try await server.kubectl("get", "configmaps", kubeconfig: alice).status != 0)
+
+        // The official Python client gets the same 403 Status.
+        let python = try await runProcessOffPool("/usr/bin/env", ["python3", "-c", """
+            import sys
+            from kubernetes import client, config
+            from kubernetes.client.rest import ApiException
+            config.load_kube_config(config_file=sys.argv[1])
+            try:
+                client.CoreV1Api().list_namespaced_secret("default")
+                print("listed")
+            except ApiException as error:
+                print("status", error.status, error.reason)
+                print(error.body)
+            """, alice])
+        #expect(python.output.contains("status 403 Forbidden"), "\(python.output)")
+        #expect(python.output.contains(#"secrets is forbidden: User \"alice\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""#),
+                "\(python.output)")
+        await server.server.stop()
+    }
+}
