@@ -25,7 +25,7 @@ struct APIServerCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = Logger(label: "cloudcore.apiserver")
         let server = try EmbeddedAPIServer(dataDirectory: dataDirectory, bindAddress: bindAddress, port: port, logger: logger)
-        let kubeconfig = try await server.bind()
+        let kubeconfig = try await server.bind().admin
         logger.info("API server ready", metadata: ["kubeconfig": "\(kubeconfig)"])
         print("kubectl --kubeconfig \(kubeconfig) get namespaces")
         let group = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -73,9 +73,10 @@ final class CloudCoreServer: Service, Sendable {
             try await withThrowingTaskGroup(of: Void.self) { apiTasks in
                 let kubeconfig: String
                 if let apiServer {
-                    kubeconfig = try await apiServer.bind()
+                    let kubeconfigs = try await apiServer.bind()
+                    kubeconfig = kubeconfigs.controllers
                     apiTasks.addTask { try await apiServer.run() }
-                    logger.info("embedded API server listening", metadata: ["kubeconfig": "\(kubeconfig)"])
+                    logger.info("embedded API server listening", metadata: ["kubeconfig": "\(kubeconfigs.admin)"])
                 } else {
                     kubeconfig = settings.kubeAPIConfig.kubeConfig
                 }

@@ -23,12 +23,22 @@ final class EmbeddedAPIServer: Service, Sendable {
         server = APIServer(configuration: .init(host: bindAddress, port: port, security: .init(credentials: credentials)), store: store, logger: logger)
     }
 
-    /// Binds the listener and writes the admin kubeconfig; returns its path. ``APIServer/run()``
-    /// serves.
-    func bind() async throws -> String {
+    /// Where the kubeconfigs are: the admin's, for kubectl, and the one cloudcore's controllers
+    /// use (their own least-privilege user, ``KubeEdgePolicy``).
+    struct Kubeconfigs {
+        let admin: String
+        let controllers: String
+    }
+
+    /// Binds the listener and writes the kubeconfigs (0600); returns their paths.
+    /// ``APIServer/run()`` serves.
+    func bind() async throws -> Kubeconfigs {
         let port = try await server.bind()
         let host = bindAddress == "0.0.0.0" || bindAddress == "::" ? "127.0.0.1" : bindAddress
-        return try credentials.writeKubeconfig(to: dataDirectory + "/admin.kubeconfig", server: "https://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+        let url = "https://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        return Kubeconfigs(admin: try credentials.writeKubeconfig(to: dataDirectory + "/admin.kubeconfig", server: url),
+                           controllers: try credentials.writeKubeconfig(to: dataDirectory + "/cloudcore.kubeconfig", server: url,
+                                                                        user: KubeEdgePolicy.cloudcoreUser, token: credentials.cloudcoreToken))
     }
 
     /// Serves until graceful shutdown or cancellation, then closes the store.

@@ -142,4 +142,29 @@ import TestSupport
                 "\(python.output)")
         await server.server.stop()
     }
+
+    /// The RBAC file shipped for real clusters is the one the embedded server installs, and its
+    /// role gives cloudcore's user what its controllers use and nothing of the rest.
+    @Test func cloudcoresPolicyIsTheShippedFileAndGrantsNoMoreThanItsControllersUse() throws {
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy/rbac/cloudcore.yaml").standardized.path
+        #expect(try String(contentsOfFile: file, encoding: .utf8) == KubeEdgePolicy.manifest + "\n")
+        let documents = try KubeEdgePolicy.manifest.components(separatedBy: "\n---\n").map { try YAMLDocument.parse($0) }
+        let policy = RBACPolicy(clusterRoles: documents.filter { $0["kind"] == .string("ClusterRole") }, roles: [],
+                                clusterRoleBindings: documents.filter { $0["kind"] == .string("ClusterRoleBinding") }, roleBindings: [])
+        func request(_ verb: String, _ resource: String, _ subresource: String = "", group: String = "") -> RequestAttributes {
+            RequestAttributes(verb: verb, apiGroup: group, resource: resource, subresource: subresource, namespace: "default", name: "")
+        }
+        for user in [UserInfo.authenticated(KubeEdgePolicy.cloudcoreUser), .authenticated("system:serviceaccount:kubeedge:cloudcore")] {
+            #expect(policy.allows(user, request("watch", "pods")))
+            #expect(policy.allows(user, request("patch", "pods", "status")))
+            #expect(policy.allows(user, request("get", "secrets")))
+            #expect(policy.allows(user, request("create", "leases", group: "coordination.k8s.io")))
+            #expect(policy.allows(user, request("patch", "devices", "status", group: "devices.kubeedge.io")))
+            #expect(!policy.allows(user, request("create", "pods")), "cloudcore does not create pods")
+            #expect(!policy.allows(user, request("update", "secrets")))
+            #expect(!policy.allows(user, request("create", "rolebindings", group: "rbac.authorization.k8s.io")))
+            #expect(!policy.allows(user, request("delete", "namespaces")))
+        }
+        #expect(!policy.allows(.authenticated("system:serviceaccount:default:cloudcore"), request("get", "pods")))
+    }
 }

@@ -73,10 +73,13 @@ public final class APIServer: Service, Sendable {
             self.tokens = tokens
         }
 
-        /// The admin token of `credentials` (its user in `system:masters`, so `cluster-admin`),
-        /// serving with its certificate.
+        /// The admin token of `credentials` (its user in `system:masters`, so `cluster-admin`)
+        /// and cloudcore's (``KubeEdgePolicy/cloudcoreUser``), serving with its certificate.
         public init(credentials: APIServerCredentials) {
-            self.init(tls: credentials.tls, tokens: [credentials.adminToken: .authenticated(APIServerCredentials.adminUser, groups: [UserInfo.masters])])
+            self.init(tls: credentials.tls, tokens: [
+                credentials.adminToken: .authenticated(APIServerCredentials.adminUser, groups: [UserInfo.masters]),
+                credentials.cloudcoreToken: .authenticated(KubeEdgePolicy.cloudcoreUser),
+            ])
         }
 
         func makeContext() throws -> NIOSSLContext {
@@ -613,13 +616,15 @@ public final class APIServer: Service, Sendable {
         }
     }
 
-    /// Stores the bootstrap ClusterRoles and ClusterRoleBindings that are missing; a stored one
-    /// is left as it is.
+    /// Stores the bootstrap ClusterRoles and ClusterRoleBindings, and cloudcore's
+    /// (``KubeEdgePolicy``), that are missing; a stored one is left as it is.
     private func installBootstrapPolicy() async throws {
-        for (yaml, plural) in BootstrapPolicy.clusterRoles.map({ ($0, "clusterroles") }) + BootstrapPolicy.clusterRoleBindings.map({ ($0, "clusterrolebindings") }) {
+        let documents = BootstrapPolicy.clusterRoles + BootstrapPolicy.clusterRoleBindings
+            + KubeEdgePolicy.manifest.components(separatedBy: "\n---\n").filter { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }
+        for yaml in documents {
             let object = try YAMLDocument.parse(yaml)
-            guard let name = object[path: ["metadata", "name"]]?.stringValue else { continue }
-            let key = ObjectKey(resource: plural + ".rbac.authorization.k8s.io", namespace: "", name: name)
+            guard let name = object[path: ["metadata", "name"]]?.stringValue, let kind = object["kind"]?.stringValue else { continue }
+            let key = ObjectKey(resource: kind.lowercased() + "s.rbac.authorization.k8s.io", namespace: "", name: name)
             if try await store.get(key) == nil { _ = try await store.create(key, object) }
         }
     }

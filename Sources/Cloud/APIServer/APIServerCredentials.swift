@@ -3,7 +3,8 @@ import Transport
 
 /// The embedded API server's identity, created on first start in one directory and loaded after:
 /// its own CA (`ca.crt`, `ca.key`), a serving certificate for the advertised names (`server.crt`,
-/// `server.key`), and the admin user's bearer token (`admin.token`, readable by the owner only).
+/// `server.key`), and the bearer tokens of the admin user (`admin.token`) and of cloudcore's
+/// controllers (`cloudcore.token`), readable by the owner only.
 /// ``writeKubeconfig(to:server:)`` writes the admin kubeconfig kubectl uses.
 public struct APIServerCredentials: Sendable {
     public let directory: String
@@ -11,6 +12,9 @@ public struct APIServerCredentials: Sendable {
     public let tls: TLSFiles
     /// The admin user's bearer token.
     public let adminToken: String
+    /// The bearer token of cloudcore's own controllers (`cloudcore.token`), whose user
+    /// (``cloudcoreUser``) has only what ``KubeEdgePolicy`` grants.
+    public let cloudcoreToken: String
 
     /// The user the admin token authenticates as.
     public static let adminUser = "admin"
@@ -28,18 +32,20 @@ public struct APIServerCredentials: Sendable {
         }
         let certificatePath = directory + "/server.crt"
         try Data(try authority.issueServerCertificate(key: key, names: names).export()).write(to: URL(fileURLWithPath: certificatePath), options: .atomic)
-        let tokenPath = directory + "/admin.token"
-        let token: String
-        if let stored = FileManager.default.contents(atPath: tokenPath), let text = String(data: stored, encoding: .utf8), !text.isEmpty {
-            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        } else {
-            var generator = SystemRandomNumberGenerator()
-            token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-            try SecretFile.write(Array(token.utf8), to: tokenPath)
-        }
         return APIServerCredentials(
             directory: directory, authority: authority, tls: TLSFiles(certificateChain: certificatePath, privateKey: keyPath, trustRoots: directory + "/ca.crt"),
-            adminToken: token)
+            adminToken: try loadOrCreateToken(at: directory + "/admin.token"), cloudcoreToken: try loadOrCreateToken(at: directory + "/cloudcore.token"))
+    }
+
+    /// A random bearer token kept in a 0600 file.
+    private static func loadOrCreateToken(at path: String) throws -> String {
+        if let stored = FileManager.default.contents(atPath: path), let text = String(data: stored, encoding: .utf8), !text.isEmpty {
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        var generator = SystemRandomNumberGenerator()
+        let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        try SecretFile.write(Array(token.utf8), to: path)
+        return token
     }
 
     /// Writes a kubeconfig (0600) for the admin user, or for `user` with its bearer `token`,
