@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cloud
 import DaemonSupport
 import Foundation
 import Logging
@@ -69,5 +70,52 @@ struct GetToken: ParsableCommand {
         let authority = try CertificateAuthority.loadOrCreate(
             certificatePath: certificatesDirectory + "/ca.crt", keyPath: certificatesDirectory + "/ca.key")
         print(try BootstrapToken.make(authority: authority, validity: .seconds(validityHours * 3600)))
+    }
+}
+
+/// Adds a user of the embedded API server: a client certificate from its CA (the user its
+/// common name, the group its organization) that expires after `--valid-for`, in a new
+/// kubeconfig (0600). The user may do nothing until RBAC binds a role to the user or group.
+struct AddUser: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "adduser",
+        abstract: "Write a kubeconfig for a new user of the embedded API server (a client certificate that expires).",
+        discussion: "Bind it a role afterwards, e.g. kubectl create rolebinding alice-edit --clusterrole=edit --user=alice -n team.")
+
+    @Argument(help: "The user name (a certificate's common name).")
+    var user: String
+
+    @Option(help: "The group the user is in (the certificate's organization).")
+    var group = ""
+
+    @Option(name: .customLong("valid-for"), help: "Hours the certificate stays valid.")
+    var validHours = 24 * 30
+
+    @Option(name: .customLong("data-dir"), help: "The embedded API server's data directory (its PKI is in pki/).")
+    var dataDirectory = "/var/lib/kubeedge/apiserver"
+
+    @Option(help: "The API server's URL written into the kubeconfig.")
+    var server = "https://127.0.0.1:6443"
+
+    @Option(name: .shortAndLong, help: "Where to write the kubeconfig (default {user}.kubeconfig).")
+    var output: String?
+
+    func validate() throws {
+        guard validHours > 0 else { throw ValidationError("--valid-for must be a positive number of hours") }
+        // system: names belong to the server's own identities (system:masters is cluster-admin).
+        guard !user.hasPrefix("system:"), !group.hasPrefix("system:") else {
+            throw ValidationError("names and groups starting with \"system:\" are reserved for the server's own identities")
+        }
+        guard !user.isEmpty, !user.contains(where: { $0.isNewline || $0 == "/" }) else { throw ValidationError("\"\(user)\" is not a user name") }
+    }
+
+    func run() throws {
+        guard FileManager.default.fileExists(atPath: dataDirectory + "/pki/ca.key") else {
+            throw ValidationError("no API server CA in \(dataDirectory)/pki: start cloudcore (or cloudcore apiserver) with this --data-dir first")
+        }
+        let authority = try CertificateAuthority.loadOrCreate(certificatePath: dataDirectory + "/pki/ca.crt", keyPath: dataDirectory + "/pki/ca.key")
+        let path = try APIServerCredentials.writeUserKubeconfig(authority: authority, to: output ?? user + ".kubeconfig", server: server, user: user,
+                                                                group: group, validity: .seconds(validHours * 3600))
+        print(path)
     }
 }

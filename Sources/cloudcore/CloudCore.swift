@@ -16,7 +16,7 @@ struct CloudCore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cloudcore",
         abstract: "The cloud side of swift-kubeedge.",
-        subcommands: [Daemon.self, GetToken.self, APIServerCommand.self],
+        subcommands: [Daemon.self, GetToken.self, APIServerCommand.self, AddUser.self],
         defaultSubcommand: Daemon.self)
 }
 

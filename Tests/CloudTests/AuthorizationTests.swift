@@ -167,4 +167,34 @@ import TestSupport
         }
         #expect(!policy.allows(.authenticated("system:serviceaccount:default:cloudcore"), request("get", "pods")))
     }
+
+    /// `cloudcore adduser` writes a 0600 kubeconfig with a client certificate from the server's
+    /// CA: the user authenticates as its name in its group, may do what bindings grant, and is
+    /// refused (401) once the certificate has expired.
+    @Test func cloudcoreAdduserWritesAKubeconfigWhoseCertificateExpires() async throws {
+        let server = try await EmbeddedServer(secure: true)
+        defer { removeTemporaryDirectory(server.directory) }
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cloudcore").path
+        let path = server.directory + "/bob.kubeconfig"
+        let added = try await runProcessOffPool(binary, ["adduser", "bob", "--group", "testers", "--valid-for", "2", "--data-dir", server.directory,
+                                                         "--server", "https://127.0.0.1:\(server.port)", "-o", path])
+        #expect(added.status == 0 && added.output.contains(path), "\(added.output)")
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let whoami = try await server.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}/{.status.userInfo.groups}", kubeconfig: path)
+        #expect(whoami.output.hasPrefix("bob/") && whoami.output.contains("testers"), "\(whoami.output)")
+        #expect(try await server.kubectl("get", "namespaces", kubeconfig: path).output.contains(#"User "bob" cannot list resource "namespaces""#))
+        #expect(try await server.kubectl("create", "clusterrolebinding", "testers-view", "--clusterrole=view", "--group=testers").status == 0)
+        #expect(try await server.kubectl("get", "namespaces", kubeconfig: path).status == 0)
+        let reserved = try await runProcessOffPool(binary, ["adduser", "root", "--group", "system:masters", "--data-dir", server.directory])
+        #expect(reserved.status != 0 && reserved.output.contains("reserved"), "\(reserved.output)")
+
+        // A certificate past its end is refused.
+        let expired = server.directory + "/old.kubeconfig"
+        try APIServerCredentials.writeUserKubeconfig(authority: server.credentials!.authority, to: expired, server: "https://127.0.0.1:\(server.port)",
+                                                     user: "bob", group: "testers", validity: .seconds(3600), now: Date().addingTimeInterval(-7200))
+        let refused = try await server.kubectl("get", "namespaces", kubeconfig: expired)
+        #expect(refused.status != 0 && !refused.output.contains("namespace/"), "\(refused.output)")
+        await server.server.stop()
+    }
 }

@@ -37,6 +37,45 @@ public struct APIServerCredentials: Sendable {
             adminToken: try loadOrCreateToken(at: directory + "/admin.token"), cloudcoreToken: try loadOrCreateToken(at: directory + "/cloudcore.token"))
     }
 
+    /// Writes a kubeconfig (0600) for `user` in `group` with a client certificate from the API
+    /// server's CA, valid for `validity`, against `server`; returns its path. What the user may
+    /// do is what RBAC bindings for the user or group allow; the certificate expires on its own.
+    @discardableResult
+    public func writeUserKubeconfig(to path: String, server: String, user: String, group: String, validity: Duration) throws -> String {
+        try Self.writeUserKubeconfig(authority: authority, to: path, server: server, user: user, group: group, validity: validity)
+    }
+
+    /// ``writeUserKubeconfig(to:server:user:group:validity:)`` with the API server's CA alone
+    /// (`cloudcore adduser`, which leaves the server's own certificate and tokens alone).
+    @discardableResult
+    public static func writeUserKubeconfig(authority: CertificateAuthority, to path: String, server: String, user: String, group: String,
+                                           validity: Duration, now: Date = Date()) throws -> String {
+        let key = try PrivateKey.generate()
+        let certificate = try authority.issueUserCertificate(key: key, user: user, group: group, validity: validity, now: now)
+        let authorityPEM = try authority.certificate.export(.pem)
+        let kubeconfig = """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: swift-kubeedge
+              cluster:
+                server: \(server)
+                certificate-authority-data: \(Data(authorityPEM).base64EncodedString())
+            users:
+            - name: \(user)
+              user:
+                client-certificate-data: \(Data(try certificate.export(.pem)).base64EncodedString())
+                client-key-data: \(Data(try key.export(.pem)).base64EncodedString())
+            contexts:
+            - name: swift-kubeedge
+              context: {cluster: swift-kubeedge, user: \(user), namespace: default}
+            current-context: swift-kubeedge
+
+            """
+        try SecretFile.write(Array(kubeconfig.utf8), to: path)
+        return path
+    }
+
     /// A random bearer token kept in a 0600 file.
     private static func loadOrCreateToken(at path: String) throws -> String {
         if let stored = FileManager.default.contents(atPath: path), let text = String(data: stored, encoding: .utf8), !text.isEmpty {

@@ -75,6 +75,23 @@ public final class CertificateAuthority: Sendable {
         return try sign(certificate)
     }
 
+    /// Issues a client certificate for a Kubernetes user: common name `user`, organization
+    /// `group` (the group Kubernetes authenticators read from it; none when empty), for `key`,
+    /// valid for `validity`.
+    public func issueUserCertificate(key: PrivateKey, user: String, group: String, validity: Duration, now: Date = Date()) throws(IdentityError) -> Certificate {
+        guard !user.isEmpty else { throw .invalid("a user certificate needs a user name") }
+        let certificate = try Certificate()
+        try certificate.setBasics(validity: validity, now: now)
+        try certificate.setName(GNUTLS_OID_X520_COMMON_NAME, user)
+        if !group.isEmpty { try certificate.setName(GNUTLS_OID_X520_ORGANIZATION_NAME, group) }
+        try checkIdentity(gnutls_x509_crt_set_key(certificate.handle, key.handle), "gnutls_x509_crt_set_key")
+        try checkIdentity(gnutls_x509_crt_set_key_purpose_oid(certificate.handle, GNUTLS_KP_TLS_WWW_CLIENT, 0), "gnutls_x509_crt_set_key_purpose_oid")
+        try checkIdentity(gnutls_x509_crt_set_basic_constraints(certificate.handle, 0, -1), "gnutls_x509_crt_set_basic_constraints")
+        try checkIdentity(gnutls_x509_crt_set_key_usage(certificate.handle, UInt32(GNUTLS_KEY_DIGITAL_SIGNATURE)), "gnutls_x509_crt_set_key_usage")
+        try Self.setSubjectKeyID(certificate)
+        return try sign(certificate)
+    }
+
     /// Issues the cloud's server certificate for `key`, valid for the DNS names and IP
     /// addresses in `names` (the first is also the common name).
     public func issueServerCertificate(key: PrivateKey, names: [String], validity: Duration = .seconds(365 * 86_400), now: Date = Date()) throws(IdentityError) -> Certificate {
