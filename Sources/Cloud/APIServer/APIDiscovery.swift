@@ -57,6 +57,13 @@ struct APIDiscovery {
                     ("kind", .string("Scale")), ("verbs", .array(["get", "patch", "update"].map { .string($0) })),
                 ]))
             }
+            if resource.storageName == "serviceaccounts" {
+                entries.append(object([
+                    ("name", .string("serviceaccounts/token")), ("singularName", .string("")), ("namespaced", .bool(true)),
+                    ("group", .string("authentication.k8s.io")), ("version", .string("v1")),
+                    ("kind", .string("TokenRequest")), ("verbs", .array([.string("create")])),
+                ]))
+            }
             if resource.hasStatus {
                 entries.append(object([
                     ("name", .string("\(resource.plural)/status")), ("singularName", .string("")), ("namespaced", .bool(resource.namespaced)),

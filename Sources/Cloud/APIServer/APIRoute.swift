@@ -18,7 +18,7 @@ struct APIRoute: Equatable {
     var namespace: String?
     /// `nil`: the collection.
     var name: String?
-    /// `status`, or `nil`.
+    /// `status`, `scale`, `token` (of a ServiceAccount), or `nil`.
     var subresource: String?
 
     var key: ObjectKey? {
@@ -62,7 +62,8 @@ struct APIRoute: Equatable {
         if namespace != nil, !resource.namespaced { return nil }
         let name = segments.count >= 2 ? segments[1] : nil
         let subresource = segments.count == 3 ? segments[2] : nil
-        if let subresource, !(subresource == "status" && resource.hasStatus) && !(subresource == "scale" && resource.hasScale) { return nil }
+        if let subresource, !(subresource == "status" && resource.hasStatus) && !(subresource == "scale" && resource.hasScale)
+            && !(subresource == "token" && resource.storageName == "serviceaccounts") { return nil }
         return (.resource(APIRoute(resource: resource, namespace: namespace, name: name, subresource: subresource)), watch)
     }
 }

@@ -67,10 +67,16 @@ public final class APIServer: Service, Sendable {
         public var tls: TLSFiles
         /// Bearer token → the user it proves.
         public var tokens: [String: UserInfo]
+        /// The key service-account tokens are signed with; `nil` issues none.
+        public var serviceAccountSigner: CertificateAuthority?
+        /// The CA certificate (PEM) published in every namespace's `kube-root-ca.crt` ConfigMap.
+        public var rootCertificate: String
 
-        public init(tls: TLSFiles, tokens: [String: UserInfo]) {
+        public init(tls: TLSFiles, tokens: [String: UserInfo], serviceAccountSigner: CertificateAuthority? = nil, rootCertificate: String = "") {
             self.tls = tls
             self.tokens = tokens
+            self.serviceAccountSigner = serviceAccountSigner
+            self.rootCertificate = rootCertificate
         }
 
         /// The admin token of `credentials` (its user in `system:masters`, so `cluster-admin`)
@@ -79,7 +85,8 @@ public final class APIServer: Service, Sendable {
             self.init(tls: credentials.tls, tokens: [
                 credentials.adminToken: .authenticated(APIServerCredentials.adminUser, groups: [UserInfo.masters]),
                 credentials.cloudcoreToken: .authenticated(KubeEdgePolicy.cloudcoreUser),
-            ])
+            ], serviceAccountSigner: credentials.serviceAccountSigner,
+               rootCertificate: (try? String(decoding: credentials.authority.certificate.export(.pem), as: UTF8.self)) ?? "")
         }
 
         func makeContext() throws -> NIOSSLContext {
@@ -138,6 +145,9 @@ public final class APIServer: Service, Sendable {
         try await refreshCustomResources()
         try await installBootstrapPolicy()
         try await authorizer.reload(from: store)
+        for namespace in try await store.list(resource: "namespaces").objects {
+            if let name = namespace[path: ["metadata", "name"]]?.stringValue { try await ensureNamespaceDefaults(name) }
+        }
         let context = try configuration.security?.makeContext()
         let port = try await listener.bind(host: configuration.host, port: configuration.port) { channel in
             if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
@@ -221,11 +231,30 @@ public final class APIServer: Service, Sendable {
         guard let security = configuration.security else { return UserInfo(name: "system:anonymous", groups: ["system:unauthenticated"]) }
         if let authorization = head.headers.first(name: "Authorization") {
             guard authorization.hasPrefix("Bearer ") else { return nil }
-            return security.tokens[String(authorization.dropFirst("Bearer ".count))]
+            let token = String(authorization.dropFirst("Bearer ".count))
+            if let user = security.tokens[token] { return user }
+            return await serviceAccountUser(token: token, audiences: [ServiceAccountTokens.issuer])
         }
         let der = try? await connection.nioChannel.pipeline.handler(type: NIOSSLServerHandler.self).map { $0.peerCertificate.flatMap { try? $0.toDERBytes() } }.get()
         guard let der, let certificate = try? Certificate(bytes: der, encoding: .der), !certificate.commonName.isEmpty else { return nil }
         return UserInfo.authenticated(certificate.commonName, groups: certificate.organization.isEmpty ? [] : [certificate.organization])
+    }
+
+    /// The service account a token this server issued proves, while the token is in its life,
+    /// names one of `audiences`, and its service account (and pod, when bound to one) still
+    /// exists with the uid it was issued for; `nil` otherwise.
+    func serviceAccountUser(token: String, audiences: [String]) async -> UserInfo? {
+        guard let signer = configuration.security?.serviceAccountSigner,
+              let claims = ServiceAccountTokens(signer: signer).verify(token, now: Date()),
+              !Set(claims.audiences).isDisjoint(with: audiences),
+              let account = try? await store.get(ObjectKey(resource: "serviceaccounts", namespace: claims.namespace, name: claims.name)),
+              account[path: ["metadata", "uid"]]?.stringValue == claims.uid, account[path: ["metadata", "deletionTimestamp"]] == nil
+        else { return nil }
+        if let pod = claims.pod {
+            guard let bound = try? await store.get(ObjectKey(resource: "pods", namespace: claims.namespace, name: pod.name)),
+                  bound[path: ["metadata", "uid"]]?.stringValue == pod.uid else { return nil }
+        }
+        return claims.user
     }
 
     /// The user the request acts as: `user`, or whom its `Impersonate-User` and
@@ -336,6 +365,19 @@ public final class APIServer: Service, Sendable {
                     }
                     return true
                 }
+                if route.subresource == "token" {
+                    guard head.method == .POST else {
+                        throw APIError(code: 405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
+                    }
+                    let request = try JSONValue(parsing: body.readableBytesView)
+                    try await writer.send(try await requestToken(route, request: request), status: .created)
+                    return true
+                }
+                if route.resource.createOnly, route.resource.plural == "tokenreviews", head.method == .POST {
+                    let request = try Self.decodeBody(body, contentType: head.headers.first(name: "Content-Type") ?? "", resource: route.resource)
+                    try await writer.send(try await reviewToken(request), status: .created)
+                    return true
+                }
                 if route.resource.createOnly {
                     guard head.method == .POST, route.name == nil else {
                         throw APIError(code: 405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
@@ -349,6 +391,10 @@ public final class APIServer: Service, Sendable {
                 var (status, object) = try await perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "",
                                                    query: query, warnings: &warnings)
                 if head.method != .GET, RBACAuthorizer.storageNames.contains(route.resource.storageName) { try await authorizer.reload(from: store) }
+                if head.method == .POST, route.resource.storageName == "namespaces", status == .created,
+                   let name = object[path: ["metadata", "name"]]?.stringValue, (try? Self.isDryRun(query)) != true {
+                    try await ensureNamespaceDefaults(name)
+                }
                 if custom { object = Self.converted(object, to: route.resource) }
                 if route.resource.storageName == Self.definitions.storageName, head.method != .GET {
                     let dryRun = (try? Self.isDryRun(query)) == true

@@ -13,8 +13,11 @@ public struct APIServerCredentials: Sendable {
     /// The admin user's bearer token.
     public let adminToken: String
     /// The bearer token of cloudcore's own controllers (`cloudcore.token`), whose user
-    /// (``cloudcoreUser``) has only what ``KubeEdgePolicy`` grants.
+    /// has only what ``KubeEdgePolicy`` grants.
     public let cloudcoreToken: String
+    /// The key service-account tokens are signed with, and its certificate they are checked
+    /// with (`sa.key`, `sa.crt`; kube-apiserver's `--service-account-signing-key-file`).
+    public let serviceAccountSigner: CertificateAuthority
 
     /// The user the admin token authenticates as.
     public static let adminUser = "admin"
@@ -34,7 +37,8 @@ public struct APIServerCredentials: Sendable {
         try Data(try authority.issueServerCertificate(key: key, names: names).export()).write(to: URL(fileURLWithPath: certificatePath), options: .atomic)
         return APIServerCredentials(
             directory: directory, authority: authority, tls: TLSFiles(certificateChain: certificatePath, privateKey: keyPath, trustRoots: directory + "/ca.crt"),
-            adminToken: try loadOrCreateToken(at: directory + "/admin.token"), cloudcoreToken: try loadOrCreateToken(at: directory + "/cloudcore.token"))
+            adminToken: try loadOrCreateToken(at: directory + "/admin.token"), cloudcoreToken: try loadOrCreateToken(at: directory + "/cloudcore.token"),
+            serviceAccountSigner: try CertificateAuthority.loadOrCreate(certificatePath: directory + "/sa.crt", keyPath: directory + "/sa.key"))
     }
 
     /// Writes a kubeconfig (0600) for `user` in `group` with a client certificate from the API
