@@ -217,6 +217,7 @@ import TestSupport
         Sample(resource: resource("endpoints"), name: "pb-svc", body: #"subsets { addresses { ip: "10.9.0.7" } ports { name: "http" port: 8080 } }"#),
         Sample(resource: resource("events"), name: "pb-event",
                body: #"involvedObject { kind: "Pod" namespace: "default" name: "pb-pod" } reason: "Pulled" message: "pulled" type: "Normal" count: 1"#),
+        Sample(resource: resource("serviceaccounts"), name: "pb-sa", body: #"automountServiceAccountToken: false"#),
         Sample(resource: resource("leases"), name: "pb-lease", body: #"spec { holderIdentity: "edge-9" leaseDurationSeconds: 40 }"#),
         Sample(resource: resource("clusterroles"), name: "pb-clusterrole", body: #"rules { verbs: "get" apiGroups: "" resources: "pods" }"#),
         Sample(resource: resource("clusterrolebindings"), name: "pb-clusterrolebinding",

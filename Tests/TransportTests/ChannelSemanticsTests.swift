@@ -95,7 +95,13 @@ import Testing
         let producerTime = ContinuousClock.now - start
         let maxBuffered = await consumer.value
         #expect(maxUnacknowledged <= 100, "sender held \(maxUnacknowledged) unacknowledged messages, bound is 100")
-        #expect(maxBuffered <= window + 2048, "receiver buffered \(maxBuffered) bytes, window is \(window)")
+        // Over QUIC a lane buffers up to the QUIC stream window when the channel's lane window is
+        // smaller (QUICLink warns of it): the transport parameters announce one initial window,
+        // 64 KiB, for every stream. The receiver reaches it only when the consumer falls far
+        // behind, as it did twice with the whole suite running in the process (59,670 and
+        // 61,880 bytes).
+        let bound = backend.isQUIC ? max(window, QUICLink.Options().initialStreamWindow) : window
+        #expect(maxBuffered <= bound + 2048, "receiver buffered \(maxBuffered) bytes, the lane's window is \(bound)")
         // The producer was held back: it could not finish far ahead of the consumer (400 × 2 ms).
         #expect(producerTime > .milliseconds(400), "producer finished in \(producerTime): not held back")
         await pair.shutdown()
