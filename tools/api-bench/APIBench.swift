@@ -58,6 +58,8 @@ struct APIBench: AsyncParsableCommand {
         if tls {
             let credentials = try APIServerCredentials.loadOrCreate(directory: directory + "/pki")
             security = APIServer.Security(credentials: credentials)
+            // A user with no group: what RBAC lets it do comes from a binding (see authorizationFigures).
+            security?.tokens["bench-user-token"] = .authenticated("bench-user")
             kubeconfig.certificateAuthorityPEM = Array(try credentials.authority.certificate.export(.pem))
             kubeconfig.token = credentials.adminToken
         }
@@ -134,6 +136,9 @@ struct APIBench: AsyncParsableCommand {
         let watchFigures = try await watchFigures(client: client, resource: podsResource, store: store)
         let protobufWatch = try await self.watchFigures(client: protobufClient, resource: podsResource, store: store)
         let baselineFanOut = try await storeFanOut(store: store)
+        // With TLS: what RBAC costs a user a ClusterRoleBinding gives `edit`, beside a second
+        // server on the same store with authorization off.
+        let authorization = try await tls ? authorizationFigures(store: store, admin: client, security: security!, kubeconfig: kubeconfig, port: port) : nil
         let rss = residentBytes()
         server.close()
         try await serving.value
@@ -163,12 +168,68 @@ struct APIBench: AsyncParsableCommand {
             ("watch events/s in protobuf (\(watchers) watchers)", format(protobufWatch.perSecond), "in JSON: \(format(watchFigures.perSecond))",
              ratio(protobufWatch.perSecond, watchFigures.perSecond)),
             ("process RSS at the end", String(format: "%.1f MB", Double(rss) / 1e6), "", ""),
-        ]
+        ] + (authorization.map { figures in [
+            ("pod creates/s, RBAC-bound user (authz on)", format(figures.createsOn), "authz off: \(format(figures.createsOff))",
+             ratio(figures.createsOn, figures.createsOff)),
+            ("list \(2 * max(pods / 4, 100)) pods, RBAC-bound user, p50", ms(figures.listOn), "authz off: \(ms(figures.listOff))", ratio(figures.listOn, figures.listOff)),
+        ] } ?? [])
         let widths = (0..<3).map { column in table.map { [$0.0, $0.1, $0.2][column].count }.max() ?? 0 }
         for row in table {
             print(row.0.padding(toLength: widths[0], withPad: " ", startingAt: 0) + "  " + row.1.padding(toLength: widths[1], withPad: " ", startingAt: 0)
                   + "  " + row.2.padding(toLength: widths[2], withPad: " ", startingAt: 0) + "  " + row.3)
         }
+    }
+
+    /// Creates and lists as a user whose ClusterRoleBinding grants `edit`, through the server
+    /// at `port` (authorization on) and through a second server on the same store with
+    /// authorization off; creates/s and list p50 seconds for each.
+    func authorizationFigures(store: ObjectStore, admin: KubeClient, security: APIServer.Security, kubeconfig: Kubeconfig,
+                              port: Int) async throws -> (createsOn: Double, createsOff: Double, listOn: Double, listOff: Double) {
+        _ = try await admin.create(APIResource.standard.first { $0.plural == "clusterrolebindings" }!, try JSONValue(parsing: """
+            {"metadata":{"name":"bench-user-edit"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"edit"},
+             "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"bench-user"}]}
+            """))
+        var configuration = APIServer.Configuration(port: 0, security: security)
+        configuration.authorization = false
+        let unchecked = APIServer(configuration: configuration, store: store)
+        let uncheckedPort = try await unchecked.bind()
+        let serving = Task { try await unchecked.run() }
+        defer { unchecked.close() }
+        let podsResource = APIResource.standard.first { $0.plural == "pods" }!
+        let count = max(pods / 4, 100)
+        _ = try await admin.create(APIResource.standard.first { $0.plural == "namespaces" }!, try JSONValue(parsing: #"{"metadata":{"name":"bench-authz"}}"#))
+        func client(port: Int) throws -> KubeClient {
+            var userConfig = kubeconfig
+            userConfig.server = "https://127.0.0.1:\(port)"
+            userConfig.token = "bench-user-token"
+            return try KubeClient(configuration: userConfig, maxIdleConnections: max(writers, 16))
+        }
+        let (on, off) = (try client(port: port), try client(port: uncheckedPort))
+        // Rounds alternate between the two servers, so that neither gains from going second.
+        var spent: (on: Double, off: Double) = (0, 0)
+        for round in 0..<4 {
+            let checked = round % 2 == 1
+            let start = ContinuousClock.now
+            _ = try await concurrently(count: count / 2, workers: writers) { index in
+                var pod = PodTemplate.pod(name: "r\(round)-\(index)", node: "edge-\(index % 100)")
+                pod.set(.string("bench-authz"), at: ["metadata", "namespace"])
+                _ = try await (checked ? on : off).create(podsResource, namespace: "bench-authz", pod)
+            }
+            let elapsed = seconds(ContinuousClock.now - start)
+            if checked { spent.on += elapsed } else { spent.off += elapsed }
+        }
+        var listed: (on: [Double], off: [Double]) = ([], [])
+        for _ in 0..<lists {
+            for checked in [false, true] {
+                let start = ContinuousClock.now
+                _ = try await (checked ? on : off).list(podsResource, namespace: "bench-authz")
+                let elapsed = ContinuousClock.now - start
+                if checked { listed.on.append(seconds(elapsed)) } else { listed.off.append(seconds(elapsed)) }
+            }
+        }
+        unchecked.close()
+        try await serving.value
+        return (Double(count) / spent.on, Double(count) / spent.off, percentile(listed.on, 0.5), percentile(listed.off, 0.5))
     }
 
     /// `updates` patches to one pod while `watchers` watch the namespace; events/s is every

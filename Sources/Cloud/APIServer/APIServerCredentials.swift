@@ -23,7 +23,7 @@ public struct APIServerCredentials: Sendable {
     public static let adminUser = "admin"
 
     public static func loadOrCreate(directory: String, names: [String] = ["127.0.0.1", "localhost"]) throws -> APIServerCredentials {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let authority = try CertificateAuthority.loadOrCreate(certificatePath: directory + "/ca.crt", keyPath: directory + "/ca.key")
         let keyPath = directory + "/server.key"
         let key: PrivateKey
