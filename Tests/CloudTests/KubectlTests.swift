@@ -482,6 +482,40 @@ struct EmbeddedServer {
 }
 
 @Suite struct APIServerBadInputTests {
+    /// Names as kube-apiserver checks them on create, per kind, in its words; the uid is always
+    /// the server's.
+    @Test func namesAreCheckedPerKindAndTheServerMakesTheUID() async throws {
+        let server = try await EmbeddedServer()
+        defer { removeTemporaryDirectory(server.directory) }
+        let configMap = try await server.kubectl("create", "configmap", "Bad_Name")
+        #expect(configMap.output.contains(#"ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"#),
+                "\(configMap.output)")
+        let service = try await server.kubectl("create", "service", "clusterip", "1st", "--tcp=80:80")
+        #expect(service.output.contains(#"metadata.name: Invalid value: "1st": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"#),
+                "\(service.output)")
+        let namespace = try await server.kubectl("create", "namespace", "team.a")
+        #expect(namespace.output.contains(#"a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'"#), "\(namespace.output)")
+        let long = String(repeating: "a", count: 254)
+        let tooLong = try await server.kubectl("create", "configmap", long)
+        #expect(tooLong.output.contains("metadata.name: Invalid value: \"\(long)\": must be no more than 253 characters"), "\(tooLong.output)")
+        // RBAC's names are path segments: colons are fine, slashes are not.
+        #expect(try await server.kubectl("create", "clusterrole", "team:reader", "--verb=get", "--resource=pods").status == 0)
+        #expect(try await server.kubectl("get", "configmap", "Bad_Name").status != 0, "nothing stored")
+
+        let created = try await httpRequest(.POST, port: server.port, path: "/api/v1/namespaces/default/configmaps",
+                                            body: #"{"metadata":{"name":"mine","uid":"chosen-by-the-client"}}"#)
+        let object = try JSONValue(parsing: try await created.text())
+        #expect(created.status == 201)
+        let uid = object[path: ["metadata", "uid"]]?.stringValue ?? ""
+        #expect(uid != "chosen-by-the-client" && UUID(uuidString: uid) != nil, "\(uid)")
+        let slash = try await httpRequest(.POST, port: server.port, path: "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                                          body: #"{"metadata":{"name":"a/b"},"rules":[]}"#)
+        let slashMessage = try JSONValue(parsing: try await slash.text())["message"]?.stringValue ?? ""
+        #expect(slash.status == 422 && slashMessage == #"ClusterRole.rbac.authorization.k8s.io "a/b" is invalid: metadata.name: Invalid value: "a/b": may not contain '/'"#,
+                "\(slashMessage)")
+        await server.server.stop()
+    }
+
     @Test func malformedOversizedUnknownAndUnauthorisedRequestsGetAStatus() async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }

@@ -475,6 +475,12 @@ public final class APIServer: Service, Sendable {
             var object = try Self.decodeBody(body, contentType: contentType, resource: resource)
             try admit(&object)
             let key = try identify(&object, route: route)
+            // Names are checked on create (a CRD's has its own rule); the server makes the uid.
+            if resource.storageName != Self.definitions.storageName {
+                let problems = NameValidation.problems(key.name, for: resource)
+                guard problems.isEmpty else { throw NameValidation.invalid(key.name, problems: problems, resource: resource) }
+            }
+            object.set(nil, at: ["metadata", "uid"])
             if resource.group.isEmpty, resource.kind == "Pod" { object = PodDefaults.onCreate(object) }
             if resource.storageName == Self.definitions.storageName { object = Self.establishing(object) }
             // The namespace is checked in the create's own transaction.
