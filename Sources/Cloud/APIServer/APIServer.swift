@@ -481,7 +481,10 @@ public final class APIServer: Service, Sendable {
                 guard problems.isEmpty else { throw NameValidation.invalid(key.name, problems: problems, resource: resource) }
             }
             object.set(nil, at: ["metadata", "uid"])
-            if resource.group.isEmpty, resource.kind == "Pod" { object = PodDefaults.onCreate(object) }
+            if resource.group.isEmpty, resource.kind == "Pod" {
+                object = PodDefaults.onCreate(object)
+                warnings += try await admitPodSecurity(object, key: key)
+            }
             if resource.storageName == Self.definitions.storageName { object = Self.establishing(object) }
             // The namespace is checked in the create's own transaction.
             return (.created, try await store.create(key, object, dryRun: dryRun, requiringNamespace: resource.namespaced))
@@ -495,6 +498,7 @@ public final class APIServer: Service, Sendable {
                 current.set(object[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
                 return (.ok, try await store.update(key, current, dryRun: dryRun))
             }
+            if resource.group.isEmpty, resource.kind == "Pod" { warnings += try await admitPodSecurity(object, key: key) }
             return (.ok, try await store.update(key, object, dryRun: dryRun))
         case (.PATCH, let key?) where contentType.hasPrefix("application/apply-patch+yaml"):
             return try await serverSideApply(route, key: key, body: body, query: query, dryRun: dryRun, validate: admit, conform: conform)
@@ -518,6 +522,7 @@ public final class APIServer: Service, Sendable {
             }
             try admit(&patched)
             _ = try identify(&patched, route: route)
+            if resource.group.isEmpty, resource.kind == "Pod", route.subresource == nil { warnings += try await admitPodSecurity(patched, key: key) }
             return (.ok, try await store.update(key, patched, dryRun: dryRun))
         case (.DELETE, let key?):
             // DeleteOptions may come in the body (kubectl sends dryRun and preconditions there).
@@ -801,6 +806,18 @@ public final class APIServer: Service, Sendable {
             return nil
         }
         return protobuf.encodeList(apiVersion: resource.groupVersion, kind: resource.kind, resourceVersion: String(revision), items: items)
+    }
+
+    /// Pod Security admission of a pod written to `key`'s namespace: refused (403) when it
+    /// breaks the namespace's enforced level; the warnings of its `warn` level otherwise.
+    private func admitPodSecurity(_ pod: JSONValue, key: ObjectKey) async throws -> [String] {
+        let namespace = try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace))
+        let (enforce, warn) = PodSecurity.levels(of: namespace, name: key.namespace)
+        let refused = PodSecurity.violations(of: pod, level: enforce)
+        guard refused.isEmpty else { throw PodSecurity.forbidden(pod: key.name, level: enforce, violations: refused) }
+        guard let warn, warn > enforce else { return [] }
+        let warned = PodSecurity.violations(of: pod, level: warn)
+        return warned.isEmpty ? [] : [PodSecurity.warning(pod: key.name, level: warn, violations: warned)]
     }
 
     /// Checks and completes the object's identity against the URL: kind, apiVersion, name and
