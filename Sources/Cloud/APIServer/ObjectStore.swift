@@ -237,6 +237,25 @@ public final class ObjectStore: Sendable {
             try Self.checkPrecondition(object, against: current, key: key)
             var stored = object
             for field in ["uid", "creationTimestamp"] { stored.set(current[path: ["metadata", field]], at: ["metadata", field]) }
+            if let deleting = current[path: ["metadata", "deletionTimestamp"]] {
+                // Being deleted: the mark stays, no finalizer may be added, and removing the last
+                // one completes the delete.
+                let before = Set(current[path: ["metadata", "finalizers"]]?.arrayValue?.compactMap(\.stringValue) ?? [])
+                let after = stored[path: ["metadata", "finalizers"]]?.arrayValue?.compactMap(\.stringValue) ?? []
+                let added = after.filter { !before.contains($0) }
+                guard added.isEmpty else {
+                    let kind = current["kind"]?.stringValue ?? key.resource
+                    let group = (current["apiVersion"]?.stringValue ?? "").split(separator: "/").dropLast().first.map { "." + $0 } ?? ""
+                    throw APIError.invalid("\(kind)\(group) \"\(key.name)\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, "
+                                           + "found new finalizers []string{\(added.map { "\"\($0)\"" }.joined(separator: ", "))}")
+                }
+                stored.set(deleting, at: ["metadata", "deletionTimestamp"])
+                stored.set(current[path: ["metadata", "deletionGracePeriodSeconds"]], at: ["metadata", "deletionGracePeriodSeconds"])
+                if after.isEmpty {
+                    stored.set(.string(String(revision)), at: ["metadata", "resourceVersion"])
+                    return (stored, .deleted)
+                }
+            }
             let generation = current[path: ["metadata", "generation"]]?.int64Value ?? 1
             stored.set(.integer(Self.specChanged(current, stored) ? generation + 1 : generation), at: ["metadata", "generation"])
             stored.set(.string(String(revision)), at: ["metadata", "resourceVersion"])
@@ -255,6 +274,15 @@ public final class ObjectStore: Sendable {
                 throw APIError.conflict(key.resource, key.name)
             }
             current.set(.string(String(revision)), at: ["metadata", "resourceVersion"])
+            // Finalizers hold the object: it is marked as being deleted, and goes once an update
+            // has removed the last of them.
+            if current[path: ["metadata", "finalizers"]]?.arrayValue?.isEmpty == false {
+                if current[path: ["metadata", "deletionTimestamp"]] == nil {
+                    current.set(.string(Self.now()), at: ["metadata", "deletionTimestamp"])
+                    current.set(.integer(0), at: ["metadata", "deletionGracePeriodSeconds"])
+                }
+                return (current, .modified)
+            }
             return (current, .deleted)
         }
     }
