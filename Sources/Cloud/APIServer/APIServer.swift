@@ -533,8 +533,10 @@ public final class APIServer: Service, Sendable {
                 throw APIError(code: 409, reason: "Conflict", message: "Precondition failed: UID in precondition: \(uid), UID in object meta: "
                                + (current[path: ["metadata", "uid"]]?.stringValue ?? ""))
             }
-            return (.ok, try await store.delete(key, resourceVersion: options[path: ["preconditions", "resourceVersion"]]?.stringValue,
-                                          dryRun: dryRun || dryRunInBody))
+            let resourceVersion = options[path: ["preconditions", "resourceVersion"]]?.stringValue
+            let policy = try Self.propagation(options: options, query: query)
+            if dryRun || dryRunInBody { return (.ok, try await store.delete(key, resourceVersion: resourceVersion, dryRun: true)) }
+            return (.ok, try await deleteCollecting(key, resourceVersion: resourceVersion, policy: policy))
         default:
             throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(method) is not allowed on \(route.key == nil ? "a collection" : "an object")")
         }

@@ -175,6 +175,37 @@ public final class ObjectStore: Sendable {
         return (objects.map(\.value), revision)
     }
 
+    /// The objects whose `metadata.ownerReferences` name the owner with `uid` (what garbage
+    /// collection deletes or orphans with it): rows that mention the uid at all, then checked.
+    public func dependents(ofUID uid: String) async throws(APIError) -> [(key: ObjectKey, object: JSONValue)] {
+        guard !uid.isEmpty else { return [] }
+        return try await rows(where: "instr(value, ?1) > 0", binding: uid).filter { _, object in
+            object[path: ["metadata", "ownerReferences"]]?.arrayValue?.contains { $0["uid"]?.stringValue == uid } == true
+        }
+    }
+
+    /// Every object in `namespace`, of every resource.
+    public func objects(inNamespace namespace: String) async throws(APIError) -> [(key: ObjectKey, object: JSONValue)] {
+        guard !namespace.isEmpty else { return [] }
+        return try await rows(where: "namespace = ?1", binding: namespace)
+    }
+
+    private func rows(where condition: String, binding value: String) async throws(APIError) -> [(key: ObjectKey, object: JSONValue)] {
+        try await Self.storage { [database] in
+            try await database.read { (db) throws -> [(key: ObjectKey, object: JSONValue)] in
+                let read = try db.statement("SELECT resource, namespace, name, value FROM objects WHERE " + condition + " ORDER BY resource, name")
+                defer { read.reset() }
+                read.bind(value, at: 1)
+                var found: [(key: ObjectKey, object: JSONValue)] = []
+                while try read.step() {
+                    let key = ObjectKey(resource: read.string(at: 0) ?? "", namespace: read.string(at: 1) ?? "", name: read.string(at: 2) ?? "")
+                    if let object = read.withBytes(at: 3, { try? JSONValue(parsing: $0) }) { found.append((key, object)) }
+                }
+                return found
+            }
+        }
+    }
+
     /// One stored object: its storage key, the revision that last changed it, and its JSON.
     public struct StoredObject: Sendable {
         public var key: String
