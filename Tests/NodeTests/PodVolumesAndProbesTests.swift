@@ -88,6 +88,61 @@ final class ChangingResources: PodResourceSource {
         #expect(FileManager.default.fileExists(atPath: directory + "/host-data/copied"), "hostPath data is the host's and stays")
     }
 
+    /// A projected volume merges its ConfigMap, Secret and downward API sources with its
+    /// `defaultMode`, a downwardAPI volume holds pod fields (whole label maps as `key="value"`
+    /// lines), both read-only in the container; a serviceAccountToken projection, which needs
+    /// the cloud's TokenRequest, is the container's clear CreateContainerConfigError.
+    @Test func projectedAndDownwardAPIVolumesHoldTheirSourcesAndPodFields() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let runtime = try ProcessRuntime(root: directory + "/containers")
+        defer { for id in runtime.containers() { runtime.remove(id) } }
+        let resources = ChangingResources()
+        var config = Kube.ConfigMap(name: "kube-root-ca.crt", namespace: "edge-apps")
+        config.data = ["ca.crt": "-----BEGIN CERTIFICATE-----"]
+        resources.set(config)
+        var secret = Kube.Secret(name: "creds", namespace: "edge-apps")
+        secret.data = ["token": Array("t0ken".utf8)]
+        resources.set(secret)
+        let mnt = directory + "/mnt"
+        let pod = Kube.Pod(json: try JSONValue(parsing: """
+            {"metadata":{"name":"proj","namespace":"edge-apps","uid":"u-proj","labels":{"tier":"edge","app":"probe"}},
+             "spec":{"nodeName":"edge-1","volumes":[
+               {"name":"access","projected":{"defaultMode":288,"sources":[
+                  {"configMap":{"name":"kube-root-ca.crt","items":[{"key":"ca.crt","path":"ca.crt"}]}},
+                  {"secret":{"name":"creds"}},
+                  {"downwardAPI":{"items":[{"path":"namespace","fieldRef":{"apiVersion":"v1","fieldPath":"metadata.namespace"}}]}}]}},
+               {"name":"info","downwardAPI":{"items":[{"path":"labels","fieldRef":{"fieldPath":"metadata.labels"}},
+                                                      {"path":"node","fieldRef":{"fieldPath":"spec.nodeName"},"mode":256}]}}],
+              "containers":[{"name":"reader","image":"none","command":["/bin/sh","-c","cat \(mnt)/a/ca.crt \(mnt)/a/token \(mnt)/a/namespace \(mnt)/i/node; echo; touch \(mnt)/a/x 2>&1; exec sleep 30"],
+                             "volumeMounts":[{"name":"access","mountPath":"\(mnt)/a"},{"name":"info","mountPath":"\(mnt)/i"}]}]}}
+            """))
+        let worker = PodWorker(pod: pod, runtime: runtime, resources: resources, podsRoot: directory + "/pods")
+        let running = await drive(worker) { $0["phase"] == .string("Running") }
+        #expect(running["phase"] == .string("Running"), "\(running)")
+        let volumes = directory + "/pods/u-proj/volumes"
+        #expect(mode(volumes + "/access/..data/token") == 0o440 && mode(volumes + "/access/..data/ca.crt") == 0o440, "the projection's defaultMode")
+        #expect(try String(contentsOfFile: volumes + "/info/labels", encoding: .utf8) == "app=\"probe\"\ntier=\"edge\"")
+        #expect(mode(volumes + "/info/..data/node") == 0o400)
+        let log = runtime.logPath(of: ContainerID(podUID: "u-proj", name: "reader", attempt: 0))
+        #expect(await eventually { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("-----BEGIN CERTIFICATE-----t0kenedge-appsedge-1") },
+                "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        await worker.terminate(gracePeriod: .seconds(2))
+        await worker.remove()
+
+        let tokenPod = Kube.Pod(json: try JSONValue(parsing: """
+            {"metadata":{"name":"tok","uid":"u-tok"},"spec":{"volumes":[{"name":"kube-api-access","projected":{"sources":[
+               {"serviceAccountToken":{"path":"token","expirationSeconds":3607}}]}}],
+             "containers":[{"name":"c","image":"none","command":["/bin/sh","-c","sleep 30"],"volumeMounts":[{"name":"kube-api-access","mountPath":"\(mnt)/t"}]}]}}
+            """))
+        let tokenWorker = PodWorker(pod: tokenPod, runtime: runtime, resources: resources, podsRoot: directory + "/pods")
+        let waiting = await drive(tokenWorker) { self.container($0, "c")?[path: ["state", "waiting", "reason"]] != nil }
+        #expect(container(waiting, "c")?[path: ["state", "waiting", "reason"]] == .string("CreateContainerConfigError"), "\(waiting)")
+        #expect(container(waiting, "c")?[path: ["state", "waiting", "message"]]?.stringValue?.contains("serviceAccountToken projections are not supported") == true,
+                "\(waiting)")
+        await tokenWorker.remove()
+    }
+
     @Test func anHTTPReadinessProbeMakesTheContainerReadyOnceItAnswers() async throws {
         let directory = makeTemporaryDirectory()
         defer { removeTemporaryDirectory(directory) }

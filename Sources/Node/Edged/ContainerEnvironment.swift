@@ -75,22 +75,32 @@ enum ContainerEnvironment {
             return String(decoding: value, as: UTF8.self)
         }
         if let path = from[path: ["fieldRef", "fieldPath"]]?.stringValue {
-            switch path {
-            case "metadata.name": return pod.name
-            case "metadata.namespace": return namespace
-            case "metadata.uid": return pod.uid ?? ""
-            case "spec.nodeName": return pod.nodeName
-            case "spec.serviceAccountName": return pod.json[path: ["spec", "serviceAccountName"]]?.stringValue ?? ""
-            case "status.podIP", "status.hostIP": return pod.json[path: ["status", path == "status.podIP" ? "podIP" : "hostIP"]]?.stringValue ?? ""
-            default:
-                for (prefix, map) in [("metadata.labels['", pod.labels), ("metadata.annotations['", pod.annotations)]
-                where path.hasPrefix(prefix) && path.hasSuffix("']") {
-                    return map[String(path.dropFirst(prefix.count).dropLast(2))] ?? ""
-                }
-                throw failure("the field path \(path) is not supported")
-            }
+            return try fieldValue(path, pod: pod, namespace: namespace)
         }
         throw failure("valueFrom needs configMapKeyRef, secretKeyRef or fieldRef (resourceFieldRef is not supported)")
+    }
+
+    /// A pod field as the downward API gives it (`metadata.name`, `metadata.labels['app']`,
+    /// `spec.nodeName`, `status.podIP`, …); with `wholeMaps`, `metadata.labels` and
+    /// `metadata.annotations` too, as `key="value"` lines in key order (volumes only).
+    static func fieldValue(_ path: String, pod: Kube.Pod, namespace: String, wholeMaps: Bool = false) throws(ContainerRuntimeError) -> String {
+        switch path {
+        case "metadata.name": return pod.name
+        case "metadata.namespace": return namespace
+        case "metadata.uid": return pod.uid ?? ""
+        case "spec.nodeName": return pod.nodeName
+        case "spec.serviceAccountName": return pod.json[path: ["spec", "serviceAccountName"]]?.stringValue ?? ""
+        case "status.podIP", "status.hostIP": return pod.json[path: ["status", path == "status.podIP" ? "podIP" : "hostIP"]]?.stringValue ?? ""
+        case "metadata.labels" where wholeMaps, "metadata.annotations" where wholeMaps:
+            let map = path == "metadata.labels" ? pod.labels : pod.annotations
+            return map.sorted { $0.key < $1.key }.map { "\($0.key)=\"\($0.value)\"" }.joined(separator: "\n")
+        default:
+            for (prefix, map) in [("metadata.labels['", pod.labels), ("metadata.annotations['", pod.annotations)]
+            where path.hasPrefix(prefix) && path.hasSuffix("']") {
+                return map[String(path.dropFirst(prefix.count).dropLast(2))] ?? ""
+            }
+            throw failure("the field path \(path) is not supported")
+        }
     }
 
     /// `$(NAME)` replaced by NAME's value when defined (left as written otherwise); `$$(…)` is

@@ -6,7 +6,8 @@ import KubeModel
 /// `defaultMode` or the item's `mode`, written atomically (a new `..{time}` directory, then the
 /// `..data` link swapped to it), so a container never reads half an update; `emptyDir` is a
 /// directory of the pod's own; `hostPath` is the host path itself, checked or created by its
-/// `type`. ``sync(_:source:)`` rewrites a volume only when its source changed.
+/// `type`; `downwardAPI` holds pod fields, and `projected` the files of its ConfigMap, Secret and
+/// downward API sources together. ``sync(_:source:)`` rewrites a volume only when its source changed.
 struct PodVolumes {
     /// `{podsRoot}/{uid}/volumes`.
     let directory: String
@@ -23,7 +24,7 @@ struct PodVolumes {
         for volume in pod.json[path: ["spec", "volumes"]].elements {
             guard let name = volume["name"]?.stringValue, !name.isEmpty else { continue }
             do throws(ContainerRuntimeError) {
-                paths[name] = .success(try await materialise(volume, name: name, namespace: namespace, source: source))
+                paths[name] = .success(try await materialise(volume, name: name, pod: pod, namespace: namespace, source: source))
             } catch {
                 paths[name] = .failure(error)
             }
@@ -57,7 +58,7 @@ struct PodVolumes {
                     try? FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
                 }
             }
-            let alwaysReadOnly = kinds[name] == "configMap" || kinds[name] == "secret"
+            let alwaysReadOnly = ["configMap", "secret", "downwardAPI", "projected"].contains(kinds[name] ?? "")
             mounts.append(ContainerMount(source: source, destination: mountPath, readOnly: alwaysReadOnly || mount["readOnly"] == .bool(true)))
         }
         return mounts
@@ -72,7 +73,8 @@ struct PodVolumes {
 
     // MARK: materialising
 
-    private func materialise(_ volume: JSONValue, name: String, namespace: String, source: (any PodResourceSource)?) async throws(ContainerRuntimeError) -> String {
+    private func materialise(_ volume: JSONValue, name: String, pod: Kube.Pod, namespace: String,
+                             source: (any PodResourceSource)?) async throws(ContainerRuntimeError) -> String {
         guard Self.isSafeRelativePath(name), !name.contains("/") else { throw Self.failure("volume name \(name) is not a file name") }
         let path = directory + "/" + name
         switch Self.kind(of: volume) {
@@ -106,18 +108,82 @@ struct PodVolumes {
             return path
         case "hostPath":
             return try Self.hostPath(volume["hostPath"], volume: name)
+        case "downwardAPI":
+            let spec = volume["downwardAPI"]
+            return try write(try Self.downwardFiles(spec?["items"].elements ?? [], defaultMode: try Self.defaultMode(spec, volume: name), pod: pod,
+                                                    namespace: namespace, volume: name), to: path)
+        case "projected":
+            return try write(try await projectedFiles(volume["projected"], pod: pod, namespace: namespace, volume: name, source: source), to: path)
         case let kind?:
-            throw Self.failure("volume \"\(name)\": \(kind) volumes are not supported by Edged (configMap, secret, emptyDir and hostPath are)")
+            throw Self.failure("volume \"\(name)\": \(kind) volumes are not supported by Edged (configMap, secret, emptyDir, hostPath, downwardAPI and projected are)")
         case nil:
             throw Self.failure("volume \"\(name)\" names no volume source")
         }
     }
 
+    private static func defaultMode(_ spec: JSONValue?, volume: String) throws(ContainerRuntimeError) -> Int {
+        let mode = spec?["defaultMode"]?.int64Value.map(Int.init) ?? 0o644
+        guard (0...0o777).contains(mode) else { throw failure("volume \"\(volume)\": defaultMode \(mode) is not between 0 and 0777") }
+        return mode
+    }
+
+    /// A downward API volume's (or projection's) files: each item's pod field, with its mode.
+    private static func downwardFiles(_ items: [JSONValue], defaultMode: Int, pod: Kube.Pod, namespace: String,
+                                      volume: String) throws(ContainerRuntimeError) -> [String: (bytes: [UInt8], mode: Int)] {
+        var files: [String: (bytes: [UInt8], mode: Int)] = [:]
+        for item in items {
+            let path = item["path"]?.stringValue ?? ""
+            guard isSafeRelativePath(path), !path.hasPrefix("..") else { throw failure("volume \"\(volume)\": item path \(path) must be a relative path inside the volume") }
+            guard let field = item[path: ["fieldRef", "fieldPath"]]?.stringValue else {
+                throw failure("volume \"\(volume)\": item \(path) needs a fieldRef (resourceFieldRef is not supported)")
+            }
+            let mode = item["mode"]?.int64Value.map(Int.init) ?? defaultMode
+            files[path] = (Array(try ContainerEnvironment.fieldValue(field, pod: pod, namespace: namespace, wholeMaps: true).utf8), mode)
+        }
+        return files
+    }
+
+    /// A projected volume's files: its ConfigMap, Secret and downward API sources merged,
+    /// with the volume's `defaultMode`.
+    private func projectedFiles(_ spec: JSONValue?, pod: Kube.Pod, namespace: String, volume: String,
+                                source: (any PodResourceSource)?) async throws(ContainerRuntimeError) -> [String: (bytes: [UInt8], mode: Int)] {
+        let mode = try Self.defaultMode(spec, volume: volume)
+        var files: [String: (bytes: [UInt8], mode: Int)] = [:]
+        for projection in spec?["sources"].elements ?? [] {
+            var reference = projection["configMap"] ?? projection["secret"]
+            reference?["defaultMode"] = .integer(mode)
+            let optional = reference?["optional"] == .bool(true)
+            if let map = projection["configMap"] {
+                let mapName = map["name"]?.stringValue ?? ""
+                guard let found = await source?.configMap(namespace: namespace, name: mapName) else {
+                    if optional { continue }
+                    throw Self.failure("volume \"\(volume)\": configmap \"\(mapName)\" not found")
+                }
+                var data = found.data.mapValues { Array($0.utf8) }
+                data.merge(found.binaryData) { text, _ in text }
+                files.merge(try Self.files(data, spec: reference, volume: volume, optional: optional)) { _, later in later }
+            } else if let secretSpec = projection["secret"] {
+                let secretName = secretSpec["name"]?.stringValue ?? ""
+                guard let found = await source?.secret(namespace: namespace, name: secretName) else {
+                    if optional { continue }
+                    throw Self.failure("volume \"\(volume)\": secret \"\(secretName)\" not found")
+                }
+                files.merge(try Self.files(found.data, spec: reference, volume: volume, optional: optional)) { _, later in later }
+            } else if let downward = projection["downwardAPI"] {
+                files.merge(try Self.downwardFiles(downward["items"].elements, defaultMode: mode, pod: pod, namespace: namespace, volume: volume)) { _, later in later }
+            } else if projection["serviceAccountToken"] != nil {
+                throw Self.failure("volume \"\(volume)\": serviceAccountToken projections are not supported by Edged yet (it does not request tokens from the cloud)")
+            } else {
+                throw Self.failure("volume \"\(volume)\": a projected source names no configMap, secret or downwardAPI")
+            }
+        }
+        return files
+    }
+
     /// The files of a ConfigMap or Secret volume: every key, or the `items` asked for, each
     /// with its mode.
     private static func files(_ data: [String: [UInt8]], spec: JSONValue?, volume: String, optional: Bool) throws(ContainerRuntimeError) -> [String: (bytes: [UInt8], mode: Int)] {
-        let defaultMode = spec?["defaultMode"]?.int64Value.map(Int.init) ?? 0o644
-        guard (0...0o777).contains(defaultMode) else { throw failure("volume \"\(volume)\": defaultMode \(defaultMode) is not between 0 and 0777") }
+        let defaultMode = try defaultMode(spec, volume: volume)
         var files: [String: (bytes: [UInt8], mode: Int)] = [:]
         let items = spec?["items"].elements ?? []
         if items.isEmpty {
