@@ -216,7 +216,7 @@ final class ChangingResources: PodResourceSource {
 
         let cases: [(spec: String, message: String)] = [
             (#""volumeMounts":[{"name":"nope","mountPath":"/data"}]"#, #"volumeMount "nope" refers to no volume of the pod"#),
-            (#""volumeMounts":[{"name":"nfs","mountPath":"/data"}]"#, #"volume "nfs": nfs volumes are not supported by Edged (configMap, secret, emptyDir and hostPath are)"#),
+            (#""volumeMounts":[{"name":"nfs","mountPath":"/data"}]"#, #"volume "nfs": nfs volumes are not supported by Edged (configMap, secret, emptyDir, hostPath, downwardAPI and projected are)"#),
             (#""volumeMounts":[{"name":"file","mountPath":"/data"}]"#, #"volume "file": hostPath type check failed: /no/such/file is not a file"#),
             (#""volumeMounts":[{"name":"cm","mountPath":"/data"}]"#, #"volume "cm": configmap "absent" not found"#),
             (#""volumeMounts":[{"name":"scratch","mountPath":"relative"}]"#, #"volumeMount "scratch" needs an absolute mountPath"#),
