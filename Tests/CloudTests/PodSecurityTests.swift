@@ -37,6 +37,12 @@ import TestSupport
             """))
         #expect(capabilities.output.contains(#"non-default capabilities (container "c" must not include "NET_ADMIN", "SYS_ADMIN" in securityContext.capabilities.add)"#),
                 "\(capabilities.output)")
+        // Server-side apply is admitted the same way.
+        let applied = try await server.kubectl("apply", "--server-side", "-f", "@input", input: Self.pod("ssa", namespace: "default", spec: """
+            containers: [{name: c, image: busybox, securityContext: {privileged: true}}]
+            """))
+        #expect(applied.output.contains(#"violates PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true)"#),
+                "\(applied.output)")
         #expect(try await server.kubectl("get", "pods", "-o", "name").output.isEmpty, "nothing stored")
         // An ordinary pod is baseline.
         #expect(try await server.kubectl("run", "plain", "--image=busybox").status == 0)

@@ -587,11 +587,20 @@ public final class APIServer: Service, Sendable {
         _ = try identify(&applied, route: route)
         // What the merge made, as a custom resource's schema has it.
         try conform(&applied)
+        let isPod = resource.group.isEmpty && resource.kind == "Pod"
         guard let live else {
-            if resource.group.isEmpty, resource.kind == "Pod" { applied = PodDefaults.onCreate(applied) }
+            // A create, checked as one: the name, the server's uid, Pod Security.
+            let problems = NameValidation.problems(key.name, for: resource)
+            guard problems.isEmpty else { throw NameValidation.invalid(key.name, problems: problems, resource: resource) }
+            applied.set(nil, at: ["metadata", "uid"])
+            if isPod {
+                applied = PodDefaults.onCreate(applied)
+                _ = try await admitPodSecurity(applied, key: key)
+            }
             applied.set(nil, at: ["metadata", "resourceVersion"])
             return (.created, try await store.create(key, applied, dryRun: dryRun))
         }
+        if isPod { _ = try await admitPodSecurity(applied, key: key) }
         applied["status"] = live["status"]
         applied.set(live[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
         return (.ok, try await store.update(key, applied, dryRun: dryRun))
