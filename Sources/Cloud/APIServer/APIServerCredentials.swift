@@ -56,28 +56,10 @@ public struct APIServerCredentials: Sendable {
                                            validity: Duration, now: Date = Date()) throws -> String {
         let key = try PrivateKey.generate()
         let certificate = try authority.issueUserCertificate(key: key, user: user, group: group, validity: validity, now: now)
-        let authorityPEM = try authority.certificate.export(.pem)
-        let kubeconfig = """
-            apiVersion: v1
-            kind: Config
-            clusters:
-            - name: swift-kubeedge
-              cluster:
-                server: \(server)
-                certificate-authority-data: \(Data(authorityPEM).base64EncodedString())
-            users:
-            - name: \(user)
-              user:
-                client-certificate-data: \(Data(try certificate.export(.pem)).base64EncodedString())
-                client-key-data: \(Data(try key.export(.pem)).base64EncodedString())
-            contexts:
-            - name: swift-kubeedge
-              context: {cluster: swift-kubeedge, user: \(user), namespace: default}
-            current-context: swift-kubeedge
-
-            """
-        try SecretFile.write(Array(kubeconfig.utf8), to: path)
-        return path
+        return try writeKubeconfig(to: path, server: server, authority: authority, user: user, credentials: [
+            "client-certificate-data: \(Data(try certificate.export(.pem)).base64EncodedString())",
+            "client-key-data: \(Data(try key.export(.pem)).base64EncodedString())",
+        ])
     }
 
     /// A random bearer token kept in a 0600 file.
@@ -95,7 +77,13 @@ public struct APIServerCredentials: Sendable {
     /// against `server` (`https://host:port`) and returns its path.
     @discardableResult
     public func writeKubeconfig(to path: String, server: String, user: String = adminUser, token: String? = nil) throws -> String {
-        let token = token ?? adminToken
+        try Self.writeKubeconfig(to: path, server: server, authority: authority, user: user, credentials: ["token: \(token ?? adminToken)"])
+    }
+
+    /// A kubeconfig (0600) for `server` trusting `authority`, whose one user `user` has
+    /// `credentials` (its `user:` lines: a token, or a client certificate and key).
+    private static func writeKubeconfig(to path: String, server: String, authority: CertificateAuthority, user: String,
+                                        credentials: [String]) throws -> String {
         let authorityPEM = try authority.certificate.export(.pem)
         let kubeconfig = """
             apiVersion: v1
@@ -108,7 +96,7 @@ public struct APIServerCredentials: Sendable {
             users:
             - name: \(user)
               user:
-                token: \(token)
+            \(credentials.map { "    " + $0 }.joined(separator: "\n"))
             contexts:
             - name: swift-kubeedge
               context: {cluster: swift-kubeedge, user: \(user), namespace: default}
