@@ -98,7 +98,7 @@ extension APIServer {
         }
         review["status"] = .object(JSONObject([
             ("authenticated", .bool(true)),
-            ("user", .object(JSONObject([("username", .string(user.name)), ("uid", .string(user.uid)), ("groups", .array(user.groups.map { .string($0) }))]))),
+            ("user", user.reviewJSON),
             ("audiences", .array(audiences.map { .string($0) })),
         ]))
         return review

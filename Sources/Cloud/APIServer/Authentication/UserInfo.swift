@@ -1,3 +1,5 @@
+import KubeModel
+
 /// Who a request comes from, as authentication found them: a name, groups and the
 /// Kubernetes-wide groups every authenticated user has.
 public struct UserInfo: Sendable, Equatable {
@@ -21,4 +23,9 @@ public struct UserInfo: Sendable, Equatable {
     public static let authenticated = "system:authenticated"
     /// The group whose members may do everything (bound to `cluster-admin`).
     public static let masters = "system:masters"
+
+    /// The `authentication.k8s.io/v1` UserInfo of reviews (`username`, `uid`, `groups`).
+    var reviewJSON: JSONValue {
+        .object(JSONObject([("username", .string(name)), ("uid", .string(uid)), ("groups", .array(groups.map { .string($0) }))]))
+    }
 }

@@ -30,9 +30,7 @@ enum AccessReview {
         case "selfsubjectrulesreviews":
             review["status"] = rulesStatus(policy.rules(for: user, namespace: spec["namespace"]?.stringValue ?? ""))
         case "selfsubjectreviews":
-            review["status"] = .object(JSONObject([("userInfo", .object(JSONObject([
-                ("username", .string(user.name)), ("uid", .string(user.uid)), ("groups", .array(user.groups.map { .string($0) })),
-            ])))]))
+            review["status"] = .object(JSONObject([("userInfo", user.reviewJSON)]))
         default:
             throw APIError(code: 405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
         }
