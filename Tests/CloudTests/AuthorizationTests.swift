@@ -197,4 +197,46 @@ import TestSupport
         #expect(refused.status != 0 && !refused.output.contains("namespace/"), "\(refused.output)")
         await server.server.stop()
     }
+
+    /// The review and token endpoints refuse what is not a request for them: a body that is not
+    /// JSON (400), a method other than create (405), a review that asks nothing (422), a body
+    /// over the limit (413), and callers without the right (403).
+    @Test func reviewAndTokenEndpointsRefuseBadRequestsWithKubeAPIServersCodes() async throws {
+        let server = try await EmbeddedServer(secure: true, users: [Self.aliceToken: .authenticated("alice")])
+        defer { removeTemporaryDirectory(server.directory) }
+        let admin = [("Authorization", "Bearer " + server.credentials!.adminToken)]
+        let alice = [("Authorization", "Bearer " + Self.aliceToken)]
+        let caFile = server.directory + "/ca-for-curl.crt"
+        try Data(try server.credentials!.authority.certificate.export()).write(to: URL(fileURLWithPath: caFile))
+        // curl over TLS (the test HTTP client speaks plain HTTP); the body goes through a file.
+        func request(_ path: String, method: String = "POST", body: String, headers: [(String, String)]) async throws -> (Int, JSONValue) {
+            let bodyFile = server.directory + "/request-body"
+            try body.write(toFile: bodyFile, atomically: true, encoding: .utf8)
+            var arguments = ["-s", "--cacert", caFile, "-X", method, "-w", "\n%{http_code}", "-H", "Content-Type: application/json"]
+            for (name, value) in headers { arguments += ["-H", "\(name): \(value)"] }
+            if !body.isEmpty { arguments += ["--data-binary", "@" + bodyFile] }
+            let result = try await runProcessOffPool("/usr/bin/curl", arguments + ["https://127.0.0.1:\(server.port)" + path])
+            let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+            let status = Int(lines.last ?? "") ?? 0
+            return (status, (try? JSONValue(parsing: lines.dropLast().joined(separator: "\n"))) ?? .null)
+        }
+        let ssar = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+        let (garbled, garbledStatus) = try await request(ssar, body: "{not json", headers: alice)
+        #expect(garbled == 400 && garbledStatus["reason"] == .string("BadRequest"), "\(garbledStatus)")
+        let (empty, emptyStatus) = try await request(ssar, body: #"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{}}"#, headers: alice)
+        #expect(empty == 422 && emptyStatus["message"]?.stringValue?.contains("exactly one of nonResourceAttributes or resourceAttributes must be specified") == true,
+                "\(emptyStatus)")
+        let (listing, _) = try await request(ssar, method: "GET", body: "", headers: admin)
+        #expect(listing == 405)
+        let token = "/api/v1/namespaces/default/serviceaccounts/default/token"
+        let (badToken, _) = try await request(token, body: "[1,", headers: admin)
+        #expect(badToken == 400)
+        let (tokenByAlice, tokenStatus) = try await request(token, body: #"{"spec":{}}"#, headers: alice)
+        #expect(tokenByAlice == 403 && tokenStatus["message"]?.stringValue?.contains(#"cannot create resource "serviceaccounts/token""#) == true, "\(tokenStatus)")
+        let (reviewByAlice, _) = try await request("/apis/authentication.k8s.io/v1/tokenreviews", body: #"{"spec":{"token":"x"}}"#, headers: alice)
+        #expect(reviewByAlice == 403, "only who may create tokenreviews learns whether a token is good")
+        let (huge, _) = try await request(ssar, body: "{\"pad\":\"" + String(repeating: "x", count: 4 << 20) + "\"}", headers: alice)
+        #expect(huge == 413)
+        await server.server.stop()
+    }
 }

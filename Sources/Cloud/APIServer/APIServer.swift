@@ -354,6 +354,10 @@ public final class APIServer: Service, Sendable {
                     throw APIMediaType.notAcceptable(protobufAvailable: protobufAvailable)
                 }
                 writer.encoding = encoding
+                // Reviews are only ever created: nothing to read, list or watch.
+                if route.resource.createOnly, head.method != .POST || route.name != nil {
+                    throw APIError(code: 405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
+                }
                 if watch, head.method == .GET {
                     try await self.watch(route, selection, from: query["resourceVersion"], timeoutSeconds: query["timeoutSeconds"].flatMap { Int($0) },
                                          bookmarks: query["allowWatchBookmarks"] == "true", writer: writer, closed: closed)
@@ -383,9 +387,6 @@ public final class APIServer: Service, Sendable {
                     return true
                 }
                 if route.resource.createOnly {
-                    guard head.method == .POST, route.name == nil else {
-                        throw APIError(code: 405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
-                    }
                     let review = try AccessReview.answer(try Self.decodeBody(body, contentType: head.headers.first(name: "Content-Type") ?? "", resource: route.resource),
                                                          resource: route.resource, namespace: route.namespace, user: user, policy: authorizer.policy)
                     try await writer.send(review, status: .created)
