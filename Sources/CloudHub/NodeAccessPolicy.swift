@@ -9,7 +9,10 @@ import Transport
 /// - anything about an object the cloud gave it: an object of one of `objectTypes` that the hub
 ///   delivered to this node (or that a module granted with ``CloudHub/grant(_:to:)``);
 /// - keepalives, responses, and the operations in `openOperations` (MQTT uploads), whose
-///   resource is the node's own data rather than a cluster object.
+///   resource is the node's own data rather than a cluster object;
+/// - the requests in `boundRequests` (service-account tokens, Events), which name no object
+///   the node holds: the controller that answers authorises each from its content (the pod it
+///   is bound to, the object an Event is about must be this node's).
 /// Everything else is refused: unknown types too.
 public struct NodeAccessPolicy: Sendable {
     /// Types that name a node; the name must be the sender's. Default `node`, `nodestatus`, `lease`.
@@ -22,6 +25,10 @@ public struct NodeAccessPolicy: Sendable {
     public var openOperations: Set<String>
     /// Groups whose `upload`/`publish` messages carry the node's own data (MQTT). Default `user`.
     public var dataGroups: Set<String>
+    /// Resource types a node may send the given operations on, each checked by the controller
+    /// that takes it against the node's own pods. Default: `query` of `serviceaccounttoken`;
+    /// `insert`/`update` of `event`.
+    public var boundRequests: [String: Set<String>]
 
     /// Creates a policy with the documented defaults.
     public init(
@@ -31,8 +38,10 @@ public struct NodeAccessPolicy: Sendable {
             "configmap": "configmap", "secret": "secret", "service": "service", "endpoints": "endpoints",
         ],
         openOperations: Set<String> = ["keepalive", "response", "error"],
-        dataGroups: Set<String> = ["user"]
+        dataGroups: Set<String> = ["user"],
+        boundRequests: [String: Set<String>] = ["serviceaccounttoken": ["query"], "event": ["insert", "update"]]
     ) {
+        self.boundRequests = boundRequests
         self.nodeTypes = nodeTypes
         self.objectTypes = objectTypes
         self.openOperations = openOperations
@@ -61,6 +70,12 @@ public struct NodeAccessPolicy: Sendable {
         if nodeTypes.contains(parsed.type) {
             guard let name = parsed.name else { return .refused("resource \(router.resource) does not name the node") }
             return name == node ? .allowed : .refused("node \(node) may not send about node \(name) (\(router.operation) \(router.resource))")
+        }
+        if let operations = boundRequests[parsed.type] {
+            guard operations.contains(router.operation) else {
+                return .refused("node \(node) may not send \(router.operation) on resource type \(parsed.type) (\(router.resource))")
+            }
+            return parsed.name == nil ? .refused("resource \(router.resource) names no \(parsed.type)") : .allowed
         }
         guard let kind = objectTypes[parsed.type] else {
             return .refused("node \(node) may not send \(router.operation) on resource type \(parsed.type) (\(router.resource))")

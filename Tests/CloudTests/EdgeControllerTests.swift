@@ -125,9 +125,28 @@ import Transport
         #expect((try await server.kubectl("get", "lease", "-n", "kube-node-lease", "edge-1", "-o", "jsonpath={.spec.holderIdentity}")).output == "edge-1")
         #expect((try await server.kubectl("get", "lease", "-n", "kube-node-lease", "edge-2")).status != 0)
 
-        // Deleting the pod deletes it at the edge, and the ConfigMap only it used.
-        let deleted = try await server.kubectl("delete", "pod", "web")
+        // Deleting the pod marks it (it runs on a node): the edge receives it with its
+        // deletionTimestamp and grace period, and the pod stays until the edge's final delete.
+        let deleted = try await server.kubectl("delete", "pod", "web", "--wait=false")
         #expect(deleted.status == 0, "\(deleted.output)")
+        let marked = try await collect(1, from: meta, lane: .state)
+        #expect(marked.first?.router.operation == "update" && marked.first?.router.resource == "default/pod/web")
+        let markedPod = try JSONValue(parsing: String(buffer: try #require(marked.first).content))
+        #expect(markedPod[path: ["metadata", "deletionTimestamp"]] != nil && markedPod[path: ["metadata", "deletionGracePeriodSeconds"]] == .integer(30))
+        let uid = try #require(markedPod[path: ["metadata", "uid"]]?.stringValue)
+        func finalDelete(uid: String) async throws {
+            try await meta.send(Message(router: MessageRouter(source: "edged", destination: EdgeHub.moduleName, group: "resource", operation: "delete",
+                                                              resource: "default/pod/web"),
+                                        content: ByteBuffer(string: #"{"gracePeriodSeconds":0,"preconditions":{"uid":"\#(uid)"}}"#)),
+                                on: .state, delivery: .reliable)
+        }
+        // A final delete for an earlier pod of the name removes nothing.
+        try await finalDelete(uid: "an-earlier-pod")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect((try await server.kubectl("get", "pod", "web", "-o", "jsonpath={.metadata.deletionGracePeriodSeconds}")).output == "30")
+        #expect(controller.counters.finalDeletes == 0)
+        // The edge stopped it: removed, and the edge is told, with the ConfigMap only it used.
+        try await finalDelete(uid: uid)
         let deletes = try await collect(2, from: meta, lane: .state)
         #expect(Set(deletes.map { "\($0.router.operation) \($0.router.resource)" }) == ["delete default/configmap/app", "delete default/pod/web"])
 

@@ -79,4 +79,92 @@ import Transport
         #expect(try await server.kubectl("get", "pods", kubeconfig: account).output.contains("Unauthorized"))
         await server.server.stop()
     }
+
+    @Test func serviceAccountAdmissionMountsTheAPIAccessVolumeAsKubeAPIServerDoes() async throws {
+        let server = try await EmbeddedServer(secure: true)
+        defer { removeTemporaryDirectory(server.directory) }
+        let applied = try await server.kubectl("apply", "-f", "@input", input: """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: plain}
+            spec:
+              initContainers: [{name: init, image: busybox}]
+              containers:
+              - {name: main, image: busybox}
+              - name: own
+                image: busybox
+                volumeMounts: [{name: mine, mountPath: /var/run/secrets/kubernetes.io/serviceaccount}]
+              volumes: [{name: mine, emptyDir: {}}]
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: opted-out}
+            spec:
+              automountServiceAccountToken: false
+              containers: [{name: main, image: busybox}]
+            ---
+            apiVersion: v1
+            kind: ServiceAccount
+            metadata: {name: quiet}
+            automountServiceAccountToken: false
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: quiet-pod}
+            spec:
+              serviceAccountName: quiet
+              containers: [{name: main, image: busybox}]
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: quiet-but-mounted}
+            spec:
+              serviceAccountName: quiet
+              automountServiceAccountToken: true
+              containers: [{name: main, image: busybox}]
+
+            """)
+        #expect(applied.status == 0, "\(applied.output)")
+
+        // The official Python client reads the pod as kube-apiserver's admission leaves it.
+        let python = try await runProcessOffPool("/usr/bin/env", ["python3", "-c", """
+            import sys
+            from kubernetes import client, config
+            config.load_kube_config(config_file=sys.argv[1])
+            core = client.CoreV1Api()
+            for name in ["plain", "opted-out", "quiet-pod", "quiet-but-mounted"]:
+                pod = core.read_namespaced_pod(name, "default")
+                access = [v for v in pod.spec.volumes or [] if v.name.startswith("kube-api-access-")]
+                print(name, "account=%s/%s" % (pod.spec.service_account_name, pod.spec.service_account), "volumes=%d" % len(access))
+                for volume in access:
+                    p = volume.projected
+                    token, ca, ns = p.sources
+                    print(name, "suffix=%d" % len(volume.name[len("kube-api-access-"):]), "mode=%o" % p.default_mode,
+                          "token=%s:%d" % (token.service_account_token.path, token.service_account_token.expiration_seconds),
+                          "ca=%s:%s>%s" % (ca.config_map.name, ca.config_map.items[0].key, ca.config_map.items[0].path),
+                          "ns=%s:%s" % (ns.downward_api.items[0].path, ns.downward_api.items[0].field_ref.field_path))
+                for c in (pod.spec.init_containers or []) + pod.spec.containers:
+                    for m in c.volume_mounts or []:
+                        if m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount":
+                            print(name, "mount", c.name, m.name.startswith("kube-api-access-"), m.read_only)
+            """, server.directory + "/kubeconfig"])
+        #expect(python.status == 0, "\(python.output)")
+        let lines = Set(python.output.split(separator: "\n").map(String.init))
+        for expected in [
+            "plain account=default/default volumes=1",
+            "plain suffix=5 mode=644 token=token:3607 ca=kube-root-ca.crt:ca.crt>ca.crt ns=namespace:metadata.namespace",
+            "plain mount init True True", "plain mount main True True", "plain mount own False None",
+            "opted-out account=default/default volumes=0", "quiet-pod account=quiet/quiet volumes=0",
+            "quiet-but-mounted account=quiet/quiet volumes=1", "quiet-but-mounted mount main True True",
+        ] {
+            #expect(lines.contains(expected), "\(expected) in \(python.output)")
+        }
+
+        // A pod naming an account that does not exist is refused, and nothing is stored.
+        let ghost = try await server.kubectl("run", "ghost", "--image=busybox", "--restart=Never", "--overrides", #"{"spec":{"serviceAccountName":"ghost"}}"#)
+        #expect(ghost.status != 0, "\(ghost.output)")
+        #expect(ghost.output.contains(#"pods "ghost" is forbidden: error looking up service account default/ghost: serviceaccount "ghost" not found"#), "\(ghost.output)")
+        #expect(try await server.kubectl("get", "pod", "ghost").status != 0)
+        await server.server.stop()
+    }
 }

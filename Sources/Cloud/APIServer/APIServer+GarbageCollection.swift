@@ -22,10 +22,13 @@ extension APIServer {
     }
 
     /// Deletes `key` and what depends on it as `policy` says; returns the deleted object (or,
-    /// for a namespace, the namespace as it was while its contents went).
-    func deleteCollecting(_ key: ObjectKey, resourceVersion: String?, policy: Propagation) async throws -> JSONValue {
+    /// for a namespace, the namespace as it was while its contents went). A pod running on a
+    /// node is deleted gracefully (``gracePeriod(of:key:requested:)``): marked, for its node to
+    /// stop it and send the final delete.
+    func deleteCollecting(_ key: ObjectKey, resourceVersion: String?, policy: Propagation, gracePeriod requested: Int64? = nil) async throws -> JSONValue {
         guard let owner = try await store.get(key) else { throw APIError.notFound(key.resource, key.name) }
         let uid = owner[path: ["metadata", "uid"]]?.stringValue ?? ""
+        let grace = Self.gracePeriod(of: owner, key: key, requested: requested)
         if key.resource == "namespaces" {
             guard !["default", "kube-system", "kube-public"].contains(key.name) else {
                 throw APIError(code: 403, reason: "Forbidden", message: "namespaces \"\(key.name)\" is forbidden: this namespace may not be deleted",
@@ -41,7 +44,8 @@ extension APIServer {
             for (member, _) in try await store.objects(inNamespace: key.name) {
                 _ = try? await deleteCollecting(member, resourceVersion: nil, policy: .background)
             }
-            _ = try await store.delete(key)
+            // Pods still stopping on their nodes (or objects held by finalizers) keep it.
+            try await finishNamespaceIfEmpty(key.name)
             return terminating
         }
         switch policy {
@@ -52,18 +56,38 @@ extension APIServer {
                 orphaned.set(kept.isEmpty ? nil : .array(kept), at: ["metadata", "ownerReferences"])
                 _ = try? await store.update(dependent, orphaned)
             }
-            return try await store.delete(key, resourceVersion: resourceVersion)
+            return try await store.delete(key, resourceVersion: resourceVersion, gracePeriodSeconds: grace)
         case .foreground:
             for (dependent, _) in try await store.dependents(ofUID: uid) {
                 _ = try? await deleteCollecting(dependent, resourceVersion: nil, policy: .foreground)
             }
-            return try await store.delete(key, resourceVersion: resourceVersion)
+            return try await store.delete(key, resourceVersion: resourceVersion, gracePeriodSeconds: grace)
         case .background:
-            let deleted = try await store.delete(key, resourceVersion: resourceVersion)
+            let deleted = try await store.delete(key, resourceVersion: resourceVersion, gracePeriodSeconds: grace)
             for (dependent, _) in try await store.dependents(ofUID: uid) {
                 _ = try? await deleteCollecting(dependent, resourceVersion: nil, policy: .background)
             }
             return deleted
         }
+    }
+
+    /// The grace period a delete gives `object`, as kube-apiserver's pod strategy decides it:
+    /// for a pod bound to a node that has not finished, the one `requested` (DeleteOptions'
+    /// `gracePeriodSeconds`, a negative one counting as 1) or else its
+    /// `terminationGracePeriodSeconds` (30 by default); 0 (removed at once) for everything else.
+    static func gracePeriod(of object: JSONValue, key: ObjectKey, requested: Int64?) -> Int64 {
+        guard key.resource == "pods", let node = object[path: ["spec", "nodeName"]]?.stringValue, !node.isEmpty else { return 0 }
+        let phase = object[path: ["status", "phase"]]?.stringValue
+        guard phase != "Succeeded", phase != "Failed" else { return 0 }
+        let period = requested ?? object[path: ["spec", "terminationGracePeriodSeconds"]]?.int64Value ?? 30
+        return period < 0 ? 1 : period
+    }
+
+    /// Removes namespace `name` if it is being deleted and nothing is left in it.
+    func finishNamespaceIfEmpty(_ name: String) async throws {
+        let key = ObjectKey(resource: "namespaces", namespace: "", name: name)
+        guard let namespace = try await store.get(key), namespace[path: ["metadata", "deletionTimestamp"]] != nil,
+              try await store.objects(inNamespace: name).isEmpty else { return }
+        _ = try? await store.delete(key)
     }
 }

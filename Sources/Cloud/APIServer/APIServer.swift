@@ -150,7 +150,9 @@ public final class APIServer: Service, Sendable {
         try await installBootstrapPolicy()
         try await authorizer.reload(from: store)
         for namespace in try await store.list(resource: "namespaces").objects {
-            if let name = namespace[path: ["metadata", "name"]]?.stringValue { try await ensureNamespaceDefaults(name) }
+            guard let name = namespace[path: ["metadata", "name"]]?.stringValue else { continue }
+            // A namespace being deleted gets nothing new; it goes once it is empty.
+            if namespace[path: ["metadata", "deletionTimestamp"]] != nil { try await finishNamespaceIfEmpty(name) } else { try await ensureNamespaceDefaults(name) }
         }
         let context = try configuration.security?.makeContext()
         let port = try await listener.bind(host: configuration.host, port: configuration.port) { channel in
@@ -396,6 +398,11 @@ public final class APIServer: Service, Sendable {
                 var (status, object) = try await perform(head.method, route, selection, body: body, contentType: head.headers.first(name: "Content-Type") ?? "",
                                                    query: query, warnings: &warnings)
                 if head.method != .GET, RBACAuthorizer.storageNames.contains(route.resource.storageName) { try await authorizer.reload(from: store) }
+                // An update that let the last finalizer go may have emptied a namespace being deleted.
+                if head.method == .PUT || head.method == .PATCH, let namespace = route.key?.namespace, !namespace.isEmpty,
+                   object[path: ["metadata", "deletionTimestamp"]] != nil {
+                    try await finishNamespaceIfEmpty(namespace)
+                }
                 if head.method == .POST, route.resource.storageName == "namespaces", status == .created,
                    let name = object[path: ["metadata", "name"]]?.stringValue, (try? Self.isDryRun(query)) != true {
                     try await ensureNamespaceDefaults(name)
@@ -482,8 +489,9 @@ public final class APIServer: Service, Sendable {
                 guard problems.isEmpty else { throw NameValidation.invalid(key.name, problems: problems, resource: resource) }
             }
             object.set(nil, at: ["metadata", "uid"])
+            if resource.namespaced { try await refuseIfTerminating(key.namespace) }
             if resource.group.isEmpty, resource.kind == "Pod" {
-                object = PodDefaults.onCreate(object)
+                object = try await admitServiceAccount(PodDefaults.onCreate(object), key: key)
                 warnings += try await admitPodSecurity(object, key: key)
             }
             if resource.storageName == Self.definitions.storageName { object = Self.establishing(object) }
@@ -536,11 +544,25 @@ public final class APIServer: Service, Sendable {
             }
             let resourceVersion = options[path: ["preconditions", "resourceVersion"]]?.stringValue
             let policy = try Self.propagation(options: options, query: query)
+            let grace = try Self.requestedGracePeriod(options: options, query: query)
             if dryRun || dryRunInBody { return (.ok, try await store.delete(key, resourceVersion: resourceVersion, dryRun: true)) }
-            return (.ok, try await deleteCollecting(key, resourceVersion: resourceVersion, policy: policy))
+            let deleted = try await deleteCollecting(key, resourceVersion: resourceVersion, policy: policy, gracePeriod: grace)
+            if !key.namespace.isEmpty { try await finishNamespaceIfEmpty(key.namespace) }
+            return (.ok, deleted)
         default:
             throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(method) is not allowed on \(route.key == nil ? "a collection" : "an object")")
         }
+    }
+
+    /// DeleteOptions' `gracePeriodSeconds` (body, then query), if given.
+    private static func requestedGracePeriod(options: JSONValue, query: [String: String]) throws(APIError) -> Int64? {
+        if let value = options["gracePeriodSeconds"], value != .null {
+            guard let seconds = value.int64Value else { throw APIError.badRequest("gracePeriodSeconds must be an integer") }
+            return seconds
+        }
+        guard let text = query["gracePeriodSeconds"] else { return nil }
+        guard let seconds = Int64(text) else { throw APIError.badRequest("gracePeriodSeconds \(text) is not an integer") }
+        return seconds
     }
 
     private static func isDryRun(_ query: [String: String]) throws(APIError) -> Bool {
@@ -595,7 +617,7 @@ public final class APIServer: Service, Sendable {
             guard problems.isEmpty else { throw NameValidation.invalid(key.name, problems: problems, resource: resource) }
             applied.set(nil, at: ["metadata", "uid"])
             if isPod {
-                applied = PodDefaults.onCreate(applied)
+                applied = try await admitServiceAccount(PodDefaults.onCreate(applied), key: key)
                 _ = try await admitPodSecurity(applied, key: key)
             }
             applied.set(nil, at: ["metadata", "resourceVersion"])
@@ -822,6 +844,33 @@ public final class APIServer: Service, Sendable {
 
     /// Pod Security admission of a pod written to `key`'s namespace: refused (403) when it
     /// breaks the namespace's enforced level; the warnings of its `warn` level otherwise.
+    /// Namespace lifecycle admission: nothing new goes into a namespace being deleted.
+    private func refuseIfTerminating(_ namespace: String) async throws {
+        guard let object = try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: namespace)),
+              object[path: ["metadata", "deletionTimestamp"]] != nil else { return }
+        throw APIError(code: 403, reason: "Forbidden",
+                       message: "unable to create new content in namespace \(namespace) because it is being terminated",
+                       details: .object(JSONObject([("causes", .array([.object(JSONObject([
+                           ("reason", .string("NamespaceTerminating")),
+                           ("message", .string("namespace \(namespace) is being terminated")), ("field", .string("metadata.namespace")),
+                       ]))]))])))
+    }
+
+    /// Service-account admission (``ServiceAccountAdmission``) when the server issues
+    /// service-account tokens; a server without a token signer leaves pods as they are.
+    private func admitServiceAccount(_ pod: JSONValue, key: ObjectKey) async throws -> JSONValue {
+        guard configuration.security?.serviceAccountSigner != nil else { return pod }
+        let name = ServiceAccountAdmission.accountName(of: pod)
+        guard let account = try await store.get(ObjectKey(resource: "serviceaccounts", namespace: key.namespace, name: name)) else {
+            // As there, the namespace's absence is what a pod in a missing namespace hears.
+            if try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
+                throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")
+            }
+            throw ServiceAccountAdmission.missingAccount(pod: key.name, namespace: key.namespace, account: name)
+        }
+        return ServiceAccountAdmission.admit(pod, account: account)
+    }
+
     private func admitPodSecurity(_ pod: JSONValue, key: ObjectKey) async throws -> [String] {
         let namespace = try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace))
         let (enforce, warn) = PodSecurity.levels(of: namespace, name: key.namespace)

@@ -57,7 +57,20 @@ enum APITable {
                     return .string("\(ready)/\(pod[path: ["spec", "containers"]]?.arrayValue?.count ?? 0)")
                 },
                 Column(name: "Status", type: "string", priority: 0) { pod in
-                    .string(pod[path: ["status", "reason"]]?.stringValue ?? pod[path: ["status", "phase"]]?.stringValue ?? "Pending")
+                    // As kubectl's printer words it: the pod's reason or phase, a container's
+                    // waiting or terminated reason over that, and Terminating once deleted.
+                    var status = pod[path: ["status", "reason"]]?.stringValue ?? pod[path: ["status", "phase"]]?.stringValue ?? "Pending"
+                    for container in (pod[path: ["status", "containerStatuses"]]?.arrayValue ?? []).reversed() {
+                        if let reason = container[path: ["state", "waiting", "reason"]]?.stringValue, !reason.isEmpty {
+                            status = reason
+                        } else if let reason = container[path: ["state", "terminated", "reason"]]?.stringValue, !reason.isEmpty {
+                            status = reason
+                        }
+                    }
+                    if pod[path: ["metadata", "deletionTimestamp"]] != nil {
+                        status = pod[path: ["status", "reason"]]?.stringValue == "NodeLost" ? "Unknown" : "Terminating"
+                    }
+                    return .string(status)
                 },
                 Column(name: "Restarts", type: "integer", priority: 0) { pod in
                     .integer((pod[path: ["status", "containerStatuses"]]?.arrayValue ?? []).reduce(Int64(0)) { $0 + ($1["restartCount"]?.int64Value ?? 0) })

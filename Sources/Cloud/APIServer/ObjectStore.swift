@@ -282,7 +282,8 @@ public final class ObjectStore: Sendable {
                 }
                 stored.set(deleting, at: ["metadata", "deletionTimestamp"])
                 stored.set(current[path: ["metadata", "deletionGracePeriodSeconds"]], at: ["metadata", "deletionGracePeriodSeconds"])
-                if after.isEmpty {
+                // A graceful delete (a pod its node is still stopping) waits for the final delete.
+                if after.isEmpty, (current[path: ["metadata", "deletionGracePeriodSeconds"]]?.int64Value ?? 0) == 0 {
                     stored.set(.string(String(revision)), at: ["metadata", "resourceVersion"])
                     return (stored, .deleted)
                 }
@@ -296,7 +297,13 @@ public final class ObjectStore: Sendable {
 
     /// Removes an object; `resourceVersion`, when given, must be the stored one. Returns the
     /// object as it was, with the delete's revision as its resourceVersion.
-    public func delete(_ key: ObjectKey, resourceVersion: String? = nil, dryRun: Bool = false) async throws(APIError) -> JSONValue {
+    ///
+    /// With a `gracePeriodSeconds` above 0 (a pod its node must stop first) the object is only
+    /// marked: `deletionTimestamp` (now plus the grace period) and `deletionGracePeriodSeconds`,
+    /// and a later delete may shorten the period (never lengthen it); the delete with 0 removes it.
+    /// Finalizers hold the object in the same way until an update removes the last of them.
+    public func delete(_ key: ObjectKey, resourceVersion: String? = nil, gracePeriodSeconds: Int64 = 0,
+                       dryRun: Bool = false) async throws(APIError) -> JSONValue {
         try await write(key, dryRun: dryRun) { db, revision throws(APIError) -> (JSONValue, ObjectEvent.Kind) in
             guard var current = try Self.sqlite({ () throws(SQLiteError) in try Self.read(key, db: db) }) else {
                 throw APIError.notFound(key.resource, key.name)
@@ -305,12 +312,15 @@ public final class ObjectStore: Sendable {
                 throw APIError.conflict(key.resource, key.name)
             }
             current.set(.string(String(revision)), at: ["metadata", "resourceVersion"])
-            // Finalizers hold the object: it is marked as being deleted, and goes once an update
-            // has removed the last of them.
-            if current[path: ["metadata", "finalizers"]]?.arrayValue?.isEmpty == false {
-                if current[path: ["metadata", "deletionTimestamp"]] == nil {
-                    current.set(.string(Self.now()), at: ["metadata", "deletionTimestamp"])
-                    current.set(.integer(0), at: ["metadata", "deletionGracePeriodSeconds"])
+            let grace = max(0, gracePeriodSeconds)
+            let marked = current[path: ["metadata", "deletionTimestamp"]] != nil
+            let markedGrace = current[path: ["metadata", "deletionGracePeriodSeconds"]]?.int64Value ?? 0
+            let held = current[path: ["metadata", "finalizers"]]?.arrayValue?.isEmpty == false
+            if grace > 0 || held {
+                // Marked, or marked sooner: the shorter grace period wins.
+                if !marked || grace < markedGrace {
+                    current.set(.string(Self.now(plus: grace)), at: ["metadata", "deletionTimestamp"])
+                    current.set(.integer(grace), at: ["metadata", "deletionGracePeriodSeconds"])
                 }
                 return (current, .modified)
             }
@@ -520,6 +530,9 @@ public final class ObjectStore: Sendable {
 
     /// Now, as Kubernetes writes times (`2026-01-02T03:04:05Z`).
     static func now() -> String { Date().formatted(.iso8601) }
+
+    /// The time `seconds` from now, as Kubernetes writes timestamps.
+    static func now(plus seconds: Int64) -> String { Date().addingTimeInterval(TimeInterval(seconds)).formatted(.iso8601) }
 }
 
 extension ObjectEvent: RevisionedEvent {}

@@ -46,17 +46,22 @@ public final class EdgeController: Service, Sendable {
         /// Node status reports refused: malformed, or about another node.
         public var nodeStatusesDropped = 0
         public var nodesRegistered = 0
+        /// Final deletes of pods their node stopped, written to the API server.
+        public var finalDeletes = 0
+        /// Service-account tokens requested for nodes' pods, and requests refused.
+        public var tokensIssued = 0
+        public var tokenRequestsRefused = 0
         public var failures = 0
     }
 
     public static let edgeLabel = "node-role.kubernetes.io/edge"
 
     public let configuration: Configuration
-    private let client: KubeClient
-    private let hub: CloudHub
+    let client: KubeClient
+    let hub: CloudHub
     private let sender: NodeObjectSender
-    private let logger: Logger
-    private let pods: Informer
+    let logger: Logger
+    let pods: Informer
     private let configMaps: Informer
     private let secrets: Informer
     private let services: Informer
@@ -64,14 +69,14 @@ public final class EdgeController: Service, Sendable {
     private let nodes: Informer
     private let changes: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
 
-    private struct State {
+    struct State {
         var online: Set<String> = []
         /// When (``ServiceClock/monotonic``) each node that went away is marked not ready,
         /// unless it comes back first.
         var leaving: [String: Duration] = [:]
         var counters = Counters()
     }
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     /// - Parameter sync: keeps what each node was sent across restarts; without it, a restarted
     ///   controller sends every node everything again and misses deletes made while it was down.
@@ -170,9 +175,13 @@ public final class EdgeController: Service, Sendable {
     public func handle(_ incoming: NodeMessage) async -> Bool {
         let parts = incoming.message.router.resource.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 3 else { return false }
-        switch parts[1] {
-        case "podstatus": await handlePodStatus(incoming, namespace: String(parts[0]), name: String(parts[2]))
-        case "nodestatus": await handleNodeStatus(incoming, name: String(parts[2]))
+        let operation = incoming.message.router.operation
+        switch (parts[1], operation) {
+        case ("podstatus", _): await handlePodStatus(incoming, namespace: String(parts[0]), name: String(parts[2]))
+        case ("nodestatus", _): await handleNodeStatus(incoming, name: String(parts[2]))
+        case ("pod", MessageRouter.Operation.delete): await handleFinalDelete(incoming, namespace: String(parts[0]), name: String(parts[2]))
+        case ("serviceaccounttoken", MessageRouter.Operation.query):
+            await handleTokenRequest(incoming, namespace: String(parts[0]), account: String(parts[2]))
         default: return false
         }
         return true

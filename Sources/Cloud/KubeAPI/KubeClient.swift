@@ -98,6 +98,19 @@ public final class KubeClient: Sendable {
         try await call(.DELETE, path(resource, namespace, name), resource: resource)
     }
 
+    /// Deletes with DeleteOptions (`gracePeriodSeconds`, `preconditions`, `propagationPolicy`)
+    /// in the body, as client-go sends them.
+    @discardableResult
+    public func delete(_ resource: APIResource, namespace: String? = nil, name: String, options: JSONValue) async throws -> JSONValue {
+        try await call(.DELETE, path(resource, namespace, name), body: options)
+    }
+
+    /// `POST {object}/{subresource}` (`serviceaccounts/{name}/token`, `pods/{name}/binding`…):
+    /// the server's answer.
+    public func create(_ resource: APIResource, namespace: String? = nil, name: String, subresource: String, _ body: JSONValue) async throws -> JSONValue {
+        try await call(.POST, path(resource, namespace, name) + "/" + subresource, body: body)
+    }
+
     /// Hands `onEvent` the events after `resourceVersion`, with bookmarks, in the calling task,
     /// until the server ends the watch (`timeoutSeconds`; then it returns), `onEvent` throws, or
     /// the task is cancelled. A `410 Expired` or any other error the server sends is thrown as

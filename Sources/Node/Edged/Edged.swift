@@ -17,7 +17,11 @@ import Transport
 ///   still running is never started twice), and containers of pods no longer stored (deleted
 ///   while edgecore was down) are stopped and removed.
 /// - A pod gone from the store is stopped (SIGTERM, then SIGKILL after its grace period) and its
-///   containers and volumes removed.
+///   containers and volumes removed. A pod the cloud is deleting (it carries a
+///   `deletionTimestamp`) is stopped within its `deletionGracePeriodSeconds`, and then Edged
+///   sends the kubelet's final delete (grace 0, uid precondition) for the cloud to remove it.
+/// - Service-account tokens of projected volumes are asked of the cloud through the channel
+///   and renewed at 80 % of their life; offline, a token is used until it expires.
 /// - A pod's status is sent when it changed, as an `update` of `{namespace}/podstatus/{name}` to
 ///   MetaManager, which stores it and passes it to the cloud on the state lane, where EdgeHub
 ///   keeps only the newest status of each pod queued (coalesced per pod, reliable).
@@ -44,14 +48,22 @@ public final class Edged: Service, Sendable {
         /// How often the node's status (Ready with a heartbeat, addresses, capacity) goes to the
         /// cloud. Default 10 s (KubeEdge's nodeStatusUpdateFrequency).
         public var nodeStatusUpdateFrequency: Duration
+        /// How long a request for a service-account token may wait for the cloud. Default 10 s.
+        public var tokenRequestTimeout: Duration
+        /// A stopped pod's final delete is sent again after this while the cloud has not removed
+        /// the pod. Default 30 s.
+        public var finalDeleteResendInterval: Duration
         /// The clock of the sync passes, back-offs, probes and status reports (tests advance
         /// their own).
         public var clock: any ServiceClock
 
         public init(nodeName: String, rootDirectory: String = "/var/lib/edged", syncInterval: Duration = .seconds(1), backoff: RestartBackoff = RestartBackoff(),
                     maxLogBytes: Int = 10 << 20, maxLogFiles: Int = 5, concurrentSyncs: Int = 16, nodeIP: String? = nil,
-                    nodeStatusUpdateFrequency: Duration = .seconds(10), clock: any ServiceClock = .system) {
+                    nodeStatusUpdateFrequency: Duration = .seconds(10), tokenRequestTimeout: Duration = .seconds(10),
+                    finalDeleteResendInterval: Duration = .seconds(30), clock: any ServiceClock = .system) {
             self.nodeName = nodeName
+            self.tokenRequestTimeout = tokenRequestTimeout
+            self.finalDeleteResendInterval = finalDeleteResendInterval
             self.clock = clock
             self.nodeStatusUpdateFrequency = nodeStatusUpdateFrequency
             self.nodeIP = nodeIP ?? HostAddress.primaryIPv4()
@@ -72,10 +84,14 @@ public final class Edged: Service, Sendable {
     public let runtime: any ContainerRuntime
     private let store: MetaStore
     private let bus: MessageBus
-    private let endpoint: BusEndpoint
-    private let logger: Logger
-    private let counters = Mutex(EdgedCounters())
-    private let wake = WakeSignal()
+    let endpoint: BusEndpoint
+    let logger: Logger
+    let counters = Mutex(EdgedCounters())
+    let wake = WakeSignal()
+    /// The service-account tokens of the pods' projected volumes.
+    let tokens = ServiceAccountTokenManager()
+    /// When each stopped pod's final delete was last sent, by pod ID.
+    let finalDeletes = Mutex<[String: Duration]>([:])
     /// Pods being stopped and removed, by pod ID.
     private let terminating = Mutex<Set<String>>([])
     private let prober: ContainerProber
@@ -98,7 +114,7 @@ public final class Edged: Service, Sendable {
     /// takes the module off the bus; returns once the pods being removed are gone. Containers
     /// keep running (as kubelet's do), to be adopted by the next run.
     public func run() async {
-        await ModuleRun.run(module: Self.moduleName, bus: bus, loops: [{ [self] in await syncLoop() }, { [self] in await reportNodeStatus() }],
+        await ModuleRun.run(module: Self.moduleName, bus: bus, loops: [{ [self] in await syncLoop() }, { [self] in await reportNodeStatus() }, { [self] in await tokenLoop() }],
                             leaving: { [wake] in wake.finish() }) { [self] lane in
             // A stored change of a pod, ConfigMap, Secret, …: look again now.
             for await message in endpoint.messages(on: lane) where message.header.parentID == nil { wake.signal() }
@@ -138,19 +154,23 @@ public final class Edged: Service, Sendable {
             for (id, worker) in workers where wanted[id] == nil || wanted[id]?.json[path: ["metadata", "deletionTimestamp"]] != nil {
                 workers[id] = nil
                 let grace = Self.gracePeriod(of: wanted[id] ?? worker.pod)
-                removing(id, in: &removals) { [logger] in
+                removing(id, in: &removals) { [logger, tokens] in
                     await worker.worker.terminate(gracePeriod: grace)
                     await worker.worker.remove()
+                    if let uid = worker.pod.uid { tokens.forget(podUID: uid) }
                     logger.info("pod removed", metadata: ["pod": "\(worker.pod.key)"])
                 }
             }
-            // Containers of pods this edgecore does not know (deleted while it was down).
+            // Containers of pods this edgecore does not know (deleted while it was down), or
+            // of pods being deleted that no worker looks after (edgecore restarted meanwhile).
             let stopping = terminating.withLock { $0 }
-            for orphan in await runtime.pods() where wanted[orphan] == nil && workers[orphan] == nil && !stopping.contains(orphan) {
+            let running = await runtime.pods()
+            for orphan in running where (wanted[orphan] == nil || Self.isDeleting(wanted[orphan])) && workers[orphan] == nil && !stopping.contains(orphan) {
+                // The pod's own grace period, or kubelet's default when it went with the pod.
+                let grace = wanted[orphan].map(Self.gracePeriod(of:)) ?? .seconds(30)
                 removing(orphan, in: &removals) { [runtime, configuration, logger] in
                     for id in await runtime.containers(ofPod: orphan) {
-                        // The pod's own grace period went with it: kubelet's default.
-                        await runtime.stop(id, gracePeriod: .seconds(30))
+                        await runtime.stop(id, gracePeriod: grace)
                         await runtime.remove(id)
                     }
                     await runtime.removePod(orphan)
@@ -158,8 +178,15 @@ public final class Edged: Service, Sendable {
                     logger.info("removed the containers of a pod that is no longer assigned here", metadata: ["pod": "\(orphan)"])
                 }
             }
+            // Pods being deleted whose containers are all gone: the kubelet's final delete.
+            let runningNow = Set(running)
+            for (id, pod) in wanted where Self.isDeleting(pod) && workers[id] == nil && !stopping.contains(id) && !runningNow.contains(id)
+                && !terminating.withLock({ $0.contains(id) }) {
+                await sendFinalDelete(pod)
+            }
+            finalDeletes.withLock { sent in sent = sent.filter { wanted[$0.key] != nil } }
             // New and changed pods.
-            for (id, pod) in wanted where pod.json[path: ["metadata", "deletionTimestamp"]] == nil && !stopping.contains(id) {
+            for (id, pod) in wanted where !Self.isDeleting(pod) && !stopping.contains(id) {
                 if let existing = workers[id] {
                     if existing.pod.json[path: ["metadata", "resourceVersion"]] != pod.json[path: ["metadata", "resourceVersion"]] || existing.pod.json["spec"] != pod.json["spec"] {
                         await existing.worker.update(pod)
@@ -168,7 +195,7 @@ public final class Edged: Service, Sendable {
                 } else {
                     workers[id] = Worker(pod: pod, worker: PodWorker(pod: pod, runtime: runtime, backoff: configuration.backoff, resources: resources,
                                                                      podsRoot: configuration.rootDirectory + "/pods", prober: prober,
-                                                                     hostIP: configuration.nodeIP))
+                                                                     hostIP: configuration.nodeIP, tokens: tokens))
                     counters.withLock { $0.podsAdded += 1 }
                 }
             }
@@ -265,6 +292,11 @@ public final class Edged: Service, Sendable {
         } while (try? await configuration.clock.sleep(for: configuration.nodeStatusUpdateFrequency)) != nil
     }
 
+    /// Whether the cloud is deleting the pod (it carries a `deletionTimestamp`).
+    static func isDeleting(_ pod: Kube.Pod?) -> Bool {
+        pod?.json[path: ["metadata", "deletionTimestamp"]] != nil
+    }
+
     private static func gracePeriod(of pod: Kube.Pod) -> Duration {
         let seconds = pod.json[path: ["metadata", "deletionGracePeriodSeconds"]]?.int64Value ?? pod.terminationGracePeriodSeconds
         return .seconds(max(0, seconds))
@@ -309,4 +341,9 @@ public struct EdgedCounters: Sendable, Equatable {
     public var nodeStatusReports = 0
     /// Pod or node statuses MetaManager did not take.
     public var statusFailures = 0
+    /// Service-account tokens the cloud issued, and requests for one that failed.
+    public var tokensReceived = 0
+    public var tokenFailures = 0
+    /// Final deletes sent for pods stopped after the cloud deleted them.
+    public var finalDeletes = 0
 }

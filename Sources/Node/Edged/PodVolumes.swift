@@ -6,14 +6,18 @@ import KubeModel
 /// `defaultMode` or the item's `mode`, written atomically (a new `..{time}` directory, then the
 /// `..data` link swapped to it), so a container never reads half an update; `emptyDir` is a
 /// directory of the pod's own; `hostPath` is the host path itself, checked or created by its
-/// `type`; `downwardAPI` holds pod fields, and `projected` the files of its ConfigMap, Secret and
-/// downward API sources together. ``sync(_:source:)`` rewrites a volume only when its source changed.
+/// `type`; `downwardAPI` holds pod fields, and `projected` the files of its ConfigMap, Secret,
+/// downward API and service-account token sources together (tokens from a
+/// ``ServiceAccountTokenManager``). ``sync(_:source:)`` rewrites a volume only when its source changed.
 struct PodVolumes {
     /// `{podsRoot}/{uid}/volumes`.
     let directory: String
+    /// Where `serviceAccountToken` projections get their tokens; without it they fail.
+    let tokens: ServiceAccountTokenManager?
 
-    init(podsRoot: String, uid: String) {
+    init(podsRoot: String, uid: String, tokens: ServiceAccountTokenManager? = nil) {
         directory = podsRoot + "/" + uid + "/volumes"
+        self.tokens = tokens
     }
 
     /// Every volume's host path, or why it is not there; each volume is materialised (or
@@ -171,13 +175,32 @@ struct PodVolumes {
                 files.merge(try Self.files(found.data, spec: reference, volume: volume, optional: optional)) { _, later in later }
             } else if let downward = projection["downwardAPI"] {
                 files.merge(try Self.downwardFiles(downward["items"].elements, defaultMode: mode, pod: pod, namespace: namespace, volume: volume)) { _, later in later }
-            } else if projection["serviceAccountToken"] != nil {
-                throw Self.failure("volume \"\(volume)\": serviceAccountToken projections are not supported by Edged yet (it does not request tokens from the cloud)")
+            } else if let tokenSpec = projection["serviceAccountToken"] {
+                let path = tokenSpec["path"]?.stringValue ?? ""
+                guard Self.isSafeRelativePath(path), !path.hasPrefix("..") else {
+                    throw Self.failure("volume \"\(volume)\": token path \(path) must be a relative path inside the volume")
+                }
+                files[path] = (Array(try serviceAccountToken(tokenSpec, pod: pod, namespace: namespace, volume: volume, file: path).utf8), mode)
             } else {
                 throw Self.failure("volume \"\(volume)\": a projected source names no configMap, secret or downwardAPI")
             }
         }
         return files
+    }
+
+    /// A `serviceAccountToken` projection's token for the pod's service account, from the
+    /// token manager (which falls back on the token already in the volume, until it expires).
+    private func serviceAccountToken(_ spec: JSONValue, pod: Kube.Pod, namespace: String, volume: String,
+                                     file: String) throws(ContainerRuntimeError) -> String {
+        guard let tokens else { throw Self.failure("volume \"\(volume)\": this Edged requests no service-account tokens") }
+        let expiration = spec["expirationSeconds"]?.int64Value ?? 3600
+        guard expiration >= 600 else { throw Self.failure("volume \"\(volume)\": expirationSeconds \(expiration) is less than 10 minutes") }
+        guard let uid = pod.uid, !uid.isEmpty else { throw Self.failure("volume \"\(volume)\": the pod has no uid to bind its token to") }
+        let request = ServiceAccountTokenManager.Request(
+            namespace: namespace, account: ServiceAccountTokenManager.accountName(of: pod), audience: spec["audience"]?.stringValue ?? "",
+            expirationSeconds: expiration, podName: pod.name, podUID: uid)
+        let stored = directory + "/" + volume + "/" + file
+        return try tokens.token(for: request, now: Date()) { try? String(contentsOfFile: stored, encoding: .utf8) }.get()
     }
 
     /// The files of a ConfigMap or Secret volume: every key, or the `items` asked for, each

@@ -40,15 +40,17 @@ public actor PodWorker {
     ///   - resources: where ConfigMaps and Secrets the pod uses are read.
     ///   - podsRoot: where pod directories (volumes) go; without it, a pod with volumes does not start.
     ///   - prober: runs HTTP and TCP probes.
+    ///   - tokens: the service-account tokens of `projected` volumes.
     public init(pod: Kube.Pod, runtime: any ContainerRuntime, backoff: RestartBackoff = RestartBackoff(), resources: (any PodResourceSource)? = nil,
-                podsRoot: String? = nil, prober: ContainerProber = ContainerProber(), hostIP: String? = nil) {
+                podsRoot: String? = nil, prober: ContainerProber = ContainerProber(), hostIP: String? = nil,
+                tokens: ServiceAccountTokenManager? = nil) {
         self.pod = pod
         self.hostIP = hostIP
         self.runtime = runtime
         self.backoff = backoff
         self.resources = resources
         self.prober = prober
-        volumes = podsRoot.map { PodVolumes(podsRoot: $0, uid: Self.podID(pod)) }
+        volumes = podsRoot.map { PodVolumes(podsRoot: $0, uid: Self.podID(pod), tokens: tokens) }
     }
 
     /// Takes a newer version of the pod (its status is kept). Containers already running keep

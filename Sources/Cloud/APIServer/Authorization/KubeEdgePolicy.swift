@@ -8,7 +8,8 @@ public enum KubeEdgePolicy {
     /// The ClusterRole and ClusterRoleBinding, as the YAML file has them.
     public static let manifest = """
         # What cloudcore's controllers need on a Kubernetes cluster, and no more: read the objects edge
-        # nodes run on, keep edge Nodes, their Leases and pod statuses, and KubeEdge's own kinds.
+        # nodes run on, keep edge Nodes, their Leases and pod statuses, remove the pods their nodes stopped,
+        # request service-account tokens for those pods, and keep KubeEdge's own kinds.
         # On a real cluster: kubectl apply -f deploy/crds/ -f deploy/rbac/cloudcore.yaml, then run cloudcore
         # as the `cloudcore` service account of the `kubeedge` namespace (or as a user bound the same way).
         # The embedded API server installs the same objects at start for its `system:kubeedge:cloudcore` user.
@@ -30,6 +31,9 @@ public enum KubeEdgePolicy {
         - apiGroups: [""]
           resources: [configmaps, secrets, services, endpoints, namespaces]
           verbs: [get, list, watch]
+        - apiGroups: [""]
+          resources: [serviceaccounts/token]
+          verbs: [create]
         - apiGroups: [""]
           resources: [events]
           verbs: [create, update, patch]
