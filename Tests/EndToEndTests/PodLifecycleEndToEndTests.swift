@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// A pod's life on a real edge as a Kubernetes user sees it, with real cloudcore, edgecore and
+/// kubectl: the service-account token kube-apiserver's admission gives it arrives at the edge
+/// and acts as the account; `kubectl delete pod` returns once the edge has stopped the pod; a
+/// pod on an edge that is away stays Terminating until the edge is back.
+@Suite(.serialized) struct PodLifecycleEndToEndTests {
+    static let tokenDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+    static func pod(_ name: String, node: String, grace: Int = 5) -> String {
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: \(name), namespace: default}
+        spec:
+          nodeName: \(node)
+          terminationGracePeriodSeconds: \(grace)
+          containers:
+          - name: main
+            image: busybox
+            command: ["/bin/sh", "-c", "echo namespace=`cat \(tokenDirectory)/namespace`; echo token=`cat \(tokenDirectory)/token`; exec sleep 3600"]
+
+        """
+    }
+
+    /// Whether the API server answers NotFound for the pod.
+    static func isGone(_ pod: String, cloud: CloudCoreProcess) async -> Bool {
+        let result = try? await runProcessOffPool("/usr/bin/kubectl", ["--kubeconfig", cloud.kubeconfig, "get", "pod", pod])
+        return result?.status != 0 && result?.output.contains(#"pods "\#(pod)" not found"#) == true
+    }
+
+    /// What the pod's container printed at the edge.
+    static func printed(by pod: String, on edge: EdgeCoreProcess) -> String {
+        let root = edge.directory + "/edged"
+        let logs = (try? FileManager.default.subpathsOfDirectory(atPath: root))?.filter { $0.hasSuffix(".log") } ?? []
+        return logs.compactMap { try? String(contentsOfFile: root + "/" + $0, encoding: .utf8) }.filter { $0.contains("token=") }.joined()
+    }
+
+    /// kubectl as the bearer of `token` (against the same server, trusting the same CA).
+    static func kubectl(as token: String, _ arguments: [String], cloud: CloudCoreProcess) async throws -> (status: Int32, output: String) {
+        let caData = try await cloud.kubectl("config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}")
+        let server = try await cloud.kubectl("config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}")
+        let caFile = cloud.directory + "/token-ca.crt"
+        try Data(base64Encoded: caData.trimmingCharacters(in: .whitespacesAndNewlines))!.write(to: URL(fileURLWithPath: caFile))
+        let config = cloud.directory + "/token.kubeconfig"
+        try """
+            apiVersion: v1
+            kind: Config
+            clusters: [{name: c, cluster: {server: "\(server)", certificate-authority: \(caFile)}}]
+            users: [{name: u, user: {token: "\(token)"}}]
+            contexts: [{name: c, context: {cluster: c, user: u, namespace: default}}]
+            current-context: c
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        chmod(config, 0o600)
+        return try await runProcessOffPool("/usr/bin/kubectl", ["--kubeconfig", config] + arguments)
+    }
+
+    @Test func theAdmittedTokenReachesTheEdgeActsAsTheAccountAndEndsWithThePodWhoseDeleteWaitsForTheEdge() async throws {
+        let cluster = try await EdgeCluster()
+        defer { cluster.end() }
+        let cloud = cluster.cloud
+        let edge = try await cluster.addEdge("e2e-life")
+        #expect(await eventually(timeout: .seconds(30)) {
+            await cloud.jsonPath("{.status.conditions[?(@.type==\"Ready\")].status}", of: "node", "e2e-life") == "True"
+        }, "\(cloud.log)")
+        try await cloud.kubectl("create", "rolebinding", "default-view", "--clusterrole=view", "--serviceaccount=default:default")
+        try await cloud.apply(Self.pod("reader", node: "e2e-life"))
+        #expect(await cloud.jsonPath("{.spec.volumes[0].name}", of: "pod", "reader")?.hasPrefix("kube-api-access-") == true)
+        let running = await eventually(timeout: .seconds(40)) { await cloud.jsonPath("{.status.phase}", of: "pod", "reader") == "Running" }
+        let status = await cloud.jsonPath("{.status}", of: "pod", "reader") ?? ""
+        #expect(running, "\(status)\n\(edge.log)")
+
+        // The container read its namespace and a token from the volume at the usual path.
+        #expect(await eventually(timeout: .seconds(10)) { Self.printed(by: "reader", on: edge).contains("namespace=default") }, "\(edge.log)")
+        let printed = Self.printed(by: "reader", on: edge)
+        let token = try #require(printed.split(separator: "\n").first { $0.hasPrefix("token=") }.map { String($0.dropFirst("token=".count)) })
+        #expect(token.split(separator: ".").count == 3, "\(printed)")
+        // The token acts as the account, within its role, and only that.
+        let whoami = try await Self.kubectl(as: token, ["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], cloud: cloud)
+        #expect(whoami.output == "system:serviceaccount:default:default", "\(whoami.output)")
+        #expect(try await Self.kubectl(as: token, ["get", "pods"], cloud: cloud).output.contains("reader"))
+        #expect(try await Self.kubectl(as: token, ["auth", "can-i", "delete", "pods"], cloud: cloud).output.hasPrefix("no"))
+
+        // kubectl delete (waiting, as it does by default) returns once the edge stopped the pod
+        // and confirmed it: gone in the cloud and at the edge, and the token with it.
+        let started = Date()
+        let deleted = try await runProcessOffPool("/usr/bin/kubectl", ["--kubeconfig", cloud.kubeconfig, "delete", "pod", "reader", "--timeout=60s"])
+        #expect(deleted.status == 0 && deleted.output.contains(#"pod "reader" deleted"#), "\(deleted.output)")
+        #expect(Date().timeIntervalSince(started) < 30)
+        #expect(await Self.isGone("reader", cloud: cloud))
+        #expect(await eventually(timeout: .seconds(10)) { await edge.local("/api/v1/namespaces/default/pods/reader")?.status == 404 })
+        let left = try runProcess("/usr/bin/pgrep", ["-f", "--", edge.directory + "/edged/"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(left.isEmpty, "no container of the pod is left: \(left)")
+        #expect(try await Self.kubectl(as: token, ["get", "pods"], cloud: cloud).output.contains("Unauthorized"))
+    }
+
+    @Test func aPodOnAnEdgeThatIsAwayStaysTerminatingUntilTheEdgeIsBack() async throws {
+        let cluster = try await EdgeCluster()
+        defer { cluster.end() }
+        let cloud = cluster.cloud
+        let edge = try await cluster.addEdge("e2e-away")
+        try await cloud.apply(Self.pod("away", node: "e2e-away", grace: 2))
+        #expect(await eventually(timeout: .seconds(40)) { await cloud.jsonPath("{.status.phase}", of: "pod", "away") == "Running" }, "\(edge.log)")
+
+        // The edge goes away (its containers keep running); the pod is deleted meanwhile.
+        #expect(await edge.stop() == 0)
+        try await cloud.kubectl("delete", "pod", "away", "--wait=false")
+        try await Task.sleep(for: .seconds(6))
+        #expect(await cloud.jsonPath("{.metadata.deletionGracePeriodSeconds}", of: "pod", "away") == "2", "still there, past its grace period")
+        #expect(try await cloud.kubectl("get", "pod", "away").contains("Terminating"))
+
+        // Back: the edge stops it and the cloud removes it.
+        try await edge.start()
+        #expect(await eventually(timeout: .seconds(40)) { await Self.isGone("away", cloud: cloud) }, "\(edge.log)")
+        #expect(await eventually(timeout: .seconds(10)) {
+            ((try? runProcess("/usr/bin/pgrep", ["-f", "--", edge.directory + "/edged/"]))?.output ?? "x").isEmpty
+        })
+    }
+}
