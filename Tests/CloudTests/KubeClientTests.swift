@@ -72,7 +72,13 @@ private func resource(_ plural: String) -> APIResource { APIResource.standard.fi
                                              try JSONValue(parsing: #"{"status":{"phase":"Running"}}"#), status: true)
         #expect(patched[path: ["status", "phase"]] == .string("Running"))
         #expect(try await server.kubectl("get", "pod", "web").output.contains("Running"))
-        try await client.delete(resource("pods"), namespace: "default", name: "web")
+        // On a node: marked for its node to stop; the node's final delete (grace 0, uid) removes it.
+        let marked = try await client.delete(resource("pods"), namespace: "default", name: "web")
+        #expect(marked[path: ["metadata", "deletionGracePeriodSeconds"]] == .integer(30))
+        #expect(try await client.get(resource("pods"), namespace: "default", name: "web")[path: ["metadata", "deletionTimestamp"]] != nil)
+        try await client.delete(resource("pods"), namespace: "default", name: "web", options: .object(JSONObject([
+            ("gracePeriodSeconds", .integer(0)), ("preconditions", .object(JSONObject([("uid", marked[path: ["metadata", "uid"]] ?? .null)]))),
+        ])))
         await #expect(throws: APIError.notFound("pods", "web")) { _ = try await client.get(resource("pods"), namespace: "default", name: "web") }
         await server.stop()
     }

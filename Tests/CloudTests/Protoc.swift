@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// Debian's `protoc` with Kubernetes' published schemas (`../shared/testdata/kubernetes-proto`):
 /// an encoder and decoder that are not ours.
@@ -21,8 +22,8 @@ enum Protoc {
             try? stdin.fileHandleForWriting.close()
         }
         writer.start()
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        let errors = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let output = Data(readToEnd(stdout.fileHandleForReading.fileDescriptor))
+        let errors = String(decoding: readToEnd(stderr.fileHandleForReading.fileDescriptor), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { throw ProtocFailed(message: errors) }
         return [UInt8](output)

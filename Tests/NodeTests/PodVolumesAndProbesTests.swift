@@ -135,10 +135,11 @@ final class ChangingResources: PodResourceSource {
                {"serviceAccountToken":{"path":"token","expirationSeconds":3607}}]}}],
              "containers":[{"name":"c","image":"none","command":["/bin/sh","-c","sleep 30"],"volumeMounts":[{"name":"kube-api-access","mountPath":"\(mnt)/t"}]}]}}
             """))
+        // A worker without a token manager cannot fill a token projection.
         let tokenWorker = PodWorker(pod: tokenPod, runtime: runtime, resources: resources, podsRoot: directory + "/pods")
         let waiting = await drive(tokenWorker) { self.container($0, "c")?[path: ["state", "waiting", "reason"]] != nil }
         #expect(container(waiting, "c")?[path: ["state", "waiting", "reason"]] == .string("CreateContainerConfigError"), "\(waiting)")
-        #expect(container(waiting, "c")?[path: ["state", "waiting", "message"]]?.stringValue?.contains("serviceAccountToken projections are not supported") == true,
+        #expect(container(waiting, "c")?[path: ["state", "waiting", "message"]]?.stringValue?.contains("this Edged requests no service-account tokens") == true,
                 "\(waiting)")
         await tokenWorker.remove()
     }

@@ -122,9 +122,24 @@ public func runProcess(_ executable: String, _ arguments: [String], in directory
     process.standardOutput = output
     process.standardError = output
     try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let text = String(decoding: readToEnd(output.fileHandleForReading.fileDescriptor), as: UTF8.self)
     process.waitUntilExit()
     return (process.terminationStatus, text)
+}
+
+/// Everything a pipe gives until its end, read again after a signal interrupts a read
+/// (Foundation's `readDataToEndOfFile` traps on `EINTR`).
+public func readToEnd(_ descriptor: Int32) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        if count > 0 {
+            bytes += chunk[..<count]
+        } else if count == 0 || errno != EINTR {
+            return bytes
+        }
+    }
 }
 
 /// A thread-safe counter for callbacks in tests.

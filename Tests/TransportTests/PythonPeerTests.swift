@@ -25,7 +25,7 @@ import Testing
         process.standardOutput = output
         process.standardError = output
         try process.run()
-        let data = await Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
+        let data = await Task.detached { Data(readToEnd(output.fileHandleForReading.fileDescriptor)) }.value
         process.waitUntilExit()
         echo.cancel()
         await cloud.close()
