@@ -83,6 +83,21 @@ import TestSupport
         #expect(try await Self.kubectl(as: token, ["get", "pods"], cloud: cloud).output.contains("reader"))
         #expect(try await Self.kubectl(as: token, ["auth", "can-i", "delete", "pods"], cloud: cloud).output.hasPrefix("no"))
 
+        // The edge's kubelet events, as kubectl describe shows them.
+        let shown = await eventually(timeout: .seconds(20)) {
+            let described = (try? await cloud.kubectl("describe", "pod", "reader")) ?? ""
+            return described.contains("Created container: main") && described.contains("Started container main")
+        }
+        let described = try await cloud.kubectl("describe", "pod", "reader")
+        #expect(shown, "\(described)")
+        #expect(described.split(separator: "\n").contains { $0.contains("Normal") && $0.contains("kubelet") && $0.contains("Started container main") },
+                "\(described)")
+        let watch = try BackgroundProcess("/usr/bin/kubectl", ["--kubeconfig", cloud.kubeconfig, "get", "events", "--watch-only", "-o",
+                                                               "custom-columns=REASON:.reason,OBJECT:.involvedObject.name,SOURCE:.source.host,COUNT:.count"],
+                                          outputFile: cloud.directory + "/events-watch.log")
+        defer { watch.stop() }
+        try await Task.sleep(for: .seconds(1))
+
         // kubectl delete (waiting, as it does by default) returns once the edge stopped the pod
         // and confirmed it: gone in the cloud and at the edge, and the token with it.
         let started = Date()
@@ -94,6 +109,11 @@ import TestSupport
         let left = try runProcess("/usr/bin/pgrep", ["-f", "--", edge.directory + "/edged/"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(left.isEmpty, "no container of the pod is left: \(left)")
         #expect(try await Self.kubectl(as: token, ["get", "pods"], cloud: cloud).output.contains("Unauthorized"))
+        // The watch saw the edge's Killing event for the pod, from the node.
+        #expect(await eventually(timeout: .seconds(10)) {
+            let seen = (try? String(contentsOfFile: cloud.directory + "/events-watch.log", encoding: .utf8)) ?? ""
+            return seen.split(separator: "\n").contains { $0.hasPrefix("Killing") && $0.contains("reader") && $0.contains("e2e-life") }
+        }, "\((try? String(contentsOfFile: cloud.directory + "/events-watch.log", encoding: .utf8)) ?? "")")
     }
 
     @Test func aPodOnAnEdgeThatIsAwayStaysTerminatingUntilTheEdgeIsBack() async throws {

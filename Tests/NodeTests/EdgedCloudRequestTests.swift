@@ -25,6 +25,8 @@ import Transport
         let tokenLife: Int64
         let tokenRequests = Mutex<[TokenRequest]>([])
         let finalDeletes = Mutex<[(resource: String, body: JSONValue, at: Date)]>([])
+        /// The newest report of each event, by resource.
+        let events = Mutex<[String: JSONValue]>([:])
         private let task = Mutex<Task<Void, Never>?>(nil)
 
         init(_ hub: CloudHub, tokenLife: Int64) {
@@ -45,6 +47,8 @@ import Transport
                         try? await hub.send(answer, to: incoming.node, on: incoming.lane, delivery: .bestEffort)
                     } else if router.operation == "delete", router.resource.contains("/pod/") {
                         finalDeletes.withLock { $0.append((router.resource, body, Date())) }
+                    } else if router.resource.contains("/event/") {
+                        events.withLock { $0[router.resource] = body }
                     }
                 }
             }
@@ -166,6 +170,12 @@ import Transport
             #expect(delete.resource == "default/pod/worker")
             #expect(delete.body["gracePeriodSeconds"] == .integer(0) && delete.body[path: ["preconditions", "uid"]] == .string("uid-worker"), "\(delete.body)")
 
+            // Kubelet's events about it reached the cloud: created, started, stopped.
+            let reasons = cloud.events.withLock { events in
+                Set(events.values.filter { $0[path: ["involvedObject", "name"]] == .string("worker") }.compactMap { $0["reason"]?.stringValue })
+            }
+            #expect(reasons.isSuperset(of: ["Created", "Started", "Killing"]), "\(reasons)")
+
             // Not sent again while the cloud is removing it; the cloud's delete ends it.
             try await Task.sleep(for: .seconds(1))
             #expect(cloud.finalDeletes.withLock { $0.count } == 1)
@@ -173,5 +183,41 @@ import Transport
             #expect(await eventually(timeout: .seconds(10)) { node.edged.statistics.pods == 0 })
             #expect(node.edged.statistics.finalDeletes == 1, "\(node.edged.statistics)")
         }
+    }
+}
+
+/// Kubelet's event aggregation and spam filter, on the recorder's own clock.
+@Suite struct PodEventRecorderTests {
+    let pod = Kube.Pod(json: try! JSONValue(parsing: #"{"metadata":{"name":"web","namespace":"apps","uid":"u-1"},"spec":{"initContainers":[{"name":"setup"}],"containers":[{"name":"main"}]}}"#))
+
+    @Test func aRepeatRaisesTheCountOfTheSameEventAndNewEventsAreLimitedPerPod() throws {
+        let recorder = PodEventRecorder(node: "edge-1", burst: 3, refill: 60)
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        recorder.record(pod, container: "main", .warning, reason: "BackOff", message: "Back-off restarting failed container main", now: start)
+        recorder.record(pod, container: "main", .warning, reason: "BackOff", message: "Back-off restarting failed container main", now: start.addingTimeInterval(5))
+        recorder.record(pod, container: "setup", .normal, reason: "Started", message: "Started container setup", now: start)
+        let first = recorder.drain()
+        #expect(first.count == 2)
+        let backOff = try #require(first.first { $0["reason"] == .string("BackOff") })
+        #expect(backOff["count"] == .integer(2) && backOff["type"] == .string("Warning"))
+        #expect(backOff["firstTimestamp"] == .string(start.formatted(.iso8601)) && backOff["lastTimestamp"] == .string(start.addingTimeInterval(5).formatted(.iso8601)))
+        #expect(backOff["involvedObject"] == .object(JSONObject([
+            ("kind", .string("Pod")), ("namespace", .string("apps")), ("name", .string("web")), ("uid", .string("u-1")), ("apiVersion", .string("v1")),
+            ("fieldPath", .string("spec.containers{main}")),
+        ])))
+        #expect(backOff[path: ["source", "host"]] == .string("edge-1") && backOff[path: ["metadata", "namespace"]] == .string("apps"))
+        #expect(first.first { $0["reason"] == .string("Started") }?[path: ["involvedObject", "fieldPath"]] == .string("spec.initContainers{setup}"))
+        // Nothing changed: nothing to send. A repeat: the same event (name) with the new count.
+        #expect(recorder.drain().isEmpty)
+        recorder.record(pod, container: "main", .warning, reason: "BackOff", message: "Back-off restarting failed container main", now: start.addingTimeInterval(9))
+        let again = recorder.drain()
+        #expect(again.count == 1 && again.first?["count"] == .integer(3) && again.first?[path: ["metadata", "name"]] == backOff[path: ["metadata", "name"]])
+
+        // Three new events were allowed (burst 3): the fourth is dropped until a minute refills one.
+        recorder.record(pod, .normal, reason: "Third", message: "three", now: start.addingTimeInterval(10))
+        recorder.record(pod, .normal, reason: "Fourth", message: "four", now: start.addingTimeInterval(11))
+        #expect(recorder.drain().map { $0["reason"] } == [.string("Third")] && recorder.dropped == 1)
+        recorder.record(pod, .normal, reason: "Fifth", message: "five", now: start.addingTimeInterval(75))
+        #expect(recorder.drain().map { $0["reason"] } == [.string("Fifth")])
     }
 }

@@ -4,8 +4,8 @@ import NIOCore
 import Transport
 
 /// What an edge's Edged asks of the cloud for its pods, as a kubelet asks its API server:
-/// the final delete of a pod it stopped, and service-account tokens bound to its pods. A node
-/// may do either only for a pod bound to it (the Node authorizer's rule).
+/// the final delete of a pod it stopped, service-account tokens bound to its pods, and Events
+/// about its pods. A node may do each only for a pod bound to it (the Node authorizer's rule).
 extension EdgeController {
     /// `delete {namespace}/pod/{name}`: the node stopped the pod it was deleting; the pod is
     /// removed with grace period 0 and the node's uid precondition (a pod of the same name
@@ -83,6 +83,46 @@ extension EdgeController {
             return .success(try await client.create(Self.serviceAccounts, namespace: namespace, name: account, subresource: "token", tokenRequest))
         } catch {
             return .failure(TokenRequestRefusal(text: "the API server refused the TokenRequest: \(error)"))
+        }
+    }
+
+    /// `update {namespace}/event/{name}`: a kubelet Event about one of the node's pods (or the
+    /// node itself), written as reported (created, or its count raised), with the source set
+    /// to the node whatever the edge claimed.
+    func handleEvent(_ incoming: NodeMessage, namespace: String, name: String) async {
+        guard let reported = try? JSONValue(parsing: incoming.message.content.readableBytesView), let involved = reported["involvedObject"] else {
+            state.withLock { $0.counters.eventsRefused += 1 }
+            return
+        }
+        let kind = involved["kind"]?.stringValue
+        let allowed: Bool
+        if kind == "Pod" {
+            let pod = pods.get(namespace: namespace, name: involved["name"]?.stringValue ?? "")
+            allowed = involved["namespace"]?.stringValue == namespace && pod?[path: ["spec", "nodeName"]]?.stringValue == incoming.node
+                && (involved["uid"]?.stringValue ?? "") == (pod?[path: ["metadata", "uid"]]?.stringValue ?? "")
+        } else {
+            allowed = kind == "Node" && involved["name"]?.stringValue == incoming.node
+        }
+        guard allowed else {
+            state.withLock { $0.counters.eventsRefused += 1 }
+            logger.info("refused an event about an object that is not the node's", metadata: ["node": "\(incoming.node)", "event": "\(namespace)/\(name)"])
+            return
+        }
+        var event = JSONObject([
+            ("apiVersion", .string("v1")), ("kind", .string("Event")),
+            ("metadata", .object(JSONObject([("name", .string(name)), ("namespace", .string(namespace))]))), ("involvedObject", involved),
+            ("source", .object(JSONObject([("component", .string("kubelet")), ("host", .string(incoming.node))]))),
+            ("reportingComponent", .string("kubelet")), ("reportingInstance", .string(incoming.node)),
+        ])
+        for field in ["reason", "message", "type", "firstTimestamp", "lastTimestamp", "count"] {
+            if let value = reported[field] { event[field] = value }
+        }
+        do {
+            try await events.write(.object(event))
+            state.withLock { $0.counters.eventsWritten += 1 }
+        } catch {
+            state.withLock { $0.counters.failures += 1 }
+            logger.warning("cannot write an event from the edge", metadata: ["node": "\(incoming.node)", "event": "\(namespace)/\(name)", "error": "\(error)"])
         }
     }
 

@@ -51,6 +51,10 @@ public final class EdgeController: Service, Sendable {
         /// Service-account tokens requested for nodes' pods, and requests refused.
         public var tokensIssued = 0
         public var tokenRequestsRefused = 0
+        /// Events from the edges written to the API server, and events refused (about an object
+        /// that is not the node's, or malformed).
+        public var eventsWritten = 0
+        public var eventsRefused = 0
         public var failures = 0
     }
 
@@ -62,6 +66,8 @@ public final class EdgeController: Service, Sendable {
     private let sender: NodeObjectSender
     let logger: Logger
     let pods: Informer
+    /// The Events it writes: its own (node readiness) and those the edges' kubelets report.
+    let events: EventRecorder
     private let configMaps: Informer
     private let secrets: Informer
     private let services: Informer
@@ -87,6 +93,7 @@ public final class EdgeController: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         pods = Informer(client: client, resource: APIResource(Kube.Pod.self))
+        events = EventRecorder(client: client, component: "edgecontroller")
         configMaps = Informer(client: client, resource: APIResource(Kube.ConfigMap.self))
         secrets = Informer(client: client, resource: APIResource(Kube.Secret.self))
         services = Informer(client: client, resource: APIResource(Kube.Service.self))
@@ -182,6 +189,7 @@ public final class EdgeController: Service, Sendable {
         case ("pod", MessageRouter.Operation.delete): await handleFinalDelete(incoming, namespace: String(parts[0]), name: String(parts[2]))
         case ("serviceaccounttoken", MessageRouter.Operation.query):
             await handleTokenRequest(incoming, namespace: String(parts[0]), account: String(parts[2]))
+        case ("event", _): await handleEvent(incoming, namespace: String(parts[0]), name: String(parts[2]))
         default: return false
         }
         return true
@@ -313,8 +321,15 @@ public final class EdgeController: Service, Sendable {
         ]))
         do {
             guard try await ensureNode(node, create: ready) else { return }
+            let wasReady = nodes.get(name: node).map(Kube.Node.init(json:))?.conditions.first { $0.type == "Ready" }?.status == "True"
             _ = try await client.patch(APIResource(Kube.Node.self), name: node,
                                        .object(JSONObject([("status", .object(JSONObject([("conditions", .array([condition]))])))])), status: true)
+            if wasReady != ready {
+                // As Kubernetes reports it: a Node's events carry its name as the uid.
+                let reference = JSONValue.object(JSONObject([("kind", .string("Node")), ("name", .string(node)), ("uid", .string(node)), ("apiVersion", .string("v1"))]))
+                let verdict = ready ? "NodeReady" : "NodeNotReady"
+                try? await events.record(reference, type: "Normal", reason: verdict, message: "Node \(node) status is now: \(verdict)")
+            }
         } catch {
             state.withLock { $0.counters.failures += 1 }
             logger.warning("cannot update a node", metadata: ["node": "\(node)", "error": "\(error)"])

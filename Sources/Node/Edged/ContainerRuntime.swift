@@ -18,6 +18,8 @@ public struct ContainerLaunch: Sendable, Equatable {
     public var imagePullPolicy: String
     /// The pod it belongs to, for runtimes that run pods as a whole (a CRI sandbox).
     public var pod: ContainerPod?
+    /// Where the runtime reports what it did for the container (`Pulling`, `Pulled`).
+    public var events: ContainerEventSink?
 
     public init(id: ContainerID, command: [String], args: [String] = [], environment: [String: String] = [:], workingDirectory: String? = nil,
                 mounts: [ContainerMount] = [], resources: ContainerResources = ContainerResources(),
@@ -33,6 +35,21 @@ public struct ContainerLaunch: Sendable, Equatable {
         self.imagePullPolicy = imagePullPolicy
         self.pod = pod
     }
+}
+
+/// Where a runtime reports kubelet's events about a container it starts. Not part of a
+/// launch's equality: it says where to report, not what to run.
+public struct ContainerEventSink: Sendable, Equatable {
+    private let report: @Sendable (_ warning: Bool, _ reason: String, _ message: String) -> Void
+
+    public init(_ report: @escaping @Sendable (_ warning: Bool, _ reason: String, _ message: String) -> Void) {
+        self.report = report
+    }
+
+    /// Reports a `Normal` event (or a `Warning` one).
+    public func record(warning: Bool = false, reason: String, message: String) { report(warning, reason, message) }
+
+    public static func == (lhs: ContainerEventSink, rhs: ContainerEventSink) -> Bool { true }
 }
 
 /// The pod a container belongs to, as a runtime with pod sandboxes needs it.

@@ -4,7 +4,7 @@ import NIOCore
 import Transport
 
 /// What Edged asks of the cloud itself, as kubelet asks its API server: service-account tokens
-/// for projected volumes, and the final delete of a pod it has stopped.
+/// for projected volumes, the final delete of a pod it has stopped, and its events.
 extension Edged {
     /// Asks the cloud for each token that is due (``ServiceAccountTokenManager/due(now:)``), one
     /// request at a time, every sync interval; wakes the sync loop when a new token arrived.
@@ -68,6 +68,24 @@ extension Edged {
         } catch {
             finalDeletes.withLock { $0[id] = nil }
             logger.warning("could not send a pod's final delete", metadata: ["pod": "\(pod.key)", "error": "\(error)"])
+        }
+    }
+
+    /// Sends the events recorded or counted again since the last pass: `update
+    /// {namespace}/event/{name}` with the whole Event, on the state lane, where EdgeHub keeps
+    /// only the newest of each event queued (a count that rose twice while offline goes once).
+    func sendEvents() async {
+        for event in events.drain() {
+            guard let name = event[path: ["metadata", "name"]]?.stringValue, let namespace = event[path: ["metadata", "namespace"]]?.stringValue else { continue }
+            let message = Message(router: MessageRouter(
+                source: Self.moduleName, group: MessageRouter.Group.resource, operation: MessageRouter.Operation.update,
+                resource: "\(namespace)/event/\(name)"), content: ByteBuffer(string: event.serialized))
+            do {
+                try await endpoint.send(message, toGroup: Self.hubGroup, on: .state)
+                counters.withLock { $0.eventsSent += 1 }
+            } catch {
+                logger.debug("could not send an event", metadata: ["event": "\(namespace)/\(name)", "error": "\(error)"])
+            }
         }
     }
 

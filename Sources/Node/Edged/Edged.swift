@@ -90,6 +90,8 @@ public final class Edged: Service, Sendable {
     let wake = WakeSignal()
     /// The service-account tokens of the pods' projected volumes.
     let tokens = ServiceAccountTokenManager()
+    /// Kubelet's events about the pods, sent to the cloud after each sync pass.
+    let events: PodEventRecorder
     /// When each stopped pod's final delete was last sent, by pod ID.
     let finalDeletes = Mutex<[String: Duration]>([:])
     /// Pods being stopped and removed, by pod ID.
@@ -106,6 +108,7 @@ public final class Edged: Service, Sendable {
         self.logger = logger
         self.prober = prober
         self.runtime = try runtime ?? ProcessRuntime(root: configuration.rootDirectory + "/containers")
+        events = PodEventRecorder(node: configuration.nodeName)
         try FileManager.default.createDirectory(atPath: configuration.rootDirectory + "/pods", withIntermediateDirectories: true)
         endpoint = bus.register(module: Self.moduleName, group: Self.moduleGroup)
     }
@@ -154,10 +157,13 @@ public final class Edged: Service, Sendable {
             for (id, worker) in workers where wanted[id] == nil || wanted[id]?.json[path: ["metadata", "deletionTimestamp"]] != nil {
                 workers[id] = nil
                 let grace = Self.gracePeriod(of: wanted[id] ?? worker.pod)
-                removing(id, in: &removals) { [logger, tokens] in
+                removing(id, in: &removals) { [logger, tokens, events] in
                     await worker.worker.terminate(gracePeriod: grace)
                     await worker.worker.remove()
-                    if let uid = worker.pod.uid { tokens.forget(podUID: uid) }
+                    if let uid = worker.pod.uid {
+                        tokens.forget(podUID: uid)
+                        events.forget(podUID: uid)
+                    }
                     logger.info("pod removed", metadata: ["pod": "\(worker.pod.key)"])
                 }
             }
@@ -178,7 +184,9 @@ public final class Edged: Service, Sendable {
                     logger.info("removed the containers of a pod that is no longer assigned here", metadata: ["pod": "\(orphan)"])
                 }
             }
-            // Pods being deleted whose containers are all gone: the kubelet's final delete.
+            // Pods being deleted whose containers are all gone: the kubelet's final delete, after
+            // the events about them (the cloud takes events only about pods that still exist).
+            await sendEvents()
             let runningNow = Set(running)
             for (id, pod) in wanted where Self.isDeleting(pod) && workers[id] == nil && !stopping.contains(id) && !runningNow.contains(id)
                 && !terminating.withLock({ $0.contains(id) }) {
@@ -195,7 +203,7 @@ public final class Edged: Service, Sendable {
                 } else {
                     workers[id] = Worker(pod: pod, worker: PodWorker(pod: pod, runtime: runtime, backoff: configuration.backoff, resources: resources,
                                                                      podsRoot: configuration.rootDirectory + "/pods", prober: prober,
-                                                                     hostIP: configuration.nodeIP, tokens: tokens))
+                                                                     hostIP: configuration.nodeIP, tokens: tokens, events: events))
                     counters.withLock { $0.podsAdded += 1 }
                 }
             }
@@ -206,6 +214,7 @@ public final class Edged: Service, Sendable {
                 guard workers[id] != nil, workers[id]?.reported != status else { continue }
                 if await report(pod, status: status) { workers[id]?.reported = status }
             }
+            await sendEvents()
             counters.withLock {
                 $0.syncs += 1
                 $0.pods = workers.count
@@ -346,4 +355,6 @@ public struct EdgedCounters: Sendable, Equatable {
     public var tokenFailures = 0
     /// Final deletes sent for pods stopped after the cloud deleted them.
     public var finalDeletes = 0
+    /// Events sent to the cloud (each new event, and each change of an event's count).
+    public var eventsSent = 0
 }

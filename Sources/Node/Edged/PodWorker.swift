@@ -35,15 +35,21 @@ public actor PodWorker {
     private var observed: [ContainerID: ContainerState] = [:]
     /// Why a probe stopped a container attempt (its termination message).
     private var probeKills: [ContainerID: String] = [:]
+    /// Where kubelet's events about the pod go.
+    private let events: PodEventRecorder?
+    /// The attempt whose back-off was last reported, by container name (one BackOff per wait).
+    private var backoffReported: [String: Int] = [:]
 
     /// - Parameters:
     ///   - resources: where ConfigMaps and Secrets the pod uses are read.
     ///   - podsRoot: where pod directories (volumes) go; without it, a pod with volumes does not start.
     ///   - prober: runs HTTP and TCP probes.
     ///   - tokens: the service-account tokens of `projected` volumes.
+    ///   - events: where kubelet's events about the pod are recorded.
     public init(pod: Kube.Pod, runtime: any ContainerRuntime, backoff: RestartBackoff = RestartBackoff(), resources: (any PodResourceSource)? = nil,
                 podsRoot: String? = nil, prober: ContainerProber = ContainerProber(), hostIP: String? = nil,
-                tokens: ServiceAccountTokenManager? = nil) {
+                tokens: ServiceAccountTokenManager? = nil, events: PodEventRecorder? = nil) {
+        self.events = events
         self.pod = pod
         self.hostIP = hostIP
         self.runtime = runtime
@@ -136,13 +142,29 @@ public actor PodWorker {
             let restart = code == 0 ? restartOnSuccess : restartOnFailure
             guard restart else { return code == 0 ? .succeeded : .failed }
             let due = finishedAt.addingTimeInterval(Self.seconds(backoff.delay(beforeAttempt: id.attempt + 1)))
-            guard now >= due else { return .waiting }
+            guard now >= due else {
+                if backoffReported[container.name] != id.attempt {
+                    backoffReported[container.name] = id.attempt
+                    events?.record(pod, container: container.name, .warning, reason: "BackOff",
+                                   message: "Back-off restarting failed container \(container.name) in pod \(pod.name)_\(namespace)(\(uid))", now: now)
+                }
+                return .waiting
+            }
             attempt = id.attempt + 1
         case (let id, .unknown)?:
             attempt = id.attempt + 1
         }
         do {
-            let id = try await runtime.start(try await launch(container, attempt: attempt))
+            var launch = try await launch(container, attempt: attempt)
+            if let events {
+                let pod = pod
+                launch.events = ContainerEventSink { warning, reason, message in
+                    events.record(pod, container: container.name, warning ? .warning : .normal, reason: reason, message: message)
+                }
+            }
+            let id = try await runtime.start(launch)
+            events?.record(pod, container: container.name, .normal, reason: "Created", message: "Created container: \(container.name)", now: now)
+            events?.record(pod, container: container.name, .normal, reason: "Started", message: "Started container \(container.name)", now: now)
             startFailures[container.name] = nil
             probeStates[container.name] = nil
             // Kubelet keeps the last ended attempt (for `lastState` and its logs); older ones go.
@@ -155,9 +177,16 @@ public actor PodWorker {
             return .running
         } catch {
             startFailures[container.name] = error
+            // Waiting for a volume (a token still on its way) is not a failure.
+            if error.reason != "ContainerCreating" {
+                events?.record(pod, container: container.name, .warning, reason: "Failed", message: "Error: \(error.reason): \(error.message)", now: now)
+            }
             return .waiting
         }
     }
+
+    /// The pod's namespace, `default` when it names none.
+    private var namespace: String { pod.namespace.isEmpty ? "default" : pod.namespace }
 
     private func launch(_ container: Kube.Container, attempt: Int) async throws(ContainerRuntimeError) -> ContainerLaunch {
         let environment = try await ContainerEnvironment.resolve(container, pod: pod, source: resources)
@@ -212,6 +241,11 @@ public actor PodWorker {
     public func terminate(gracePeriod: Duration? = nil) async {
         let grace = gracePeriod ?? .seconds(pod.terminationGracePeriodSeconds)
         let ids = await runtime.containers(ofPod: uid)
+        for id in ids {
+            if case .running = await runtime.state(of: id) {
+                events?.record(pod, container: id.name, .normal, reason: "Killing", message: "Stopping container \(id.name)")
+            }
+        }
         await withTaskGroup(of: Void.self) { group in
             for id in ids { group.addTask { [runtime] in await runtime.stop(id, gracePeriod: grace) } }
         }
@@ -270,11 +304,16 @@ public actor PodWorker {
             verdict.record(passed, message: message, at: now, probe: entry.probe)
             states[entry.kind] = verdict
             probeStates[entry.name] = states
+            if !passed {
+                events?.record(pod, container: entry.name, .warning, reason: "Unhealthy", message: "\(entry.kind.title) probe failed: \(message)", now: now)
+            }
             if entry.kind != .readiness, verdict.passed == false {
                 kills.append((entry.id, "\(entry.kind.title) probe failed: \(message)"))
             }
         }
         for (id, message) in kills {
+            let kind = message.hasPrefix("Startup") ? "startup" : "liveness"
+            events?.record(pod, container: id.name, .normal, reason: "Killing", message: "Container \(id.name) failed \(kind) probe, will be restarted", now: now)
             probeKills[id] = message
             await runtime.stop(id, gracePeriod: .seconds(pod.terminationGracePeriodSeconds))
         }

@@ -90,7 +90,7 @@ public final class CRIRuntime: ContainerRuntime {
         guard !launch.image.isEmpty else {
             throw ContainerRuntimeError(reason: "InvalidImageName", message: "the container has no image")
         }
-        try await ensureImage(launch.image, policy: launch.imagePullPolicy)
+        try await ensureImage(launch.image, policy: launch.imagePullPolicy, events: launch.events)
         let pod = launch.pod ?? ContainerPod(name: id.podUID, namespace: "default", uid: id.podUID, hostNetwork: false)
         let (sandboxID, sandbox) = try await readySandbox(for: id.podUID, pod: pod)
         try? FileManager.default.createDirectory(atPath: "\(logRoot)/\(id.podUID)/\(id.name)", withIntermediateDirectories: true)
@@ -119,20 +119,29 @@ public final class CRIRuntime: ContainerRuntime {
     }
 
     /// Pulls the image when it is missing (unless the policy says never) or when the policy says always.
-    private func ensureImage(_ image: String, policy: String) async throws(ContainerRuntimeError) {
+    private func ensureImage(_ image: String, policy: String, events: ContainerEventSink?) async throws(ContainerRuntimeError) {
         let present: Bool
         do {
             present = try CRI.hasImage(try await call(CRI.imageService + "ImageStatus", CRI.image(image)))
         } catch {
             throw ContainerRuntimeError(reason: "ErrImageInspect", message: "cannot inspect the image \(image): \(error)")
         }
-        if present && policy != "Always" { return }
+        if present && policy != "Always" {
+            events?.record(reason: "Pulled", message: "Container image \"\(image)\" already present on machine")
+            return
+        }
         guard policy != "Never" else {
             throw ContainerRuntimeError(reason: "ErrImageNeverPull", message: "the image \(image) is not present and imagePullPolicy is Never")
         }
+        events?.record(reason: "Pulling", message: "Pulling image \"\(image)\"")
+        let started = ContinuousClock.now
         do {
             _ = try await call(CRI.imageService + "PullImage", CRI.image(image), extra: .seconds(300))
+            let elapsed = ContinuousClock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            events?.record(reason: "Pulled", message: "Successfully pulled image \"\(image)\" in \(String(format: "%.3f", seconds))s")
         } catch {
+            events?.record(warning: true, reason: "Failed", message: "Failed to pull image \"\(image)\": \(error.message)")
             if present { return }  // `Always`, but the registry is away: run what is there
             throw ContainerRuntimeError(reason: "ErrImagePull", message: "cannot pull the image \(image): \(error.message)")
         }
