@@ -2,6 +2,7 @@ import Cloud
 import Foundation
 import Transport
 import KubeModel
+import Logging
 import Testing
 import TestSupport
 
@@ -17,7 +18,7 @@ struct EmbeddedServer {
     /// With `secure`, `users` are more bearer-token users (token → user), each given a
     /// kubeconfig by ``writeKubeconfig(for:token:)``.
     init(secure: Bool = false, users: [String: UserInfo] = [:], historyLimit: Int = 100_000, bookmarkInterval: Duration = .seconds(60),
-         protobufCacheBytes: Int = 64 << 20) async throws {
+         protobufCacheBytes: Int = 64 << 20, logs: CapturedLogs? = nil) async throws {
         let store = try ObjectStore(configuration: .init(path: directory + "/api.db", historyLimit: historyLimit))
         credentials = secure ? try APIServerCredentials.loadOrCreate(directory: directory + "/pki") : nil
         let security = credentials.map { credentials in
@@ -26,7 +27,8 @@ struct EmbeddedServer {
             return security
         }
         server = APIServer(configuration: .init(port: 0, security: security, bookmarkInterval: bookmarkInterval,
-                                                protobufCacheBytes: protobufCacheBytes), store: store)
+                                                protobufCacheBytes: protobufCacheBytes), store: store,
+                           logger: logs?.logger(label: "apiserver") ?? Logger(label: "apiserver"))
         port = try await server.start()
         if let credentials {
             try credentials.writeKubeconfig(to: directory + "/kubeconfig", server: "https://127.0.0.1:\(port)")

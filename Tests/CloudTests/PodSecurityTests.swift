@@ -76,6 +76,29 @@ import TestSupport
         await server.server.stop()
     }
 
+    @Test func theAuditLevelRecordsWhatItWouldRefuseAndAdmitsThePod() async throws {
+        let logs = CapturedLogs()
+        let server = try await EmbeddedServer(logs: logs)
+        defer { removeTemporaryDirectory(server.directory) }
+        #expect(try await server.kubectl("create", "namespace", "audited").status == 0)
+        #expect(try await server.kubectl("label", "namespace", "audited", "pod-security.kubernetes.io/enforce=baseline",
+                                         "pod-security.kubernetes.io/audit=restricted").status == 0)
+        let created = try await server.kubectl("run", "plain", "-n", "audited", "--image=busybox")
+        #expect(created.status == 0 && !created.output.contains("Warning"), "audit neither refuses nor warns: \(created.output)")
+        let line = logs.all.first { $0.message == "pod security audit" }
+        #expect(line?.metadata["pod"] == "audited/plain", "\(logs.all.map(\.message))")
+        #expect(line?.metadata["pod-security.kubernetes.io/audit-violations"]?.hasPrefix(#"would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false"#) == true,
+                "\(line?.metadata ?? [:])")
+        // A pod that meets the audit level is not recorded.
+        let before = logs.all.filter { $0.message == "pod security audit" }.count
+        #expect(try await server.kubectl("apply", "-f", "@input", input: Self.pod("tight", namespace: "audited", spec: """
+            securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+            containers: [{name: c, image: busybox, securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}}]
+            """)).status == 0)
+        #expect(logs.all.filter { $0.message == "pod security audit" }.count == before)
+        await server.server.stop()
+    }
+
     @Test func checksFollowThePodSecurityStandards() throws {
         func violations(_ spec: String, _ level: PodSecurity.Level) throws -> [String] {
             PodSecurity.violations(of: try JSONValue(parsing: #"{"metadata":{"name":"p"},"spec":\#(spec)}"#), level: level)

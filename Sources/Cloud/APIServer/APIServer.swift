@@ -873,9 +873,18 @@ public final class APIServer: Service, Sendable {
 
     private func admitPodSecurity(_ pod: JSONValue, key: ObjectKey) async throws -> [String] {
         let namespace = try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace))
-        let (enforce, warn) = PodSecurity.levels(of: namespace, name: key.namespace)
+        let (enforce, warn, audit) = PodSecurity.levels(of: namespace, name: key.namespace)
         let refused = PodSecurity.violations(of: pod, level: enforce)
         guard refused.isEmpty else { throw PodSecurity.forbidden(pod: key.name, level: enforce, violations: refused) }
+        // Audit: what kube-apiserver puts in its audit log as `pod-security.kubernetes.io/audit-violations`.
+        if let audit, audit > enforce {
+            let audited = PodSecurity.violations(of: pod, level: audit)
+            if !audited.isEmpty {
+                logger.notice("pod security audit", metadata: [
+                    "pod": "\(key.namespace)/\(key.name)", "pod-security.kubernetes.io/audit-violations": "\(PodSecurity.warning(pod: key.name, level: audit, violations: audited))",
+                ])
+            }
+        }
         guard let warn, warn > enforce else { return [] }
         let warned = PodSecurity.violations(of: pod, level: warn)
         return warned.isEmpty ? [] : [PodSecurity.warning(pod: key.name, level: warn, violations: warned)]

@@ -16,13 +16,14 @@ enum PodSecurity {
     /// Namespaces whose pods are the cluster's own and are not restricted by default.
     static let systemNamespaces: Set<String> = ["kube-system", "kube-public", "kube-node-lease", "kubeedge"]
 
-    /// The levels a namespace sets: `enforce` (default as above) and `warn` (none by default).
-    static func levels(of namespace: JSONValue?, name: String) -> (enforce: Level, warn: Level?) {
+    /// The levels a namespace sets: `enforce` (default as above), `warn` and `audit` (none by default).
+    static func levels(of namespace: JSONValue?, name: String) -> (enforce: Level, warn: Level?, audit: Level?) {
         let labels = namespace?[path: ["metadata", "labels"]]
         let enforce = labels?["pod-security.kubernetes.io/enforce"]?.stringValue.flatMap(Level.init(rawValue:))
             ?? (systemNamespaces.contains(name) ? .privileged : .baseline)
         let warn = labels?["pod-security.kubernetes.io/warn"]?.stringValue.flatMap(Level.init(rawValue:))
-        return (enforce, warn)
+        let audit = labels?["pod-security.kubernetes.io/audit"]?.stringValue.flatMap(Level.init(rawValue:))
+        return (enforce, warn, audit)
     }
 
     /// What `pod` does that `level` forbids, as kube's checks word it, sorted by check; empty
