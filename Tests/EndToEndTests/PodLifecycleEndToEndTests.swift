@@ -65,7 +65,9 @@ import TestSupport
         #expect(await eventually(timeout: .seconds(30)) {
             await cloud.jsonPath("{.status.conditions[?(@.type==\"Ready\")].status}", of: "node", "e2e-life") == "True"
         }, "\(cloud.log)")
-        try await cloud.kubectl("create", "rolebinding", "default-view", "--clusterrole=view", "--serviceaccount=default:default")
+        // The README's Role for the pod's account.
+        try await cloud.kubectl("create", "role", "pod-reader", "--verb=get,list", "--resource=pods")
+        try await cloud.kubectl("create", "rolebinding", "default-reads-pods", "--role=pod-reader", "--serviceaccount=default:default")
         try await cloud.apply(Self.pod("reader", node: "e2e-life"))
         #expect(await cloud.jsonPath("{.spec.volumes[0].name}", of: "pod", "reader")?.hasPrefix("kube-api-access-") == true)
         let running = await eventually(timeout: .seconds(40)) { await cloud.jsonPath("{.status.phase}", of: "pod", "reader") == "Running" }
@@ -81,6 +83,8 @@ import TestSupport
         let whoami = try await Self.kubectl(as: token, ["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], cloud: cloud)
         #expect(whoami.output == "system:serviceaccount:default:default", "\(whoami.output)")
         #expect(try await Self.kubectl(as: token, ["get", "pods"], cloud: cloud).output.contains("reader"))
+        let secrets = try await Self.kubectl(as: token, ["get", "secrets"], cloud: cloud)
+        #expect(secrets.output.contains(#"User "system:serviceaccount:default:default" cannot list resource "secrets""#), "\(secrets.output)")
         #expect(try await Self.kubectl(as: token, ["auth", "can-i", "delete", "pods"], cloud: cloud).output.hasPrefix("no"))
 
         // The edge's kubelet events, as kubectl describe shows them.
