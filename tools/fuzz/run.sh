@@ -18,6 +18,9 @@ echo "== fuzz: building ${#targets[@]} targets with -sanitize=fuzzer,address"
 # --sanitize=fuzzer --sanitize=address reach swiftc as two options, of which only the last takes
 # effect (no coverage instrumentation), so the pair also goes to swiftc as one option, last.
 mkdir -p "$scratch"
+# The build plan is planned again each run: a file added to the product's modules (a path
+# dependency here) was otherwise missing from a plan kept from an earlier build.
+rm -f "$scratch/debug.yaml"
 if ! "${SWIFT:-swift}" build --package-path "$root/tools/fuzz" --scratch-path "$scratch" --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address \
     > "$scratch/build.log" 2>&1; then
   grep -E "error" "$scratch/build.log" | head -20

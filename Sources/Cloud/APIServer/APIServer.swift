@@ -45,6 +45,9 @@ public final class APIServer: Service, Sendable {
         /// off lets every authenticated user do everything, and exists only to measure what
         /// authorization costs (`api-bench --tls`).
         public var authorization = true
+        /// Whether admission runs: service accounts, Pod Security, namespace lifecycle. Default
+        /// on; off exists only to measure what admission costs (`api-bench --tls`).
+        public var admission = true
 
         public init(host: String = "127.0.0.1", port: Int = 6443, maxBodyBytes: Int = 3 << 20, resources: [APIResource] = APIResource.builtIn,
                     definitions: [String] = KubeEdgeDefinitions.files.map(\.yaml),
@@ -846,6 +849,7 @@ public final class APIServer: Service, Sendable {
     /// breaks the namespace's enforced level; the warnings of its `warn` level otherwise.
     /// Namespace lifecycle admission: nothing new goes into a namespace being deleted.
     private func refuseIfTerminating(_ namespace: String) async throws {
+        guard configuration.admission else { return }
         guard let object = try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: namespace)),
               object[path: ["metadata", "deletionTimestamp"]] != nil else { return }
         throw APIError(code: 403, reason: "Forbidden",
@@ -859,7 +863,7 @@ public final class APIServer: Service, Sendable {
     /// Service-account admission (``ServiceAccountAdmission``) when the server issues
     /// service-account tokens; a server without a token signer leaves pods as they are.
     private func admitServiceAccount(_ pod: JSONValue, key: ObjectKey) async throws -> JSONValue {
-        guard configuration.security?.serviceAccountSigner != nil else { return pod }
+        guard configuration.admission, configuration.security?.serviceAccountSigner != nil else { return pod }
         let name = ServiceAccountAdmission.accountName(of: pod)
         guard let account = try await store.get(ObjectKey(resource: "serviceaccounts", namespace: key.namespace, name: name)) else {
             // As there, the namespace's absence is what a pod in a missing namespace hears.
@@ -872,6 +876,7 @@ public final class APIServer: Service, Sendable {
     }
 
     private func admitPodSecurity(_ pod: JSONValue, key: ObjectKey) async throws -> [String] {
+        guard configuration.admission else { return [] }
         let namespace = try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace))
         let (enforce, warn, audit) = PodSecurity.levels(of: namespace, name: key.namespace)
         let refused = PodSecurity.violations(of: pod, level: enforce)
