@@ -449,6 +449,11 @@ public final class APIServer: Service, Sendable {
         /// A custom resource as its definition's schema has it: pruned, defaulted, validated.
         let schema = served.snapshot.schema(of: resource)
         func admit(_ object: inout JSONValue) throws {
+            let finalizers = NameValidation.finalizerProblems(in: object)
+            if !finalizers.errors.isEmpty {
+                throw Self.invalid(finalizers.errors, resource: resource, name: object[path: ["metadata", "name"]]?.stringValue ?? route.name ?? "")
+            }
+            warnings += finalizers.warnings
             if resource.storageName == Self.definitions.storageName {
                 let errors = DefinitionCheck.errors(in: object)
                 if !errors.isEmpty { throw Self.invalid(errors, resource: resource, name: object[path: ["metadata", "name"]]?.stringValue ?? "") }

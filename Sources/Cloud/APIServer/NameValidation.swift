@@ -45,6 +45,60 @@ enum NameValidation {
         return APIServer.invalid(errors, resource: resource, name: name)
     }
 
+    /// `metadata.finalizers` as kube-apiserver checks them on every write: each a qualified name
+    /// (an optional DNS subdomain prefix and `/`), not both `orphan` and `foregroundDeletion`;
+    /// the field errors, and warnings for names without a domain.
+    static func finalizerProblems(in object: JSONValue) -> (errors: [StructuralSchema.FieldError], warnings: [String]) {
+        guard let finalizers = object[path: ["metadata", "finalizers"]]?.arrayValue else { return ([], []) }
+        var errors: [StructuralSchema.FieldError] = []
+        var warnings: [String] = []
+        let names = finalizers.compactMap(\.stringValue)
+        for (index, name) in names.enumerated() {
+            for problem in qualifiedNameProblems(name) {
+                errors.append(StructuralSchema.FieldError(kind: .invalid, field: "metadata.finalizers[\(index)]", value: .string(name), detail: problem))
+            }
+            if !name.contains("/"), !standardFinalizers.contains(name), qualifiedNameProblems(name).isEmpty {
+                warnings.append("metadata.finalizers: \"\(name)\": prefer a domain-qualified finalizer name including a path (/) to avoid accidental conflicts with other finalizer writers")
+            }
+        }
+        if names.contains("orphan"), names.contains("foregroundDeletion") {
+            errors.append(StructuralSchema.FieldError(kind: .invalid, field: "metadata.finalizers", value: .array(finalizers),
+                                                      detail: "finalizer orphan and foregroundDeletion cannot be both set"))
+        }
+        return (errors, warnings)
+    }
+
+    /// Finalizers Kubernetes itself uses without a domain.
+    private static let standardFinalizers: Set<String> = ["kubernetes", "orphan", "foregroundDeletion"]
+
+    /// What is wrong with a qualified name (`[prefix/]name`), in kube's words.
+    private static func qualifiedNameProblems(_ value: String) -> [String] {
+        let nameFormat = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+        let nameMessage = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        let parts = value.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        let name: String
+        var problems: [String] = []
+        switch parts.count {
+        case 1:
+            name = parts[0]
+        case 2:
+            name = parts[1]
+            if parts[0].isEmpty {
+                problems.append("prefix part must be non-empty")
+            } else {
+                problems += check(parts[0], maxLength: 253, pattern: subdomainFormat,
+                                  message: "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+                                  examples: ["example.com"]).map { "prefix part " + $0 }
+            }
+        default:
+            return ["a qualified name " + nameMessage + " (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '" + nameFormat
+                    + "') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
+        }
+        if name.isEmpty { return problems + ["name part must be non-empty"] }
+        return problems + check(name, maxLength: 63, pattern: nameFormat, message: "name part " + nameMessage, examples: ["MyName", "my.name", "123-abc"])
+            .map { $0.hasPrefix("must be no more") ? "name part " + $0 : $0 }
+    }
+
     private static let labelFormat = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
     private static let subdomainFormat = labelFormat + "(\\." + labelFormat + ")*"
 
