@@ -119,6 +119,29 @@ private func resource(_ plural: String) -> APIResource { APIResource.standard.fi
         await server.stop()
     }
 
+    @Test func aResponseLongerThanTheClientsLimitIsAnErrorAndListsBeyondSixteenMiBAreRead() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { removeTemporaryDirectory(directory) }
+        let server = APIServer(configuration: .init(port: 0), store: try ObjectStore(configuration: .init(path: directory + "/api.db")))
+        let port = try await server.start()
+        let client = try KubeClient(configuration: Kubeconfig(server: "http://127.0.0.1:\(port)"))
+        // 20 ConfigMaps of 1 MiB each: a 20 MiB list, above the server's parse limit for one body.
+        let value = String(repeating: "x", count: 1 << 20)
+        for index in 0..<20 {
+            _ = try await client.create(resource("configmaps"), namespace: "default", .object(JSONObject([
+                ("metadata", .object(JSONObject([("name", .string("big-\(index)"))]))), ("data", .object(JSONObject([("v", .string(value))]))),
+            ])))
+        }
+        #expect(try await client.list(resource("configmaps"), namespace: "default").items.count == 20)
+        let small = try KubeClient(configuration: Kubeconfig(server: "http://127.0.0.1:\(port)"), maxResponseBytes: 4 << 20)
+        await #expect { _ = try await small.list(resource("configmaps"), namespace: "default") } throws: { error in
+            "\(error)".contains("longer than the client's limit of 4194304 bytes")
+        }
+        // The connection it closed is not reused; the next request works.
+        #expect(try await small.get(resource("configmaps"), namespace: "default", name: "big-0")[path: ["metadata", "name"]] == .string("big-0"))
+        await server.stop()
+    }
+
     @Test func typedObjectsReadAndWriteTheirFieldsAndKeepEveryOther() async throws {
         let server = try await EmbeddedServer(secure: true)
         let client = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))

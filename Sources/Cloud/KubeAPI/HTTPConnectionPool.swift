@@ -33,11 +33,14 @@ final class HTTPConnectionPool: Sendable {
     let endpoint: Endpoint
     let maxIdle: Int
     let idleTimeout: Duration
+    /// A response body longer than this fails the request (and closes its connection).
+    let maxResponseBytes: Int
     private let group: any EventLoopGroup
     private let idle = Mutex<[Idle]>([])
 
-    init(endpoint: Endpoint, group: any EventLoopGroup, maxIdle: Int = 16, idleTimeout: Duration = .seconds(30)) {
+    init(endpoint: Endpoint, group: any EventLoopGroup, maxIdle: Int = 16, idleTimeout: Duration = .seconds(30), maxResponseBytes: Int = 1 << 30) {
         self.endpoint = endpoint
+        self.maxResponseBytes = maxResponseBytes
         self.group = group
         self.maxIdle = maxIdle
         self.idleTimeout = idleTimeout
@@ -82,8 +85,8 @@ final class HTTPConnectionPool: Sendable {
     }
 
     private func connect() async throws -> any Channel {
-        try await connect { channel in
-            try channel.pipeline.syncOperations.addHandler(ResponseCollector())
+        try await connect { [maxResponseBytes] channel in
+            try channel.pipeline.syncOperations.addHandler(ResponseCollector(maxBytes: maxResponseBytes))
             return channel
         }
     }
@@ -134,6 +137,12 @@ final class HTTPConnectionPool: Sendable {
     }
 }
 
+/// A response longer than the client takes.
+struct ResponseTooLarge: Error, CustomStringConvertible {
+    var limit: Int
+    var description: String { "the response is longer than the client's limit of \(limit) bytes (KubeClient maxResponseBytes)" }
+}
+
 /// The connection ended before its response did.
 struct ConnectionClosedEarly: Error, CustomStringConvertible {
     /// Whether any of the response had arrived.
@@ -145,8 +154,13 @@ struct ConnectionClosedEarly: Error, CustomStringConvertible {
 private final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
 
+    private let maxBytes: Int
     private var promise: EventLoopPromise<(HTTPResponse, Bool)>?
     private var response = HTTPResponse(status: 0, body: [])
+
+    init(maxBytes: Int) {
+        self.maxBytes = maxBytes
+    }
     private var keepAlive = true
     private var receivedResponse = false
 
@@ -163,6 +177,11 @@ private final class ResponseCollector: ChannelInboundHandler {
             response.status = Int(head.status.code)
             keepAlive = head.isKeepAlive
         case .body(let buffer):
+            guard response.body.count + buffer.readableBytes <= maxBytes else {
+                fail(ResponseTooLarge(limit: maxBytes))
+                context.close(promise: nil)
+                return
+            }
             response.body += buffer.readableBytesView
         case .end:
             let promise = promise

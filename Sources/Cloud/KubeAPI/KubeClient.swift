@@ -19,13 +19,19 @@ public final class KubeClient: Sendable {
 
     public let configuration: Kubeconfig
     public let encoding: Encoding
+    /// The largest JSON response (or watch event) read; larger ones are an error. Default 1 GiB,
+    /// room for a list of 100,000 pods (kube-apiserver sends lists of any size).
+    public let maxResponseBytes: Int
     private let pool: HTTPConnectionPool
 
-    /// - Parameter maxIdleConnections: keep-alive connections kept for reuse (default 16).
+    /// - Parameters:
+    ///   - maxIdleConnections: keep-alive connections kept for reuse (default 16).
+    ///   - maxResponseBytes: see ``maxResponseBytes``.
     public init(configuration: Kubeconfig, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdleConnections: Int = 16,
-                encoding: Encoding = .json) throws {
+                encoding: Encoding = .json, maxResponseBytes: Int = 1 << 30) throws {
         self.configuration = configuration
         self.encoding = encoding
+        self.maxResponseBytes = maxResponseBytes
         guard let url = URLComponents(string: configuration.server), let host = url.host, let scheme = url.scheme else {
             throw KubeconfigError("server \(configuration.server) is not a URL")
         }
@@ -43,7 +49,7 @@ public final class KubeClient: Sendable {
             // No SNI for an IP address (the certificate is still verified against its SANs).
             endpoint.serverName = host.first?.isNumber == true || host.contains(":") ? nil : host
         }
-        pool = HTTPConnectionPool(endpoint: endpoint, group: group, maxIdle: maxIdleConnections)
+        pool = HTTPConnectionPool(endpoint: endpoint, group: group, maxIdle: maxIdleConnections, maxResponseBytes: maxResponseBytes)
     }
 
     /// How a patch is to be read.
@@ -139,14 +145,14 @@ public final class KubeClient: Sendable {
                     let line = Array(pending[..<newline])
                     pending.removeSubrange(...newline)
                     guard !line.isEmpty else { continue }
-                    let event = try JSONValue(parsing: line)
+                    let event = try JSONValue(parsing: line, limits: self.limits)
                     let type = event["type"]?.stringValue ?? ""
                     let object = event["object"] ?? .null
                     if type == "ERROR" { throw Self.error(from: object, status: object["code"]?.int64Value.map(Int.init) ?? 500) }
                     try deliver.value(WatchEvent(type: type, object: object))
                 }
             } finished: { status in
-                if status != 200 { throw Self.error(from: (try? Self.decode(pending)) ?? .null, status: status) }
+                if status != 200 { throw Self.error(from: (try? Self.decode(pending, limits: self.limits)) ?? .null, status: status) }
             }
         }
     }
@@ -176,17 +182,20 @@ public final class KubeClient: Sendable {
         let head = requestHead(method, query.isEmpty ? path : path + "?" + Self.encode(query), contentType: bytes == nil ? nil : contentType,
                                contentLength: bytes?.count, accept: accept(for: resource))
         let response = try await pool.perform(head, body: bytes, idempotent: method != .POST)
-        let value = try Self.decode(response.body)
+        let value = try Self.decode(response.body, limits: limits)
         guard (200..<300).contains(response.status) else { throw Self.error(from: value, status: response.status) }
         return value
     }
 
     /// A response body: JSON, or a protobuf envelope (`k8s\0`), or nothing.
-    private static func decode(_ body: [UInt8]) throws -> JSONValue {
+    private static func decode(_ body: [UInt8], limits: JSONValue.ParseLimits) throws -> JSONValue {
         if body.isEmpty { return .null }
         if body.starts(with: KubeProtobuf.magic) { return try KubeProtobuf.builtIn.decodeObject(body) }
-        return try JSONValue(parsing: body)
+        return try JSONValue(parsing: body, limits: limits)
     }
+
+    /// What a response may hold.
+    private var limits: JSONValue.ParseLimits { JSONValue.ParseLimits(maxBytes: maxResponseBytes) }
 
     private func usesProtobuf(_ resource: APIResource?) -> Bool {
         guard encoding == .protobuf, let resource else { return false }
