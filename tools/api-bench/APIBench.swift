@@ -136,8 +136,8 @@ struct APIBench: AsyncParsableCommand {
         let watchFigures = try await watchFigures(client: client, resource: podsResource, store: store)
         let protobufWatch = try await self.watchFigures(client: protobufClient, resource: podsResource, store: store)
         let baselineFanOut = try await storeFanOut(store: store)
-        // With TLS: what RBAC costs a user a ClusterRoleBinding gives `edit`, beside a second
-        // server on the same store with authorization and admission off.
+        // With TLS: what RBAC and admission cost a user a ClusterRoleBinding gives `edit`, beside
+        // servers on the same store with authorization off, and with admission off too.
         let authorization = try await tls ? authorizationFigures(store: store, admin: client, security: security!, kubeconfig: kubeconfig, port: port) : nil
         let rss = residentBytes()
         server.close()
@@ -169,9 +169,12 @@ struct APIBench: AsyncParsableCommand {
              ratio(protobufWatch.perSecond, watchFigures.perSecond)),
             ("process RSS at the end", String(format: "%.1f MB", Double(rss) / 1e6), "", ""),
         ] + (authorization.map { figures in [
-            ("pod creates/s, RBAC-bound user (authz + admission on)", format(figures.createsOn), "both off: \(format(figures.createsOff))",
-             ratio(figures.createsOn, figures.createsOff)),
-            ("list \(2 * max(pods / 4, 100)) pods, RBAC-bound user, p50", ms(figures.listOn), "both off: \(ms(figures.listOff))", ratio(figures.listOn, figures.listOff)),
+            ("pod creates/s, RBAC-bound user (authz on)", format(figures.creates.on), "authz off: \(format(figures.creates.authzOff))",
+             ratio(figures.creates.on, figures.creates.authzOff)),
+            ("pod creates/s, admission on (authz off)", format(figures.creates.authzOff), "admission off too: \(format(figures.creates.bothOff))",
+             ratio(figures.creates.authzOff, figures.creates.bothOff)),
+            ("list \(3 * max(pods / 6, 100)) pods, RBAC-bound user, p50", ms(figures.lists.on), "authz off: \(ms(figures.lists.authzOff))",
+             ratio(figures.lists.on, figures.lists.authzOff)),
         ] } ?? [])
         let widths = (0..<3).map { column in table.map { [$0.0, $0.1, $0.2][column].count }.max() ?? 0 }
         for row in table {
@@ -180,24 +183,30 @@ struct APIBench: AsyncParsableCommand {
         }
     }
 
-    /// Creates and lists as a user whose ClusterRoleBinding grants `edit`, through the server
-    /// at `port` (authorization and admission on) and through a second server on the same store
-    /// with both off; creates/s and list p50 seconds for each.
-    func authorizationFigures(store: ObjectStore, admin: KubeClient, security: APIServer.Security, kubeconfig: Kubeconfig,
-                              port: Int) async throws -> (createsOn: Double, createsOff: Double, listOn: Double, listOff: Double) {
+    /// Creates and lists as a user whose ClusterRoleBinding grants `edit`, through the server at
+    /// `port` (authorization and admission on), a second server on the same store with
+    /// authorization off, and a third with admission off too; creates/s and list p50 seconds of each.
+    func authorizationFigures(store: ObjectStore, admin: KubeClient, security: APIServer.Security, kubeconfig: Kubeconfig, port: Int) async throws
+        -> (creates: (on: Double, authzOff: Double, bothOff: Double), lists: (on: Double, authzOff: Double, bothOff: Double)) {
         _ = try await admin.create(APIResource.standard.first { $0.plural == "clusterrolebindings" }!, try JSONValue(parsing: """
             {"metadata":{"name":"bench-user-edit"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"edit"},
              "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"bench-user"}]}
             """))
-        var configuration = APIServer.Configuration(port: 0, security: security)
-        configuration.authorization = false
-        configuration.admission = false
-        let unchecked = APIServer(configuration: configuration, store: store)
-        let uncheckedPort = try await unchecked.bind()
-        let serving = Task { try await unchecked.run() }
-        defer { unchecked.close() }
+        func server(admission: Bool) -> APIServer {
+            var configuration = APIServer.Configuration(port: 0, security: security)
+            configuration.authorization = false
+            configuration.admission = admission
+            return APIServer(configuration: configuration, store: store)
+        }
+        let (authzOff, bothOff) = (server(admission: true), server(admission: false))
+        let ports = (try await authzOff.bind(), try await bothOff.bind())
+        let serving = (Task { try await authzOff.run() }, Task { try await bothOff.run() })
+        defer {
+            authzOff.close()
+            bothOff.close()
+        }
         let podsResource = APIResource.standard.first { $0.plural == "pods" }!
-        let count = max(pods / 4, 100)
+        let count = max(pods / 6, 100)
         _ = try await admin.create(APIResource.standard.first { $0.plural == "namespaces" }!, try JSONValue(parsing: #"{"metadata":{"name":"bench-authz"}}"#))
         func client(port: Int) throws -> KubeClient {
             var userConfig = kubeconfig
@@ -205,32 +214,34 @@ struct APIBench: AsyncParsableCommand {
             userConfig.token = "bench-user-token"
             return try KubeClient(configuration: userConfig, maxIdleConnections: max(writers, 16))
         }
-        let (on, off) = (try client(port: port), try client(port: uncheckedPort))
-        // Rounds alternate between the two servers, so that neither gains from going second.
-        var spent: (on: Double, off: Double) = (0, 0)
-        for round in 0..<4 {
-            let checked = round % 2 == 1
+        let clients = [try client(port: port), try client(port: ports.0), try client(port: ports.1)]
+        // Rounds go round the three servers, so that none gains from its place.
+        var spent = [0.0, 0.0, 0.0]
+        for round in 0..<6 {
+            let which = round % 3
             let start = ContinuousClock.now
             _ = try await concurrently(count: count / 2, workers: writers) { index in
                 var pod = PodTemplate.pod(name: "r\(round)-\(index)", node: "edge-\(index % 100)")
                 pod.set(.string("bench-authz"), at: ["metadata", "namespace"])
-                _ = try await (checked ? on : off).create(podsResource, namespace: "bench-authz", pod)
+                _ = try await clients[which].create(podsResource, namespace: "bench-authz", pod)
             }
-            let elapsed = seconds(ContinuousClock.now - start)
-            if checked { spent.on += elapsed } else { spent.off += elapsed }
+            spent[which] += seconds(ContinuousClock.now - start)
         }
-        var listed: (on: [Double], off: [Double]) = ([], [])
+        var listed: [[Double]] = [[], [], []]
         for _ in 0..<lists {
-            for checked in [false, true] {
+            for which in 0..<3 {
                 let start = ContinuousClock.now
-                _ = try await (checked ? on : off).list(podsResource, namespace: "bench-authz")
-                let elapsed = ContinuousClock.now - start
-                if checked { listed.on.append(seconds(elapsed)) } else { listed.off.append(seconds(elapsed)) }
+                _ = try await clients[which].list(podsResource, namespace: "bench-authz")
+                listed[which].append(seconds(ContinuousClock.now - start))
             }
         }
-        unchecked.close()
-        try await serving.value
-        return (Double(count) / spent.on, Double(count) / spent.off, percentile(listed.on, 0.5), percentile(listed.off, 0.5))
+        authzOff.close()
+        bothOff.close()
+        try await serving.0.value
+        try await serving.1.value
+        let creates = spent.map { Double(count) / $0 }
+        let lists = listed.map { percentile($0, 0.5) }
+        return ((creates[0], creates[1], creates[2]), (lists[0], lists[1], lists[2]))
     }
 
     /// `updates` patches to one pod while `watchers` watch the namespace; events/s is every

@@ -121,7 +121,7 @@ public final class APIServer: Service, Sendable {
 
     /// The protobuf message cache: objects and bytes held, lookups it answered and not.
     public var protobufCacheFigures: (objects: Int, bytes: Int, hits: Int, misses: Int) { protobufMessages.figures }
-    private let logger: Logger
+    let logger: Logger
     /// The listener bound and its port, until ``run()`` ends (the server may then run again).
     private let bound = Mutex<(listener: ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>, port: Int)?>(nil)
 
@@ -497,10 +497,12 @@ public final class APIServer: Service, Sendable {
                 guard problems.isEmpty else { throw NameValidation.invalid(key.name, problems: problems, resource: resource) }
             }
             object.set(nil, at: ["metadata", "uid"])
-            if resource.namespaced { try await refuseIfTerminating(key.namespace) }
             if resource.group.isEmpty, resource.kind == "Pod" {
-                object = try await admitServiceAccount(PodDefaults.onCreate(object), key: key)
-                warnings += try await admitPodSecurity(object, key: key)
+                let admitted = try await admitNewPod(PodDefaults.onCreate(object), key: key)
+                object = admitted.pod
+                warnings += admitted.warnings
+            } else if resource.namespaced {
+                try await refuseIfTerminating(key.namespace)
             }
             if resource.storageName == Self.definitions.storageName { object = Self.establishing(object) }
             // The namespace is checked in the create's own transaction.
@@ -625,8 +627,7 @@ public final class APIServer: Service, Sendable {
             guard problems.isEmpty else { throw NameValidation.invalid(key.name, problems: problems, resource: resource) }
             applied.set(nil, at: ["metadata", "uid"])
             if isPod {
-                applied = try await admitServiceAccount(PodDefaults.onCreate(applied), key: key)
-                _ = try await admitPodSecurity(applied, key: key)
+                applied = try await admitNewPod(PodDefaults.onCreate(applied), key: key).pod
             }
             applied.set(nil, at: ["metadata", "resourceVersion"])
             return (.created, try await store.create(key, applied, dryRun: dryRun))
@@ -848,56 +849,6 @@ public final class APIServer: Service, Sendable {
             return nil
         }
         return protobuf.encodeList(apiVersion: resource.groupVersion, kind: resource.kind, resourceVersion: String(revision), items: items)
-    }
-
-    /// Pod Security admission of a pod written to `key`'s namespace: refused (403) when it
-    /// breaks the namespace's enforced level; the warnings of its `warn` level otherwise.
-    /// Namespace lifecycle admission: nothing new goes into a namespace being deleted.
-    private func refuseIfTerminating(_ namespace: String) async throws {
-        guard configuration.admission else { return }
-        guard let object = try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: namespace)),
-              object[path: ["metadata", "deletionTimestamp"]] != nil else { return }
-        throw APIError(code: 403, reason: "Forbidden",
-                       message: "unable to create new content in namespace \(namespace) because it is being terminated",
-                       details: .object(JSONObject([("causes", .array([.object(JSONObject([
-                           ("reason", .string("NamespaceTerminating")),
-                           ("message", .string("namespace \(namespace) is being terminated")), ("field", .string("metadata.namespace")),
-                       ]))]))])))
-    }
-
-    /// Service-account admission (``ServiceAccountAdmission``) when the server issues
-    /// service-account tokens; a server without a token signer leaves pods as they are.
-    private func admitServiceAccount(_ pod: JSONValue, key: ObjectKey) async throws -> JSONValue {
-        guard configuration.admission, configuration.security?.serviceAccountSigner != nil else { return pod }
-        let name = ServiceAccountAdmission.accountName(of: pod)
-        guard let account = try await store.get(ObjectKey(resource: "serviceaccounts", namespace: key.namespace, name: name)) else {
-            // As there, the namespace's absence is what a pod in a missing namespace hears.
-            if try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
-                throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")
-            }
-            throw ServiceAccountAdmission.missingAccount(pod: key.name, namespace: key.namespace, account: name)
-        }
-        return ServiceAccountAdmission.admit(pod, account: account)
-    }
-
-    private func admitPodSecurity(_ pod: JSONValue, key: ObjectKey) async throws -> [String] {
-        guard configuration.admission else { return [] }
-        let namespace = try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace))
-        let (enforce, warn, audit) = PodSecurity.levels(of: namespace, name: key.namespace)
-        let refused = PodSecurity.violations(of: pod, level: enforce)
-        guard refused.isEmpty else { throw PodSecurity.forbidden(pod: key.name, level: enforce, violations: refused) }
-        // Audit: what kube-apiserver puts in its audit log as `pod-security.kubernetes.io/audit-violations`.
-        if let audit, audit > enforce {
-            let audited = PodSecurity.violations(of: pod, level: audit)
-            if !audited.isEmpty {
-                logger.notice("pod security audit", metadata: [
-                    "pod": "\(key.namespace)/\(key.name)", "pod-security.kubernetes.io/audit-violations": "\(PodSecurity.warning(pod: key.name, level: audit, violations: audited))",
-                ])
-            }
-        }
-        guard let warn, warn > enforce else { return [] }
-        let warned = PodSecurity.violations(of: pod, level: warn)
-        return warned.isEmpty ? [] : [PodSecurity.warning(pod: key.name, level: warn, violations: warned)]
     }
 
     /// Checks and completes the object's identity against the URL: kind, apiVersion, name and

@@ -160,6 +160,13 @@ public final class ObjectStore: Sendable {
         }
     }
 
+    /// Several objects in one read (one snapshot, one trip to the reader thread), in order.
+    public func get(_ keys: [ObjectKey]) async throws(APIError) -> [JSONValue?] {
+        try await Self.storage { [database] in
+            try await database.read { (db) throws in try keys.map { key throws in try Self.read(key, db: db) } }
+        }
+    }
+
     /// The objects of `resource` (in `namespace`, or everywhere when `nil`) ordered by namespace
     /// and name, and the revision the list is current at.
     public func list(resource: String, namespace: String? = nil) async throws(APIError) -> (objects: [JSONValue], revision: Int64) {
