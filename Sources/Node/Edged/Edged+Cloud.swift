@@ -7,7 +7,9 @@ import Transport
 /// for projected volumes, the final delete of a pod it has stopped, and its events.
 extension Edged {
     /// Asks the cloud for each token that is due (``ServiceAccountTokenManager/due(now:)``), one
-    /// request at a time, every sync interval; wakes the sync loop when a new token arrived.
+    /// request at a time, then sleeps until the next is due or a volume wants a new one (in real
+    /// time: tokens live in it, whatever clock the sync passes use); wakes the sync loop when a
+    /// new token arrived. Nothing runs while no token is due.
     func tokenLoop() async {
         repeat {
             var received = false
@@ -15,7 +17,13 @@ extension Edged {
                 received = await fetchToken(request) || received
             }
             if received { wake.signal() }
-        } while (try? await configuration.clock.sleep(for: configuration.syncInterval)) != nil
+        } while await tokenWake.wait(for: Self.untilNextDue(tokens.nextDue()))
+    }
+
+    /// How long the token loop may sleep: until `next` (at least 10 ms), at most an hour.
+    static func untilNextDue(_ next: Date?) -> Duration {
+        guard let next else { return .seconds(3600) }
+        return .milliseconds(Int64(min(3600, max(0.01, next.timeIntervalSinceNow)) * 1000))
     }
 
     /// `query {namespace}/serviceaccounttoken/{account}` with a TokenRequest bound to the pod,

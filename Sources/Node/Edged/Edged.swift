@@ -89,7 +89,9 @@ public final class Edged: Service, Sendable {
     let counters = Mutex(EdgedCounters())
     let wake = WakeSignal()
     /// The service-account tokens of the pods' projected volumes.
-    let tokens = ServiceAccountTokenManager()
+    let tokens: ServiceAccountTokenManager
+    /// Wakes the token loop when a volume wants a token nobody asked for before.
+    let tokenWake = WakeSignal()
     /// Kubelet's events about the pods, sent to the cloud after each sync pass.
     let events: PodEventRecorder
     /// When each stopped pod's final delete was last sent, by pod ID.
@@ -109,6 +111,7 @@ public final class Edged: Service, Sendable {
         self.prober = prober
         self.runtime = try runtime ?? ProcessRuntime(root: configuration.rootDirectory + "/containers")
         events = PodEventRecorder(node: configuration.nodeName)
+        tokens = ServiceAccountTokenManager { [tokenWake] in tokenWake.signal() }
         try FileManager.default.createDirectory(atPath: configuration.rootDirectory + "/pods", withIntermediateDirectories: true)
         endpoint = bus.register(module: Self.moduleName, group: Self.moduleGroup)
     }
@@ -118,7 +121,10 @@ public final class Edged: Service, Sendable {
     /// keep running (as kubelet's do), to be adopted by the next run.
     public func run() async {
         await ModuleRun.run(module: Self.moduleName, bus: bus, loops: [{ [self] in await syncLoop() }, { [self] in await reportNodeStatus() }, { [self] in await tokenLoop() }],
-                            leaving: { [wake] in wake.finish() }) { [self] lane in
+                            leaving: { [wake, tokenWake] in
+                                wake.finish()
+                                tokenWake.finish()
+                            }) { [self] lane in
             // A stored change of a pod, ConfigMap, Secret, …: look again now.
             for await message in endpoint.messages(on: lane) where message.header.parentID == nil { wake.signal() }
         }

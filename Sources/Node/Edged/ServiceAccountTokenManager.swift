@@ -81,18 +81,22 @@ public final class ServiceAccountTokenManager: Sendable {
         var failures: [Request: (at: Date, reason: String)] = [:]
     }
     private let state = Mutex(State())
+    /// Called when a volume asks for a token nobody asked for before (to wake the token loop).
+    private let onNewRequest: @Sendable () -> Void
 
-    public init(retryInterval: TimeInterval = 10) {
+    public init(retryInterval: TimeInterval = 10, onNewRequest: @escaping @Sendable () -> Void = {}) {
         self.retryInterval = retryInterval
+        self.onNewRequest = onNewRequest
     }
 
     /// The token for `request` if one that has not expired is held (or is `stored` in the
     /// volume already); why not otherwise. Records that the token is wanted.
     public func token(for request: Request, now: Date, stored: () -> String?) -> Result<String, ContainerRuntimeError> {
-        let held = state.withLock { state -> Token? in
-            state.wanted[request] = now
-            return state.tokens[request]
+        let (held, isNew) = state.withLock { state -> (Token?, Bool) in
+            let isNew = state.wanted.updateValue(now, forKey: request) == nil
+            return (state.tokens[request], isNew)
         }
+        if isNew { onNewRequest() }
         if let held, held.expires > now { return .success(held.text) }
         if let text = stored(), let token = Token(jwt: text), token.expires > now {
             state.withLock { $0.tokens[request] = token }
@@ -118,6 +122,16 @@ public final class ServiceAccountTokenManager: Sendable {
                 guard let token = state.tokens[request] else { return true }
                 return now >= token.refreshAt
             }
+        }
+    }
+
+    /// When the next token will be due (``due(now:)`` not empty), if any is wanted.
+    public func nextDue() -> Date? {
+        state.withLock { state in
+            state.wanted.keys.map { request -> Date in
+                let retry = state.failures[request].map { $0.at.addingTimeInterval(retryInterval) } ?? .distantPast
+                return max(retry, state.tokens[request]?.refreshAt ?? .distantPast)
+            }.min()
         }
     }
 
