@@ -225,6 +225,21 @@ import TestSupport
         Sample(resource: resource("roles"), name: "pb-role", body: #"rules { verbs: "list" apiGroups: "" resources: "configmaps" }"#),
         Sample(resource: resource("rolebindings"), name: "pb-rolebinding",
                body: #"subjects { kind: "Group" name: "developers" } roleRef { apiGroup: "rbac.authorization.k8s.io" kind: "Role" name: "pb-role" }"#),
+        Sample(resource: resource("deployments"), name: "pb-deploy",
+               body: #"spec { replicas: 2 selector { matchLabels { key: "app" value: "pb" } } "#
+                   + #"template { metadata { labels { key: "app" value: "pb" } } spec { containers { name: "c" image: "busybox" } } } }"#),
+        Sample(resource: resource("replicasets"), name: "pb-rs",
+               body: #"spec { replicas: 1 selector { matchLabels { key: "app" value: "pb-rs" } } "#
+                   + #"template { metadata { labels { key: "app" value: "pb-rs" } } spec { containers { name: "c" image: "busybox" } } } }"#),
+        Sample(resource: resource("daemonsets"), name: "pb-ds",
+               body: #"spec { selector { matchLabels { key: "app" value: "pb-ds" } } "#
+                   + #"template { metadata { labels { key: "app" value: "pb-ds" } } spec { containers { name: "c" image: "busybox" } nodeSelector { key: "edge" value: "yes" } } } }"#),
+        Sample(resource: resource("controllerrevisions"), name: "pb-revision", body: #"revision: 3"#),
+        Sample(resource: resource("jobs"), name: "pb-job",
+               body: #"spec { completions: 3 parallelism: 2 manualSelector: true selector { matchLabels { key: "app" value: "pb-job" } } "#
+                   + #"template { metadata { labels { key: "app" value: "pb-job" } } spec { containers { name: "c" image: "busybox" } restartPolicy: "Never" } } }"#),
+        Sample(resource: resource("cronjobs"), name: "pb-cronjob",
+               body: #"spec { schedule: "*/5 * * * *" jobTemplate { spec { template { spec { containers { name: "c" image: "busybox" } restartPolicy: "OnFailure" } } } } }"#),
         Sample(resource: resource("customresourcedefinitions"), name: "gadgets.example.com",
                body: #"spec { group: "example.com" names { plural: "gadgets" singular: "gadget" kind: "Gadget" listKind: "GadgetList" } scope: "Namespaced" "#
                    + #"versions { name: "v1" served: true storage: true schema { openAPIV3Schema { type: "object" xKubernetesPreserveUnknownFields: true } } } }"#),

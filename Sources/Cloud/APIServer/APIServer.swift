@@ -496,7 +496,9 @@ public final class APIServer: Service, Sendable {
                 let problems = NameValidation.problems(key.name, for: resource)
                 guard problems.isEmpty else { throw NameValidation.invalid(key.name, problems: problems, resource: resource) }
             }
-            object.set(nil, at: ["metadata", "uid"])
+            // The server makes the uid (here, so that a Job's generated selector can name it).
+            object.set(.string(UUID().uuidString.lowercased()), at: ["metadata", "uid"])
+            try Self.checkWorkload(&object, resource: resource, old: nil)
             if resource.group.isEmpty, resource.kind == "Pod" {
                 let admitted = try await admitNewPod(PodDefaults.onCreate(object), key: key)
                 object = admitted.pod
@@ -517,6 +519,7 @@ public final class APIServer: Service, Sendable {
                 current.set(object[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
                 return (.ok, try await store.update(key, current, dryRun: dryRun))
             }
+            if Self.hasWorkloadRules(resource) { try Self.checkWorkload(&object, resource: resource, old: try await store.get(key)) }
             if resource.group.isEmpty, resource.kind == "Pod" { warnings += try await admitPodSecurity(object, key: key) }
             return (.ok, try await store.update(key, object, dryRun: dryRun))
         case (.PATCH, let key?) where contentType.hasPrefix("application/apply-patch+yaml"):
@@ -541,6 +544,7 @@ public final class APIServer: Service, Sendable {
             }
             try admit(&patched)
             _ = try identify(&patched, route: route)
+            if route.subresource == nil { try Self.checkWorkload(&patched, resource: resource, old: current) }
             if resource.group.isEmpty, resource.kind == "Pod", route.subresource == nil { warnings += try await admitPodSecurity(patched, key: key) }
             return (.ok, try await store.update(key, patched, dryRun: dryRun))
         case (.DELETE, let key?):
@@ -625,13 +629,15 @@ public final class APIServer: Service, Sendable {
             // A create, checked as one: the name, the server's uid, Pod Security.
             let problems = NameValidation.problems(key.name, for: resource)
             guard problems.isEmpty else { throw NameValidation.invalid(key.name, problems: problems, resource: resource) }
-            applied.set(nil, at: ["metadata", "uid"])
+            applied.set(.string(UUID().uuidString.lowercased()), at: ["metadata", "uid"])
+            try Self.checkWorkload(&applied, resource: resource, old: nil)
             if isPod {
                 applied = try await admitNewPod(PodDefaults.onCreate(applied), key: key).pod
             }
             applied.set(nil, at: ["metadata", "resourceVersion"])
             return (.created, try await store.create(key, applied, dryRun: dryRun))
         }
+        try Self.checkWorkload(&applied, resource: resource, old: live)
         if isPod { _ = try await admitPodSecurity(applied, key: key) }
         applied["status"] = live["status"]
         applied.set(live[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
@@ -650,7 +656,14 @@ public final class APIServer: Service, Sendable {
         guard var object = try await store.get(key) else { throw APIError.notFound("\(resource.plural).\(resource.group)", key.name) }
         func scaleObject(_ object: JSONValue) -> JSONValue {
             var status = JSONObject([("replicas", object[path: steps("statusReplicasPath")] ?? .integer(0))])
-            if let selector = object[path: steps("labelSelectorPath")] { status["selector"] = selector }
+            if let selector = object[path: steps("labelSelectorPath")] {
+                // A built-in kind's selector is an object; Scale carries its string form.
+                if case .object = selector, let parsed = try? LabelSelector(json: selector) {
+                    status["selector"] = .string(parsed.text)
+                } else {
+                    status["selector"] = selector
+                }
+            }
             return .object(JSONObject([
                 ("kind", .string("Scale")), ("apiVersion", .string("autoscaling/v1")),
                 ("metadata", .object(JSONObject([("name", object[path: ["metadata", "name"]] ?? .null), ("namespace", object[path: ["metadata", "namespace"]] ?? .null),
@@ -849,6 +862,26 @@ public final class APIServer: Service, Sendable {
             return nil
         }
         return protobuf.encodeList(apiVersion: resource.groupVersion, kind: resource.kind, resourceVersion: String(revision), items: items)
+    }
+
+    /// Whether `resource` has workload defaults and checks (``WorkloadRules``), pods included.
+    static func hasWorkloadRules(_ resource: APIResource) -> Bool {
+        WorkloadRules.kinds.contains(resource.storageName) || resource.storageName == "pods"
+    }
+
+    /// A workload's defaults and kube's checks (a pod's affinity too); `old` is what is stored
+    /// on an update.
+    static func checkWorkload(_ object: inout JSONValue, resource: APIResource, old: JSONValue?) throws {
+        guard hasWorkloadRules(resource) else { return }
+        let name = object[path: ["metadata", "name"]]?.stringValue ?? ""
+        if resource.storageName == "pods" {
+            let errors = WorkloadRules.podErrors(object)
+            if !errors.isEmpty { throw invalid(errors, resource: resource, name: name) }
+            return
+        }
+        object = WorkloadRules.defaulted(object, storageName: resource.storageName, uid: object[path: ["metadata", "uid"]]?.stringValue)
+        let errors = WorkloadRules.errors(in: object, storageName: resource.storageName, old: old)
+        if !errors.isEmpty { throw invalid(errors, resource: resource, name: name) }
     }
 
     /// Checks and completes the object's identity against the URL: kind, apiVersion, name and

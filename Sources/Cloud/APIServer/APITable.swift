@@ -104,9 +104,59 @@ enum APITable {
             ]
         case "Namespace":
             return [Column(name: "Status", type: "string", priority: 0) { .string($0[path: ["status", "phase"]]?.stringValue ?? "Active") }]
+        case "Deployment":
+            return [
+                Column(name: "Ready", type: "string", priority: 0) { .string("\(int($0, "status", "readyReplicas"))/\(int($0, "spec", "replicas"))") },
+                Column(name: "Up-to-date", type: "integer", priority: 0) { .integer(int($0, "status", "updatedReplicas")) },
+                Column(name: "Available", type: "integer", priority: 0) { .integer(int($0, "status", "availableReplicas")) },
+            ]
+        case "ReplicaSet":
+            return [
+                Column(name: "Desired", type: "integer", priority: 0) { .integer(int($0, "spec", "replicas")) },
+                Column(name: "Current", type: "integer", priority: 0) { .integer(int($0, "status", "replicas")) },
+                Column(name: "Ready", type: "integer", priority: 0) { .integer(int($0, "status", "readyReplicas")) },
+            ]
+        case "DaemonSet":
+            return [
+                Column(name: "Desired", type: "integer", priority: 0) { .integer(int($0, "status", "desiredNumberScheduled")) },
+                Column(name: "Current", type: "integer", priority: 0) { .integer(int($0, "status", "currentNumberScheduled")) },
+                Column(name: "Ready", type: "integer", priority: 0) { .integer(int($0, "status", "numberReady")) },
+                Column(name: "Up-to-date", type: "integer", priority: 0) { .integer(int($0, "status", "updatedNumberScheduled")) },
+                Column(name: "Available", type: "integer", priority: 0) { .integer(int($0, "status", "numberAvailable")) },
+                Column(name: "Node Selector", type: "string", priority: 0) { daemonSet in
+                    let selector = (daemonSet[path: ["spec", "template", "spec", "nodeSelector"]]?.objectValue ?? JSONObject())
+                        .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.stringValue ?? "")" }
+                    return .string(selector.isEmpty ? "<none>" : selector.joined(separator: ","))
+                },
+            ]
+        case "Job":
+            return [
+                Column(name: "Status", type: "string", priority: 0) { job in
+                    let conditions = (job[path: ["status", "conditions"]]?.arrayValue ?? []).filter { $0["status"]?.stringValue == "True" }
+                    if conditions.contains(where: { $0["type"]?.stringValue == "Complete" }) { return .string("Complete") }
+                    if conditions.contains(where: { $0["type"]?.stringValue == "Failed" }) { return .string("Failed") }
+                    return .string(job[path: ["spec", "suspend"]]?.boolValue == true ? "Suspended" : "Running")
+                },
+                Column(name: "Completions", type: "string", priority: 0) { job in
+                    let completions = job[path: ["spec", "completions"]]?.int64Value.map(String.init) ?? "1"
+                    return .string("\(int(job, "status", "succeeded"))/\(completions)")
+                },
+            ]
+        case "CronJob":
+            return [
+                Column(name: "Schedule", type: "string", priority: 0) { .string($0[path: ["spec", "schedule"]]?.stringValue ?? "") },
+                Column(name: "Timezone", type: "string", priority: 0) { .string($0[path: ["spec", "timeZone"]]?.stringValue ?? "<none>") },
+                Column(name: "Suspend", type: "boolean", priority: 0) { .bool($0[path: ["spec", "suspend"]]?.boolValue ?? false) },
+                Column(name: "Active", type: "integer", priority: 0) { .integer(Int64($0[path: ["status", "active"]]?.arrayValue?.count ?? 0)) },
+            ]
         default:
             return []
         }
+    }
+
+    /// An integer field of `object` (`section.field`), 0 when absent.
+    private static func int(_ object: JSONValue, _ section: String, _ field: String) -> Int64 {
+        object[path: [section, field]]?.int64Value ?? 0
     }
 
     private static func wideColumns(for kind: String) -> [Column] {

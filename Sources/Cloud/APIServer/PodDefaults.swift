@@ -7,6 +7,13 @@ import KubeModel
 /// client sent is replaced, as there).
 enum PodDefaults {
     static func onCreate(_ pod: JSONValue) -> JSONValue {
+        var pod = specDefaulted(pod)
+        pod["status"] = .object(JSONObject([("phase", .string("Pending")), ("qosClass", .string(qosClass(of: pod)))]))
+        return pod
+    }
+
+    /// A pod (or a workload's pod template) with its spec's defaults filled in.
+    static func specDefaulted(_ pod: JSONValue) -> JSONValue {
         var pod = pod
         let defaults: [(String, JSONValue)] = [
             ("restartPolicy", .string("Always")), ("terminationGracePeriodSeconds", .integer(30)), ("dnsPolicy", .string("ClusterFirst")),
@@ -17,7 +24,6 @@ enum PodDefaults {
             guard let containers = pod[path: ["spec", list]]?.arrayValue else { continue }
             pod.set(.array(containers.map(defaulted)), at: ["spec", list])
         }
-        pod["status"] = .object(JSONObject([("phase", .string("Pending")), ("qosClass", .string(qosClass(of: pod)))]))
         return pod
     }
 

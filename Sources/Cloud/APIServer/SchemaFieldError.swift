@@ -13,9 +13,11 @@ extension StructuralSchema {
         let field: String
         let value: JSONValue?
         let detail: String
+        /// The value as Go shows it when its type is not JSON's (`map[string]string{…}`).
+        var shownValue: String? = nil
 
         var message: String {
-            let shown = StructuralSchema.quoted(value ?? .null)
+            let shown = shownValue ?? StructuralSchema.quoted(value ?? .null)
             let body: String = switch kind {
             case .required: "Required value"
             case .forbidden: "Forbidden"

@@ -16,7 +16,9 @@ final class ServedResources: Sendable {
         /// The `subresources.scale` of each custom resource version that has one, by the same key.
         let scales: [String: JSONValue]
 
-        func scale(of resource: APIResource) -> JSONValue? { scales[resource.storageName + "/" + resource.version] }
+        func scale(of resource: APIResource) -> JSONValue? {
+            scales[resource.storageName + "/" + resource.version] ?? ServedResources.builtInScales[resource.storageName + "/" + resource.version]
+        }
 
         /// The storage names of custom resources (every version of a kind shares one).
         let customStorageNames: Set<String>
@@ -29,6 +31,15 @@ final class ServedResources: Sendable {
 
     private let builtIn: [APIResource]
     private let current: Mutex<Snapshot>
+
+    /// The `scale` subresource of the built-in kinds that have one, in a definition's terms.
+    static let builtInScales: [String: JSONValue] = {
+        let paths = JSONValue.object(JSONObject([
+            ("specReplicasPath", .string(".spec.replicas")), ("statusReplicasPath", .string(".status.replicas")),
+            ("labelSelectorPath", .string(".spec.selector")),
+        ]))
+        return ["deployments.apps/v1": paths, "replicasets.apps/v1": paths]
+    }()
 
     init(builtIn: [APIResource]) {
         self.builtIn = builtIn
