@@ -72,16 +72,18 @@ final class CloudCoreServer: Service, Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { apiTasks in
                 let kubeconfig: String
+                var schedulerKubeconfig: String?
                 if let apiServer {
                     let kubeconfigs = try await apiServer.bind()
                     kubeconfig = kubeconfigs.controllers
+                    schedulerKubeconfig = kubeconfigs.scheduler
                     apiTasks.addTask { try await apiServer.run() }
                     logger.info("embedded API server listening", metadata: ["kubeconfig": "\(kubeconfigs.admin)"])
                 } else {
                     kubeconfig = settings.kubeAPIConfig.kubeConfig
                 }
                 do {
-                    try await runHubAndControllers(kubeconfig: kubeconfig, shutdown: shutdown)
+                    try await runHubAndControllers(kubeconfig: kubeconfig, schedulerKubeconfig: schedulerKubeconfig, shutdown: shutdown)
                 } catch {
                     apiServer?.server.close()
                     try? await apiTasks.waitForAll()
@@ -95,8 +97,9 @@ final class CloudCoreServer: Service, Sendable {
         }
     }
 
-    /// The Kubernetes client, CloudHub, the controllers and the router, until `shutdown`.
-    private func runHubAndControllers(kubeconfig: String, shutdown: ShutdownSignal) async throws {
+    /// The Kubernetes client, CloudHub, the controllers and the router, until `shutdown`; with
+    /// the embedded API server, its scheduler too (`schedulerKubeconfig`).
+    private func runHubAndControllers(kubeconfig: String, schedulerKubeconfig: String?, shutdown: ShutdownSignal) async throws {
         let client: KubeClient
         do {
             let context = settings.kubeAPIConfig.context
@@ -121,7 +124,11 @@ final class CloudCoreServer: Service, Sendable {
             deviceController = DeviceController(client: client, hub: hub, sync: syncController, configuration: configuration, logger: Logger(label: "devicecontroller"))
         }
         let controllers = (edge: edgeController, device: deviceController)
+        let scheduler = try schedulerKubeconfig.map { path in
+            PodScheduler(client: try KubeClient(configuration: try Kubeconfig.load(path: path)), logger: Logger(label: "scheduler"))
+        }
         await withDiscardingTaskGroup { children in
+            if let scheduler { children.addTask { await scheduler.run() } }
             if let edgeController { children.addTask { await edgeController.run() } }
             if let deviceController { children.addTask { await deviceController.run() } }
             children.addTask { [self] in

@@ -28,6 +28,8 @@ final class EmbeddedAPIServer: Service, Sendable {
     struct Kubeconfigs {
         let admin: String
         let controllers: String
+        /// The embedded scheduler's (`system:kube-scheduler`).
+        let scheduler: String
     }
 
     /// Binds the listener and writes the kubeconfigs (0600); returns their paths.
@@ -38,7 +40,9 @@ final class EmbeddedAPIServer: Service, Sendable {
         let url = "https://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         return Kubeconfigs(admin: try credentials.writeKubeconfig(to: dataDirectory + "/admin.kubeconfig", server: url),
                            controllers: try credentials.writeKubeconfig(to: dataDirectory + "/cloudcore.kubeconfig", server: url,
-                                                                        user: KubeEdgePolicy.cloudcoreUser, token: credentials.cloudcoreToken))
+                                                                        user: KubeEdgePolicy.cloudcoreUser, token: credentials.cloudcoreToken),
+                           scheduler: try credentials.writeKubeconfig(to: dataDirectory + "/scheduler.kubeconfig", server: url,
+                                                                      user: PodScheduler.user, token: credentials.schedulerToken))
     }
 
     /// Serves until graceful shutdown or cancellation, then closes the store.

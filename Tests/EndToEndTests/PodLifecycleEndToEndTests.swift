@@ -9,13 +9,14 @@ import TestSupport
 @Suite(.serialized) struct PodLifecycleEndToEndTests {
     static let tokenDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
 
-    static func pod(_ name: String, node: String, grace: Int = 5) -> String {
+    /// Without `node`, the embedded scheduler places the pod.
+    static func pod(_ name: String, node: String?, grace: Int = 5) -> String {
         """
         apiVersion: v1
         kind: Pod
         metadata: {name: \(name), namespace: default}
         spec:
-          nodeName: \(node)
+          \(node.map { "nodeName: \($0)" } ?? "")
           terminationGracePeriodSeconds: \(grace)
           containers:
           - name: main
@@ -130,8 +131,14 @@ import TestSupport
         defer { cluster.end() }
         let cloud = cluster.cloud
         let edge = try await cluster.addEdge("e2e-away")
-        try await cloud.apply(Self.pod("away", node: "e2e-away", grace: 2))
+        // No node named: cloudcore's scheduler binds it to the edge, which runs it.
+        #expect(await eventually(timeout: .seconds(30)) {
+            await cloud.jsonPath("{.status.conditions[?(@.type==\"Ready\")].status}", of: "node", "e2e-away") == "True"
+        })
+        try await cloud.apply(Self.pod("away", node: nil, grace: 2))
         #expect(await eventually(timeout: .seconds(40)) { await cloud.jsonPath("{.status.phase}", of: "pod", "away") == "Running" }, "\(edge.log)")
+        #expect(await cloud.jsonPath("{.spec.nodeName}", of: "pod", "away") == "e2e-away")
+        #expect(try await cloud.kubectl("describe", "pod", "away").contains("Successfully assigned default/away to e2e-away"))
 
         // The edge goes away (its containers keep running); the pod is deleted meanwhile.
         #expect(await edge.stop() == 0)

@@ -63,7 +63,8 @@ struct APIRoute: Equatable {
         let name = segments.count >= 2 ? segments[1] : nil
         let subresource = segments.count == 3 ? segments[2] : nil
         if let subresource, !(subresource == "status" && resource.hasStatus) && !(subresource == "scale" && resource.hasScale)
-            && !(subresource == "token" && resource.storageName == "serviceaccounts") { return nil }
+            && !(subresource == "token" && resource.storageName == "serviceaccounts")
+            && !(subresource == "binding" && resource.storageName == "pods") { return nil }
         return (.resource(APIRoute(resource: resource, namespace: namespace, name: name, subresource: subresource)), watch)
     }
 }

@@ -92,6 +92,7 @@ public final class APIServer: Service, Sendable {
             self.init(tls: credentials.tls, tokens: [
                 credentials.adminToken: .authenticated(APIServerCredentials.adminUser, groups: [UserInfo.masters]),
                 credentials.cloudcoreToken: .authenticated(KubeEdgePolicy.cloudcoreUser),
+                credentials.schedulerToken: .authenticated(PodScheduler.user),
             ], serviceAccountSigner: credentials.serviceAccountSigner,
                rootCertificate: (try? String(decoding: credentials.authority.certificate.export(.pem), as: UTF8.self)) ?? "")
         }
@@ -376,6 +377,16 @@ public final class APIServer: Service, Sendable {
                     } else {
                         try await writer.send(encoded: try await encodedList(route, selection))
                     }
+                    return true
+                }
+                if route.subresource == "binding", let key = route.key {
+                    guard head.method == .POST else {
+                        throw APIError(code: 405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
+                    }
+                    try await bind(key, binding: try Self.decodeBody(body, contentType: head.headers.first(name: "Content-Type") ?? "", resource: route.resource))
+                    try await writer.send(.object(JSONObject([
+                        ("kind", .string("Status")), ("apiVersion", .string("v1")), ("metadata", .object(JSONObject())), ("status", .string("Success")), ("code", .integer(201)),
+                    ])), status: .created)
                     return true
                 }
                 if route.subresource == "token" {
@@ -862,6 +873,34 @@ public final class APIServer: Service, Sendable {
             return nil
         }
         return protobuf.encodeList(apiVersion: resource.groupVersion, kind: resource.kind, resourceVersion: String(revision), items: items)
+    }
+
+    /// `POST pods/{name}/binding`: assigns the pod to the Binding's `target` node, as
+    /// kube-apiserver does for a scheduler: only once (409 when the pod is bound already), and
+    /// not for a pod being deleted.
+    private func bind(_ key: ObjectKey, binding: JSONValue) async throws {
+        guard binding["target"]?["kind"]?.stringValue ?? "Node" == "Node", let node = binding[path: ["target", "name"]]?.stringValue, !node.isEmpty else {
+            throw APIError.invalid("Binding \"\(key.name)\" is invalid: target.name: Required value")
+        }
+        guard var pod = try await store.get(key) else { throw APIError.notFound("pods", key.name) }
+        if let uid = binding[path: ["metadata", "uid"]]?.stringValue, !uid.isEmpty, uid != pod[path: ["metadata", "uid"]]?.stringValue {
+            throw APIError(code: 409, reason: "Conflict", message: "Operation cannot be fulfilled on pods/binding \"\(key.name)\": the UID in the binding does not match the pod")
+        }
+        if let bound = pod[path: ["spec", "nodeName"]]?.stringValue, !bound.isEmpty {
+            throw APIError(code: 409, reason: "Conflict", message: "Operation cannot be fulfilled on pods/binding \"\(key.name)\": pod \(key.name) is already assigned to node \"\(bound)\"")
+        }
+        guard pod[path: ["metadata", "deletionTimestamp"]] == nil else {
+            throw APIError(code: 409, reason: "Conflict", message: "Operation cannot be fulfilled on pods/binding \"\(key.name)\": pod \(key.name) is being deleted, cannot be assigned to a host")
+        }
+        pod.set(.string(node), at: ["spec", "nodeName"])
+        // PodScheduled=True, as the binding sets it.
+        var conditions = (pod[path: ["status", "conditions"]]?.arrayValue ?? []).filter { $0["type"]?.stringValue != "PodScheduled" }
+        conditions.append(.object(JSONObject([
+            ("type", .string("PodScheduled")), ("status", .string("True")), ("lastProbeTime", .null),
+            ("lastTransitionTime", .string(ObjectStore.now())),
+        ])))
+        pod.set(.array(conditions), at: ["status", "conditions"])
+        _ = try await store.update(key, pod)
     }
 
     /// Whether `resource` has workload defaults and checks (``WorkloadRules``), pods included.

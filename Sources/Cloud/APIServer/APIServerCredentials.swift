@@ -15,6 +15,8 @@ public struct APIServerCredentials: Sendable {
     /// The bearer token of cloudcore's own controllers (`cloudcore.token`), whose user
     /// has only what ``KubeEdgePolicy`` grants.
     public let cloudcoreToken: String
+    /// The bearer token of the embedded scheduler (`scheduler.token`), user `system:kube-scheduler`.
+    public let schedulerToken: String
     /// The key service-account tokens are signed with, and its certificate they are checked
     /// with (`sa.key`, `sa.crt`; kube-apiserver's `--service-account-signing-key-file`).
     public let serviceAccountSigner: CertificateAuthority
@@ -38,6 +40,7 @@ public struct APIServerCredentials: Sendable {
         return APIServerCredentials(
             directory: directory, authority: authority, tls: TLSFiles(certificateChain: certificatePath, privateKey: keyPath, trustRoots: directory + "/ca.crt"),
             adminToken: try loadOrCreateToken(at: directory + "/admin.token"), cloudcoreToken: try loadOrCreateToken(at: directory + "/cloudcore.token"),
+            schedulerToken: try loadOrCreateToken(at: directory + "/scheduler.token"),
             serviceAccountSigner: try CertificateAuthority.loadOrCreate(certificatePath: directory + "/sa.crt", keyPath: directory + "/sa.key"))
     }
 

@@ -118,23 +118,39 @@ enum BootstrapPolicy {
         - {apiGroups: [networking.k8s.io], resources: [ingresses, ingresses/status, networkpolicies], verbs: [get, list, watch]}
         - {apiGroups: [policy], resources: [poddisruptionbudgets, poddisruptionbudgets/status], verbs: [get, list, watch]}
         """,
+        // The embedded scheduler's user: what kube-scheduler's bootstrap role grants it for pods.
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: "system:kube-scheduler", labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        rules:
+        - {apiGroups: [""], resources: [pods, nodes, namespaces], verbs: [get, list, watch]}
+        - {apiGroups: [""], resources: [pods/binding, bindings], verbs: [create]}
+        - {apiGroups: [""], resources: [pods/status], verbs: [patch, update]}
+        - {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
+        """,
     ]
+
+    /// The user the embedded scheduler acts as.
+    static let schedulerUser = "system:kube-scheduler"
 
     static let clusterRoleBindings = [
         binding("cluster-admin", role: "cluster-admin", groups: [UserInfo.masters]),
         binding("system:discovery", role: "system:discovery", groups: [UserInfo.authenticated]),
         binding("system:public-info-viewer", role: "system:public-info-viewer", groups: [UserInfo.authenticated, "system:unauthenticated"]),
         binding("system:basic-user", role: "system:basic-user", groups: [UserInfo.authenticated]),
+        binding("system:kube-scheduler", role: "system:kube-scheduler", users: [schedulerUser]),
     ]
 
-    private static func binding(_ name: String, role: String, groups: [String]) -> String {
+    private static func binding(_ name: String, role: String, groups: [String] = [], users: [String] = []) -> String {
         """
         apiVersion: rbac.authorization.k8s.io/v1
         kind: ClusterRoleBinding
         metadata: {name: "\(name)", labels: {kubernetes.io/bootstrapping: rbac-defaults}, annotations: {rbac.authorization.kubernetes.io/autoupdate: "true"}}
         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "\(role)"}
         subjects:
-        \(groups.map { "- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: \"\($0)\"}" }.joined(separator: "\n"))
+        \((groups.map { "- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: \"\($0)\"}" }
+            + users.map { "- {apiGroup: rbac.authorization.k8s.io, kind: User, name: \"\($0)\"}" }).joined(separator: "\n"))
         """
     }
 }
