@@ -72,18 +72,18 @@ final class CloudCoreServer: Service, Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { apiTasks in
                 let kubeconfig: String
-                var schedulerKubeconfig: String?
+                var embeddedKubeconfigs: (scheduler: String, controllerManager: String)?
                 if let apiServer {
                     let kubeconfigs = try await apiServer.bind()
                     kubeconfig = kubeconfigs.controllers
-                    schedulerKubeconfig = kubeconfigs.scheduler
+                    embeddedKubeconfigs = (kubeconfigs.scheduler, kubeconfigs.controllerManager)
                     apiTasks.addTask { try await apiServer.run() }
                     logger.info("embedded API server listening", metadata: ["kubeconfig": "\(kubeconfigs.admin)"])
                 } else {
                     kubeconfig = settings.kubeAPIConfig.kubeConfig
                 }
                 do {
-                    try await runHubAndControllers(kubeconfig: kubeconfig, schedulerKubeconfig: schedulerKubeconfig, shutdown: shutdown)
+                    try await runHubAndControllers(kubeconfig: kubeconfig, embedded: embeddedKubeconfigs, shutdown: shutdown)
                 } catch {
                     apiServer?.server.close()
                     try? await apiTasks.waitForAll()
@@ -98,8 +98,9 @@ final class CloudCoreServer: Service, Sendable {
     }
 
     /// The Kubernetes client, CloudHub, the controllers and the router, until `shutdown`; with
-    /// the embedded API server, its scheduler too (`schedulerKubeconfig`).
-    private func runHubAndControllers(kubeconfig: String, schedulerKubeconfig: String?, shutdown: ShutdownSignal) async throws {
+    /// the embedded API server, its scheduler and workload controllers too (each with its own
+    /// kubeconfig in `embedded`).
+    private func runHubAndControllers(kubeconfig: String, embedded: (scheduler: String, controllerManager: String)?, shutdown: ShutdownSignal) async throws {
         let client: KubeClient
         do {
             let context = settings.kubeAPIConfig.context
@@ -124,11 +125,15 @@ final class CloudCoreServer: Service, Sendable {
             deviceController = DeviceController(client: client, hub: hub, sync: syncController, configuration: configuration, logger: Logger(label: "devicecontroller"))
         }
         let controllers = (edge: edgeController, device: deviceController)
-        let scheduler = try schedulerKubeconfig.map { path in
-            PodScheduler(client: try KubeClient(configuration: try Kubeconfig.load(path: path)), logger: Logger(label: "scheduler"))
+        let scheduler = try embedded.map { paths in
+            PodScheduler(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.scheduler)), logger: Logger(label: "scheduler"))
+        }
+        let replicaSets = try embedded.map { paths in
+            ReplicaSetController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "replicaset-controller"))
         }
         await withDiscardingTaskGroup { children in
             if let scheduler { children.addTask { await scheduler.run() } }
+            if let replicaSets { children.addTask { await replicaSets.run() } }
             if let edgeController { children.addTask { await edgeController.run() } }
             if let deviceController { children.addTask { await deviceController.run() } }
             children.addTask { [self] in

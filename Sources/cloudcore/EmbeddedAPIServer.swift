@@ -30,6 +30,8 @@ final class EmbeddedAPIServer: Service, Sendable {
         let controllers: String
         /// The embedded scheduler's (`system:kube-scheduler`).
         let scheduler: String
+        /// The embedded workload controllers' (`system:kube-controller-manager`).
+        let controllerManager: String
     }
 
     /// Binds the listener and writes the kubeconfigs (0600); returns their paths.
@@ -42,7 +44,9 @@ final class EmbeddedAPIServer: Service, Sendable {
                            controllers: try credentials.writeKubeconfig(to: dataDirectory + "/cloudcore.kubeconfig", server: url,
                                                                         user: KubeEdgePolicy.cloudcoreUser, token: credentials.cloudcoreToken),
                            scheduler: try credentials.writeKubeconfig(to: dataDirectory + "/scheduler.kubeconfig", server: url,
-                                                                      user: PodScheduler.user, token: credentials.schedulerToken))
+                                                                      user: PodScheduler.user, token: credentials.schedulerToken),
+                           controllerManager: try credentials.writeKubeconfig(to: dataDirectory + "/controller-manager.kubeconfig", server: url,
+                                                                              user: ReplicaSetController.user, token: credentials.controllerManagerToken))
     }
 
     /// Serves until graceful shutdown or cancellation, then closes the store.

@@ -93,6 +93,7 @@ public final class APIServer: Service, Sendable {
                 credentials.adminToken: .authenticated(APIServerCredentials.adminUser, groups: [UserInfo.masters]),
                 credentials.cloudcoreToken: .authenticated(KubeEdgePolicy.cloudcoreUser),
                 credentials.schedulerToken: .authenticated(PodScheduler.user),
+                credentials.controllerManagerToken: .authenticated(ReplicaSetController.user),
             ], serviceAccountSigner: credentials.serviceAccountSigner,
                rootCertificate: (try? String(decoding: credentials.authority.certificate.export(.pem), as: UTF8.self)) ?? "")
         }

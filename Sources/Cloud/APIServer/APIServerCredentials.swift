@@ -17,6 +17,9 @@ public struct APIServerCredentials: Sendable {
     public let cloudcoreToken: String
     /// The bearer token of the embedded scheduler (`scheduler.token`), user `system:kube-scheduler`.
     public let schedulerToken: String
+    /// The bearer token of the embedded workload controllers (`controller-manager.token`), user
+    /// `system:kube-controller-manager`.
+    public let controllerManagerToken: String
     /// The key service-account tokens are signed with, and its certificate they are checked
     /// with (`sa.key`, `sa.crt`; kube-apiserver's `--service-account-signing-key-file`).
     public let serviceAccountSigner: CertificateAuthority
@@ -41,6 +44,7 @@ public struct APIServerCredentials: Sendable {
             directory: directory, authority: authority, tls: TLSFiles(certificateChain: certificatePath, privateKey: keyPath, trustRoots: directory + "/ca.crt"),
             adminToken: try loadOrCreateToken(at: directory + "/admin.token"), cloudcoreToken: try loadOrCreateToken(at: directory + "/cloudcore.token"),
             schedulerToken: try loadOrCreateToken(at: directory + "/scheduler.token"),
+            controllerManagerToken: try loadOrCreateToken(at: directory + "/controller-manager.token"),
             serviceAccountSigner: try CertificateAuthority.loadOrCreate(certificatePath: directory + "/sa.crt", keyPath: directory + "/sa.key"))
     }
 

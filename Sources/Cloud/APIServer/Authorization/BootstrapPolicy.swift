@@ -129,7 +129,22 @@ enum BootstrapPolicy {
         - {apiGroups: [""], resources: [pods/status], verbs: [patch, update]}
         - {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
         """,
+        // The embedded controller manager's controllers, as kube's bootstrap roles grant them.
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: "system:controller:replicaset-controller", labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        rules:
+        - {apiGroups: [apps, extensions], resources: [replicasets], verbs: [get, list, update, watch]}
+        - {apiGroups: [apps, extensions], resources: [replicasets/status], verbs: [patch, update]}
+        - {apiGroups: [apps, extensions], resources: [replicasets/finalizers], verbs: [update]}
+        - {apiGroups: [""], resources: [pods], verbs: [create, delete, list, patch, watch]}
+        - {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
+        """,
     ]
+
+    /// The user the embedded controller manager acts as.
+    static let controllerManagerUser = "system:kube-controller-manager"
 
     /// The user the embedded scheduler acts as.
     static let schedulerUser = "system:kube-scheduler"
@@ -140,6 +155,7 @@ enum BootstrapPolicy {
         binding("system:public-info-viewer", role: "system:public-info-viewer", groups: [UserInfo.authenticated, "system:unauthenticated"]),
         binding("system:basic-user", role: "system:basic-user", groups: [UserInfo.authenticated]),
         binding("system:kube-scheduler", role: "system:kube-scheduler", users: [schedulerUser]),
+        binding("system:controller:replicaset-controller", role: "system:controller:replicaset-controller", users: [controllerManagerUser]),
     ]
 
     private static func binding(_ name: String, role: String, groups: [String] = [], users: [String] = []) -> String {
