@@ -67,10 +67,16 @@ import TestSupport
             await cloud.jsonPath("{.status.conditions[?(@.type==\"Ready\")].status}", of: "node", "e2e-life") == "True"
         }, "\(cloud.log)")
         // cloudcore's own event for the node that joined.
-        let nodeEvents = try await cloud.kubectl("get", "events", "--field-selector", "involvedObject.kind=Node,involvedObject.name=e2e-life",
-                                                 "-o", "custom-columns=REASON:.reason,MESSAGE:.message,FROM:.source.component")
-        #expect(nodeEvents.contains("NodeReady") && nodeEvents.contains("Node e2e-life status is now: NodeReady") && nodeEvents.contains("edgecontroller"),
-                "\(nodeEvents)")
+        func nodeEvents() async -> String {
+            (try? await cloud.kubectl("get", "events", "--field-selector", "involvedObject.kind=Node,involvedObject.name=e2e-life",
+                                      "-o", "custom-columns=REASON:.reason,MESSAGE:.message,FROM:.source.component")) ?? ""
+        }
+        let recorded = await eventually(timeout: .seconds(10)) {
+            let events = await nodeEvents()
+            return events.contains("NodeReady") && events.contains("Node e2e-life status is now: NodeReady") && events.contains("edgecontroller")
+        }
+        let shownEvents = await nodeEvents()
+        #expect(recorded, "\(shownEvents)")
         // The README's Role for the pod's account.
         try await cloud.kubectl("create", "role", "pod-reader", "--verb=get,list", "--resource=pods")
         try await cloud.kubectl("create", "rolebinding", "default-reads-pods", "--role=pod-reader", "--serviceaccount=default:default")

@@ -237,9 +237,12 @@ public final class EdgeController: Service, Sendable {
                 return .object(reported)
             })
         }
+        let wasReady = current?.conditions.first { $0.type == "Ready" }?.status == "True"
+        let isReady = status["conditions"]?.arrayValue?.first { $0["type"]?.stringValue == "Ready" }?["status"]?.stringValue == "True"
         do {
             try await ensureNode(name)
             _ = try await client.patch(APIResource(Kube.Node.self), name: name, .object(JSONObject([("status", .object(status))])), status: true)
+            if wasReady != isReady, status["conditions"] != nil { await recordReadiness(of: name, ready: isReady) }
             try await renewLease(of: name, at: now)
             state.withLock { $0.counters.nodeStatusesWritten += 1 }
         } catch {
@@ -324,16 +327,20 @@ public final class EdgeController: Service, Sendable {
             let wasReady = nodes.get(name: node).map(Kube.Node.init(json:))?.conditions.first { $0.type == "Ready" }?.status == "True"
             _ = try await client.patch(APIResource(Kube.Node.self), name: node,
                                        .object(JSONObject([("status", .object(JSONObject([("conditions", .array([condition]))])))])), status: true)
-            if wasReady != ready {
-                // As Kubernetes reports it: a Node's events carry its name as the uid.
-                let reference = JSONValue.object(JSONObject([("kind", .string("Node")), ("name", .string(node)), ("uid", .string(node)), ("apiVersion", .string("v1"))]))
-                let verdict = ready ? "NodeReady" : "NodeNotReady"
-                try? await events.record(reference, type: "Normal", reason: verdict, message: "Node \(node) status is now: \(verdict)")
-            }
+            if wasReady != ready { await recordReadiness(of: node, ready: ready) }
         } catch {
             state.withLock { $0.counters.failures += 1 }
             logger.warning("cannot update a node", metadata: ["node": "\(node)", "error": "\(error)"])
         }
+    }
+
+    /// The `NodeReady`/`NodeNotReady` event of a transition, whichever saw it: the node's own
+    /// report or its connection.
+    private func recordReadiness(of node: String, ready: Bool) async {
+        // As Kubernetes reports it: a Node's events carry its name as the uid.
+        let reference = JSONValue.object(JSONObject([("kind", .string("Node")), ("name", .string(node)), ("uid", .string(node)), ("apiVersion", .string("v1"))]))
+        let verdict = ready ? "NodeReady" : "NodeNotReady"
+        try? await events.record(reference, type: "Normal", reason: verdict, message: "Node \(node) status is now: \(verdict)")
     }
 
     /// Creates the node's Node object (labelled as an edge node) unless it exists; whether it
