@@ -71,4 +71,21 @@ import TestSupport
         #expect(protected.output.contains(#"namespaces "default" is forbidden: this namespace may not be deleted"#), "\(protected.output)")
         await server.server.stop()
     }
+
+    @Test func anObjectCreatedForAnOwnerThatIsGoneIsCollected() async throws {
+        let server = try await EmbeddedServer()
+        defer { removeTemporaryDirectory(server.directory) }
+        #expect(try await server.kubectl("create", "configmap", "owner").status == 0)
+        let uid = try await server.kubectl("get", "configmap", "owner", "-o", "jsonpath={.metadata.uid}").output
+        func dependent(_ name: String, uid: String) -> String {
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \(name)\n  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: owner, uid: \"\(uid)\"}]\n"
+        }
+        // An existing owner keeps it; an owner of that name with another uid (deleted and made
+        // again), or none, does not: it is collected at once, as the garbage collector would.
+        #expect(try await server.kubectl("apply", "-f", "@input", input: dependent("kept", uid: uid)).status == 0)
+        #expect(try await server.kubectl("apply", "-f", "@input", input: dependent("stale", uid: "0f0f0f0f-0000-0000-0000-000000000000")).status == 0)
+        #expect(try await server.kubectl("get", "configmap", "kept").status == 0)
+        #expect(try await server.kubectl("get", "configmap", "stale").output.contains(#"configmaps "stale" not found"#))
+        await server.server.stop()
+    }
 }

@@ -67,7 +67,9 @@ import TestSupport
         // Deleting the ReplicaSet deletes its pods.
         #expect(try await server.kubectl("delete", "rs", "web").status == 0)
         #expect(await eventually(timeout: .seconds(10)) { await pods().isEmpty })
-        #expect(controller.counters.podsCreated == 4 && controller.counters.podsDeleted == 2, "\(controller.counters)")
+        // Three, one replacement (a pod made while the ReplicaSet itself was going is collected
+        // as soon as it is created), and two scaled down.
+        #expect(controller.counters.podsCreated >= 4 && controller.counters.podsDeleted == 2, "\(controller.counters)")
         running.cancel()
         await server.server.stop()
     }

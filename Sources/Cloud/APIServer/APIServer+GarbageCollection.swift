@@ -83,6 +83,23 @@ extension APIServer {
         return period < 0 ? 1 : period
     }
 
+    /// Garbage collection of an object created with owners that are all gone already (a
+    /// controller that had not yet seen its owner's deletion): it is deleted at once, as the
+    /// garbage collector deletes dependents whose owners no longer exist. Owners are looked up
+    /// by kind and name in the object's namespace (or cluster-wide), and must have the uid named.
+    func collectIfOwnersAreGone(_ key: ObjectKey, _ object: JSONValue) async throws {
+        guard let owners = object[path: ["metadata", "ownerReferences"]]?.arrayValue, !owners.isEmpty else { return }
+        let resources = served.snapshot.resources
+        for owner in owners {
+            guard let kind = owner["kind"]?.stringValue, let apiVersion = owner["apiVersion"]?.stringValue,
+                  let name = owner["name"]?.stringValue, let uid = owner["uid"]?.stringValue,
+                  let resource = resources.first(where: { $0.kind == kind && $0.groupVersion == apiVersion }) else { return }  // unknown: keep it
+            let stored = try await store.get(ObjectKey(resource: resource.storageName, namespace: resource.namespaced ? key.namespace : "", name: name))
+            if stored?[path: ["metadata", "uid"]]?.stringValue == uid { return }
+        }
+        _ = try? await deleteCollecting(key, resourceVersion: nil, policy: .background)
+    }
+
     /// Removes namespace `name` if it is being deleted and nothing is left in it.
     func finishNamespaceIfEmpty(_ name: String) async throws {
         let key = ObjectKey(resource: "namespaces", namespace: "", name: name)

@@ -113,7 +113,7 @@ public final class APIServer: Service, Sendable {
     public let configuration: Configuration
     public let store: ObjectStore
     /// The built-in resources and those custom resource definitions add.
-    private let served: ServedResources
+    let served: ServedResources
     /// Protobuf watch frames shared by the watchers of a change.
     private let watchFrames = WatchFrameCache()
     /// Objects' protobuf messages for protobuf lists.
@@ -520,7 +520,9 @@ public final class APIServer: Service, Sendable {
             }
             if resource.storageName == Self.definitions.storageName { object = Self.establishing(object) }
             // The namespace is checked in the create's own transaction.
-            return (.created, try await store.create(key, object, dryRun: dryRun, requiringNamespace: resource.namespaced))
+            let created = try await store.create(key, object, dryRun: dryRun, requiringNamespace: resource.namespaced)
+            if !dryRun { try await collectIfOwnersAreGone(key, created) }
+            return (.created, created)
         case (.PUT, let key?):
             var object = try Self.decodeBody(body, contentType: contentType, resource: resource)
             try admit(&object)
