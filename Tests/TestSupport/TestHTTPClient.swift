@@ -52,7 +52,7 @@ public struct TestHTTPResponse: Sendable {
 /// its head arrives; a peer that accepts and never answers (a port another test took) is given
 /// up after `timeout`.
 public func httpRequest(_ method: HTTPMethod = .GET, host: String = "127.0.0.1", port: Int, path: String, body: String? = nil,
-                        bytes: [UInt8]? = nil, headers: [(String, String)] = [], timeout: Duration = .seconds(10)) async throws -> TestHTTPResponse {
+                        bytes: [UInt8]? = nil, headers: [(String, String)] = [], timeout: Duration = .seconds(30)) async throws -> TestHTTPResponse {
     let payload = bytes.map { ByteBuffer(bytes: $0) } ?? body.map { ByteBuffer(string: $0) }
     let channel = try await ClientBootstrap(group: testGroup)
         .connectTimeout(.seconds(5))
@@ -100,6 +100,13 @@ public func httpRequest(_ method: HTTPMethod = .GET, host: String = "127.0.0.1",
     }
     defer { timer.cancel() }
     var iterator = headStream.makeAsyncIterator()
-    guard let (status, headers) = try await iterator.next() else { throw TestTimeout(description: "no response from port \(port)") }
+    let answer: (Int, HTTPHeaders)?
+    do {
+        answer = try await iterator.next()
+    } catch where timer.isCancelled == false && !nioChannel.isActive {
+        // The timer closed it: say so, rather than NIO's "I/O on closed channel".
+        throw TestTimeout(description: "no response from port \(port) within \(timeout) (\(method) \(path)): \(error)")
+    }
+    guard let (status, headers) = answer else { throw TestTimeout(description: "no response from port \(port)") }
     return TestHTTPResponse(status: status, headers: headers, body: bodyStream)
 }
