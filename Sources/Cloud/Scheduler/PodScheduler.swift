@@ -29,7 +29,6 @@ public final class PodScheduler: Service, Sendable {
     private let filters = SchedulingFilters()
     private let logger: Logger
     private let state = Mutex<(counters: Counters, reported: [String: String])>((Counters(), [:]))
-    private let changes = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     public init(client: KubeClient, logger: Logger = Logger(label: "scheduler")) {
         self.client = client
@@ -43,23 +42,7 @@ public final class PodScheduler: Service, Sendable {
 
     /// Runs the informers and schedules on every change until graceful shutdown or cancellation.
     public func run() async {
-        await cancelWhenGracefulShutdown { [self] in
-            await withDiscardingTaskGroup { children in
-                for informer in [pods, nodes] {
-                    children.addTask { await informer.run() }
-                    children.addTask { [changes] in
-                        for await _ in informer.events { changes.continuation.yield() }
-                    }
-                }
-                children.addTask { [self] in
-                    for await _ in changes.stream {
-                        guard pods.hasSynced, nodes.hasSynced else { continue }
-                        await schedulePending()
-                    }
-                }
-            }
-        }
-        changes.continuation.finish()
+        await InformerDriven.run([pods, nodes]) { [self] in await schedulePending() }
     }
 
     /// One pass: every pending pod, oldest first, against the nodes as they are now (each

@@ -29,7 +29,6 @@ public final class ReplicaSetController: Service, Sendable {
     private let replicaSets: Informer
     private let pods: Informer
     private let logger: Logger
-    private let changes = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     private struct State {
         var counters = Counters()
         /// Pods created, by ReplicaSet uid, that the pod informer has not shown yet, and when
@@ -52,23 +51,7 @@ public final class ReplicaSetController: Service, Sendable {
 
     /// Runs the informers and syncs on every change until graceful shutdown or cancellation.
     public func run() async {
-        await cancelWhenGracefulShutdown { [self] in
-            await withDiscardingTaskGroup { children in
-                for informer in [replicaSets, pods] {
-                    children.addTask { await informer.run() }
-                    children.addTask { [changes] in
-                        for await _ in informer.events { changes.continuation.yield() }
-                    }
-                }
-                children.addTask { [self] in
-                    for await _ in changes.stream {
-                        guard replicaSets.hasSynced, pods.hasSynced else { continue }
-                        await syncAll()
-                    }
-                }
-            }
-        }
-        changes.continuation.finish()
+        await InformerDriven.run([replicaSets, pods]) { [self] in await syncAll() }
     }
 
     /// One pass over every ReplicaSet.
