@@ -203,6 +203,9 @@ public final class CloudHub: Service, Sendable {
     /// The channel of `node`, if the hub holds a session for it (tools and tests).
     public func channel(of node: String) -> MessageChannel? { sessions.withLock { $0[node]?.channel } }
 
+    /// How many node lanes have messages the hub's readers have not taken yet (tests).
+    var readyInboundLaneCount: Int { inbound.readyLaneCount }
+
     /// Messages from all nodes that passed the access check, round-robin over nodes and lanes;
     /// order holds per node and lane for one reader. Ends when the hub stops.
     public var incoming: NodeMessages { NodeMessages(hub: self) }

@@ -102,6 +102,9 @@ final class InboundQueue: Sendable {
         return nil
     }
 
+    /// How many node lanes wait in the ready ring (tests).
+    var readyLaneCount: Int { state.withLock { $0.ready.count } }
+
     /// Ends every reader.
     func close() {
         let waiters = state.withLock { state in

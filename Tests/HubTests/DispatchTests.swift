@@ -1,4 +1,4 @@
-import CloudHub
+@testable import CloudHub
 @testable import EdgeHub
 import Foundation
 import NIOCore
@@ -102,6 +102,8 @@ struct DispatchTests {
         #expect(await eventually { (fixture.hub.channel(of: "flood")?.statistics(for: .events).bufferedBytes ?? 0) > 50_000 })
         try await quiet.send(hubMessage("update", "default/nodestatus/quiet", content: "q"), on: .events, delivery: .reliable)
         #expect(await eventually { (fixture.hub.channel(of: "quiet")?.statistics(for: .events).bufferedBytes ?? 0) > 0 })
+        // The channel counts a message before its observer tells the hub; wait for both lanes.
+        #expect(await eventually { fixture.hub.readyInboundLaneCount == 2 })
         let first = try await nextMessages(10, from: fixture.hub)
         #expect(first.contains { $0.node == "quiet" }, "\(first.map(\.node))")
         await flood.close()
