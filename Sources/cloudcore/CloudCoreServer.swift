@@ -131,9 +131,13 @@ final class CloudCoreServer: Service, Sendable {
         let replicaSets = try embedded.map { paths in
             ReplicaSetController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "replicaset-controller"))
         }
+        let deployments = try embedded.map { paths in
+            DeploymentController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "deployment-controller"))
+        }
         await withDiscardingTaskGroup { children in
             if let scheduler { children.addTask { await scheduler.run() } }
             if let replicaSets { children.addTask { await replicaSets.run() } }
+            if let deployments { children.addTask { await deployments.run() } }
             if let edgeController { children.addTask { await edgeController.run() } }
             if let deviceController { children.addTask { await deviceController.run() } }
             children.addTask { [self] in

@@ -540,18 +540,24 @@ public final class APIServer: Service, Sendable {
             return try await serverSideApply(route, key: key, body: body, query: query, dryRun: dryRun, validate: admit, conform: conform)
         case (.PATCH, let key?):
             let strategic = contentType.hasPrefix("application/strategic-merge-patch+json")
-            guard strategic || contentType.hasPrefix("application/merge-patch+json") else {
+            let jsonPatch = contentType.hasPrefix("application/json-patch+json")
+            guard strategic || jsonPatch || contentType.hasPrefix("application/merge-patch+json") else {
                 throw APIError(code: 415, reason: "UnsupportedMediaType",
-                               message: "the patch type \(contentType) is not supported: use merge, strategic or apply (server-side)")
+                               message: "the patch type \(contentType) is not supported: use json, merge, strategic or apply (server-side)")
             }
-            if strategic, !resource.group.isEmpty, resource.group != "coordination.k8s.io" {
+            if strategic, served.snapshot.isCustom(resource) {
                 // As the Kubernetes API server answers for custom resources.
                 throw APIError(code: 415, reason: "UnsupportedMediaType", message: "strategic merge patch is not supported for \(resource.kind); use --type merge")
             }
             guard let current = try await store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
             var patch = try JSONValue(parsing: body.readableBytesView)
-            if route.subresource == "status" { patch = .object(JSONObject([("status", patch["status"] ?? .null)])) }
-            var patched = strategic ? StrategicMergePatch.apply(patch, to: current) : current.applyingMergePatch(patch)
+            var patched: JSONValue
+            if jsonPatch {
+                patched = try Self.applyJSONPatch(patch, to: current, subresource: route.subresource)
+            } else {
+                if route.subresource == "status" { patch = .object(JSONObject([("status", patch["status"] ?? .null)])) }
+                patched = strategic ? StrategicMergePatch.apply(patch, to: current) : current.applyingMergePatch(patch)
+            }
             // The patch is against what is stored now unless it names a resourceVersion itself.
             if patch[path: ["metadata", "resourceVersion"]] == nil {
                 patched.set(current[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
@@ -579,6 +585,23 @@ public final class APIServer: Service, Sendable {
             return (.ok, deleted)
         default:
             throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(method) is not allowed on \(route.key == nil ? "a collection" : "an object")")
+        }
+    }
+
+    /// A JSON patch applied as kube-apiserver applies one: a malformed patch is a 400, one that
+    /// does not apply a 422; on `status` only the status it makes is kept.
+    private static func applyJSONPatch(_ document: JSONValue, to current: JSONValue, subresource: String?) throws(APIError) -> JSONValue {
+        do {
+            var patched = try JSONPatch(document).applied(to: current)
+            if subresource == "status" {
+                var kept = current
+                kept["status"] = patched["status"]
+                patched = kept
+            }
+            return patched
+        } catch {
+            if error.isMalformed { throw APIError.badRequest(error.description) }
+            throw APIError(code: 422, reason: "Invalid", message: error.description)
         }
     }
 
@@ -622,7 +645,7 @@ public final class APIServer: Service, Sendable {
         try validate(&configuration)
         _ = try identify(&configuration, route: route)
         let resource = route.resource
-        let strategic = resource.group.isEmpty || resource.group == "coordination.k8s.io"
+        let strategic = !served.snapshot.isCustom(resource)
         let live = try await store.get(key)
         if live == nil, resource.namespaced, try await store.get(ObjectKey(resource: "namespaces", namespace: "", name: key.namespace)) == nil {
             throw APIError(code: 404, reason: "NotFound", message: "namespaces \"\(key.namespace)\" not found")

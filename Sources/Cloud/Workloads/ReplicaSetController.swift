@@ -51,11 +51,13 @@ public final class ReplicaSetController: Service, Sendable {
 
     /// Runs the informers and syncs on every change until graceful shutdown or cancellation.
     public func run() async {
-        await InformerDriven.run([replicaSets, pods]) { [self] in await syncAll() }
+        await InformerDriven.run([replicaSets, pods]) { [self] () async -> Duration? in await syncAll() }
     }
 
-    /// One pass over every ReplicaSet.
-    public func syncAll() async {
+    /// One pass over every ReplicaSet; when a ready pod becomes available later
+    /// (`minReadySeconds`), how long until then.
+    @discardableResult
+    public func syncAll() async -> Duration? {
         var byOwner: [String: [JSONValue]] = [:]
         for pod in pods.objects {
             guard let owner = Self.controllerUID(of: pod) else { continue }
@@ -64,12 +66,16 @@ public final class ReplicaSetController: Service, Sendable {
         let current = replicaSets.objects
         let uids = Set(current.compactMap { $0[path: ["metadata", "uid"]]?.stringValue })
         state.withLock { $0.expected = $0.expected.filter { uids.contains($0.key) } }
+        var requeue: Duration?
         for replicaSet in current where replicaSet[path: ["metadata", "deletionTimestamp"]] == nil {
-            await sync(replicaSet, owned: byOwner[replicaSet[path: ["metadata", "uid"]]?.stringValue ?? ""] ?? [])
+            if let later = await sync(replicaSet, owned: byOwner[replicaSet[path: ["metadata", "uid"]]?.stringValue ?? ""] ?? []) {
+                requeue = min(requeue ?? later, later)
+            }
         }
+        return requeue
     }
 
-    private func sync(_ replicaSet: JSONValue, owned: [JSONValue]) async {
+    private func sync(_ replicaSet: JSONValue, owned: [JSONValue]) async -> Duration? {
         let uid = replicaSet[path: ["metadata", "uid"]]?.stringValue ?? ""
         let namespace = replicaSet[path: ["metadata", "namespace"]]?.stringValue ?? "default"
         let wanted = Int(replicaSet[path: ["spec", "replicas"]]?.int64Value ?? 1)
@@ -89,7 +95,7 @@ public final class ReplicaSetController: Service, Sendable {
         } else if difference < 0, pending == 0 {
             for pod in Self.deletionOrder(active).prefix(-difference) { await delete(pod, namespace: namespace) }
         }
-        await writeStatus(replicaSet, active: active)
+        return await writeStatus(replicaSet, active: active)
     }
 
     private func createPod(for replicaSet: JSONValue, namespace: String) async -> String? {
@@ -127,13 +133,21 @@ public final class ReplicaSetController: Service, Sendable {
         }
     }
 
-    private func writeStatus(_ replicaSet: JSONValue, active: [JSONValue]) async {
+    private func writeStatus(_ replicaSet: JSONValue, active: [JSONValue]) async -> Duration? {
         let selector = (try? LabelSelector(json: replicaSet[path: ["spec", "selector"]])) ?? LabelSelector.everything
         let ready = active.filter(Self.isReady).count
+        let minReady = Double(replicaSet[path: ["spec", "minReadySeconds"]]?.int64Value ?? 0)
+        let now = Date()
+        var available = 0
+        var requeue: Duration?
+        for pod in active {
+            let left = Self.secondsUntilAvailable(pod, minReadySeconds: minReady, now: now)
+            if left == 0 { available += 1 } else if let left { requeue = min(requeue ?? .seconds(left), .seconds(left)) }
+        }
         let status = JSONObject([
             ("replicas", .integer(active.count)),
             ("fullyLabeledReplicas", .integer(active.filter { selector.matches(SchedulingFilters.labels($0)) }.count)),
-            ("readyReplicas", .integer(ready)), ("availableReplicas", .integer(ready)),
+            ("readyReplicas", .integer(ready)), ("availableReplicas", .integer(available)),
             ("observedGeneration", replicaSet[path: ["metadata", "generation"]] ?? .integer(1)),
         ])
         var current = replicaSet["status"]?.objectValue ?? JSONObject()
@@ -142,7 +156,7 @@ public final class ReplicaSetController: Service, Sendable {
             current[key] = value
             changed = true
         }
-        guard changed else { return }
+        guard changed else { return requeue }
         let namespace = replicaSet[path: ["metadata", "namespace"]]?.stringValue ?? "default"
         do {
             _ = try await client.patch(Self.replicaSetResource, namespace: namespace, name: replicaSet[path: ["metadata", "name"]]?.stringValue ?? "",
@@ -150,6 +164,18 @@ public final class ReplicaSetController: Service, Sendable {
         } catch {
             state.withLock { $0.counters.failures += 1 }
         }
+        return requeue
+    }
+
+    /// 0 when the pod is available (ready for `minReadySeconds`), the seconds left when it is
+    /// ready but not for long enough, `nil` when it is not ready.
+    static func secondsUntilAvailable(_ pod: JSONValue, minReadySeconds: Double, now: Date) -> Double? {
+        guard let ready = pod[path: ["status", "conditions"]]?.arrayValue?.first(where: { $0["type"]?.stringValue == "Ready" }),
+              ready["status"]?.stringValue == "True" else { return nil }
+        guard minReadySeconds > 0 else { return 0 }
+        guard let text = ready["lastTransitionTime"]?.stringValue, let since = try? Date(text, strategy: .iso8601) else { return 0 }
+        let left = since.addingTimeInterval(minReadySeconds).timeIntervalSince(now)
+        return left <= 0 ? 0 : left
     }
 
     /// The uid of the pod's controlling owner, if a ReplicaSet.

@@ -141,6 +141,19 @@ enum BootstrapPolicy {
         - {apiGroups: [""], resources: [pods], verbs: [create, delete, list, patch, watch]}
         - {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
         """,
+        // kube's role, with `patch` where kube's controller uses `update` (this one patches).
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: "system:controller:deployment-controller", labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        rules:
+        - {apiGroups: [apps, extensions], resources: [deployments], verbs: [get, list, patch, update, watch]}
+        - {apiGroups: [apps, extensions], resources: [deployments/status], verbs: [patch, update]}
+        - {apiGroups: [apps, extensions], resources: [deployments/finalizers], verbs: [update]}
+        - {apiGroups: [apps, extensions], resources: [replicasets], verbs: [create, delete, get, list, patch, update, watch]}
+        - {apiGroups: [""], resources: [pods], verbs: [get, list, update, watch]}
+        - {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
+        """,
     ]
 
     /// The user the embedded controller manager acts as.
@@ -156,6 +169,7 @@ enum BootstrapPolicy {
         binding("system:basic-user", role: "system:basic-user", groups: [UserInfo.authenticated]),
         binding("system:kube-scheduler", role: "system:kube-scheduler", users: [schedulerUser]),
         binding("system:controller:replicaset-controller", role: "system:controller:replicaset-controller", users: [controllerManagerUser]),
+        binding("system:controller:deployment-controller", role: "system:controller:deployment-controller", users: [controllerManagerUser]),
     ]
 
     private static func binding(_ name: String, role: String, groups: [String] = [], users: [String] = []) -> String {
