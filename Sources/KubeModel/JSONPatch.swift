@@ -70,23 +70,30 @@ public struct JSONPatch: Sendable {
     public func applied(to document: JSONValue) throws(Failure) -> JSONValue {
         var result = document
         for operation in operations {
+            // A missing step is reported with the operation's whole pointer.
+            func absent(_ path: [String]) -> Failure {
+                Failure(description: "path \(Self.pointer(path)) does not exist", isMalformed: false)
+            }
             switch operation {
             case .add(let path, let value):
-                try Self.insert(value, at: path[...], in: &result, replacing: false)
+                guard Self.insert(value, at: path[...], in: &result, replacing: false) else { throw absent(path) }
             case .remove(let path):
-                _ = try Self.remove(at: path[...], in: &result)
+                if path.isEmpty { throw Failure(description: "cannot remove the whole document", isMalformed: false) }
+                guard Self.remove(at: path[...], in: &result) != nil else { throw absent(path) }
             case .replace(let path, let value):
-                try Self.insert(value, at: path[...], in: &result, replacing: true)
+                guard Self.insert(value, at: path[...], in: &result, replacing: true) else { throw absent(path) }
             case .move(let from, let path):
                 if path.starts(with: from), path.count > from.count {
                     throw Failure(description: "cannot move \(Self.pointer(from)) into itself", isMalformed: false)
                 }
-                let value = try Self.remove(at: from[...], in: &result)
-                try Self.insert(value, at: path[...], in: &result, replacing: false)
+                guard let value = Self.remove(at: from[...], in: &result) else { throw absent(from) }
+                guard Self.insert(value, at: path[...], in: &result, replacing: false) else { throw absent(path) }
             case .copy(let from, let path):
-                try Self.insert(try Self.value(at: from[...], in: result), at: path[...], in: &result, replacing: false)
+                guard let value = Self.value(at: from[...], in: result) else { throw absent(from) }
+                guard Self.insert(value, at: path[...], in: &result, replacing: false) else { throw absent(path) }
             case .test(let path, let value):
-                guard try Self.value(at: path[...], in: result) == value else {
+                guard let found = Self.value(at: path[...], in: result) else { throw absent(path) }
+                guard found == value else {
                     throw Failure(description: "test failed: \(Self.pointer(path)) is not \(value.serialized)", isMalformed: false)
                 }
             }
@@ -98,91 +105,93 @@ public struct JSONPatch: Sendable {
         tokens.map { "/" + $0.replacing("~", with: "~0").replacing("/", with: "~1") }.joined()
     }
 
-    private static func missing(_ path: ArraySlice<String>) -> Failure {
-        Failure(description: "path \(pointer(Array(path))) does not exist", isMalformed: false)
-    }
-
     private static func arrayIndex(_ token: String, count: Int, allowEnd: Bool) -> Int? {
         if allowEnd, token == "-" { return count }
         guard let index = Int(token), index >= 0, String(index) == token, index < count || (allowEnd && index == count) else { return nil }
         return index
     }
 
-    private static func value(at path: ArraySlice<String>, in document: JSONValue) throws(Failure) -> JSONValue {
+    private static func value(at path: ArraySlice<String>, in document: JSONValue) -> JSONValue? {
         var current = document
         for token in path {
             switch current {
             case .object(let members):
-                guard let next = members[token] else { throw missing(path) }
+                guard let next = members[token] else { return nil }
                 current = next
             case .array(let items):
-                guard let index = arrayIndex(token, count: items.count, allowEnd: false) else { throw missing(path) }
+                guard let index = arrayIndex(token, count: items.count, allowEnd: false) else { return nil }
                 current = items[index]
             default:
-                throw missing(path)
+                return nil
             }
         }
         return current
     }
 
-    /// Adds (or, `replacing`, replaces an existing) value at `path`.
-    private static func insert(_ value: JSONValue, at path: ArraySlice<String>, in document: inout JSONValue, replacing: Bool) throws(Failure) {
+    /// Adds (or, `replacing`, replaces an existing) value at `path`; `false` when a step is missing.
+    private static func insert(_ value: JSONValue, at path: ArraySlice<String>, in document: inout JSONValue, replacing: Bool) -> Bool {
         guard let token = path.first else {
             document = value
-            return
+            return true
         }
         let rest = path.dropFirst()
         switch document {
         case .object(var members):
             if rest.isEmpty {
-                if replacing, members[token] == nil { throw missing(path) }
+                if replacing, members[token] == nil { return false }
                 members[token] = value
             } else {
-                guard var child = members[token] else { throw missing(path) }
-                try insert(value, at: rest, in: &child, replacing: replacing)
+                guard var child = members[token], insert(value, at: rest, in: &child, replacing: replacing) else { return false }
                 members[token] = child
             }
             document = .object(members)
+            return true
         case .array(var items):
             if rest.isEmpty {
-                guard let index = arrayIndex(token, count: items.count, allowEnd: !replacing) else { throw missing(path) }
+                guard let index = arrayIndex(token, count: items.count, allowEnd: !replacing) else { return false }
                 if replacing { items[index] = value } else { items.insert(value, at: index) }
             } else {
-                guard let index = arrayIndex(token, count: items.count, allowEnd: false) else { throw missing(path) }
-                try insert(value, at: rest, in: &items[index], replacing: replacing)
+                guard let index = arrayIndex(token, count: items.count, allowEnd: false),
+                      insert(value, at: rest, in: &items[index], replacing: replacing) else { return false }
             }
             document = .array(items)
+            return true
         default:
-            throw missing(path)
+            return false
         }
     }
 
-    /// Removes and returns the value at `path`.
-    private static func remove(at path: ArraySlice<String>, in document: inout JSONValue) throws(Failure) -> JSONValue {
-        guard let token = path.first else {
-            throw Failure(description: "cannot remove the whole document", isMalformed: false)
-        }
+    /// Removes and returns the value at `path` (not empty); `nil` when a step is missing.
+    private static func remove(at path: ArraySlice<String>, in document: inout JSONValue) -> JSONValue? {
+        guard let token = path.first else { return nil }
         let rest = path.dropFirst()
         switch document {
         case .object(var members):
-            guard var child = members[token] else { throw missing(path) }
+            guard var child = members[token] else { return nil }
             let removed: JSONValue
             if rest.isEmpty {
                 removed = child
                 members[token] = nil
             } else {
-                removed = try remove(at: rest, in: &child)
+                guard let inner = remove(at: rest, in: &child) else { return nil }
+                removed = inner
                 members[token] = child
             }
             document = .object(members)
             return removed
         case .array(var items):
-            guard let index = arrayIndex(token, count: items.count, allowEnd: false) else { throw missing(path) }
-            let removed = rest.isEmpty ? items.remove(at: index) : try remove(at: rest, in: &items[index])
+            guard let index = arrayIndex(token, count: items.count, allowEnd: false) else { return nil }
+            let removed: JSONValue
+            if rest.isEmpty {
+                removed = items.remove(at: index)
+            } else {
+                guard let inner = remove(at: rest, in: &items[index]) else { return nil }
+                removed = inner
+            }
             document = .array(items)
             return removed
         default:
-            throw missing(path)
+            return nil
         }
     }
 }

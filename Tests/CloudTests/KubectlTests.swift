@@ -61,6 +61,11 @@ struct EmbeddedServer {
     /// another `kubeconfig`).
     func kubectl(_ arguments: String..., input: String? = nil, kubeconfig: String? = nil,
                  environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+        try await kubectl(arguments, input: input, kubeconfig: kubeconfig, environment: environment)
+    }
+
+    func kubectl(_ arguments: [String], input: String? = nil, kubeconfig: String? = nil,
+                 environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
         var all = ["--kubeconfig", kubeconfig ?? directory + "/kubeconfig", "--cache-dir", directory + "/cache", "--request-timeout", "20s"] + arguments
         if let input {
             try input.write(toFile: directory + "/input.yaml", atomically: true, encoding: .utf8)
