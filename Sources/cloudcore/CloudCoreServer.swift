@@ -134,8 +134,12 @@ final class CloudCoreServer: Service, Sendable {
         let deployments = try embedded.map { paths in
             DeploymentController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "deployment-controller"))
         }
+        let daemonSets = try embedded.map { paths in
+            DaemonSetController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "daemonset-controller"))
+        }
         await withDiscardingTaskGroup { children in
             if let scheduler { children.addTask { await scheduler.run() } }
+            if let daemonSets { children.addTask { await daemonSets.run() } }
             if let replicaSets { children.addTask { await replicaSets.run() } }
             if let deployments { children.addTask { await deployments.run() } }
             if let edgeController { children.addTask { await edgeController.run() } }

@@ -12,77 +12,8 @@ import TestSupport
 /// here: a stand-in for kubelet marks the pods it sees Running and Ready (the end-to-end suite
 /// runs Deployments on real edgecore processes).
 @Suite(.serialized) struct DeploymentControllerTests {
-    /// The server, both controllers, and the stand-in kubelet.
-    private struct Cluster {
-        let server: EmbeddedServer
-        let deployments: DeploymentController
-        let admin: KubeClient
-        let tasks: [Task<Void, Never>]
-
-        init() async throws {
-            server = try await EmbeddedServer(secure: true)
-            let kubeconfig = try server.writeKubeconfig(for: "controller-manager", token: server.credentials!.controllerManagerToken)
-            let replicaSets = ReplicaSetController(client: try KubeClient(configuration: try Kubeconfig.load(path: kubeconfig)))
-            deployments = DeploymentController(client: try KubeClient(configuration: try Kubeconfig.load(path: kubeconfig)))
-            admin = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))
-            let deployments = deployments
-            let admin = admin
-            tasks = [Task { await replicaSets.run() }, Task { await deployments.run() }, Task { await Self.markPodsReady(admin) }]
-        }
-
-        /// Marks every pod Running and Ready shortly after it appears, except pods labelled
-        /// `stuck=true` (they stay Pending, as a pod whose image never comes).
-        static func markPodsReady(_ client: KubeClient) async {
-            let resource = APIResource(Kube.Pod.self)
-            while !Task.isCancelled {
-                if let (pods, _) = try? await client.list(resource) {
-                    for pod in pods where pod[path: ["status", "phase"]]?.stringValue != "Running"
-                        && pod[path: ["metadata", "labels", "stuck"]]?.stringValue != "true"
-                        && pod[path: ["metadata", "deletionTimestamp"]] == nil {
-                        let now = Date().formatted(.iso8601)
-                        let status = JSONValue.object(JSONObject([("status", .object(JSONObject([
-                            ("phase", .string("Running")),
-                            ("conditions", .array([.object(JSONObject([("type", .string("Ready")), ("status", .string("True")),
-                                                                       ("lastTransitionTime", .string(now))]))])),
-                        ])))]))
-                        _ = try? await client.patch(resource, namespace: pod[path: ["metadata", "namespace"]]?.stringValue,
-                                                    name: pod[path: ["metadata", "name"]]?.stringValue ?? "", status, status: true)
-                    }
-                }
-                try? await Task.sleep(for: .milliseconds(150))
-            }
-        }
-
-        func stop() async {
-            for task in tasks { task.cancel() }
-            await server.server.stop()
-            removeTemporaryDirectory(server.directory)
-        }
-
-        func kubectl(_ arguments: String..., input: String? = nil) async throws -> (status: Int32, output: String) {
-            let result = try await server.kubectl(arguments, input: input)
-            return (result.status, result.output)
-        }
-
-        func jsonpath(_ kind: String, _ name: String, _ path: String) async -> String {
-            (try? await server.kubectl(["get", kind] + (name.isEmpty ? [] : [name]) + ["-o", "jsonpath=" + path]).output) ?? ""
-        }
-
-        /// Pods of the selector: (total, ready and not being deleted, images).
-        func pods(_ selector: String) async throws -> (total: Int, ready: Int, images: Set<String>) {
-            let (pods, _) = try await admin.list(APIResource(Kube.Pod.self), namespace: "default", labelSelector: selector)
-            let live = pods.filter { $0[path: ["metadata", "deletionTimestamp"]] == nil }
-            let ready = live.filter(ReplicaSetController.isReady)
-            return (pods.count, ready.count, Set(live.compactMap { $0[path: ["spec", "containers"]]?.arrayValue?.first?["image"]?.stringValue }))
-        }
-
-        func rolloutStatus(_ name: String, timeout: String = "60s") async throws -> (status: Int32, output: String) {
-            try await kubectl("rollout", "status", "deployment/" + name, "--timeout=" + timeout)
-        }
-    }
-
     @Test func kubectlCreatesScalesRollsOutUndoesPausesAndRestartsADeployment() async throws {
-        let cluster = try await Cluster()
+        let cluster = try await WorkloadCluster()
         #expect(try await cluster.kubectl("auth", "can-i", "create", "replicasets", "--as=system:kube-controller-manager").output.hasPrefix("yes"))
         #expect(try await cluster.kubectl("auth", "can-i", "delete", "deployments", "--as=system:kube-controller-manager").output.hasPrefix("no"))
 
@@ -184,7 +115,7 @@ import TestSupport
     }
 
     @Test func recreateStopsEveryOldPodBeforeStartingNewOnesAndHistoryIsLimited() async throws {
-        let cluster = try await Cluster()
+        let cluster = try await WorkloadCluster()
         let applied = try await cluster.kubectl("apply", "-f", "@input", input: """
             apiVersion: apps/v1
             kind: Deployment
@@ -223,7 +154,7 @@ import TestSupport
     }
 
     @Test func aRolloutThatMakesNoProgressExceedsItsDeadlineAndKubectlSaysSo() async throws {
-        let cluster = try await Cluster()
+        let cluster = try await WorkloadCluster()
         let applied = try await cluster.kubectl("apply", "-f", "@input", input: """
             apiVersion: apps/v1
             kind: Deployment
@@ -246,7 +177,7 @@ import TestSupport
     }
 
     @Test func jsonPatchesApplyAsKubeAPIServerAppliesThem() async throws {
-        let cluster = try await Cluster()
+        let cluster = try await WorkloadCluster()
         #expect(try await cluster.kubectl("create", "configmap", "settings", "--from-literal=a=1").status == 0)
         let patched = try await cluster.kubectl("patch", "configmap", "settings", "--type=json", "-p",
                                                 #"[{"op":"add","path":"/data/b","value":"2"},{"op":"remove","path":"/data/a"}]"#)

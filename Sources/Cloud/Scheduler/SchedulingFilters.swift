@@ -104,7 +104,7 @@ public struct SchedulingFilters: Sendable {
         return labels
     }
 
-    private func matchesSelectorAndAffinity(_ pod: JSONValue, labels: [String: String], node: JSONValue) -> Bool {
+    func matchesSelectorAndAffinity(_ pod: JSONValue, labels: [String: String], node: JSONValue) -> Bool {
         for (key, value) in pod[path: ["spec", "nodeSelector"]]?.objectValue ?? JSONObject() where labels[key] != value.stringValue { return false }
         guard let terms = pod[path: ["spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"]]?.arrayValue else {
             return true

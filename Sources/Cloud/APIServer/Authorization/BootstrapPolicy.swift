@@ -154,6 +154,21 @@ enum BootstrapPolicy {
         - {apiGroups: [""], resources: [pods], verbs: [get, list, update, watch]}
         - {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
         """,
+        // kube's role, with `patch` on the status (this controller patches it).
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: "system:controller:daemon-set-controller", labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        rules:
+        - {apiGroups: [apps, extensions], resources: [daemonsets], verbs: [get, list, watch]}
+        - {apiGroups: [apps, extensions], resources: [daemonsets/status], verbs: [patch, update]}
+        - {apiGroups: [apps, extensions], resources: [daemonsets/finalizers], verbs: [update]}
+        - {apiGroups: [""], resources: [nodes], verbs: [list, watch]}
+        - {apiGroups: [""], resources: [pods], verbs: [create, delete, list, patch, watch]}
+        - {apiGroups: [""], resources: [pods/binding], verbs: [create]}
+        - {apiGroups: [apps], resources: [controllerrevisions], verbs: [create, delete, get, list, patch, update, watch]}
+        - {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
+        """,
     ]
 
     /// The user the embedded controller manager acts as.
@@ -170,6 +185,7 @@ enum BootstrapPolicy {
         binding("system:kube-scheduler", role: "system:kube-scheduler", users: [schedulerUser]),
         binding("system:controller:replicaset-controller", role: "system:controller:replicaset-controller", users: [controllerManagerUser]),
         binding("system:controller:deployment-controller", role: "system:controller:deployment-controller", users: [controllerManagerUser]),
+        binding("system:controller:daemon-set-controller", role: "system:controller:daemon-set-controller", users: [controllerManagerUser]),
     ]
 
     private static func binding(_ name: String, role: String, groups: [String] = [], users: [String] = []) -> String {
