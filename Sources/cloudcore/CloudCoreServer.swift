@@ -137,8 +137,12 @@ final class CloudCoreServer: Service, Sendable {
         let daemonSets = try embedded.map { paths in
             DaemonSetController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "daemonset-controller"))
         }
+        let jobs = try embedded.map { paths in
+            JobController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "job-controller"))
+        }
         await withDiscardingTaskGroup { children in
             if let scheduler { children.addTask { await scheduler.run() } }
+            if let jobs { children.addTask { await jobs.run() } }
             if let daemonSets { children.addTask { await daemonSets.run() } }
             if let replicaSets { children.addTask { await replicaSets.run() } }
             if let deployments { children.addTask { await deployments.run() } }

@@ -10,6 +10,7 @@ struct WorkloadCluster {
     let server: EmbeddedServer
     let deployments: DeploymentController
     let daemonSets: DaemonSetController
+    let jobs: JobController
     let admin: KubeClient
     let tasks: [Task<Void, Never>]
 
@@ -21,9 +22,10 @@ struct WorkloadCluster {
         let replicaSets = ReplicaSetController(client: client)
         deployments = DeploymentController(client: client)
         daemonSets = DaemonSetController(client: client)
+        jobs = JobController(client: client, failureBackoff: .milliseconds(100))
         admin = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))
-        let (deployments, daemonSets, admin) = (deployments, daemonSets, admin)
-        var tasks = [Task { await replicaSets.run() }, Task { await deployments.run() }, Task { await daemonSets.run() },
+        let (deployments, daemonSets, jobs, admin) = (deployments, daemonSets, jobs, admin)
+        var tasks = [Task { await replicaSets.run() }, Task { await deployments.run() }, Task { await daemonSets.run() }, Task { await jobs.run() },
                      Task { await Self.markPodsReady(admin, boundOnly: scheduler) }]
         if scheduler {
             let schedulerConfig = try server.writeKubeconfig(for: "scheduler", token: server.credentials!.schedulerToken)
@@ -49,7 +51,8 @@ struct WorkloadCluster {
 
     /// Marks every pod Running and Ready shortly after it appears (with `boundOnly`, once it is
     /// bound to a node), except pods labelled `stuck=true` (they stay Pending, as a pod whose
-    /// image never comes); finishes the graceful deletion of pods being deleted, as kubelet does.
+    /// image never comes); a running pod labelled `outcome=succeed|fail` then finishes so; and
+    /// finishes the graceful deletion of pods being deleted, as kubelet does.
     static func markPodsReady(_ client: KubeClient, boundOnly: Bool) async {
         let resource = APIResource(Kube.Pod.self)
         while !Task.isCancelled {
@@ -61,7 +64,27 @@ struct WorkloadCluster {
                     _ = try? await client.delete(resource, namespace: pod[path: ["metadata", "namespace"]]?.stringValue,
                                                  name: pod[path: ["metadata", "name"]]?.stringValue ?? "", options: options)
                 }
-                for pod in pods where pod[path: ["status", "phase"]]?.stringValue != "Running"
+                // A running pod labelled `outcome=succeed|fail` then finishes so (a Job's pod).
+                for pod in pods where pod[path: ["status", "phase"]]?.stringValue == "Running" {
+                    let phase: String
+                    switch pod[path: ["metadata", "labels", "outcome"]]?.stringValue {
+                    case "succeed": phase = "Succeeded"
+                    case "fail": phase = "Failed"
+                    default: continue
+                    }
+                    let now = Date().formatted(.iso8601)
+                    let status = JSONValue.object(JSONObject([("status", .object(JSONObject([
+                        ("phase", .string(phase)),
+                        ("conditions", .array([.object(JSONObject([("type", .string("Ready")), ("status", .string("False")),
+                                                                   ("lastTransitionTime", .string(now))]))])),
+                        ("containerStatuses", .array([.object(JSONObject([("name", .string("c")), ("state", .object(JSONObject([
+                            ("terminated", .object(JSONObject([("exitCode", .integer(phase == "Failed" ? 1 : 0)), ("finishedAt", .string(now))]))),
+                        ])))]))])),
+                    ])))]))
+                    _ = try? await client.patch(resource, namespace: pod[path: ["metadata", "namespace"]]?.stringValue,
+                                                name: pod[path: ["metadata", "name"]]?.stringValue ?? "", status, status: true)
+                }
+                for pod in pods where [nil, "Pending"].contains(pod[path: ["status", "phase"]]?.stringValue)
                     && pod[path: ["metadata", "labels", "stuck"]]?.stringValue != "true"
                     && pod[path: ["metadata", "deletionTimestamp"]] == nil
                     && (!boundOnly || !(pod[path: ["spec", "nodeName"]]?.stringValue ?? "").isEmpty) {

@@ -169,6 +169,30 @@ enum BootstrapPolicy {
         - {apiGroups: [apps], resources: [controllerrevisions], verbs: [create, delete, get, list, patch, update, watch]}
         - {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
         """,
+        // kube's job-controller role, with `delete` on jobs (kube's ttl-after-finished-controller has it).
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: "system:controller:job-controller", labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        rules:
+        - {apiGroups: [batch], resources: [jobs], verbs: [delete, get, list, patch, update, watch]}
+        - {apiGroups: [batch], resources: [jobs/status], verbs: [patch, update]}
+        - {apiGroups: [batch], resources: [jobs/finalizers], verbs: [update]}
+        - {apiGroups: [""], resources: [pods], verbs: [create, delete, list, patch, watch]}
+        - {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
+        """,
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: "system:controller:cronjob-controller", labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+        rules:
+        - {apiGroups: [batch], resources: [cronjobs], verbs: [get, list, update, watch]}
+        - {apiGroups: [batch], resources: [jobs], verbs: [create, delete, get, list, patch, update, watch]}
+        - {apiGroups: [batch], resources: [cronjobs/status], verbs: [patch, update]}
+        - {apiGroups: [batch], resources: [cronjobs/finalizers], verbs: [update]}
+        - {apiGroups: [""], resources: [pods], verbs: [delete, list]}
+        - {apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch, update]}
+        """,
     ]
 
     /// The user the embedded controller manager acts as.
@@ -186,6 +210,8 @@ enum BootstrapPolicy {
         binding("system:controller:replicaset-controller", role: "system:controller:replicaset-controller", users: [controllerManagerUser]),
         binding("system:controller:deployment-controller", role: "system:controller:deployment-controller", users: [controllerManagerUser]),
         binding("system:controller:daemon-set-controller", role: "system:controller:daemon-set-controller", users: [controllerManagerUser]),
+        binding("system:controller:job-controller", role: "system:controller:job-controller", users: [controllerManagerUser]),
+        binding("system:controller:cronjob-controller", role: "system:controller:cronjob-controller", users: [controllerManagerUser]),
     ]
 
     private static func binding(_ name: String, role: String, groups: [String] = [], users: [String] = []) -> String {
