@@ -140,8 +140,12 @@ final class CloudCoreServer: Service, Sendable {
         let jobs = try embedded.map { paths in
             JobController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "job-controller"))
         }
+        let cronJobs = try embedded.map { paths in
+            CronJobController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "cronjob-controller"))
+        }
         await withDiscardingTaskGroup { children in
             if let scheduler { children.addTask { await scheduler.run() } }
+            if let cronJobs { children.addTask { await cronJobs.run() } }
             if let jobs { children.addTask { await jobs.run() } }
             if let daemonSets { children.addTask { await daemonSets.run() } }
             if let replicaSets { children.addTask { await replicaSets.run() } }

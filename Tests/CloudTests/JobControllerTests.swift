@@ -96,6 +96,10 @@ import TestSupport
         #expect(try await cluster.kubectl("wait", "--for=condition=complete", "job/brief", "--timeout=30s").status == 0)
         #expect(await eventually(timeout: .seconds(15)) { (try? await cluster.kubectl("get", "job", "brief"))?.output.contains("NotFound") == true })
         #expect(await eventually(timeout: .seconds(10)) { (try? await cluster.pods("job-name=brief"))?.total == 0 })
+
+        // A running Job deleted: its pods go too (their tracking finalizer is taken off).
+        #expect(try await cluster.kubectl("delete", "job", "later").status == 0)
+        #expect(await eventually(timeout: .seconds(15)) { (try? await cluster.pods("job-name=later"))?.total == 0 })
         await cluster.stop()
     }
 }

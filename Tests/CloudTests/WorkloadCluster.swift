@@ -1,6 +1,7 @@
 @testable import Cloud
 import Foundation
 import KubeModel
+import Synchronization
 import Testing
 import TestSupport
 
@@ -11,6 +12,9 @@ struct WorkloadCluster {
     let deployments: DeploymentController
     let daemonSets: DaemonSetController
     let jobs: JobController
+    let cronJobs: CronJobController
+    /// The CronJob controller's clock: now, plus what the test moves it on by.
+    let clock = ShiftedClock()
     let admin: KubeClient
     let tasks: [Task<Void, Never>]
 
@@ -23,9 +27,12 @@ struct WorkloadCluster {
         deployments = DeploymentController(client: client)
         daemonSets = DaemonSetController(client: client)
         jobs = JobController(client: client, failureBackoff: .milliseconds(100))
+        let clock = clock
+        cronJobs = CronJobController(client: client, now: { clock.now })
         admin = try KubeClient(configuration: try Kubeconfig.load(path: server.directory + "/kubeconfig"))
-        let (deployments, daemonSets, jobs, admin) = (deployments, daemonSets, jobs, admin)
+        let (deployments, daemonSets, jobs, cronJobs, admin) = (deployments, daemonSets, jobs, cronJobs, admin)
         var tasks = [Task { await replicaSets.run() }, Task { await deployments.run() }, Task { await daemonSets.run() }, Task { await jobs.run() },
+                     Task { await cronJobs.run() },
                      Task { await Self.markPodsReady(admin, boundOnly: scheduler) }]
         if scheduler {
             let schedulerConfig = try server.writeKubeconfig(for: "scheduler", token: server.credentials!.schedulerToken)
@@ -129,4 +136,11 @@ struct WorkloadCluster {
     func rolloutStatus(_ name: String, kind: String = "deployment", timeout: String = "60s") async throws -> (status: Int32, output: String) {
         try await kubectl("rollout", "status", kind + "/" + name, "--timeout=" + timeout)
     }
+}
+
+/// Now, moved on by the test.
+final class ShiftedClock: Sendable {
+    private let offset = Mutex<TimeInterval>(0)
+    var now: Date { Date().addingTimeInterval(offset.withLock { $0 }) }
+    func advance(_ seconds: TimeInterval) { offset.withLock { $0 += seconds } }
 }

@@ -549,24 +549,37 @@ public final class APIServer: Service, Sendable {
                 // As the Kubernetes API server answers for custom resources.
                 throw APIError(code: 415, reason: "UnsupportedMediaType", message: "strategic merge patch is not supported for \(resource.kind); use --type merge")
             }
-            guard let current = try await store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
-            var patch = try JSONValue(parsing: body.readableBytesView)
-            var patched: JSONValue
-            if jsonPatch {
-                patched = try Self.applyJSONPatch(patch, to: current, subresource: route.subresource)
-            } else {
-                if route.subresource == "status" { patch = .object(JSONObject([("status", patch["status"] ?? .null)])) }
-                patched = strategic ? StrategicMergePatch.apply(patch, to: current) : current.applyingMergePatch(patch)
+            let parsedPatch = try JSONValue(parsing: body.readableBytesView)
+            // A patch that names no resourceVersion applies to whatever is stored: a concurrent
+            // write is not a conflict, the patch is applied again to the newer object, as
+            // kube-apiserver retries it.
+            var attempt = 0
+            while true {
+                attempt += 1
+                guard let current = try await store.get(key) else { throw APIError.notFound(resource.plural, key.name) }
+                var patch = parsedPatch
+                var patched: JSONValue
+                if jsonPatch {
+                    patched = try Self.applyJSONPatch(patch, to: current, subresource: route.subresource)
+                } else {
+                    if route.subresource == "status" { patch = .object(JSONObject([("status", patch["status"] ?? .null)])) }
+                    patched = strategic ? StrategicMergePatch.apply(patch, to: current) : current.applyingMergePatch(patch)
+                }
+                let versioned = !jsonPatch && patch[path: ["metadata", "resourceVersion"]] != nil
+                if !versioned { patched.set(current[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"]) }
+                try admit(&patched)
+                _ = try identify(&patched, route: route)
+                if route.subresource == nil { try Self.checkWorkload(&patched, resource: resource, old: current) }
+                if resource.group.isEmpty, resource.kind == "Pod", route.subresource == nil { warnings += try await admitPodSecurity(patched, key: key) }
+                let updated: JSONValue
+                do {
+                    updated = try await store.update(key, patched, dryRun: dryRun)
+                } catch {
+                    if (error as? APIError)?.code == 409, !versioned, attempt < 5 { continue }
+                    throw error
+                }
+                return (.ok, updated)
             }
-            // The patch is against what is stored now unless it names a resourceVersion itself.
-            if patch[path: ["metadata", "resourceVersion"]] == nil {
-                patched.set(current[path: ["metadata", "resourceVersion"]], at: ["metadata", "resourceVersion"])
-            }
-            try admit(&patched)
-            _ = try identify(&patched, route: route)
-            if route.subresource == nil { try Self.checkWorkload(&patched, resource: resource, old: current) }
-            if resource.group.isEmpty, resource.kind == "Pod", route.subresource == nil { warnings += try await admitPodSecurity(patched, key: key) }
-            return (.ok, try await store.update(key, patched, dryRun: dryRun))
         case (.DELETE, let key?):
             // DeleteOptions may come in the body (kubectl sends dryRun and preconditions there).
             let options = body.readableBytes > 0 ? try JSONValue(parsing: body.readableBytesView) : JSONValue.null

@@ -148,6 +148,9 @@ enum APITable {
                 Column(name: "Timezone", type: "string", priority: 0) { .string($0[path: ["spec", "timeZone"]]?.stringValue ?? "<none>") },
                 Column(name: "Suspend", type: "boolean", priority: 0) { .bool($0[path: ["spec", "suspend"]]?.boolValue ?? false) },
                 Column(name: "Active", type: "integer", priority: 0) { .integer(Int64($0[path: ["status", "active"]]?.arrayValue?.count ?? 0)) },
+                Column(name: "Last Schedule", type: "string", priority: 0) {
+                    .string(elapsed(since: $0[path: ["status", "lastScheduleTime"]]?.stringValue, now: Date()) ?? "<none>")
+                },
             ]
         default:
             return []
@@ -243,9 +246,12 @@ enum APITable {
     }
 
     static func age(of object: JSONValue, now: Date) -> String {
-        guard let text = object[path: ["metadata", "creationTimestamp"]]?.stringValue,
-              let created = try? Date(text, strategy: .iso8601)
-        else { return "<unknown>" }
+        elapsed(since: object[path: ["metadata", "creationTimestamp"]]?.stringValue, now: now) ?? "<unknown>"
+    }
+
+    /// The time since an RFC 3339 instant, as kubectl's printers write it (`translateTimestampSince`).
+    static func elapsed(since text: String?, now: Date) -> String? {
+        guard let text, let created = try? Date(text, strategy: .iso8601) else { return nil }
         let seconds = max(0, Int(now.timeIntervalSince(created)))
         let minutes = seconds / 60
         let hours = minutes / 60

@@ -80,6 +80,14 @@ public final class JobController: Service, Sendable {
             guard let owner = DeploymentController.controllerUID(of: pod, kind: "Job") else { continue }
             owned[owner, default: []].append(pod)
         }
+        // Pods whose Job is gone or going keep no tracking finalizer (they would never go).
+        let liveJobs = Set(jobs.objects.filter { $0[path: ["metadata", "deletionTimestamp"]] == nil }.compactMap { $0[path: ["metadata", "uid"]]?.stringValue })
+        let removed = finalizersRemoved()
+        for pod in allPods where pod[path: ["metadata", "finalizers"]]?.arrayValue?.contains(.string(Self.trackingFinalizer)) == true {
+            guard let uid = pod[path: ["metadata", "uid"]]?.stringValue, !removed.contains(uid) else { continue }
+            let owner = DeploymentController.controllerUID(of: pod, kind: "Job")
+            if owner.map({ !liveJobs.contains($0) }) ?? true { await removeTrackingFinalizer(pod) }
+        }
         var requeue: Duration?
         for job in jobs.objects where job[path: ["metadata", "deletionTimestamp"]] == nil {
             let uid = job[path: ["metadata", "uid"]]?.stringValue ?? ""
