@@ -151,7 +151,10 @@ import Transport
         #expect(Set(deletes.map { "\($0.router.operation) \($0.router.resource)" }) == ["delete default/configmap/app", "delete default/pod/web"])
 
         // Away for less than the default grace period (40 s, on the test's clock): still Ready.
-        // Longer: Ready turns Unknown.
+        // Longer: Ready turns Unknown, and the node is tainted unreachable:NoSchedule beside
+        // the taints it had (no NoExecute: its pods are not evicted).
+        #expect(try await server.kubectl("taint", "node", "edge-1", "dedicated=x:NoSchedule").status == 0)
+        let taints = { try? await server.kubectl("get", "node", "edge-1", "-o", "jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}").output }
         await edge.stop()
         let readiness = { try? await server.kubectl("get", "node", "edge-1", "-o", #"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#).output }
         #expect(await eventually(timeout: .seconds(20)) { controller.nodesInGracePeriod == ["edge-1"] })
@@ -162,6 +165,7 @@ import Transport
         #expect(await readiness() == "True")
         clock.advance(by: .seconds(2))
         #expect(await eventually(timeout: .seconds(20)) { await readiness() == "Unknown" })
+        #expect(await eventually(timeout: .seconds(10)) { await taints() == "dedicated:NoSchedule node.kubernetes.io/unreachable:NoSchedule " })
         #expect(controller.nodesInGracePeriod.isEmpty)
         let counters = controller.counters
         #expect(counters.nodesRegistered == 1 && counters.podStatusesWritten == 1 && counters.failures == 0, "\(counters)")

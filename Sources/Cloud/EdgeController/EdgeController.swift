@@ -328,9 +328,45 @@ public final class EdgeController: Service, Sendable {
             _ = try await client.patch(APIResource(Kube.Node.self), name: node,
                                        .object(JSONObject([("status", .object(JSONObject([("conditions", .array([condition]))])))])), status: true)
             if wasReady != ready { await recordReadiness(of: node, ready: ready) }
+            try await setUnreachableTaint(on: node, present: !ready)
         } catch {
             state.withLock { $0.counters.failures += 1 }
             logger.warning("cannot update a node", metadata: ["node": "\(node)", "error": "\(error)"])
+        }
+    }
+
+    /// The taint an edge node carries while it is away: new pods go elsewhere, its own keep
+    /// running and bound (no `NoExecute`, so nothing is evicted, as KubeEdge users expect).
+    public static let unreachableTaint = "node.kubernetes.io/unreachable"
+
+    /// Adds or removes the `unreachable:NoSchedule` taint, keeping the node's other taints
+    /// (conditional on the node's resourceVersion; read again after a conflict).
+    private func setUnreachableTaint(on node: String, present: Bool) async throws {
+        let resource = APIResource(Kube.Node.self)
+        var current = nodes.get(name: node)
+        for attempt in 1...3 {
+            if current == nil || attempt > 1 { current = try await client.get(resource, name: node) }
+            guard let object = current else { return }
+            let taints = object[path: ["spec", "taints"]]?.arrayValue ?? []
+            let others = taints.filter { !($0["key"]?.stringValue == Self.unreachableTaint && $0["effect"]?.stringValue == "NoSchedule") }
+            guard present == (others.count == taints.count) else { return }
+            var wanted = others
+            if present {
+                wanted.append(.object(JSONObject([
+                    ("key", .string(Self.unreachableTaint)), ("effect", .string("NoSchedule")),
+                    ("timeAdded", .string(configuration.clock.wallTime.formatted(.iso8601))),
+                ])))
+            }
+            let patch = JSONValue.object(JSONObject([
+                ("metadata", .object(JSONObject([("resourceVersion", object[path: ["metadata", "resourceVersion"]] ?? .null)]))),
+                ("spec", .object(JSONObject([("taints", wanted.isEmpty ? .null : .array(wanted))]))),
+            ]))
+            do {
+                _ = try await client.patch(resource, name: node, patch)
+                return
+            } catch let error as APIError where error.code == 409 && attempt < 3 {
+                continue
+            }
         }
     }
 
