@@ -117,4 +117,50 @@ import TestSupport
         })
         await cluster.stop()
     }
+
+    @Test func kubectlDrainEvictsTheDeploymentsPodsAndLeavesTheDaemonSets() async throws {
+        let cluster = try await WorkloadCluster(scheduler: true)
+        try await cluster.addNode("n1")
+        try await cluster.addNode("n2")
+        #expect(try await cluster.kubectl("create", "deployment", "web", "--image=busybox", "--replicas=4").status == 0)
+        let applied = try await cluster.kubectl("apply", "-f", "@input", input: """
+            apiVersion: apps/v1
+            kind: DaemonSet
+            metadata: {name: agent}
+            spec:
+              selector: {matchLabels: {app: agent}}
+              template:
+                metadata: {labels: {app: agent}}
+                spec: {containers: [{name: agent, image: agent}]}
+            """)
+        #expect(applied.status == 0, "\(applied.output)")
+        #expect(try await cluster.rolloutStatus("web").status == 0)
+        #expect(try await cluster.rolloutStatus("agent", kind: "daemonset").status == 0)
+        #expect(Set(try await cluster.pods("app=web").nodes) == ["n1", "n2"], "spread over both nodes")
+
+        let drained = try await cluster.kubectl("drain", "n1", "--ignore-daemonsets", "--timeout=60s")
+        #expect(drained.status == 0 && drained.output.contains("evicting pod") && drained.output.contains("node/n1 drained"), "\(drained.output)")
+        #expect(await cluster.jsonpath("node", "n1", "{.spec.unschedulable}") == "true")
+        #expect(try await cluster.rolloutStatus("web").status == 0)
+        #expect(try await cluster.pods("app=web").nodes == ["n2", "n2", "n2", "n2"])
+        #expect(try await cluster.pods("app=agent").nodes == ["n1", "n2"], "the DaemonSet's pod stays")
+
+        // The official Python client evicts too (policy/v1 Eviction).
+        let victim = await cluster.jsonpath("pods", "", "{.items[?(@.metadata.labels.app==\"web\")].metadata.name}").split(separator: " ").first.map(String.init) ?? ""
+        let python = try await runProcessOffPool("/usr/bin/env", ["python3", "-c", """
+            import sys
+            from kubernetes import client, config
+            config.load_kube_config(config_file=sys.argv[1])
+            body = client.V1Eviction(metadata=client.V1ObjectMeta(name=sys.argv[2], namespace="default"))
+            client.CoreV1Api().create_namespaced_pod_eviction(sys.argv[2], "default", body)
+            print("evicted")
+            """, cluster.server.directory + "/kubeconfig", victim])
+        #expect(python.output.contains("evicted"), "\(python.output)")
+        #expect(await eventually(timeout: .seconds(20)) {
+            let names = await cluster.jsonpath("pods", "", "{.items[*].metadata.name}")
+            return (try? await cluster.pods("app=web"))?.total == 4 && !names.contains(victim)
+        })
+        #expect(try await cluster.kubectl("uncordon", "n1").status == 0)
+        await cluster.stop()
+    }
 }

@@ -64,6 +64,17 @@ struct APIDiscovery {
                     ("kind", .string("TokenRequest")), ("verbs", .array([.string("create")])),
                 ]))
             }
+            if resource.storageName == "pods" {
+                entries.append(object([
+                    ("name", .string("pods/binding")), ("singularName", .string("")), ("namespaced", .bool(true)),
+                    ("kind", .string("Binding")), ("verbs", .array([.string("create")])),
+                ]))
+                entries.append(object([
+                    ("name", .string("pods/eviction")), ("singularName", .string("")), ("namespaced", .bool(true)),
+                    ("group", .string("policy")), ("version", .string("v1")),
+                    ("kind", .string("Eviction")), ("verbs", .array([.string("create")])),
+                ]))
+            }
             if resource.hasStatus {
                 entries.append(object([
                     ("name", .string("\(resource.plural)/status")), ("singularName", .string("")), ("namespaced", .bool(resource.namespaced)),

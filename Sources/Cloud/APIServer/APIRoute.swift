@@ -64,7 +64,7 @@ struct APIRoute: Equatable {
         let subresource = segments.count == 3 ? segments[2] : nil
         if let subresource, !(subresource == "status" && resource.hasStatus) && !(subresource == "scale" && resource.hasScale)
             && !(subresource == "token" && resource.storageName == "serviceaccounts")
-            && !(subresource == "binding" && resource.storageName == "pods") { return nil }
+            && !((subresource == "binding" || subresource == "eviction") && resource.storageName == "pods") { return nil }
         return (.resource(APIRoute(resource: resource, namespace: namespace, name: name, subresource: subresource)), watch)
     }
 }

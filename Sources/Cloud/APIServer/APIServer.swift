@@ -390,6 +390,16 @@ public final class APIServer: Service, Sendable {
                     ])), status: .created)
                     return true
                 }
+                if route.subresource == "eviction", let key = route.key {
+                    guard head.method == .POST else {
+                        throw APIError(code: 405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
+                    }
+                    try await evict(key, eviction: try JSONValue(parsing: body.readableBytesView))
+                    try await writer.send(.object(JSONObject([
+                        ("kind", .string("Status")), ("apiVersion", .string("v1")), ("metadata", .object(JSONObject())), ("status", .string("Success")), ("code", .integer(201)),
+                    ])), status: .created)
+                    return true
+                }
                 if route.subresource == "token" {
                     guard head.method == .POST else {
                         throw APIError(code: 405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
@@ -575,7 +585,7 @@ public final class APIServer: Service, Sendable {
                 do {
                     updated = try await store.update(key, patched, dryRun: dryRun)
                 } catch {
-                    if (error as? APIError)?.code == 409, !versioned, attempt < 5 { continue }
+                    if error.code == 409, !versioned, attempt < 5 { continue }
                     throw error
                 }
                 return (.ok, updated)
@@ -917,6 +927,24 @@ public final class APIServer: Service, Sendable {
     /// `POST pods/{name}/binding`: assigns the pod to the Binding's `target` node, as
     /// kube-apiserver does for a scheduler: only once (409 when the pod is bound already), and
     /// not for a pod being deleted.
+    /// `pods/{name}/eviction`: the pod deleted as its Eviction's `deleteOptions` say (grace
+    /// period, uid precondition), gracefully when it runs on a node. No PodDisruptionBudget is
+    /// served, so none can refuse it.
+    private func evict(_ key: ObjectKey, eviction: JSONValue) async throws {
+        if let name = eviction[path: ["metadata", "name"]]?.stringValue, !name.isEmpty, name != key.name {
+            throw APIError.badRequest("name in URL does not match name in Eviction object")
+        }
+        guard let pod = try await store.get(key) else { throw APIError.notFound("pods", key.name) }
+        let options = eviction["deleteOptions"] ?? .null
+        if let uid = options[path: ["preconditions", "uid"]]?.stringValue, !uid.isEmpty, uid != pod[path: ["metadata", "uid"]]?.stringValue {
+            throw APIError(code: 409, reason: "Conflict", message: "Precondition failed: UID in precondition: \(uid), UID in object meta: "
+                           + (pod[path: ["metadata", "uid"]]?.stringValue ?? ""))
+        }
+        let grace = options["gracePeriodSeconds"]?.int64Value
+        _ = try await deleteCollecting(key, resourceVersion: options[path: ["preconditions", "resourceVersion"]]?.stringValue,
+                                       policy: try Self.propagation(options: options, query: [:]), gracePeriod: grace)
+    }
+
     private func bind(_ key: ObjectKey, binding: JSONValue) async throws {
         guard binding["target"]?["kind"]?.stringValue ?? "Node" == "Node", let node = binding[path: ["target", "name"]]?.stringValue, !node.isEmpty else {
             throw APIError.invalid("Binding \"\(key.name)\" is invalid: target.name: Required value")

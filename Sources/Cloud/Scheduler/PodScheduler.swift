@@ -93,6 +93,8 @@ public final class PodScheduler: Service, Sendable {
         usage[node, default: SchedulingFilters.Usage()].milliCPU += request.milliCPU
         usage[node, default: SchedulingFilters.Usage()].memory += request.memory
         usage[node, default: SchedulingFilters.Usage()].pods += 1
+        usage[node, default: SchedulingFilters.Usage()].scoredMilliCPU += request.scoredMilliCPU
+        usage[node, default: SchedulingFilters.Usage()].scoredMemory += request.scoredMemory
         placed.append((pod, node))
     }
 

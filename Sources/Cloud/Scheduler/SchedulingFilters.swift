@@ -12,6 +12,10 @@ public struct SchedulingFilters: Sendable {
         public var milliCPU: Int64 = 0
         public var memory: Int64 = 0
         public var pods = 0
+        /// CPU and memory for scoring: a container that requests none counts as 100m and
+        /// 200 MB, as kube-scheduler's scores count it, so pods without requests spread too.
+        public var scoredMilliCPU: Int64 = 0
+        public var scoredMemory: Int64 = 0
         public init() {}
     }
 
@@ -67,10 +71,10 @@ public struct SchedulingFilters: Sendable {
         let request = Self.requests(of: pod)
         var score: Int64 = 0
         if let cpu = allocatable?["cpu"]?.stringValue.flatMap(Quantity.init)?.milliValue, cpu > 0 {
-            score += max(0, (cpu - usage.milliCPU - request.milliCPU) * 100 / cpu)
+            score += max(0, (cpu - usage.scoredMilliCPU - request.scoredMilliCPU) * 100 / cpu)
         }
         if let memory = allocatable?["memory"]?.stringValue.flatMap(Quantity.init)?.value, memory > 0 {
-            score += max(0, (memory - usage.memory - request.memory) * 100 / memory)
+            score += max(0, (memory - usage.scoredMemory - request.scoredMemory) * 100 / memory)
         }
         let labels = Self.labels(node)
         for preferred in pod[path: ["spec", "affinity", "nodeAffinity", "preferredDuringSchedulingIgnoredDuringExecution"]]?.arrayValue ?? [] {
@@ -87,8 +91,12 @@ public struct SchedulingFilters: Sendable {
         }
         var usage = Usage()
         for container in pod[path: ["spec", "containers"]]?.arrayValue ?? [] {
-            usage.milliCPU += request(container, "cpu")?.milliValue ?? 0
-            usage.memory += request(container, "memory")?.value ?? 0
+            let cpu = request(container, "cpu")?.milliValue
+            let memory = request(container, "memory")?.value
+            usage.milliCPU += cpu ?? 0
+            usage.memory += memory ?? 0
+            usage.scoredMilliCPU += cpu ?? 100
+            usage.scoredMemory += memory ?? 200 * 1024 * 1024
         }
         for container in pod[path: ["spec", "initContainers"]]?.arrayValue ?? [] {
             usage.milliCPU = max(usage.milliCPU, request(container, "cpu")?.milliValue ?? 0)
