@@ -11,6 +11,13 @@ public protocol StrictYAMLConfig: Codable {
     func validate() throws
     /// The error that names the file, for `message`.
     static func error(_ message: String) -> any Error
+    /// Dotted paths of mappings whose keys are the user's (labels), not settings: not checked
+    /// against the defaults, and replaced rather than merged.
+    static var freeFormMappings: Set<String> { get }
+}
+
+extension StrictYAMLConfig {
+    public static var freeFormMappings: Set<String> { [] }
 }
 
 extension StrictYAMLConfig {
@@ -61,6 +68,10 @@ extension StrictYAMLConfig {
         for (key, value) in given {
             let here = path.isEmpty ? key : "\(path).\(key)"
             guard let reference = known[key] else { throw Self.error("unknown key \(here)") }
+            if freeFormMappings.contains(here) {
+                guard value is [String: Any] else { throw Self.error("\(here) is not a mapping") }
+                continue
+            }
             if let nested = value as? [String: Any] {
                 guard let knownNested = reference as? [String: Any] else { throw Self.error("\(here) is not a mapping") }
                 try checkKeys(nested, against: knownNested, path: here)

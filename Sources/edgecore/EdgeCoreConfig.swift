@@ -8,6 +8,7 @@ import Node
 /// A file need only say what differs from ``EdgeCoreConfig/init()``; unknown keys are errors
 /// (a misspelt key would otherwise be silently ignored). Durations are in seconds.
 struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
+    static var freeFormMappings: Set<String> { ["modules.edged.nodeLabels"] }
     var apiVersion = "edgecore.config.kubeedge.io/v1alpha2"
     var kind = "EdgeCore"
     /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
@@ -111,6 +112,9 @@ struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
         var enable = true
         /// The node's name; empty: the host name.
         var hostnameOverride = ""
+        /// Labels the Node gets when it registers (`keadm join --labels`); keys in kubernetes.io
+        /// and k8s.io only as kubelet may set them (the cloud drops others).
+        var nodeLabels: [String: String] = [:]
         /// The node's address (its InternalIP, pods' hostIP); empty: the first non-loopback IPv4.
         var nodeIP = ""
         /// Pod volumes and the process runtime's containers and logs.

@@ -57,7 +57,8 @@ struct EdgeNode {
                 configuration: .init(nodeName: nodeName, rootDirectory: root, syncInterval: .seconds(modules.edged.syncFrequency),
                                      maxLogBytes: try settings.containerLogMaxBytes(), maxLogFiles: modules.edged.containerLogMaxFiles,
                                      nodeIP: modules.edged.nodeIP.isEmpty ? nil : modules.edged.nodeIP,
-                                     nodeStatusUpdateFrequency: .seconds(modules.edged.nodeStatusUpdateFrequency)),
+                                     nodeStatusUpdateFrequency: .seconds(modules.edged.nodeStatusUpdateFrequency),
+                                     nodeLabels: modules.edged.nodeLabels),
                 store: store, bus: bus, runtime: runtime, logger: Logger(label: "edged"))
             services.append(edged)
             enabled.append("edged")

@@ -96,6 +96,10 @@ struct Join: AsyncParsableCommand {
     @Option(name: .customLong("edgenode-name"), help: "The node's name (default: the host name).")
     var nodeName = ProcessInfo.processInfo.hostName.lowercased()
 
+    @Option(name: [.customShort("l"), .customLong("labels")],
+            help: "Labels for the node when it registers: key1=value1,key2=value2 (kubelet's --node-labels rules).")
+    var labels: String?
+
     @Option(name: .customLong("mqtt-server"), help: "The MQTT broker EventBus uses.")
     var mqttServer = "tcp://127.0.0.1:1883"
 
@@ -109,6 +113,17 @@ struct Join: AsyncParsableCommand {
         guard let colon = cloudcore.lastIndex(of: ":"), Int(cloudcore[cloudcore.index(after: colon)...]) != nil else {
             throw ValidationError("--cloudcore-ipport must be IP:PORT, not \(cloudcore)")
         }
+        _ = try nodeLabels()
+    }
+
+    /// `--labels` as a map; each item must be key=value.
+    func nodeLabels() throws -> [(String, String)] {
+        guard let labels, !labels.isEmpty else { return [] }
+        return try labels.split(separator: ",").map { item in
+            let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--labels: \(item) is not key=value") }
+            return (String(parts[0]), String(parts[1]))
+        }
     }
 
     func run() async throws {
@@ -118,6 +133,9 @@ struct Join: AsyncParsableCommand {
         let host = String(cloudcore[..<colon])
         let port = Int(cloudcore[cloudcore.index(after: colon)...])!
         let config = root + "/edgecore.yaml"
+        // Keys and values as double-quoted YAML strings.
+        func quoted(_ text: String) -> String { "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        let labelsYAML = try nodeLabels().map { "\(quoted($0.0)): \(quoted($0.1))" }.joined(separator: ", ")
         try Step.run("Writing \(config) for node \(nodeName)") {
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
             try """
@@ -133,7 +151,7 @@ struct Join: AsyncParsableCommand {
               eventBus: {mqttServerExternal: "\(mqttServer)"}
               metaManager:
                 metaServer: {server: "127.0.0.1:\(metaServerPort)"}
-              edged: {hostnameOverride: \(nodeName), rootDirectory: \(root)/edged}
+              edged: {hostnameOverride: \(nodeName), rootDirectory: \(root)/edged, nodeLabels: {\(labelsYAML)}}
             metrics: {server: "127.0.0.1:\(metricsPort)"}
 
             """.write(toFile: config, atomically: true, encoding: .utf8)

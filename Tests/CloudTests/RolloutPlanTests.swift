@@ -92,3 +92,17 @@ struct RolloutPlanTests {
         #expect(!PodTemplateHash.equalIgnoringHash(labelled, changed))
     }
 }
+
+/// The labels an edge may give itself at registration (kubelet's --node-labels rules).
+struct NodeLabelRuleTests {
+    @Test("kubelet's own kubernetes.io labels and node.kubernetes.io pass; roles and other kubernetes.io keys do not; the user's pass")
+    func rules() {
+        for allowed in ["site", "example.com/rack", "kubernetes.io/hostname", "topology.kubernetes.io/zone", "node.kubernetes.io/instance-type",
+                        "node.kubernetes.io/custom", "kubelet.kubernetes.io/x", "sub.node.kubernetes.io/y"] {
+            #expect(NodeLabels.mayBeSetByNode(allowed), "\(allowed)")
+        }
+        for refused in ["node-role.kubernetes.io/master", "node-role.kubernetes.io/edge", "kubernetes.io/role", "foo.k8s.io/bar", "k8s.io/x"] {
+            #expect(!NodeLabels.mayBeSetByNode(refused), "\(refused)")
+        }
+    }
+}

@@ -19,9 +19,9 @@ final class EdgeCluster: @unchecked Sendable {
         try await cloud.start()
     }
 
-    /// A started edgecore joined as `name`.
-    func addEdge(_ name: String) async throws -> EdgeCoreProcess {
-        let edge = try EdgeCoreProcess(name: name, directory: directory + "/" + name, cloud: cloud, broker: broker)
+    /// A started edgecore joined as `name`, asking for `labels` at registration.
+    func addEdge(_ name: String, labels: [String: String] = [:]) async throws -> EdgeCoreProcess {
+        let edge = try EdgeCoreProcess(name: name, directory: directory + "/" + name, cloud: cloud, broker: broker, labels: labels)
         edges.append(edge)
         try await edge.start()
         return edge
@@ -279,7 +279,7 @@ final class EdgeCoreProcess: @unchecked Sendable {
     /// cloud at `cloudHost` and serves MetaServer and metrics on `localAddress`, its address
     /// there (MetaServer on every address, loopback included).
     init(name: String, directory: String, cloud: CloudCoreProcess, broker: MosquittoBroker, cloudHost: String = "127.0.0.1",
-         namespace: String? = nil, localAddress: String = "127.0.0.1") throws {
+         namespace: String? = nil, localAddress: String = "127.0.0.1", labels: [String: String] = [:]) throws {
         self.name = name
         self.directory = directory
         self.localAddress = localAddress
@@ -288,6 +288,7 @@ final class EdgeCoreProcess: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let token = try cloud.token()
         let (httpsPort, quicPort, webSocketPort) = (cloud.httpsPort, cloud.quicPort, cloud.webSocketPort)
+        let nodeLabels = labels.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \"\($0.value)\"" }.joined(separator: ", ")
         configuration = { metaServerPort, metricsPort in """
         database: {dataSource: \(directory)/edgecore.db}
         modules:
@@ -302,7 +303,7 @@ final class EdgeCoreProcess: @unchecked Sendable {
           eventBus: {\(namespace == nil ? "mqttServerExternal: \"tcp://127.0.0.1:\(broker.port)\"" : "enable: false")}
           metaManager:
             metaServer: {server: "\(namespace == nil ? "127.0.0.1" : "0.0.0.0"):\(metaServerPort)"}
-          edged: {hostnameOverride: \(name), rootDirectory: \(directory)/edged, cgroupRoot: "", nodeStatusUpdateFrequency: 1}
+          edged: {hostnameOverride: \(name), rootDirectory: \(directory)/edged, cgroupRoot: "", nodeStatusUpdateFrequency: 1, nodeLabels: {\(nodeLabels)}}
         metrics: {server: "\(localAddress):\(metricsPort)"}
 
         """ }

@@ -77,6 +77,9 @@ public final class EdgeController: Service, Sendable {
 
     struct State {
         var online: Set<String> = []
+        /// Nodes this controller registered from a connection, before their first status report
+        /// said which labels they ask for.
+        var registeredWithoutLabels: Set<String> = []
         /// When (``ServiceClock/monotonic``) each node that went away is marked not ready,
         /// unless it comes back first.
         var leaving: [String: Duration] = [:]
@@ -239,8 +242,13 @@ public final class EdgeController: Service, Sendable {
         }
         let wasReady = current?.conditions.first { $0.type == "Ready" }?.status == "True"
         let isReady = status["conditions"]?.arrayValue?.first { $0["type"]?.stringValue == "Ready" }?["status"]?.stringValue == "True"
+        let labels = NodeLabels.allowed(report[path: ["metadata", "labels"]]?.objectValue ?? JSONObject(), node: name, logger: logger)
         do {
-            try await ensureNode(name)
+            try await ensureNode(name, labels: labels)
+            if state.withLock({ $0.registeredWithoutLabels.remove(name) }) != nil, !labels.isEmpty {
+                _ = try await client.patch(APIResource(Kube.Node.self), name: name,
+                                           .object(JSONObject([("metadata", .object(JSONObject([("labels", .object(labels))])))])))
+            }
             _ = try await client.patch(APIResource(Kube.Node.self), name: name, .object(JSONObject([("status", .object(status))])), status: true)
             if wasReady != isReady, status["conditions"] != nil { await recordReadiness(of: name, ready: isReady) }
             try await renewLease(of: name, at: now)
@@ -382,23 +390,27 @@ public final class EdgeController: Service, Sendable {
     /// Creates the node's Node object (labelled as an edge node) unless it exists; whether it
     /// exists now.
     @discardableResult
-    private func ensureNode(_ node: String, create: Bool = true) async throws -> Bool {
+    private func ensureNode(_ node: String, create: Bool = true, labels: JSONObject = JSONObject()) async throws -> Bool {
         let resource = APIResource(Kube.Node.self)
         if nodes.get(name: node) != nil { return true }
         if (try? await client.get(resource, name: node)) != nil { return true }
         guard create else { return false }
+        var allLabels = labels
+        allLabels[Self.edgeLabel] = .string("")
+        allLabels["kubernetes.io/hostname"] = .string(node)
         let object = JSONValue.object(JSONObject([
             ("apiVersion", .string("v1")), ("kind", .string("Node")),
-            ("metadata", .object(JSONObject([("name", .string(node)), ("labels", .object(JSONObject([
-                (Self.edgeLabel, .string("")), ("kubernetes.io/hostname", .string(node)),
-            ])))]))),
+            ("metadata", .object(JSONObject([("name", .string(node)), ("labels", .object(allLabels))]))),
         ]))
         do {
             _ = try await client.create(resource, object)
         } catch let error as APIError where error.code == 409 {
             return true  // registered meanwhile (a status report and the connection at once)
         }
-        state.withLock { $0.counters.nodesRegistered += 1 }
+        state.withLock { state in
+            state.counters.nodesRegistered += 1
+            if labels.isEmpty { state.registeredWithoutLabels.insert(node) }
+        }
         logger.info("registered an edge node", metadata: ["node": "\(node)"])
         return true
     }

@@ -48,6 +48,9 @@ public final class Edged: Service, Sendable {
         /// How often the node's status (Ready with a heartbeat, addresses, capacity) goes to the
         /// cloud. Default 10 s (KubeEdge's nodeStatusUpdateFrequency).
         public var nodeStatusUpdateFrequency: Duration
+        /// Labels the Node gets when it registers (`keadm join --labels`), as kubelet's
+        /// `--node-labels`. Default none.
+        public var nodeLabels: [String: String]
         /// How long a request for a service-account token may wait for the cloud. Default 10 s.
         public var tokenRequestTimeout: Duration
         /// A stopped pod's final delete is sent again after this while the cloud has not removed
@@ -60,8 +63,9 @@ public final class Edged: Service, Sendable {
         public init(nodeName: String, rootDirectory: String = "/var/lib/edged", syncInterval: Duration = .seconds(1), backoff: RestartBackoff = RestartBackoff(),
                     maxLogBytes: Int = 10 << 20, maxLogFiles: Int = 5, concurrentSyncs: Int = 16, nodeIP: String? = nil,
                     nodeStatusUpdateFrequency: Duration = .seconds(10), tokenRequestTimeout: Duration = .seconds(10),
-                    finalDeleteResendInterval: Duration = .seconds(30), clock: any ServiceClock = .system) {
+                    finalDeleteResendInterval: Duration = .seconds(30), nodeLabels: [String: String] = [:], clock: any ServiceClock = .system) {
             self.nodeName = nodeName
+            self.nodeLabels = nodeLabels
             self.tokenRequestTimeout = tokenRequestTimeout
             self.finalDeleteResendInterval = finalDeleteResendInterval
             self.clock = clock
@@ -292,7 +296,7 @@ public final class Edged: Service, Sendable {
     private func reportNodeStatus() async {
         let runtimeVersion = await runtime.versionDescription()
         let reporter = NodeStatus(nodeName: configuration.nodeName, nodeIP: configuration.nodeIP, readySince: configuration.clock.wallTime,
-                                  containerRuntimeVersion: runtimeVersion)
+                                  containerRuntimeVersion: runtimeVersion, labels: configuration.nodeLabels)
         repeat {
             let message = Message(router: MessageRouter(
                 source: Self.moduleName, destination: MetaManager.moduleName, group: MessageRouter.Group.meta, operation: MessageRouter.Operation.update,

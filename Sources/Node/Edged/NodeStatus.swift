@@ -3,7 +3,8 @@ import KubeModel
 
 /// The status of the edge node as Edged reports it to the cloud every
 /// ``Edged/Configuration/nodeStatusUpdateFrequency``: `Ready` with a fresh heartbeat time,
-/// addresses, capacity and allocatable (CPUs, memory, pods), and `nodeInfo`.
+/// addresses, capacity and allocatable (CPUs, memory, pods), `nodeInfo`, and the labels the
+/// node asks for at registration.
 struct NodeStatus: Sendable {
     /// The pods a node takes (kubelet's `maxPods`).
     static let maxPods = 110
@@ -15,6 +16,8 @@ struct NodeStatus: Sendable {
     /// When Edged became ready (the `Ready` condition's transition time).
     let readySince: Date
     let containerRuntimeVersion: String
+    /// The labels the node asks for when it registers (the cloud applies them then).
+    var labels: [String: String] = [:]
 
     /// The Node object to send: metadata and status only.
     func object(now: Date = Date()) -> JSONValue {
@@ -46,7 +49,10 @@ struct NodeStatus: Sendable {
         ]))
         return .object(JSONObject([
             ("apiVersion", .string("v1")), ("kind", .string("Node")),
-            ("metadata", .object(JSONObject([("name", .string(nodeName))]))), ("status", status),
+            ("metadata", .object(labels.isEmpty ? JSONObject([("name", .string(nodeName))]) : JSONObject([
+                ("name", .string(nodeName)), ("labels", .object(JSONObject(labels.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) }))),
+            ]))),
+            ("status", status),
         ]))
     }
 
