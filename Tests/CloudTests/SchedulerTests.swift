@@ -6,7 +6,7 @@ import TestSupport
 
 /// The embedded scheduler against the embedded API server, as its own least-privilege user,
 /// driven and checked with kubectl: node selectors, taints and tolerations, resources against
-/// allocatable, cordoned nodes, anti-affinity on the hostname, kube-scheduler's "0/N nodes are
+/// allocatable, cordoned nodes, affinity and anti-affinity on the hostname, kube-scheduler's "0/N nodes are
 /// available" reasons and events, and a retry when capacity frees up.
 @Suite(.serialized) struct SchedulerTests {
     static func node(_ name: String, cpu: String, zone: String, taint: String = "", unschedulable: Bool = false) -> String {
@@ -101,6 +101,16 @@ import TestSupport
         #expect(await eventually(timeout: .seconds(20)) {
             let (first, second) = (await node(of: "spread-1"), await node(of: "spread-2"))
             return !first.isEmpty && !second.isEmpty && first != second
+        })
+
+        // Required pod affinity: next to the pod it names, or Pending with kube's reason.
+        let follow = "affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: zoned}}}]}}\ncontainers: [{name: c, image: busybox}]"
+        let lonely = "affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: nobody}}}]}}\ncontainers: [{name: c, image: busybox}]"
+        #expect(try await server.kubectl("apply", "-f", "@input", input: Self.pod("follower", follow) + Self.pod("lonely", lonely)).status == 0)
+        #expect(await eventually(timeout: .seconds(20)) { await node(of: "follower") == "n1" })
+        #expect(await eventually(timeout: .seconds(20)) {
+            let message = (try? await server.kubectl("get", "pod", "lonely", "-o", #"jsonpath={.status.conditions[?(@.type=="PodScheduled")].message}"#).output) ?? ""
+            return message.contains("didn't match pod affinity rules")
         })
 
         // A binding for a pod already bound: kube's 409.
