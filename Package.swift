@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "keadm", targets: ["keadm"]),
         .executable(name: "node-bench", targets: ["node-bench"]),
         .executable(name: "api-bench", targets: ["api-bench"]),
+        .executable(name: "workload-bench", targets: ["workload-bench"]),
         .executable(name: "container-shim", targets: ["container-shim"]),
         .library(name: "Node", targets: ["Node"]),
         .library(name: "Cloud", targets: ["Cloud"]),
@@ -257,11 +258,22 @@ let package = Package(
             path: "tools/api-bench",
             swiftSettings: strictSwift6),
 
+        // The embedded scheduler's throughput against a same-run baseline (`swift run -c release workload-bench`).
+        .executableTarget(
+            name: "workload-bench",
+            dependencies: [
+                "Cloud", "KubeModel", "BenchSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/workload-bench",
+            swiftSettings: strictSwift6),
+
         // cloudcore's figures against same-run baselines (`swift run -c release cloud-bench`).
         .executableTarget(
             name: "cloud-bench",
             dependencies: [
-                "Transport", "EdgeHub", "BenchSupport",
+                "Transport", "EdgeHub", "BenchSupport", "Cloud", "KubeModel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

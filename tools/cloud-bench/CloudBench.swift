@@ -6,6 +6,8 @@
 //               ConfigMap changes, cloudcore starts: the time until every node holds the new
 //               version, beside the time until every node has reconnected; and what was resent.
 //   rss:        cloudcore's resident memory idle, then with K simulated nodes connected.
+//   workloads:  a Deployment of R replicas over N simulated kubelets, create → all Running
+//               (pod startup p50/p99), beside R bare pods bound by nodeName (WorkloadFigures.swift).
 import ArgumentParser
 import BenchSupport
 import Foundation
@@ -17,9 +19,9 @@ struct CloudBench: AsyncParsableCommand {
         commandName: "cloud-bench",
         abstract: "cloudcore's delivery times and memory against same-run baselines (run it with -c release; needs kubectl).")
 
-    enum Scenario: String, ExpressibleByArgument, CaseIterable { case configmaps, restart, rss, all }
+    enum Scenario: String, ExpressibleByArgument, CaseIterable { case configmaps, restart, rss, workloads, all }
 
-    @Option(help: "Which figures: configmaps, restart, rss or all.")
+    @Option(help: "Which figures: configmaps, restart, rss, workloads or all.")
     var only: Scenario = .all
     @Option(help: "ConfigMaps applied for one node.")
     var configmaps = 1000
@@ -27,6 +29,8 @@ struct CloudBench: AsyncParsableCommand {
     var nodes = 100
     @Option(help: "Simulated nodes connected for the memory figure.")
     var connected = 1000
+    @Option(help: "Replicas of the workload figures' Deployment (and bare pods).")
+    var replicas = 1000
     @Flag(help: "Simulated nodes connect over WebSocket instead of QUIC.")
     var webSocket = false
 
@@ -35,6 +39,7 @@ struct CloudBench: AsyncParsableCommand {
         if only == .configmaps || only == .all { try await configMapFigures() }
         if only == .restart || only == .all { try await restartFigures() }
         if only == .rss || only == .all { try await memoryFigures() }
+        if only == .workloads || only == .all { try await workloadFigures() }
     }
 
     // MARK: configmaps

@@ -45,18 +45,36 @@ export KUBECONFIG=$kubeconfig
 kubectl get nodes                       # $node, Ready, role edge
 kubectl create configmap greeting --from-literal=message='hello edge'
 kubectl apply -f - <<'YAML'
-apiVersion: v1
-kind: Pod
+apiVersion: apps/v1
+kind: Deployment
 metadata: {name: hello}
 spec:
-  nodeName: $node
-  containers:
-  - name: main
-    image: busybox
-    command: ["/bin/sh", "-c", "while true; do echo \$MESSAGE; sleep 5; done"]
-    env: [{name: MESSAGE, valueFrom: {configMapKeyRef: {name: greeting, key: message}}}]
+  replicas: 2
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      containers:
+      - name: main
+        image: busybox
+        command: ["/bin/sh", "-c", "while true; do echo \$MESSAGE; sleep 5; done"]
+        env: [{name: MESSAGE, valueFrom: {configMapKeyRef: {name: greeting, key: message}}}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: node-agent}
+spec:
+  selector: {matchLabels: {app: node-agent}}
+  template:
+    metadata: {labels: {app: node-agent}}
+    spec:
+      nodeSelector: {node-role.kubernetes.io/edge: ""}
+      containers: [{name: agent, image: busybox, command: ["sleep", "infinity"]}]
 YAML
-kubectl get pod hello -o wide           # Running, its status reported by the edge
+kubectl rollout status deployment/hello   # scheduled, run and reported by the edge
+kubectl get deploy,rs,ds,pods -o wide     # Running on $node; one node-agent per edge node
+kubectl set env deployment/hello MESSAGE=hi && kubectl rollout status deployment/hello
+kubectl rollout undo deployment/hello
 curl -s 127.0.0.1:10550/api/v1/namespaces/default/pods   # the edge's own store (MetaServer)
 
 Logs: $cloud/cloudcore.log and $edge/edgecore.log. Ctrl-C stops everything.

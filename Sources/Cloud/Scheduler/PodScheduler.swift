@@ -28,7 +28,14 @@ public final class PodScheduler: Service, Sendable {
     private let events: EventRecorder
     private let filters = SchedulingFilters()
     private let logger: Logger
-    private let state = Mutex<(counters: Counters, reported: [String: String])>((Counters(), [:]))
+    private struct State {
+        var counters = Counters()
+        /// The last unschedulable message reported per pod.
+        var reported: [String: String] = [:]
+        /// Pods decided and being bound (or bound and not yet seen so), by uid, with their node.
+        var assumed: [String: (node: String, at: ContinuousClock.Instant)] = [:]
+    }
+    private let state = Mutex(State())
 
     public init(client: KubeClient, logger: Logger = Logger(label: "scheduler")) {
         self.client = client
@@ -45,57 +52,114 @@ public final class PodScheduler: Service, Sendable {
         await InformerDriven.run([pods, nodes]) { [self] in await schedulePending() }
     }
 
+    /// Bindings in flight at once (kube-scheduler binds asynchronously too, while it goes on
+    /// deciding for the next pod).
+    static let bindingsInFlight = 16
+
     /// One pass: every pending pod, oldest first, against the nodes as they are now (each
-    /// binding counted in the usage the next pod sees).
+    /// decision counted in the usage the next pod sees). As kube-scheduler does, a pod is
+    /// assumed on its node at once and bound meanwhile, and on large clusters only enough
+    /// feasible nodes are scored (`percentageOfNodesToScore`'s adaptive default), starting
+    /// where the previous pod stopped.
     public func schedulePending() async {
-        let allPods = pods.objects
-        let allNodes = nodes.objects.sorted { ($0[path: ["metadata", "name"]]?.stringValue ?? "") < ($1[path: ["metadata", "name"]]?.stringValue ?? "") }
-        var usage: [String: SchedulingFilters.Usage] = [:]
-        var placed: [(pod: JSONValue, node: String)] = []
+        let nodeList = nodes.objects.map(SchedulingNode.init).sorted { $0.name < $1.name }
+        let nodeIndex = Dictionary(nodeList.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
+        var usage = [SchedulingFilters.Usage](repeating: SchedulingFilters.Usage(), count: nodeList.count)
+        var placed: [(namespace: String, labels: [String: String], node: Int)] = []
         var pending: [JSONValue] = []
-        for pod in allPods {
+        let now = ContinuousClock.now
+        let assumed = state.withLock { state in
+            state.assumed = state.assumed.filter { now - $0.value.at < .seconds(30) }
+            return state.assumed
+        }
+        var boundSeen: [String] = []
+        func place(_ pod: JSONValue, on node: String) {
+            guard let index = nodeIndex[node] else { return }
+            let request = SchedulingFilters.requests(of: pod)
+            usage[index].milliCPU += request.milliCPU
+            usage[index].memory += request.memory
+            usage[index].pods += 1
+            usage[index].scoredMilliCPU += request.scoredMilliCPU
+            usage[index].scoredMemory += request.scoredMemory
+            placed.append((pod[path: ["metadata", "namespace"]]?.stringValue ?? "default", SchedulingFilters.labels(pod), index))
+        }
+        for pod in pods.objects {
+            let uid = pod[path: ["metadata", "uid"]]?.stringValue ?? ""
             if let node = pod[path: ["spec", "nodeName"]]?.stringValue, !node.isEmpty {
+                if assumed[uid] != nil { boundSeen.append(uid) }
                 let phase = pod[path: ["status", "phase"]]?.stringValue
                 guard phase != "Succeeded", phase != "Failed" else { continue }
-                add(pod, to: node, usage: &usage, placed: &placed)
+                place(pod, on: node)
+            } else if let assumption = assumed[uid] {
+                place(pod, on: assumption.node)
             } else if pod[path: ["metadata", "deletionTimestamp"]] == nil,
                       (pod[path: ["spec", "schedulerName"]]?.stringValue ?? Self.schedulerName) == Self.schedulerName {
                 pending.append(pod)
             }
         }
+        if !boundSeen.isEmpty { state.withLock { state in for uid in boundSeen { state.assumed[uid] = nil } } }
+        guard !pending.isEmpty else { return }
         pending.sort { ($0[path: ["metadata", "creationTimestamp"]]?.stringValue ?? "") < ($1[path: ["metadata", "creationTimestamp"]]?.stringValue ?? "") }
-        let nodeLabels = Dictionary(allNodes.compactMap { node in node[path: ["metadata", "name"]]?.stringValue.map { ($0, SchedulingFilters.labels(node)) } },
-                                    uniquingKeysWith: { first, _ in first })
-        for pod in pending {
-            let placedPods = placed.map { ($0.pod, nodeLabels[$0.node] ?? [:]) }
-            var reasons: [String: Int] = [:]
-            var best: (name: String, score: Int64)?
-            for node in allNodes {
-                guard let name = node[path: ["metadata", "name"]]?.stringValue else { continue }
-                let used = usage[name] ?? SchedulingFilters.Usage()
-                if let reason = filters.reason(pod, on: node, usage: used, placedPods: placedPods) {
-                    reasons[reason, default: 0] += 1
+        let enough = Self.feasibleNodesToFind(nodeList.count)
+        var start = 0
+        await withTaskGroup(of: Void.self) { bindings in
+            var inFlight = 0
+            for json in pending {
+                let pod = SchedulingPod(json)
+                var placedPods: [PlacedPod]?
+                let everywhere = { () -> [PlacedPod] in
+                    if let placedPods { return placedPods }
+                    let built = placed.map { PlacedPod(namespace: $0.namespace, labels: $0.labels, nodeLabels: nodeList[$0.node].labels) }
+                    placedPods = built
+                    return built
+                }
+                var reasons: [String: Int] = [:]
+                var best: (index: Int, score: Int64)?
+                var feasible = 0
+                var examined = 0
+                while examined < nodeList.count, feasible < enough {
+                    let index = (start + examined) % nodeList.count
+                    examined += 1
+                    if let reason = filters.reason(pod, on: nodeList[index], usage: usage[index], placedPods: everywhere) {
+                        reasons[reason, default: 0] += 1
+                        continue
+                    }
+                    feasible += 1
+                    let score = filters.score(pod, on: nodeList[index], usage: usage[index])
+                    if best == nil || score > best!.score { best = (index, score) }
+                }
+                if !nodeList.isEmpty { start = (start + examined) % nodeList.count }
+                guard let best else {
+                    await reportUnschedulable(json, nodes: nodeList.count, reasons: reasons)
                     continue
                 }
-                let score = filters.score(pod, on: node, usage: used)
-                if best == nil || score > best!.score { best = (name, score) }
+                let node = nodeList[best.index].name
+                let uid = json[path: ["metadata", "uid"]]?.stringValue ?? ""
+                state.withLock { $0.assumed[uid] = (node, .now) }
+                place(json, on: node)
+                if inFlight >= Self.bindingsInFlight {
+                    await bindings.next()
+                    inFlight -= 1
+                }
+                inFlight += 1
+                bindings.addTask { [self] in await bind(json, to: node, uid: uid) }
             }
-            if let best {
-                if await bind(pod, to: best.name) { add(pod, to: best.name, usage: &usage, placed: &placed) }
-            } else {
-                await reportUnschedulable(pod, nodes: allNodes.count, reasons: reasons)
-            }
+            await bindings.waitForAll()
         }
     }
 
-    private func add(_ pod: JSONValue, to node: String, usage: inout [String: SchedulingFilters.Usage], placed: inout [(pod: JSONValue, node: String)]) {
-        let request = SchedulingFilters.requests(of: pod)
-        usage[node, default: SchedulingFilters.Usage()].milliCPU += request.milliCPU
-        usage[node, default: SchedulingFilters.Usage()].memory += request.memory
-        usage[node, default: SchedulingFilters.Usage()].pods += 1
-        usage[node, default: SchedulingFilters.Usage()].scoredMilliCPU += request.scoredMilliCPU
-        usage[node, default: SchedulingFilters.Usage()].scoredMemory += request.scoredMemory
-        placed.append((pod, node))
+    /// How many feasible nodes are enough to pick from: all of them up to 100 nodes, then
+    /// kube-scheduler's adaptive share (50% less 1% per 125 nodes, at least 5%), at least 100.
+    static func feasibleNodesToFind(_ nodes: Int) -> Int {
+        guard nodes > 100 else { return nodes }
+        let percentage = max(5, 50 - nodes / 125)
+        return max(100, nodes * percentage / 100)
+    }
+
+    /// Binds an assumed pod; on failure the assumption is dropped, so a later pass tries again.
+    private func bind(_ pod: JSONValue, to node: String, uid: String) async {
+        if await bind(pod, to: node) { return }
+        _ = state.withLock { $0.assumed.removeValue(forKey: uid) }
     }
 
     private func bind(_ pod: JSONValue, to node: String) async -> Bool {

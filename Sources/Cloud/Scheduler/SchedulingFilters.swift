@@ -22,78 +22,51 @@ public struct SchedulingFilters: Sendable {
 
     public init() {}
 
-    /// Why `node` cannot take `pod`; `nil` when it can. `placed` are the pods bound to the node,
-    /// `everywhere` the bound pods of every node (for anti-affinity) with their node's labels.
-    public func reason(_ pod: JSONValue, on node: JSONValue, usage: Usage, placedPods: [(pod: JSONValue, nodeLabels: [String: String])]) -> String? {
-        let labels = Self.labels(node)
+    /// Why `node` cannot take `pod`; `nil` when it can. `placedPods` are the pods placed on
+    /// every node (read only for inter-pod affinity).
+    func reason(_ pod: SchedulingPod, on node: SchedulingNode, usage: Usage, placedPods: () -> [PlacedPod]) -> String? {
         // kube-scheduler's filter order; a node reports the first that fails.
-        if node[path: ["spec", "unschedulable"]]?.boolValue == true,
-           !tolerates(pod, JSONValue.object(JSONObject([("key", .string("node.kubernetes.io/unschedulable")), ("effect", .string("NoSchedule"))]))) {
+        if node.unschedulable, !tolerates(pod.tolerations, key: "node.kubernetes.io/unschedulable", value: "", effect: "NoSchedule") {
             return "node(s) were unschedulable"
         }
-        if let wanted = pod[path: ["spec", "nodeName"]]?.stringValue, !wanted.isEmpty, wanted != node[path: ["metadata", "name"]]?.stringValue {
-            return "node(s) didn't match the requested node name"
+        if let wanted = pod.nodeName, wanted != node.name { return "node(s) didn't match the requested node name" }
+        for taint in node.taints {
+            let key = taint["key"]?.stringValue ?? ""
+            let value = taint["value"]?.stringValue ?? ""
+            guard !tolerates(pod.tolerations, key: key, value: value, effect: taint["effect"]?.stringValue ?? "") else { continue }
+            return "node(s) had untolerated taint {\(key): \(value)}"
         }
-        for taint in node[path: ["spec", "taints"]]?.arrayValue ?? [] {
-            let effect = taint["effect"]?.stringValue ?? ""
-            guard effect == "NoSchedule" || effect == "NoExecute", !tolerates(pod, taint) else { continue }
-            return "node(s) had untolerated taint {\(taint["key"]?.stringValue ?? ""): \(taint["value"]?.stringValue ?? "")}"
-        }
-        if !matchesSelectorAndAffinity(pod, labels: labels, node: node) { return "node(s) didn't match Pod's node affinity/selector" }
-        let allocatable = node[path: ["status", "allocatable"]]
-        let request = Self.requests(of: pod)
-        let maxPods = allocatable?["pods"]?.stringValue.flatMap(Quantity.init)?.value ?? 110
-        if Int64(usage.pods + 1) > maxPods { return "Too many pods" }
-        if request.milliCPU > 0, let cpu = allocatable?["cpu"]?.stringValue.flatMap(Quantity.init), usage.milliCPU + request.milliCPU > cpu.milliValue {
-            return "Insufficient cpu"
-        }
-        if request.memory > 0, let memory = allocatable?["memory"]?.stringValue.flatMap(Quantity.init), usage.memory + request.memory > memory.value {
-            return "Insufficient memory"
-        }
-        for term in pod[path: ["spec", "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution"]]?.arrayValue ?? [] {
-            guard let key = term["topologyKey"]?.stringValue, let domain = labels[key],
-                  let selector = try? LabelSelector(json: term["labelSelector"]) else { continue }
-            let namespace = pod[path: ["metadata", "namespace"]]?.stringValue ?? "default"
-            let namespaces = term["namespaces"]?.arrayValue?.compactMap(\.stringValue) ?? [namespace]
-            if placedPods.contains(where: { placed in
-                placed.nodeLabels[key] == domain && namespaces.contains(placed.pod[path: ["metadata", "namespace"]]?.stringValue ?? "default")
-                    && selector.matches(Self.labels(placed.pod))
-            }) {
+        if !matchesSelectorAndAffinity(pod, node: node) { return "node(s) didn't match Pod's node affinity/selector" }
+        if Int64(usage.pods + 1) > node.maxPods { return "Too many pods" }
+        if pod.request.milliCPU > 0, let cpu = node.milliCPU, usage.milliCPU + pod.request.milliCPU > cpu { return "Insufficient cpu" }
+        if pod.request.memory > 0, let memory = node.memory, usage.memory + pod.request.memory > memory { return "Insufficient memory" }
+        guard pod.hasPodTerms else { return nil }
+        let placed = placedPods()
+        for term in pod.antiAffinity {
+            guard let domain = node.labels[term.topologyKey] else { continue }
+            if placed.contains(where: { $0.nodeLabels[term.topologyKey] == domain && term.selects($0) }) {
                 return "node(s) didn't match pod anti-affinity rules"
             }
         }
-        for term in pod[path: ["spec", "affinity", "podAffinity", "requiredDuringSchedulingIgnoredDuringExecution"]]?.arrayValue ?? [] {
-            guard let key = term["topologyKey"]?.stringValue, let selector = try? LabelSelector(json: term["labelSelector"]) else { continue }
-            let namespace = pod[path: ["metadata", "namespace"]]?.stringValue ?? "default"
-            let namespaces = term["namespaces"]?.arrayValue?.compactMap(\.stringValue) ?? [namespace]
-            func matching(_ placed: (pod: JSONValue, nodeLabels: [String: String])) -> Bool {
-                namespaces.contains(placed.pod[path: ["metadata", "namespace"]]?.stringValue ?? "default") && selector.matches(Self.labels(placed.pod))
-            }
-            let domain = labels[key]
-            if domain != nil, placedPods.contains(where: { $0.nodeLabels[key] == domain && matching($0) }) { continue }
+        for term in pod.affinity {
+            let domain = node.labels[term.topologyKey]
+            if domain != nil, placed.contains(where: { $0.nodeLabels[term.topologyKey] == domain && term.selects($0) }) { continue }
             // The first pod of a group that selects itself may go anywhere with the key.
-            if domain != nil, !placedPods.contains(where: matching), namespaces.contains(namespace), selector.matches(Self.labels(pod)) { continue }
+            let itself = PlacedPod(namespace: pod.namespace, labels: pod.labels, nodeLabels: [:])
+            if domain != nil, !placed.contains(where: term.selects), term.selects(itself) { continue }
             return "node(s) didn't match pod affinity rules"
         }
         return nil
     }
 
     /// A node's score for `pod` (higher is better): free CPU and memory after placing it (0–100
-    /// each), plus the weights of the preferred node-affinity terms it matches.
-    public func score(_ pod: JSONValue, on node: JSONValue, usage: Usage) -> Int64 {
-        let allocatable = node[path: ["status", "allocatable"]]
-        let request = Self.requests(of: pod)
+    /// each, counting containers without requests as 100m and 200 MB), plus the weights of the
+    /// preferred node-affinity terms it matches.
+    func score(_ pod: SchedulingPod, on node: SchedulingNode, usage: Usage) -> Int64 {
         var score: Int64 = 0
-        if let cpu = allocatable?["cpu"]?.stringValue.flatMap(Quantity.init)?.milliValue, cpu > 0 {
-            score += max(0, (cpu - usage.scoredMilliCPU - request.scoredMilliCPU) * 100 / cpu)
-        }
-        if let memory = allocatable?["memory"]?.stringValue.flatMap(Quantity.init)?.value, memory > 0 {
-            score += max(0, (memory - usage.scoredMemory - request.scoredMemory) * 100 / memory)
-        }
-        let labels = Self.labels(node)
-        for preferred in pod[path: ["spec", "affinity", "nodeAffinity", "preferredDuringSchedulingIgnoredDuringExecution"]]?.arrayValue ?? [] {
-            if let term = preferred["preference"], Self.matches(term, labels: labels, node: node) { score += preferred["weight"]?.int64Value ?? 0 }
-        }
+        if let cpu = node.milliCPU, cpu > 0 { score += max(0, (cpu - usage.scoredMilliCPU - pod.request.scoredMilliCPU) * 100 / cpu) }
+        if let memory = node.memory, memory > 0 { score += max(0, (memory - usage.scoredMemory - pod.request.scoredMemory) * 100 / memory) }
+        for preferred in pod.preferredNodeTerms where Self.matches(preferred.term, labels: node.labels, nodeName: node.name) { score += preferred.weight }
         return score
     }
 
@@ -126,23 +99,22 @@ public struct SchedulingFilters: Sendable {
         return labels
     }
 
-    func matchesSelectorAndAffinity(_ pod: JSONValue, labels: [String: String], node: JSONValue) -> Bool {
-        for (key, value) in pod[path: ["spec", "nodeSelector"]]?.objectValue ?? JSONObject() where labels[key] != value.stringValue { return false }
-        guard let terms = pod[path: ["spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"]]?.arrayValue else {
-            return true
-        }
+    /// `nodeSelector` and required node affinity against the node.
+    func matchesSelectorAndAffinity(_ pod: SchedulingPod, node: SchedulingNode) -> Bool {
+        for (key, value) in pod.nodeSelector where node.labels[key] != value { return false }
+        guard let terms = pod.requiredNodeTerms else { return true }
         // The terms are ORed; each term's expressions ANDed.
-        return terms.contains { Self.matches($0, labels: labels, node: node) }
+        return terms.contains { Self.matches($0, labels: node.labels, nodeName: node.name) }
     }
 
     /// Whether a NodeSelectorTerm matches the node.
-    static func matches(_ term: JSONValue, labels: [String: String], node: JSONValue) -> Bool {
+    static func matches(_ term: JSONValue, labels: [String: String], nodeName: String) -> Bool {
         let expressions = term["matchExpressions"]?.arrayValue ?? []
         let fields = term["matchFields"]?.arrayValue ?? []
         guard !expressions.isEmpty || !fields.isEmpty else { return false }
         for expression in expressions where !requirement(expression, value: labels[expression["key"]?.stringValue ?? ""]) { return false }
         for field in fields where field["key"]?.stringValue == "metadata.name" {
-            if !requirement(field, value: node[path: ["metadata", "name"]]?.stringValue) { return false }
+            if !requirement(field, value: nodeName) { return false }
         }
         return true
     }
@@ -160,12 +132,9 @@ public struct SchedulingFilters: Sendable {
         }
     }
 
-    /// Whether one of the pod's tolerations tolerates `taint` (key, value and effect).
-    func tolerates(_ pod: JSONValue, _ taint: JSONValue) -> Bool {
-        let key = taint["key"]?.stringValue ?? ""
-        let value = taint["value"]?.stringValue ?? ""
-        let effect = taint["effect"]?.stringValue ?? ""
-        return (pod[path: ["spec", "tolerations"]]?.arrayValue ?? []).contains { toleration in
+    /// Whether one of `tolerations` tolerates a taint (key, value and effect).
+    func tolerates(_ tolerations: [JSONValue], key: String, value: String, effect: String) -> Bool {
+        tolerations.contains { toleration in
             if let wanted = toleration["effect"]?.stringValue, !wanted.isEmpty, wanted != effect { return false }
             let tolerationKey = toleration["key"]?.stringValue ?? ""
             let op = toleration["operator"]?.stringValue ?? "Equal"
@@ -173,5 +142,11 @@ public struct SchedulingFilters: Sendable {
             guard tolerationKey == key else { return false }
             return op == "Exists" || (toleration["value"]?.stringValue ?? "") == value
         }
+    }
+
+    /// Whether one of the pod's tolerations tolerates `taint`.
+    func tolerates(_ pod: JSONValue, _ taint: JSONValue) -> Bool {
+        tolerates(pod[path: ["spec", "tolerations"]]?.arrayValue ?? [], key: taint["key"]?.stringValue ?? "",
+                  value: taint["value"]?.stringValue ?? "", effect: taint["effect"]?.stringValue ?? "")
     }
 }

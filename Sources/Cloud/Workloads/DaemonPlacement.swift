@@ -37,7 +37,7 @@ enum DaemonPlacement {
     /// Whether a new daemon pod belongs on `node`, and whether one already there may stay.
     static func decide(_ pod: JSONValue, on node: JSONValue) -> (shouldRun: Bool, shouldContinueRunning: Bool) {
         let filters = SchedulingFilters()
-        guard filters.matchesSelectorAndAffinity(pod, labels: SchedulingFilters.labels(node), node: node) else { return (false, false) }
+        guard filters.matchesSelectorAndAffinity(SchedulingPod(pod), node: SchedulingNode(node)) else { return (false, false) }
         var shouldRun = true
         for taint in node[path: ["spec", "taints"]]?.arrayValue ?? [] where !filters.tolerates(pod, taint) {
             switch taint["effect"]?.stringValue {
