@@ -75,18 +75,24 @@ struct WorkloadBench: AsyncParsableCommand {
         let scheduler = PodScheduler(client: client)
         let started = ContinuousClock.now
         let running = Task { await scheduler.run() }
+        var firstBinding: ContinuousClock.Instant?
         while scheduler.counters.bound < pods {
-            try await Task.sleep(for: .milliseconds(20))
+            try await Task.sleep(for: .milliseconds(5))
+            if firstBinding == nil, scheduler.counters.bound > 0 { firstBinding = .now }
             if ContinuousClock.now - started > .seconds(600) { break }
         }
         let schedulerSeconds = (ContinuousClock.now - started).seconds
+        let bindingSeconds = (ContinuousClock.now - (firstBinding ?? started)).seconds
         running.cancel()
         let (placed, _) = try await client.list(podResource, namespace: "scheduled")
         let perNode = Dictionary(grouping: placed, by: { $0[path: ["spec", "nodeName"]]?.stringValue ?? "" }).mapValues(\.count)
         print("""
 
             scheduler: \(pods) pending pods over \(nodes) nodes
-              embedded scheduler           \(format(Double(scheduler.counters.bound) / schedulerSeconds)) pods/s  (\(format(schedulerSeconds)) s, \(scheduler.counters.bound) bound, failures \(scheduler.counters.failures))
+              embedded scheduler, from its start (informers listing 20,000 pods included)
+                                           \(format(Double(scheduler.counters.bound) / schedulerSeconds)) pods/s  (\(format(schedulerSeconds)) s, \(scheduler.counters.bound) bound, failures \(scheduler.counters.failures))
+              embedded scheduler, first to last binding
+                                           \(format(Double(scheduler.counters.bound) / bindingSeconds)) pods/s  (\(format(bindingSeconds)) s)
               baseline: pods/binding only  \(format(Double(pods) / baselineSeconds)) pods/s  (\(format(baselineSeconds)) s)
               pods per node: \(perNode.values.min() ?? 0)–\(perNode.values.max() ?? 0)
             """)

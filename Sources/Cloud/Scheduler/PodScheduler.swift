@@ -49,8 +49,21 @@ public final class PodScheduler: Service, Sendable {
 
     /// Runs the informers and schedules on every change until graceful shutdown or cancellation.
     public func run() async {
-        await InformerDriven.run([pods, nodes]) { [self] in await schedulePending() }
+        await withDiscardingTaskGroup { children in
+            children.addTask { [self] in
+                // Events are written beside the scheduling, as kube's event broadcaster writes them.
+                for await event in scheduledEvents.stream {
+                    try? await events.record(event.pod, type: "Normal", reason: "Scheduled", message: event.message)
+                }
+            }
+            await InformerDriven.run([pods, nodes]) { [self] in await schedulePending() }
+            scheduledEvents.continuation.finish()
+        }
     }
+
+    /// `Scheduled` events waiting to be written; the oldest are dropped past 1,000 (kube's
+    /// broadcaster drops too when its queue is full).
+    private let scheduledEvents = AsyncStream<(pod: JSONValue, message: String)>.makeStream(bufferingPolicy: .bufferingNewest(1000))
 
     /// Bindings in flight at once (kube-scheduler binds asynchronously too, while it goes on
     /// deciding for the next pod).
@@ -176,8 +189,7 @@ public final class PodScheduler: Service, Sendable {
                 $0.counters.bound += 1
                 $0.reported[namespace + "/" + name] = nil
             }
-            try? await events.record(Self.reference(pod), type: "Normal", reason: "Scheduled",
-                                     message: "Successfully assigned \(namespace)/\(name) to \(node)")
+            scheduledEvents.continuation.yield((Self.reference(pod), "Successfully assigned \(namespace)/\(name) to \(node)"))
             return true
         } catch {
             state.withLock { $0.counters.failures += 1 }
