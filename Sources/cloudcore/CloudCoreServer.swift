@@ -128,21 +128,13 @@ final class CloudCoreServer: Service, Sendable {
         let scheduler = try embedded.map { paths in
             PodScheduler(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.scheduler)), logger: Logger(label: "scheduler"))
         }
-        let replicaSets = try embedded.map { paths in
-            ReplicaSetController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "replicaset-controller"))
-        }
-        let deployments = try embedded.map { paths in
-            DeploymentController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "deployment-controller"))
-        }
-        let daemonSets = try embedded.map { paths in
-            DaemonSetController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "daemonset-controller"))
-        }
-        let jobs = try embedded.map { paths in
-            JobController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "job-controller"))
-        }
-        let cronJobs = try embedded.map { paths in
-            CronJobController(client: try KubeClient(configuration: try Kubeconfig.load(path: paths.controllerManager)), logger: Logger(label: "cronjob-controller"))
-        }
+        // The controller manager's controllers share one client, as kube-controller-manager's do.
+        let controllerManager = try embedded.map { try KubeClient(configuration: try Kubeconfig.load(path: $0.controllerManager)) }
+        let replicaSets = controllerManager.map { ReplicaSetController(client: $0, logger: Logger(label: "replicaset-controller")) }
+        let deployments = controllerManager.map { DeploymentController(client: $0, logger: Logger(label: "deployment-controller")) }
+        let daemonSets = controllerManager.map { DaemonSetController(client: $0, logger: Logger(label: "daemonset-controller")) }
+        let jobs = controllerManager.map { JobController(client: $0, logger: Logger(label: "job-controller")) }
+        let cronJobs = controllerManager.map { CronJobController(client: $0, logger: Logger(label: "cronjob-controller")) }
         await withDiscardingTaskGroup { children in
             if let scheduler { children.addTask { await scheduler.run() } }
             if let cronJobs { children.addTask { await cronJobs.run() } }

@@ -37,6 +37,12 @@ import TestSupport
                 await cloud.jsonPath("{.status.conditions[?(@.type==\"Ready\")].status}", of: "node", node) == "True"
             }, "\(cloud.log)")
         }
+        // What kube-scheduler's filters read of a Node: allocatable CPU, memory, pods and
+        // ephemeral storage, the Ready condition, and the kubelet endpoint KubeEdge advertises.
+        let reported = await cloud.jsonPath("{.status.allocatable.cpu}|{.status.allocatable.memory}|{.status.allocatable.pods}|{.status.allocatable.ephemeral-storage}|{.status.daemonEndpoints.kubeletEndpoint.Port}",
+                                            of: "node", "edge-a") ?? ""
+        let fields = reported.split(separator: "|", omittingEmptySubsequences: false)
+        #expect(fields.count == 5 && fields.dropLast().allSatisfy { !$0.isEmpty } && fields[2] == "110" && fields[4] == "10350", "\(reported)")
         // keadm join --labels: the labels the edge asked for, not one only the cluster may give.
         #expect(await cloud.jsonPath("{.metadata.labels.site}", of: "node", "edge-b") == "b")
         let edgeBLabels = await cloud.jsonPath("{.metadata.labels}", of: "node", "edge-b") ?? ""

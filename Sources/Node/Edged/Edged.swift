@@ -296,7 +296,7 @@ public final class Edged: Service, Sendable {
     private func reportNodeStatus() async {
         let runtimeVersion = await runtime.versionDescription()
         let reporter = NodeStatus(nodeName: configuration.nodeName, nodeIP: configuration.nodeIP, readySince: configuration.clock.wallTime,
-                                  containerRuntimeVersion: runtimeVersion, labels: configuration.nodeLabels)
+                                  containerRuntimeVersion: runtimeVersion, labels: configuration.nodeLabels, storagePath: configuration.rootDirectory)
         repeat {
             let message = Message(router: MessageRouter(
                 source: Self.moduleName, destination: MetaManager.moduleName, group: MessageRouter.Group.meta, operation: MessageRouter.Operation.update,

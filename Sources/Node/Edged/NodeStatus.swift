@@ -6,6 +6,8 @@ import KubeModel
 /// addresses, capacity and allocatable (CPUs, memory, pods), `nodeInfo`, and the labels the
 /// node asks for at registration.
 struct NodeStatus: Sendable {
+    /// The port advertised in `status.daemonEndpoints.kubeletEndpoint` (KubeEdge's).
+    static let kubeletPort = 10350
     /// The pods a node takes (kubelet's `maxPods`).
     static let maxPods = 110
     /// What `nodeInfo.kubeletVersion` says: the Kubernetes API level Edged follows, and that it is this project's.
@@ -18,6 +20,9 @@ struct NodeStatus: Sendable {
     let containerRuntimeVersion: String
     /// The labels the node asks for when it registers (the cloud applies them then).
     var labels: [String: String] = [:]
+    /// Where pods' volumes and logs go: its filesystem's size is the node's `ephemeral-storage`
+    /// (kube-scheduler refuses a pod that requests some on a node that reports none).
+    var storagePath = "/"
 
     /// The Node object to send: metadata and status only.
     func object(now: Date = Date()) -> JSONValue {
@@ -25,6 +30,7 @@ struct NodeStatus: Sendable {
             ("cpu", .string(String(ProcessInfo.processInfo.activeProcessorCount))),
             ("memory", .string("\(Self.memoryKibibytes())Ki")),
             ("pods", .string(String(Self.maxPods))),
+            ("ephemeral-storage", .string("\(Self.filesystemKibibytes(at: storagePath))Ki")),
         ]))
         let ready = JSONValue.object(JSONObject([
             ("type", .string("Ready")), ("status", .string("True")), ("reason", .string("EdgeReady")),
@@ -46,6 +52,9 @@ struct NodeStatus: Sendable {
                 .object(JSONObject([("type", .string("Hostname")), ("address", .string(nodeName))])),
             ])),
             ("capacity", resources), ("allocatable", resources), ("nodeInfo", nodeInfo),
+            // KubeEdge's edged advertises its kubelet port, 10350, where the cloud's stream
+            // tunnel reaches it for logs and exec.
+            ("daemonEndpoints", .object(JSONObject([("kubeletEndpoint", .object(JSONObject([("Port", .integer(Self.kubeletPort))])))]))),
         ]))
         return .object(JSONObject([
             ("apiVersion", .string("v1")), ("kind", .string("Node")),
@@ -67,6 +76,18 @@ struct NodeStatus: Sendable {
     }
 
     /// `MemTotal` of `/proc/meminfo`.
+    /// The size of the filesystem holding `path`, in KiB (0 if it cannot be read).
+    static func filesystemKibibytes(at path: String) -> UInt64 {
+        var stats = statvfs()
+        var probe = path
+        // The directory may not exist yet: its nearest existing parent is on the same filesystem.
+        while statvfs(probe, &stats) != 0 {
+            guard probe != "/", !probe.isEmpty else { return 0 }
+            probe = (probe as NSString).deletingLastPathComponent
+        }
+        return UInt64(stats.f_blocks) * UInt64(stats.f_frsize) / 1024
+    }
+
     static func memoryKibibytes() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
