@@ -88,9 +88,24 @@ public final class ReplicaSetController: Service, Sendable {
         }
         let difference = wanted - active.count - pending
         if difference > 0 {
-            for _ in 0..<min(difference, burst) {
-                guard let name = await createPod(for: replicaSet, namespace: namespace) else { break }
-                state.withLock { $0.expected[uid, default: [:]][name] = now }
+            // kube's slow start: batches of 1, 2, 4, … created at once, stopping at a failure
+            // (a quota or admission refusal then costs one request, not hundreds).
+            var left = min(difference, burst)
+            var batch = 1
+            while left > 0 {
+                let size = min(batch, left)
+                let names = await withTaskGroup(of: String?.self) { group in
+                    for _ in 0..<size { group.addTask { [self] in await createPod(for: replicaSet, namespace: namespace) } }
+                    var names: [String?] = []
+                    for await name in group { names.append(name) }
+                    return names
+                }
+                state.withLock { state in
+                    for case let name? in names { state.expected[uid, default: [:]][name] = now }
+                }
+                guard names.allSatisfy({ $0 != nil }) else { break }
+                left -= size
+                batch *= 2
             }
         } else if difference < 0, pending == 0 {
             for pod in Self.deletionOrder(active).prefix(-difference) { await delete(pod, namespace: namespace) }
