@@ -91,9 +91,13 @@ import TestSupport
         #expect(await eventually(timeout: .seconds(10)) { (try? await cluster.pods("job-name=later"))?.ready == 1 })
         #expect(await cluster.jsonpath("job", "later", "{.status.conditions[?(@.type==\"Suspended\")].status}") == "False")
 
-        // ttlSecondsAfterFinished: the Job and its pods go after it.
-        #expect(try await cluster.kubectl("apply", "-f", "@input", input: Self.job("brief", outcome: "succeed", spec: "ttlSecondsAfterFinished: 1")).status == 0)
-        #expect(try await cluster.kubectl("wait", "--for=condition=complete", "job/brief", "--timeout=30s").status == 0)
+        // ttlSecondsAfterFinished: the Job and its pods go after it (5 s, so that `kubectl wait`
+        // still finds the Job complete on a loaded machine; a deleted Job is "not found").
+        #expect(try await cluster.kubectl("apply", "-f", "@input", input: Self.job("brief", outcome: "succeed", spec: "ttlSecondsAfterFinished: 5")).status == 0)
+        let briefDone = try await cluster.kubectl("wait", "--for=condition=complete", "job/brief", "--timeout=30s")
+        let briefState = await cluster.jsonpath("job", "brief", "{.status}") + " pods: "
+            + (await cluster.jsonpath("pods", "", "{range .items[*]}{.metadata.name} {.status.phase} {.metadata.finalizers} {.metadata.deletionTimestamp};{end}"))
+        #expect(briefDone.status == 0, "\(briefDone.output) \(briefState)")
         #expect(await eventually(timeout: .seconds(15)) { (try? await cluster.kubectl("get", "job", "brief"))?.output.contains("NotFound") == true })
         #expect(await eventually(timeout: .seconds(10)) { (try? await cluster.pods("job-name=brief"))?.total == 0 })
 

@@ -10,7 +10,13 @@ extension JobController {
         var status = job["status"]?.objectValue ?? JSONObject()
         var conditions = DeploymentController.Conditions(status["conditions"]?.arrayValue ?? [], now: now)
         let finishedType = ["Complete", "Failed"].first { conditions[$0]?["status"]?.stringValue == "True" }
-        if let finishedType { return await expireIfDue(job, finishedType: finishedType, conditions: conditions, now: now) }
+        if let finishedType {
+            // Nothing of a finished Job keeps the tracking finalizer (its counts are final).
+            for pod in pods where pod[path: ["metadata", "finalizers"]]?.arrayValue?.contains(.string(Self.trackingFinalizer)) == true {
+                await removeTrackingFinalizer(pod)
+            }
+            return await expireIfDue(job, finishedType: finishedType, conditions: conditions, now: now)
+        }
         let deleted = recentlyDeleted()
         let counts = Self.sortPods(pods, deleted: deleted)
 
@@ -67,6 +73,7 @@ extension JobController {
                 requeue = .milliseconds(Int64(left * 1000) + 1)
             }
         }
+        let stopping = counts.stopping + ((finished != nil || suspended) ? active.count : 0)
         if finished != nil || suspended {
             for pod in active { await delete(pod) }
             active = []
@@ -78,8 +85,9 @@ extension JobController {
                 conditions.set("SuccessCriteriaMet", "True", finished.reason, finished.message)
                 status["completionTime"] = .string(stamp)
             }
-            // Finished once no pod of it is left counting.
-            if uncounted.succeeded.isEmpty, uncounted.failed.isEmpty {
+            // Finished once its pods are stopped and each finished one is counted (kube's
+            // FailureTarget/SuccessCriteriaMet come first, Failed/Complete after).
+            if stopping == 0, uncounted.succeeded.isEmpty, uncounted.failed.isEmpty {
                 conditions.set(finished.type, "True", finished.reason, finished.message)
             } else {
                 requeue = .milliseconds(200)

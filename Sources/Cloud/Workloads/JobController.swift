@@ -105,6 +105,8 @@ public final class JobController: Service, Sendable {
         var finishedFailed: [JSONValue] = []
         /// When the newest pod failed.
         var lastFailure: Date?
+        /// Pods this controller deleted that the informer does not show going yet.
+        var stopping = 0
     }
 
     static func sortPods(_ pods: [JSONValue], deleted: [String: ContinuousClock.Instant]) -> PodCounts {
@@ -127,7 +129,11 @@ public final class JobController: Service, Sendable {
             default:
                 if beingDeleted {
                     // A pod deleted before it finished counts as failed once it is stopped.
-                    if tracked, pod[path: ["metadata", "deletionTimestamp"]] != nil { counts.finishedFailed.append(pod) }
+                    if tracked, pod[path: ["metadata", "deletionTimestamp"]] != nil {
+                        counts.finishedFailed.append(pod)
+                    } else if tracked {
+                        counts.stopping += 1
+                    }
                 } else {
                     counts.active.append(pod)
                     if ReplicaSetController.isReady(pod) { counts.ready += 1 }
