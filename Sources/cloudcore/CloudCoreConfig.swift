@@ -99,6 +99,9 @@ struct CloudCoreConfig: StrictYAMLConfig, Equatable {
         var nodeNotReadyGracePeriod = 40
         /// Milliseconds over which object changes are gathered into one send.
         var batchInterval = 20
+        /// Edge nodes whose reports (pod and node statuses, events, device twins) are written
+        /// to the API server at once; each node's reports stay in order.
+        var upstreamWorkers = 16
     }
 
     static func error(_ message: String) -> any Error { CloudCoreConfigError(message) }
@@ -138,6 +141,8 @@ struct CloudCoreConfig: StrictYAMLConfig, Equatable {
         if modules.syncController.enable, modules.syncController.concurrentWrites < 1 {
             throw CloudCoreConfigError("modules.syncController.concurrentWrites must be at least 1")
         }
+        // The workers serve every controller's upstream messages, whether or not this one runs.
+        if modules.edgeController.upstreamWorkers < 1 { throw CloudCoreConfigError("modules.edgeController.upstreamWorkers must be at least 1") }
         if modules.edgeController.enable {
             if modules.edgeController.nodeNotReadyGracePeriod < 1 { throw CloudCoreConfigError("modules.edgeController.nodeNotReadyGracePeriod must be at least 1 second") }
             if modules.edgeController.batchInterval < 0 { throw CloudCoreConfigError("modules.edgeController.batchInterval must not be negative") }

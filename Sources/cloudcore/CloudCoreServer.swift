@@ -144,10 +144,11 @@ final class CloudCoreServer: Service, Sendable {
             if let deployments { children.addTask { await deployments.run() } }
             if let edgeController { children.addTask { await edgeController.run() } }
             if let deviceController { children.addTask { await deviceController.run() } }
-            children.addTask { [self] in
-                for await incoming in hub.incoming {
-                    if let edge = controllers.edge, await edge.handle(incoming) { continue }
-                    if let device = controllers.device, await device.handle(incoming) { continue }
+            children.addTask { [self, settings] in
+                let workers = settings.modules.edgeController.upstreamWorkers
+                await UpstreamWorkers.run(hub.incoming, width: workers, maxQueued: workers * 64, key: \.node) { [self] incoming in
+                    if let edge = controllers.edge, await edge.handle(incoming) { return }
+                    if let device = controllers.device, await device.handle(incoming) { return }
                     counters.withLock { $0.unroutedMessages += 1 }
                     logger.debug("no controller takes this message", metadata: ["node": "\(incoming.node)", "resource": "\(incoming.message.router.resource)"])
                 }

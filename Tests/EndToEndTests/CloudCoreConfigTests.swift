@@ -27,6 +27,7 @@ struct CloudCoreConfigTests {
             ("modules:\n  cloudHub:\n    keepaliveInterval: soon\n", "keepaliveInterval"),
             ("modules:\n  edgeController:\n    nodeNotReadyGracePeriod: 0\n", "nodeNotReadyGracePeriod must be at least 1 second"),
             ("modules:\n  syncController:\n    concurrentWrites: 0\n", "concurrentWrites must be at least 1"),
+            ("modules:\n  edgeController:\n    upstreamWorkers: 0\n", "modules.edgeController.upstreamWorkers must be at least 1"),
             ("modules:\n  deviceController:\n    batchInterval: -5\n", "modules.deviceController.batchInterval must not be negative"),
             ("commonConfig:\n  monitorServer: nowhere\n", "commonConfig.monitorServer"),
             ("logLevel: loud\n", "logLevel loud"),

@@ -61,20 +61,23 @@ extension CloudBench {
               Deployment (scheduled)         \(deployed.total)   \(deployed.p50)   \(deployed.p99)   \(deployed.max)
               baseline: bare pods (nodeName) \(bare.total)   \(bare.p50)   \(bare.p99)   \(bare.max)
               Deployment pods per node: \(perNode.values.min() ?? 0)–\(perNode.values.max() ?? 0)
+              first sight → bound, p50 / p99: Deployment \(deployed.bound), bare pods \(bare.bound)
             """)
     }
 }
 
 /// When each pod was first seen and when it was first seen Ready, from one watch of all pods.
 final class PodStartups: Sendable {
-    private let seen = Mutex<[String: (namespace: String, added: ContinuousClock.Instant, ready: ContinuousClock.Instant?)]>([:])
+    private let seen = Mutex<[String: (namespace: String, added: ContinuousClock.Instant, bound: ContinuousClock.Instant?, ready: ContinuousClock.Instant?)]>([:])
 
     func observe(_ pod: JSONValue) {
         guard let uid = pod[path: ["metadata", "uid"]]?.stringValue else { return }
         let now = ContinuousClock.now
         let ready = pod[path: ["status", "conditions"]]?.arrayValue?.contains { $0["type"]?.stringValue == "Ready" && $0["status"]?.stringValue == "True" } == true
+        let bound = pod[path: ["spec", "nodeName"]]?.stringValue?.isEmpty == false
         seen.withLock { seen in
-            var entry = seen[uid] ?? (pod[path: ["metadata", "namespace"]]?.stringValue ?? "", now, nil)
+            var entry = seen[uid] ?? (pod[path: ["metadata", "namespace"]]?.stringValue ?? "", now, nil, nil)
+            if bound, entry.bound == nil { entry.bound = now }
             if ready, entry.ready == nil { entry.ready = now }
             seen[uid] = entry
         }
@@ -82,20 +85,25 @@ final class PodStartups: Sendable {
 
     struct Figures {
         var total: String, p50: String, p99: String, max: String
+        /// The median and 99th percentile from first sight to bound (a node in `spec.nodeName`).
+        var bound: String
     }
 
     /// Waits until `count` pods of `namespace` are Ready; the time since `since` and the startups.
     func waitForRunning(_ count: Int, namespace: String, since: ContinuousClock.Instant) async throws -> Figures {
         let deadline = ContinuousClock.now + .seconds(600)
         while true {
-            let durations = seen.withLock { seen in
-                seen.values.filter { $0.namespace == namespace }.compactMap { entry in entry.ready.map { $0 - entry.added } }
+            let (durations, bindings) = seen.withLock { seen in
+                let entries = seen.values.filter { $0.namespace == namespace }
+                return (entries.compactMap { entry in entry.ready.map { $0 - entry.added } }, entries.compactMap { entry in entry.bound.map { $0 - entry.added } })
             }
             if durations.count >= count {
                 let sorted = durations.sorted()
+                let bound = bindings.sorted()
                 func text(_ duration: Duration) -> String { String(format: "%7.0f ms", Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15) }
-                return Figures(total: text(ContinuousClock.now - since), p50: text(sorted[sorted.count / 2]),
-                               p99: text(sorted[min(sorted.count - 1, sorted.count * 99 / 100)]), max: text(sorted[sorted.count - 1]))
+                func percentile(_ values: [Duration], _ share: Int) -> Duration { values[min(values.count - 1, values.count * share / 100)] }
+                return Figures(total: text(ContinuousClock.now - since), p50: text(percentile(sorted, 50)), p99: text(percentile(sorted, 99)),
+                               max: text(sorted[sorted.count - 1]), bound: "\(text(percentile(bound, 50))) / \(text(percentile(bound, 99)))")
             }
             guard ContinuousClock.now < deadline else { throw BenchError("only \(durations.count) of \(count) pods in \(namespace) became Ready") }
             try await Task.sleep(for: .milliseconds(20))

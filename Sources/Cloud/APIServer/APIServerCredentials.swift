@@ -75,7 +75,7 @@ public struct APIServerCredentials: Sendable {
             return text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         var generator = SystemRandomNumberGenerator()
-        let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let token = LowercaseHex.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
         try SecretFile.write(Array(token.utf8), to: path)
         return token
     }

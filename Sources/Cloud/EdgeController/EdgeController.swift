@@ -123,14 +123,22 @@ public final class EdgeController: Service, Sendable {
     /// Runs the informers, the send loop, the node watch and the nodes' grace periods, each a
     /// child task, until graceful shutdown or cancellation.
     public func run() async {
-        let informers = [pods, configMaps, secrets, services, endpoints, nodes]
+        // What an edge is sent leaves the status out, and only the edge nodes' names matter:
+        // an edge reporting its pods' or its own status does not call for a pass.
+        let followed: [InformerDriven.Followed] = [
+            .init(pods) { $0.changesMoreThanStatus }, .init(configMaps), .init(secrets), .init(services), .init(endpoints),
+            .init(nodes) { if case .updated = $0 { false } else { true } },
+        ]
         await cancelWhenGracefulShutdown { [self] in
             await withDiscardingTaskGroup { children in
-                for informer in informers {
-                    children.addTask { await informer.run() }
+                for source in followed {
+                    children.addTask { await source.informer.run() }
                     children.addTask { [changes] in
-                        for await _ in informer.events { changes.continuation.yield() }
+                        for await event in source.informer.events where source.isRelevant(event) { changes.continuation.yield() }
                     }
+                }
+                children.addTask { [changes] in
+                    if await InformerDriven.waitUntilSynced(followed.map(\.informer)) { changes.continuation.yield() }
                 }
                 children.addTask { [self] in await sendLoop() }
                 children.addTask { [self] in

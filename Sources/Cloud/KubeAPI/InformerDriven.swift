@@ -5,8 +5,19 @@ import Synchronization
 /// them reports a change (changes that arrive meanwhile are folded into one pass) once all have
 /// synced, until graceful shutdown or cancellation.
 enum InformerDriven {
+    /// An informer a controller follows, and which of its changes call for a pass.
+    struct Followed: Sendable {
+        let informer: Informer
+        let isRelevant: @Sendable (Informer.Event) -> Bool
+
+        init(_ informer: Informer, when isRelevant: @escaping @Sendable (Informer.Event) -> Bool = { _ in true }) {
+            self.informer = informer
+            self.isRelevant = isRelevant
+        }
+    }
+
     static func run(_ informers: [Informer], pass: @escaping @Sendable () async -> Void) async {
-        await run(informers) { () async -> Duration? in
+        await run(informers.map { Followed($0) }) { () async -> Duration? in
             await pass()
             return nil
         }
@@ -16,16 +27,27 @@ enum InformerDriven {
     /// pod becoming available after `minReadySeconds`, a rollout's progress deadline); the
     /// earliest request that is still due wins.
     static func run(_ informers: [Informer], pass: @escaping @Sendable () async -> Duration?) async {
+        await run(informers.map { Followed($0) }, pass: pass)
+    }
+
+    /// As above, passing only on the changes each followed informer deems relevant.
+    static func run(_ followed: [Followed], pass: @escaping @Sendable () async -> Duration?) async {
+        let informers = followed.map(\.informer)
         let changes = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let requeued = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let due = DueInstant()
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { children in
-                for informer in informers {
-                    children.addTask { await informer.run() }
+                for source in followed {
+                    children.addTask { await source.informer.run() }
                     children.addTask {
-                        for await _ in informer.events { changes.continuation.yield() }
+                        for await event in source.informer.events where source.isRelevant(event) { changes.continuation.yield() }
                     }
+                }
+                children.addTask {
+                    // The first pass, once every cache is filled, whether or not any change in
+                    // them was relevant (a Job whose pods are all gone still needs its pass).
+                    if await waitUntilSynced(informers) { changes.continuation.yield() }
                 }
                 children.addTask {
                     // Sleeps in short steps so that an earlier request made meanwhile is kept.
@@ -53,6 +75,14 @@ enum InformerDriven {
         }
         changes.continuation.finish()
         requeued.continuation.finish()
+    }
+
+    /// Returns once every informer has filled its cache (`true`), or when cancelled (`false`).
+    static func waitUntilSynced(_ informers: [Informer]) async -> Bool {
+        while !informers.allSatisfy(\.hasSynced) {
+            guard (try? await Task.sleep(for: .milliseconds(20))) != nil else { return false }
+        }
+        return true
     }
 }
 

@@ -34,6 +34,8 @@ public final class PodScheduler: Service, Sendable {
         var reported: [String: String] = [:]
         /// Pods decided and being bound (or bound and not yet seen so), by uid, with their node.
         var assumed: [String: (node: String, at: ContinuousClock.Instant)] = [:]
+        /// Nodes and placed pods parsed by the last pass.
+        var parsed = SchedulingCache()
     }
     private let state = Mutex(State())
 
@@ -56,7 +58,10 @@ public final class PodScheduler: Service, Sendable {
                     try? await events.record(event.pod, type: "Normal", reason: "Scheduled", message: event.message)
                 }
             }
-            await InformerDriven.run([pods, nodes]) { [self] in await schedulePending() }
+            await InformerDriven.run([.init(pods) { $0.changesPodPlacement }, .init(nodes) { $0.changesNodePlacement }]) { [self] () async -> Duration? in
+                await schedulePending()
+                return nil
+            }
             scheduledEvents.continuation.finish()
         }
     }
@@ -75,7 +80,8 @@ public final class PodScheduler: Service, Sendable {
     /// feasible nodes are scored (`percentageOfNodesToScore`'s adaptive default), starting
     /// where the previous pod stopped.
     public func schedulePending() async {
-        let nodeList = nodes.objects.map(SchedulingNode.init).sorted { $0.name < $1.name }
+        var parsed = state.withLock { $0.parsed }
+        let nodeList = nodes.objects.map { parsed.node($0) }.sorted { $0.name < $1.name }
         let nodeIndex = Dictionary(nodeList.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
         var usage = [SchedulingFilters.Usage](repeating: SchedulingFilters.Usage(), count: nodeList.count)
         var placed: [(namespace: String, labels: [String: String], node: Int)] = []
@@ -88,13 +94,14 @@ public final class PodScheduler: Service, Sendable {
         var boundSeen: [String] = []
         func place(_ pod: JSONValue, on node: String) {
             guard let index = nodeIndex[node] else { return }
-            let request = SchedulingFilters.requests(of: pod)
+            let facts = parsed.facts(pod)
+            let request = facts.request
             usage[index].milliCPU += request.milliCPU
             usage[index].memory += request.memory
             usage[index].pods += 1
             usage[index].scoredMilliCPU += request.scoredMilliCPU
             usage[index].scoredMemory += request.scoredMemory
-            placed.append((pod[path: ["metadata", "namespace"]]?.stringValue ?? "default", SchedulingFilters.labels(pod), index))
+            placed.append((facts.namespace, facts.labels, index))
         }
         for pod in pods.objects {
             let uid = pod[path: ["metadata", "uid"]]?.stringValue ?? ""
@@ -110,7 +117,11 @@ public final class PodScheduler: Service, Sendable {
                 pending.append(pod)
             }
         }
-        if !boundSeen.isEmpty { state.withLock { state in for uid in boundSeen { state.assumed[uid] = nil } } }
+        let kept = parsed.kept
+        state.withLock { state in
+            for uid in boundSeen { state.assumed[uid] = nil }
+            state.parsed = kept
+        }
         guard !pending.isEmpty else { return }
         pending.sort { ($0[path: ["metadata", "creationTimestamp"]]?.stringValue ?? "") < ($1[path: ["metadata", "creationTimestamp"]]?.stringValue ?? "") }
         let enough = Self.feasibleNodesToFind(nodeList.count)

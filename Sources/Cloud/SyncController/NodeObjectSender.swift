@@ -41,6 +41,9 @@ final class NodeObjectSender: Sendable {
         /// Record changes the SyncController could not write yet, by node and object (the newest).
         var unrecorded: [String: SyncController.Change] = [:]
         var counters = Counters()
+        /// Each object's fingerprint by key, with the resourceVersion it was computed for: an
+        /// object is serialized and digested once per version, not once per pass.
+        var fingerprints: [EdgeObjectKey: (version: String, fingerprint: String)] = [:]
     }
     private let state = Mutex(State())
 
@@ -66,14 +69,23 @@ final class NodeObjectSender: Sendable {
     /// they hold.
     func send(_ wanted: [String: [EdgeObjectKey: JSONValue]]) async {
         guard await loadRecords() else { return }
-        let sent = state.withLock { $0.sent }
+        let (sent, known) = state.withLock { ($0.sent, $0.fingerprints) }
+        var fingerprints: [EdgeObjectKey: (version: String, fingerprint: String)] = [:]
+        func fingerprint(_ key: EdgeObjectKey, _ object: JSONValue) -> String {
+            guard let version = object[path: ["metadata", "resourceVersion"]]?.stringValue else { return SHA256.hex(Self.fingerprint(of: object)) }
+            if let computed = fingerprints[key], computed.version == version { return computed.fingerprint }
+            let digest = known[key].flatMap { $0.version == version ? $0.fingerprint : nil } ?? SHA256.hex(Self.fingerprint(of: object))
+            fingerprints[key] = (version, digest)
+            return digest
+        }
+        defer { state.withLock { $0.fingerprints = fingerprints } }
         var changes: [SyncController.Change] = []
         for node in Set(wanted.keys).union(sent.keys).sorted() {
             let want = wanted[node] ?? [:]
             let had = sent[node] ?? [:]
             var messages: [(key: EdgeObjectKey, message: Message, object: JSONValue?, fingerprint: String)] = []
             for (key, object) in want.sorted(by: { $0.key.resource < $1.key.resource }) {
-                let fingerprint = SHA256.hex(Self.fingerprint(of: object))
+                let fingerprint = fingerprint(key, object)
                 guard had[key]?.fingerprint != fingerprint else { continue }
                 let operation = had[key] == nil ? "insert" : "update"
                 messages.append((key, message(operation, key, content: object.serialized), object, fingerprint))

@@ -61,7 +61,7 @@ public final class DaemonSetController: Service, Sendable {
 
     /// Runs the informers and syncs on every change until graceful shutdown or cancellation.
     public func run() async {
-        await InformerDriven.run([daemonSets, nodes, pods, revisions]) { [self] () async -> Duration? in await syncAll() }
+        await InformerDriven.run([.init(daemonSets), .init(nodes) { $0.changesNodePlacement }, .init(pods) { $0.isControlled(by: "DaemonSet") }, .init(revisions)]) { [self] () async -> Duration? in await syncAll() }
     }
 
     /// One pass over every DaemonSet; when a pod becomes available later, how long until then.

@@ -65,7 +65,7 @@ public final class DeploymentController: Service, Sendable {
     /// Runs the informers and syncs on every change (and when a progress deadline falls due)
     /// until graceful shutdown or cancellation.
     public func run() async {
-        await InformerDriven.run([deployments, replicaSets, pods]) { [self] () async -> Duration? in await syncAll() }
+        await InformerDriven.run([.init(deployments), .init(replicaSets), .init(pods) { $0.isControlled(by: "ReplicaSet") }]) { [self] () async -> Duration? in await syncAll() }
     }
 
     /// One pass over every Deployment; how long until a deadline needs another, if any does.

@@ -59,7 +59,7 @@ public final class JobController: Service, Sendable {
     /// Runs the informers and syncs on every change (and when a backoff, deadline or TTL falls
     /// due) until graceful shutdown or cancellation.
     public func run() async {
-        await InformerDriven.run([jobs, pods]) { [self] () async -> Duration? in await syncAll() }
+        await InformerDriven.run([.init(jobs), .init(pods) { $0.isControlled(by: "Job") }]) { [self] () async -> Duration? in await syncAll() }
     }
 
     /// One pass over every Job; how long until one needs another look, if any does.

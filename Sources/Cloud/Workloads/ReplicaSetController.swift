@@ -51,7 +51,7 @@ public final class ReplicaSetController: Service, Sendable {
 
     /// Runs the informers and syncs on every change until graceful shutdown or cancellation.
     public func run() async {
-        await InformerDriven.run([replicaSets, pods]) { [self] () async -> Duration? in await syncAll() }
+        await InformerDriven.run([.init(replicaSets), .init(pods) { $0.isControlled(by: "ReplicaSet") }]) { [self] () async -> Duration? in await syncAll() }
     }
 
     /// One pass over every ReplicaSet; when a ready pod becomes available later

@@ -62,7 +62,7 @@ public final class Certificate: @unchecked Sendable {
         var digest = [UInt8](repeating: 0, count: 32)
         var size = digest.count
         try checkIdentity(gnutls_x509_crt_get_fingerprint(handle, GNUTLS_DIG_SHA256, &digest, &size), "gnutls_x509_crt_get_fingerprint")
-        return digest.prefix(size).map { String(format: "%02x", $0) }.joined()
+        return LowercaseHex.encode(digest.prefix(size))
     }
 
     // MARK: building (the CA)

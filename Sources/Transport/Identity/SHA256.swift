@@ -12,7 +12,7 @@ public enum SHA256 {
         }
         // GnuTLS fails only without SHA-256 support, which TLS 1.3 itself needs.
         precondition(result == 0, "gnutls_hash_fast(SHA-256) failed: \(result)")
-        return digest.map { String(format: "%02x", $0) }.joined()
+        return LowercaseHex.encode(digest)
     }
 
     /// The digest of `text`'s UTF-8 as lowercase hex.
