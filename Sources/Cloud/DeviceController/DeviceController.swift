@@ -97,7 +97,7 @@ public final class DeviceController: Service, Sendable {
                         await sender.send(wanted())
                     }
                 }
-                children.addTask { [sender] in await sender.retryLoop() }
+                children.addTask { [sender] in await sender.run() }
             }
         }
         changes.continuation.finish()

@@ -145,7 +145,7 @@ public final class EdgeController: Service, Sendable {
                     for await event in hub.events { await handle(event) }
                 }
                 children.addTask { [self] in await graceLoop() }
-                children.addTask { [sender] in await sender.retryLoop() }
+                children.addTask { [sender] in await sender.run() }
             }
         }
         changes.continuation.finish()

@@ -32,6 +32,8 @@ final class NodeObjectSender: Sendable {
     private let logger: Logger
     private let wake: @Sendable () -> Void
     private let retryPending = Atomic<Bool>(false)
+    /// Asks ``run()`` to write the records of what was sent.
+    private let recordRequests = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     private struct State {
         /// What each node was sent: object key → its uid and the digest of the content sent.
@@ -109,7 +111,13 @@ final class NodeObjectSender: Sendable {
                 }
             }
         }
-        await record(changes)
+        // Recorded beside the sending, not before the next send: a thousand new pods meant two
+        // thousand ObjectSync writes, and the pods created meanwhile waited for them.
+        guard sync != nil, !changes.isEmpty else { return }
+        state.withLock { state in
+            for change in changes { state.unrecorded["\(change.node) \(change.key.resource)"] = change }
+        }
+        recordRequests.continuation.yield()
     }
 
     /// What decides whether a node needs an object again: the object without its status, its
@@ -152,37 +160,49 @@ final class NodeObjectSender: Sendable {
         }
     }
 
-    /// Writes the records of `changes` (and of earlier ones that failed), keeping failures to
-    /// try again.
-    private func record(_ changes: [SyncController.Change]) async {
-        guard let sync else { return }
+    /// Writes the records of what was sent and not recorded yet (the newest change of each
+    /// object), keeping failures to try again; `false` when some failed.
+    private func recordPending() async -> Bool {
+        guard let sync else { return true }
         let pending = state.withLock { state in
-            for change in changes { state.unrecorded["\(change.node) \(change.key.resource)"] = change }
             defer { state.unrecorded = [:] }
             return state.unrecorded
         }
-        guard !pending.isEmpty else { return }
-        // An older failure of an object followed by a newer change: the newer one replaced it.
+        guard !pending.isEmpty else { return true }
         let failed = await sync.record(Array(pending.values))
-        guard !failed.isEmpty else { return }
+        guard !failed.isEmpty else { return true }
         state.withLock { state in
+            // A newer change of the object, sent meanwhile, replaces the failed one.
             for change in failed where state.unrecorded["\(change.node) \(change.key.resource)"] == nil {
                 state.unrecorded["\(change.node) \(change.key.resource)"] = change
             }
         }
-        retryLater()
+        return false
     }
 
-    /// Asks ``retryLoop()`` to wake the owner again in a second.
+    /// Asks ``run()`` to wake the owner again in a second.
     private func retryLater() {
         retryPending.store(true, ordering: .relaxed)
     }
 
-    /// Wakes the owner a second after a send left records to retry; the owner runs it in its
-    /// task group, until cancelled.
-    func retryLoop() async {
-        while (try? await Task.sleep(for: .seconds(1))) != nil {
-            if retryPending.exchange(false, ordering: .relaxed) { wake() }
+    /// The sender's background work, which the owner runs in its task group until cancelled:
+    /// writes the records of what was sent (again a second after a failure), and wakes the
+    /// owner a second after the records could not be loaded.
+    func run() async {
+        await withDiscardingTaskGroup { children in
+            children.addTask { [self] in
+                for await _ in recordRequests.stream {
+                    while await !recordPending() {
+                        guard (try? await Task.sleep(for: .seconds(1))) != nil else { return }
+                    }
+                }
+            }
+            children.addTask { [self] in
+                while (try? await Task.sleep(for: .seconds(1))) != nil {
+                    if retryPending.exchange(false, ordering: .relaxed) { wake() }
+                }
+                recordRequests.continuation.finish()
+            }
         }
     }
 }
