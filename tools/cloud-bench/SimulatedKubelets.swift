@@ -13,6 +13,12 @@ final class SimulatedKubelets: Sendable {
     private let hubs: [EdgeHub]
     private let endpoints: [BusEndpoint]
     private let running = Mutex<[Task<Void, Never>]>([])
+    /// When each pod (by uid) first reached its simulated kubelet.
+    let arrivals = Arrivals()
+
+    final class Arrivals: Sendable {
+        let byUID = Mutex<[String: ContinuousClock.Instant]>([:])
+    }
 
     init(count: Int, prefix: String, rig: CloudCoreRig, token: String) throws {
         names = (0..<count).map { "\(prefix)-\($0)" }
@@ -38,7 +44,7 @@ final class SimulatedKubelets: Sendable {
                 let (name, endpoint) = (names[index], endpoints[index])
                 group.addTask { [self] in
                     running.withLock { $0.append(Task { await hub.run() }) }
-                    running.withLock { $0.append(Task { await Self.answer(endpoint) }) }
+                    running.withLock { $0.append(Task { [arrivals] in await Self.answer(endpoint, arrivals: arrivals) }) }
                     try await hub.channel.waitUntilConnected(timeout: .seconds(120))
                     try await endpoint.send(Self.nodeStatus(name), toGroup: "hub", on: .state)
                 }
@@ -59,13 +65,15 @@ final class SimulatedKubelets: Sendable {
     }
 
     /// For each pod that arrives, its status Running and Ready, at once.
-    private static func answer(_ endpoint: BusEndpoint) async {
+    private static func answer(_ endpoint: BusEndpoint, arrivals: Arrivals) async {
         var answered: Set<String> = []
         for await message in endpoint.messages(on: .state) {
             let parts = message.router.resource.split(separator: "/")
             guard parts.count == 3, parts[1] == "pod", message.router.operation != "delete",
                   let pod = try? JSONSerialization.jsonObject(with: Data(message.content.readableBytesView)) as? [String: Any],
                   let metadata = pod["metadata"] as? [String: Any], let uid = metadata["uid"] as? String, answered.insert(uid).inserted else { continue }
+            let arrived = ContinuousClock.now
+            arrivals.byUID.withLock { $0[uid] = arrived }
             let now = Date().formatted(.iso8601)
             let body = """
                 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"\(parts[2])","namespace":"\(parts[0])","uid":"\(uid)"},

@@ -37,9 +37,13 @@ final class HTTPConnectionPool: Sendable {
     let maxResponseBytes: Int
     private let group: any EventLoopGroup
     private let idle = Mutex<[Idle]>([])
+    /// Requests in flight at once (watches, which own their connection, are not counted).
+    let slots: ConnectionSlots
 
-    init(endpoint: Endpoint, group: any EventLoopGroup, maxIdle: Int = 16, idleTimeout: Duration = .seconds(30), maxResponseBytes: Int = 1 << 30) {
+    init(endpoint: Endpoint, group: any EventLoopGroup, maxIdle: Int = 16, maxConnections: Int = 32, idleTimeout: Duration = .seconds(30),
+         maxResponseBytes: Int = 1 << 30) {
         self.endpoint = endpoint
+        slots = ConnectionSlots(limit: maxConnections)
         self.maxResponseBytes = maxResponseBytes
         self.group = group
         self.maxIdle = maxIdle
@@ -50,8 +54,15 @@ final class HTTPConnectionPool: Sendable {
         for connection in idle.withLock({ $0 }) { connection.channel.close(promise: nil) }
     }
 
-    /// Sends the request and reads its whole response.
+    /// Sends the request and reads its whole response, once one of the `maxConnections` slots
+    /// is free.
     func perform(_ head: HTTPRequestHead, body: [UInt8]?, idempotent: Bool) async throws -> HTTPResponse {
+        try await slots.acquire()
+        defer { slots.release() }
+        return try await performHoldingSlot(head, body: body, idempotent: idempotent)
+    }
+
+    private func performHoldingSlot(_ head: HTTPRequestHead, body: [UInt8]?, idempotent: Bool) async throws -> HTTPResponse {
         if let reused = takeIdle() {
             do {
                 let (response, keepAlive) = try await Self.exchange(on: reused, head, body: body)

@@ -25,10 +25,12 @@ public final class KubeClient: Sendable {
     private let pool: HTTPConnectionPool
 
     /// - Parameters:
-    ///   - maxIdleConnections: keep-alive connections kept for reuse (default 16).
+    ///   - maxIdleConnections: keep-alive connections kept for reuse (default 32).
+    ///   - maxConnections: requests in flight at once, each on its own connection; more wait
+    ///     for one to finish (default 32). Watches hold connections of their own.
     ///   - maxResponseBytes: see ``maxResponseBytes``.
-    public init(configuration: Kubeconfig, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdleConnections: Int = 16,
-                encoding: Encoding = .json, maxResponseBytes: Int = 1 << 30) throws {
+    public init(configuration: Kubeconfig, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdleConnections: Int = 32,
+                maxConnections: Int = 32, encoding: Encoding = .json, maxResponseBytes: Int = 1 << 30) throws {
         self.configuration = configuration
         self.encoding = encoding
         self.maxResponseBytes = maxResponseBytes
@@ -49,7 +51,7 @@ public final class KubeClient: Sendable {
             // No SNI for an IP address (the certificate is still verified against its SANs).
             endpoint.serverName = host.first?.isNumber == true || host.contains(":") ? nil : host
         }
-        pool = HTTPConnectionPool(endpoint: endpoint, group: group, maxIdle: maxIdleConnections, maxResponseBytes: maxResponseBytes)
+        pool = HTTPConnectionPool(endpoint: endpoint, group: group, maxIdle: maxIdleConnections, maxConnections: maxConnections, maxResponseBytes: maxResponseBytes)
     }
 
     /// How a patch is to be read.
