@@ -266,6 +266,12 @@ public final class CloudHub: Service, Sendable {
     /// Sends `messages` in order to `node`: one lock and, for reliable classes, one outbox
     /// commit per batch. Suspends only while this node's lane or outbox is full.
     public func send(contentsOf messages: [Message], to node: String, on lane: Lane, delivery: Delivery) async throws {
+        try await send(contentsOf: messages, to: node, on: lane) { _ in delivery }
+    }
+
+    /// As above, each message with the delivery class `delivery` gives it (a `state` key per
+    /// object, say).
+    public func send(contentsOf messages: [Message], to node: String, on lane: Lane, delivery: (Message) -> Delivery) async throws {
         guard !messages.isEmpty else { return }
         for message in messages { try checkAndRecord(message, to: node) }
         try await session(for: node).channel.send(contentsOf: messages, on: lane, delivery: delivery)

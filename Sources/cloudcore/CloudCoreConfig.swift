@@ -100,8 +100,9 @@ struct CloudCoreConfig: StrictYAMLConfig, Equatable {
         /// Milliseconds over which object changes are gathered into one send.
         var batchInterval = 20
         /// Edge nodes whose reports (pod and node statuses, events, device twins) are written
-        /// to the API server at once; each node's reports stay in order.
-        var upstreamWorkers = 16
+        /// to the API server at once; each node's reports stay in order. (KubeEdge has a worker
+        /// count per kind of report; here one pool serves them all.)
+        var upstreamWorkers = 64
     }
 
     static func error(_ message: String) -> any Error { CloudCoreConfigError(message) }

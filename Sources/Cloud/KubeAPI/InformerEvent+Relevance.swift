@@ -47,6 +47,12 @@ extension Informer.Event {
             || old[path: ["metadata", "labels"]] != new[path: ["metadata", "labels"]]
     }
 
+    /// Whether the object came, went, or changed phase (a pod finishing).
+    var changesPhaseOrExistence: Bool {
+        guard case .updated(let old, let new) = self else { return true }
+        return old[path: ["status", "phase"]] != new[path: ["status", "phase"]]
+    }
+
     private static func controllerKind(of object: JSONValue) -> String? {
         object[path: ["metadata", "ownerReferences"]]?.arrayValue?.first { $0["controller"]?.boolValue == true }?["kind"]?.stringValue
     }

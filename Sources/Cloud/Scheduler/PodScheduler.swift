@@ -72,7 +72,7 @@ public final class PodScheduler: Service, Sendable {
 
     /// Bindings in flight at once (kube-scheduler binds asynchronously too, while it goes on
     /// deciding for the next pod).
-    static let bindingsInFlight = 16
+    static let bindingsInFlight = 32
 
     /// One pass: every pending pod, oldest first, against the nodes as they are now (each
     /// decision counted in the usage the next pod sees). As kube-scheduler does, a pod is
@@ -80,18 +80,38 @@ public final class PodScheduler: Service, Sendable {
     /// feasible nodes are scored (`percentageOfNodesToScore`'s adaptive default), starting
     /// where the previous pod stopped.
     public func schedulePending() async {
-        var parsed = state.withLock { $0.parsed }
-        let nodeList = nodes.objects.map { parsed.node($0) }.sorted { $0.name < $1.name }
-        let nodeIndex = Dictionary(nodeList.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
-        var usage = [SchedulingFilters.Usage](repeating: SchedulingFilters.Usage(), count: nodeList.count)
-        var placed: [(namespace: String, labels: [String: String], node: Int)] = []
-        var pending: [JSONValue] = []
         let now = ContinuousClock.now
         let assumed = state.withLock { state in
             state.assumed = state.assumed.filter { now - $0.value.at < .seconds(30) }
             return state.assumed
         }
+        // First only which pods wait and which hold a place: most passes (a pod bound, one
+        // finished) find none waiting and stop here.
+        var holding: [(pod: JSONValue, node: String)] = []
+        var pending: [JSONValue] = []
         var boundSeen: [String] = []
+        for pod in pods.objects {
+            let uid = pod[path: ["metadata", "uid"]]?.stringValue ?? ""
+            if let node = pod[path: ["spec", "nodeName"]]?.stringValue, !node.isEmpty {
+                if assumed[uid] != nil { boundSeen.append(uid) }
+                let phase = pod[path: ["status", "phase"]]?.stringValue
+                guard phase != "Succeeded", phase != "Failed" else { continue }
+                holding.append((pod, node))
+            } else if let assumption = assumed[uid] {
+                holding.append((pod, assumption.node))
+            } else if pod[path: ["metadata", "deletionTimestamp"]] == nil,
+                      (pod[path: ["spec", "schedulerName"]]?.stringValue ?? Self.schedulerName) == Self.schedulerName {
+                pending.append(pod)
+            }
+        }
+        if !boundSeen.isEmpty { state.withLock { state in for uid in boundSeen { state.assumed[uid] = nil } } }
+        guard !pending.isEmpty else { return }
+
+        var parsed = state.withLock { $0.parsed }
+        let nodeList = nodes.objects.map { parsed.node($0) }.sorted { $0.name < $1.name }
+        let nodeIndex = Dictionary(nodeList.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
+        var usage = [SchedulingFilters.Usage](repeating: SchedulingFilters.Usage(), count: nodeList.count)
+        var placed: [(namespace: String, labels: [String: String], node: Int)] = []
         func place(_ pod: JSONValue, on node: String) {
             guard let index = nodeIndex[node] else { return }
             let facts = parsed.facts(pod)
@@ -103,26 +123,9 @@ public final class PodScheduler: Service, Sendable {
             usage[index].scoredMemory += request.scoredMemory
             placed.append((facts.namespace, facts.labels, index))
         }
-        for pod in pods.objects {
-            let uid = pod[path: ["metadata", "uid"]]?.stringValue ?? ""
-            if let node = pod[path: ["spec", "nodeName"]]?.stringValue, !node.isEmpty {
-                if assumed[uid] != nil { boundSeen.append(uid) }
-                let phase = pod[path: ["status", "phase"]]?.stringValue
-                guard phase != "Succeeded", phase != "Failed" else { continue }
-                place(pod, on: node)
-            } else if let assumption = assumed[uid] {
-                place(pod, on: assumption.node)
-            } else if pod[path: ["metadata", "deletionTimestamp"]] == nil,
-                      (pod[path: ["spec", "schedulerName"]]?.stringValue ?? Self.schedulerName) == Self.schedulerName {
-                pending.append(pod)
-            }
-        }
+        for (pod, node) in holding { place(pod, on: node) }
         let kept = parsed.kept
-        state.withLock { state in
-            for uid in boundSeen { state.assumed[uid] = nil }
-            state.parsed = kept
-        }
-        guard !pending.isEmpty else { return }
+        state.withLock { $0.parsed = kept }
         pending.sort { ($0[path: ["metadata", "creationTimestamp"]]?.stringValue ?? "") < ($1[path: ["metadata", "creationTimestamp"]]?.stringValue ?? "") }
         let enough = Self.feasibleNodesToFind(nodeList.count)
         var start = 0

@@ -34,6 +34,14 @@ final class NodeObjectSender: Sendable {
     private let retryPending = Atomic<Bool>(false)
     /// Asks ``run()`` to write the records of what was sent.
     private let recordRequests = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    /// When the last send left records to write.
+    private let lastChange = Mutex(ContinuousClock.now)
+    /// Records wait until sending has been quiet this long (a burst of new pods is sent
+    /// first, recorded after), but never longer than ``recordingDelayLimit``.
+    static let recordingQuiet: Duration = .milliseconds(300)
+    static let recordingDelayLimit: Duration = .seconds(5)
+    /// Nodes whose batches are being sent at once.
+    static let nodesAtOnce = 16
 
     private struct State {
         /// What each node was sent: object key → its uid and the digest of the content sent.
@@ -81,11 +89,12 @@ final class NodeObjectSender: Sendable {
             return digest
         }
         defer { state.withLock { $0.fingerprints = fingerprints } }
-        var changes: [SyncController.Change] = []
+        typealias Outgoing = (key: EdgeObjectKey, message: Message, object: JSONValue?, fingerprint: String)
+        var batches: [(node: String, messages: [Outgoing])] = []
         for node in Set(wanted.keys).union(sent.keys).sorted() {
             let want = wanted[node] ?? [:]
             let had = sent[node] ?? [:]
-            var messages: [(key: EdgeObjectKey, message: Message, object: JSONValue?, fingerprint: String)] = []
+            var messages: [Outgoing] = []
             for (key, object) in want.sorted(by: { $0.key.resource < $1.key.resource }) {
                 let fingerprint = fingerprint(key, object)
                 guard had[key]?.fingerprint != fingerprint else { continue }
@@ -96,18 +105,42 @@ final class NodeObjectSender: Sendable {
                 let deleted = #"{"metadata":{"name":"\#(key.name)","namespace":"\#(key.namespace)"}}"#
                 messages.append((key, message("delete", key, content: deleted), nil, ""))
             }
-            for (key, message, object, fingerprint) in messages {
-                do {
-                    try await hub.send(message, to: node, on: .state, delivery: .state(key: key.resource))
-                    let uid = object?[path: ["metadata", "uid"]]?.stringValue ?? ""
-                    state.withLock { state in
+            if !messages.isEmpty { batches.append((node, messages)) }
+        }
+        // One batch per node (one wait for the outbox commit that holds it), several nodes at
+        // once: sent one message at a time, each waited for its own commit.
+        var changes: [SyncController.Change] = []
+        await withTaskGroup(of: (node: String, messages: [Outgoing], sent: Bool).self) { group in
+            var pending = batches.makeIterator()
+            func addNext() {
+                guard let (node, messages) = pending.next() else { return }
+                group.addTask { [hub, logger] in
+                    do {
+                        try await hub.send(contentsOf: messages.map(\.message), to: node, on: .state) { .state(key: $0.router.resource) }
+                        return (node, messages, true)
+                    } catch {
+                        logger.warning("cannot send objects to a node", metadata: ["node": "\(node)", "objects": "\(messages.count)", "error": "\(error)"])
+                        return (node, messages, false)
+                    }
+                }
+            }
+            for _ in 0..<Self.nodesAtOnce { addNext() }
+            for await (node, messages, delivered) in group {
+                addNext()
+                guard delivered else {
+                    state.withLock { $0.counters.failures += messages.count }
+                    continue
+                }
+                let had = sent[node] ?? [:]
+                state.withLock { state in
+                    for (key, _, object, fingerprint) in messages {
+                        let uid = object?[path: ["metadata", "uid"]]?.stringValue ?? ""
                         state.sent[node, default: [:]][key] = object == nil ? nil : SyncController.Record(uid: uid, fingerprint: fingerprint)
                         if object == nil { state.counters.deletesSent += 1 } else { state.counters.objectsSent += 1 }
                     }
+                }
+                for (key, _, object, fingerprint) in messages {
                     changes.append(SyncController.Change(node: node, key: key, object: object, fingerprint: fingerprint, previous: had[key]))
-                } catch {
-                    state.withLock { $0.counters.failures += 1 }
-                    logger.warning("cannot send an object to a node", metadata: ["node": "\(node)", "object": "\(key)", "error": "\(error)"])
                 }
             }
         }
@@ -117,6 +150,7 @@ final class NodeObjectSender: Sendable {
         state.withLock { state in
             for change in changes { state.unrecorded["\(change.node) \(change.key.resource)"] = change }
         }
+        lastChange.withLock { $0 = .now }
         recordRequests.continuation.yield()
     }
 
@@ -192,6 +226,14 @@ final class NodeObjectSender: Sendable {
         await withDiscardingTaskGroup { children in
             children.addTask { [self] in
                 for await _ in recordRequests.stream {
+                    // The records only spare a restarted cloudcore resending what the nodes
+                    // hold; while a burst is being sent, its writes would slow the burst.
+                    let first = ContinuousClock.now
+                    while ContinuousClock.now - first < Self.recordingDelayLimit {
+                        let quietFor = ContinuousClock.now - lastChange.withLock { $0 }
+                        if quietFor >= Self.recordingQuiet { break }
+                        guard (try? await Task.sleep(for: Self.recordingQuiet - quietFor)) != nil else { return }
+                    }
                     while await !recordPending() {
                         guard (try? await Task.sleep(for: .seconds(1))) != nil else { return }
                     }

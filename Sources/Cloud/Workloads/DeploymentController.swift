@@ -65,7 +65,11 @@ public final class DeploymentController: Service, Sendable {
     /// Runs the informers and syncs on every change (and when a progress deadline falls due)
     /// until graceful shutdown or cancellation.
     public func run() async {
-        await InformerDriven.run([.init(deployments), .init(replicaSets), .init(pods) { $0.isControlled(by: "ReplicaSet") }]) { [self] () async -> Duration? in await syncAll() }
+        await InformerDriven.run([
+            .init(deployments), .init(replicaSets),
+            // Pods matter only to Recreate, which waits until the old ones have stopped.
+            .init(pods) { $0.isControlled(by: "ReplicaSet") && $0.changesPhaseOrExistence },
+        ]) { [self] () async -> Duration? in await syncAll() }
     }
 
     /// One pass over every Deployment; how long until a deadline needs another, if any does.
@@ -84,7 +88,8 @@ public final class DeploymentController: Service, Sendable {
             owned[owner, default: []].append(ReplicaSetView(object: replicaSet))
         }
         var podsByReplicaSet: [String: [JSONValue]] = [:]
-        for pod in pods.objects {
+        let recreating = deployments.objects.contains { $0[path: ["spec", "strategy", "type"]]?.stringValue == "Recreate" }
+        for pod in recreating ? pods.objects : [] {
             guard let owner = Self.controllerUID(of: pod, kind: "ReplicaSet") else { continue }
             podsByReplicaSet[owner, default: []].append(pod)
         }
