@@ -217,7 +217,7 @@ let package = Package(
         // The admin CLI in the spirit of KubeEdge's keadm: init, gettoken, join, reset.
         .executableTarget(
             name: "keadm",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["KubeModel", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSwift6),
 
         // The hubs' macro benchmark against iperf3 and nats-server (`swift run -c release transport-bench --help`).

@@ -148,6 +148,10 @@ struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
                 throw EdgeCoreConfigError("modules.edged.nodeIP \(modules.edged.nodeIP) is not an IP address")
             }
             if modules.edged.rootDirectory.isEmpty { throw EdgeCoreConfigError("modules.edged.rootDirectory must not be empty") }
+            for (key, value) in modules.edged.nodeLabels.sorted(by: { $0.key < $1.key }) {
+                if let problem = KubeNameRules.qualifiedNameProblems(key).first { throw EdgeCoreConfigError("modules.edged.nodeLabels: invalid key \"\(key)\": \(problem)") }
+                if let problem = KubeNameRules.labelValueProblems(value).first { throw EdgeCoreConfigError("modules.edged.nodeLabels: invalid value \"\(value)\" of \(key): \(problem)") }
+            }
             if modules.edged.nodeStatusUpdateFrequency < 1 { throw EdgeCoreConfigError("modules.edged.nodeStatusUpdateFrequency must be at least 1 second") }
             if modules.edged.syncFrequency < 1 { throw EdgeCoreConfigError("modules.edged.syncFrequency must be at least 1 second") }
             if modules.edged.containerLogMaxFiles < 1 { throw EdgeCoreConfigError("modules.edged.containerLogMaxFiles must be at least 1") }

@@ -3,6 +3,7 @@
 // background, waits until they are ready and says what it did, step by step.
 import ArgumentParser
 import Foundation
+import KubeModel
 
 @main
 struct Keadm: AsyncParsableCommand {
@@ -122,7 +123,11 @@ struct Join: AsyncParsableCommand {
         return try labels.split(separator: ",").map { item in
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--labels: \(item) is not key=value") }
-            return (String(parts[0]), String(parts[1]))
+            // kubelet's --node-labels refuses what the API server would.
+            let (key, value) = (String(parts[0]), String(parts[1]))
+            if let problem = KubeNameRules.qualifiedNameProblems(key).first { throw ValidationError("--labels: invalid label key \"\(key)\": \(problem)") }
+            if let problem = KubeNameRules.labelValueProblems(value).first { throw ValidationError("--labels: invalid label value \"\(value)\" of \(key): \(problem)") }
+            return (key, value)
         }
     }
 

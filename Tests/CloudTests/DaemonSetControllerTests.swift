@@ -156,6 +156,36 @@ import TestSupport
             print("evicted")
             """, cluster.server.directory + "/kubeconfig", victim])
         #expect(python.output.contains("evicted"), "\(python.output)")
+        // Evictions that cannot be: kube-apiserver's codes, reasons and messages.
+        let survivor = await cluster.jsonpath("pods", "", "{.items[?(@.metadata.labels.app==\"agent\")].metadata.name}").split(separator: " ").first.map(String.init) ?? ""
+        let refused = try await runProcessOffPool("/usr/bin/env", ["python3", "-c", """
+            import sys
+            from kubernetes import client, config
+            from kubernetes.client.rest import ApiException
+            config.load_kube_config(config_file=sys.argv[1])
+            api = client.CoreV1Api()
+            def attempt(label, pod, body):
+                try:
+                    api.create_namespaced_pod_eviction(pod, "default", body)
+                    print(label, "accepted")
+                except ApiException as error:
+                    import json
+                    status = json.loads(error.body)
+                    print(label, error.status, status.get("reason"), status.get("message"))
+            attempt("absent", "no-such-pod", client.V1Eviction(metadata=client.V1ObjectMeta(name="no-such-pod")))
+            attempt("renamed", sys.argv[2], client.V1Eviction(metadata=client.V1ObjectMeta(name="another")))
+            attempt("stale", sys.argv[2], client.V1Eviction(metadata=client.V1ObjectMeta(name=sys.argv[2]),
+                delete_options=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid="00000000-0000-0000-0000-000000000000"))))
+            """, cluster.server.directory + "/kubeconfig", survivor])
+        #expect(refused.output.contains(#"absent 404 NotFound pods "no-such-pod" not found"#), "\(refused.output)")
+        #expect(refused.output.contains("renamed 400 BadRequest name in URL does not match name in Eviction object"), "\(refused.output)")
+        #expect(refused.output.contains("stale 409 Conflict Precondition failed: UID in precondition: 00000000-0000-0000-0000-000000000000"), "\(refused.output)")
+        let read = try await cluster.kubectl("get", "--raw", "/api/v1/namespaces/default/pods/\(survivor)/eviction")
+        #expect(read.status != 0 && read.output.contains("the server does not allow this method on the requested resource"), "\(read.output)")
+        try "{not json".write(toFile: cluster.server.directory + "/garbage.json", atomically: true, encoding: .utf8)
+        let garbage = try await cluster.kubectl("create", "--raw", "/api/v1/namespaces/default/pods/\(survivor)/eviction", "-f", cluster.server.directory + "/garbage.json")
+        #expect(garbage.status != 0 && garbage.output.contains("(BadRequest)"), "\(garbage.output)")
+        #expect(try await cluster.pods("app=agent").total == 2, "nothing refused was evicted")
         #expect(await eventually(timeout: .seconds(20)) {
             let names = await cluster.jsonpath("pods", "", "{.items[*].metadata.name}")
             return (try? await cluster.pods("app=web"))?.total == 4 && !names.contains(victim)

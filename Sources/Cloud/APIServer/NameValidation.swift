@@ -71,46 +71,12 @@ enum NameValidation {
     /// Finalizers Kubernetes itself uses without a domain.
     private static let standardFinalizers: Set<String> = ["kubernetes", "orphan", "foregroundDeletion"]
 
-    /// What is wrong with a qualified name (`[prefix/]name`), in kube's words.
-    private static func qualifiedNameProblems(_ value: String) -> [String] {
-        let nameFormat = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-        let nameMessage = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-        let parts = value.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        let name: String
-        var problems: [String] = []
-        switch parts.count {
-        case 1:
-            name = parts[0]
-        case 2:
-            name = parts[1]
-            if parts[0].isEmpty {
-                problems.append("prefix part must be non-empty")
-            } else {
-                problems += check(parts[0], maxLength: 253, pattern: subdomainFormat,
-                                  message: "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-                                  examples: ["example.com"]).map { "prefix part " + $0 }
-            }
-        default:
-            return ["a qualified name " + nameMessage + " (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '" + nameFormat
-                    + "') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-        }
-        if name.isEmpty { return problems + ["name part must be non-empty"] }
-        return problems + check(name, maxLength: 63, pattern: nameFormat, message: "name part " + nameMessage, examples: ["MyName", "my.name", "123-abc"])
-            .map { $0.hasPrefix("must be no more") ? "name part " + $0 : $0 }
-    }
+    private static func qualifiedNameProblems(_ value: String) -> [String] { KubeNameRules.qualifiedNameProblems(value) }
 
-    private static let labelFormat = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-    private static let subdomainFormat = labelFormat + "(\\." + labelFormat + ")*"
+    private static let labelFormat = KubeNameRules.labelFormat
+    private static let subdomainFormat = KubeNameRules.subdomainFormat
 
     private static func check(_ name: String, maxLength: Int, pattern: String, message: String, examples: [String]) -> [String] {
-        var problems: [String] = []
-        if name.count > maxLength { problems.append("must be no more than \(maxLength) characters") }
-        let matches = (try? NSRegularExpression(pattern: "^" + pattern + "$"))?.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
-        if !matches {
-            // Go's RegexError: "(e.g. 'a',  or 'b', regex used for validation is '…')".
-            let shown = examples.enumerated().map { ($0.offset > 0 ? " or " : "") + "'\($0.element)', " }.joined()
-            problems.append(message + " (e.g. " + shown + "regex used for validation is '" + pattern + "')")
-        }
-        return problems
+        KubeNameRules.check(name, maxLength: maxLength, pattern: pattern, message: message, examples: examples)
     }
 }
