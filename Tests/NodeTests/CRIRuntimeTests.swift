@@ -69,6 +69,10 @@ import TestSupport
             let webStatus = container(ready, "web")
             #expect(webStatus?["containerID"]?.stringValue?.hasPrefix("containerd://") == true, "\(webStatus ?? .null)")
             #expect(webStatus?["imageID"]?.stringValue?.contains("sha256:") == true, "\(webStatus ?? .null)")
+            // The node lists the image, as kubelet's status.images does: its names (an imported
+            // image has a tag and no registry digest) and its size.
+            let listed = await runtime.images()
+            #expect(listed.contains { $0.names.contains(image) && $0.sizeBytes > 0 }, "\(listed)")
 
             // What ran is in containerd's CRI-format log, and limits are runc's cgroup settings.
             let web = ContainerID(podUID: "u-cri-web", name: "web", attempt: 0)

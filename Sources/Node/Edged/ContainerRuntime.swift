@@ -166,6 +166,21 @@ public protocol ContainerRuntime: Sendable {
     /// How the container's status names it and its image, as kubelet reports them; `nil` when
     /// the runtime does not know the container.
     func identity(of id: ContainerID) async -> ContainerIdentity?
+    /// The images the runtime holds, as a Node's `status.images` lists them (none for a
+    /// runtime that runs no images).
+    func images() async -> [NodeImage]
+}
+
+/// An image on the node: its names (digests and tags) and size, for `status.images` (which
+/// kube-scheduler's ImageLocality scores).
+public struct NodeImage: Sendable, Equatable {
+    public var names: [String]
+    public var sizeBytes: Int64
+
+    public init(names: [String], sizeBytes: Int64) {
+        self.names = names
+        self.sizeBytes = sizeBytes
+    }
 }
 
 /// A container's `containerID` (`<runtime>://<id>`) and `imageID` (the image's digest
@@ -186,6 +201,7 @@ extension ContainerRuntime {
     public func pods() async -> Set<String> { Set(await containers().map(\.podUID)) }
     public func removePod(_ podID: String) async {}
     public func terminationReason(of id: ContainerID) async -> String? { nil }
+    public func images() async -> [NodeImage] { [] }
 }
 
 /// How a command run by ``ContainerRuntime/exec(in:command:timeout:)`` ended.

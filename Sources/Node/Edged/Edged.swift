@@ -295,9 +295,10 @@ public final class Edged: Service, Sendable {
     /// then every ``Configuration/nodeStatusUpdateFrequency``.
     private func reportNodeStatus() async {
         let runtimeVersion = await runtime.versionDescription()
-        let reporter = NodeStatus(nodeName: configuration.nodeName, nodeIP: configuration.nodeIP, readySince: configuration.clock.wallTime,
+        var reporter = NodeStatus(nodeName: configuration.nodeName, nodeIP: configuration.nodeIP, readySince: configuration.clock.wallTime,
                                   containerRuntimeVersion: runtimeVersion, labels: configuration.nodeLabels, storagePath: configuration.rootDirectory)
         repeat {
+            reporter.images = await runtime.images()
             let message = Message(router: MessageRouter(
                 source: Self.moduleName, destination: MetaManager.moduleName, group: MessageRouter.Group.meta, operation: MessageRouter.Operation.update,
                 resource: "default/nodestatus/\(configuration.nodeName)"), content: ByteBuffer(string: reporter.object(now: configuration.clock.wallTime).serialized))

@@ -12,6 +12,10 @@ struct NodeStatus: Sendable {
     static let maxPods = 110
     /// What `nodeInfo.kubeletVersion` says: the Kubernetes API level Edged follows, and that it is this project's.
     static let kubeletVersion = "v1.31.0-swift-kubeedge"
+    /// Images listed in `status.images`, the largest first, and names listed per image
+    /// (kubelet's `nodeStatusMaxImages` and its limit on names).
+    static let maxImages = 50
+    static let maxNamesPerImage = 5
 
     let nodeName: String
     let nodeIP: String
@@ -23,6 +27,8 @@ struct NodeStatus: Sendable {
     /// Where pods' volumes and logs go: its filesystem's size is the node's `ephemeral-storage`
     /// (kube-scheduler refuses a pod that requests some on a node that reports none).
     var storagePath = "/"
+    /// The runtime's images (see ``NodeImage``).
+    var images: [NodeImage] = []
 
     /// The Node object to send: metadata and status only.
     func object(now: Date = Date()) -> JSONValue {
@@ -45,7 +51,7 @@ struct NodeStatus: Sendable {
             ("machineID", .string(Self.firstLine("/etc/machine-id"))), ("bootID", .string(Self.firstLine("/proc/sys/kernel/random/boot_id"))),
             ("systemUUID", .string("")),
         ]))
-        let status = JSONValue.object(JSONObject([
+        var status = JSONObject([
             ("conditions", .array([ready])),
             ("addresses", .array([
                 .object(JSONObject([("type", .string("InternalIP")), ("address", .string(nodeIP))])),
@@ -55,13 +61,20 @@ struct NodeStatus: Sendable {
             // KubeEdge's edged advertises its kubelet port, 10350, where the cloud's stream
             // tunnel reaches it for logs and exec.
             ("daemonEndpoints", .object(JSONObject([("kubeletEndpoint", .object(JSONObject([("Port", .integer(Self.kubeletPort))])))]))),
-        ]))
+        ])
+        // The largest images first, as kubelet lists them; nameless ones left out.
+        let listed = images.filter { !$0.names.isEmpty }.sorted { $0.sizeBytes > $1.sizeBytes }.prefix(Self.maxImages)
+        if !listed.isEmpty {
+            status["images"] = .array(listed.map { image in
+                .object(JSONObject([("names", .array(image.names.prefix(Self.maxNamesPerImage).map(JSONValue.string))), ("sizeBytes", .integer(Int(image.sizeBytes)))]))
+            })
+        }
         return .object(JSONObject([
             ("apiVersion", .string("v1")), ("kind", .string("Node")),
             ("metadata", .object(labels.isEmpty ? JSONObject([("name", .string(nodeName))]) : JSONObject([
                 ("name", .string(nodeName)), ("labels", .object(JSONObject(labels.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) }))),
             ]))),
-            ("status", status),
+            ("status", .object(status)),
         ]))
     }
 

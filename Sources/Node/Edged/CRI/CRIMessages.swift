@@ -304,6 +304,27 @@ enum CRI {
         return containers
     }
 
+    /// `ListImagesResponse`'s images: tags (field 2), digests (3) and size (4) of each.
+    static func images(_ reply: [UInt8]) throws(ProtobufDecodingError) -> [(tags: [String], digests: [String], size: Int64)] {
+        var reader = ProtobufReader(reply)
+        var images: [(tags: [String], digests: [String], size: Int64)] = []
+        while let (field, value) = try reader.next() {
+            guard field == 1 else { continue }
+            var image = value.message
+            var entry: (tags: [String], digests: [String], size: Int64) = ([], [], 0)
+            while let (field, value) = try image.next() {
+                switch field {
+                case 2: entry.tags.append(value.string)
+                case 3: entry.digests.append(value.string)
+                case 4: entry.size = value.int64
+                default: continue
+                }
+            }
+            images.append(entry)
+        }
+        return images
+    }
+
     static func sandboxes(_ reply: [UInt8]) throws(ProtobufDecodingError) -> [Sandbox] {
         var reader = ProtobufReader(reply)
         var sandboxes: [Sandbox] = []

@@ -71,6 +71,13 @@ public final class CRIRuntime: ContainerRuntime {
         try await client.call(method, request, timeout: callTimeout + extra)
     }
 
+    /// The runtime's images (`ListImages`) as kubelet reports them: each image's digests, then
+    /// its tags, at most five names; none when the runtime does not answer.
+    public func images() async -> [NodeImage] {
+        guard let reply = try? await call(CRI.imageService + "ListImages", []), let images = try? CRI.images(reply) else { return [] }
+        return images.map { NodeImage(names: Array(($0.digests + $0.tags).prefix(NodeStatus.maxNamesPerImage)), sizeBytes: $0.size) }
+    }
+
     /// The runtime's name and version (`containerd 1.6.20~ds1`); fails when it does not answer.
     public func version() async throws(ContainerRuntimeError) -> String {
         do {
