@@ -52,9 +52,18 @@ import TestSupport
             print("scale", apps.read_namespaced_deployment_scale("web", "default").spec.replicas)
             print("job", batch.read_namespaced_job("once", "default").spec.backoff_limit)
             print("cronjob", batch.read_namespaced_cron_job("nightly", "default").spec.concurrency_policy)
+            body = client.V1DaemonSet(metadata=client.V1ObjectMeta(name="agent"), spec=client.V1DaemonSetSpec(
+                selector=client.V1LabelSelector(match_labels={"app": "agent"}),
+                template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels={"app": "agent"}),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="agent", image="busybox")]))))
+            apps.create_namespaced_daemon_set("default", body)
+            ds = apps.read_namespaced_daemon_set("agent", "default")
+            print("daemonset", ds.spec.update_strategy.type, ds.spec.update_strategy.rolling_update.max_unavailable,
+                  ds.spec.update_strategy.rolling_update.max_surge, ds.spec.revision_history_limit)
             """, server.directory + "/kubeconfig"])
         #expect(python.output.contains("deployment 5 RollingUpdate {'app': 'web'}") && python.output.contains("scale 5")
-                && python.output.contains("job 6") && python.output.contains("cronjob Allow"), "\(python.output)")
+                && python.output.contains("job 6") && python.output.contains("cronjob Allow") && python.output.contains("daemonset RollingUpdate 1 0 10"),
+                "\(python.output)")
         await server.server.stop()
     }
 
