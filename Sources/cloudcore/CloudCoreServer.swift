@@ -146,7 +146,7 @@ final class CloudCoreServer: Service, Sendable {
             if let deviceController { children.addTask { await deviceController.run() } }
             children.addTask { [self, settings] in
                 let workers = settings.modules.edgeController.upstreamWorkers
-                await UpstreamWorkers.run(hub.incoming, width: workers, maxQueued: workers * 64, key: \.node) { [self] incoming in
+                await UpstreamWorkers.run(hub.incoming, width: workers, maxQueuedPerNode: 64, maxQueued: workers * 64, key: \.node) { [self] incoming in
                     if let edge = controllers.edge, await edge.handle(incoming) { return }
                     if let device = controllers.device, await device.handle(incoming) { return }
                     counters.withLock { $0.unroutedMessages += 1 }

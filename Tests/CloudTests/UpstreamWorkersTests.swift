@@ -1,6 +1,7 @@
 @testable import Cloud
 import Synchronization
 import Testing
+import TestSupport
 
 /// The workers that write what edges send up: several nodes at once, each node in order, and
 /// reading stops when the bounds are reached.
@@ -29,7 +30,7 @@ import Testing
             for sequence in 0..<50 { input.yield(Report(node: node, sequence: sequence)) }
         }
         input.finish()
-        await UpstreamWorkers.run(reports, width: 3, maxQueued: 1000, key: \.node) { report in
+        await UpstreamWorkers.run(reports, width: 3, maxQueuedPerNode: 1000, maxQueued: 1000, key: \.node) { report in
             tally.state.withLock { state in
                 state.running += 1
                 state.mostRunning = max(state.mostRunning, state.running)
@@ -56,7 +57,7 @@ import Testing
         input.yield(Report(node: "slow", sequence: 0))
         input.yield(Report(node: "fast", sequence: 0))
         input.finish()
-        await UpstreamWorkers.run(reports, width: 2, maxQueued: 10, key: \.node) { report in
+        await UpstreamWorkers.run(reports, width: 2, maxQueuedPerNode: 10, maxQueued: 10, key: \.node) { report in
             if report.node == "fast" {
                 released.withLock { $0 = true }
                 return
@@ -75,7 +76,7 @@ import Testing
         let counted = CountingSequence(base: reports, tally: tally)
         for sequence in 0..<200 { input.yield(Report(node: "flood", sequence: sequence)) }
         input.finish()
-        async let run: Void = UpstreamWorkers.run(counted, width: 4, maxQueued: 10, key: \.node) { report in
+        async let run: Void = UpstreamWorkers.run(counted, width: 4, maxQueuedPerNode: 10, maxQueued: 1000, key: \.node) { report in
             while !gate.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(1)) }
             tally.state.withLock { $0.handled[report.node, default: []].append(report.sequence) }
         }
@@ -86,6 +87,31 @@ import Testing
         // The one in hand, ten queued, and the one that found the queue full.
         #expect(readWhileStuck <= 12, "read \(readWhileStuck) while the handler was stuck")
         #expect(tally.state.withLock { $0.handled["flood"] } == Array(0..<200))
+    }
+
+    /// A node whose handler is stuck, its messages interleaved with another node's (as the
+    /// hub's round-robin reader takes them): the other node is served all the while, and only
+    /// the stuck node's bound stops reading, not a queue it filled for everyone.
+    @Test func aStuckFloodingNodeDoesNotStarveAnother() async {
+        let tally = Tally()
+        let gate = Mutex(false)
+        let (reports, input) = AsyncStream<Report>.makeStream()
+        for sequence in 0..<100 {
+            input.yield(Report(node: "flood", sequence: sequence))
+            if sequence < 5 { input.yield(Report(node: "good", sequence: sequence)) }
+        }
+        input.finish()
+        async let run: Void = UpstreamWorkers.run(reports, width: 4, maxQueuedPerNode: 10, maxQueued: 1000, key: \.node) { report in
+            if report.node == "flood" {
+                while !gate.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(1)) }
+            }
+            tally.state.withLock { $0.handled[report.node, default: []].append(report.sequence) }
+        }
+        let served = await eventually(timeout: .seconds(5)) { tally.state.withLock { $0.handled["good"] } == Array(0..<5) }
+        #expect(served, "the good node's reports waited for the stuck node")
+        gate.withLock { $0 = true }
+        await run
+        #expect(tally.state.withLock { $0.handled["flood"] } == Array(0..<100))
     }
 
     private struct CountingSequence: AsyncSequence, Sendable {

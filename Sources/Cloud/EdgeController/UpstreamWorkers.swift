@@ -6,76 +6,84 @@ import Synchronization
 /// others. Each message is one request to the API server; handled one at a time, a thousand
 /// pods becoming Running took seconds to reach the API.
 ///
-/// At most `width` nodes are served at once, and at most `maxQueued` messages wait behind
-/// their node's current one; past either, reading stops, so the hub's credit holds the rest
-/// back at the edges instead of memory here.
+/// At most `width` nodes are served at once, at most `maxQueuedPerNode` messages wait behind a
+/// node's current one, and at most `maxQueued` in all. Past a bound, reading waits for the
+/// next message handled anywhere, holding the one it took: the hub's round-robin reader then
+/// reaches a flooding node once per turn like any other, and its credit holds the rest back
+/// at the edges instead of memory here.
 public enum UpstreamWorkers {
     /// Runs `handle` for every element of `messages` until the sequence ends (then waits for
     /// what is in hand), with the ordering and bounds above; `key` names an element's node.
     public static func run<Messages: AsyncSequence & Sendable>(
-        _ messages: Messages, width: Int, maxQueued: Int, key: @escaping @Sendable (Messages.Element) -> String,
+        _ messages: Messages, width: Int, maxQueuedPerNode: Int, maxQueued: Int, key: @escaping @Sendable (Messages.Element) -> String,
         handle: @escaping @Sendable (Messages.Element) async -> Void
     ) async where Messages.Element: Sendable {
-        precondition(width >= 1 && maxQueued >= 0, "width must be at least 1 and maxQueued not negative")
-        let queues = Queues<Messages.Element>()
+        precondition(width >= 1 && maxQueuedPerNode >= 0 && maxQueued >= 0, "width must be at least 1 and the bounds not negative")
+        let queues = Queues<Messages.Element>(width: width, perNode: maxQueuedPerNode, total: maxQueued)
+        // Every message handled signals here; a reader waiting on a bound checks again.
+        let (progress, signal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         await withDiscardingTaskGroup { workers in
-            // Finished workers report here, so the reader knows when a place is free again.
-            let (finished, finishing) = AsyncStream<Void>.makeStream()
-            var finishedIterator = finished.makeAsyncIterator()
-            var active = 0
+            var progressed = progress.makeAsyncIterator()
             do {
                 for try await message in messages {
                     let node = key(message)
-                    if queues.enqueueBehind(node, message) {
-                        // Its node is being served: the worker takes it after the current one.
-                        while queues.queuedCount > maxQueued, active > 0 {
-                            _ = await finishedIterator.next()
-                            active -= 1
+                    admission: while true {
+                        switch queues.admit(node, message) {
+                        case .queued:
+                            break admission
+                        case .serve:
+                            workers.addTask {
+                                var next: Messages.Element? = message
+                                while let current = next {
+                                    await handle(current)
+                                    next = queues.dequeue(node)
+                                    signal.yield()
+                                }
+                            }
+                            break admission
+                        case .wait:
+                            _ = await progressed.next()
                         }
-                        continue
-                    }
-                    while active >= width {
-                        _ = await finishedIterator.next()
-                        active -= 1
-                    }
-                    active += 1
-                    workers.addTask {
-                        var next: Messages.Element? = message
-                        while let current = next {
-                            await handle(current)
-                            next = queues.dequeue(node)
-                        }
-                        finishing.yield()
                     }
                 }
             } catch {
-                // The sequence failed: what was taken is still handled below.
+                // The sequence failed: what was taken is still handled.
             }
-            finishing.finish()
         }
+        signal.finish()
     }
 
     /// The messages waiting behind each node being served; a node present has a worker.
     private final class Queues<Element: Sendable>: Sendable {
+        enum Admission { case serve, queued, wait }
         private struct State {
             var waiting: [String: [Element]] = [:]
             var count = 0
         }
         private let state = Mutex(State())
+        private let width: Int
+        private let perNode: Int
+        private let total: Int
 
-        var queuedCount: Int { state.withLock { $0.count } }
+        init(width: Int, perNode: Int, total: Int) {
+            self.width = width
+            self.perNode = perNode
+            self.total = total
+        }
 
-        /// Queues `element` behind its node's current message when the node is being served
-        /// (`true`); otherwise marks the node served and returns `false` (the caller serves it).
-        func enqueueBehind(_ node: String, _ element: Element) -> Bool {
+        /// Queues `element` behind its node's current message (`.queued`), or marks the node
+        /// served (`.serve`: the caller serves it), or neither while a bound is reached (`.wait`).
+        func admit(_ node: String, _ element: Element) -> Admission {
             state.withLock { state in
-                guard state.waiting[node] != nil else {
-                    state.waiting[node] = []
-                    return false
+                if let queue = state.waiting[node] {
+                    guard queue.count < perNode, state.count < total else { return .wait }
+                    state.waiting[node]!.append(element)
+                    state.count += 1
+                    return .queued
                 }
-                state.waiting[node]!.append(element)
-                state.count += 1
-                return true
+                guard state.waiting.count < width else { return .wait }
+                state.waiting[node] = []
+                return .serve
             }
         }
 
