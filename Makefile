@@ -31,11 +31,12 @@ build:
 ## own after the rest: the suites that load both cores for a while or hold many sockets, one
 ## after another (1,000 sessions, reconnect storms, the fault suite, abuse with 10,000 half-open
 ## connections, kill -9 and link-down rounds, workloads on two edgecore processes, QUIC through a
-## 30 %-loss relay, whose handshake timed out twice beside the parallel group; beside them lossy-link QUIC handshakes lost real
-## datagrams to starved sockets), and the
+## 30 %-loss relay and the channel semantics over a 10 %-loss relay, whose handshakes timed out
+## beside the parallel group; beside them lossy-link QUIC handshakes lost real datagrams to
+## starved sockets), and the
 ## QUIC flood test, whose bound on resident-memory growth only means something in a quiet process.
 ## The fuzz targets run first, FUZZ_TEST_SECONDS each (see `make fuzz`).
-HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests|AbuseTests|ProcessKillTests|LinkDownTests|ShutdownTests|WorkloadEndToEndTests|QUICLossTests
+HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests|AbuseTests|ProcessKillTests|LinkDownTests|ShutdownTests|WorkloadEndToEndTests|QUICLossTests|ChannelSemanticsTests
 MEMORY_TESTS := QUICFloodTests
 FUZZ_TEST_SECONDS ?= 10
 ## (--no-parallel only concerns XCTest: Swift Testing runs the heavy suites one at a time only

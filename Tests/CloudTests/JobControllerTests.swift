@@ -37,7 +37,8 @@ import TestSupport
         let waited = try await cluster.kubectl("wait", "--for=condition=complete", "job/work", "--timeout=60s")
         watcher.cancel()
         #expect(waited.status == 0, "\(waited.output)")
-        #expect(await cluster.jsonpath("job", "work", "{.status.succeeded}/{.status.failed}/{.status.active}") == "3/0/0")
+        let counts = await cluster.jsonpath("job", "work", "{.status.succeeded}/{.status.failed}/{.status.active}")
+        #expect(counts == "3/0/0", "\(counts)")
         #expect(peak.withLock { $0 } <= 2)
         let table = try await cluster.kubectl("get", "job", "work").output
         #expect(table.contains("Complete") && table.contains("3/3"), "\(table)")

@@ -38,6 +38,10 @@ public final class JobController: Service, Sendable {
         /// Pods deleted (by name) and pods whose finalizer was removed (by uid), not yet seen so.
         var deleted: [String: ContinuousClock.Instant] = [:]
         var finalizersRemoved: [String: ContinuousClock.Instant] = [:]
+        /// The resourceVersion of each Job's last status this controller wrote (by Job uid): a
+        /// pass waits until the informer shows at least that one, rather than deciding on an
+        /// older status (which could start a pod for a Job it had just completed).
+        var statusWritten: [String: UInt64] = [:]
     }
     private let state = Mutex(State())
 
@@ -89,8 +93,19 @@ public final class JobController: Service, Sendable {
             if owner.map({ !liveJobs.contains($0) }) ?? true { await removeTrackingFinalizer(pod) }
         }
         var requeue: Duration?
-        for job in jobs.objects where job[path: ["metadata", "deletionTimestamp"]] == nil {
+        let current = jobs.objects
+        let written = state.withLock { state in
+            let uids = Set(current.compactMap { $0[path: ["metadata", "uid"]]?.stringValue })
+            state.statusWritten = state.statusWritten.filter { uids.contains($0.key) }
+            return state.statusWritten
+        }
+        for job in current where job[path: ["metadata", "deletionTimestamp"]] == nil {
             let uid = job[path: ["metadata", "uid"]]?.stringValue ?? ""
+            if let wrote = written[uid], Self.version(of: job) < wrote {
+                // Its own last write is on the way; that event brings the next pass.
+                requeue = min(requeue ?? .milliseconds(100), .milliseconds(100))
+                continue
+            }
             if let later = await sync(job, pods: owned[uid] ?? []) { requeue = min(requeue ?? later, later) }
         }
         return requeue
@@ -221,11 +236,19 @@ public final class JobController: Service, Sendable {
     }
 
     /// Merges `status` into the Job's status; whether it was written.
+    private static func version(of object: JSONValue) -> UInt64 {
+        object[path: ["metadata", "resourceVersion"]]?.stringValue.flatMap { UInt64($0) } ?? 0
+    }
+
     func patchStatus(_ job: JSONValue, _ status: JSONValue) async -> Bool {
         let namespace = job[path: ["metadata", "namespace"]]?.stringValue ?? "default"
         let name = job[path: ["metadata", "name"]]?.stringValue ?? ""
         do {
-            _ = try await client.patch(Self.jobResource, namespace: namespace, name: name, .object(JSONObject([("status", status)])), status: true)
+            let written = try await client.patch(Self.jobResource, namespace: namespace, name: name, .object(JSONObject([("status", status)])), status: true)
+            if let uid = job[path: ["metadata", "uid"]]?.stringValue {
+                let version = Self.version(of: written)
+                state.withLock { $0.statusWritten[uid] = max($0.statusWritten[uid] ?? 0, version) }
+            }
             return true
         } catch {
             count { $0.failures += 1 }
