@@ -114,6 +114,25 @@ import TestSupport
         #expect(tally.state.withLock { $0.handled["flood"] } == Array(0..<100))
     }
 
+    /// A node's full queue makes reading wait for its next message handled, not for its whole
+    /// backlog: a report of another node that comes after the flood is handled while the flood
+    /// still has messages to go.
+    @Test func aFullNodeQueueWaitsForItsNextMessageNotItsWholeBacklog() async {
+        let order = Mutex<[String]>([])
+        let (reports, input) = AsyncStream<Report>.makeStream()
+        for sequence in 0..<50 { input.yield(Report(node: "flood", sequence: sequence)) }
+        input.yield(Report(node: "good", sequence: 0))
+        input.finish()
+        await UpstreamWorkers.run(reports, width: 4, maxQueuedPerNode: 5, maxQueued: 1000, key: \.node) { report in
+            if report.node == "flood" { try? await Task.sleep(for: .milliseconds(5)) }
+            order.withLock { $0.append("\(report.node)-\(report.sequence)") }
+        }
+        let handled = order.withLock { $0 }
+        let good = handled.firstIndex(of: "good-0") ?? handled.count
+        // Read once the flood's queue had room (about six of its messages left), then served at once.
+        #expect(good < handled.count - 3, "the good node's report waited for the whole flood: \(handled.suffix(8))")
+    }
+
     private struct CountingSequence: AsyncSequence, Sendable {
         let base: AsyncStream<Report>
         let tally: Tally
