@@ -14,7 +14,30 @@ import Testing
         .ping(0xDEAD_BEEF), .pong(0xDEAD_BEEF),
         .goAway(GoAway(code: .limitExceeded, reason: "too big")),
         .goAway(GoAway(code: .other(99), reason: "")),
+        .streamOpen(StreamOpen(stream: 3, window: 256 << 10, header: ByteBuffer(string: #"{"kind":"log"}"#))),
+        .streamData(stream: 3, data: ByteBuffer(repeating: 0x5A, count: 40_000)),
+        .streamData(stream: 1 << 40, data: ByteBuffer()),
+        .streamWindow(stream: 4, bytes: 1 << 20),
+        .streamFinish(stream: 4),
+        .streamReset(StreamReset(stream: 5, code: .flowControl, reason: "beyond the window")),
+        .streamReset(StreamReset(stream: 6, code: .other(17), reason: "")),
     ]
+
+    @Test func streamFramesBreakingTheirRulesAreRefused() {
+        var onDataLane = ByteBuffer(bytes: [FrameType.streamFinish.rawValue, 2, 1, 1])
+        #expect(throws: WireError.self) { try FrameCodec.decode(from: &onDataLane, limits: FrameLimits()) }
+        var streamZero = ByteBuffer(bytes: [FrameType.streamWindow.rawValue, 0, 2, 0, 5])
+        #expect(throws: WireError.invalidValue(field: "streamWindow.stream", reason: "stream numbers start at 1")) {
+            try FrameCodec.decode(from: &streamZero, limits: FrameLimits())
+        }
+        var limits = FrameLimits()
+        limits.maxStreamOpenLength = 8
+        var longHeader = ByteBuffer()
+        FrameCodec.encode(.streamOpen(StreamOpen(stream: 1, window: 1, header: ByteBuffer(string: "0123456789"))), into: &longHeader)
+        #expect(throws: WireError.limitExceeded(field: "streamOpen.headerLength", value: 10, limit: 8, limitName: "maxStreamOpenLength")) {
+            try FrameCodec.decode(from: &longHeader, limits: limits)
+        }
+    }
 
     @Test func everyFrameTypeRoundTrips() throws {
         for frame in Self.samples {

@@ -43,6 +43,14 @@ public struct ChannelConfiguration: Sendable {
     /// ``MessageChannel/acknowledge(_:on:)`` (after storing them, say), not when it takes them:
     /// a crash in between makes the peer send them again. Default: none.
     public var lanesAcknowledgedAfterHandling: Set<Lane> = []
+    /// Receive window of each byte stream: data bytes the peer may send ahead of the reader.
+    /// Default 256 KiB.
+    public var streamWindow: Int = 256 << 10
+    /// Bytes a byte stream's writer may queue before `write` suspends. Default 256 KiB.
+    public var streamSendBuffer: Int = 256 << 10
+    /// Byte streams open at once in each direction (those the peer opens beyond it are reset as
+    /// refused). Default 256.
+    public var maxConcurrentStreams: Int = 256
     /// The event loop whose clock runs the request timeouts and the keepalive (PING after
     /// ``keepaliveInterval`` idle, close after ``deadPeerTimeout`` silent). Default `nil`: NIO's
     /// shared loops for request timeouts and the connection's own loop for the keepalive. A test

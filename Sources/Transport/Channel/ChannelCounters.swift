@@ -20,6 +20,19 @@ public struct ChannelCounters: Sendable, Hashable {
     public var pingsSent = 0
     /// PONGs received, each answering one of our PINGs.
     public var pongsReceived = 0
+    /// Byte streams this side opened.
+    public var streamsOpened = 0
+    /// Byte streams the peer opened that this side took.
+    public var streamsAccepted = 0
+    /// Byte streams the peer opened beyond ``ChannelConfiguration/maxConcurrentStreams``, reset as refused.
+    public var streamsRefused = 0
+    /// Byte streams reset, by either side or by a lost connection.
+    public var streamsReset = 0
+    /// Byte streams reset because the peer sent beyond the window or after its FIN.
+    public var streamViolations = 0
+    /// Byte-stream data bytes written and received.
+    public var streamBytesSent = 0
+    public var streamBytesReceived = 0
 
     public init() {}
 }

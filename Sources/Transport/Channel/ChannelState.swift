@@ -31,6 +31,8 @@ struct ChannelState {
     var observer = ObserverReference()
     /// A connection was announced to the observer and its end is not yet.
     var announcedConnected = false
+    /// Byte streams.
+    var streams = StreamTable()
 
     struct PersistWaiter {
         var lane: Lane
@@ -54,7 +56,7 @@ struct ChannelState {
         }
         return Hello(
             nodeID: nodeID, sessionID: localEpoch, peerSessionID: remoteEpoch, resumePoints: points,
-            capabilities: ["batch"])
+            capabilities: ["batch", StreamTable.capability])
     }
 }
 
@@ -75,4 +77,10 @@ struct ChannelActions {
     /// Lanes whose buffer went from empty to holding messages, for the observer.
     var available: [Lane] = []
     var observer: (any MessageChannelObserver)?
+    /// Byte-stream waiters to resume.
+    var streamReaders: [(UnsafeContinuation<ByteBuffer?, any Error>, Result<ByteBuffer?, any Error>)] = []
+    var streamWriters: [(UnsafeContinuation<Void, any Error>, Result<Void, any Error>)] = []
+    var streamAcceptors: [(UnsafeContinuation<ByteStream?, Never>, ByteStream?)] = []
+    /// Stream handles to release once the lock is free (their release takes it).
+    var droppedStreams: [ByteStream] = []
 }

@@ -7,6 +7,7 @@ extension MessageChannel {
         var actions = ChannelActions()
         state.withLock { state in
             guard beginAttach(link, state: &state, actions: &actions) else { return }
+            state.streams.nextLocal = 1
             state.control = [.hello(state.makeHello(nodeID: configuration.localNodeID))]
             requestFlush(state: &state, actions: &actions)
         }
@@ -20,6 +21,7 @@ extension MessageChannel {
         var actions = ChannelActions()
         state.withLock { state in
             guard beginAttach(link, state: &state, actions: &actions) else { return }
+            state.streams.nextLocal = 2
             guard accept(hello, state: &state, actions: &actions) else { return }
             state.control.insert(.hello(state.makeHello(nodeID: configuration.localNodeID)), at: 0)
             requestFlush(state: &state, actions: &actions)
@@ -136,6 +138,11 @@ extension MessageChannel {
             }
             guard accept(hello, state: &state, actions: &actions) else { return }
             requestFlush(state: &state, actions: &actions)
+        case .streamOpen, .streamData, .streamWindow, .streamFinish, .streamReset:
+            guard state.established else {
+                return protocolViolation("\(frame.type) before HELLO", state: &state, actions: &actions)
+            }
+            handleStreamFrame(frame, state: &state, actions: &actions)
         }
     }
 
@@ -197,6 +204,7 @@ extension MessageChannel {
                    state: &state, actions: &actions)
             return false
         }
+        state.streams.peerSupportsStreams = hello.capabilities.contains(StreamTable.capability)
         if hello.sessionID != state.remoteEpoch {
             logger.info("peer session changed", metadata: ["session": "\(hello.sessionID)"])
             state.remoteEpoch = hello.sessionID
@@ -287,6 +295,7 @@ extension MessageChannel {
         state.control = []
         state.keepalive?.cancel()
         state.keepalive = nil
+        streamsEnded("the connection to \(configuration.peerNodeID) was lost", state: &state, actions: &actions)
         for index in state.send.indices {
             state.counters.bestEffortDropped += state.send[index].connectionLost()
             for waiter in state.send[index].takeSpaceWaiters() { actions.senders.append((waiter, .success(false))) }

@@ -54,7 +54,11 @@ extension MessageChannel {
                         if budget <= 0 { break }
                     }
                     state.nextLaneToServe = (state.nextLaneToServe + 1) % laneCount
+                    if budget > 0, writeStreams(budget: &budget, buffer: &buffer, parts: &parts, allocator: link.allocator, state: &state, actions: &actions) {
+                        progress = true
+                    }
                 }
+                if budget <= 0, !state.streams.sendable.isEmpty { more = true }
                 for index in 0..<laneCount {
                     let lane = state.send[index]
                     if lane.unsentBytes < configuration.maxQueuedBytesPerLane, !lane.spaceWaiters.isEmpty {

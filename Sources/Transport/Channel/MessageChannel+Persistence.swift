@@ -38,6 +38,9 @@ extension MessageChannel {
         for (continuation, message) in actions.consumers { continuation.resume(returning: message) }
         for (continuation, result) in actions.senders { continuation.resume(with: result) }
         for (continuation, result) in actions.requests { continuation.resume(with: result) }
+        for (continuation, result) in actions.streamReaders { continuation.resume(with: result) }
+        for (continuation, result) in actions.streamWriters { continuation.resume(with: result) }
+        for (continuation, stream) in actions.streamAcceptors { continuation.resume(returning: stream) }
         if let observer = actions.observer {
             switch actions.connectionEvent {
             case true?: observer.channelConnected(self)

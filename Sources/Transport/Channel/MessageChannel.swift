@@ -452,6 +452,7 @@ public final class MessageChannel: ChannelEndpoint, LaneSource {
             for index in state.send.indices {
                 for waiter in state.send[index].takeSpaceWaiters() { actions.senders.append((waiter, .failure(TransportError.closed))) }
             }
+            streamsClosed(state: &state, actions: &actions)
             for (id, slot) in state.requests {
                 if case .waiting(let continuation, let timer) = slot {
                     if let continuation { actions.requests.append((continuation, .failure(TransportError.closed))) }

@@ -15,6 +15,15 @@ public enum TransportError: Error, Sendable, CustomStringConvertible {
     case notConnected
     /// The peer ended the connection.
     case peerWentAway(GoAway)
+    /// The peer reset the byte stream.
+    case streamReset(StreamReset)
+    /// The byte stream ended without a FIN from the peer: its connection was lost, the channel
+    /// closed, or this side reset it (the reason says which).
+    case streamAborted(String)
+    /// This side has ``ChannelConfiguration/maxConcurrentStreams`` streams open already.
+    case streamLimitReached(Int)
+    /// The peer did not announce the `streams` capability in its HELLO.
+    case streamsUnsupported
 
     public var description: String {
         switch self {
@@ -25,6 +34,10 @@ public enum TransportError: Error, Sendable, CustomStringConvertible {
         case .requestTimedOut(let id, let timeout): "no response to \(id) within \(timeout)"
         case .notConnected: "the channel is not connected"
         case .peerWentAway(let goAway): "the peer went away: \(goAway)"
+        case .streamReset(let reset): "the peer reset the stream (\(reset.code)): \(reset.reason)"
+        case .streamAborted(let reason): "the stream ended: \(reason)"
+        case .streamLimitReached(let limit): "\(limit) streams are open on this channel already (maxConcurrentStreams)"
+        case .streamsUnsupported: "the peer does not support byte streams"
         }
     }
 }

@@ -40,7 +40,42 @@ public enum FrameCodec {
                 body.writeVarint(goAway.code.rawValue)
                 body.writeLengthPrefixedString(goAway.reason)
             }
+        case .streamOpen(let open):
+            writeFrame(.streamOpen, lane: .control, into: &buffer) { body in
+                body.writeVarint(open.stream)
+                body.writeVarint(open.window)
+                body.writeVarint(UInt64(open.header.readableBytes))
+                var header = open.header
+                body.writeBuffer(&header)
+            }
+        case .streamData(let stream, let data):
+            encodeStreamDataHead(stream: stream, dataLength: data.readableBytes, into: &buffer)
+            var data = data
+            buffer.writeBuffer(&data)
+        case .streamWindow(let stream, let bytes):
+            writeFrame(.streamWindow, lane: .control, into: &buffer) { body in
+                body.writeVarint(stream)
+                body.writeVarint(bytes)
+            }
+        case .streamFinish(let stream):
+            writeFrame(.streamFinish, lane: .control, into: &buffer) { $0.writeVarint(stream) }
+        case .streamReset(let reset):
+            writeFrame(.streamReset, lane: .control, into: &buffer) { body in
+                body.writeVarint(reset.stream)
+                body.writeVarint(reset.code.rawValue)
+                body.writeLengthPrefixedString(reset.reason)
+            }
         }
+    }
+
+    /// Appends a STREAM_DATA frame up to (not including) its `dataLength` data bytes, which the
+    /// caller writes next (or passes as their own buffer in a gathered write).
+    public static func encodeStreamDataHead(stream: UInt64, dataLength: Int, into buffer: inout ByteBuffer) {
+        let length = Varint.encodedLength(stream) + dataLength
+        buffer.writeInteger(FrameType.streamData.rawValue)
+        buffer.writeInteger(Lane.control.rawValue)
+        buffer.writeInteger(UInt32(length) | 0x8000_0000)
+        buffer.writeVarint(stream)
     }
 
     /// Appends a MESSAGE frame, content included.
@@ -188,7 +223,43 @@ public enum FrameCodec {
             let reason = try MessageCodec.readString(
                 &body, field: "goAway.reason", maxLength: limits.maxGoAwayReasonLength, limitName: "maxGoAwayReasonLength")
             return .goAway(GoAway(code: GoAway.Code(rawValue: code), reason: reason))
+        case .streamOpen:
+            try requireControlLane(lane, frame: "STREAM_OPEN")
+            let stream = try readStreamNumber(&body, frame: "streamOpen")
+            let window = try MessageCodec.readVarint(&body, field: "streamOpen.window")
+            let headerLength = try MessageCodec.readVarint(&body, field: "streamOpen.headerLength")
+            guard headerLength <= UInt64(limits.maxStreamOpenLength) else {
+                throw .limitExceeded(
+                    field: "streamOpen.headerLength", value: headerLength, limit: limits.maxStreamOpenLength,
+                    limitName: "maxStreamOpenLength")
+            }
+            guard let header = body.readSlice(length: Int(headerLength)) else { throw .truncated(field: "streamOpen.header") }
+            return .streamOpen(StreamOpen(stream: stream, window: window, header: header))
+        case .streamData:
+            try requireControlLane(lane, frame: "STREAM_DATA")
+            let stream = try readStreamNumber(&body, frame: "streamData")
+            return .streamData(stream: stream, data: body.readSlice(length: body.readableBytes)!)
+        case .streamWindow:
+            try requireControlLane(lane, frame: "STREAM_WINDOW")
+            let stream = try readStreamNumber(&body, frame: "streamWindow")
+            return .streamWindow(stream: stream, bytes: try MessageCodec.readVarint(&body, field: "streamWindow.bytes"))
+        case .streamFinish:
+            try requireControlLane(lane, frame: "STREAM_FINISH")
+            return .streamFinish(stream: try readStreamNumber(&body, frame: "streamFinish"))
+        case .streamReset:
+            try requireControlLane(lane, frame: "STREAM_RESET")
+            let stream = try readStreamNumber(&body, frame: "streamReset")
+            let code = try MessageCodec.readVarint(&body, field: "streamReset.code")
+            let reason = try MessageCodec.readString(
+                &body, field: "streamReset.reason", maxLength: limits.maxGoAwayReasonLength, limitName: "maxGoAwayReasonLength")
+            return .streamReset(StreamReset(stream: stream, code: StreamResetCode(rawValue: code), reason: reason))
         }
+    }
+
+    private static func readStreamNumber(_ body: inout ByteBuffer, frame: String) throws(WireError) -> UInt64 {
+        let stream = try MessageCodec.readVarint(&body, field: "\(frame).stream")
+        guard stream > 0 else { throw .invalidValue(field: "\(frame).stream", reason: "stream numbers start at 1") }
+        return stream
     }
 
     /// Reads a MESSAGE body in one pass over its bytes; the content stays a slice of `body`.

@@ -18,6 +18,8 @@ public struct FrameLimits: Sendable, Hashable {
     public var maxStateKeyLength: Int
     /// Longest GOAWAY reason. Default 1 KiB.
     public var maxGoAwayReasonLength: Int
+    /// Longest STREAM_OPEN header (what the stream is for). Default 16 KiB.
+    public var maxStreamOpenLength: Int = 16 * 1024
 
     /// Creates limits with documented defaults.
     public init(

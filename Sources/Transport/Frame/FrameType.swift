@@ -7,4 +7,9 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case ping = 0x05
     case pong = 0x06
     case goAway = 0x07
+    case streamOpen = 0x08
+    case streamData = 0x09
+    case streamWindow = 0x0a
+    case streamFinish = 0x0b
+    case streamReset = 0x0c
 }
