@@ -110,6 +110,7 @@ final class CloudCoreServer: Service, Sendable {
         }
         let hub = try CloudHub(configuration: try hubConfiguration(), logger: Logger(label: "cloudhub"))
         let ports = try await hub.start()
+        apiServer?.server.setNodeStreams(HubNodeStreams(hub: hub))
         let syncController = settings.modules.syncController.enable
             ? SyncController(client: client, concurrency: settings.modules.syncController.concurrentWrites, logger: Logger(label: "synccontroller")) : nil
         var edgeController: EdgeController?

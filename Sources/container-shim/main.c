@@ -7,7 +7,9 @@
 // It starts a session of its own, joins the given cgroups (v1 directories; the container
 // inherits them), gives the container a private mount namespace with each SRC bound at DST
 // (read-only for ro; missing mount points are created as empty directories or files), runs
-// COMMAND with stdin from /dev/null and stdout/stderr appended to the log file, forwards
+// COMMAND with stdin from /dev/null and its stdout and stderr relayed to the log file in the
+// CRI log format kubelet reads ("TIMESTAMP stdout|stderr F|P TEXT", one line per line of output,
+// P for a piece of a line longer than 16 KiB), forwards
 // SIGTERM/SIGINT/SIGHUP/SIGQUIT to it, and when it ends writes "exit CODE" or "signal NUMBER"
 // to the exit file (atomically), so that an edgecore started later learns how the container
 // ended. The ready file, when asked for, appears once the cgroups and mounts are in place and
@@ -23,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sched.h>
+#include <time.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -138,6 +142,55 @@ static int enter(const char *pid, const char *cwd, char **command) {
     return errno == ENOENT ? 127 : 126;
 }
 
+// One stream of the container's output, relayed line by line.
+struct relay {
+    int fd;
+    const char *name;
+    char line[16384];
+    size_t length;
+};
+
+// Appends "TIMESTAMP NAME TAG TEXT\n" in one write (O_APPEND keeps records whole).
+static void write_record(int log_fd, const char *name, char tag, const char *text, size_t length) {
+    static char record[16384 + 128];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm utc;
+    gmtime_r(&now.tv_sec, &utc);
+    int head = snprintf(record, 128, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ %s %c ", utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday,
+                        utc.tm_hour, utc.tm_min, utc.tm_sec, now.tv_nsec, name, tag);
+    memcpy(record + head, text, length);
+    record[head + length] = '\n';
+    ssize_t ignored = write(log_fd, record, (size_t)head + length + 1);
+    (void)ignored;
+}
+
+// Reads what is there; returns 0 at end of file (the rest of a line is written as a full line).
+static int relay_read(struct relay *relay, int log_fd) {
+    ssize_t count = read(relay->fd, relay->line + relay->length, sizeof relay->line - relay->length);
+    if (count < 0) return errno == EINTR || errno == EAGAIN ? 1 : 0;
+    if (count == 0) {
+        if (relay->length > 0) write_record(log_fd, relay->name, 'F', relay->line, relay->length);
+        relay->length = 0;
+        return 0;
+    }
+    relay->length += (size_t)count;
+    size_t start = 0;
+    for (size_t index = 0; index < relay->length; index++) {
+        if (relay->line[index] != '\n') continue;
+        write_record(log_fd, relay->name, 'F', relay->line + start, index - start);
+        start = index + 1;
+    }
+    if (start == 0 && relay->length == sizeof relay->line) {
+        write_record(log_fd, relay->name, 'P', relay->line, relay->length);
+        relay->length = 0;
+    } else if (start > 0) {
+        memmove(relay->line, relay->line + start, relay->length - start);
+        relay->length -= start;
+    }
+    return 1;
+}
+
 static void forward(int signal_number) {
     if (child > 0) kill(child, signal_number);
 }
@@ -209,6 +262,11 @@ int main(int argc, char **argv) {
         write_atomically(exit_file, "exit 125\n");
         return 125;
     }
+    int out_pipe[2], err_pipe[2];
+    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
+        write_atomically(exit_file, "exit 125\n");
+        return 125;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         write_atomically(exit_file, "exit 125\n");
@@ -216,8 +274,8 @@ int main(int argc, char **argv) {
     }
     if (pid == 0) {
         dup2(null_fd, 0);
-        dup2(log_fd, 1);
-        dup2(log_fd, 2);
+        dup2(out_pipe[1], 1);
+        dup2(err_pipe[1], 2);
         if (cwd && chdir(cwd) != 0) {
             dprintf(2, "container-shim: cannot change to the working directory %s: %s\n", cwd, strerror(errno));
             _exit(126);
@@ -235,16 +293,49 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &action, NULL);
     sigaction(SIGHUP, &action, NULL);
     sigaction(SIGQUIT, &action, NULL);
-    close(log_fd);
     close(null_fd);
+    close(out_pipe[1]);
+    close(err_pipe[1]);
     if (ready_file) write_atomically(ready_file, "ready\n");
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            write_atomically(exit_file, "exit 125\n");
-            return 125;
+    static struct relay relays[2];
+    relays[0].fd = out_pipe[0];
+    relays[0].name = "stdout";
+    relays[1].fd = err_pipe[0];
+    relays[1].name = "stderr";
+    int open_count = 2, status = 0, ended = 0;
+    // Relay until the container has ended and its output is drained; a process it left behind
+    // holding the pipes open does not keep the container running.
+    while (!ended || open_count > 0) {
+        struct pollfd polled[2];
+        int polled_count = 0;
+        for (int i = 0; i < 2; i++) {
+            if (relays[i].fd >= 0) { polled[polled_count].fd = relays[i].fd; polled[polled_count].events = POLLIN; polled_count++; }
+        }
+        int ready = polled_count > 0 ? poll(polled, (nfds_t)polled_count, ended ? 0 : 200) : 0;
+        if (ready < 0 && errno != EINTR) break;
+        for (int i = 0, p = 0; i < 2; i++) {
+            if (relays[i].fd < 0) continue;
+            if (ready > 0 && (polled[p].revents & (POLLIN | POLLHUP | POLLERR)) && !relay_read(&relays[i], log_fd)) {
+                close(relays[i].fd);
+                relays[i].fd = -1;
+                open_count--;
+            }
+            p++;
+        }
+        if (ended && ready <= 0) break;
+        if (!ended) {
+            pid_t done = waitpid(pid, &status, WNOHANG);
+            if (done == pid) ended = 1;
+            else if (done < 0 && errno != EINTR) {
+                write_atomically(exit_file, "exit 125\n");
+                return 125;
+            }
         }
     }
+    for (int i = 0; i < 2; i++) {
+        if (relays[i].fd >= 0 && relays[i].length > 0) write_record(log_fd, relays[i].name, 'F', relays[i].line, relays[i].length);
+    }
+    close(log_fd);
     char text[64];
     if (WIFSIGNALED(status)) {
         snprintf(text, sizeof text, "signal %d\n", WTERMSIG(status));

@@ -26,6 +26,7 @@ struct EdgeNode {
         // One database object for the node's file, shared by MetaManager's and DeviceTwin's stores.
         let database = modules.metaManager.enable || modules.deviceTwin.enable ? try Database(path: settings.database.dataSource) : nil
         var metaStore: MetaStore?
+        var edgedModule: Edged?
         if modules.metaManager.enable, let database {
             let store = try MetaStore(configuration: .init(path: settings.database.dataSource), database: database)
             metaStore = store
@@ -60,6 +61,7 @@ struct EdgeNode {
                                      nodeStatusUpdateFrequency: .seconds(modules.edged.nodeStatusUpdateFrequency),
                                      nodeLabels: modules.edged.nodeLabels),
                 store: store, bus: bus, runtime: runtime, logger: Logger(label: "edged"))
+            edgedModule = edged
             services.append(edged)
             enabled.append("edged")
             sources.append(.init(module: "edged", counters: { edged.statistics }, gauges: { ["pods": Double(edged.statistics.pods)] }))
@@ -113,6 +115,15 @@ struct EdgeNode {
                 }
                 return gauges
             }))
+            if let edged = edgedModule {
+                // Logs, exec, attach, port forwards and statistics the cloud asks for, on the
+                // hub's channel (stopped before the hub, which is stopped first of all).
+                let streams = EdgedStreamServer(edged: edged, channel: hub.channel, logger: Logger(label: "edged.streams"))
+                services.append(streams)
+                sources.append(.init(module: "edgedstreams", counters: { streams.statistics }, gauges: {
+                    ["open_streams": Double(hub.channel.streamStatistics.open)]
+                }))
+            }
         }
         self.services = services
         self.enabled = enabled

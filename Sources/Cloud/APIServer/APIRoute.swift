@@ -26,6 +26,9 @@ struct APIRoute: Equatable {
         return ObjectKey(resource: resource.storageName, namespace: namespace ?? "", name: name)
     }
 
+    /// The subresources of pods besides `status`.
+    static let podSubresources: Set<String> = ["binding", "eviction", "log", "exec", "attach", "portforward"]
+
     /// Parses `/api/v1/...` and `/apis/{group}/{version}/...` paths (`/watch/` prefixes included,
     /// reported through `watch`). `nil` for paths no served resource matches.
     static func parse(path: String, resources: [APIResource]) -> (path: APIPath, watch: Bool)? {
@@ -64,7 +67,7 @@ struct APIRoute: Equatable {
         let subresource = segments.count == 3 ? segments[2] : nil
         if let subresource, !(subresource == "status" && resource.hasStatus) && !(subresource == "scale" && resource.hasScale)
             && !(subresource == "token" && resource.storageName == "serviceaccounts")
-            && !((subresource == "binding" || subresource == "eviction") && resource.storageName == "pods") { return nil }
+            && !(Self.podSubresources.contains(subresource) && resource.storageName == "pods") { return nil }
         return (.resource(APIRoute(resource: resource, namespace: namespace, name: name, subresource: subresource)), watch)
     }
 }

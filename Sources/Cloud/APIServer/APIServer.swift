@@ -126,6 +126,14 @@ public final class APIServer: Service, Sendable {
     let logger: Logger
     /// The listener bound and its port, until ``run()`` ends (the server may then run again).
     private let bound = Mutex<(listener: ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>, port: Int)?>(nil)
+    /// Where `pods/log`, `exec`, `attach` and `portforward` go: the nodes' Edged, over the hub.
+    let nodeStreamOpener = Mutex<(any NodeStreamOpener)?>(nil)
+
+    /// Sets where the pods' streaming subresources (log, exec, attach, portforward) are served:
+    /// until it is set, they answer 503.
+    public func setNodeStreams(_ opener: any NodeStreamOpener) {
+        nodeStreamOpener.withLock { $0 = opener }
+    }
 
     public init(configuration: Configuration = Configuration(), store: ObjectStore, logger: Logger = Logger(label: "apiserver")) {
         self.configuration = configuration
@@ -398,6 +406,13 @@ public final class APIServer: Service, Sendable {
                     try await writer.send(.object(JSONObject([
                         ("kind", .string("Status")), ("apiVersion", .string("v1")), ("metadata", .object(JSONObject())), ("status", .string("Success")), ("code", .integer(201)),
                     ])), status: .created)
+                    return true
+                }
+                if route.subresource == "log", let key = route.key {
+                    guard head.method == .GET else {
+                        throw APIError(code: 405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
+                    }
+                    try await servePodLog(key, query: query, writer: writer, closed: closed)
                     return true
                 }
                 if route.subresource == "token" {

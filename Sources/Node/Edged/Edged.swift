@@ -86,7 +86,7 @@ public final class Edged: Service, Sendable {
 
     public let configuration: Configuration
     public let runtime: any ContainerRuntime
-    private let store: MetaStore
+    let store: MetaStore
     private let bus: MessageBus
     let endpoint: BusEndpoint
     let logger: Logger

@@ -46,15 +46,24 @@ extension MessageChannel {
         state.withLock { ($0.streams.liveLocal + $0.streams.livePeer, $0.streams.slots.count) }
     }
 
+    /// The next stream the peer opened; `nil` once the channel closed or the task is cancelled.
     func acceptStream() async -> ByteStream? {
-        await withUnsafeContinuation { (continuation: UnsafeContinuation<ByteStream?, Never>) in
-            let immediate: ByteStream?? = state.withLock { state in
-                if let stream = state.streams.incoming.popFirst() { return .some(stream) }
-                if state.closed { return .some(nil) }
-                state.streams.acceptWaiter = continuation
-                return .none
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<ByteStream?, Never>) in
+                let immediate: ByteStream?? = state.withLock { state in
+                    if let stream = state.streams.incoming.popFirst() { return .some(stream) }
+                    if state.closed || Task.isCancelled { return .some(nil) }
+                    state.streams.acceptWaiter = continuation
+                    return .none
+                }
+                if let immediate { continuation.resume(returning: immediate) }
             }
-            if let immediate { continuation.resume(returning: immediate) }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                defer { state.streams.acceptWaiter = nil }
+                return state.streams.acceptWaiter
+            }
+            waiter?.resume(returning: nil)
         }
     }
 
