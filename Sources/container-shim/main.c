@@ -39,6 +39,22 @@
 
 static volatile pid_t child = 0;
 
+static void write_record(int log_fd, const char *name, char tag, const char *text, size_t length);
+
+// A message of the shim's own, as a stderr record of the container's log.
+#include <stdarg.h>
+static void shim_message(int log_fd, const char *format, ...) {
+    char text[1024];
+    va_list arguments;
+    va_start(arguments, format);
+    int length = vsnprintf(text, sizeof text, format, arguments);
+    va_end(arguments);
+    if (length < 0) return;
+    if ((size_t)length >= sizeof text) length = sizeof text - 1;
+    while (length > 0 && text[length - 1] == '\n') length--;
+    write_record(log_fd, "stderr", 'F', text, (size_t)length);
+}
+
 struct bind {
     const char *source, *destination;
     int read_only;
@@ -78,11 +94,11 @@ static int make_mount_point(const char *source, const char *destination) {
 static int set_up_mounts(const struct bind *binds, int count, int log_fd) {
     if (count == 0) return 0;
     if (unshare(CLONE_NEWNS) != 0) {
-        dprintf(log_fd, "container-shim: cannot create a mount namespace: %s\n", strerror(errno));
+        shim_message(log_fd, "container-shim: cannot create a mount namespace: %s\n", strerror(errno));
         return -1;
     }
     if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
-        dprintf(log_fd, "container-shim: cannot make mounts private: %s\n", strerror(errno));
+        shim_message(log_fd, "container-shim: cannot make mounts private: %s\n", strerror(errno));
         return -1;
     }
     for (int i = 0; i < count; i++) {
@@ -90,7 +106,7 @@ static int set_up_mounts(const struct bind *binds, int count, int log_fd) {
         if (make_mount_point(bind->source, bind->destination) != 0
             || mount(bind->source, bind->destination, NULL, MS_BIND | MS_REC, NULL) != 0
             || (bind->read_only && mount(NULL, bind->destination, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL) != 0)) {
-            dprintf(log_fd, "container-shim: cannot mount %s at %s: %s\n", bind->source, bind->destination, strerror(errno));
+            shim_message(log_fd, "container-shim: cannot mount %s at %s: %s\n", bind->source, bind->destination, strerror(errno));
             return -1;
         }
     }
@@ -104,7 +120,7 @@ static int join_cgroup(const char *directory, int log_fd) {
     char text[32];
     int length = snprintf(text, sizeof text, "%d\n", (int)getpid());
     if (fd < 0 || write(fd, text, (size_t)length) != length) {
-        dprintf(log_fd, "container-shim: cannot join the cgroup %s: %s\n", directory, strerror(errno));
+        shim_message(log_fd, "container-shim: cannot join the cgroup %s: %s\n", directory, strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }

@@ -9,7 +9,7 @@ import TestSupport
 @Suite struct ContainerMountsAndLimitsTests {
 
     private func log(_ runtime: ProcessRuntime, _ id: ContainerID) -> String {
-        (try? String(contentsOfFile: runtime.logPath(of: id), encoding: .utf8)) ?? ""
+        containerLogText(runtime.logPath(of: id)) ?? ""
     }
 
     /// `{directory}/source` holding one file.

@@ -118,12 +118,12 @@ final class ReceivedStatuses: Sendable {
             #expect(statuses.count == 2 && statuses.allSatisfy { $0["ready"] == .bool(true) && $0["restartCount"] == .number("0") }, "\(statuses)")
             #expect(status[path: ["status", "initContainerStatuses"]]?.arrayValue?.first?[path: ["state", "terminated", "reason"]] == .string("Completed"))
             let runtime = node.edged.runtime
-            let webLog = try String(contentsOfFile: runtime.logPath(of: ContainerID(podUID: "uid-web", name: "web", attempt: 0)), encoding: .utf8)
+            let webLog = containerLogText(runtime.logPath(of: ContainerID(podUID: "uid-web", name: "web", attempt: 0))) ?? ""
             #expect(webLog.hasPrefix("hello from the cloud\n"), "\(webLog)")
             let page = try await httpRequest(port: port, path: "/index.html").text()
             #expect(page == "<h1>edge</h1>\n")
             #expect(await eventually {
-                (try? String(contentsOfFile: runtime.logPath(of: ContainerID(podUID: "uid-web", name: "sidecar", attempt: 0)), encoding: .utf8)) == "s3cret\n"
+                containerLogText(runtime.logPath(of: ContainerID(podUID: "uid-web", name: "sidecar", attempt: 0))) == "s3cret\n"
             })
             // Only changes are reported: passes over an unchanged pod send nothing.
             let settled = node.edged.statistics

@@ -66,7 +66,7 @@ final class ChangingResources: PodResourceSource {
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: volumes + "/config/conf") == "..data/conf")
         #expect(!FileManager.default.fileExists(atPath: volumes + "/config/other"), "only the items asked for")
         let readerLog = runtime.logPath(of: ContainerID(podUID: "u-vols", name: "reader", attempt: 0))
-        #expect(await eventually { ((try? String(contentsOfFile: readerLog, encoding: .utf8)) ?? "").contains("hello v1\nfrom-writer\n") },
+        #expect(await eventually { (containerLogText(readerLog) ?? "").contains("hello v1\nfrom-writer\n") },
                 "the reader sees the ConfigMap and what the writer put in the shared emptyDir")
         #expect(await eventually { (try? String(contentsOfFile: directory + "/host-data/copied", encoding: .utf8)) == "s3cret" }, "the hostPath is the host's directory")
 
@@ -125,7 +125,7 @@ final class ChangingResources: PodResourceSource {
         #expect(try String(contentsOfFile: volumes + "/info/labels", encoding: .utf8) == "app=\"probe\"\ntier=\"edge\"")
         #expect(mode(volumes + "/info/..data/node") == 0o400)
         let log = runtime.logPath(of: ContainerID(podUID: "u-proj", name: "reader", attempt: 0))
-        #expect(await eventually { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("-----BEGIN CERTIFICATE-----t0kenedge-appsedge-1") },
+        #expect(await eventually { (containerLogText(log) ?? "").contains("-----BEGIN CERTIFICATE-----t0kenedge-appsedge-1") },
                 "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         await worker.terminate(gracePeriod: .seconds(2))
         await worker.remove()

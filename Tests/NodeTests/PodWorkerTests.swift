@@ -40,7 +40,7 @@ import TestSupport
         #expect(running["phase"] == .string("Running"), "\(running)")
         #expect(container(running, "prepare", in: "initContainerStatuses")?[path: ["state", "terminated", "reason"]] == .string("Completed"))
         let appLog = runtime.logPath(of: ContainerID(podUID: "u1", name: "app", attempt: 0))
-        #expect(await eventually { (try? String(contentsOfFile: appLog, encoding: .utf8)) == "prepared\nedge\n" }, "the init container ran first")
+        #expect(await eventually { containerLogText(appLog) == "prepared\nedge\n" }, "the init container ran first")
 
         // A new worker (edgecore restarted) adopts the running containers: nothing starts twice.
         let again = PodWorker(pod: pod, runtime: runtime)

@@ -34,6 +34,11 @@ func ended(_ runtime: ProcessRuntime, _ id: ContainerID) async -> ContainerState
         #expect(code == 3 && signal == nil)
         let log = try String(contentsOfFile: runtime.logPath(of: started), encoding: .utf8)
         #expect(log.contains("out hello") && log.contains("err") && log.contains(work), "\(log)")
+        // Records in the CRI log format, each stream's lines apart.
+        let records = log.split(separator: "\n").compactMap { ContainerLogRecord(line: $0) }
+        #expect(records.filter { $0.stream == "stdout" }.map(\.message) == ["out hello", Substring(work)], "\(log)")
+        #expect(records.filter { $0.stream == "stderr" }.map(\.message) == ["err"], "\(log)")
+        #expect(records.allSatisfy { $0.isFullLine })
         #expect(runtime.containers() == [started])
         runtime.remove(started)
         #expect(runtime.containers().isEmpty && runtime.state(of: started) == .unknown)
