@@ -181,8 +181,27 @@ static void write_record(int log_fd, const char *name, char tag, const char *tex
     (void)ignored;
 }
 
+static const char *log_path = NULL;
+static ino_t log_inode = 0;
+
+// Edged rotates a log by renaming it aside and creating an empty one: write to whatever file
+// is at the log's path now (what was written before goes on in the renamed one).
+static void reopen_if_rotated(int *log_fd) {
+    struct stat at_path;
+    if (stat(log_path, &at_path) == 0 && at_path.st_ino == log_inode) return;
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) return;
+    struct stat opened;
+    fstat(fd, &opened);
+    close(*log_fd);
+    *log_fd = fd;
+    log_inode = opened.st_ino;
+}
+
 // Reads what is there; returns 0 at end of file (the rest of a line is written as a full line).
-static int relay_read(struct relay *relay, int log_fd) {
+static int relay_read(struct relay *relay, int *log_fd_pointer) {
+    reopen_if_rotated(log_fd_pointer);
+    int log_fd = *log_fd_pointer;
     ssize_t count = read(relay->fd, relay->line + relay->length, sizeof relay->line - relay->length);
     if (count < 0) return errno == EINTR || errno == EAGAIN ? 1 : 0;
     if (count == 0) {
@@ -263,6 +282,12 @@ int main(int argc, char **argv) {
         if (number != SIGKILL && number != SIGSTOP) signal(number, SIG_DFL);
     }
     int log_fd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    log_path = log_file;
+    if (log_fd >= 0) {
+        struct stat opened;
+        fstat(log_fd, &opened);
+        log_inode = opened.st_ino;
+    }
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (log_fd < 0 || null_fd < 0) {
         write_atomically(exit_file, "exit 125\n");
@@ -331,7 +356,7 @@ int main(int argc, char **argv) {
         if (ready < 0 && errno != EINTR) break;
         for (int i = 0, p = 0; i < 2; i++) {
             if (relays[i].fd < 0) continue;
-            if (ready > 0 && (polled[p].revents & (POLLIN | POLLHUP | POLLERR)) && !relay_read(&relays[i], log_fd)) {
+            if (ready > 0 && (polled[p].revents & (POLLIN | POLLHUP | POLLERR)) && !relay_read(&relays[i], &log_fd)) {
                 close(relays[i].fd);
                 relays[i].fd = -1;
                 open_count--;
@@ -348,6 +373,7 @@ int main(int argc, char **argv) {
             }
         }
     }
+    reopen_if_rotated(&log_fd);
     for (int i = 0; i < 2; i++) {
         if (relays[i].fd >= 0 && relays[i].length > 0) write_record(log_fd, relays[i].name, 'F', relays[i].line, relays[i].length);
     }

@@ -129,6 +129,8 @@ struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
         var containerLogMaxSize = "10Mi"
         /// Rotated logs kept per container.
         var containerLogMaxFiles = 5
+        /// Seconds between looks at the logs' sizes for rotation (kubelet's containerLogMonitorInterval).
+        var containerLogMonitorInterval = 10
         /// `process` runs containers' commands as host processes; `remote` runs images in a
         /// CRI runtime (containerd) at `remoteRuntimeEndpoint`.
         var containerRuntime = "process"
@@ -155,6 +157,7 @@ struct EdgeCoreConfig: StrictYAMLConfig, Equatable {
             if modules.edged.nodeStatusUpdateFrequency < 1 { throw EdgeCoreConfigError("modules.edged.nodeStatusUpdateFrequency must be at least 1 second") }
             if modules.edged.syncFrequency < 1 { throw EdgeCoreConfigError("modules.edged.syncFrequency must be at least 1 second") }
             if modules.edged.containerLogMaxFiles < 1 { throw EdgeCoreConfigError("modules.edged.containerLogMaxFiles must be at least 1") }
+            if modules.edged.containerLogMonitorInterval < 1 { throw EdgeCoreConfigError("modules.edged.containerLogMonitorInterval must be at least 1 second") }
             _ = try containerLogMaxBytes()
             switch modules.edged.containerRuntime {
             case "process": break

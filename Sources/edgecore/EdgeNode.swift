@@ -54,13 +54,14 @@ struct EdgeNode {
             } else {
                 runtime = try ProcessRuntime(root: root + "/containers", cgroupRoot: modules.edged.cgroupRoot.isEmpty ? nil : modules.edged.cgroupRoot)
             }
-            let edged = try Edged(
-                configuration: .init(nodeName: nodeName, rootDirectory: root, syncInterval: .seconds(modules.edged.syncFrequency),
-                                     maxLogBytes: try settings.containerLogMaxBytes(), maxLogFiles: modules.edged.containerLogMaxFiles,
-                                     nodeIP: modules.edged.nodeIP.isEmpty ? nil : modules.edged.nodeIP,
-                                     nodeStatusUpdateFrequency: .seconds(modules.edged.nodeStatusUpdateFrequency),
-                                     nodeLabels: modules.edged.nodeLabels),
-                store: store, bus: bus, runtime: runtime, logger: Logger(label: "edged"))
+            var edgedConfiguration = Edged.Configuration(
+                nodeName: nodeName, rootDirectory: root, syncInterval: .seconds(modules.edged.syncFrequency),
+                maxLogBytes: try settings.containerLogMaxBytes(), maxLogFiles: modules.edged.containerLogMaxFiles,
+                nodeIP: modules.edged.nodeIP.isEmpty ? nil : modules.edged.nodeIP,
+                nodeStatusUpdateFrequency: .seconds(modules.edged.nodeStatusUpdateFrequency),
+                nodeLabels: modules.edged.nodeLabels)
+            edgedConfiguration.logMonitorInterval = .seconds(modules.edged.containerLogMonitorInterval)
+            let edged = try Edged(configuration: edgedConfiguration, store: store, bus: bus, runtime: runtime, logger: Logger(label: "edged"))
             edgedModule = edged
             services.append(edged)
             enabled.append("edged")

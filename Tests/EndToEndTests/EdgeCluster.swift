@@ -20,8 +20,9 @@ final class EdgeCluster: @unchecked Sendable {
     }
 
     /// A started edgecore joined as `name`, asking for `labels` at registration.
-    func addEdge(_ name: String, labels: [String: String] = [:]) async throws -> EdgeCoreProcess {
-        let edge = try EdgeCoreProcess(name: name, directory: directory + "/" + name, cloud: cloud, broker: broker, labels: labels)
+    /// `edged` adds settings to `modules.edged` (`containerLogMaxSize: 1Ki`, say).
+    func addEdge(_ name: String, labels: [String: String] = [:], edged: String = "") async throws -> EdgeCoreProcess {
+        let edge = try EdgeCoreProcess(name: name, directory: directory + "/" + name, cloud: cloud, broker: broker, labels: labels, edged: edged)
         edges.append(edge)
         try await edge.start()
         return edge
@@ -279,7 +280,7 @@ final class EdgeCoreProcess: @unchecked Sendable {
     /// cloud at `cloudHost` and serves MetaServer and metrics on `localAddress`, its address
     /// there (MetaServer on every address, loopback included).
     init(name: String, directory: String, cloud: CloudCoreProcess, broker: MosquittoBroker, cloudHost: String = "127.0.0.1",
-         namespace: String? = nil, localAddress: String = "127.0.0.1", labels: [String: String] = [:]) throws {
+         namespace: String? = nil, localAddress: String = "127.0.0.1", labels: [String: String] = [:], edged: String = "") throws {
         self.name = name
         self.directory = directory
         self.localAddress = localAddress
@@ -303,7 +304,7 @@ final class EdgeCoreProcess: @unchecked Sendable {
           eventBus: {\(namespace == nil ? "mqttServerExternal: \"tcp://127.0.0.1:\(broker.port)\"" : "enable: false")}
           metaManager:
             metaServer: {server: "\(namespace == nil ? "127.0.0.1" : "0.0.0.0"):\(metaServerPort)"}
-          edged: {hostnameOverride: \(name), rootDirectory: \(directory)/edged, cgroupRoot: "", nodeStatusUpdateFrequency: 1, nodeLabels: {\(nodeLabels)}}
+          edged: {hostnameOverride: \(name), rootDirectory: \(directory)/edged, cgroupRoot: "", nodeStatusUpdateFrequency: 1, nodeLabels: {\(nodeLabels)}\(edged.isEmpty ? "" : ", " + edged)}
         metrics: {server: "\(localAddress):\(metricsPort)"}
 
         """ }

@@ -101,6 +101,52 @@ import Testing
     }
 
     @Test(arguments: [Backend.local, .webSocket, .quic])
+    func aWriterThatFinishesAndGoesAwayStillDeliversEverythingToASlowReader(backend: Backend) async throws {
+        let pair = try await ChannelPair(backend: backend) { $0.streamWindow = 64 << 10 }
+        try await pair.connect()
+        let stream = try pair.cloud.openStream(header: Self.header("log"))
+        let size = 1 << 20
+        let writer = Task {
+            var iterator = pair.edge.incomingStreams.makeAsyncIterator()
+            guard let accepted = await iterator.next() else { return }
+            try await accepted.write(ByteBuffer(repeating: 0x41, count: size))
+            accepted.finish()
+            // The handle goes here, long before the reader has caught up.
+        }
+        var received = 0
+        while let chunk = try await stream.read() {
+            received += chunk.readableBytes
+            // The writer's last bytes are queued well before they are read.
+            if received >= size - (128 << 10) { try await writer.value }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        #expect(received == size)
+        stream.finish()
+        #expect(await eventually { pair.cloud.streamStatistics.open == 0 && pair.edge.streamStatistics == (0, 0) })
+        await pair.shutdown()
+    }
+
+    @Test func aCancelledReaderOrWriterLeavesTheStreamUsable() async throws {
+        let pair = try await ChannelPair(backend: .local) { $0.streamWindow = 16 << 10; $0.streamSendBuffer = 16 << 10 }
+        try await pair.connect()
+        let stream = try pair.cloud.openStream(header: Self.header("idle"))
+        var iterator = pair.edge.incomingStreams.makeAsyncIterator()
+        let accepted = try #require(await iterator.next())
+        let reader = Task { try await stream.read() }
+        try await Task.sleep(for: .milliseconds(50))
+        reader.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await reader.value }
+        // Nobody reads on the edge: the writer waits for room, and gives up when cancelled.
+        let writer = Task { for _ in 0..<16 { try await stream.write(ByteBuffer(repeating: 1, count: 8 << 10)) } }
+        try await Task.sleep(for: .milliseconds(100))
+        writer.cancel()
+        await #expect(throws: CancellationError.self) { try await writer.value }
+        try await accepted.write(ByteBuffer(string: "still here"))
+        #expect(String(buffer: try #require(try await stream.read())) == "still here")
+        await pair.shutdown()
+    }
+
+    @Test(arguments: [Backend.local, .webSocket, .quic])
     func aResetCarriesItsCodeAndReasonToThePeer(backend: Backend) async throws {
         let pair = try await ChannelPair(backend: backend)
         try await pair.connect()

@@ -85,9 +85,12 @@ extension APIServer {
 
     /// Runs `body` until it ends or the client's connection closes.
     func untilClientLeaves(_ closed: EventLoopFuture<Void>, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        // A future's `get()` cannot be cancelled; a stream's iteration can.
+        let (gone, signal) = AsyncStream<Void>.makeStream()
+        closed.whenComplete { _ in signal.finish() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await body() }
-            group.addTask { try? await closed.get() }
+            group.addTask { for await _ in gone {} }
             _ = try await group.next()
             group.cancelAll()
         }

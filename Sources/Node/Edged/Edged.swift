@@ -41,6 +41,8 @@ public final class Edged: Service, Sendable {
         public var maxLogBytes: Int
         /// Rotated logs kept per container. Default 5.
         public var maxLogFiles: Int
+        /// How often logs are looked at for rotation. Default 10 s (kubelet's containerLogMonitorInterval).
+        public var logMonitorInterval: Duration = .seconds(10)
         /// Pods synced at once. Default 16.
         public var concurrentSyncs: Int
         /// The node's address, reported as pods' `hostIP`. Default: ``HostAddress/primaryIPv4()``.
@@ -229,7 +231,7 @@ public final class Edged: Service, Sendable {
                 $0.syncs += 1
                 $0.pods = workers.count
             }
-            if configuration.clock.monotonic - lastRotation > .seconds(10) {
+            if configuration.clock.monotonic - lastRotation >= configuration.logMonitorInterval {
                 await runtime.rotateLogs(maxBytes: configuration.maxLogBytes, keep: configuration.maxLogFiles)
                 lastRotation = configuration.clock.monotonic
             }

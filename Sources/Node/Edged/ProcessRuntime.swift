@@ -249,15 +249,17 @@ public final class ProcessRuntime: ContainerRuntime {
         }.sorted { $0.description < $1.description }
     }
 
-    /// Copies every log over `maxBytes` to `output.log.1` (older copies move up, `keep` are
-    /// kept) and truncates it; the container goes on appending.
+    /// Renames every log over `maxBytes` to `output.log.1` (older ones move up, `keep` are
+    /// kept) and puts an empty log in its place; the shim writes to the new file from its next
+    /// record (nothing is lost in between: it goes to the renamed file).
     public func rotateLogs(maxBytes: Int, keep: Int) {
         for id in containers() {
             let path = logPath(of: id)
             guard let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil, size > maxBytes else { continue }
             RotatedLog.makeRoom(for: path, keep: keep)
-            try? FileManager.default.copyItem(atPath: path, toPath: "\(path).1")
-            truncate(path, 0)
+            guard rename(path, "\(path).1") == 0 else { continue }
+            let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+            if fd >= 0 { close(fd) }
         }
     }
 

@@ -69,7 +69,21 @@ extension MessageChannel {
 
     // MARK: handle operations
 
+    /// The next chunk; a cancelled reader throws `CancellationError` (the stream stays open).
     func readStream(_ token: UInt64) async throws -> ByteBuffer? {
+        try await withTaskCancellationHandler {
+            try await waitForChunk(token)
+        } onCancel: {
+            let waiter = state.withLock { state -> UnsafeContinuation<ByteBuffer?, any Error>? in
+                guard let waiter = state.streams.slots[token]?.readWaiter else { return nil }
+                state.streams.slots[token]?.readWaiter = nil
+                return waiter
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    private func waitForChunk(_ token: UInt64) async throws -> ByteBuffer? {
         try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<ByteBuffer?, any Error>) in
             var actions = ChannelActions()
             let immediate: Result<ByteBuffer?, any Error>? = state.withLock { state in
@@ -82,6 +96,7 @@ extension MessageChannel {
                 }
                 if let failure = slot.failure { return .failure(failure) }
                 if slot.peerFinished { return .success(nil) }
+                if Task.isCancelled { return .failure(CancellationError()) }
                 slot.readWaiter = continuation
                 return nil
             }
@@ -90,8 +105,23 @@ extension MessageChannel {
         }
     }
 
+    /// Queues `data`; a writer cancelled while it waits for room throws `CancellationError`
+    /// (its bytes stay queued).
     func writeStream(_ token: UInt64, _ data: ByteBuffer) async throws {
         guard data.readableBytes > 0 else { return }
+        try await withTaskCancellationHandler {
+            try await queue(data, on: token)
+        } onCancel: {
+            let waiter = state.withLock { state -> UnsafeContinuation<Void, any Error>? in
+                guard let waiter = state.streams.slots[token]?.writeWaiter else { return nil }
+                state.streams.slots[token]?.writeWaiter = nil
+                return waiter
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    private func queue(_ data: ByteBuffer, on token: UInt64) async throws {
         try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
             var actions = ChannelActions()
             let immediate: Result<Void, any Error>? = state.withLock { state in
@@ -105,6 +135,7 @@ extension MessageChannel {
                 slot.queuedBytes += data.readableBytes
                 listSendable(token, slot: &slot, state: &state, actions: &actions)
                 guard slot.queuedBytes > configuration.streamSendBuffer else { return .success(()) }
+                if Task.isCancelled { return .failure(CancellationError()) }
                 slot.writeWaiter = continuation
                 return nil
             }
@@ -140,10 +171,11 @@ extension MessageChannel {
         state.withLock { state in
             guard var slot = state.streams.slots[token] else { return }
             slot.handleReleased = true
-            if slot.finishRequested, !slot.finishSent, !slot.closedOnWire {
-                // What was written and the FIN still go out; nobody reads any more, so the
-                // peer's direction is reset after the FIN unless it finished already.
-                slot.resetAfterFinish = !slot.peerFinished
+            if slot.finishRequested, !slot.closedOnWire {
+                // What was written and the FIN still go out, and the peer reads them at its
+                // pace (a reset would discard what it has not read). Nobody reads here any
+                // more: what the peer still sends is dropped (and its window handed back)
+                // until its FIN, or its reset, ends the stream.
                 slot.received.removeAll()
                 slot.receivedBytes = 0
                 state.streams.slots[token] = slot
@@ -399,12 +431,7 @@ extension MessageChannel {
             }
             wrote = true
             state.streams.slots[token] = slot
-            if slot.finishSent, slot.peerFinished {
-                closeSlot(token, failure: nil, state: &state, actions: &actions)
-            } else if slot.finishSent, slot.resetAfterFinish {
-                FrameCodec.encode(.streamReset(StreamReset(stream: slot.wire, code: .cancelled, reason: "the reader went away")), into: &buffer)
-                closeSlot(token, failure: TransportError.streamAborted("released"), state: &state, actions: &actions)
-            }
+            if slot.finishSent, slot.peerFinished { closeSlot(token, failure: nil, state: &state, actions: &actions) }
             state.streams.nextSendable = position + 1
         }
         return wrote

@@ -59,9 +59,6 @@ struct StreamSlot {
     var closedOnWire = false
     /// The ``ByteStream`` handle is gone.
     var handleReleased = false
-    /// The handle went while the FIN was still queued: reset the peer's direction once the FIN
-    /// is out, unless the peer finishes first.
-    var resetAfterFinish = false
     /// Listed in ``StreamTable/sendable``.
     var listed = false
 
