@@ -143,11 +143,15 @@ let package = Package(
         // every field, merge and strategic merge patch, label selectors.
         .target(name: "KubeModel", swiftSettings: strictSwift6),
 
+        // Pseudo-terminals and close-on-exec pipes for Edged's exec and attach sessions (glibc
+        // declares them only under _GNU_SOURCE, which Swift's Glibc module leaves out).
+        .target(name: "CProcessSpawn", path: "Sources/C/CProcessSpawn"),
+
         // The edge modules: MetaManager and MetaServer, EventBus (MQTT), DeviceTwin, ServiceBus.
         .target(
             name: "Node",
             dependencies: [
-                "Storage", "Transport", "KubeModel", "CMosquitto", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                "Storage", "Transport", "KubeModel", "CMosquitto", "CProcessSpawn", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -128,6 +128,11 @@ public final class APIServer: Service, Sendable {
     private let bound = Mutex<(listener: ConnectionServer<HTTPServerRequestPart, HTTPServerResponsePart>, port: Int)?>(nil)
     /// Where `pods/log`, `exec`, `attach` and `portforward` go: the nodes' Edged, over the hub.
     let nodeStreamOpener = Mutex<(any NodeStreamOpener)?>(nil)
+    /// What the exec, attach and port-forward sessions counted.
+    let podStreamCounters = Mutex(PodStreamCounters())
+
+    /// What the exec, attach and port-forward sessions counted, for `/metrics`.
+    public var podStreamStatistics: PodStreamCounters { podStreamCounters.withLock { $0 } }
 
     /// Sets where the pods' streaming subresources (log, exec, attach, portforward) are served:
     /// until it is set, they answer 503.
@@ -170,7 +175,7 @@ public final class APIServer: Service, Sendable {
         let context = try configuration.security?.makeContext()
         let port = try await listener.bind(host: configuration.host, port: configuration.port) { channel in
             if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
-            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+            try HTTPHandlerNames.configure(channel.pipeline.syncOperations)
         }
         bound.withLock { $0 = (listener, port) }
         return port
@@ -219,7 +224,8 @@ public final class APIServer: Service, Sendable {
             var head: HTTPRequestHead?
             var body = ByteBuffer()
             var tooLarge = false
-            for try await part in inbound {
+            var parts = inbound.makeAsyncIterator()
+            while let part = try await parts.next() {
                 switch part {
                 case .head(let received):
                     head = received
@@ -233,6 +239,10 @@ public final class APIServer: Service, Sendable {
                     if tooLarge {
                         try await writer.send(APIError(code: 413, reason: "RequestEntityTooLarge", message: "the request body is over \(configuration.maxBodyBytes) bytes"))
                     } else if let user = try await authenticate(request, on: connection) {
+                        if let route = Self.podStreamRoute(request, resources: served.snapshot.resources) {
+                            // exec, attach, portforward: an upgrade that takes the connection over.
+                            return try await servePodStream(request, route: route, user: user, writer: writer, inbound: &parts, channel: connection.nioChannel)
+                        }
                         if try await !handle(request, body: body, user: user, writer: writer, closed: connection.nioChannel.closeFuture) { return }
                     } else {
                         try await writer.send(APIError(code: 401, reason: "Unauthorized", message: "Unauthorized"))
@@ -278,7 +288,7 @@ public final class APIServer: Service, Sendable {
 
     /// The user the request acts as: `user`, or whom its `Impersonate-User` and
     /// `Impersonate-Group` headers name, when `user` may impersonate them (403 otherwise).
-    private func effectiveUser(_ head: HTTPRequestHead, _ user: UserInfo) throws(APIError) -> UserInfo {
+    func effectiveUser(_ head: HTTPRequestHead, _ user: UserInfo) throws(APIError) -> UserInfo {
         guard let name = head.headers.first(name: "Impersonate-User") else {
             guard head.headers.first(name: "Impersonate-Group") == nil else {
                 throw APIError(code: 500, reason: "InternalError", message: "Internal error occurred: requested [] without impersonating a user")
@@ -302,7 +312,7 @@ public final class APIServer: Service, Sendable {
 
     /// Refuses (403) what the policy does not allow `user` to do; nothing is checked without
     /// ``Configuration/security``.
-    private func authorize(_ user: UserInfo, _ request: RequestAttributes) throws(APIError) {
+    func authorize(_ user: UserInfo, _ request: RequestAttributes) throws(APIError) {
         guard configuration.security != nil, configuration.authorization, !authorizer.policy.allows(user, request) else { return }
         throw request.forbidden(for: user)
     }

@@ -153,6 +153,9 @@ public protocol ContainerRuntime: Sendable {
     /// Runs `command` beside the running container (its environment, working directory and
     /// mounts), for exec probes; ends it after `timeout`.
     func exec(in id: ContainerID, command: [String], timeout: Duration) async -> ContainerExecResult
+    /// Starts `command` beside the running container (its environment, working directory and
+    /// mounts) with its standard streams, or a terminal, joined to the caller: exec sessions.
+    func startSession(in id: ContainerID, command: [String], terminal: Bool) async throws(ContainerRuntimeError) -> InteractiveProcess
     /// Why an ended container ended, when the runtime knows more than its exit code
     /// (`OOMKilled`); read after ``state(of:)`` reported it ended.
     func terminationReason(of id: ContainerID) async -> String?
@@ -202,6 +205,9 @@ extension ContainerRuntime {
     public func removePod(_ podID: String) async {}
     public func terminationReason(of id: ContainerID) async -> String? { nil }
     public func images() async -> [NodeImage] { [] }
+    public func startSession(in id: ContainerID, command: [String], terminal: Bool) async throws(ContainerRuntimeError) -> InteractiveProcess {
+        throw ContainerRuntimeError(reason: "NotSupported", message: "this container runtime does not run exec sessions yet")
+    }
 }
 
 /// How a command run by ``ContainerRuntime/exec(in:command:timeout:)`` ended.

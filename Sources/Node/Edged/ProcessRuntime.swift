@@ -184,6 +184,21 @@ public final class ProcessRuntime: ContainerRuntime {
                                      timeout: max(.milliseconds(1), clock.now.duration(to: deadline)))
     }
 
+    public func startSession(in id: ContainerID, command: [String], terminal: Bool) async throws(ContainerRuntimeError) -> InteractiveProcess {
+        guard let record = load(id), isAlive(record), FileManager.default.fileExists(atPath: directory(of: id) + "/ready") else {
+            throw ContainerRuntimeError(reason: "ContainerNotRunning", message: "the container is not running")
+        }
+        guard !command.isEmpty else { throw ContainerRuntimeError(reason: "InvalidCommand", message: "no command") }
+        var arguments = [shimPath, "--enter", String(record.pid)]
+        if let cwd = record.workingDirectory { arguments += ["--cwd", cwd] }
+        do {
+            // The shim's environment is the container's (it passes it on unchanged).
+            return try await InteractiveProcess.spawn(arguments + ["--"] + command, environment: Self.environment(of: record.pid), terminal: terminal)
+        } catch {
+            throw ContainerRuntimeError(reason: "RunContainerError", message: "\(error)")
+        }
+    }
+
     // MARK: cgroups
 
     /// Memory and CPU cgroups for the container's limits, and what could not be applied.

@@ -17,6 +17,7 @@ public final class EdgedStreamServer: Service, Sendable {
     /// What the server counted, for `/metrics`.
     public struct Counters: Sendable, Hashable {
         public var logs = 0
+        public var execs = 0
         public var refused = 0
         public var failed = 0
     }
@@ -24,7 +25,7 @@ public final class EdgedStreamServer: Service, Sendable {
     let edged: Edged
     let channel: MessageChannel
     let logger: Logger
-    private let counters = Mutex(Counters())
+    let counters = Mutex(Counters())
 
     public init(edged: Edged, channel: MessageChannel, logger: Logger = Logger(label: "edged.streams")) {
         self.edged = edged
@@ -53,6 +54,7 @@ public final class EdgedStreamServer: Service, Sendable {
         do {
             switch request.kind {
             case .log: try await serveLog(request, on: stream)
+            case .exec: try await serveExec(request, on: stream)
             default:
                 try await refuse(stream, NodeStreamReply(code: 501, reason: "NotImplemented", message: "\(request.kind.rawValue) is not served by this node yet"))
             }
@@ -66,7 +68,7 @@ public final class EdgedStreamServer: Service, Sendable {
     }
 
     /// Answers with an error reply and ends the stream.
-    private func refuse(_ stream: ByteStream, _ reply: NodeStreamReply) async throws {
+    func refuse(_ stream: ByteStream, _ reply: NodeStreamReply) async throws {
         counters.withLock { $0.refused += 1 }
         try await stream.write(ByteBuffer(bytes: reply.framed))
         stream.finish()
