@@ -36,7 +36,7 @@ build:
 ## starved sockets), and the
 ## QUIC flood test, whose bound on resident-memory growth only means something in a quiet process.
 ## The fuzz targets run first, FUZZ_TEST_SECONDS each (see `make fuzz`).
-HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests|AbuseTests|ProcessKillTests|LinkDownTests|ShutdownTests|WorkloadEndToEndTests|QUICLossTests|ChannelSemanticsTests
+HEAVY_TESTS := ScaleTests|StormTests|FaultSuiteTests|AbuseTests|ProcessKillTests|LinkDownTests|ShutdownTests|WorkloadEndToEndTests|QUICLossTests|ChannelSemanticsTests|ByteStreamTests
 MEMORY_TESTS := QUICFloodTests
 FUZZ_TEST_SECONDS ?= 10
 ## (--no-parallel only concerns XCTest: Swift Testing runs the heavy suites one at a time only

@@ -102,12 +102,43 @@ import TestSupport
         #expect(python.output.contains("out 'from python\\n'"), "\(python.output)")
         #expect(python.output.contains("code 7"), "\(python.output)")
 
+        // kubectl attach: what the running container writes from now on.
+        try await cloud.apply("""
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: ticker, namespace: default}
+            spec:
+              nodeName: e2e-exec
+              terminationGracePeriodSeconds: 1
+              containers:
+              - name: ticker
+                image: busybox
+                command: ["/bin/sh", "-c", "i=0; while :; do echo \\"tick $i\\"; echo \\"tock $i\\" >&2; i=$((i+1)); sleep 0.05; done"]
+
+            """)
+        #expect(await eventually(timeout: .seconds(30)) { await cloud.jsonPath("{.status.phase}", of: "pod", "ticker") == "Running" })
+        let attached = cloud.directory + "/attach.out"
+        let attachedErrors = cloud.directory + "/attach.err"
+        let attach = try BackgroundProcess("/bin/sh", ["-c", "/usr/bin/kubectl --kubeconfig \(cloud.kubeconfig) attach ticker 2>\(attachedErrors)"], outputFile: attached)
+        #expect(await eventually(timeout: .seconds(15)) {
+            ((try? String(contentsOfFile: attached, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.hasPrefix("tick ") }.count >= 10
+        })
+        attach.stop()
+        let ticks = ((try? String(contentsOfFile: attached, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int($0.dropFirst("tick ".count)) }
+        #expect(!ticks.isEmpty && ticks == Array(ticks[0]..<ticks[0] + ticks.count), "\(ticks)")
+        #expect(((try? String(contentsOfFile: attachedErrors, encoding: .utf8)) ?? "").contains("tock "), "stderr comes on its own channel")
+        // Attaching stdin is refused (kubectl then tries SPDY, which is not served: it shows that error).
+        let stdinAttach = try await Self.kubectl(cloud, "attach -i ticker", input: "x\n")
+        #expect(stdinAttach.status != 0, "\(stdinAttach)")
+
         // A terminal in tmux: type, see the echo, resize, exit.
         let session = "exec-\(UUID().uuidString.prefix(6))"
         let tmux = "/usr/bin/tmux"
-        // The tmux server it starts must not hold the output pipe this test reads to its end.
-        _ = try await runProcessOffPool("/bin/sh", ["-c", "\(tmux) new-session -d -s \(session) -x 100 -y 30 "
-            + "'/usr/bin/kubectl --kubeconfig \(cloud.kubeconfig) exec -it shell -- sh; sleep 30' </dev/null >/dev/null 2>&1"])
+        // Started without an output pipe: the tmux server it forks would hold one open (and a
+        // test reading it to its end would wait for ever).
+        let starter = try BackgroundProcess(tmux, ["new-session", "-d", "-s", session, "-x", "100", "-y", "30",
+                                                   "/usr/bin/kubectl --kubeconfig \(cloud.kubeconfig) exec -it shell -- sh; sleep 30"])
+        _ = starter
         defer { _ = try? runProcess(tmux, ["kill-session", "-t", session]) }
         /// Whether the terminal shows `text` within 15 s; and what it showed.
         func shows(_ text: String) async -> (Bool, String) {
@@ -134,5 +165,21 @@ import TestSupport
         try await type("exit 5")
         let exited = await shows("command terminated with exit code 5")
         #expect(exited.0, "\(exited.1)")
+
+        // 100 exec sessions at once, to pods on two nodes.
+        _ = try await cluster.addEdge("e2e-exec-2")
+        try await cloud.apply(Self.pod.replacingOccurrences(of: "name: shell", with: "name: shell2").replacingOccurrences(of: "e2e-exec", with: "e2e-exec-2"))
+        #expect(await eventually(timeout: .seconds(30)) { await cloud.jsonPath("{.status.phase}", of: "pod", "shell2") == "Running" })
+        let results = try await withThrowingTaskGroup(of: (Int, Int32, String).self) { group in
+            for index in 0..<100 {
+                group.addTask {
+                    let result = try await Self.kubectl(cloud, "exec \(index.isMultiple(of: 2) ? "shell" : "shell2") -- sh -c 'sleep 1; echo session \(index)'")
+                    return (index, result.status, result.out + result.err)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let failed = results.filter { $0.1 != 0 || $0.2 != "session \($0.0)\n" }
+        #expect(results.count == 100 && failed.isEmpty, "\(failed.prefix(5))")
     }
 }

@@ -19,6 +19,9 @@ struct ContainerLogStreamer: Sendable {
     let isRunning: @Sendable () async -> Bool
     /// How often a followed log is looked at for more.
     var pollInterval: Duration = .milliseconds(100)
+    /// Each record as an exec-stream record on stdout's or stderr's channel (attach), rather
+    /// than text.
+    var asStreamRecords = false
 
     /// Sends the log to `write` in chunks; returns when done (or throws what `write` threw).
     func stream(to write: (ByteBuffer) async throws -> Void) async throws {
@@ -41,6 +44,10 @@ struct ContainerLogStreamer: Sendable {
                 start = newline + 1
                 guard let record = ContainerLogRecord(line: line) else { continue }
                 if let since, record.time < since { continue }
+                if asStreamRecords {
+                    let length = record.message.utf8.count + (record.isFullLine ? 1 : 0)
+                    output.writeBytes(NodeStreamRecords.head(channel: record.stream == "stderr" ? NodeStreamRecords.stderr : NodeStreamRecords.stdout, length: length))
+                }
                 if options.timestamps { output.writeString(RFC3339Time.format(nanoseconds: record.time) + " ") }
                 output.writeSubstring(record.message)
                 if record.isFullLine { output.writeInteger(UInt8(ascii: "\n")) }

@@ -68,6 +68,46 @@ extension EdgedStreamServer {
         stream.finish()
     }
 
+    /// An attach session: what the running container writes from now on, as stdout and stderr
+    /// records, until it ends (then a `Success` status) or the cloud leaves. The process runtime
+    /// gives containers no stdin, so an attach asking for it is refused.
+    func serveAttach(_ request: NodeStreamRequest, on stream: ByteStream) async throws {
+        let (pod, container): (Kube.Pod, String)
+        switch await locate(request) {
+        case .failure(let refusal): return try await refuse(stream, refusal.reply)
+        case .success(let found): (pod, container) = found
+        }
+        let runtime = edged.runtime
+        let attempts = await runtime.containers(ofPod: PodWorker.podID(pod)).filter { $0.name == container }
+        guard let newest = attempts.max(by: { $0.attempt < $1.attempt }), case .running = await runtime.state(of: newest) else {
+            return try await refuse(stream, NodeStreamReply(code: 400, reason: "BadRequest",
+                                                            message: "container \"\(container)\" in pod \"\(request.pod)\" is not running"))
+        }
+        if request.stdin {
+            return try await refuse(stream, NodeStreamReply(code: 400, reason: "BadRequest",
+                                                            message: "container \"\(container)\" in pod \"\(request.pod)\" takes no stdin: this node's runtime starts containers with stdin closed"))
+        }
+        counters.withLock { $0.attaches += 1 }
+        try await stream.write(ByteBuffer(bytes: NodeStreamReply.ok.framed))
+        var options = NodeStreamRequest.LogOptions()
+        options.follow = true
+        options.tailLines = 0
+        var streamer = ContainerLogStreamer(
+            path: runtime.logPath(of: newest), options: options, now: 0,
+            isRunning: { if case .running = await runtime.state(of: newest) { true } else { false } })
+        streamer.asStreamRecords = true
+        let follower = streamer
+        try await untilPeerLeaves(stream) {
+            try await follower.stream { try await stream.write($0) }
+            var record = ByteBuffer()
+            let status = Self.status(exitCode: 0, command: []).serializedBytes
+            record.writeBytes(NodeStreamRecords.head(channel: NodeStreamRecords.status, length: status.count))
+            record.writeBytes(status)
+            try await stream.write(record)
+        }
+        stream.finish()
+    }
+
     /// The `metav1.Status` kubelet reports for a command's exit.
     static func status(exitCode: Int32, command: [String]) -> JSONValue {
         guard exitCode != 0 else {

@@ -18,6 +18,7 @@ public final class EdgedStreamServer: Service, Sendable {
     public struct Counters: Sendable, Hashable {
         public var logs = 0
         public var execs = 0
+        public var attaches = 0
         public var refused = 0
         public var failed = 0
     }
@@ -55,6 +56,7 @@ public final class EdgedStreamServer: Service, Sendable {
             switch request.kind {
             case .log: try await serveLog(request, on: stream)
             case .exec: try await serveExec(request, on: stream)
+            case .attach: try await serveAttach(request, on: stream)
             default:
                 try await refuse(stream, NodeStreamReply(code: 501, reason: "NotImplemented", message: "\(request.kind.rawValue) is not served by this node yet"))
             }
@@ -135,15 +137,16 @@ public final class EdgedStreamServer: Service, Sendable {
 
     /// Runs `body`, cancelling it when the cloud resets the stream or finishes its direction
     /// (the client went away).
-    private func untilPeerLeaves(_ stream: ByteStream, _ body: @escaping @Sendable () async throws -> Void) async throws {
+    func untilPeerLeaves(_ stream: ByteStream, _ body: @escaping @Sendable () async throws -> Void) async throws {
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 try await body()
                 return true
             }
             group.addTask {
-                // The cloud writes nothing on a log stream: a read returns only when it leaves.
-                _ = try? await stream.read()
+                // What the cloud sends here is ignored (a log stream carries nothing from it;
+                // an attach without stdin only window sizes): its end means it left.
+                while (try? await stream.read()) != nil {}
                 return false
             }
             _ = try await group.next()
