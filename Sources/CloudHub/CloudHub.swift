@@ -169,7 +169,12 @@ public final class CloudHub: Service, Sendable {
     public var statistics: CloudHubCounters {
         var snapshot = counters.withLock { $0 }
         snapshot.droppedEvents = eventSink.droppedCount
-        snapshot.channelProtocolErrors = sessions.withLock { $0.values.reduce(0) { $0 + $1.channel.counters.protocolErrors } }
+        let channels = sessions.withLock { $0.values.map(\.channel.counters) }
+        snapshot.channelProtocolErrors = channels.reduce(0) { $0 + $1.protocolErrors }
+        snapshot.streamsOpened = channels.reduce(0) { $0 + $1.streamsOpened }
+        snapshot.streamsRefused = channels.reduce(0) { $0 + $1.streamsRefused }
+        snapshot.streamsReset = channels.reduce(0) { $0 + $1.streamsReset }
+        snapshot.streamViolations = channels.reduce(0) { $0 + $1.streamViolations }
         let (webSocket, quic, https) = running.withLock { ($0?.webSocket?.counters, $0?.quic?.counters, $0?.https?.counters) }
         if let webSocket {
             snapshot.webSocketRefusedOverLimit = webSocket.refusedOverLimit

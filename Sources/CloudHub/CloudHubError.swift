@@ -38,6 +38,14 @@ public struct CloudHubCounters: Sendable, Equatable {
     /// the length limit, a lane beyond the lane count, more than its credit) or fell silent past
     /// the dead-peer timeout, summed over the nodes the hub holds.
     public var channelProtocolErrors = 0
+    /// Byte streams (logs, exec, attach) opened to the nodes, over their channels' lives.
+    public var streamsOpened = 0
+    /// Streams a node opened beyond the per-node limit (`maxConcurrentStreams`), refused.
+    public var streamsRefused = 0
+    /// Streams reset, by either side or by a lost connection.
+    public var streamsReset = 0
+    /// Streams reset because a node sent beyond a stream's window or after its FIN.
+    public var streamViolations = 0
 
     /// WebSocket connections closed on accept: `maxConnections` reached.
     public var webSocketRefusedOverLimit = 0

@@ -61,6 +61,7 @@ final class CloudCoreServer: Service, Sendable {
             .init(module: "devicecontroller", counters: { [self] in running.withLock { $0?.deviceController?.statistics } }, gauges: { [:] }),
             .init(module: "synccontroller", counters: { [self] in running.withLock { $0?.syncController?.statistics } }, gauges: { [:] }),
             .init(module: "router", counters: { [self] in counters.withLock { $0 } }, gauges: { [:] }),
+            .init(module: "apiserver_streams", counters: { [self] in apiServer?.server.podStreamStatistics }, gauges: { [:] }),
         ]
     }
 
