@@ -20,7 +20,7 @@ extension APIServer {
         if let limit = options.limitBytes, limit < 1 { causes.append("limitBytes: Invalid value: \(limit): must be greater than 0") }
         if let since = options.sinceSeconds, since < 1 { causes.append("sinceSeconds: Invalid value: \(since): must be greater than 0") }
         if options.sinceSeconds != nil, options.sinceTime != nil { causes.append("sinceSeconds: Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified") }
-        if let time = options.sinceTime, RFC3339TimeCheck.isValid(time) == false {
+        if let time = options.sinceTime, RFC3339Time.nanoseconds(time) == nil {
             throw APIError.badRequest("parsing time \"\(time)\" as \"2006-01-02T15:04:05Z07:00\": cannot parse")
         }
         guard causes.isEmpty else {
@@ -109,14 +109,6 @@ extension APIServer {
         guard let text = query[name] else { return nil }
         guard let value = Int(text) else { throw APIError.badRequest("strconv.ParseInt: parsing \"\(text)\": invalid syntax") }
         return value
-    }
-}
-
-/// Whether a `sinceTime` parses as RFC 3339.
-enum RFC3339TimeCheck {
-    static func isValid(_ text: String) -> Bool {
-        let pattern = #/^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/#
-        return text.wholeMatch(of: pattern) != nil
     }
 }
 
