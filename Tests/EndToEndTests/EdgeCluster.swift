@@ -21,8 +21,9 @@ final class EdgeCluster: @unchecked Sendable {
 
     /// A started edgecore joined as `name`, asking for `labels` at registration.
     /// `edged` adds settings to `modules.edged` (`containerLogMaxSize: 1Ki`, say).
-    func addEdge(_ name: String, labels: [String: String] = [:], edged: String = "") async throws -> EdgeCoreProcess {
-        let edge = try EdgeCoreProcess(name: name, directory: directory + "/" + name, cloud: cloud, broker: broker, labels: labels, edged: edged)
+    /// `quic: false` keeps the edge on the WebSocket backend.
+    func addEdge(_ name: String, labels: [String: String] = [:], edged: String = "", quic: Bool = true) async throws -> EdgeCoreProcess {
+        let edge = try EdgeCoreProcess(name: name, directory: directory + "/" + name, cloud: cloud, broker: broker, labels: labels, edged: edged, quic: quic)
         edges.append(edge)
         try await edge.start()
         return edge
@@ -280,7 +281,7 @@ final class EdgeCoreProcess: @unchecked Sendable {
     /// cloud at `cloudHost` and serves MetaServer and metrics on `localAddress`, its address
     /// there (MetaServer on every address, loopback included).
     init(name: String, directory: String, cloud: CloudCoreProcess, broker: MosquittoBroker, cloudHost: String = "127.0.0.1",
-         namespace: String? = nil, localAddress: String = "127.0.0.1", labels: [String: String] = [:], edged: String = "") throws {
+         namespace: String? = nil, localAddress: String = "127.0.0.1", labels: [String: String] = [:], edged: String = "", quic: Bool = true) throws {
         self.name = name
         self.directory = directory
         self.localAddress = localAddress
@@ -296,7 +297,7 @@ final class EdgeCoreProcess: @unchecked Sendable {
           edgeHub:
             heartbeat: 1
             httpServer: https://\(cloudHost):\(httpsPort)
-            quic: {server: "\(cloudHost):\(quicPort)"}
+            quic: {server: "\(cloudHost):\(quicPort)", enable: \(quic)}
             websocket: {server: "\(cloudHost):\(webSocketPort)"}
             token: \(token)
             certificatesDirectory: \(directory)/certs

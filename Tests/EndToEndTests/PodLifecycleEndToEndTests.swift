@@ -32,11 +32,13 @@ import TestSupport
         return result?.status != 0 && result?.output.contains(#"pods "\#(pod)" not found"#) == true
     }
 
-    /// What the pod's container printed at the edge.
+    /// What the pod's container printed at the edge (the text of its CRI-format log records).
     static func printed(by pod: String, on edge: EdgeCoreProcess) -> String {
         let root = edge.directory + "/edged"
         let logs = (try? FileManager.default.subpathsOfDirectory(atPath: root))?.filter { $0.hasSuffix(".log") } ?? []
-        return logs.compactMap { try? String(contentsOfFile: root + "/" + $0, encoding: .utf8) }.filter { $0.contains("token=") }.joined()
+        return logs.compactMap { try? String(contentsOfFile: root + "/" + $0, encoding: .utf8) }.filter { $0.contains("token=") }
+            .map { log in log.split(separator: "\n").map { $0.split(separator: " ", maxSplits: 3).last.map(String.init) ?? "" }.joined(separator: "\n") + "\n" }
+            .joined()
     }
 
     /// kubectl as the bearer of `token` (against the same server, trusting the same CA).
