@@ -65,6 +65,9 @@ public struct CloudHubConfiguration: Sendable {
         self.advertiseAddresses = advertiseAddresses
         self.nodeLimit = nodeLimit
         self.channel = channel
+        // Only the cloud opens streams (logs, exec, attach): one a node opens is refused at once
+        // rather than buffered unread in cloudcore.
+        self.channel.acceptsPeerStreams = false
         self.webSocketPath = webSocketPath
         self.maxConnections = maxConnections
         self.maxHandshakes = maxHandshakes

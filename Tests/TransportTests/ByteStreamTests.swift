@@ -126,6 +126,27 @@ import Testing
         await pair.shutdown()
     }
 
+    @Test(arguments: [Backend.local, .webSocket])
+    func aSideThatServesNoStreamsRefusesThemAtOnce(backend: Backend) async throws {
+        let pair = try await ChannelPair(backend: backend) { configuration in
+            if configuration.localNodeID == "cloud" { configuration.acceptsPeerStreams = false }
+        }
+        try await pair.connect()
+        let stream = try pair.edge.openStream(header: Self.header("unwanted"))
+        // Data sent before the refusal arrives is dropped, not held.
+        try? await stream.write(ByteBuffer(repeating: 9, count: 1000))
+        do {
+            _ = try await stream.read()
+            Issue.record("a refused stream was served")
+        } catch TransportError.streamReset(let reset) {
+            #expect(reset.code == .refused)
+            #expect(reset.reason.contains("serves no streams"), "\(reset.reason)")
+        }
+        #expect(pair.cloud.counters.streamsRefused == 1)
+        #expect(await eventually { pair.cloud.streamStatistics == (0, 0) && pair.edge.streamStatistics.open == 0 })
+        await pair.shutdown()
+    }
+
     @Test func aCancelledReaderOrWriterLeavesTheStreamUsable() async throws {
         let pair = try await ChannelPair(backend: .local) { $0.streamWindow = 16 << 10; $0.streamSendBuffer = 16 << 10 }
         try await pair.connect()

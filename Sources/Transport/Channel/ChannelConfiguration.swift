@@ -51,6 +51,10 @@ public struct ChannelConfiguration: Sendable {
     /// Byte streams open at once in each direction (those the peer opens beyond it are reset as
     /// refused). Default 256.
     public var maxConcurrentStreams: Int = 256
+    /// Whether this side serves streams the peer opens. A side that serves none (the cloud: only
+    /// it opens streams, to the nodes) refuses each at once, so that nothing the peer sends on
+    /// them is held. Default `true`.
+    public var acceptsPeerStreams = true
     /// The event loop whose clock runs the request timeouts and the keepalive (PING after
     /// ``keepaliveInterval`` idle, close after ``deadPeerTimeout`` silent). Default `nil`: NIO's
     /// shared loops for request timeouts and the connection's own loop for the keepalive. A test

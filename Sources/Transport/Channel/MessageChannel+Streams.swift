@@ -203,6 +203,10 @@ extension MessageChannel {
                 return refuse(GoAway(code: .protocolError, reason: "STREAM_OPEN \(open.stream): not a new stream number of the peer"), state: &state, actions: &actions)
             }
             state.streams.highestPeer = open.stream
+            guard configuration.acceptsPeerStreams else {
+                state.counters.streamsRefused += 1
+                return sendReset(open.stream, code: .refused, reason: "\(configuration.localNodeID) serves no streams opened by its peer", state: &state, actions: &actions)
+            }
             guard state.streams.livePeer < configuration.maxConcurrentStreams else {
                 state.counters.streamsRefused += 1
                 return sendReset(
